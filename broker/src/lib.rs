@@ -1,1 +1,19 @@
-//! riptide-broker
+//! riptide's reference stateless broker: the Kafka wire protocol in front of
+//! partition logs that live entirely in object storage.
+//!
+//! The broker knows nothing of the simulator. It is handed its seams: an
+//! object store (`Arc<dyn ObjectStore>`), a clock ([`env::Clock`]), a seed
+//! for the ids it makes, and a [`net::Listener`].
+
+pub mod api;
+pub mod batch;
+pub mod broker;
+pub mod cluster;
+pub mod config;
+pub mod env;
+pub mod net;
+pub mod server;
+pub mod storage;
+
+pub use broker::Broker;
+pub use config::BrokerConfig;

@@ -1,1 +1,17 @@
-//! riptide-workloads
+//! riptide-workloads: the instrumented Kafka client (and, later, the workload generators).
+//!
+//! The client runs unchanged in simulation and over real TCP: it reaches the network only through
+//! [`net::Connector`], reads time only through `tokio::time`, and draws randomness only from a
+//! seeded generator.
+
+pub mod client;
+pub mod codec;
+pub mod connection;
+pub mod error;
+pub mod net;
+
+pub use client::{Client, ClientConfig, Clock, FetchResult, OffsetSpec, ProduceAck, ProduceRetry};
+pub use codec::FetchedRecord;
+pub use connection::{Connection, ConnectionOptions};
+pub use error::ClientError;
+pub use net::{Connector, TcpConnector};

@@ -1,0 +1,529 @@
+//! One handler per Kafka API. Handlers turn every failure into a Kafka error
+//! code; only an undecodable request closes the connection.
+
+use crate::batch::{self, BatchError};
+use crate::broker::Broker;
+use crate::server::{encode_response, SUPPORTED};
+use crate::storage::catalog::{valid_topic_name, TopicMeta};
+use crate::storage::log::LogError;
+use bytes::{Bytes, BytesMut};
+use futures::future::BoxFuture;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::ResponseError;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What a request produces: a response now, one later, or none (acks=0).
+pub enum Reply {
+    Now(Option<BytesMut>),
+    Later(BoxFuture<'static, Option<BytesMut>>),
+}
+
+const NO_AUTH_OPS: i32 = i32::MIN;
+
+fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+fn log_error_code(e: &LogError) -> i16 {
+    match e {
+        LogError::Fenced => code(ResponseError::NotLeaderOrFollower),
+        LogError::Store(_) => code(ResponseError::KafkaStorageError),
+        LogError::Corrupt(msg) => {
+            tracing::error!(error = %msg, "log is corrupt");
+            code(ResponseError::UnknownServerError)
+        }
+    }
+}
+
+fn batch_error_code(e: &BatchError) -> i16 {
+    match e {
+        BatchError::Magic(_) => code(ResponseError::UnsupportedForMessageFormat),
+        BatchError::Compression(_) => code(ResponseError::UnsupportedCompressionType),
+        BatchError::Invalid(_) => code(ResponseError::InvalidRecord),
+        BatchError::Truncated | BatchError::Crc => code(ResponseError::CorruptMessage),
+    }
+}
+
+fn topic_name(s: &str) -> TopicName {
+    TopicName(StrBytes::from_string(s.to_string()))
+}
+
+pub async fn handle(
+    b: Arc<Broker>,
+    key: ApiKey,
+    header: RequestHeader,
+    mut body: Bytes,
+) -> anyhow::Result<Reply> {
+    let v = header.request_api_version;
+    let corr = header.correlation_id;
+    let now = |frame: BytesMut| Ok(Reply::Now(Some(frame)));
+    match key {
+        ApiKey::ApiVersions => {
+            ApiVersionsRequest::decode(&mut body, v)?;
+            now(encode_response(corr, v, &api_versions()))
+        }
+        ApiKey::Metadata => {
+            let req = MetadataRequest::decode(&mut body, v)?;
+            now(encode_response(corr, v, &metadata(&b, req, v).await))
+        }
+        ApiKey::CreateTopics => {
+            let req = CreateTopicsRequest::decode(&mut body, v)?;
+            now(encode_response(corr, v, &create_topics(&b, req).await))
+        }
+        ApiKey::DeleteTopics => {
+            let req = DeleteTopicsRequest::decode(&mut body, v)?;
+            now(encode_response(corr, v, &delete_topics(&b, req).await))
+        }
+        ApiKey::ListOffsets => {
+            let req = ListOffsetsRequest::decode(&mut body, v)?;
+            now(encode_response(corr, v, &list_offsets(&b, req).await))
+        }
+        ApiKey::Produce => {
+            let req = ProduceRequest::decode(&mut body, v)?;
+            Ok(produce(b, req, corr, v).await)
+        }
+        ApiKey::Fetch => {
+            let req = FetchRequest::decode(&mut body, v)?;
+            Ok(Reply::Later(Box::pin(async move {
+                Some(encode_response(corr, v, &fetch(&b, &req).await))
+            })))
+        }
+        other => anyhow::bail!("{other:?} is not served"),
+    }
+}
+
+pub fn api_versions() -> ApiVersionsResponse {
+    let mut r = ApiVersionsResponse::default();
+    r.api_keys = SUPPORTED
+        .iter()
+        .map(|(k, lo, hi)| {
+            ApiVersion::default()
+                .with_api_key(*k as i16)
+                .with_min_version(*lo)
+                .with_max_version(*hi)
+        })
+        .collect();
+    r
+}
+
+/// The topic, or the error code that stands for its absence.
+async fn lookup(b: &Broker, name: &str, partition: Option<i32>) -> Result<TopicMeta, i16> {
+    match b.catalog.get(name).await {
+        Ok(Some(t)) if partition.is_none_or(|p| p >= 0 && p < t.partitions) => Ok(t),
+        Ok(_) => Err(code(ResponseError::UnknownTopicOrPartition)),
+        Err(e) => {
+            tracing::warn!(topic = %name, error = %e, "topic lookup failed");
+            Err(code(ResponseError::KafkaStorageError))
+        }
+    }
+}
+
+async fn metadata(b: &Broker, req: MetadataRequest, v: i16) -> MetadataResponse {
+    let members = b.cluster.members();
+    let mut r = MetadataResponse::default();
+    r.brokers = members
+        .iter()
+        .map(|m| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(m.node_id))
+                .with_host(StrBytes::from_string(m.host.clone()))
+                .with_port(m.port)
+                .with_rack(Some(StrBytes::from_string(m.zone.clone())))
+        })
+        .collect();
+    r.cluster_id = Some(StrBytes::from_static_str("riptide"));
+    r.controller_id = BrokerId(members.first().map(|m| m.node_id).unwrap_or(-1));
+    r.cluster_authorized_operations = NO_AUTH_OPS;
+    let auto_create = b.cfg.auto_create_topics && (v < 4 || req.allow_auto_topic_creation);
+    let names: Vec<String> = match req.topics {
+        None => b.catalog.all().into_iter().map(|t| t.name).collect(),
+        Some(t) if t.is_empty() && v == 0 => b.catalog.all().into_iter().map(|t| t.name).collect(),
+        Some(t) => t
+            .into_iter()
+            .map(|t| t.name.map(|n| n.0.to_string()).unwrap_or_default())
+            .collect(),
+    };
+    for name in names {
+        let mut topic = MetadataResponseTopic::default()
+            .with_name(Some(topic_name(&name)))
+            .with_topic_authorized_operations(NO_AUTH_OPS);
+        if !valid_topic_name(&name) {
+            topic.error_code = code(ResponseError::InvalidTopicException);
+            r.topics.push(topic);
+            continue;
+        }
+        let meta = match b.catalog.get(&name).await {
+            Ok(Some(t)) => Ok(t),
+            Ok(None) if auto_create => b
+                .catalog
+                .create(&name, b.cfg.default_partitions)
+                .await
+                .map(|(t, created)| {
+                    if created {
+                        tracing::info!(topic = %name, partitions = t.partitions, "auto-created topic");
+                    }
+                    t
+                })
+                .map_err(|e| {
+                    tracing::warn!(topic = %name, error = %e, "auto-create failed");
+                    code(ResponseError::LeaderNotAvailable)
+                }),
+            Ok(None) => Err(code(ResponseError::UnknownTopicOrPartition)),
+            Err(e) => {
+                tracing::warn!(topic = %name, error = %e, "topic lookup failed");
+                Err(code(ResponseError::LeaderNotAvailable))
+            }
+        };
+        match meta {
+            Ok(t) => {
+                topic.topic_id = t.uuid();
+                topic.partitions = (0..t.partitions)
+                    .map(|p| {
+                        let leader = b.cluster.owner(&t.name, p).unwrap_or(-1);
+                        MetadataResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_leader_id(BrokerId(leader))
+                            .with_leader_epoch(-1)
+                            .with_replica_nodes(vec![BrokerId(leader)])
+                            .with_isr_nodes(vec![BrokerId(leader)])
+                    })
+                    .collect();
+            }
+            Err(c) => topic.error_code = c,
+        }
+        r.topics.push(topic);
+    }
+    r
+}
+
+async fn create_topics(b: &Broker, req: CreateTopicsRequest) -> CreateTopicsResponse {
+    let mut r = CreateTopicsResponse::default();
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let mut res = CreatableTopicResult::default()
+            .with_name(t.name.clone())
+            .with_replication_factor(1);
+        let partitions = if t.num_partitions == -1 {
+            b.cfg.default_partitions
+        } else {
+            t.num_partitions
+        };
+        if !valid_topic_name(&name) {
+            res.error_code = code(ResponseError::InvalidTopicException);
+        } else if partitions <= 0 || partitions > 10_000 {
+            res.error_code = code(ResponseError::InvalidPartitions);
+        } else if req.validate_only {
+            res.num_partitions = partitions;
+        } else {
+            match b.catalog.create(&name, partitions).await {
+                Ok((meta, true)) => {
+                    tracing::info!(topic = %name, partitions, "created topic");
+                    res.topic_id = meta.uuid();
+                    res.num_partitions = meta.partitions;
+                }
+                Ok((meta, false)) => {
+                    res.error_code = code(ResponseError::TopicAlreadyExists);
+                    res.error_message = Some(StrBytes::from_string(format!(
+                        "Topic '{name}' already exists."
+                    )));
+                    res.topic_id = meta.uuid();
+                    res.num_partitions = meta.partitions;
+                }
+                Err(e) => {
+                    tracing::warn!(topic = %name, error = %e, "create failed");
+                    res.error_code = code(ResponseError::KafkaStorageError);
+                }
+            }
+        }
+        r.topics.push(res);
+    }
+    r
+}
+
+async fn delete_topics(b: &Broker, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
+    let mut r = DeleteTopicsResponse::default();
+    for name in req.topic_names {
+        let mut res = DeletableTopicResult::default().with_name(Some(name.clone()));
+        match b.delete_topic(name.0.as_str()).await {
+            Ok(Some(meta)) => {
+                tracing::info!(topic = %meta.name, "deleted topic");
+                res.topic_id = meta.uuid();
+            }
+            Ok(None) => res.error_code = code(ResponseError::UnknownTopicOrPartition),
+            Err(e) => {
+                tracing::warn!(topic = %name.0.as_str(), error = %e, "delete failed");
+                res.error_code = code(ResponseError::KafkaStorageError);
+            }
+        }
+        r.responses.push(res);
+    }
+    r
+}
+
+async fn list_offsets(b: &Broker, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let mut r = ListOffsetsResponse::default();
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let mut tr = ListOffsetsTopicResponse::default().with_name(t.name.clone());
+        for p in t.partitions {
+            let mut pr = ListOffsetsPartitionResponse::default()
+                .with_partition_index(p.partition_index)
+                .with_timestamp(-1)
+                .with_offset(-1)
+                .with_leader_epoch(-1);
+            match offset_for(b, &name, p.partition_index, p.timestamp).await {
+                Ok(Some((offset, ts))) => {
+                    pr.offset = offset;
+                    pr.timestamp = ts;
+                }
+                Ok(None) => {}
+                Err(c) => pr.error_code = c,
+            }
+            tr.partitions.push(pr);
+        }
+        r.topics.push(tr);
+    }
+    r
+}
+
+/// Kafka's special timestamps: -1 latest, -2 earliest, -3 max timestamp.
+async fn offset_for(
+    b: &Broker,
+    topic: &str,
+    partition: i32,
+    ts: i64,
+) -> Result<Option<(i64, i64)>, i16> {
+    let meta = lookup(b, topic, Some(partition)).await?;
+    let log = b
+        .log(&meta, partition)
+        .await
+        .map_err(|e| log_error_code(&e))?;
+    let found = match ts {
+        -1 => Ok(Some((log.high_watermark(), -1))),
+        -2 => Ok(Some((0, -1))),
+        -3 => log.max_timestamp().await,
+        t if t >= 0 => log.offset_for_timestamp(t).await,
+        _ => return Err(code(ResponseError::InvalidRequest)),
+    };
+    found.map_err(|e| log_error_code(&e))
+}
+
+type Waiting = tokio::sync::oneshot::Receiver<Result<i64, LogError>>;
+
+async fn produce(b: Arc<Broker>, req: ProduceRequest, corr: i32, v: i16) -> Reply {
+    let acks = req.acks;
+    // Started in order here; awaited below.
+    let mut started: Vec<(TopicName, Vec<(i32, Result<Waiting, i16>)>)> = Vec::new();
+    for t in req.topic_data {
+        let name = t.name.0.to_string();
+        let mut parts = Vec::new();
+        for p in t.partition_data {
+            let outcome = if req.transactional_id.is_some() {
+                Err(code(ResponseError::TransactionalIdAuthorizationFailed))
+            } else if !matches!(acks, -1..=1) {
+                Err(code(ResponseError::InvalidRequiredAcks))
+            } else {
+                start_append(&b, &name, p.index, p.records).await
+            };
+            if let Err(c) = outcome {
+                tracing::debug!(topic = %name, partition = p.index, code = c, "produce refused");
+            }
+            parts.push((p.index, outcome));
+        }
+        started.push((t.name, parts));
+    }
+    if acks == 0 {
+        return Reply::Now(None);
+    }
+    let timeout = Duration::from_millis(req.timeout_ms.max(100) as u64);
+    Reply::Later(Box::pin(async move {
+        let mut r = ProduceResponse::default();
+        for (name, parts) in started {
+            let mut tr = TopicProduceResponse::default().with_name(name);
+            for (index, outcome) in parts {
+                let mut pr = PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_base_offset(-1)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(0);
+                let result = match outcome {
+                    Err(c) => Err(c),
+                    Ok(rx) => match tokio::time::timeout(timeout, rx).await {
+                        Ok(Ok(Ok(base))) => Ok(base),
+                        Ok(Ok(Err(e))) => Err(log_error_code(&e)),
+                        Ok(Err(_)) => Err(code(ResponseError::UnknownServerError)),
+                        Err(_) => Err(code(ResponseError::RequestTimedOut)),
+                    },
+                };
+                match result {
+                    Ok(base) => pr.base_offset = base,
+                    Err(c) => pr.error_code = c,
+                }
+                tr.partition_responses.push(pr);
+            }
+            r.responses.push(tr);
+        }
+        Some(encode_response(corr, v, &r))
+    }))
+}
+
+async fn start_append(
+    b: &Arc<Broker>,
+    topic: &str,
+    partition: i32,
+    records: Option<Bytes>,
+) -> Result<Waiting, i16> {
+    let meta = lookup(b, topic, Some(partition)).await?;
+    let records = records.ok_or(code(ResponseError::CorruptMessage))?;
+    let batches = batch::validate(&records).map_err(|e| {
+        tracing::info!(topic, partition, error = %e, "rejected record batch");
+        batch_error_code(&e)
+    })?;
+    if batches
+        .iter()
+        .any(|(h, _)| h.is_transactional() || h.is_control())
+    {
+        return Err(code(ResponseError::InvalidRecord));
+    }
+    let log = b
+        .log(&meta, partition)
+        .await
+        .map_err(|e| log_error_code(&e))?;
+    Ok(log.append(batches))
+}
+
+async fn fetch(b: &Broker, req: &FetchRequest) -> FetchResponse {
+    let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let deadline = tokio::time::Instant::now() + max_wait;
+    loop {
+        // Registered before reading, so an append in between still wakes us.
+        let appended = b.appended.notified();
+        tokio::pin!(appended);
+        appended.as_mut().enable();
+        let (resp, bytes, errors) = fetch_once(b, req).await;
+        if errors
+            || bytes >= req.min_bytes.max(1) as usize
+            || tokio::time::Instant::now() >= deadline
+        {
+            return resp;
+        }
+        if tokio::time::timeout_at(deadline, appended).await.is_err() {
+            return fetch_once(b, req).await.0;
+        }
+    }
+}
+
+/// One pass over the requested partitions: the response, its record bytes,
+/// and whether any partition had an error.
+async fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bool) {
+    let mut r = FetchResponse::default();
+    let mut total = 0usize;
+    let mut errors = false;
+    let max_total = req.max_bytes.max(1) as usize;
+    for t in &req.topics {
+        let name = t.topic.0.to_string();
+        let mut tr = FetchableTopicResponse::default().with_topic(t.topic.clone());
+        for p in &t.partitions {
+            let mut pd = PartitionData::default()
+                .with_partition_index(p.partition)
+                .with_high_watermark(-1)
+                .with_last_stable_offset(-1)
+                .with_log_start_offset(-1)
+                .with_preferred_read_replica(BrokerId(-1))
+                .with_records(Some(Bytes::new()));
+            if req.isolation_level == 1 {
+                pd.aborted_transactions = Some(vec![]);
+            }
+            let budget =
+                (p.partition_max_bytes.max(1) as usize).min(max_total.saturating_sub(total));
+            match fetch_partition(
+                b,
+                &name,
+                p.partition,
+                p.fetch_offset,
+                budget.max(1),
+                total == 0,
+            )
+            .await
+            {
+                Ok((hwm, records)) => {
+                    total += records.len();
+                    pd.high_watermark = hwm;
+                    pd.last_stable_offset = hwm;
+                    pd.log_start_offset = 0;
+                    pd.records = Some(records);
+                }
+                Err(c) => {
+                    errors = true;
+                    pd.error_code = c;
+                }
+            }
+            tr.partitions.push(pd);
+        }
+        r.responses.push(tr);
+    }
+    (r, total, errors)
+}
+
+async fn fetch_partition(
+    b: &Broker,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    budget: usize,
+    first: bool,
+) -> Result<(i64, Bytes), i16> {
+    let meta = lookup(b, topic, Some(partition)).await?;
+    let log = b
+        .log(&meta, partition)
+        .await
+        .map_err(|e| log_error_code(&e))?;
+    let hwm = log.high_watermark();
+    if offset < 0 || offset > hwm {
+        return Err(code(ResponseError::OffsetOutOfRange));
+    }
+    if offset == hwm || (!first && budget <= 1) {
+        return Ok((hwm, Bytes::new()));
+    }
+    let records = log
+        .read(offset, budget)
+        .await
+        .map_err(|e| log_error_code(&e))?;
+    Ok((hwm, records))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_are_within_what_the_codec_decodes() {
+        use kafka_protocol::protocol::Message;
+        let ranges = [
+            (ApiKey::Produce, ProduceRequest::VERSIONS),
+            (ApiKey::Fetch, FetchRequest::VERSIONS),
+            (ApiKey::ListOffsets, ListOffsetsRequest::VERSIONS),
+            (ApiKey::Metadata, MetadataRequest::VERSIONS),
+            (ApiKey::ApiVersions, ApiVersionsRequest::VERSIONS),
+            (ApiKey::CreateTopics, CreateTopicsRequest::VERSIONS),
+            (ApiKey::DeleteTopics, DeleteTopicsRequest::VERSIONS),
+        ];
+        for (key, lo, hi) in SUPPORTED {
+            let (_, range) = ranges.iter().find(|(k, _)| k == key).unwrap();
+            assert!(*lo >= range.min && *hi <= range.max, "{key:?}");
+        }
+    }
+}

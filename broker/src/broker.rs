@@ -1,0 +1,187 @@
+//! The broker: its seams, its caches of object-store state, and its
+//! background heartbeat.
+
+use crate::cluster::{Cluster, Member};
+use crate::config::BrokerConfig;
+use crate::env::{Clock, Ids};
+use crate::storage::catalog::{Catalog, TopicMeta};
+use crate::storage::log::{Cache, LogError, LogOptions, PartitionLog};
+use crate::storage::topic_log_prefix;
+use futures::StreamExt;
+use object_store::ObjectStore;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+pub struct Broker {
+    pub cfg: BrokerConfig,
+    pub store: Arc<dyn ObjectStore>,
+    pub clock: Arc<dyn Clock>,
+    pub catalog: Catalog,
+    pub cluster: Cluster,
+    /// Partitions this broker has opened, keyed by (topic id, partition).
+    logs: Mutex<BTreeMap<(String, i32), Arc<PartitionLog>>>,
+    log_options: LogOptions,
+    pub appended: Arc<Notify>,
+    shutdown: Notify,
+}
+
+impl Broker {
+    /// Builds a broker and joins the cluster: one heartbeat and one read of
+    /// the membership and topics before it serves anything.
+    pub async fn start(
+        cfg: BrokerConfig,
+        store: Arc<dyn ObjectStore>,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Arc<Broker>> {
+        let ids = Arc::new(Ids::new(cfg.seed));
+        let me = Member {
+            node_id: cfg.node_id,
+            zone: cfg.zone.clone(),
+            host: cfg.advertised_host.clone(),
+            port: cfg.advertised_port,
+            incarnation: ids.next_u64(),
+            time_ms: clock.now_ms(),
+        };
+        let appended = Arc::new(Notify::new());
+        let broker = Arc::new(Broker {
+            catalog: Catalog::new(store.clone(), clock.clone(), ids.clone()),
+            cluster: Cluster::new(store.clone(), me),
+            logs: Mutex::new(BTreeMap::new()),
+            log_options: LogOptions {
+                node_id: cfg.node_id,
+                store: store.clone(),
+                ids,
+                cache: Arc::new(Cache::new(cfg.cache_bytes)),
+                appended: appended.clone(),
+                max_commit_bytes: cfg.max_commit_bytes,
+            },
+            appended,
+            shutdown: Notify::new(),
+            cfg,
+            store,
+            clock,
+        });
+        broker.tick().await?;
+        let b = broker.clone();
+        tokio::spawn(async move { b.heartbeat_loop().await });
+        Ok(broker)
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>) {
+        let mut interval = tokio::time::interval(self.cfg.heartbeat_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = self.shutdown.notified() => return,
+            }
+            if let Err(e) = self.tick().await {
+                tracing::warn!(error = %e, "heartbeat failed");
+            }
+        }
+    }
+
+    /// One heartbeat: publish ours, re-read membership and topics, and let go
+    /// of partitions we no longer own.
+    async fn tick(&self) -> anyhow::Result<()> {
+        self.cluster.heartbeat(self.clock.now_ms()).await?;
+        let timeout = self.cfg.session_timeout.as_millis() as i64;
+        if self.cluster.refresh(self.clock.now_ms(), timeout).await? {
+            let nodes: Vec<i32> = self.cluster.members().iter().map(|m| m.node_id).collect();
+            tracing::info!(?nodes, "membership changed");
+        }
+        for gone in self.catalog.refresh().await? {
+            tracing::info!(topic = %gone.name, "topic deleted elsewhere");
+            self.forget_topic(&gone.id);
+        }
+        self.release_unowned();
+        Ok(())
+    }
+
+    fn release_unowned(&self) {
+        let topics: BTreeMap<String, String> = self
+            .catalog
+            .all()
+            .into_iter()
+            .map(|t| (t.id, t.name))
+            .collect();
+        let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        logs.retain(|(id, p), log| {
+            let keep = !log.is_closed()
+                && topics
+                    .get(id)
+                    .is_some_and(|name| self.cluster.owns(name, *p));
+            if !keep {
+                log.close();
+                tracing::info!(topic_id = %id, partition = p, "released partition");
+            }
+            keep
+        });
+    }
+
+    fn forget_topic(&self, topic_id: &str) {
+        let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+        logs.retain(|(id, _), log| {
+            if id == topic_id {
+                log.close();
+            }
+            id != topic_id
+        });
+    }
+
+    /// The open log of a partition this broker owns.
+    pub async fn log(
+        &self,
+        topic: &TopicMeta,
+        partition: i32,
+    ) -> Result<Arc<PartitionLog>, LogError> {
+        if !self.cluster.owns(&topic.name, partition) {
+            return Err(LogError::Fenced);
+        }
+        let log = {
+            let mut logs = self.logs.lock().unwrap_or_else(|e| e.into_inner());
+            let key = (topic.id.clone(), partition);
+            match logs.get(&key) {
+                Some(l) if !l.is_closed() => l.clone(),
+                _ => {
+                    let l = PartitionLog::new(&topic.id, partition, &self.log_options);
+                    logs.insert(key, l.clone());
+                    l
+                }
+            }
+        };
+        log.open().await?;
+        Ok(log)
+    }
+
+    /// Deletes a topic: its object first (clients stop seeing it), then its
+    /// log, best effort.
+    pub async fn delete_topic(&self, name: &str) -> object_store::Result<Option<TopicMeta>> {
+        let meta = self.catalog.delete(name).await?;
+        if let Some(m) = &meta {
+            self.forget_topic(&m.id);
+            let prefix = topic_log_prefix(&m.id);
+            let paths = self
+                .store
+                .list(Some(&prefix))
+                .map(|r| r.map(|m| m.location))
+                .boxed();
+            let mut deleted = self.store.delete_stream(paths);
+            while let Some(r) = deleted.next().await {
+                if let Err(e) = r {
+                    tracing::warn!(topic = %name, error = %e, "could not delete log object");
+                }
+            }
+        }
+        Ok(meta)
+    }
+
+    /// Leaves the cluster so others take over at once.
+    pub async fn shutdown(&self) {
+        self.shutdown.notify_waiters();
+        if let Err(e) = self.cluster.leave().await {
+            tracing::warn!(error = %e, "could not remove heartbeat");
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! Broker settings. Everything a broker needs besides its seams.
+
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub zone: String,
+    /// Host and port clients are told to connect to.
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    /// Partition count of topics created implicitly by Metadata.
+    pub default_partitions: i32,
+    pub auto_create_topics: bool,
+    /// Frames larger than this are refused and the connection closed.
+    pub max_request_bytes: usize,
+    /// How often a broker writes its heartbeat and re-reads the membership.
+    pub heartbeat_interval: Duration,
+    /// A broker whose heartbeat is older than this is considered gone.
+    pub session_timeout: Duration,
+    /// Upper bound on the bytes of one commit (many produce batches grouped).
+    pub max_commit_bytes: usize,
+    /// Bytes of commit objects kept in memory for fetches.
+    pub cache_bytes: usize,
+    /// Seed for ids this broker makes (incarnation, topic ids, write ids).
+    pub seed: u64,
+}
+
+impl BrokerConfig {
+    pub fn new(node_id: i32, host: impl Into<String>, port: i32) -> Self {
+        BrokerConfig {
+            node_id,
+            zone: "zone-a".into(),
+            advertised_host: host.into(),
+            advertised_port: port,
+            default_partitions: 1,
+            auto_create_topics: true,
+            max_request_bytes: 100 * 1024 * 1024,
+            heartbeat_interval: Duration::from_millis(500),
+            session_timeout: Duration::from_millis(3000),
+            max_commit_bytes: 8 * 1024 * 1024,
+            cache_bytes: 256 * 1024 * 1024,
+            seed: 0,
+        }
+    }
+}

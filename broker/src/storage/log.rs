@@ -1,0 +1,629 @@
+//! One partition's log: a chain of commit objects in object storage.
+//!
+//! Invariants (see `docs/storage.md`):
+//! - commit `seq` is written with create-if-absent and only once `seq - 1` is
+//!   known, so every reader sees the same chain; its base offset is the end of
+//!   `seq - 1`, so offsets are contiguous from 0 and never reused;
+//! - data and offsets are one object, so an acknowledged record is durable;
+//! - an owner first appends a fence (an empty commit with a higher epoch);
+//!   a writer that finds a higher epoch in the chain is fenced and stops.
+
+use super::commit::{self, CommitHeader};
+use super::{commit_path, commit_seq, log_prefix};
+use crate::batch::{self, BatchHeader};
+use crate::env::Ids;
+use bytes::{Bytes, BytesMut};
+use futures::{StreamExt, TryStreamExt};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+use tokio::sync::{oneshot, Notify};
+
+/// How long one object-store call may take before its outcome counts as unknown.
+const STORE_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Bytes read to get a commit header in one request (headers are ~200 bytes).
+const HEADER_PROBE: u64 = 512;
+
+#[derive(Debug, thiserror::Error, Clone)]
+pub enum LogError {
+    /// Another broker owns the partition now (it wrote a higher epoch).
+    #[error("fenced: another broker owns this partition")]
+    Fenced,
+    /// The object store failed or timed out; the outcome of a write is unknown.
+    #[error("object store: {0}")]
+    Store(String),
+    /// The chain in the store does not have the shape the invariants promise.
+    #[error("corrupt log: {0}")]
+    Corrupt(String),
+}
+
+impl From<object_store::Error> for LogError {
+    fn from(e: object_store::Error) -> Self {
+        LogError::Store(e.to_string())
+    }
+}
+
+/// A data commit, as the in-memory index knows it.
+#[derive(Debug, Clone, Copy)]
+pub struct CommitRef {
+    pub seq: u64,
+    pub base_offset: i64,
+    pub records: i64,
+    pub max_timestamp: i64,
+    pub data_len: u64,
+}
+
+impl CommitRef {
+    fn end(&self) -> i64 {
+        self.base_offset + self.records
+    }
+}
+
+/// What readers see; updated only after a commit is durable.
+#[derive(Default)]
+struct Index {
+    hwm: i64,
+    commits: Vec<CommitRef>,
+}
+
+/// The writer's view of the chain's tail.
+struct Writer {
+    epoch: u64,
+    next_seq: u64,
+    /// The last write's outcome is unknown: re-read the tail before writing.
+    unsure: bool,
+}
+
+struct Pending {
+    batches: Vec<(BatchHeader, Bytes)>,
+    records: i64,
+    bytes: usize,
+    done: oneshot::Sender<Result<i64, LogError>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    items: VecDeque<Pending>,
+    committer_running: bool,
+}
+
+/// Commit objects kept in memory. Only a cache: a miss reads the store.
+pub struct Cache {
+    inner: Mutex<CacheInner>,
+    capacity: usize,
+}
+
+#[derive(Default)]
+struct CacheInner {
+    map: BTreeMap<String, Bytes>,
+    order: VecDeque<String>,
+    bytes: usize,
+}
+
+impl Cache {
+    pub fn new(capacity: usize) -> Self {
+        Cache {
+            inner: Mutex::new(CacheInner::default()),
+            capacity,
+        }
+    }
+    fn get(&self, key: &str) -> Option<Bytes> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .get(key)
+            .cloned()
+    }
+    fn put(&self, key: String, value: Bytes) {
+        let mut c = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if value.len() > self.capacity || c.map.contains_key(&key) {
+            return;
+        }
+        c.bytes += value.len();
+        c.order.push_back(key.clone());
+        c.map.insert(key, value);
+        while c.bytes > self.capacity {
+            let Some(old) = c.order.pop_front() else {
+                break;
+            };
+            if let Some(v) = c.map.remove(&old) {
+                c.bytes -= v.len();
+            }
+        }
+    }
+}
+
+pub struct PartitionLog {
+    pub topic_id: String,
+    pub partition: i32,
+    node_id: i32,
+    store: Arc<dyn ObjectStore>,
+    ids: Arc<Ids>,
+    cache: Arc<Cache>,
+    /// Woken after every commit, so long-polling fetches can re-check.
+    appended: Arc<Notify>,
+    max_commit_bytes: usize,
+    index: RwLock<Index>,
+    writer: tokio::sync::Mutex<Option<Writer>>,
+    open: AtomicBool,
+    /// Set when ownership is lost; pending and future writes fail.
+    closed: AtomicBool,
+    queue: Mutex<Queue>,
+}
+
+pub struct LogOptions {
+    pub node_id: i32,
+    pub store: Arc<dyn ObjectStore>,
+    pub ids: Arc<Ids>,
+    pub cache: Arc<Cache>,
+    pub appended: Arc<Notify>,
+    pub max_commit_bytes: usize,
+}
+
+async fn timed<T>(
+    fut: impl std::future::Future<Output = object_store::Result<T>>,
+) -> Result<T, LogError> {
+    match tokio::time::timeout(STORE_CALL_TIMEOUT, fut).await {
+        Ok(r) => r.map_err(LogError::from),
+        Err(_) => Err(LogError::Store("object store call timed out".into())),
+    }
+}
+
+impl PartitionLog {
+    pub fn new(topic_id: &str, partition: i32, o: &LogOptions) -> Arc<Self> {
+        Arc::new(PartitionLog {
+            topic_id: topic_id.to_string(),
+            partition,
+            node_id: o.node_id,
+            store: o.store.clone(),
+            ids: o.ids.clone(),
+            cache: o.cache.clone(),
+            appended: o.appended.clone(),
+            max_commit_bytes: o.max_commit_bytes,
+            index: RwLock::new(Index::default()),
+            writer: tokio::sync::Mutex::new(None),
+            open: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            queue: Mutex::new(Queue::default()),
+        })
+    }
+
+    fn key(&self, seq: u64) -> String {
+        format!("{}/{}/{}", self.topic_id, self.partition, seq)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    /// Stops writing: this broker no longer owns the partition.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
+    pub fn high_watermark(&self) -> i64 {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).hwm
+    }
+
+    /// Loads the chain and claims ownership with a fence. Idempotent.
+    pub async fn open(&self) -> Result<(), LogError> {
+        if self.open.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let mut w = self.writer.lock().await;
+        if w.is_some() {
+            return Ok(());
+        }
+        if self.is_closed() {
+            return Err(LogError::Fenced);
+        }
+        let (next_seq, max_epoch) = self.load().await?;
+        let mut writer = Writer {
+            epoch: max_epoch + 1,
+            next_seq,
+            unsure: false,
+        };
+        self.claim(&mut writer).await?;
+        *w = Some(writer);
+        self.open.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Reads every commit header of the chain into the index. Returns the
+    /// next free sequence number and the highest epoch seen.
+    async fn load(&self) -> Result<(u64, u64), LogError> {
+        let listed: Vec<_> = timed(
+            self.store
+                .list(Some(&log_prefix(&self.topic_id, self.partition)))
+                .try_collect(),
+        )
+        .await?;
+        let mut seqs: Vec<u64> = listed
+            .iter()
+            .filter_map(|m| commit_seq(&m.location))
+            .collect();
+        seqs.sort_unstable();
+        let headers: Vec<Option<CommitHeader>> = futures::stream::iter(seqs.iter().copied())
+            .map(|seq| self.read_header(seq))
+            .buffered(16)
+            .try_collect()
+            .await?;
+        let mut index = Index::default();
+        let mut max_epoch = 0;
+        let mut next_seq = 0;
+        for (seq, h) in seqs.iter().zip(headers) {
+            let h =
+                h.ok_or_else(|| LogError::Corrupt(format!("commit {seq} listed but missing")))?;
+            if h.seq != next_seq || *seq != next_seq {
+                return Err(LogError::Corrupt(format!(
+                    "chain breaks at commit {next_seq}"
+                )));
+            }
+            apply(&mut index, &h)?;
+            max_epoch = max_epoch.max(h.epoch);
+            next_seq += 1;
+        }
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
+        Ok((next_seq, max_epoch))
+    }
+
+    async fn read_header(&self, seq: u64) -> Result<Option<CommitHeader>, LogError> {
+        let path = commit_path(&self.topic_id, self.partition, seq);
+        let opts = GetOptions {
+            range: Some(GetRange::Bounded(0..HEADER_PROBE)),
+            ..Default::default()
+        };
+        let fut = async { self.store.get_opts(&path, opts).await?.bytes().await };
+        let probe = match tokio::time::timeout(STORE_CALL_TIMEOUT, fut).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(object_store::Error::NotFound { .. })) => return Ok(None),
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(LogError::Store("header read timed out".into())),
+        };
+        let span = commit::header_span(&probe).map_err(|e| LogError::Corrupt(e.to_string()))?;
+        let bytes = if span as u64 > HEADER_PROBE {
+            timed(self.store.get_range(&path, 0..span as u64)).await?
+        } else {
+            probe
+        };
+        commit::decode_header(&bytes)
+            .map(Some)
+            .map_err(|e| LogError::Corrupt(e.to_string()))
+    }
+
+    /// Follows the chain from the writer's tail to its end, learning commits
+    /// written by others (or by our own ambiguous writes).
+    async fn catch_up(&self, w: &mut Writer) -> Result<(), LogError> {
+        while let Some(h) = self.read_header(w.next_seq).await? {
+            self.learn(w, &h)?;
+        }
+        w.unsure = false;
+        Ok(())
+    }
+
+    /// Adds a commit found in the chain to the index; fails if it fences us.
+    fn learn(&self, w: &mut Writer, h: &CommitHeader) -> Result<(), LogError> {
+        if h.seq != w.next_seq {
+            return Err(LogError::Corrupt(format!(
+                "expected commit {} but found {}",
+                w.next_seq, h.seq
+            )));
+        }
+        apply(
+            &mut self.index.write().unwrap_or_else(|e| e.into_inner()),
+            h,
+        )?;
+        w.next_seq += 1;
+        if h.epoch > w.epoch || (h.epoch == w.epoch && h.node_id != self.node_id) {
+            self.close();
+            return Err(LogError::Fenced);
+        }
+        Ok(())
+    }
+
+    /// Appends a fence at the tail with our epoch; retries past other commits.
+    async fn claim(&self, w: &mut Writer) -> Result<(), LogError> {
+        loop {
+            let hwm = self.high_watermark();
+            let header = CommitHeader {
+                seq: w.next_seq,
+                base_offset: hwm,
+                records: 0,
+                epoch: w.epoch,
+                node_id: self.node_id,
+                write_id: self.ids.next_u64(),
+                max_timestamp: -1,
+                data_len: 0,
+            };
+            match self.create(&header, &[]).await {
+                Ok(()) => {
+                    w.next_seq += 1;
+                    tracing::info!(topic_id = %self.topic_id, partition = self.partition,
+                        epoch = w.epoch, seq = header.seq, "claimed partition");
+                    return Ok(());
+                }
+                Err(Created::Exists) => {
+                    // Someone else wrote here: learn it, then fence above it.
+                    while let Some(h) = self.read_header(w.next_seq).await? {
+                        apply(
+                            &mut self.index.write().unwrap_or_else(|e| e.into_inner()),
+                            &h,
+                        )?;
+                        w.next_seq += 1;
+                        w.epoch = w.epoch.max(h.epoch + 1);
+                    }
+                }
+                Err(Created::Failed(e)) => return Err(e),
+            }
+        }
+    }
+
+    async fn create(&self, h: &CommitHeader, data: &[u8]) -> Result<(), Created> {
+        let path = commit_path(&self.topic_id, self.partition, h.seq);
+        let body = commit::encode(h, data);
+        let put = self.store.put_opts(
+            &path,
+            body.clone().into(),
+            PutOptions::from(PutMode::Create),
+        );
+        match tokio::time::timeout(STORE_CALL_TIMEOUT, put).await {
+            Ok(Ok(_)) => {
+                if h.records > 0 {
+                    self.cache.put(self.key(h.seq), body);
+                }
+                Ok(())
+            }
+            Ok(Err(object_store::Error::AlreadyExists { .. })) => {
+                // A retried request may find its own earlier attempt.
+                match self.read_header(h.seq).await {
+                    Ok(Some(found)) if found.write_id == h.write_id => Ok(()),
+                    Ok(_) => Err(Created::Exists),
+                    Err(e) => Err(Created::Failed(e)),
+                }
+            }
+            Ok(Err(e)) => Err(Created::Failed(e.into())),
+            Err(_) => Err(Created::Failed(LogError::Store("commit timed out".into()))),
+        }
+    }
+
+    /// Queues batches for the next commit. The receiver yields the base offset
+    /// once data and offsets are durable.
+    pub fn append(
+        self: &Arc<Self>,
+        batches: Vec<(BatchHeader, Bytes)>,
+    ) -> oneshot::Receiver<Result<i64, LogError>> {
+        let (tx, rx) = oneshot::channel();
+        let records = batches.iter().map(|(h, _)| h.records as i64).sum();
+        let bytes = batches.iter().map(|(_, b)| b.len()).sum();
+        let start = {
+            let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+            q.items.push_back(Pending {
+                batches,
+                records,
+                bytes,
+                done: tx,
+            });
+            !std::mem::replace(&mut q.committer_running, true)
+        };
+        if start {
+            let me = self.clone();
+            tokio::spawn(async move { me.run_committer().await });
+        }
+        rx
+    }
+
+    /// Groups whatever is queued into one commit at a time, in queue order.
+    async fn run_committer(self: Arc<Self>) {
+        loop {
+            let group: Vec<Pending> = {
+                let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
+                let mut bytes = 0;
+                let mut group = Vec::new();
+                while let Some(p) = q.items.front() {
+                    if !group.is_empty() && bytes + p.bytes > self.max_commit_bytes {
+                        break;
+                    }
+                    bytes += p.bytes;
+                    group.extend(q.items.pop_front());
+                }
+                if group.is_empty() {
+                    q.committer_running = false;
+                    return;
+                }
+                group
+            };
+            match self.commit(&group).await {
+                Ok(base) => {
+                    let mut next = base;
+                    for p in group {
+                        let _ = p.done.send(Ok(next));
+                        next += p.records;
+                    }
+                }
+                Err(e) => {
+                    for p in group {
+                        let _ = p.done.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    async fn commit(&self, group: &[Pending]) -> Result<i64, LogError> {
+        let mut guard = self.writer.lock().await;
+        if self.is_closed() {
+            return Err(LogError::Fenced);
+        }
+        let w = guard.as_mut().ok_or(LogError::Fenced)?;
+        if w.unsure {
+            self.catch_up(w).await?;
+        }
+        loop {
+            let base = self.high_watermark();
+            let mut data = BytesMut::new();
+            let mut offset = base;
+            let mut max_timestamp = -1;
+            for p in group {
+                for (h, raw) in &p.batches {
+                    batch::rebase(raw, offset, &mut data);
+                    offset += h.records as i64;
+                    max_timestamp = max_timestamp.max(h.max_timestamp);
+                }
+            }
+            let header = CommitHeader {
+                seq: w.next_seq,
+                base_offset: base,
+                records: offset - base,
+                epoch: w.epoch,
+                node_id: self.node_id,
+                write_id: self.ids.next_u64(),
+                max_timestamp,
+                data_len: data.len() as u64,
+            };
+            match self.create(&header, &data).await {
+                Ok(()) => {
+                    apply(
+                        &mut self.index.write().unwrap_or_else(|e| e.into_inner()),
+                        &header,
+                    )?;
+                    w.next_seq += 1;
+                    self.appended.notify_waiters();
+                    return Ok(base);
+                }
+                Err(Created::Exists) => {
+                    // Lost the race for this sequence number: learn the winner.
+                    let h = self.read_header(w.next_seq).await?.ok_or_else(|| {
+                        LogError::Corrupt(format!("commit {} exists but unreadable", w.next_seq))
+                    })?;
+                    self.learn(w, &h)?;
+                    self.appended.notify_waiters();
+                }
+                Err(Created::Failed(e)) => {
+                    w.unsure = true;
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// Batches from `offset` on, up to about `max_bytes` (always at least one
+    /// batch if there is one). Whole batches, as Kafka returns them.
+    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<Bytes, LogError> {
+        let refs: Vec<CommitRef> = {
+            let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
+            let start = idx.commits.partition_point(|c| c.end() <= offset);
+            let mut total = 0u64;
+            idx.commits[start..]
+                .iter()
+                .take_while(|c| {
+                    let take = total < max_bytes as u64;
+                    total += c.data_len;
+                    take
+                })
+                .copied()
+                .collect()
+        };
+        let mut out = BytesMut::new();
+        for r in refs {
+            let data = self.commit_data(r.seq).await?;
+            for (at, h) in batch::headers(&data) {
+                if h.last_offset() < offset {
+                    continue;
+                }
+                if !out.is_empty() && out.len() + h.size > max_bytes {
+                    return Ok(out.freeze());
+                }
+                out.extend_from_slice(&data[at..at + h.size]);
+            }
+        }
+        Ok(out.freeze())
+    }
+
+    /// The batch bytes of commit `seq`, from the cache or the store.
+    async fn commit_data(&self, seq: u64) -> Result<Bytes, LogError> {
+        let key = self.key(seq);
+        let body = match self.cache.get(&key) {
+            Some(b) => b,
+            None => {
+                let path = commit_path(&self.topic_id, self.partition, seq);
+                let b = timed(async { self.store.get(&path).await?.bytes().await }).await?;
+                self.cache.put(key, b.clone());
+                b
+            }
+        };
+        let (_, data) = commit::decode(&body).map_err(|e| LogError::Corrupt(e.to_string()))?;
+        Ok(data)
+    }
+
+    /// The first offset whose record timestamp is at least `ts`, and that
+    /// timestamp; `None` if every record is older.
+    pub async fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let candidates: Vec<CommitRef> = {
+            let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
+            idx.commits
+                .iter()
+                .filter(|c| c.max_timestamp >= ts)
+                .copied()
+                .collect()
+        };
+        for c in candidates {
+            let data = self.commit_data(c.seq).await?;
+            for (at, h) in batch::headers(&data) {
+                if h.max_timestamp < ts {
+                    continue;
+                }
+                let mut raw = data.slice(at..at + h.size);
+                let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut raw)
+                    .map_err(|e| LogError::Corrupt(e.to_string()))?;
+                if let Some(r) = set.records.iter().find(|r| r.timestamp >= ts) {
+                    return Ok(Some((r.offset, r.timestamp)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The offset and timestamp of the record with the largest timestamp.
+    pub async fn max_timestamp(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let best = {
+            let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
+            idx.commits
+                .iter()
+                .copied()
+                .max_by_key(|c| (c.max_timestamp, -c.base_offset))
+        };
+        match best {
+            Some(c) => self.offset_for_timestamp(c.max_timestamp).await,
+            None => Ok(None),
+        }
+    }
+}
+
+enum Created {
+    /// The sequence number is taken by someone else's commit.
+    Exists,
+    Failed(LogError),
+}
+
+fn apply(index: &mut Index, h: &CommitHeader) -> Result<(), LogError> {
+    if h.base_offset != index.hwm {
+        return Err(LogError::Corrupt(format!(
+            "commit {} starts at offset {} but the log ends at {}",
+            h.seq, h.base_offset, index.hwm
+        )));
+    }
+    if h.records > 0 {
+        index.commits.push(CommitRef {
+            seq: h.seq,
+            base_offset: h.base_offset,
+            records: h.records,
+            max_timestamp: h.max_timestamp,
+            data_len: h.data_len,
+        });
+        index.hwm = h.end_offset();
+    }
+    Ok(())
+}

@@ -1,0 +1,134 @@
+//! **duplicate**: one value read at two or more positions (partition and offset). Values are
+//! unique per workload, so the log holds it twice. With
+//! [`CheckerConfig::allow_duplicates_from_retries`] a duplicate is tolerated when some send of the
+//! value did not end `ok` (a retry without idempotence may write twice).
+
+use std::collections::BTreeMap;
+
+use super::{q, Anomaly, CheckerConfig, Finding, Index, Tp};
+use crate::history::{History, OpKind};
+
+pub fn check(history: &History) -> Vec<Finding> {
+    check_with(history, &CheckerConfig::default())
+}
+
+pub fn check_with(history: &History, config: &CheckerConfig) -> Vec<Finding> {
+    run(&Index::new(history), config)
+}
+
+pub(crate) fn run(ix: &Index<'_>, config: &CheckerConfig) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (value, reads) in &ix.reads_of_value {
+        // Position → first read there (reads are in history order).
+        let mut positions: BTreeMap<Tp<'_>, BTreeMap<i64, u64>> = BTreeMap::new();
+        for &i in reads {
+            let r = &ix.reads[i];
+            positions
+                .entry(r.tp)
+                .or_default()
+                .entry(r.offset)
+                .or_insert(r.op);
+        }
+        let count: usize = positions.values().map(BTreeMap::len).sum();
+        if count < 2 {
+            continue;
+        }
+        let sends: Vec<_> = ix
+            .sends_of_value
+            .get(value)
+            .into_iter()
+            .flatten()
+            .map(|&i| &ix.sends[i])
+            .collect();
+        let retried = sends.iter().any(|s| s.outcome != OpKind::Ok);
+        if config.allow_duplicates_from_retries && retried {
+            continue;
+        }
+        let Some((&tp, _)) = positions.iter().next() else {
+            continue;
+        };
+        let where_: Vec<String> = positions
+            .iter()
+            .flat_map(|(tp, offs)| offs.keys().map(move |o| format!("{}/{}@{o}", tp.0, tp.1)))
+            .collect();
+        let offsets = positions.values().flat_map(|o| o.keys().copied()).collect();
+        let ops = sends
+            .iter()
+            .map(|s| s.op)
+            .chain(positions.values().flat_map(|o| o.values().copied()))
+            .collect();
+        let why = if retried {
+            " (a send of it had no ok outcome: retry without idempotence)"
+        } else {
+            ""
+        };
+        out.push(Finding::new(
+            Anomaly::Duplicate,
+            tp,
+            offsets,
+            ops,
+            format!(
+                "Value {} appears at {} positions: {}{why}.",
+                q(value),
+                count,
+                where_.join(", ")
+            ),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkers::testkit::*;
+    use crate::history::HistoryBuilder;
+
+    #[test]
+    fn silent_on_clean_history() {
+        assert!(check(&clean()).is_empty());
+    }
+
+    fn twice(outcome: OpKind) -> crate::History {
+        let mut b = HistoryBuilder::new();
+        if outcome == OpKind::Ok {
+            send(&mut b, 1, 0, "a", 0);
+        } else {
+            send_outcome(&mut b, 1, 0, "a", outcome);
+            send(&mut b, 1, 0, "a", 1);
+        }
+        final_read(&mut b, 20, 0, &["a", "a"]);
+        b.build()
+    }
+
+    #[test]
+    fn fires_when_a_value_is_at_two_offsets() {
+        let f = check(&twice(OpKind::Ok));
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].anomaly, Anomaly::Duplicate);
+        assert_eq!(f[0].offsets, vec![0, 1]);
+        assert_eq!(f[0].ops, vec![1, 3]);
+    }
+
+    #[test]
+    fn tolerates_retries_unless_strict() {
+        let h = twice(OpKind::Info);
+        assert!(check(&h).is_empty());
+        let strict = CheckerConfig {
+            allow_duplicates_from_retries: false,
+        };
+        let f = check_with(&h, &strict);
+        assert_eq!(f.len(), 1);
+        assert!(f[0].explanation.contains("retry"), "{}", f[0].explanation);
+    }
+
+    #[test]
+    fn silent_when_the_same_offset_is_read_repeatedly() {
+        let mut b = HistoryBuilder::new();
+        send(&mut b, 1, 0, "a", 0);
+        poll(&mut b, 10, 0, &[(0, "a")], 1);
+        poll(&mut b, 11, 0, &[(0, "a")], 1);
+        final_read(&mut b, 20, 0, &["a"]);
+        assert!(check(&b.build()).is_empty());
+    }
+}

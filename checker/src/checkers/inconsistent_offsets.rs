@@ -1,0 +1,146 @@
+//! **inconsistent-offsets**: the broker's acknowledgements disagree with the log. Either two
+//! sends were acknowledged at the same offset with different values, or a send acknowledged at
+//! `o` is contradicted by reads: offset `o` was read with another value, or (if `o` was never
+//! read) the value was read at another offset. Disagreements among reads alone are
+//! [`super::replay_mismatch`].
+
+use super::{q, ranges, Anomaly, Finding, Index};
+use crate::history::History;
+
+pub fn check(history: &History) -> Vec<Finding> {
+    run(&Index::new(history))
+}
+
+pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    // Two acks for one offset.
+    for (&tp, part) in &ix.parts {
+        for (&o, acks) in &part.acks_at {
+            let first = &ix.sends[acks[0]];
+            if let Some(other) = acks[1..]
+                .iter()
+                .map(|&i| &ix.sends[i])
+                .find(|s| s.value != first.value)
+            {
+                out.push(Finding::new(
+                    Anomaly::InconsistentOffsets,
+                    tp,
+                    vec![o],
+                    vec![first.op, other.op],
+                    format!(
+                        "Offset {o} was acknowledged for both {} and {}.",
+                        q(first.value),
+                        q(other.value)
+                    ),
+                ));
+            }
+        }
+    }
+    // Acks contradicted by reads.
+    for s in &ix.sends {
+        let Some(o) = s.acked() else { continue };
+        let at_o = ix
+            .parts
+            .get(&s.tp)
+            .and_then(|p| p.reads_at.get(&o))
+            .map(|v| v.as_slice())
+            .unwrap_or_default();
+        let elsewhere: Vec<i64> = ix
+            .reads_of(s.value)
+            .filter(|r| r.tp != s.tp || r.offset != o)
+            .map(|r| r.offset)
+            .collect();
+        let mut elsewhere_sorted = elsewhere.clone();
+        elsewhere_sorted.sort_unstable();
+        elsewhere_sorted.dedup();
+        let also = if elsewhere_sorted.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " (the value was read at offset {})",
+                ranges(&elsewhere_sorted)
+            )
+        };
+        if let Some(r) = at_o
+            .iter()
+            .map(|&i| &ix.reads[i])
+            .find(|r| r.value != s.value)
+        {
+            out.push(Finding::new(
+                Anomaly::InconsistentOffsets,
+                s.tp,
+                std::iter::once(o).chain(elsewhere_sorted).collect(),
+                vec![s.op, r.op],
+                format!(
+                    "Send of {} was acknowledged at offset {o} but a read of offset {o} returned {}{also}.",
+                    q(s.value),
+                    q(r.value)
+                ),
+            ));
+        } else if at_o.is_empty() && !elsewhere_sorted.is_empty() {
+            let read_op = ix.reads_of(s.value).map(|r| r.op).next().unwrap_or(s.op);
+            out.push(Finding::new(
+                Anomaly::InconsistentOffsets,
+                s.tp,
+                std::iter::once(o)
+                    .chain(elsewhere_sorted.iter().copied())
+                    .collect(),
+                vec![s.op, read_op],
+                format!(
+                    "Send of {} was acknowledged at offset {o} but read at offset {}.",
+                    q(s.value),
+                    ranges(&elsewhere_sorted)
+                ),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkers::testkit::*;
+    use crate::history::HistoryBuilder;
+
+    #[test]
+    fn silent_on_clean_history() {
+        assert!(check(&clean()).is_empty());
+    }
+
+    #[test]
+    fn fires_when_a_read_contradicts_an_ack() {
+        let mut b = HistoryBuilder::new();
+        send(&mut b, 1, 0, "a", 0);
+        send(&mut b, 1, 0, "b", 1);
+        final_read(&mut b, 20, 0, &["b", "a"]);
+        let f = check(&b.build());
+        assert_eq!(
+            anomalies(&f),
+            vec![Anomaly::InconsistentOffsets; 2],
+            "{f:#?}"
+        );
+        assert_eq!(f[0].offsets, vec![0, 1]);
+        assert_eq!(f[0].ops, vec![1, 5]);
+    }
+
+    #[test]
+    fn fires_when_two_sends_are_acked_at_one_offset() {
+        let mut b = HistoryBuilder::new();
+        send(&mut b, 1, 0, "a", 0);
+        send(&mut b, 2, 0, "b", 0);
+        let f = check(&b.build());
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].ops, vec![1, 3]);
+    }
+
+    #[test]
+    fn fires_when_the_value_is_read_elsewhere_and_its_offset_never() {
+        let mut b = HistoryBuilder::new();
+        send(&mut b, 1, 0, "a", 5);
+        poll(&mut b, 10, 0, &[(2, "a")], 6);
+        let f = check(&b.build());
+        assert_eq!(f.len(), 1, "{f:#?}");
+        assert_eq!(f[0].offsets, vec![5, 2]);
+    }
+}

@@ -1,0 +1,505 @@
+//! The checkers. Each submodule has a pure `check(&History) -> Vec<Finding>`; [`check_all`]
+//! builds the shared [`Index`] once and runs them all.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::history::{History, OffsetValue, OpKind, Pair, Value};
+use crate::report::Report;
+
+pub mod duplicate;
+pub mod hwm_regression;
+pub mod inconsistent_offsets;
+pub mod liveness;
+pub mod lost_write;
+pub mod nonmonotonic_poll;
+pub mod nonmonotonic_send;
+pub mod offset_gap;
+pub mod poll_skip;
+pub mod replay_mismatch;
+pub mod unseen;
+
+mod poll_walk;
+
+/// At most this many offsets are listed in one finding; its explanation gives the total.
+pub const MAX_LISTED: usize = 32;
+
+/// The kinds of anomaly the checkers report. Declaration order is report order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Anomaly {
+    LostWrite,
+    Duplicate,
+    InconsistentOffsets,
+    OffsetGap,
+    PollSkip,
+    NonmonotonicPoll,
+    NonmonotonicSend,
+    ReplayMismatch,
+    HwmRegression,
+    Unseen,
+    LivenessAfterHeal,
+}
+
+impl Anomaly {
+    pub const ALL: [Anomaly; 11] = [
+        Anomaly::LostWrite,
+        Anomaly::Duplicate,
+        Anomaly::InconsistentOffsets,
+        Anomaly::OffsetGap,
+        Anomaly::PollSkip,
+        Anomaly::NonmonotonicPoll,
+        Anomaly::NonmonotonicSend,
+        Anomaly::ReplayMismatch,
+        Anomaly::HwmRegression,
+        Anomaly::Unseen,
+        Anomaly::LivenessAfterHeal,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Anomaly::LostWrite => "lost-write",
+            Anomaly::Duplicate => "duplicate",
+            Anomaly::InconsistentOffsets => "inconsistent-offsets",
+            Anomaly::OffsetGap => "offset-gap",
+            Anomaly::PollSkip => "poll-skip",
+            Anomaly::NonmonotonicPoll => "nonmonotonic-poll",
+            Anomaly::NonmonotonicSend => "nonmonotonic-send",
+            Anomaly::ReplayMismatch => "replay-mismatch",
+            Anomaly::HwmRegression => "hwm-regression",
+            Anomaly::Unseen => "unseen",
+            Anomaly::LivenessAfterHeal => "liveness-after-heal",
+        }
+    }
+}
+
+impl fmt::Display for Anomaly {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One anomaly found in a history. Field order is sort order.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Finding {
+    pub anomaly: Anomaly,
+    pub topic: String,
+    pub partition: i32,
+    /// The offsets involved (at most [`MAX_LISTED`]).
+    pub offsets: Vec<i64>,
+    /// Indices of the ops that carry the evidence (usually completions), ascending.
+    pub ops: Vec<u64>,
+    /// One sentence.
+    pub explanation: String,
+}
+
+impl Finding {
+    pub(crate) fn new(
+        anomaly: Anomaly,
+        tp: Tp<'_>,
+        mut offsets: Vec<i64>,
+        mut ops: Vec<u64>,
+        explanation: String,
+    ) -> Finding {
+        offsets.truncate(MAX_LISTED);
+        ops.sort_unstable();
+        ops.dedup();
+        Finding {
+            anomaly,
+            topic: tp.0.to_owned(),
+            partition: tp.1,
+            offsets,
+            ops,
+            explanation,
+        }
+    }
+}
+
+/// Knobs for [`check_all`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CheckerConfig {
+    /// Tolerate a duplicate when some send of that value had a `fail`/`info` outcome (or none):
+    /// a client retry without idempotence may legitimately write twice.
+    pub allow_duplicates_from_retries: bool,
+}
+
+impl Default for CheckerConfig {
+    fn default() -> Self {
+        CheckerConfig {
+            allow_duplicates_from_retries: true,
+        }
+    }
+}
+
+/// Runs every checker and builds the report.
+pub fn check_all(history: &History, config: &CheckerConfig) -> Report {
+    let ix = Index::new(history);
+    let mut findings = Vec::new();
+    findings.extend(lost_write::run(&ix));
+    findings.extend(duplicate::run(&ix, config));
+    findings.extend(inconsistent_offsets::run(&ix));
+    findings.extend(offset_gap::run(&ix));
+    let (skips, backwards) = poll_walk::run(&ix);
+    findings.extend(skips);
+    findings.extend(backwards);
+    findings.extend(nonmonotonic_send::run(&ix));
+    findings.extend(replay_mismatch::run(&ix));
+    findings.extend(hwm_regression::run(&ix));
+    findings.extend(unseen::run(&ix));
+    findings.extend(liveness::run(&ix));
+    Report::new(history, findings)
+}
+
+/// A borrowed topic/partition.
+pub(crate) type Tp<'a> = (&'a str, i32);
+
+/// One send operation (invoke plus completion).
+pub(crate) struct Send<'a> {
+    pub tp: Tp<'a>,
+    pub value: &'a str,
+    pub process: u64,
+    /// The op carrying the evidence: the completion if any, else the invoke.
+    pub op: u64,
+    pub outcome: OpKind,
+    /// The acknowledged offset (only for `ok`).
+    pub offset: Option<i64>,
+}
+
+impl Send<'_> {
+    /// Acknowledged with an offset.
+    pub fn acked(&self) -> Option<i64> {
+        match self.outcome {
+            OpKind::Ok => self.offset,
+            _ => None,
+        }
+    }
+}
+
+/// One record observed by a poll or a final read.
+pub(crate) struct Read<'a> {
+    pub tp: Tp<'a>,
+    pub offset: i64,
+    pub value: &'a str,
+    pub op: u64,
+    pub final_read: bool,
+}
+
+/// A successful final read.
+pub(crate) struct FinalRead<'a> {
+    pub tp: Tp<'a>,
+    pub hwm: i64,
+    pub op: u64,
+    pub records: &'a [OffsetValue],
+}
+
+/// What is known about one partition.
+#[derive(Default)]
+pub(crate) struct Part {
+    /// offset → indices into `Index::reads`, in history order.
+    pub reads_at: BTreeMap<i64, Vec<usize>>,
+    /// offset → indices into `Index::sends` acknowledged there.
+    pub acks_at: BTreeMap<i64, Vec<usize>>,
+    /// Indices into `Index::final_reads`.
+    pub final_reads: Vec<usize>,
+    /// Highest hwm of any successful final read, with its op.
+    pub max_final_hwm: Option<(i64, u64)>,
+    /// Highest offset returned by any poll, with its op.
+    pub max_poll_offset: Option<(i64, u64)>,
+    /// Some send (of any outcome) targeted this partition.
+    pub written: bool,
+}
+
+/// Lookups shared by the checkers, built in one pass over the history.
+pub(crate) struct Index<'a> {
+    pub pairs: Vec<Pair<'a>>,
+    pub sends: Vec<Send<'a>>,
+    pub reads: Vec<Read<'a>>,
+    pub final_reads: Vec<FinalRead<'a>>,
+    pub parts: BTreeMap<Tp<'a>, Part>,
+    /// value → indices into `reads`.
+    pub reads_of_value: BTreeMap<&'a str, Vec<usize>>,
+    /// value → indices into `sends`.
+    pub sends_of_value: BTreeMap<&'a str, Vec<usize>>,
+}
+
+impl<'a> Index<'a> {
+    pub fn new(history: &'a History) -> Index<'a> {
+        let pairs = history.pairs();
+        let mut ix = Index {
+            pairs: Vec::new(),
+            sends: Vec::new(),
+            reads: Vec::new(),
+            final_reads: Vec::new(),
+            parts: BTreeMap::new(),
+            reads_of_value: BTreeMap::new(),
+            sends_of_value: BTreeMap::new(),
+        };
+        for pair in &pairs {
+            ix.add(pair);
+        }
+        ix.pairs = pairs;
+        ix
+    }
+
+    fn add(&mut self, pair: &Pair<'a>) {
+        let outcome = pair.outcome();
+        let last = pair.last();
+        match (&pair.invoke.value, outcome, &last.value) {
+            (Value::Send(s), _, done) => {
+                let offset = match done {
+                    Value::Send(d) => d.offset,
+                    _ => None,
+                };
+                let tp = (s.topic.as_str(), s.partition);
+                let i = self.sends.len();
+                self.sends.push(Send {
+                    tp,
+                    value: &s.value,
+                    process: pair.invoke.process,
+                    op: last.index,
+                    outcome,
+                    offset,
+                });
+                self.sends_of_value.entry(&s.value).or_default().push(i);
+                let part = self.parts.entry(tp).or_default();
+                part.written = true;
+                if let (OpKind::Ok, Some(o)) = (outcome, offset) {
+                    part.acks_at.entry(o).or_default().push(i);
+                }
+            }
+            (Value::Poll(_), OpKind::Ok, Value::Poll(p)) => {
+                for r in &p.records {
+                    let tp = (r.topic.as_str(), r.partition);
+                    self.add_read(tp, r.offset, &r.value, last.index, false);
+                    let part = self.parts.entry(tp).or_default();
+                    if part.max_poll_offset.is_none_or(|(o, _)| r.offset > o) {
+                        part.max_poll_offset = Some((r.offset, last.index));
+                    }
+                }
+            }
+            (Value::FinalRead(_), OpKind::Ok, Value::FinalRead(fr)) => {
+                let tp = (fr.topic.as_str(), fr.partition);
+                // A final read without an hwm ends after its last record.
+                let hwm = fr
+                    .hwm
+                    .unwrap_or_else(|| fr.records.iter().map(|r| r.offset + 1).max().unwrap_or(0));
+                for r in &fr.records {
+                    self.add_read(tp, r.offset, &r.value, last.index, true);
+                }
+                let i = self.final_reads.len();
+                self.final_reads.push(FinalRead {
+                    tp,
+                    hwm,
+                    op: last.index,
+                    records: &fr.records,
+                });
+                let part = self.parts.entry(tp).or_default();
+                part.final_reads.push(i);
+                if part.max_final_hwm.is_none_or(|(h, _)| hwm > h) {
+                    part.max_final_hwm = Some((hwm, last.index));
+                }
+            }
+            (Value::FinalRead(fr), _, _) => {
+                // Failed final reads still name a partition that liveness must account for.
+                self.parts.entry((&fr.topic, fr.partition)).or_default();
+            }
+            _ => {}
+        }
+    }
+
+    fn add_read(&mut self, tp: Tp<'a>, offset: i64, value: &'a str, op: u64, final_read: bool) {
+        let i = self.reads.len();
+        self.reads.push(Read {
+            tp,
+            offset,
+            value,
+            op,
+            final_read,
+        });
+        self.reads_of_value.entry(value).or_default().push(i);
+        self.parts
+            .entry(tp)
+            .or_default()
+            .reads_at
+            .entry(offset)
+            .or_default()
+            .push(i);
+    }
+
+    /// Reads of `value`, in history order.
+    pub fn reads_of(&self, value: &str) -> impl Iterator<Item = &Read<'a>> + '_ {
+        self.reads_of_value
+            .get(value)
+            .into_iter()
+            .flatten()
+            .map(|&i| &self.reads[i])
+    }
+
+    /// Offsets of `tp` in `[from, to)` that some read returned.
+    pub fn read_offsets_in(&self, tp: Tp<'a>, from: i64, to: i64) -> Vec<i64> {
+        match self.parts.get(&tp) {
+            Some(p) if from < to => p.reads_at.range(from..to).map(|(&o, _)| o).collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Quotes a record value for an explanation, shortening long ones.
+pub(crate) fn q(value: &str) -> String {
+    const MAX: usize = 40;
+    match value.char_indices().nth(MAX) {
+        Some((cut, _)) => format!("{:?}…", &value[..cut]),
+        None => format!("{value:?}"),
+    }
+}
+
+/// Formats offsets compactly: `3..5, 9` (ranges inclusive), at most [`MAX_LISTED`] items.
+pub(crate) fn ranges(offsets: &[i64]) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < offsets.len() && parts.len() < MAX_LISTED {
+        let start = offsets[i];
+        let mut end = start;
+        while i + 1 < offsets.len() && offsets[i + 1] == end + 1 {
+            i += 1;
+            end += 1;
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}..{end}")
+        });
+        i += 1;
+    }
+    if i < offsets.len() {
+        parts.push("…".into());
+    }
+    parts.join(", ")
+}
+
+#[cfg(test)]
+pub(crate) mod testkit {
+    //! Small helpers to write histories by hand in tests.
+    use crate::history::*;
+
+    pub const T: &str = "t";
+
+    pub fn send(b: &mut HistoryBuilder, process: u64, partition: i32, value: &str, offset: i64) {
+        let s = SendValue::new(T, partition, value);
+        b.call(process, s.clone(), OpKind::Ok, s.acked(offset));
+    }
+
+    pub fn send_outcome(
+        b: &mut HistoryBuilder,
+        process: u64,
+        partition: i32,
+        value: &str,
+        kind: OpKind,
+    ) {
+        let s = SendValue::new(T, partition, value);
+        b.call(process, s.clone(), kind, s);
+    }
+
+    /// A poll of partition `partition` returning `(offset, value)` records and an hwm.
+    pub fn poll(
+        b: &mut HistoryBuilder,
+        process: u64,
+        partition: i32,
+        records: &[(i64, &str)],
+        hwm: i64,
+    ) -> u64 {
+        let mut v = PollValue::default().hwm(T, partition, hwm);
+        for (o, val) in records {
+            v = v.record(T, partition, *o, val);
+        }
+        b.call(process, PollValue::default(), OpKind::Ok, v)
+    }
+
+    pub fn assign(b: &mut HistoryBuilder, process: u64, partition: i32) {
+        let a = AssignValue {
+            partitions: vec![TopicPartition::new(T, partition)],
+        };
+        b.call(process, a.clone(), OpKind::Ok, a);
+    }
+
+    pub fn final_read(
+        b: &mut HistoryBuilder,
+        process: u64,
+        partition: i32,
+        values: &[&str],
+    ) -> u64 {
+        b.call(
+            process,
+            FinalReadValue::new(T, partition),
+            OpKind::Ok,
+            FinalReadValue::new(T, partition).contiguous(values),
+        )
+    }
+
+    pub fn final_read_records(
+        b: &mut HistoryBuilder,
+        process: u64,
+        partition: i32,
+        records: &[(i64, &str)],
+        hwm: i64,
+    ) -> u64 {
+        let mut v = FinalReadValue::new(T, partition);
+        v.hwm = Some(hwm);
+        v.records = records
+            .iter()
+            .map(|(o, val)| OffsetValue {
+                offset: *o,
+                value: (*val).to_owned(),
+            })
+            .collect();
+        b.call(process, FinalReadValue::new(T, partition), OpKind::Ok, v)
+    }
+
+    /// A clean history: two producers, one consumer reading everything in two polls, final reads.
+    pub fn clean() -> History {
+        let mut b = HistoryBuilder::new();
+        send(&mut b, 1, 0, "a", 0);
+        send(&mut b, 2, 0, "b", 1);
+        send(&mut b, 1, 0, "c", 2);
+        send(&mut b, 2, 1, "x", 0);
+        send_outcome(&mut b, 1, 1, "lost-maybe", OpKind::Info);
+        send_outcome(&mut b, 2, 1, "never", OpKind::Fail);
+        assign(&mut b, 10, 0);
+        poll(&mut b, 10, 0, &[(0, "a"), (1, "b")], 2);
+        poll(&mut b, 10, 0, &[(2, "c")], 3);
+        poll(&mut b, 10, 0, &[], 3);
+        final_read(&mut b, 20, 0, &["a", "b", "c"]);
+        final_read(&mut b, 20, 1, &["x"]);
+        b.build()
+    }
+
+    pub fn anomalies(findings: &[crate::Finding]) -> Vec<crate::Anomaly> {
+        findings.iter().map(|f| f.anomaly).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_history_passes_every_checker() {
+        let report = check_all(&testkit::clean(), &CheckerConfig::default());
+        assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    }
+
+    #[test]
+    fn ranges_are_compact() {
+        assert_eq!(ranges(&[1, 2, 3, 5, 7, 8]), "1..3, 5, 7..8");
+        assert_eq!(ranges(&[]), "");
+    }
+
+    #[test]
+    fn quotes_shorten_long_values() {
+        assert_eq!(q("ab"), "\"ab\"");
+        assert_eq!(q(&"x".repeat(50)), format!("{:?}…", "x".repeat(40)));
+    }
+}

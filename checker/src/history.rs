@@ -1,0 +1,775 @@
+//! The history model: Jepsen-shaped operations stored as JSON lines.
+//!
+//! Every line is one [`Op`]:
+//! `{"index":3,"kind":"ok","process":1,"time_ns":2000,"f":"send","value":{...}}`.
+//! The shape of `value` depends on `f` (see [`Value`]); `f` is derived from the value's variant so
+//! the two can never disagree in memory.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::io::{BufRead, Write};
+
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
+
+/// Whether an op starts an operation or completes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    /// The client started the operation.
+    Invoke,
+    /// The operation definitely happened.
+    Ok,
+    /// The operation definitely did not happen.
+    Fail,
+    /// The outcome is unknown: it may or may not have happened.
+    Info,
+}
+
+impl OpKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Invoke => "invoke",
+            OpKind::Ok => "ok",
+            OpKind::Fail => "fail",
+            OpKind::Info => "info",
+        }
+    }
+}
+
+/// The operation's function, Jepsen's `:f`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum F {
+    Send,
+    Poll,
+    Assign,
+    Seek,
+    ListOffsets,
+    FinalRead,
+    Commit,
+    Fault,
+}
+
+impl F {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            F::Send => "send",
+            F::Poll => "poll",
+            F::Assign => "assign",
+            F::Seek => "seek",
+            F::ListOffsets => "list_offsets",
+            F::FinalRead => "final_read",
+            F::Commit => "commit",
+            F::Fault => "fault",
+        }
+    }
+}
+
+/// A topic and partition; displayed as `topic/partition`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TopicPartition {
+    pub topic: String,
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
+    }
+}
+
+impl fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.topic, self.partition)
+    }
+}
+
+/// `f = send`. The invoke carries the record; an `ok` completion repeats it and adds the offset the
+/// broker returned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SendValue {
+    pub topic: String,
+    pub partition: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Workloads write unique values; the checkers identify records by them.
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<i64>,
+}
+
+impl SendValue {
+    pub fn new(topic: impl Into<String>, partition: i32, value: impl Into<String>) -> Self {
+        SendValue {
+            topic: topic.into(),
+            partition,
+            key: None,
+            value: value.into(),
+            offset: None,
+        }
+    }
+
+    /// The same record with the offset the broker acknowledged.
+    pub fn acked(mut self, offset: i64) -> Self {
+        self.offset = Some(offset);
+        self
+    }
+}
+
+/// One record returned by a poll.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolledRecord {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub value: String,
+}
+
+/// A partition's high watermark as reported to a consumer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionHwm {
+    pub topic: String,
+    pub partition: i32,
+    pub hwm: i64,
+}
+
+/// A partition and an offset (fetch positions, seeks, commits).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// `f = poll`. The invoke is usually `{}`; an `ok` completion carries the records in the order the
+/// consumer returned them, the high watermarks it saw, and optionally the offset each partition's
+/// fetch started at.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollValue {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<PolledRecord>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub high_watermarks: Vec<PartitionHwm>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub fetch_offsets: Vec<PartitionOffset>,
+}
+
+impl PollValue {
+    pub fn record(mut self, topic: &str, partition: i32, offset: i64, value: &str) -> Self {
+        self.records.push(PolledRecord {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            value: value.to_owned(),
+        });
+        self
+    }
+
+    pub fn hwm(mut self, topic: &str, partition: i32, hwm: i64) -> Self {
+        self.high_watermarks.push(PartitionHwm {
+            topic: topic.to_owned(),
+            partition,
+            hwm,
+        });
+        self
+    }
+
+    pub fn fetch_offset(mut self, topic: &str, partition: i32, offset: i64) -> Self {
+        self.fetch_offsets.push(PartitionOffset {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+        });
+        self
+    }
+}
+
+/// `f = assign`: the consumer's new assignment. Resets the poll checkers' expectations.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AssignValue {
+    #[serde(default)]
+    pub partitions: Vec<TopicPartition>,
+}
+
+/// `f = seek`: the consumer moved its position explicitly.
+pub type SeekValue = PartitionOffset;
+
+/// Earliest and latest (high watermark) offsets of one partition.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionOffsets {
+    pub topic: String,
+    pub partition: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub earliest: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest: Option<i64>,
+}
+
+/// `f = list_offsets`: the invoke names partitions, the `ok` fills in earliest/latest.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListOffsetsValue {
+    #[serde(default)]
+    pub partitions: Vec<PartitionOffsets>,
+}
+
+/// One record of a final read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OffsetValue {
+    pub offset: i64,
+    pub value: String,
+}
+
+/// `f = final_read`: after healing, read a partition from offset 0 to its high watermark. The invoke
+/// names the partition; the `ok` adds `hwm` and every record read.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FinalReadValue {
+    pub topic: String,
+    pub partition: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hwm: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub records: Vec<OffsetValue>,
+}
+
+impl FinalReadValue {
+    pub fn new(topic: impl Into<String>, partition: i32) -> Self {
+        FinalReadValue {
+            topic: topic.into(),
+            partition,
+            hwm: None,
+            records: Vec::new(),
+        }
+    }
+
+    /// A complete read: records at offsets `0..values.len()`, hwm = number of records.
+    pub fn contiguous<S: AsRef<str>>(mut self, values: &[S]) -> Self {
+        self.records = values
+            .iter()
+            .enumerate()
+            .map(|(o, v)| OffsetValue {
+                offset: o as i64,
+                value: v.as_ref().to_owned(),
+            })
+            .collect();
+        self.hwm = Some(values.len() as i64);
+        self
+    }
+}
+
+/// `f = commit`: consumer-group offsets (not checked yet).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitValue {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default)]
+    pub offsets: Vec<PartitionOffset>,
+}
+
+/// `f = fault`: a nemesis event. `kind` names the fault; everything else is free-form.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FaultValue {
+    pub kind: String,
+    #[serde(flatten)]
+    pub detail: BTreeMap<String, serde_json::Value>,
+}
+
+impl FaultValue {
+    pub fn new(kind: impl Into<String>) -> Self {
+        FaultValue {
+            kind: kind.into(),
+            detail: BTreeMap::new(),
+        }
+    }
+
+    pub fn with(mut self, key: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.detail.insert(key.to_owned(), value.into());
+        self
+    }
+}
+
+/// An op's value; the variant determines `f`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Value {
+    Send(SendValue),
+    Poll(PollValue),
+    Assign(AssignValue),
+    Seek(SeekValue),
+    ListOffsets(ListOffsetsValue),
+    FinalRead(FinalReadValue),
+    Commit(CommitValue),
+    Fault(FaultValue),
+}
+
+impl Value {
+    pub fn f(&self) -> F {
+        match self {
+            Value::Send(_) => F::Send,
+            Value::Poll(_) => F::Poll,
+            Value::Assign(_) => F::Assign,
+            Value::Seek(_) => F::Seek,
+            Value::ListOffsets(_) => F::ListOffsets,
+            Value::FinalRead(_) => F::FinalRead,
+            Value::Commit(_) => F::Commit,
+            Value::Fault(_) => F::Fault,
+        }
+    }
+
+    /// Parses a JSON value as the value of an op with function `f`. `null` reads as `{}`, so
+    /// invokes of polls, assigns and the like may omit their value.
+    pub fn from_json(f: F, value: serde_json::Value) -> Result<Value, serde_json::Error> {
+        use serde_json::from_value as de;
+        let value = match value {
+            serde_json::Value::Null => serde_json::Value::Object(Default::default()),
+            v => v,
+        };
+        Ok(match f {
+            F::Send => Value::Send(de(value)?),
+            F::Poll => Value::Poll(de(value)?),
+            F::Assign => Value::Assign(de(value)?),
+            F::Seek => Value::Seek(de(value)?),
+            F::ListOffsets => Value::ListOffsets(de(value)?),
+            F::FinalRead => Value::FinalRead(de(value)?),
+            F::Commit => Value::Commit(de(value)?),
+            F::Fault => Value::Fault(de(value)?),
+        })
+    }
+}
+
+macro_rules! value_from {
+    ($($variant:ident($ty:ty)),*) => {
+        $(impl From<$ty> for Value {
+            fn from(v: $ty) -> Value {
+                Value::$variant(v)
+            }
+        })*
+    };
+}
+value_from!(
+    Send(SendValue),
+    Poll(PollValue),
+    Assign(AssignValue),
+    Seek(PartitionOffset),
+    ListOffsets(ListOffsetsValue),
+    FinalRead(FinalReadValue),
+    Commit(CommitValue),
+    Fault(FaultValue)
+);
+
+/// One line of a history.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "RawOp")]
+pub struct Op {
+    /// Position in the history; strictly increasing. Findings refer to ops by it.
+    pub index: u64,
+    pub kind: OpKind,
+    /// Client process (or nemesis id for faults). A process has at most one outstanding op.
+    pub process: u64,
+    /// Simulated (or wall) time in nanoseconds since the start of the run.
+    pub time_ns: u64,
+    pub value: Value,
+    /// Optional error text on `fail`/`info` completions.
+    pub error: Option<String>,
+}
+
+impl Op {
+    pub fn f(&self) -> F {
+        self.value.f()
+    }
+}
+
+/// The wire form: `f` is a plain field and `value` is parsed according to it.
+#[derive(Deserialize)]
+struct RawOp {
+    index: u64,
+    kind: OpKind,
+    process: u64,
+    time_ns: u64,
+    f: F,
+    #[serde(default)]
+    value: serde_json::Value,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+impl TryFrom<RawOp> for Op {
+    type Error = String;
+
+    fn try_from(raw: RawOp) -> Result<Op, String> {
+        let value = Value::from_json(raw.f, raw.value)
+            .map_err(|e| format!("invalid value for f={}: {e}", raw.f.as_str()))?;
+        Ok(Op {
+            index: raw.index,
+            kind: raw.kind,
+            process: raw.process,
+            time_ns: raw.time_ns,
+            value,
+            error: raw.error,
+        })
+    }
+}
+
+impl Serialize for Op {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Op", 7)?;
+        st.serialize_field("index", &self.index)?;
+        st.serialize_field("kind", &self.kind)?;
+        st.serialize_field("process", &self.process)?;
+        st.serialize_field("time_ns", &self.time_ns)?;
+        st.serialize_field("f", &self.f())?;
+        st.serialize_field("value", &self.value)?;
+        match &self.error {
+            Some(e) => st.serialize_field("error", e)?,
+            None => st.skip_field("error")?,
+        }
+        st.end()
+    }
+}
+
+/// Reading, writing or validating a history went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error("line {line}: {source}")]
+    Parse {
+        line: usize,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("line {line}: read failed: {source}")]
+    Read {
+        line: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("write failed: {0}")]
+    Write(#[source] std::io::Error),
+    #[error("op {index}: {message}")]
+    Invalid { index: u64, message: String },
+}
+
+/// An invoke and its completion. `completion` is `None` when the history ended (or the process
+/// moved on) without one: treat that as `info`. An event recorded without an invoke (e.g. a
+/// nemesis `info` event) pairs with itself.
+#[derive(Clone, Copy, Debug)]
+pub struct Pair<'a> {
+    pub invoke: &'a Op,
+    pub completion: Option<&'a Op>,
+}
+
+impl<'a> Pair<'a> {
+    /// `Ok`, `Fail` or `Info`; a missing completion counts as `Info`.
+    pub fn outcome(&self) -> OpKind {
+        match self.completion {
+            Some(c) if c.kind != OpKind::Invoke => c.kind,
+            _ => OpKind::Info,
+        }
+    }
+
+    /// The completion if there is one, else the invoke.
+    pub fn last(&self) -> &'a Op {
+        self.completion.unwrap_or(self.invoke)
+    }
+}
+
+/// A whole history, in recorded order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct History {
+    pub ops: Vec<Op>,
+}
+
+impl History {
+    pub fn new(ops: Vec<Op>) -> Self {
+        History { ops }
+    }
+
+    /// Reads JSON lines; blank lines are skipped. Errors name the 1-based line.
+    pub fn from_jsonl<R: BufRead>(reader: R) -> Result<History, HistoryError> {
+        let mut ops = Vec::new();
+        for (i, line) in reader.lines().enumerate() {
+            let line_no = i + 1;
+            let line = line.map_err(|source| HistoryError::Read {
+                line: line_no,
+                source,
+            })?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let op = serde_json::from_str(&line).map_err(|source| HistoryError::Parse {
+                line: line_no,
+                source,
+            })?;
+            ops.push(op);
+        }
+        Ok(History { ops })
+    }
+
+    /// Writes one JSON object per line.
+    pub fn to_jsonl<W: Write>(&self, mut writer: W) -> Result<(), HistoryError> {
+        for op in &self.ops {
+            serde_json::to_writer(&mut writer, op)
+                .map_err(|e| HistoryError::Write(std::io::Error::other(e)))?;
+            writer.write_all(b"\n").map_err(HistoryError::Write)?;
+        }
+        writer.flush().map_err(HistoryError::Write)
+    }
+
+    /// Pairs every invoke with its completion, in invoke order. Lenient: see [`Pair`].
+    pub fn pairs(&self) -> Vec<Pair<'_>> {
+        let mut pairs: Vec<Pair<'_>> = Vec::new();
+        let mut outstanding: BTreeMap<u64, usize> = BTreeMap::new();
+        for op in &self.ops {
+            if op.kind == OpKind::Invoke {
+                // A second invoke abandons the first one, which stays without completion.
+                outstanding.insert(op.process, pairs.len());
+                pairs.push(Pair {
+                    invoke: op,
+                    completion: None,
+                });
+                continue;
+            }
+            match outstanding.remove(&op.process) {
+                Some(i) if pairs[i].invoke.f() == op.f() => pairs[i].completion = Some(op),
+                _ => pairs.push(Pair {
+                    invoke: op,
+                    completion: Some(op),
+                }),
+            }
+        }
+        pairs
+    }
+
+    /// Checks the structure: strictly increasing indices, completions matching an outstanding
+    /// invoke of the same process and `f` (fault events may stand alone), no second invoke while
+    /// one is outstanding, and every `ok` send carrying an offset.
+    pub fn validate(&self) -> Result<(), HistoryError> {
+        let invalid = |op: &Op, message: String| HistoryError::Invalid {
+            index: op.index,
+            message,
+        };
+        let mut outstanding: BTreeMap<u64, F> = BTreeMap::new();
+        let mut prev: Option<u64> = None;
+        for op in &self.ops {
+            if prev.is_some_and(|p| op.index <= p) {
+                return Err(invalid(op, "index does not increase".into()));
+            }
+            prev = Some(op.index);
+            if op.kind == OpKind::Invoke {
+                if let Some(f) = outstanding.insert(op.process, op.f()) {
+                    return Err(invalid(
+                        op,
+                        format!(
+                            "process {} invoked while its {} is outstanding",
+                            op.process,
+                            f.as_str()
+                        ),
+                    ));
+                }
+                continue;
+            }
+            match outstanding.remove(&op.process) {
+                Some(f) if f == op.f() => {}
+                Some(f) => {
+                    return Err(invalid(
+                        op,
+                        format!(
+                            "{} completes an outstanding {}",
+                            op.f().as_str(),
+                            f.as_str()
+                        ),
+                    ))
+                }
+                None if op.f() == F::Fault => {}
+                None => return Err(invalid(op, "completion without an invoke".into())),
+            }
+            if let (OpKind::Ok, Value::Send(s)) = (op.kind, &op.value) {
+                if s.offset.is_none() {
+                    return Err(invalid(op, "ok send without an offset".into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Builds histories in code (tests, generators, workloads): assigns indices and times.
+#[derive(Debug, Default)]
+pub struct HistoryBuilder {
+    ops: Vec<Op>,
+    now_ns: u64,
+}
+
+impl HistoryBuilder {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Moves the clock forward; ops recorded afterwards carry the new time.
+    pub fn advance(&mut self, ns: u64) -> &mut Self {
+        self.now_ns += ns;
+        self
+    }
+
+    /// Appends an op and returns its index.
+    pub fn push(&mut self, kind: OpKind, process: u64, value: impl Into<Value>) -> u64 {
+        let index = self.ops.len() as u64;
+        self.ops.push(Op {
+            index,
+            kind,
+            process,
+            time_ns: self.now_ns,
+            value: value.into(),
+            error: None,
+        });
+        index
+    }
+
+    pub fn invoke(&mut self, process: u64, value: impl Into<Value>) -> u64 {
+        self.push(OpKind::Invoke, process, value)
+    }
+
+    pub fn ok(&mut self, process: u64, value: impl Into<Value>) -> u64 {
+        self.push(OpKind::Ok, process, value)
+    }
+
+    pub fn fail(&mut self, process: u64, value: impl Into<Value>) -> u64 {
+        self.push(OpKind::Fail, process, value)
+    }
+
+    pub fn info(&mut self, process: u64, value: impl Into<Value>) -> u64 {
+        self.push(OpKind::Info, process, value)
+    }
+
+    /// Invoke then complete with `kind`; returns the completion's index.
+    pub fn call(
+        &mut self,
+        process: u64,
+        invoke: impl Into<Value>,
+        kind: OpKind,
+        completion: impl Into<Value>,
+    ) -> u64 {
+        self.invoke(process, invoke);
+        self.push(kind, process, completion)
+    }
+
+    pub fn build(self) -> History {
+        History { ops: self.ops }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> History {
+        let mut b = HistoryBuilder::new();
+        let s = SendValue::new("t", 0, "a");
+        b.call(1, s.clone(), OpKind::Ok, s.acked(0));
+        b.advance(1_000);
+        b.call(
+            2,
+            PollValue::default(),
+            OpKind::Ok,
+            PollValue::default().record("t", 0, 0, "a").hwm("t", 0, 1),
+        );
+        b.info(9, FaultValue::new("partition").with("zone", "a"));
+        b.call(
+            3,
+            FinalReadValue::new("t", 0),
+            OpKind::Ok,
+            FinalReadValue::new("t", 0).contiguous(&["a"]),
+        );
+        b.build()
+    }
+
+    #[test]
+    fn jsonl_round_trip() {
+        let h = sample();
+        let mut buf = Vec::new();
+        h.to_jsonl(&mut buf).unwrap();
+        let text = String::from_utf8(buf.clone()).unwrap();
+        assert_eq!(text.lines().count(), h.ops.len());
+        assert!(text.starts_with(
+            r#"{"index":0,"kind":"invoke","process":1,"time_ns":0,"f":"send","value":{"topic":"t","partition":0,"value":"a"}}"#
+        ));
+        let back = History::from_jsonl(&buf[..]).unwrap();
+        assert_eq!(back, h);
+        assert!(h.validate().is_ok());
+    }
+
+    #[test]
+    fn invoke_value_may_be_omitted() {
+        let line = r#"{"index":0,"kind":"invoke","process":1,"time_ns":0,"f":"poll"}"#;
+        let h = History::from_jsonl(line.as_bytes()).unwrap();
+        assert_eq!(h.ops[0].value, Value::Poll(PollValue::default()));
+    }
+
+    #[test]
+    fn malformed_lines_report_line_numbers() {
+        let good = r#"{"index":0,"kind":"invoke","process":1,"time_ns":0,"f":"poll"}"#;
+        let cases = [
+            "not json",
+            r#"{"index":1,"kind":"ok","process":1,"time_ns":0,"f":"send","value":{"topic":"t"}}"#,
+            r#"{"index":1,"kind":"bogus","process":1,"time_ns":0,"f":"poll"}"#,
+            r#"{"index":1,"kind":"ok","process":1,"time_ns":0,"f":"teleport"}"#,
+            r#"{"index":1,"kind":"ok","process":-1,"time_ns":0,"f":"poll"}"#,
+        ];
+        for bad in cases {
+            let text = format!("{good}\n\n{bad}\n");
+            match History::from_jsonl(text.as_bytes()) {
+                Err(HistoryError::Parse { line, .. }) => assert_eq!(line, 3, "{bad}"),
+                other => panic!("expected a parse error for {bad}, got {other:?}"),
+            }
+        }
+        let err = History::from_jsonl("x".as_bytes()).unwrap_err().to_string();
+        assert!(err.starts_with("line 1: "), "{err}");
+    }
+
+    #[test]
+    fn pairs_match_invokes_with_completions() {
+        let h = sample();
+        let pairs = h.pairs();
+        assert_eq!(pairs.len(), 4);
+        assert_eq!(pairs[0].invoke.index, 0);
+        assert_eq!(pairs[0].completion.map(|c| c.index), Some(1));
+        assert_eq!(pairs[0].outcome(), OpKind::Ok);
+        // The standalone fault event pairs with itself.
+        assert_eq!(pairs[2].invoke.index, 4);
+        assert_eq!(pairs[2].last().index, 4);
+        assert_eq!(pairs[2].outcome(), OpKind::Info);
+    }
+
+    #[test]
+    fn pairs_leave_abandoned_invokes_open() {
+        let mut b = HistoryBuilder::new();
+        b.invoke(1, SendValue::new("t", 0, "a"));
+        b.invoke(1, SendValue::new("t", 0, "b"));
+        b.ok(1, SendValue::new("t", 0, "b").acked(0));
+        let h = b.build();
+        let pairs = h.pairs();
+        assert_eq!(pairs.len(), 2);
+        assert!(pairs[0].completion.is_none());
+        assert_eq!(pairs[0].outcome(), OpKind::Info);
+        assert_eq!(pairs[1].outcome(), OpKind::Ok);
+        assert!(matches!(
+            h.validate(),
+            Err(HistoryError::Invalid { index: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn validate_rejects_orphan_completion_and_ok_send_without_offset() {
+        let mut b = HistoryBuilder::new();
+        b.ok(1, PollValue::default());
+        assert!(b.build().validate().is_err());
+        let mut b = HistoryBuilder::new();
+        let s = SendValue::new("t", 0, "a");
+        b.call(1, s.clone(), OpKind::Ok, s);
+        let err = b.build().validate().unwrap_err().to_string();
+        assert_eq!(err, "op 1: ok send without an offset");
+    }
+}

@@ -1,0 +1,130 @@
+//! `riptide broker`: serve the reference broker over real TCP.
+
+use anyhow::Context;
+use clap::Args;
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::ObjectStore;
+use riptide_broker::env::SystemClock;
+use riptide_broker::{Broker, BrokerConfig};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct BrokerArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    listen: String,
+    /// Address clients are told to use (default: the listen address).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Directory used as the object store (LocalFileSystem). Brokers sharing
+    /// it form one cluster.
+    #[arg(long, default_value = "riptide-data", conflicts_with_all = ["memory", "s3"])]
+    data: PathBuf,
+    /// Keep everything in memory (one process only; lost on exit).
+    #[arg(long, conflicts_with = "s3")]
+    memory: bool,
+    /// S3 bucket URL (s3://BUCKET[/PREFIX]); credentials and region from the
+    /// usual AWS_* environment variables. Needs conditional put (If-None-Match).
+    #[arg(long)]
+    s3: Option<String>,
+    /// Endpoint of an S3-compatible server, e.g. http://127.0.0.1:5000.
+    #[arg(long, requires = "s3")]
+    s3_endpoint: Option<String>,
+    /// Broker id, unique in the cluster (default: the listen port).
+    #[arg(long)]
+    node_id: Option<i32>,
+    /// Availability zone, reported to clients as the rack.
+    #[arg(long, default_value = "zone-a")]
+    zone: String,
+    /// Partition count of topics created automatically.
+    #[arg(long, default_value_t = 1)]
+    partitions: i32,
+    /// Do not create topics when clients ask for unknown ones.
+    #[arg(long)]
+    no_auto_create: bool,
+    /// How often to publish a heartbeat and re-read the membership.
+    #[arg(long, default_value_t = 500)]
+    heartbeat_ms: u64,
+    /// A broker silent for this long is considered gone.
+    #[arg(long, default_value_t = 3000)]
+    session_timeout_ms: u64,
+    /// Largest request accepted, in bytes.
+    #[arg(long, default_value_t = 100 * 1024 * 1024)]
+    max_request_bytes: usize,
+}
+
+fn open_store(args: &BrokerArgs) -> anyhow::Result<Arc<dyn ObjectStore>> {
+    if args.memory {
+        return Ok(Arc::new(InMemory::new()));
+    }
+    if let Some(url) = &args.s3 {
+        let mut b = AmazonS3Builder::from_env().with_url(url);
+        if let Some(endpoint) = &args.s3_endpoint {
+            b = b
+                .with_endpoint(endpoint)
+                .with_allow_http(endpoint.starts_with("http://"))
+                .with_virtual_hosted_style_request(false);
+        }
+        return Ok(Arc::new(b.build().context("configuring S3")?));
+    }
+    std::fs::create_dir_all(&args.data)
+        .with_context(|| format!("creating data directory {}", args.data.display()))?;
+    let fs = LocalFileSystem::new_with_prefix(&args.data)
+        .with_context(|| format!("opening data directory {}", args.data.display()))?;
+    Ok(Arc::new(fs))
+}
+
+pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(serve(args))
+}
+
+async fn serve(args: BrokerArgs) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let local = listener.local_addr()?;
+    let advertise = args.advertise.clone().unwrap_or_else(|| local.to_string());
+    let (host, port) = advertise
+        .rsplit_once(':')
+        .and_then(|(h, p)| Some((h.to_string(), p.parse::<i32>().ok()?)))
+        .context("--advertise must be HOST:PORT")?;
+    let mut cfg = BrokerConfig::new(args.node_id.unwrap_or(local.port() as i32), host, port);
+    cfg.zone = args.zone.clone();
+    cfg.default_partitions = args.partitions.max(1);
+    cfg.auto_create_topics = !args.no_auto_create;
+    cfg.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(10));
+    cfg.session_timeout = Duration::from_millis(args.session_timeout_ms.max(args.heartbeat_ms * 2));
+    cfg.max_request_bytes = args.max_request_bytes;
+    cfg.seed = rand::random(); // allow-nondeterminism: a real broker's ids need real entropy
+    let store = open_store(&args)?;
+    tracing::info!(listen = %local, advertise = %advertise, node_id = cfg.node_id, store = %store, "starting broker");
+    let broker = Broker::start(cfg, store, Arc::new(SystemClock))
+        .await
+        .context("joining the cluster (is the object store reachable?)")?;
+    let serving = tokio::spawn(broker.clone().serve(listener));
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    serving.abort();
+    broker.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

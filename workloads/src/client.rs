@@ -1,0 +1,639 @@
+//! The Kafka client used by workloads: metadata cache, pooled connections per broker, bounded
+//! retries with seeded backoff. Identical in simulation and over real TCP; the difference is the
+//! [`Connector`].
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::{ApiKey, MetadataResponse};
+use kafka_protocol::records::{Compression, NO_TIMESTAMP};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::codec::{self, FetchedRecord};
+use crate::connection::{Connection, ConnectionOptions};
+use crate::error::{codes, ClientError};
+use crate::net::Connector;
+
+/// Whether a produce is retried after an attempt whose outcome is unknown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProduceRetry {
+    /// Retry only errors that certainly did not write (and are retriable). An indeterminate error
+    /// is returned to the caller, who records it as `info` and decides what to do.
+    #[default]
+    DefiniteOnly,
+    /// Also retry after indeterminate errors. This can duplicate the record; the result says so
+    /// ([`ProduceAck::after_indeterminate`], [`ClientError::AfterIndeterminate`]).
+    Always,
+}
+
+/// Source of record timestamps (ms). Injected so that simulation controls wall-clock time.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// Client settings. `Default` is reasonable for both simulation and real clusters.
+#[derive(Clone)]
+pub struct ClientConfig {
+    pub connection: ConnectionOptions,
+    /// Retries after the first attempt (so at most `retries + 1` attempts per operation).
+    pub retries: u32,
+    /// Backoff before retry n is `min(backoff_max, backoff_base * 2^n)`, jittered into [d/2, d].
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Seed for backoff jitter.
+    pub seed: u64,
+    pub produce_retry: ProduceRetry,
+    /// Broker-side wait for acks (`timeout_ms` in Produce) and for CreateTopics.
+    pub broker_timeout_ms: i32,
+    pub compression: Compression,
+    /// Replication factor for `create_topic`; -1 = broker default (CreateTopics v4+).
+    pub replication_factor: i16,
+    /// 0 = read_uncommitted, 1 = read_committed (Fetch, ListOffsets v2+).
+    pub isolation_level: i8,
+    /// Record timestamps; `None` sends -1 (no timestamp).
+    pub clock: Option<Clock>,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            connection: ConnectionOptions::default(),
+            retries: 8,
+            backoff_base: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(2),
+            seed: 0,
+            produce_retry: ProduceRetry::DefiniteOnly,
+            broker_timeout_ms: 5_000,
+            compression: Compression::None,
+            replication_factor: -1,
+            isolation_level: 0,
+            clock: None,
+        }
+    }
+}
+
+impl fmt::Debug for ClientConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientConfig")
+            .field("connection", &self.connection)
+            .field("retries", &self.retries)
+            .field("backoff_base", &self.backoff_base)
+            .field("backoff_max", &self.backoff_max)
+            .field("seed", &self.seed)
+            .field("produce_retry", &self.produce_retry)
+            .field("broker_timeout_ms", &self.broker_timeout_ms)
+            .field("compression", &self.compression)
+            .field("replication_factor", &self.replication_factor)
+            .field("isolation_level", &self.isolation_level)
+            .field("clock", &self.clock.as_ref().map(|_| "<fn>"))
+            .finish()
+    }
+}
+
+/// A successful produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProduceAck {
+    /// Offset the broker assigned (-1 for acks=0, which gets no answer).
+    pub offset: i64,
+    /// Attempts made, including the successful one.
+    pub attempts: u32,
+    /// An earlier attempt had an unknown outcome, so the record may also exist at another offset.
+    pub after_indeterminate: bool,
+}
+
+/// Records read by one fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FetchResult {
+    /// Records at or after the requested offset, in offset order as the broker returned them.
+    pub records: Vec<FetchedRecord>,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
+/// Which offset `list_offsets` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    Earliest,
+    Latest,
+    /// First offset whose timestamp is >= this (ms). The broker answers -1 if there is none.
+    Timestamp(i64),
+}
+
+impl OffsetSpec {
+    fn wire(self) -> i64 {
+        match self {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+            OffsetSpec::Timestamp(t) => t,
+        }
+    }
+}
+
+/// Cached cluster metadata. BTreeMaps keep every iteration order deterministic.
+#[derive(Debug, Default)]
+struct Metadata {
+    /// node id -> "host:port"
+    brokers: BTreeMap<i32, String>,
+    controller: Option<i32>,
+    /// topic -> partition -> leader node id (-1 = none)
+    topics: BTreeMap<String, BTreeMap<i32, i32>>,
+    /// topic -> error code from the last metadata answer that failed for it
+    topic_errors: BTreeMap<String, i16>,
+    /// Set by errors that suggest leadership moved; the next lookup refreshes.
+    stale: bool,
+}
+
+/// A Kafka client. Methods take `&mut self`: one operation at a time per client (a workload
+/// process owns one).
+pub struct Client<C: Connector> {
+    connector: C,
+    config: ClientConfig,
+    bootstrap: Vec<String>,
+    metadata: Metadata,
+    /// Pooled connections, by "host:port".
+    conns: BTreeMap<String, Connection<C::Stream>>,
+    rng: ChaCha8Rng,
+    /// Rotates which known broker a metadata refresh asks first.
+    refresh_cursor: usize,
+}
+
+impl<C: Connector> fmt::Debug for Client<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("bootstrap", &self.bootstrap)
+            .field("metadata", &self.metadata)
+            .field("connections", &self.conns.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Connector> Client<C> {
+    /// A client that will contact `bootstrap` ("host:port" each) on first use.
+    pub fn new(connector: C, bootstrap: Vec<String>, config: ClientConfig) -> Self {
+        let rng = ChaCha8Rng::seed_from_u64(config.seed);
+        Client {
+            connector,
+            config,
+            bootstrap,
+            metadata: Metadata::default(),
+            conns: BTreeMap::new(),
+            rng,
+            refresh_cursor: 0,
+        }
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Drops every pooled connection (e.g. after a fault is healed, to start clean).
+    pub fn disconnect_all(&mut self) {
+        self.conns.clear();
+    }
+
+    /// The cached leader node of a partition, if known.
+    pub fn cached_leader(&self, topic: &str, partition: i32) -> Option<i32> {
+        self.metadata
+            .topics
+            .get(topic)
+            .and_then(|p| p.get(&partition))
+            .copied()
+            .filter(|&l| l >= 0)
+    }
+
+    /// Creates a topic; succeeds if it already exists.
+    pub async fn create_topic(&mut self, name: &str, partitions: i32) -> Result<(), ClientError> {
+        let mut attempt = 0;
+        loop {
+            match self.try_create_topic(name, partitions).await {
+                Ok(()) => {
+                    // Forget cached metadata so the next use sees the new partitions.
+                    self.metadata.topics.remove(name);
+                    return Ok(());
+                }
+                Err(e) => self.retry_or_fail(e, &mut attempt).await?,
+            }
+        }
+    }
+
+    /// Appends one record (a batch of one) and returns its offset. Retries per
+    /// [`ClientConfig::produce_retry`]; see [`Client::produce_detailed`].
+    pub async fn produce(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        key: Option<Bytes>,
+        value: Bytes,
+        acks: i16,
+    ) -> Result<i64, ClientError> {
+        self.produce_detailed(topic, partition, key, value, acks)
+            .await
+            .map(|ack| ack.offset)
+    }
+
+    /// Like [`Client::produce`], also saying how many attempts it took and whether an earlier one
+    /// had an unknown outcome. If a retry follows an indeterminate attempt and then fails definitely,
+    /// the error is wrapped in [`ClientError::AfterIndeterminate`] so it stays indeterminate.
+    pub async fn produce_detailed(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        key: Option<Bytes>,
+        value: Bytes,
+        acks: i16,
+    ) -> Result<ProduceAck, ClientError> {
+        let timestamp = self.config.clock.as_ref().map_or(NO_TIMESTAMP, |c| c());
+        // Encoded once: every retry sends the identical batch.
+        let batch =
+            codec::encode_record_batch(key, Some(value), timestamp, self.config.compression)?;
+        let mut attempts = 0;
+        let mut after_indeterminate = false;
+        loop {
+            attempts += 1;
+            let err = match self.try_produce(topic, partition, &batch, acks).await {
+                Ok(offset) => {
+                    return Ok(ProduceAck {
+                        offset,
+                        attempts,
+                        after_indeterminate,
+                    })
+                }
+                Err(e) => e,
+            };
+            let definite = err.is_definite();
+            let retry = err.is_retriable()
+                && attempts <= self.config.retries
+                && (definite || self.config.produce_retry == ProduceRetry::Always);
+            if !retry {
+                return Err(if after_indeterminate && definite {
+                    ClientError::AfterIndeterminate {
+                        last: Box::new(err),
+                    }
+                } else {
+                    err
+                });
+            }
+            if !definite {
+                tracing::debug!(%topic, partition, error = %err, "retrying produce after indeterminate error");
+                after_indeterminate = true;
+            }
+            self.prepare_retry(&err, attempts - 1).await;
+        }
+    }
+
+    /// Reads from `offset`, waiting up to `max_wait_ms` for data.
+    pub async fn fetch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_wait_ms: i32,
+        max_bytes: i32,
+    ) -> Result<FetchResult, ClientError> {
+        let mut attempt = 0;
+        loop {
+            match self
+                .try_fetch(topic, partition, offset, max_wait_ms, max_bytes)
+                .await
+            {
+                Ok(r) => return Ok(r),
+                Err(e) => self.retry_or_fail(e, &mut attempt).await?,
+            }
+        }
+    }
+
+    /// Looks up an offset of a partition (Earliest = log start, Latest = high watermark).
+    pub async fn list_offsets(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        which: OffsetSpec,
+    ) -> Result<i64, ClientError> {
+        let mut attempt = 0;
+        loop {
+            match self.try_list_offsets(topic, partition, which).await {
+                Ok(o) => return Ok(o),
+                Err(e) => self.retry_or_fail(e, &mut attempt).await?,
+            }
+        }
+    }
+
+    /// Fetches metadata for `topics` (none: brokers and controller only) from some reachable broker.
+    pub async fn refresh_metadata(&mut self, topics: &[&str]) -> Result<(), ClientError> {
+        // Candidates: known brokers, then bootstrap, rotated so that a dead first broker does not
+        // absorb every refresh. Deduplicated, order deterministic.
+        let mut candidates: Vec<String> = Vec::new();
+        for addr in self.metadata.brokers.values().chain(self.bootstrap.iter()) {
+            if !candidates.contains(addr) {
+                candidates.push(addr.clone());
+            }
+        }
+        if candidates.is_empty() {
+            return Err(ClientError::Invalid("no bootstrap brokers".to_string()));
+        }
+        let start = self.refresh_cursor % candidates.len();
+        self.refresh_cursor = self.refresh_cursor.wrapping_add(1);
+        candidates.rotate_left(start);
+
+        let mut last_err = None;
+        for addr in candidates {
+            match self.try_metadata(&addr, topics).await {
+                Ok(resp) => {
+                    self.apply_metadata(resp, topics);
+                    return Ok(());
+                }
+                Err(e) => {
+                    tracing::debug!(%addr, error = %e, "metadata request failed");
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| ClientError::Invalid("no brokers".to_string())))
+    }
+
+    // ---- attempts (one request each) ----
+
+    async fn try_metadata(
+        &mut self,
+        addr: &str,
+        topics: &[&str],
+    ) -> Result<MetadataResponse, ClientError> {
+        let conn = self.conn(addr).await?;
+        let version = conn.pick_version(ApiKey::Metadata)?;
+        let req = codec::metadata_request(topics, version);
+        conn.send(&req, version).await
+    }
+
+    fn apply_metadata(&mut self, resp: MetadataResponse, asked: &[&str]) {
+        let md = &mut self.metadata;
+        md.brokers = resp
+            .brokers
+            .iter()
+            .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
+            .collect();
+        md.controller = Some(resp.controller_id.0).filter(|&c| c >= 0);
+        for t in asked {
+            md.topics.remove(*t);
+            md.topic_errors.remove(*t);
+        }
+        for t in resp.topics {
+            let Some(name) = t.name.map(|n| n.0.as_str().to_string()) else {
+                continue;
+            };
+            if t.error_code != 0 {
+                md.topic_errors.insert(name, t.error_code);
+                continue;
+            }
+            let parts = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    (
+                        p.partition_index,
+                        if p.error_code == 0 { p.leader_id.0 } else { -1 },
+                    )
+                })
+                .collect();
+            md.topics.insert(name, parts);
+        }
+        md.stale = false;
+    }
+
+    /// Address of the partition leader, refreshing metadata when unknown or stale.
+    async fn leader_addr(&mut self, topic: &str, partition: i32) -> Result<String, ClientError> {
+        let known = self.metadata.topics.contains_key(topic);
+        if self.metadata.stale || !known || self.cached_leader(topic, partition).is_none() {
+            self.refresh_metadata(&[topic]).await?;
+        }
+        if let Some(&code) = self.metadata.topic_errors.get(topic) {
+            return Err(ClientError::broker(ApiKey::Metadata, code, None));
+        }
+        let Some(parts) = self.metadata.topics.get(topic) else {
+            return Err(ClientError::broker(
+                ApiKey::Metadata,
+                codes::UNKNOWN_TOPIC_OR_PARTITION,
+                None,
+            ));
+        };
+        let Some(&leader) = parts.get(&partition) else {
+            return Err(ClientError::broker(
+                ApiKey::Metadata,
+                codes::UNKNOWN_TOPIC_OR_PARTITION,
+                None,
+            ));
+        };
+        self.metadata
+            .brokers
+            .get(&leader)
+            .cloned()
+            .ok_or_else(|| ClientError::NoLeader {
+                topic: topic.to_string(),
+                partition,
+            })
+    }
+
+    /// A pooled connection to `addr`, opened (and negotiated) if needed.
+    async fn conn(&mut self, addr: &str) -> Result<&mut Connection<C::Stream>, ClientError> {
+        if self.conns.get(addr).is_some_and(|c| c.is_broken()) {
+            self.conns.remove(addr);
+        }
+        if !self.conns.contains_key(addr) {
+            let conn = Connection::open(&self.connector, addr, &self.config.connection).await?;
+            self.conns.insert(addr.to_string(), conn);
+        }
+        self.conns
+            .get_mut(addr)
+            .ok_or_else(|| ClientError::Invalid("connection pool lost an entry".to_string()))
+    }
+
+    async fn try_produce(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        batch: &Bytes,
+        acks: i16,
+    ) -> Result<i64, ClientError> {
+        let addr = self.leader_addr(topic, partition).await?;
+        let broker_timeout_ms = self.config.broker_timeout_ms;
+        let conn = self.conn(&addr).await?;
+        let version = conn.pick_version(ApiKey::Produce)?;
+        let req = codec::produce_request(topic, partition, batch.clone(), acks, broker_timeout_ms);
+        if acks == 0 {
+            conn.send_oneway(&req, version).await?;
+            return Ok(-1);
+        }
+        let resp = conn.send(&req, version).await?;
+        let malformed = |reason: &str| ClientError::Malformed {
+            addr: addr.clone(),
+            reason: reason.to_string(),
+        };
+        let p = resp
+            .responses
+            .iter()
+            .filter(|t| t.name.0.as_str() == topic)
+            .flat_map(|t| t.partition_responses.iter())
+            .find(|p| p.index == partition)
+            .ok_or_else(|| malformed("produce response lacks the partition"))?;
+        if p.error_code != 0 {
+            let message = p.error_message.as_ref().map(|m| m.as_str().to_string());
+            return Err(ClientError::broker(ApiKey::Produce, p.error_code, message));
+        }
+        if p.base_offset < 0 {
+            return Err(malformed("produce succeeded with a negative base offset"));
+        }
+        Ok(p.base_offset)
+    }
+
+    async fn try_fetch(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_wait_ms: i32,
+        max_bytes: i32,
+    ) -> Result<FetchResult, ClientError> {
+        let addr = self.leader_addr(topic, partition).await?;
+        let isolation = self.config.isolation_level;
+        // The broker may hold the request for max_wait_ms before answering.
+        let timeout = self.config.connection.request_timeout
+            + Duration::from_millis(max_wait_ms.max(0) as u64);
+        let conn = self.conn(&addr).await?;
+        let version = conn.pick_version(ApiKey::Fetch)?;
+        let req = codec::fetch_request(topic, partition, offset, max_wait_ms, max_bytes, isolation);
+        let resp = conn.send_with_timeout(&req, version, timeout).await?;
+        if resp.error_code != 0 {
+            return Err(ClientError::broker(ApiKey::Fetch, resp.error_code, None));
+        }
+        let malformed = |reason: String| ClientError::Malformed {
+            addr: addr.clone(),
+            reason,
+        };
+        let p = resp
+            .responses
+            .into_iter()
+            .filter(|t| t.topic.0.as_str() == topic)
+            .flat_map(|t| t.partitions)
+            .find(|p| p.partition_index == partition)
+            .ok_or_else(|| malformed("fetch response lacks the partition".to_string()))?;
+        if p.error_code != 0 {
+            return Err(ClientError::broker(ApiKey::Fetch, p.error_code, None));
+        }
+        let records = match p.records {
+            Some(data) => codec::decode_records(data, offset).map_err(malformed)?,
+            None => Vec::new(),
+        };
+        Ok(FetchResult {
+            records,
+            high_watermark: p.high_watermark,
+            log_start_offset: p.log_start_offset,
+        })
+    }
+
+    async fn try_list_offsets(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        which: OffsetSpec,
+    ) -> Result<i64, ClientError> {
+        let addr = self.leader_addr(topic, partition).await?;
+        let isolation = self.config.isolation_level;
+        let conn = self.conn(&addr).await?;
+        let version = conn.pick_version(ApiKey::ListOffsets)?;
+        let req = codec::list_offsets_request(topic, partition, which.wire(), isolation, version);
+        let resp = conn.send(&req, version).await?;
+        let p = resp
+            .topics
+            .iter()
+            .filter(|t| t.name.0.as_str() == topic)
+            .flat_map(|t| t.partitions.iter())
+            .find(|p| p.partition_index == partition)
+            .ok_or_else(|| ClientError::Malformed {
+                addr: addr.clone(),
+                reason: "list offsets response lacks the partition".to_string(),
+            })?;
+        if p.error_code != 0 {
+            return Err(ClientError::broker(ApiKey::ListOffsets, p.error_code, None));
+        }
+        Ok(p.offset)
+    }
+
+    async fn try_create_topic(&mut self, name: &str, partitions: i32) -> Result<(), ClientError> {
+        if self.metadata.brokers.is_empty() || self.metadata.stale {
+            self.refresh_metadata(&[]).await?;
+        }
+        // Older brokers accept CreateTopics only on the controller; newer ones forward it.
+        let addr = self
+            .metadata
+            .controller
+            .and_then(|c| self.metadata.brokers.get(&c))
+            .or_else(|| self.metadata.brokers.values().next())
+            .cloned()
+            .ok_or_else(|| ClientError::Invalid("metadata lists no brokers".to_string()))?;
+        let (rf, timeout_ms) = (
+            self.config.replication_factor,
+            self.config.broker_timeout_ms,
+        );
+        let conn = self.conn(&addr).await?;
+        let version = conn.pick_version(ApiKey::CreateTopics)?;
+        let req = codec::create_topics_request(name, partitions, rf, timeout_ms, version);
+        let resp = conn.send(&req, version).await?;
+        let t = resp
+            .topics
+            .iter()
+            .find(|t| t.name.0.as_str() == name)
+            .ok_or_else(|| ClientError::Malformed {
+                addr: addr.clone(),
+                reason: "create topics response lacks the topic".to_string(),
+            })?;
+        match t.error_code {
+            0 | codes::TOPIC_ALREADY_EXISTS => Ok(()),
+            code => Err(ClientError::broker(
+                ApiKey::CreateTopics,
+                code,
+                t.error_message.as_ref().map(|m| m.as_str().to_string()),
+            )),
+        }
+    }
+
+    // ---- retry plumbing ----
+
+    /// Returns the error if it should not be retried; otherwise backs off and returns `Ok`.
+    async fn retry_or_fail(
+        &mut self,
+        err: ClientError,
+        attempt: &mut u32,
+    ) -> Result<(), ClientError> {
+        if !err.is_retriable() || *attempt >= self.config.retries {
+            return Err(err);
+        }
+        self.prepare_retry(&err, *attempt).await;
+        *attempt += 1;
+        Ok(())
+    }
+
+    /// Marks metadata stale if the error calls for it, then sleeps the jittered backoff.
+    async fn prepare_retry(&mut self, err: &ClientError, attempt: u32) {
+        if err.needs_metadata_refresh() {
+            self.metadata.stale = true;
+        }
+        let delay = self.backoff(attempt);
+        tracing::debug!(error = %err, attempt, ?delay, "retrying");
+        tokio::time::sleep(delay).await;
+    }
+
+    fn backoff(&mut self, attempt: u32) -> Duration {
+        let exp = self
+            .config
+            .backoff_base
+            .saturating_mul(1u32 << attempt.min(20))
+            .min(self.config.backoff_max);
+        let nanos = exp.as_nanos() as u64;
+        if nanos < 2 {
+            return exp;
+        }
+        // Seeded jitter in [d/2, d]: spreads retries of many clients without losing determinism.
+        Duration::from_nanos(self.rng.gen_range(nanos / 2..=nanos))
+    }
+}
