@@ -41,6 +41,8 @@ fn log_error_code(e: &LogError) -> i16 {
     match e {
         LogError::Fenced => code(ResponseError::NotLeaderOrFollower),
         LogError::Store(_) => code(ResponseError::KafkaStorageError),
+        LogError::OutOfOrderSequence => code(ResponseError::OutOfOrderSequenceNumber),
+        LogError::ProducerFenced => code(ResponseError::InvalidProducerEpoch),
         LogError::Corrupt(msg) => {
             tracing::error!(error = %msg, "log is corrupt");
             code(ResponseError::UnknownServerError)
@@ -101,6 +103,10 @@ pub async fn handle(
                 Some(encode_response(corr, v, &fetch(&b, &req).await))
             })))
         }
+        ApiKey::InitProducerId => {
+            let req = InitProducerIdRequest::decode(&mut body, v)?;
+            now(encode_response(corr, v, &init_producer_id(&b, req)))
+        }
         other => anyhow::bail!("{other:?} is not served"),
     }
 }
@@ -116,6 +122,27 @@ pub fn api_versions() -> ApiVersionsResponse {
                 .with_max_version(*hi)
         })
         .collect();
+    r
+}
+
+/// Producer ids are drawn at random from 2^62: no coordination needed, and a
+/// collision is as unlikely as a lost write to the store. A client that
+/// re-initialises (KIP-360) keeps its id with the next epoch.
+fn init_producer_id(b: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    let mut r = InitProducerIdResponse::default();
+    if req.transactional_id.is_some() {
+        r.error_code = code(ResponseError::TransactionalIdAuthorizationFailed);
+        r.producer_id = ProducerId(-1);
+        r.producer_epoch = -1;
+        return r;
+    }
+    if req.producer_id.0 >= 0 && (0..i16::MAX).contains(&req.producer_epoch) {
+        r.producer_id = req.producer_id;
+        r.producer_epoch = req.producer_epoch + 1;
+    } else {
+        r.producer_id = ProducerId(b.new_producer_id());
+        r.producer_epoch = 0;
+    }
     r
 }
 
@@ -520,6 +547,7 @@ mod tests {
             (ApiKey::ApiVersions, ApiVersionsRequest::VERSIONS),
             (ApiKey::CreateTopics, CreateTopicsRequest::VERSIONS),
             (ApiKey::DeleteTopics, DeleteTopicsRequest::VERSIONS),
+            (ApiKey::InitProducerId, InitProducerIdRequest::VERSIONS),
         ];
         for (key, lo, hi) in SUPPORTED {
             let (_, range) = ranges.iter().find(|(k, _)| k == key).unwrap();

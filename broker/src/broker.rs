@@ -155,6 +155,10 @@ impl Broker {
         Ok(log)
     }
 
+    pub fn new_producer_id(&self) -> i64 {
+        (self.log_options.ids.next_u64() >> 2) as i64
+    }
+
     /// Deletes a topic: its object first (clients stop seeing it), then its
     /// log, best effort.
     pub async fn delete_topic(&self, name: &str) -> object_store::Result<Option<TopicMeta>> {

@@ -29,6 +29,30 @@ pub struct CommitHeader {
     pub max_timestamp: i64,
     /// Length of the batch bytes after the header.
     pub data_len: u64,
+    /// The state, after this commit, of every idempotent producer it touched.
+    /// Replaying headers rebuilds producer state, so it survives crashes and
+    /// ownership moves without a store of its own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub producers: Vec<ProducerEntry>,
+}
+
+/// How many recent batches per producer are remembered for deduplication
+/// (Kafka clients keep at most five requests in flight).
+pub const PRODUCER_BATCHES: usize = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerEntry {
+    pub producer_id: i64,
+    pub epoch: i16,
+    /// The last few batches, oldest first.
+    pub batches: Vec<SeqBatch>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeqBatch {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub base_offset: i64,
 }
 
 impl CommitHeader {
@@ -115,6 +139,7 @@ mod tests {
             write_id: 77,
             max_timestamp: 5,
             data_len: 3,
+            producers: vec![],
         };
         let obj = encode(&h, b"abc");
         let (h2, data) = decode(&obj).unwrap();

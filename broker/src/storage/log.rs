@@ -8,7 +8,8 @@
 //! - an owner first appends a fence (an empty commit with a higher epoch);
 //!   a writer that finds a higher epoch in the chain is fenced and stops.
 
-use super::commit::{self, CommitHeader};
+use super::commit::{self, CommitHeader, ProducerEntry};
+use super::producers::{Producers, Verdict};
 use super::{commit_path, commit_seq, log_prefix};
 use crate::batch::{self, BatchHeader};
 use crate::env::Ids;
@@ -37,6 +38,12 @@ pub enum LogError {
     /// The chain in the store does not have the shape the invariants promise.
     #[error("corrupt log: {0}")]
     Corrupt(String),
+    /// An idempotent producer's batch does not follow its last one.
+    #[error("out-of-order sequence number")]
+    OutOfOrderSequence,
+    /// An idempotent producer's epoch is older than the partition has seen.
+    #[error("producer epoch is stale")]
+    ProducerFenced,
 }
 
 impl From<object_store::Error> for LogError {
@@ -74,11 +81,11 @@ struct Writer {
     next_seq: u64,
     /// The last write's outcome is unknown: re-read the tail before writing.
     unsure: bool,
+    producers: Producers,
 }
 
 struct Pending {
     batches: Vec<(BatchHeader, Bytes)>,
-    records: i64,
     bytes: usize,
     done: oneshot::Sender<Result<i64, LogError>>,
 }
@@ -204,6 +211,10 @@ impl PartitionLog {
         self.closed.store(true, Ordering::Release);
     }
 
+    fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, Index> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub fn high_watermark(&self) -> i64 {
         self.index.read().unwrap_or_else(|e| e.into_inner()).hwm
     }
@@ -220,11 +231,12 @@ impl PartitionLog {
         if self.is_closed() {
             return Err(LogError::Fenced);
         }
-        let (next_seq, max_epoch) = self.load().await?;
+        let (next_seq, max_epoch, producers) = self.load().await?;
         let mut writer = Writer {
             epoch: max_epoch + 1,
             next_seq,
             unsure: false,
+            producers,
         };
         self.claim(&mut writer).await?;
         *w = Some(writer);
@@ -234,7 +246,7 @@ impl PartitionLog {
 
     /// Reads every commit header of the chain into the index. Returns the
     /// next free sequence number and the highest epoch seen.
-    async fn load(&self) -> Result<(u64, u64), LogError> {
+    async fn load(&self) -> Result<(u64, u64, Producers), LogError> {
         let listed: Vec<_> = timed(
             self.store
                 .list(Some(&log_prefix(&self.topic_id, self.partition)))
@@ -254,6 +266,7 @@ impl PartitionLog {
         let mut index = Index::default();
         let mut max_epoch = 0;
         let mut next_seq = 0;
+        let mut producers = Producers::default();
         for (seq, h) in seqs.iter().zip(headers) {
             let h =
                 h.ok_or_else(|| LogError::Corrupt(format!("commit {seq} listed but missing")))?;
@@ -263,11 +276,12 @@ impl PartitionLog {
                 )));
             }
             apply(&mut index, &h)?;
+            producers.learn(&h.producers);
             max_epoch = max_epoch.max(h.epoch);
             next_seq += 1;
         }
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
-        Ok((next_seq, max_epoch))
+        Ok((next_seq, max_epoch, producers))
     }
 
     async fn read_header(&self, seq: u64) -> Result<Option<CommitHeader>, LogError> {
@@ -312,10 +326,8 @@ impl PartitionLog {
                 w.next_seq, h.seq
             )));
         }
-        apply(
-            &mut self.index.write().unwrap_or_else(|e| e.into_inner()),
-            h,
-        )?;
+        apply(&mut self.index_mut(), h)?;
+        w.producers.learn(&h.producers);
         w.next_seq += 1;
         if h.epoch > w.epoch || (h.epoch == w.epoch && h.node_id != self.node_id) {
             self.close();
@@ -337,6 +349,7 @@ impl PartitionLog {
                 write_id: self.ids.next_u64(),
                 max_timestamp: -1,
                 data_len: 0,
+                producers: vec![],
             };
             match self.create(&header, &[]).await {
                 Ok(()) => {
@@ -348,10 +361,8 @@ impl PartitionLog {
                 Err(Created::Exists) => {
                     // Someone else wrote here: learn it, then fence above it.
                     while let Some(h) = self.read_header(w.next_seq).await? {
-                        apply(
-                            &mut self.index.write().unwrap_or_else(|e| e.into_inner()),
-                            &h,
-                        )?;
+                        apply(&mut self.index_mut(), &h)?;
+                        w.producers.learn(&h.producers);
                         w.next_seq += 1;
                         w.epoch = w.epoch.max(h.epoch + 1);
                     }
@@ -396,13 +407,11 @@ impl PartitionLog {
         batches: Vec<(BatchHeader, Bytes)>,
     ) -> oneshot::Receiver<Result<i64, LogError>> {
         let (tx, rx) = oneshot::channel();
-        let records = batches.iter().map(|(h, _)| h.records as i64).sum();
         let bytes = batches.iter().map(|(_, b)| b.len()).sum();
         let start = {
             let mut q = self.queue.lock().unwrap_or_else(|e| e.into_inner());
             q.items.push_back(Pending {
                 batches,
-                records,
                 bytes,
                 done: tx,
             });
@@ -436,11 +445,9 @@ impl PartitionLog {
                 group
             };
             match self.commit(&group).await {
-                Ok(base) => {
-                    let mut next = base;
-                    for p in group {
-                        let _ = p.done.send(Ok(next));
-                        next += p.records;
+                Ok(outcomes) => {
+                    for (p, outcome) in group.into_iter().zip(outcomes) {
+                        let _ = p.done.send(outcome);
                     }
                 }
                 Err(e) => {
@@ -452,7 +459,10 @@ impl PartitionLog {
         }
     }
 
-    async fn commit(&self, group: &[Pending]) -> Result<i64, LogError> {
+    /// Writes one commit holding every acceptable item of `group`, and
+    /// returns each item's outcome: its base offset (an idempotent retry gets
+    /// its original one) or why it was refused. `Err` fails the whole group.
+    async fn commit(&self, group: &[Pending]) -> Result<Vec<Result<i64, LogError>>, LogError> {
         let mut guard = self.writer.lock().await;
         if self.is_closed() {
             return Err(LogError::Fenced);
@@ -463,35 +473,30 @@ impl PartitionLog {
         }
         loop {
             let base = self.high_watermark();
-            let mut data = BytesMut::new();
-            let mut offset = base;
-            let mut max_timestamp = -1;
-            for p in group {
-                for (h, raw) in &p.batches {
-                    batch::rebase(raw, offset, &mut data);
-                    offset += h.records as i64;
-                    max_timestamp = max_timestamp.max(h.max_timestamp);
-                }
+            let mut plan = Plan::new(base, w.producers.clone());
+            let outcomes: Vec<_> = group.iter().map(|p| plan.add(&p.batches)).collect();
+            if plan.offset == base {
+                // Nothing new (all duplicates or refused): no write needed.
+                return Ok(outcomes);
             }
             let header = CommitHeader {
                 seq: w.next_seq,
                 base_offset: base,
-                records: offset - base,
+                records: plan.offset - base,
                 epoch: w.epoch,
                 node_id: self.node_id,
                 write_id: self.ids.next_u64(),
-                max_timestamp,
-                data_len: data.len() as u64,
+                max_timestamp: plan.max_timestamp,
+                data_len: plan.data.len() as u64,
+                producers: plan.touched.into_values().collect(),
             };
-            match self.create(&header, &data).await {
+            match self.create(&header, &plan.data).await {
                 Ok(()) => {
-                    apply(
-                        &mut self.index.write().unwrap_or_else(|e| e.into_inner()),
-                        &header,
-                    )?;
+                    apply(&mut self.index_mut(), &header)?;
+                    w.producers = plan.producers;
                     w.next_seq += 1;
                     self.appended.notify_waiters();
-                    return Ok(base);
+                    return Ok(outcomes);
                 }
                 Err(Created::Exists) => {
                     // Lost the race for this sequence number: learn the winner.
@@ -599,6 +604,64 @@ impl PartitionLog {
             Some(c) => self.offset_for_timestamp(c.max_timestamp).await,
             None => Ok(None),
         }
+    }
+}
+
+/// The commit being assembled: data with final offsets, and the producer
+/// state it leads to.
+struct Plan {
+    data: BytesMut,
+    offset: i64,
+    max_timestamp: i64,
+    producers: Producers,
+    touched: BTreeMap<i64, ProducerEntry>,
+}
+
+impl Plan {
+    fn new(base: i64, producers: Producers) -> Self {
+        Plan {
+            data: BytesMut::new(),
+            offset: base,
+            max_timestamp: -1,
+            producers,
+            touched: BTreeMap::new(),
+        }
+    }
+
+    /// Adds one produce request's batches for this partition, all or none.
+    fn add(&mut self, batches: &[(BatchHeader, Bytes)]) -> Result<i64, LogError> {
+        let item_base = self.offset;
+        // A retried request is a duplicate as a whole.
+        if let Some((h, _)) = batches.first() {
+            if let Verdict::Duplicate(o) = self.producers.check(h) {
+                return Ok(o);
+            }
+        }
+        let undo = (
+            self.producers.clone(),
+            self.touched.clone(),
+            self.data.len(),
+        );
+        for (h, raw) in batches {
+            let refused = match self.producers.check(h) {
+                Verdict::Append => None,
+                Verdict::Fenced => Some(LogError::ProducerFenced),
+                Verdict::Duplicate(_) | Verdict::OutOfOrder => Some(LogError::OutOfOrderSequence),
+            };
+            if let Some(e) = refused {
+                (self.producers, self.touched) = (undo.0, undo.1);
+                self.data.truncate(undo.2);
+                self.offset = item_base;
+                return Err(e);
+            }
+            batch::rebase(raw, self.offset, &mut self.data);
+            if let Some(e) = self.producers.record(h, self.offset) {
+                self.touched.insert(e.producer_id, e);
+            }
+            self.offset += h.records as i64;
+            self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
+        }
+        Ok(item_base)
     }
 }
 

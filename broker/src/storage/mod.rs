@@ -10,6 +10,7 @@
 pub mod catalog;
 pub mod commit;
 pub mod log;
+pub mod producers;
 
 use object_store::path::Path;
 

@@ -1,0 +1,166 @@
+//! Idempotent producers: per-partition sequence checks, as Kafka does them.
+//! State comes from commit headers only (see `commit::ProducerEntry`).
+
+use super::commit::{ProducerEntry, SeqBatch, PRODUCER_BATCHES};
+use crate::batch::BatchHeader;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not idempotent, or the next batch in sequence: write it.
+    Append,
+    /// Already written at this base offset: answer with it, write nothing.
+    Duplicate(i64),
+    /// A gap or a reordering.
+    OutOfOrder,
+    /// An older epoch of a producer that has since been re-initialised.
+    Fenced,
+}
+
+/// Producer states keyed by producer id.
+#[derive(Debug, Clone, Default)]
+pub struct Producers(BTreeMap<i64, ProducerEntry>);
+
+fn last_seq(h: &BatchHeader) -> i32 {
+    // Sequences wrap at i32::MAX back to 0.
+    ((h.base_sequence as i64 + h.records as i64 - 1) % (i32::MAX as i64 + 1)) as i32
+}
+
+fn next_seq(seq: i32) -> i32 {
+    if seq == i32::MAX {
+        0
+    } else {
+        seq + 1
+    }
+}
+
+impl Producers {
+    pub fn learn(&mut self, entries: &[ProducerEntry]) {
+        for e in entries {
+            self.0.insert(e.producer_id, e.clone());
+        }
+    }
+
+    pub fn check(&self, h: &BatchHeader) -> Verdict {
+        if h.producer_id < 0 {
+            return Verdict::Append;
+        }
+        let Some(e) = self.0.get(&h.producer_id) else {
+            return if h.base_sequence == 0 {
+                Verdict::Append
+            } else {
+                Verdict::OutOfOrder
+            };
+        };
+        if h.producer_epoch < e.epoch {
+            return Verdict::Fenced;
+        }
+        if h.producer_epoch > e.epoch {
+            return if h.base_sequence == 0 {
+                Verdict::Append
+            } else {
+                Verdict::OutOfOrder
+            };
+        }
+        let last = last_seq(h);
+        if let Some(b) = e
+            .batches
+            .iter()
+            .find(|b| b.first_seq == h.base_sequence && b.last_seq == last)
+        {
+            return Verdict::Duplicate(b.base_offset);
+        }
+        match e.batches.last() {
+            Some(b) if h.base_sequence == next_seq(b.last_seq) => Verdict::Append,
+            None if h.base_sequence == 0 => Verdict::Append,
+            _ => Verdict::OutOfOrder,
+        }
+    }
+
+    /// Records an appended batch; returns the producer's new state.
+    pub fn record(&mut self, h: &BatchHeader, base_offset: i64) -> Option<ProducerEntry> {
+        if h.producer_id < 0 {
+            return None;
+        }
+        let e = self
+            .0
+            .entry(h.producer_id)
+            .or_insert_with(|| ProducerEntry {
+                producer_id: h.producer_id,
+                epoch: h.producer_epoch,
+                batches: Vec::new(),
+            });
+        if e.epoch != h.producer_epoch {
+            e.epoch = h.producer_epoch;
+            e.batches.clear();
+        }
+        e.batches.push(SeqBatch {
+            first_seq: h.base_sequence,
+            last_seq: last_seq(h),
+            base_offset,
+        });
+        if e.batches.len() > PRODUCER_BATCHES {
+            e.batches.remove(0);
+        }
+        Some(e.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(pid: i64, epoch: i16, seq: i32, records: i32) -> BatchHeader {
+        BatchHeader {
+            base_offset: 0,
+            size: 0,
+            attributes: 0,
+            last_offset_delta: records - 1,
+            first_timestamp: 0,
+            max_timestamp: 0,
+            producer_id: pid,
+            producer_epoch: epoch,
+            base_sequence: seq,
+            records,
+        }
+    }
+
+    #[test]
+    fn sequences() {
+        let mut p = Producers::default();
+        assert_eq!(p.check(&header(-1, -1, -1, 3)), Verdict::Append);
+        assert_eq!(p.check(&header(7, 0, 5, 1)), Verdict::OutOfOrder);
+        let first = header(7, 0, 0, 3);
+        assert_eq!(p.check(&first), Verdict::Append);
+        p.record(&first, 10);
+        assert_eq!(p.check(&first), Verdict::Duplicate(10));
+        assert_eq!(p.check(&header(7, 0, 4, 1)), Verdict::OutOfOrder);
+        let second = header(7, 0, 3, 2);
+        assert_eq!(p.check(&second), Verdict::Append);
+        p.record(&second, 13);
+        assert_eq!(p.check(&first), Verdict::Duplicate(10));
+        assert_eq!(p.check(&header(7, 1, 0, 1)), Verdict::Append);
+        p.record(&header(7, 1, 0, 1), 20);
+        assert_eq!(p.check(&header(7, 0, 5, 1)), Verdict::Fenced);
+    }
+
+    #[test]
+    fn only_the_last_five_batches_deduplicate() {
+        let mut p = Producers::default();
+        for i in 0..7 {
+            p.record(&header(1, 0, i, 1), i as i64);
+        }
+        assert_eq!(p.check(&header(1, 0, 6, 1)), Verdict::Duplicate(6));
+        assert_eq!(p.check(&header(1, 0, 0, 1)), Verdict::OutOfOrder);
+    }
+
+    #[test]
+    fn sequence_wraps() {
+        let mut p = Producers::default();
+        p.record(&header(1, 0, 0, 1), 0);
+        let mut e = p.0.get(&1).unwrap().clone();
+        e.batches[0].last_seq = i32::MAX;
+        p.learn(&[e]);
+        assert_eq!(p.check(&header(1, 0, 0, 1)), Verdict::Append);
+    }
+}
