@@ -349,11 +349,13 @@ async fn offset_for(
 }
 
 type Waiting = tokio::sync::oneshot::Receiver<Result<i64, LogError>>;
+/// Per topic, per partition: the queued append or the error code.
+type Started = Vec<(TopicName, Vec<(i32, Result<Waiting, i16>)>)>;
 
 async fn produce(b: Arc<Broker>, req: ProduceRequest, corr: i32, v: i16) -> Reply {
     let acks = req.acks;
     // Started in order here; awaited below.
-    let mut started: Vec<(TopicName, Vec<(i32, Result<Waiting, i16>)>)> = Vec::new();
+    let mut started: Started = Vec::new();
     for t in req.topic_data {
         let name = t.name.0.to_string();
         let mut parts = Vec::new();

@@ -637,3 +637,56 @@ impl<C: Connector> Client<C> {
         Duration::from_nanos(self.rng.gen_range(nanos / 2..=nanos))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Compile-time check: for any connector, client futures can go to `tokio::spawn`.
+    #[allow(dead_code)]
+    fn futures_are_send<C: Connector>(mut client: Client<C>) {
+        fn is_send<T: Send + 'static>(_: T) {}
+        is_send(async move {
+            let _ = client.produce("t", 0, None, Bytes::new(), -1).await;
+            let _ = client.fetch("t", 0, 0, 0, 1).await;
+            let _ = client.list_offsets("t", 0, OffsetSpec::Latest).await;
+            let _ = client.create_topic("t", 1).await;
+        });
+    }
+
+    fn client(seed: u64) -> Client<crate::net::TcpConnector> {
+        let config = ClientConfig {
+            seed,
+            ..ClientConfig::default()
+        };
+        Client::new(crate::net::TcpConnector, vec!["127.0.0.1:1".into()], config)
+    }
+
+    #[test]
+    fn backoff_is_seeded_exponential_and_capped() {
+        let delays = |seed| {
+            let mut c = client(seed);
+            (0..12).map(|a| c.backoff(a)).collect::<Vec<_>>()
+        };
+        assert_eq!(delays(7), delays(7), "same seed, same delays");
+        assert_ne!(delays(7), delays(8));
+        let cfg = ClientConfig::default();
+        for (attempt, d) in delays(7).into_iter().enumerate() {
+            let full = cfg
+                .backoff_base
+                .saturating_mul(1 << attempt)
+                .min(cfg.backoff_max);
+            assert!(
+                d >= full / 2 && d <= full,
+                "attempt {attempt}: {d:?} vs {full:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn offset_spec_wire_values() {
+        assert_eq!(OffsetSpec::Earliest.wire(), -2);
+        assert_eq!(OffsetSpec::Latest.wire(), -1);
+        assert_eq!(OffsetSpec::Timestamp(123).wire(), 123);
+    }
+}
