@@ -156,25 +156,56 @@ impl Report {
 }
 
 fn summarize(history: &History) -> Summary {
-    let mut by_f: BTreeMap<F, BTreeMap<OpKind, usize>> = BTreeMap::new();
+    const FS: [F; 8] = [
+        F::Send,
+        F::Poll,
+        F::Assign,
+        F::Seek,
+        F::ListOffsets,
+        F::FinalRead,
+        F::Commit,
+        F::Fault,
+    ];
+    const KINDS: [OpKind; 4] = [OpKind::Invoke, OpKind::Ok, OpKind::Fail, OpKind::Info];
+    // Counted in arrays (indexed like FS and KINDS) and turned into maps once.
+    let mut counts = [[0usize; 4]; 8];
     let mut processes = BTreeSet::new();
     let mut partitions: BTreeSet<(&str, i32)> = BTreeSet::new();
+    // Consecutive mentions are mostly of the same partition: skip the set for those.
+    let mut last = None;
+    fn note<'h>(
+        set: &mut BTreeSet<(&'h str, i32)>,
+        last: &mut Option<(&'h str, i32)>,
+        tp: (&'h str, i32),
+    ) {
+        if *last != Some(tp) {
+            set.insert(tp);
+            *last = Some(tp);
+        }
+    }
+    let mut mention = |tp| note(&mut partitions, &mut last, tp);
     for op in &history.ops {
-        *by_f.entry(op.f()).or_default().entry(op.kind).or_default() += 1;
+        counts[op.f() as usize][op.kind as usize] += 1;
         processes.insert(op.process);
         match &op.value {
-            Value::Send(v) => {
-                partitions.insert((&v.topic, v.partition));
-            }
-            Value::Poll(p) => {
-                partitions.extend(p.records.iter().map(|r| (r.topic.as_str(), r.partition)));
-            }
-            Value::FinalRead(v) => {
-                partitions.insert((&v.topic, v.partition));
-            }
+            Value::Send(v) => mention((&v.topic, v.partition)),
+            Value::Poll(p) => p
+                .records
+                .iter()
+                .for_each(|r| mention((&r.topic, r.partition))),
+            Value::FinalRead(v) => mention((&v.topic, v.partition)),
             _ => {}
         }
     }
+    let by_f = FS
+        .iter()
+        .zip(counts)
+        .filter(|(_, c)| c.iter().any(|&n| n > 0))
+        .map(|(&f, c)| {
+            let by_kind = KINDS.iter().zip(c).filter(|(_, n)| *n > 0);
+            (f, by_kind.map(|(&k, n)| (k, n)).collect())
+        })
+        .collect();
     Summary {
         ops: history.ops.len(),
         processes: processes.len(),
@@ -186,10 +217,12 @@ fn summarize(history: &History) -> Summary {
     }
 }
 
+/// One line per fault: the completion of a paired invoke, else the op itself.
 fn faults(history: &History) -> Vec<FaultEvent> {
     history
-        .ops
-        .iter()
+        .pairs()
+        .into_iter()
+        .map(|p| p.last())
         .filter_map(|op| match &op.value {
             Value::Fault(v) => Some(FaultEvent {
                 index: op.index,

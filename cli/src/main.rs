@@ -1,6 +1,7 @@
-//! `riptide`: the reference broker, and (soon) the simulator front end.
+//! `riptide`: the reference broker and the simulator's front end.
 
 mod broker_cmd;
+mod sim_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -22,6 +23,15 @@ enum Command {
     /// durable byte in object storage. Brokers pointed at the same store form
     /// one cluster.
     Broker(broker_cmd::BrokerArgs),
+    /// Run one seeded simulation of a cluster of reference brokers under a
+    /// workload, then check the history. Exit 0 pass, 1 anomalies, 2 harness error.
+    Sim(sim_cmd::SimArgs),
+    /// Run many seeds (optionally one shard of them) and list the failing ones.
+    Sweep(sim_cmd::SweepArgs),
+    /// Re-run one seed and print its full trace and report.
+    Repro(sim_cmd::ReproArgs),
+    /// Run every checker on a recorded history (JSON lines).
+    Check(sim_cmd::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,13 +44,17 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Broker(args) => broker_cmd::run(args),
+        Command::Broker(args) => broker_cmd::run(args).map(|()| sim_cmd::PASS),
+        Command::Sim(args) => sim_cmd::sim(args),
+        Command::Sweep(args) => sim_cmd::sweep(args),
+        Command::Repro(args) => sim_cmd::repro(args),
+        Command::Check(args) => sim_cmd::check(args),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("riptide: {e:#}");
-            ExitCode::from(2)
+            ExitCode::from(sim_cmd::HARNESS_ERROR)
         }
     }
 }

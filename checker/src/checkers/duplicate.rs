@@ -18,11 +18,10 @@ pub fn check_with(history: &History, config: &CheckerConfig) -> Vec<Finding> {
 
 pub(crate) fn run(ix: &Index<'_>, config: &CheckerConfig) -> Vec<Finding> {
     let mut out = Vec::new();
-    for (value, reads) in &ix.reads_of_value {
+    for &value in &ix.multi_position {
         // Position → first read there (reads are in history order).
         let mut positions: BTreeMap<Tp<'_>, BTreeMap<i64, u64>> = BTreeMap::new();
-        for &i in reads {
-            let r = &ix.reads[i];
+        for r in ix.reads_of(value) {
             positions
                 .entry(r.tp)
                 .or_default()
@@ -30,16 +29,7 @@ pub(crate) fn run(ix: &Index<'_>, config: &CheckerConfig) -> Vec<Finding> {
                 .or_insert(r.op);
         }
         let count: usize = positions.values().map(BTreeMap::len).sum();
-        if count < 2 {
-            continue;
-        }
-        let sends: Vec<_> = ix
-            .sends_of_value
-            .get(value)
-            .into_iter()
-            .flatten()
-            .map(|&i| &ix.sends[i])
-            .collect();
+        let sends: Vec<_> = ix.sends_of(value).collect();
         let retried = sends.iter().any(|s| s.outcome != OpKind::Ok);
         if config.allow_duplicates_from_retries && retried {
             continue;

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Anomaly, Finding, Index, Tp};
+use super::{Anomaly, FastMap, Finding, Index, Tp};
 use crate::history::{History, OpKind, Value};
 
 pub fn check(history: &History) -> Vec<Finding> {
@@ -32,16 +32,17 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             *e = b;
         }
     };
-    for s in &ix.sends {
-        if let Some(o) = s.acked() {
-            raise(s.tp, (o + 1, Why::Acked, s.op));
+    for (tp, part) in ix.parts() {
+        if let Some((o, op)) = part.max_ack {
+            raise(tp, (o + 1, Why::Acked, op));
+        }
+        if let Some((o, op)) = part.max_poll_offset {
+            raise(tp, (o + 1, Why::Polled, op));
         }
     }
-    for r in ix.reads.iter().filter(|r| !r.final_read) {
-        raise(r.tp, (r.offset + 1, Why::Polled, r.op));
-    }
     // Per process and partition: the last hwm seen and its op.
-    let mut seen: BTreeMap<(u64, Tp<'_>), (i64, u64)> = BTreeMap::new();
+    // Lookups only, never iterated.
+    let mut seen: FastMap<(u64, Tp<'_>), (i64, u64)> = FastMap::default();
     for pair in &ix.pairs {
         if pair.outcome() != OpKind::Ok {
             continue;

@@ -14,12 +14,12 @@ pub fn check(history: &History) -> Vec<Finding> {
 pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     // Two acks for one offset.
-    for (&tp, part) in &ix.parts {
-        for (&o, acks) in &part.acks_at {
-            let first = &ix.sends[acks[0]];
+    for (tp, part) in ix.parts() {
+        for acks in part.ack_groups() {
+            let (o, first) = (acks[0].0, &ix.sends[acks[0].1]);
             if let Some(other) = acks[1..]
                 .iter()
-                .map(|&i| &ix.sends[i])
+                .map(|&(_, i)| &ix.sends[i])
                 .find(|s| s.value != first.value)
             {
                 out.push(Finding::new(
@@ -39,18 +39,23 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     // Acks contradicted by reads.
     for s in &ix.sends {
         let Some(o) = s.acked() else { continue };
-        let at_o = ix
-            .parts
-            .get(&s.tp)
-            .and_then(|p| p.reads_at.get(&o))
-            .map(|v| v.as_slice())
-            .unwrap_or_default();
+        let at_o = || {
+            ix.part(s.tp)
+                .into_iter()
+                .flat_map(move |p| p.reads_at(o))
+                .map(|i| &ix.reads[i])
+        };
+        let conflict = at_o().find(|r| r.value != s.value);
+        let read_elsewhere = || ix.reads_of(s.value).any(|r| r.tp != s.tp || r.offset != o);
+        if conflict.is_none() && !(at_o().next().is_none() && read_elsewhere()) {
+            continue;
+        }
         let elsewhere: Vec<i64> = ix
             .reads_of(s.value)
             .filter(|r| r.tp != s.tp || r.offset != o)
             .map(|r| r.offset)
             .collect();
-        let mut elsewhere_sorted = elsewhere.clone();
+        let mut elsewhere_sorted = elsewhere;
         elsewhere_sorted.sort_unstable();
         elsewhere_sorted.dedup();
         let also = if elsewhere_sorted.is_empty() {
@@ -61,11 +66,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
                 ranges(&elsewhere_sorted)
             )
         };
-        if let Some(r) = at_o
-            .iter()
-            .map(|&i| &ix.reads[i])
-            .find(|r| r.value != s.value)
-        {
+        if let Some(r) = conflict {
             out.push(Finding::new(
                 Anomaly::InconsistentOffsets,
                 s.tp,
@@ -77,7 +78,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
                     q(r.value)
                 ),
             ));
-        } else if at_o.is_empty() && !elsewhere_sorted.is_empty() {
+        } else {
             let read_op = ix.reads_of(s.value).map(|r| r.op).next().unwrap_or(s.op);
             out.push(Finding::new(
                 Anomaly::InconsistentOffsets,

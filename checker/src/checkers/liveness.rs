@@ -21,7 +21,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         }
     }
     let mut out = Vec::new();
-    for (&tp, part) in &ix.parts {
+    for (tp, part) in ix.parts() {
         if !part.final_reads.is_empty() {
             continue;
         }

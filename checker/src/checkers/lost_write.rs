@@ -17,7 +17,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     for s in &ix.sends {
         let Some(o) = s.acked() else { continue };
-        let Some(part) = ix.parts.get(&s.tp) else {
+        let Some(part) = ix.part(s.tp) else {
             continue;
         };
         if let Some((hwm, fr_op)) = part.max_final_hwm {

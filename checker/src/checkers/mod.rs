@@ -1,8 +1,9 @@
 //! The checkers. Each submodule has a pure `check(&History) -> Vec<Finding>`; [`check_all`]
-//! builds the shared [`Index`] once and runs them all.
+//! builds one shared index and runs them all.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
@@ -166,6 +167,8 @@ pub(crate) struct Send<'a> {
     pub outcome: OpKind,
     /// The acknowledged offset (only for `ok`).
     pub offset: Option<i64>,
+    /// Next send of the same value (a chain instead of a Vec per value).
+    next: Option<usize>,
 }
 
 impl Send<'_> {
@@ -185,6 +188,8 @@ pub(crate) struct Read<'a> {
     pub value: &'a str,
     pub op: u64,
     pub final_read: bool,
+    /// Next read of the same value.
+    next: Option<usize>,
 }
 
 /// A successful final read.
@@ -198,18 +203,53 @@ pub(crate) struct FinalRead<'a> {
 /// What is known about one partition.
 #[derive(Default)]
 pub(crate) struct Part {
-    /// offset → indices into `Index::reads`, in history order.
-    pub reads_at: BTreeMap<i64, Vec<usize>>,
-    /// offset → indices into `Index::sends` acknowledged there.
-    pub acks_at: BTreeMap<i64, Vec<usize>>,
+    /// (offset, index into `Index::reads`), sorted: history order within an offset.
+    pub reads: Vec<(i64, usize)>,
+    /// (offset, index into `Index::sends`) of acknowledged sends, sorted likewise.
+    pub acks: Vec<(i64, usize)>,
     /// Indices into `Index::final_reads`.
     pub final_reads: Vec<usize>,
     /// Highest hwm of any successful final read, with its op.
     pub max_final_hwm: Option<(i64, u64)>,
     /// Highest offset returned by any poll, with its op.
     pub max_poll_offset: Option<(i64, u64)>,
+    /// Highest acknowledged offset, with its send's op.
+    pub max_ack: Option<(i64, u64)>,
     /// Some send (of any outcome) targeted this partition.
     pub written: bool,
+}
+
+/// The entries of a sorted `(offset, index)` list whose offset is in `from..to`.
+fn span(list: &[(i64, usize)], from: i64, to: i64) -> &[(i64, usize)] {
+    let lo = list.partition_point(|e| e.0 < from);
+    let hi = list.partition_point(|e| e.0 < to);
+    &list[lo..hi.max(lo)]
+}
+
+impl Part {
+    /// Indices of the reads of offset `o`, in history order.
+    pub fn reads_at(&self, o: i64) -> impl Iterator<Item = usize> + '_ {
+        span(&self.reads, o, o.saturating_add(1))
+            .iter()
+            .map(|e| e.1)
+    }
+
+    /// Distinct offsets in `from..to` that some read returned.
+    pub fn read_offsets_in(&self, from: i64, to: i64) -> Vec<i64> {
+        let mut v: Vec<i64> = span(&self.reads, from, to).iter().map(|e| e.0).collect();
+        v.dedup();
+        v
+    }
+
+    /// Reads grouped by offset, ascending.
+    pub fn read_groups(&self) -> impl Iterator<Item = &[(i64, usize)]> {
+        self.reads.chunk_by(|a, b| a.0 == b.0)
+    }
+
+    /// Acknowledged sends grouped by offset, ascending.
+    pub fn ack_groups(&self) -> impl Iterator<Item = &[(i64, usize)]> {
+        self.acks.chunk_by(|a, b| a.0 == b.0)
+    }
 }
 
 /// Lookups shared by the checkers, built in one pass over the history.
@@ -218,11 +258,18 @@ pub(crate) struct Index<'a> {
     pub sends: Vec<Send<'a>>,
     pub reads: Vec<Read<'a>>,
     pub final_reads: Vec<FinalRead<'a>>,
-    pub parts: BTreeMap<Tp<'a>, Part>,
-    /// value → indices into `reads`.
-    pub reads_of_value: BTreeMap<&'a str, Vec<usize>>,
-    /// value → indices into `sends`.
-    pub sends_of_value: BTreeMap<&'a str, Vec<usize>>,
+    /// Partition → index into `part_list`; iterated in partition order.
+    part_ids: BTreeMap<Tp<'a>, usize>,
+    part_list: Vec<Part>,
+    /// value → (first, last) index into `reads`. Lookups only: never iterated.
+    reads_of_value: FastMap<&'a str, (usize, usize)>,
+    /// value → (first, last) index into `sends`. Lookups only.
+    sends_of_value: FastMap<&'a str, (usize, usize)>,
+    /// Values read at more than one position, in order of discovery.
+    pub multi_position: Vec<&'a str>,
+    flagged: FastMap<&'a str, ()>,
+    /// The last partition looked up, to skip the map for runs of records of one partition.
+    last_part: Option<(Tp<'a>, usize)>,
 }
 
 impl<'a> Index<'a> {
@@ -233,15 +280,51 @@ impl<'a> Index<'a> {
             sends: Vec::new(),
             reads: Vec::new(),
             final_reads: Vec::new(),
-            parts: BTreeMap::new(),
-            reads_of_value: BTreeMap::new(),
-            sends_of_value: BTreeMap::new(),
+            part_ids: BTreeMap::new(),
+            part_list: Vec::new(),
+            reads_of_value: FastMap::default(),
+            sends_of_value: FastMap::default(),
+            multi_position: Vec::new(),
+            flagged: FastMap::default(),
+            last_part: None,
         };
         for pair in &pairs {
             ix.add(pair);
         }
+        for part in &mut ix.part_list {
+            part.reads.sort_unstable();
+            part.acks.sort_unstable();
+        }
         ix.pairs = pairs;
         ix
+    }
+
+    fn part_mut(&mut self, tp: Tp<'a>) -> &mut Part {
+        let id = match self.last_part {
+            Some((last, id)) if last == tp => id,
+            _ => {
+                let next = self.part_list.len();
+                let id = *self.part_ids.entry(tp).or_insert(next);
+                if id == next {
+                    self.part_list.push(Part::default());
+                }
+                self.last_part = Some((tp, id));
+                id
+            }
+        };
+        &mut self.part_list[id]
+    }
+
+    /// The partition's facts, if anything mentioned it.
+    pub fn part(&self, tp: Tp<'_>) -> Option<&Part> {
+        self.part_ids.get(&tp).map(|&id| &self.part_list[id])
+    }
+
+    /// Every partition in order.
+    pub fn parts(&self) -> impl Iterator<Item = (Tp<'a>, &Part)> + '_ {
+        self.part_ids
+            .iter()
+            .map(|(&tp, &id)| (tp, &self.part_list[id]))
     }
 
     fn add(&mut self, pair: &Pair<'a>) {
@@ -262,19 +345,27 @@ impl<'a> Index<'a> {
                     op: last.index,
                     outcome,
                     offset,
+                    next: None,
                 });
-                self.sends_of_value.entry(&s.value).or_default().push(i);
-                let part = self.parts.entry(tp).or_default();
+                let chain = self.sends_of_value.entry(&s.value).or_insert((i, i));
+                if chain.1 != i {
+                    self.sends[chain.1].next = Some(i);
+                    chain.1 = i;
+                }
+                let part = self.part_mut(tp);
                 part.written = true;
                 if let (OpKind::Ok, Some(o)) = (outcome, offset) {
-                    part.acks_at.entry(o).or_default().push(i);
+                    part.acks.push((o, i));
+                    if part.max_ack.is_none_or(|(m, _)| o > m) {
+                        part.max_ack = Some((o, last.index));
+                    }
                 }
             }
             (Value::Poll(_), OpKind::Ok, Value::Poll(p)) => {
                 for r in &p.records {
                     let tp = (r.topic.as_str(), r.partition);
                     self.add_read(tp, r.offset, &r.value, last.index, false);
-                    let part = self.parts.entry(tp).or_default();
+                    let part = self.part_mut(tp);
                     if part.max_poll_offset.is_none_or(|(o, _)| r.offset > o) {
                         part.max_poll_offset = Some((r.offset, last.index));
                     }
@@ -296,7 +387,7 @@ impl<'a> Index<'a> {
                     op: last.index,
                     records: &fr.records,
                 });
-                let part = self.parts.entry(tp).or_default();
+                let part = self.part_mut(tp);
                 part.final_reads.push(i);
                 if part.max_final_hwm.is_none_or(|(h, _)| hwm > h) {
                     part.max_final_hwm = Some((hwm, last.index));
@@ -304,7 +395,7 @@ impl<'a> Index<'a> {
             }
             (Value::FinalRead(fr), _, _) => {
                 // Failed final reads still name a partition that liveness must account for.
-                self.parts.entry((&fr.topic, fr.partition)).or_default();
+                self.part_mut((&fr.topic, fr.partition));
             }
             _ => {}
         }
@@ -318,32 +409,73 @@ impl<'a> Index<'a> {
             value,
             op,
             final_read,
+            next: None,
         });
-        self.reads_of_value.entry(value).or_default().push(i);
-        self.parts
-            .entry(tp)
-            .or_default()
-            .reads_at
-            .entry(offset)
-            .or_default()
-            .push(i);
+        let chain = self.reads_of_value.entry(value).or_insert((i, i));
+        if chain.1 != i {
+            let first = &self.reads[chain.0];
+            // The second distinct position makes it a candidate duplicate, once.
+            if (first.tp != tp || first.offset != offset)
+                && self.flagged.insert(value, ()).is_none()
+            {
+                self.multi_position.push(value);
+            }
+            self.reads[chain.1].next = Some(i);
+            chain.1 = i;
+        }
+        self.part_mut(tp).reads.push((offset, i));
     }
 
     /// Reads of `value`, in history order.
     pub fn reads_of(&self, value: &str) -> impl Iterator<Item = &Read<'a>> + '_ {
-        self.reads_of_value
-            .get(value)
-            .into_iter()
-            .flatten()
-            .map(|&i| &self.reads[i])
+        let first = self.reads_of_value.get(value).map(|c| c.0);
+        std::iter::successors(first, |&i| self.reads[i].next).map(|i| &self.reads[i])
+    }
+
+    /// Sends of `value`, in history order.
+    pub fn sends_of(&self, value: &str) -> impl Iterator<Item = &Send<'a>> + '_ {
+        let first = self.sends_of_value.get(value).map(|c| c.0);
+        std::iter::successors(first, |&i| self.sends[i].next).map(|i| &self.sends[i])
     }
 
     /// Offsets of `tp` in `[from, to)` that some read returned.
     pub fn read_offsets_in(&self, tp: Tp<'a>, from: i64, to: i64) -> Vec<i64> {
-        match self.parts.get(&tp) {
-            Some(p) if from < to => p.reads_at.range(from..to).map(|(&o, _)| o).collect(),
+        match self.part(tp) {
+            Some(p) if from < to => p.read_offsets_in(from, to),
             _ => Vec::new(),
         }
+    }
+}
+
+/// A hash map with a small, fixed (so deterministic) FxHash-style hasher, for lookups only.
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+
+#[derive(Default)]
+pub(crate) struct FxHasher(u64);
+
+impl Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

@@ -57,8 +57,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             }
             // Offsets below a final read's hwm are judged by that final read.
             let covered = ix
-                .parts
-                .get(&tp)
+                .part(tp)
                 .and_then(|p| p.max_final_hwm)
                 .map_or(a.offset + 1, |(h, _)| h.max(a.offset + 1));
             if covered >= b.offset {

@@ -5,12 +5,11 @@
 //! successful seek's target). An `assign` forgets the process's positions, and so does an `info`
 //! poll (it may have consumed records nobody saw); a `fail` poll consumed nothing.
 
-use std::collections::BTreeMap;
-
-use super::{ranges, Anomaly, Finding, Index, Tp};
+use super::{ranges, Anomaly, FastMap, Finding, Index, Tp};
 use crate::history::{OpKind, Value};
 
-/// Where a process expects to read next: (offset, op that set it).
+/// Where a process expects to read next: (offset, op that set it). Kept in a hash map that is
+/// only looked up, never iterated into output.
 type Cursor = (i64, u64);
 
 /// Returns (poll-skip findings, nonmonotonic-poll findings).
@@ -20,7 +19,7 @@ pub(crate) fn run(ix: &Index<'_>) -> (Vec<Finding>, Vec<Finding>) {
         skips: Vec::new(),
         backwards: Vec::new(),
     };
-    let mut cursors: BTreeMap<(u64, Tp<'_>), Cursor> = BTreeMap::new();
+    let mut cursors: FastMap<(u64, Tp<'_>), Cursor> = FastMap::default();
     for pair in &ix.pairs {
         let process = pair.invoke.process;
         let outcome = pair.outcome();
@@ -66,7 +65,7 @@ impl<'a> Walker<'_, 'a> {
     /// The process reads (or fetches from) `offset`; compare with where it should be.
     fn step(
         &mut self,
-        cursors: &mut BTreeMap<(u64, Tp<'a>), Cursor>,
+        cursors: &mut FastMap<(u64, Tp<'a>), Cursor>,
         process: u64,
         tp: Tp<'a>,
         offset: i64,

@@ -10,11 +10,12 @@ pub fn check(history: &History) -> Vec<Finding> {
 
 pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
-    for (&tp, part) in &ix.parts {
-        for (&o, reads) in &part.reads_at {
+    for (tp, part) in ix.parts() {
+        for group in part.read_groups() {
+            let o = group[0].0;
             // First read of each distinct value, in history order.
             let mut distinct: Vec<(&str, u64)> = Vec::new();
-            for &i in reads {
+            for &(_, i) in group {
                 let r = &ix.reads[i];
                 if !distinct.iter().any(|(v, _)| *v == r.value) {
                     distinct.push((r.value, r.op));

@@ -16,7 +16,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         if s.outcome != crate::history::OpKind::Ok || ix.reads_of(s.value).next().is_some() {
             continue;
         }
-        let part = ix.parts.get(&s.tp);
+        let part = ix.part(s.tp);
         let (reach, what, op) = match part.and_then(|p| p.max_final_hwm) {
             Some((hwm, op)) => (
                 hwm,

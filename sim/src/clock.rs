@@ -1,0 +1,21 @@
+//! Simulated wall-clock time: turmoil's virtual clock from a fixed epoch.
+
+use riptide_broker::env::Clock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// 2026-01-01T00:00:00Z: every run starts at the same instant.
+pub const EPOCH_SECS: u64 = 1_767_225_600;
+
+pub fn epoch() -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(EPOCH_SECS)
+}
+
+pub struct SimClock;
+
+impl Clock for SimClock {
+    fn now_ms(&self) -> i64 {
+        turmoil::since_epoch()
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(EPOCH_SECS as i64 * 1000)
+    }
+}

@@ -1,0 +1,204 @@
+//! Workload generators: producers writing unique values, consumers reading by
+//! assignment, and the final read of every partition. Each is one process of
+//! the history; the same code runs in simulation and against a real cluster.
+
+use crate::client::{Client, OffsetSpec};
+use crate::net::Connector;
+use crate::recorder::Recorder;
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use riptide_checker::history::{
+    AssignValue, FinalReadValue, OffsetValue, PollValue, SendValue, TopicPartition,
+};
+use std::time::Duration;
+use tokio::time::Instant;
+
+#[derive(Clone, Debug)]
+pub struct WorkloadConfig {
+    pub topic: String,
+    pub partitions: i32,
+    /// Mean pause between two sends of one producer.
+    pub send_interval: Duration,
+    /// How long a consumer's fetch may wait for data.
+    pub fetch_max_wait_ms: i32,
+    pub fetch_max_bytes: i32,
+}
+
+impl Default for WorkloadConfig {
+    fn default() -> Self {
+        WorkloadConfig {
+            topic: "riptide".into(),
+            partitions: 4,
+            send_interval: Duration::from_millis(20),
+            fetch_max_wait_ms: 200,
+            fetch_max_bytes: 1 << 20,
+        }
+    }
+}
+
+/// Sends unique values (`p{process}-{n}`) to random partitions until `until`.
+pub async fn producer<C: Connector>(
+    client: &mut Client<C>,
+    rec: &Recorder,
+    process: u64,
+    cfg: &WorkloadConfig,
+    seed: u64,
+    until: Instant,
+) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut n = 0u64;
+    while Instant::now() < until {
+        let partition = rng.gen_range(0..cfg.partitions);
+        let value = format!("p{process}-{n}");
+        n += 1;
+        let send = SendValue::new(&cfg.topic, partition, &value);
+        rec.invoke(process, send.clone());
+        let bytes = Bytes::from(value.clone().into_bytes());
+        match client.produce(&cfg.topic, partition, None, bytes, -1).await {
+            Ok(offset) => {
+                rec.ok(process, send.acked(offset));
+            }
+            Err(e) => {
+                rec.failed(process, send, e.is_definite(), e.to_string());
+            }
+        }
+        let pause = cfg.send_interval.as_micros() as u64;
+        tokio::time::sleep(Duration::from_micros(rng.gen_range(0..=2 * pause))).await;
+    }
+}
+
+/// Reads `partitions` from offset 0 by assignment, following each until `until`.
+pub async fn consumer<C: Connector>(
+    client: &mut Client<C>,
+    rec: &Recorder,
+    process: u64,
+    cfg: &WorkloadConfig,
+    partitions: &[i32],
+    until: Instant,
+) {
+    let assign = AssignValue {
+        partitions: partitions
+            .iter()
+            .map(|p| TopicPartition::new(&cfg.topic, *p))
+            .collect(),
+    };
+    rec.invoke(process, assign.clone());
+    rec.ok(process, assign);
+    let mut positions: Vec<(i32, i64)> = partitions.iter().map(|p| (*p, 0)).collect();
+    while Instant::now() < until {
+        for (partition, position) in positions.iter_mut() {
+            if Instant::now() >= until {
+                break;
+            }
+            rec.invoke(process, PollValue::default());
+            match client
+                .fetch(
+                    &cfg.topic,
+                    *partition,
+                    *position,
+                    cfg.fetch_max_wait_ms,
+                    cfg.fetch_max_bytes,
+                )
+                .await
+            {
+                Ok(r) => {
+                    let mut v = PollValue::default()
+                        .fetch_offset(&cfg.topic, *partition, *position)
+                        .hwm(&cfg.topic, *partition, r.high_watermark);
+                    for record in &r.records {
+                        v = v.record(&cfg.topic, *partition, record.offset, &text(&record.value));
+                        *position = record.offset + 1;
+                    }
+                    rec.ok(process, v);
+                }
+                Err(e) => {
+                    // Reads have no effect: a failed poll is always `fail`.
+                    rec.failed(process, PollValue::default(), true, e.to_string());
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+fn text(value: &Option<Bytes>) -> String {
+    value
+        .as_ref()
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+        .unwrap_or_default()
+}
+
+/// Reads every partition from offset 0 to its high watermark. Retries until
+/// `give_up`; a partition it cannot read is recorded as `fail` (which the
+/// liveness checker reports).
+pub async fn final_read<C: Connector>(
+    client: &mut Client<C>,
+    rec: &Recorder,
+    process: u64,
+    cfg: &WorkloadConfig,
+    give_up: Instant,
+) {
+    for partition in 0..cfg.partitions {
+        rec.invoke(process, FinalReadValue::new(&cfg.topic, partition));
+        let mut last_error = String::new();
+        let outcome = loop {
+            match read_partition(client, &cfg.topic, partition, cfg.fetch_max_bytes).await {
+                Ok(v) => break Some(v),
+                Err(e) => last_error = e,
+            }
+            if Instant::now() >= give_up {
+                break None;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        match outcome {
+            Some(v) => {
+                rec.ok(process, v);
+            }
+            None => {
+                rec.failed(
+                    process,
+                    FinalReadValue::new(&cfg.topic, partition),
+                    true,
+                    last_error,
+                );
+            }
+        }
+    }
+}
+
+async fn read_partition<C: Connector>(
+    client: &mut Client<C>,
+    topic: &str,
+    partition: i32,
+    max_bytes: i32,
+) -> Result<FinalReadValue, String> {
+    let hwm = client
+        .list_offsets(topic, partition, OffsetSpec::Latest)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut v = FinalReadValue::new(topic, partition);
+    v.hwm = Some(hwm);
+    let mut position = 0;
+    while position < hwm {
+        let r = client
+            .fetch(topic, partition, position, 100, max_bytes)
+            .await
+            .map_err(|e| e.to_string())?;
+        if r.records.is_empty() {
+            return Err(format!("no records at offset {position} below hwm {hwm}"));
+        }
+        for record in r.records {
+            if record.offset >= hwm {
+                break;
+            }
+            position = record.offset + 1;
+            v.records.push(OffsetValue {
+                offset: record.offset,
+                value: text(&record.value),
+            });
+        }
+    }
+    Ok(v)
+}

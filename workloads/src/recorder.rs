@@ -1,0 +1,92 @@
+//! Records a Jepsen-shaped history as operations happen. Shared by every
+//! process of a run. Time comes from an injected source: simulated time in a
+//! simulation (hosts' tokio clocks are not comparable), `tokio::time` else.
+
+use riptide_checker::history::{History, Op, OpKind, Value};
+use std::sync::{Arc, Mutex};
+use tokio::time::Instant;
+
+/// Nanoseconds since the start of the run.
+pub type TimeSource = Arc<dyn Fn() -> u64 + Send + Sync>;
+
+#[derive(Clone)]
+pub struct Recorder {
+    inner: Arc<Mutex<Vec<Op>>>,
+    now_ns: TimeSource,
+}
+
+impl Recorder {
+    /// A recorder whose times count from now, on `tokio::time`.
+    pub fn new() -> Self {
+        let start = Instant::now();
+        Self::with_time(Arc::new(move || start.elapsed().as_nanos() as u64))
+    }
+
+    pub fn with_time(now_ns: TimeSource) -> Self {
+        Recorder {
+            inner: Arc::new(Mutex::new(Vec::new())),
+            now_ns,
+        }
+    }
+
+    fn push(&self, kind: OpKind, process: u64, value: Value, error: Option<String>) -> u64 {
+        let time_ns = (self.now_ns)();
+        let mut ops = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let index = ops.len() as u64;
+        ops.push(Op {
+            index,
+            kind,
+            process,
+            time_ns,
+            value,
+            error,
+        });
+        index
+    }
+
+    pub fn invoke(&self, process: u64, value: impl Into<Value>) -> u64 {
+        self.push(OpKind::Invoke, process, value.into(), None)
+    }
+
+    pub fn ok(&self, process: u64, value: impl Into<Value>) -> u64 {
+        self.push(OpKind::Ok, process, value.into(), None)
+    }
+
+    /// A failed operation: `fail` when it certainly did not happen, `info`
+    /// when it may have.
+    pub fn failed(
+        &self,
+        process: u64,
+        value: impl Into<Value>,
+        definite: bool,
+        error: String,
+    ) -> u64 {
+        let kind = if definite { OpKind::Fail } else { OpKind::Info };
+        self.push(kind, process, value.into(), Some(error))
+    }
+
+    /// A nemesis event (a fault starting or healing): one completed op.
+    pub fn event(&self, process: u64, value: impl Into<Value>) {
+        let value = value.into();
+        self.push(OpKind::Invoke, process, value.clone(), None);
+        self.push(OpKind::Ok, process, value, None);
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn history(&self) -> History {
+        History::new(self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone())
+    }
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
