@@ -339,7 +339,11 @@ async fn offset_for(
         .await
         .map_err(|e| log_error_code(&e))?;
     let found = match ts {
-        -1 => Ok(Some((log.high_watermark(), -1))),
+        // "Latest" must not come from a stale view of the chain.
+        -1 => log
+            .verify_tail()
+            .await
+            .map(|()| Some((log.high_watermark(), -1))),
         -2 => Ok(Some((0, -1))),
         -3 => log.max_timestamp().await,
         t if t >= 0 => log.offset_for_timestamp(t).await,

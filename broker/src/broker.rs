@@ -96,7 +96,26 @@ impl Broker {
             self.forget_topic(&gone.id);
         }
         self.release_unowned();
+        self.verify_open_logs().await;
         Ok(())
+    }
+
+    /// Bounds how long an open log can miss commits made by another broker
+    /// (ownership may have moved away and back): to one heartbeat.
+    async fn verify_open_logs(&self) {
+        let open: Vec<Arc<PartitionLog>> = self
+            .logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for log in open {
+            if let Err(e) = log.verify_tail().await {
+                tracing::info!(topic_id = %log.topic_id, partition = log.partition, error = %e,
+                    "tail check failed");
+            }
+        }
     }
 
     fn release_unowned(&self) {

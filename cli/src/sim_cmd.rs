@@ -18,9 +18,14 @@ pub const HARNESS_ERROR: u8 = 2;
 
 #[derive(Args, Debug, Clone)]
 pub struct ScenarioArgs {
-    /// Named scenario.
+    /// Named scenario: baseline, partitions, crashes, object-store, zone-loss,
+    /// scale or chaos (everything).
     #[arg(long, default_value = "baseline")]
     scenario: String,
+    /// A scenario file (JSON; fields left out keep their defaults), used
+    /// instead of --scenario.
+    #[arg(long)]
+    scenario_file: Option<PathBuf>,
     #[arg(long)]
     brokers: Option<usize>,
     #[arg(long)]
@@ -38,13 +43,21 @@ pub struct ScenarioArgs {
 
 impl ScenarioArgs {
     pub fn build(&self) -> anyhow::Result<Scenario> {
-        let mut s = Scenario::named(&self.scenario).with_context(|| {
-            format!(
-                "unknown scenario '{}' (known: {})",
-                self.scenario,
-                Scenario::names().join(", ")
-            )
-        })?;
+        let mut s = match &self.scenario_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                Scenario::from_json(&text)
+                    .with_context(|| format!("parsing scenario file {}", path.display()))?
+            }
+            None => Scenario::named(&self.scenario).with_context(|| {
+                format!(
+                    "unknown scenario '{}' (known: {})",
+                    self.scenario,
+                    Scenario::names().join(", ")
+                )
+            })?,
+        };
         if let Some(v) = self.brokers {
             s.brokers = v.max(1);
         }
@@ -68,7 +81,10 @@ impl ScenarioArgs {
 
     /// The flags that reproduce this scenario, for repro lines.
     fn flags(&self) -> String {
-        let mut f = format!("--scenario {}", self.scenario);
+        let mut f = match &self.scenario_file {
+            Some(path) => format!("--scenario-file {}", path.display()),
+            None => format!("--scenario {}", self.scenario),
+        };
         let opts = [
             ("brokers", self.brokers.map(|v| v.to_string())),
             ("zones", self.zones.map(|v| v.to_string())),

@@ -1,1 +1,11 @@
-//! riptide-faults
+//! riptide-faults: what can go wrong, and when.
+//!
+//! - [`schedule`]: fault kinds and the seeded nemesis that schedules them;
+//! - [`store`]: an object store wrapper that injects latency, errors and
+//!   ambiguous outcomes under a seeded generator.
+
+pub mod schedule;
+pub mod store;
+
+pub use schedule::{Fault, FaultMix, Planned, Schedule, Topology};
+pub use store::{FaultyStore, StoreFaults};

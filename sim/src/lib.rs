@@ -9,7 +9,6 @@ pub mod clock;
 pub mod net;
 pub mod run;
 pub mod scenario;
-pub mod store;
 pub mod trace;
 
 pub use run::{run, RunOutcome};

@@ -1,29 +1,36 @@
-//! One simulation run: build the world from the seed, run the workload, read
-//! everything back, check it.
+//! One simulation run: build the world from the seed, run the workload while
+//! the nemesis applies its schedule, heal, read everything back, check it.
 
 use crate::clock::{epoch, SimClock};
 use crate::net::{SimConnector, SimListener};
 use crate::scenario::Scenario;
-use crate::store::{Latency, SimStore};
 use crate::trace::{self, Trace};
 use object_store::memory::InMemory;
+use object_store::ObjectStoreExt;
 use riptide_broker::env::Clock;
 use riptide_broker::{Broker, BrokerConfig};
-use riptide_checker::history::History;
+use riptide_checker::history::{FaultValue, History};
 use riptide_checker::{check_all, CheckerConfig, Report};
+use riptide_faults::store::FaultHandle;
+use riptide_faults::{Fault, FaultyStore, Planned, Schedule, StoreFaults, Topology};
 use riptide_workloads::generators::{self, WorkloadConfig};
 use riptide_workloads::{Client, ClientConfig, Recorder};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub const BROKER_PORT: u16 = 9092;
+/// The process id of the nemesis in histories.
+pub const NEMESIS: u64 = 1000;
 /// Log events that go into the trace (and so into its hash).
-const TRACE_FILTER: &str = "warn,turmoil=info,riptide_broker=info,riptide_sim=info";
+const TRACE_FILTER: &str =
+    "warn,turmoil=info,riptide_broker=info,riptide_faults=info,riptide_sim=info";
 
 pub struct RunOutcome {
     pub seed: u64,
     pub scenario: Scenario,
+    pub schedule: Schedule,
     pub history: History,
     pub report: Report,
     pub trace: String,
@@ -56,7 +63,7 @@ fn sim_now_ns() -> u64 {
         .unwrap_or(0)
 }
 
-/// Simulated time left until `at` (zero if past), as a tokio deadline.
+/// A tokio deadline at simulated time `at` (hosts' tokio clocks differ).
 fn deadline(at: Duration) -> tokio::time::Instant {
     let now = turmoil::sim_elapsed().unwrap_or_default();
     tokio::time::Instant::now() + at.saturating_sub(now)
@@ -64,6 +71,190 @@ fn deadline(at: Duration) -> tokio::time::Instant {
 
 pub fn broker_name(i: usize) -> String {
     format!("broker-{i}")
+}
+
+/// What the world needs to (re)start a broker host.
+struct BrokerFactory {
+    seed: u64,
+    region: Arc<InMemory>,
+    partitions: i32,
+    zones: usize,
+    latency: (u64, u64),
+    handles: BTreeMap<String, FaultHandle>,
+}
+
+impl BrokerFactory {
+    fn add(&mut self, sim: &mut turmoil::Sim<'_>, i: usize) {
+        let seed = self.seed;
+        let region = self.region.clone();
+        let name = broker_name(i);
+        let zone = format!("zone-{}", i % self.zones.max(1));
+        let partitions = self.partitions;
+        let handle: FaultHandle = Arc::new(Mutex::new(StoreFaults::healthy(self.latency)));
+        self.handles.insert(name.clone(), handle.clone());
+        let starts = Arc::new(AtomicU64::new(0));
+        sim.host(name.clone(), move || {
+            let (region, name, zone, handle) =
+                (region.clone(), name.clone(), zone.clone(), handle.clone());
+            let start = starts.fetch_add(1, Ordering::SeqCst);
+            async move {
+                let component = derive(seed, &[1, i as u64, start]);
+                let store = Arc::new(FaultyStore::new(region, &name, handle, component));
+                let listener = turmoil::net::TcpListener::bind(("0.0.0.0", BROKER_PORT)).await?;
+                let mut cfg = BrokerConfig::new(i as i32 + 1, name.clone(), BROKER_PORT as i32);
+                cfg.zone = zone;
+                cfg.seed = derive(component, &[0]);
+                cfg.default_partitions = partitions;
+                // Joining needs the store; keep trying, as a supervisor would.
+                let broker = loop {
+                    match Broker::start(cfg.clone(), store.clone(), Arc::new(SimClock)).await {
+                        Ok(b) => break b,
+                        Err(e) => {
+                            tracing::warn!(broker = %name, error = %e, "start failed; retrying");
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                };
+                broker.serve(SimListener(listener)).await;
+                Ok(())
+            }
+        });
+    }
+}
+
+/// Applies and heals faults on the world. Overlapping faults on one broker
+/// are counted, so it restarts only when the last one heals.
+struct Nemesis {
+    down: BTreeMap<String, usize>,
+    removed: BTreeSet<String>,
+    store_faults: BTreeMap<String, Vec<(usize, Fault)>>,
+    latency: (u64, u64),
+}
+
+impl Nemesis {
+    fn crash(&mut self, sim: &mut turmoil::Sim<'_>, b: &str) {
+        let n = self.down.entry(b.to_string()).or_default();
+        *n += 1;
+        if *n == 1 {
+            sim.crash(b.to_string());
+        }
+    }
+
+    fn restart(&mut self, sim: &mut turmoil::Sim<'_>, b: &str) {
+        let n = self.down.entry(b.to_string()).or_default();
+        *n = n.saturating_sub(1);
+        if *n == 0 && !self.removed.contains(b) {
+            sim.bounce(b.to_string());
+        }
+    }
+
+    fn set_store(&mut self, f: &mut BrokerFactory, broker: &str) {
+        let mut s = StoreFaults::healthy(self.latency);
+        for (_, fault) in self.store_faults.get(broker).into_iter().flatten() {
+            match fault {
+                Fault::StoreErrors { rate, .. } => s.error_rate = s.error_rate.max(*rate),
+                Fault::StoreAmbiguous { rate, .. } => {
+                    s.ambiguous_rate = s.ambiguous_rate.max(*rate)
+                }
+                Fault::StoreLate { rate, .. } => s.late_rate = s.late_rate.max(*rate),
+                Fault::StoreSlow { extra_ms, .. } => s.extra_latency_ms += extra_ms,
+                Fault::StoreCut { .. } => s.cut = true,
+                _ => {}
+            }
+        }
+        if let Some(h) = f.handles.get(broker) {
+            *h.lock().unwrap_or_else(|e| e.into_inner()) = s;
+        }
+    }
+
+    fn apply(
+        &mut self,
+        sim: &mut turmoil::Sim<'_>,
+        f: &mut BrokerFactory,
+        id: usize,
+        fault: &Fault,
+        start: bool,
+    ) {
+        match fault {
+            Fault::Partition { a, b } => {
+                for x in a {
+                    for y in b {
+                        if start {
+                            sim.partition(x.as_str(), y.as_str());
+                        } else {
+                            sim.repair(x.as_str(), y.as_str());
+                        }
+                    }
+                }
+            }
+            Fault::PartitionOneway { from, to } => {
+                for x in from {
+                    for y in to {
+                        if start {
+                            sim.partition_oneway(x.as_str(), y.as_str());
+                        } else {
+                            sim.repair_oneway(x.as_str(), y.as_str());
+                        }
+                    }
+                }
+            }
+            Fault::Crash { broker } => {
+                if start {
+                    self.crash(sim, broker)
+                } else {
+                    self.restart(sim, broker)
+                }
+            }
+            Fault::ZoneLoss { brokers, .. } => {
+                for b in brokers {
+                    if start {
+                        self.crash(sim, b)
+                    } else {
+                        self.restart(sim, b)
+                    }
+                }
+            }
+            Fault::StoreErrors { broker, .. }
+            | Fault::StoreAmbiguous { broker, .. }
+            | Fault::StoreLate { broker, .. }
+            | Fault::StoreSlow { broker, .. }
+            | Fault::StoreCut { broker } => {
+                let list = self.store_faults.entry(broker.clone()).or_default();
+                if start {
+                    list.push((id, fault.clone()));
+                } else {
+                    list.retain(|(i, _)| *i != id);
+                }
+                self.set_store(f, broker);
+            }
+            Fault::ScaleOut { broker } => {
+                let i: usize = broker.trim_start_matches("broker-").parse().unwrap_or(0);
+                f.add(sim, i);
+            }
+            Fault::ScaleIn { broker } => {
+                // Leaves for good: stops, and its heartbeat goes with it, as
+                // a clean shutdown does.
+                self.removed.insert(broker.clone());
+                self.crash(sim, broker);
+                let i: i32 = broker.trim_start_matches("broker-").parse().unwrap_or(0);
+                let path = riptide_broker::storage::broker_path(i + 1);
+                let _ = futures::executor::block_on(f.region.delete(&path));
+            }
+        }
+    }
+}
+
+fn fault_value(p: &Planned, phase: &str) -> FaultValue {
+    let detail = serde_json::to_value(&p.fault).unwrap_or_default();
+    let mut v = FaultValue::new(p.fault.kind()).with("phase", phase);
+    if let serde_json::Value::Object(m) = detail {
+        for (k, x) in m {
+            if k != "kind" {
+                v = v.with(&k, x);
+            }
+        }
+    }
+    v
 }
 
 /// Runs one seed of a scenario. `Err` is a harness failure (the world could
@@ -75,7 +266,9 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
 
     let workload_end = scenario.duration();
     let settle = Duration::from_secs(2);
-    let limit = workload_end + settle + Duration::from_secs(scenario.final_read_s + 30);
+    // Workers finish their last operation after the workload ends (client
+    // timeouts and retries), then the final read has its own bound.
+    let limit = workload_end + settle + Duration::from_secs(scenario.final_read_s + 120);
     let mut sim = turmoil::Builder::new()
         .rng_seed(seed)
         .epoch(epoch())
@@ -83,42 +276,20 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
         .simulation_duration(limit)
         .build();
 
-    let region = Arc::new(InMemory::new());
-    let latency = Latency {
-        min_ms: scenario.store_latency_ms.0,
-        max_ms: scenario.store_latency_ms.1,
+    let mut factory = BrokerFactory {
+        seed,
+        region: Arc::new(InMemory::new()),
+        partitions: scenario.partitions,
+        zones: scenario.zones,
+        latency: scenario.store_latency_ms,
+        handles: BTreeMap::new(),
     };
+    for i in 0..scenario.brokers {
+        factory.add(&mut sim, i);
+    }
     let bootstrap: Vec<String> = (0..scenario.brokers)
         .map(|i| format!("{}:{BROKER_PORT}", broker_name(i)))
         .collect();
-
-    for i in 0..scenario.brokers {
-        let region = region.clone();
-        let name = broker_name(i);
-        let zone = format!("zone-{}", i % scenario.zones.max(1));
-        let partitions = scenario.partitions;
-        let starts = Arc::new(AtomicU64::new(0));
-        sim.host(name.clone(), move || {
-            let region = region.clone();
-            let name = name.clone();
-            let zone = zone.clone();
-            let start = starts.fetch_add(1, Ordering::SeqCst);
-            async move {
-                let component = derive(seed, &[1, i as u64, start]);
-                let store = Arc::new(SimStore::new(region, &name, latency, component));
-                let listener = turmoil::net::TcpListener::bind(("0.0.0.0", BROKER_PORT)).await?;
-                let mut cfg = BrokerConfig::new(i as i32 + 1, name.clone(), BROKER_PORT as i32);
-                cfg.zone = zone;
-                cfg.seed = derive(component, &[0]);
-                cfg.default_partitions = partitions;
-                let broker = Broker::start(cfg, store, Arc::new(SimClock))
-                    .await
-                    .map_err(|e| format!("{name} could not start: {e:#}"))?;
-                broker.serve(SimListener(listener)).await;
-                Ok(())
-            }
-        });
-    }
 
     let recorder = Recorder::with_time(Arc::new(sim_now_ns));
     let workload = WorkloadConfig {
@@ -136,11 +307,19 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
         Client::new(SimConnector, bootstrap.clone(), config)
     };
 
+    let mut clients = Vec::new();
     let mut process = 0u64;
+    // Workers still running: the final read waits for all of them, so that no
+    // send completes after the log was read back.
+    let running = Arc::new(AtomicU64::new(
+        (scenario.producers + scenario.consumers) as u64,
+    ));
     for k in 0..scenario.producers {
         let (rec, cfg, mut c) = (recorder.clone(), workload.clone(), client(process));
-        let p = process;
-        sim.client(format!("producer-{k}"), async move {
+        let (p, running) = (process, running.clone());
+        let name = format!("producer-{k}");
+        clients.push(name.clone());
+        sim.client(name, async move {
             if let Err(e) = c.create_topic(&cfg.topic, cfg.partitions).await {
                 tracing::warn!(error = %e, "create_topic failed; relying on auto-create");
             }
@@ -153,18 +332,22 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
                 deadline(workload_end),
             )
             .await;
+            running.fetch_sub(1, Ordering::SeqCst);
             Ok(())
         });
         process += 1;
     }
     for k in 0..scenario.consumers {
         let (rec, cfg, mut c) = (recorder.clone(), workload.clone(), client(process));
-        let p = process;
+        let (p, running) = (process, running.clone());
         let mine: Vec<i32> = (0..scenario.partitions)
             .filter(|x| *x as usize % scenario.consumers == k)
             .collect();
-        sim.client(format!("consumer-{k}"), async move {
+        let name = format!("consumer-{k}");
+        clients.push(name.clone());
+        sim.client(name, async move {
             generators::consumer(&mut c, &rec, p, &cfg, &mine, deadline(workload_end)).await;
+            running.fetch_sub(1, Ordering::SeqCst);
             Ok(())
         });
         process += 1;
@@ -172,16 +355,81 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
     {
         let (rec, cfg, mut c) = (recorder.clone(), workload.clone(), client(process));
         let p = process;
-        let give_up = workload_end + settle + Duration::from_secs(scenario.final_read_s);
+        let read_for = Duration::from_secs(scenario.final_read_s);
+        let running = running.clone();
         sim.client("reader", async move {
             tokio::time::sleep_until(deadline(workload_end + settle)).await;
-            generators::final_read(&mut c, &rec, p, &cfg, deadline(give_up)).await;
+            while running.load(Ordering::SeqCst) > 0 {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // Connections made during the faults may be stale; start afresh.
+            c.disconnect_all();
+            let give_up = tokio::time::Instant::now() + read_for;
+            generators::final_read(&mut c, &rec, p, &cfg, give_up).await;
             Ok(())
         });
     }
 
-    sim.run()
-        .map_err(|e| anyhow::anyhow!("simulation failed: {e}"))?;
+    let topology = Topology {
+        brokers: (0..scenario.brokers)
+            .map(|i| (broker_name(i), i % scenario.zones.max(1)))
+            .collect(),
+        zones: scenario.zones.max(1),
+        clients,
+        spares: (scenario.brokers..scenario.brokers + scenario.spare_brokers)
+            .map(|i| (broker_name(i), i % scenario.zones.max(1)))
+            .collect(),
+    };
+    // Faults start after the cluster formed and heal before the workload ends.
+    let fault_end = workload_end.as_millis() as u64 - 500;
+    let schedule = match &scenario.fixed_faults {
+        Some(faults) => Schedule {
+            faults: faults.clone(),
+        },
+        None => Schedule::generate(
+            derive(seed, &[4]),
+            &scenario.faults,
+            &topology,
+            1000,
+            fault_end,
+        ),
+    };
+    let mut actions: Vec<(u64, usize, bool)> = Vec::new();
+    for (id, p) in schedule.faults.iter().enumerate() {
+        actions.push((p.start_ms, id, true));
+        if let Some(end) = p.end_ms {
+            actions.push((end, id, false));
+        }
+    }
+    // Heals before starts at the same instant; otherwise schedule order.
+    actions.sort_by_key(|(t, id, start)| (*t, *start, *id));
+    let mut nemesis = Nemesis {
+        down: BTreeMap::new(),
+        removed: BTreeSet::new(),
+        store_faults: BTreeMap::new(),
+        latency: scenario.store_latency_ms,
+    };
+    let mut next = 0;
+    loop {
+        let now = sim.elapsed();
+        while let Some(&(at, id, start)) = actions.get(next) {
+            if Duration::from_millis(at) > now {
+                break;
+            }
+            let planned = &schedule.faults[id];
+            let phase = if start { "start" } else { "heal" };
+            tracing::info!(at_ms = at, fault = ?planned.fault, "fault {phase}");
+            recorder.event_at(now.as_nanos() as u64, NEMESIS, fault_value(planned, phase));
+            nemesis.apply(&mut sim, &mut factory, id, &planned.fault, start);
+            next += 1;
+        }
+        if sim
+            .step()
+            .map_err(|e| anyhow::anyhow!("simulation failed: {e}"))?
+        {
+            break;
+        }
+    }
     let sim_time = sim.elapsed();
     tracing::info!(sim_time_s = sim_time.as_secs_f64(), "run ends");
     drop(sim);
@@ -195,6 +443,7 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
     Ok(RunOutcome {
         seed,
         scenario: scenario.clone(),
+        schedule,
         history,
         report,
         trace: text,

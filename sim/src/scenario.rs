@@ -1,5 +1,6 @@
 //! What a run simulates: the cluster's shape and the workload's size.
 
+use riptide_faults::{FaultMix, Planned};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -8,6 +9,8 @@ use std::time::Duration;
 pub struct Scenario {
     pub name: String,
     pub brokers: usize,
+    /// Brokers that can join during the run (scale out).
+    pub spare_brokers: usize,
     pub zones: usize,
     pub partitions: i32,
     pub producers: usize,
@@ -22,6 +25,12 @@ pub struct Scenario {
     pub tick_ms: u64,
     /// Bound on the final read after the workload: liveness.
     pub final_read_s: u64,
+    /// The fault kinds the nemesis draws from; every fault heals before the
+    /// workload ends except permanent ones (a zone never back, scale events).
+    pub faults: FaultMix,
+    /// An explicit fault schedule to use instead of drawing one from the seed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fixed_faults: Option<Vec<Planned>>,
 }
 
 impl Default for Scenario {
@@ -29,6 +38,7 @@ impl Default for Scenario {
         Scenario {
             name: "baseline".into(),
             brokers: 3,
+            spare_brokers: 0,
             zones: 3,
             partitions: 4,
             producers: 3,
@@ -38,20 +48,91 @@ impl Default for Scenario {
             store_latency_ms: (5, 40),
             tick_ms: 1,
             final_read_s: 30,
+            faults: FaultMix::default(),
+            fixed_faults: None,
         }
     }
 }
 
 impl Scenario {
     pub fn named(name: &str) -> Option<Scenario> {
-        match name {
-            "baseline" => Some(Scenario::default()),
-            _ => None,
-        }
+        let base = Scenario {
+            name: name.to_string(),
+            ..Scenario::default()
+        };
+        let mix = FaultMix::default();
+        let s = match name {
+            "baseline" => base,
+            "partitions" => Scenario {
+                faults: FaultMix {
+                    partitions: true,
+                    ..mix
+                },
+                ..base
+            },
+            "crashes" => Scenario {
+                faults: FaultMix {
+                    crashes: true,
+                    ..mix
+                },
+                ..base
+            },
+            "object-store" => Scenario {
+                faults: FaultMix { store: true, ..mix },
+                ..base
+            },
+            "zone-loss" => Scenario {
+                brokers: 6,
+                faults: FaultMix {
+                    zone_loss: true,
+                    mean_gap_ms: 3000,
+                    ..mix
+                },
+                ..base
+            },
+            "scale" => Scenario {
+                brokers: 3,
+                spare_brokers: 2,
+                faults: FaultMix {
+                    scale: true,
+                    mean_gap_ms: 2500,
+                    ..mix
+                },
+                ..base
+            },
+            "chaos" => Scenario {
+                brokers: 5,
+                spare_brokers: 1,
+                faults: FaultMix {
+                    partitions: true,
+                    crashes: true,
+                    store: true,
+                    zone_loss: true,
+                    scale: true,
+                    ..mix
+                },
+                ..base
+            },
+            _ => return None,
+        };
+        Some(s)
     }
 
     pub fn names() -> &'static [&'static str] {
-        &["baseline"]
+        &[
+            "baseline",
+            "partitions",
+            "crashes",
+            "object-store",
+            "zone-loss",
+            "scale",
+            "chaos",
+        ]
+    }
+
+    /// Reads a scenario file (JSON): any field left out keeps its default.
+    pub fn from_json(text: &str) -> Result<Scenario, serde_json::Error> {
+        serde_json::from_str(text)
     }
 
     pub fn duration(&self) -> Duration {

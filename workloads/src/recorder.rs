@@ -30,7 +30,17 @@ impl Recorder {
     }
 
     fn push(&self, kind: OpKind, process: u64, value: Value, error: Option<String>) -> u64 {
-        let time_ns = (self.now_ns)();
+        self.push_at((self.now_ns)(), kind, process, value, error)
+    }
+
+    fn push_at(
+        &self,
+        time_ns: u64,
+        kind: OpKind,
+        process: u64,
+        value: Value,
+        error: Option<String>,
+    ) -> u64 {
         let mut ops = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let index = ops.len() as u64;
         ops.push(Op {
@@ -65,11 +75,12 @@ impl Recorder {
         self.push(kind, process, value.into(), Some(error))
     }
 
-    /// A nemesis event (a fault starting or healing): one completed op.
-    pub fn event(&self, process: u64, value: impl Into<Value>) {
+    /// A nemesis event (a fault starting or healing) at a given time: one
+    /// completed op.
+    pub fn event_at(&self, time_ns: u64, process: u64, value: impl Into<Value>) {
         let value = value.into();
-        self.push(OpKind::Invoke, process, value.clone(), None);
-        self.push(OpKind::Ok, process, value, None);
+        self.push_at(time_ns, OpKind::Invoke, process, value.clone(), None);
+        self.push_at(time_ns, OpKind::Ok, process, value, None);
     }
 
     pub fn len(&self) -> usize {

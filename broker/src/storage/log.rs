@@ -308,6 +308,30 @@ impl PartitionLog {
             .map_err(|e| LogError::Corrupt(e.to_string()))
     }
 
+    /// Checks that nobody else extended the chain behind our back (ownership
+    /// can move away and come back while this log stays open). Learns any
+    /// commit found; a higher epoch fences us. A commit in progress is our
+    /// own tail moving, so it skips the check.
+    pub async fn verify_tail(&self) -> Result<(), LogError> {
+        if !self.open.load(Ordering::Acquire) || self.is_closed() {
+            return Ok(());
+        }
+        let Ok(mut guard) = self.writer.try_lock() else {
+            return Ok(());
+        };
+        let Some(w) = guard.as_mut() else {
+            return Ok(());
+        };
+        let before = w.next_seq;
+        let r = self.catch_up(w).await;
+        if w.next_seq != before {
+            tracing::warn!(topic_id = %self.topic_id, partition = self.partition,
+                found = w.next_seq - before, "chain was extended by another writer");
+            self.appended.notify_waiters();
+        }
+        r
+    }
+
     /// Follows the chain from the writer's tail to its end, learning commits
     /// written by others (or by our own ambiguous writes).
     async fn catch_up(&self, w: &mut Writer) -> Result<(), LogError> {

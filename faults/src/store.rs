@@ -1,0 +1,270 @@
+//! Object-store faults, per broker: latency, 5xx errors, throttling, a cut
+//! link, and ambiguous outcomes both ways — applied but the reply lost, and a
+//! timeout reported before the write lands.
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The faults currently applied to one broker's view of the store. Changed by
+/// the nemesis while the broker runs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StoreFaults {
+    /// Base latency range per call (ms).
+    pub latency_ms: (u64, u64),
+    /// Added to every call (a latency spike or throttling).
+    pub extra_latency_ms: u64,
+    /// Probability a call fails with a 5xx-like error before doing anything.
+    pub error_rate: f64,
+    /// Probability a write is applied but its reply is lost (caller sees an error).
+    pub ambiguous_rate: f64,
+    /// Probability a write reports a timeout and lands later anyway.
+    pub late_rate: f64,
+    /// The broker cannot reach the store at all: calls hang, then time out.
+    pub cut: bool,
+}
+
+impl StoreFaults {
+    pub fn healthy(latency_ms: (u64, u64)) -> Self {
+        StoreFaults {
+            latency_ms,
+            ..Default::default()
+        }
+    }
+}
+
+/// A shared handle: the nemesis writes, the store reads on every call.
+pub type FaultHandle = Arc<Mutex<StoreFaults>>;
+
+/// How long a call to an unreachable store hangs before it fails.
+const CUT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long after its "timeout" a late write lands.
+const LATE_LANDING: Duration = Duration::from_millis(1500);
+
+pub struct FaultyStore {
+    inner: Arc<dyn ObjectStore>,
+    name: String,
+    faults: FaultHandle,
+    rng: Mutex<ChaCha8Rng>,
+}
+
+fn injected(what: &str) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "riptide-faults",
+        source: what.to_string().into(),
+    }
+}
+
+impl FaultyStore {
+    pub fn new(inner: Arc<dyn ObjectStore>, name: &str, faults: FaultHandle, seed: u64) -> Self {
+        FaultyStore {
+            inner,
+            name: name.to_string(),
+            faults,
+            rng: Mutex::new(ChaCha8Rng::seed_from_u64(seed)),
+        }
+    }
+
+    fn faults(&self) -> StoreFaults {
+        self.faults
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Draws this call's fate: its delay and a uniform number for the rates.
+    fn draw(&self, f: &StoreFaults) -> (Duration, f64) {
+        let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+        let (lo, hi) = f.latency_ms;
+        let ms = rng.gen_range(lo..=hi.max(lo)) + f.extra_latency_ms;
+        (Duration::from_millis(ms), rng.gen())
+    }
+
+    /// Latency, a cut link and plain errors: the faults common to every call.
+    async fn enter(&self) -> Result<(StoreFaults, f64), object_store::Error> {
+        let f = self.faults();
+        let (delay, roll) = self.draw(&f);
+        if f.cut {
+            tokio::time::sleep(CUT_TIMEOUT).await;
+            return Err(injected("object store unreachable (link cut)"));
+        }
+        tokio::time::sleep(delay).await;
+        if roll < f.error_rate {
+            return Err(injected("503 Slow Down (injected)"));
+        }
+        // The rates of the write faults are drawn past the error band.
+        Ok((
+            f.clone(),
+            (roll - f.error_rate) / (1.0 - f.error_rate).max(f64::EPSILON),
+        ))
+    }
+}
+
+impl fmt::Debug for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultyStore({})", self.name)
+    }
+}
+
+impl fmt::Display for FaultyStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "FaultyStore({})", self.name)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for FaultyStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> object_store::Result<PutResult> {
+        let (f, roll) = self.enter().await?;
+        if roll < f.late_rate {
+            // Report a timeout now; the write lands later (or loses its race).
+            let (inner, location) = (self.inner.clone(), location.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(LATE_LANDING).await;
+                let r = inner.put_opts(&location, payload, opts).await;
+                tracing::info!(path = %location, landed = r.is_ok(), "late write");
+            });
+            return Err(injected("request timed out (write still in flight)"));
+        }
+        let r = self.inner.put_opts(location, payload, opts).await;
+        if r.is_ok() && roll < f.late_rate + f.ambiguous_rate {
+            tracing::info!(path = %location, "write applied, reply lost");
+            return Err(injected("connection reset after the write (reply lost)"));
+        }
+        r
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> object_store::Result<Box<dyn MultipartUpload>> {
+        self.enter().await?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
+        self.enter().await?;
+        self.inner.get_opts(location, options).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, object_store::Result<Path>>,
+    ) -> BoxStream<'static, object_store::Result<Path>> {
+        self.inner.delete_stream(locations)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        // A listing is a snapshot taken after the call's latency.
+        let f = self.faults();
+        let (delay, roll) = self.draw(&f);
+        let inner = self.inner.clone();
+        let prefix = prefix.cloned();
+        futures::stream::once(async move {
+            if f.cut {
+                tokio::time::sleep(CUT_TIMEOUT).await;
+                return futures::stream::iter([Err(injected("object store unreachable"))]).boxed();
+            }
+            tokio::time::sleep(delay).await;
+            if roll < f.error_rate {
+                return futures::stream::iter([Err(injected("503 Slow Down (injected)"))]).boxed();
+            }
+            inner.list(prefix.as_ref())
+        })
+        .flatten()
+        .boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
+        self.enter().await?;
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(
+        &self,
+        from: &Path,
+        to: &Path,
+        options: CopyOptions,
+    ) -> object_store::Result<()> {
+        self.enter().await?;
+        self.inner.copy_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use object_store::memory::InMemory;
+    use object_store::{ObjectStoreExt, PutMode};
+
+    fn store(f: StoreFaults) -> (Arc<InMemory>, FaultyStore) {
+        let region = Arc::new(InMemory::new());
+        let s = FaultyStore::new(region.clone(), "b", Arc::new(Mutex::new(f)), 1);
+        (region, s)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_ambiguous_write_is_applied_while_the_caller_sees_an_error() {
+        let (region, s) = store(StoreFaults {
+            ambiguous_rate: 1.0,
+            ..StoreFaults::healthy((1, 1))
+        });
+        let p = Path::from("x");
+        let r = s.put_opts(&p, "v".into(), PutMode::Create.into()).await;
+        assert!(r.is_err());
+        assert!(region.head(&p).await.is_ok(), "the write must have landed");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_write_times_out_then_lands() {
+        let (region, s) = store(StoreFaults {
+            late_rate: 1.0,
+            ..StoreFaults::healthy((1, 1))
+        });
+        let p = Path::from("x");
+        assert!(s
+            .put_opts(&p, "v".into(), PutMode::Create.into())
+            .await
+            .is_err());
+        assert!(region.head(&p).await.is_err(), "not yet landed");
+        tokio::time::sleep(LATE_LANDING * 2).await;
+        assert!(region.head(&p).await.is_ok(), "landed after the timeout");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn errors_and_cuts_apply_nothing() {
+        let (region, s) = store(StoreFaults {
+            error_rate: 1.0,
+            ..StoreFaults::healthy((1, 1))
+        });
+        let p = Path::from("x");
+        assert!(s.put(&p, "v".into()).await.is_err());
+        assert!(region.head(&p).await.is_err());
+        let (region, s) = store(StoreFaults {
+            cut: true,
+            ..StoreFaults::healthy((1, 1))
+        });
+        assert!(s.put(&p, "v".into()).await.is_err());
+        assert!(region.head(&p).await.is_err());
+    }
+}

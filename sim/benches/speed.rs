@@ -1,0 +1,38 @@
+//! Simulation speed on the standard scenario: simulated seconds per wall
+//! second and seeds per minute, on one thread. Prints figures; asserts nothing
+//! about time. `cargo bench -p riptide-sim` (SEEDS=N to change the count).
+
+use riptide_sim::Scenario;
+use std::time::{Duration, Instant};
+
+fn main() {
+    let seeds: u64 = std::env::var("SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    for name in Scenario::names() {
+        let scenario = Scenario::named(name).expect("named scenario");
+        let wall = Instant::now();
+        let mut simulated = Duration::ZERO;
+        let mut ops = 0usize;
+        let mut failed = 0;
+        for seed in 1..=seeds {
+            match riptide_sim::run(seed, &scenario) {
+                Ok(o) => {
+                    simulated += o.sim_time;
+                    ops += o.history.ops.len();
+                    failed += usize::from(!o.passed());
+                }
+                Err(e) => panic!("seed {seed}: harness error: {e:#}"),
+            }
+        }
+        let wall = wall.elapsed().as_secs_f64();
+        println!(
+            "scenario {name:<12} {seeds} seeds  {:.1}x real time  {:.1} seeds/min  {:.0} ops/s  ({} failing)",
+            simulated.as_secs_f64() / wall,
+            seeds as f64 * 60.0 / wall,
+            ops as f64 / wall,
+            failed
+        );
+    }
+}
