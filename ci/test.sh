@@ -55,4 +55,4 @@ test -x "$RIPTIDE_BIN"
 section "end-to-end tests (pytest tests/e2e)"
 # shellcheck disable=SC2086
 timeout --signal=INT --kill-after=30 900 \
-  $PYTHON -m pytest -q tests/e2e ${E2E_ARGS:-}
+  $PYTHON -m pytest -v tests/e2e ${E2E_ARGS:-}

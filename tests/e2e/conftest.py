@@ -19,6 +19,7 @@ from e2e_util import (  # noqa: E402
     MOTO_ENV,
     Broker,
     MotoServer,
+    Proc,
     free_port,
     locate_binary,
     port_in_use,
@@ -52,6 +53,7 @@ class Harness:
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "info")
         env.setdefault("RUST_BACKTRACE", "1")
+        env.setdefault("NO_COLOR", "1")
         if extra:
             env.update(extra)
         return env
@@ -95,6 +97,13 @@ class Harness:
         if wait:
             b.wait_ready(ready_timeout)
         return b
+
+    def raw(self, argv: list[str], name: str, cwd: Path | None = None, env: dict | None = None) -> Proc:
+        """Start an arbitrary command (e.g. `riptide broker` with its defaults); killed at teardown."""
+        cwd = cwd or self.tmp / f"cwd-{name}"
+        p = Proc(name, argv, self.tmp / f"{name}.log", cwd, self.broker_env(env))
+        self.procs.append(p)
+        return p.start()
 
     def moto(self) -> MotoServer:
         try:

@@ -437,7 +437,7 @@ def kp_create_topic(bootstrap: str, topic: str, partitions: int, timeout: float 
     from kafka import KafkaAdminClient
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="riptide-e2e-admin",
-                             request_timeout_ms=int(timeout * 1000))
+                             request_timeout_ms=15000)
     try:
         try:
             admin.create_topics({topic: {"num_partitions": partitions, "replication_factor": 1}},
@@ -528,40 +528,19 @@ def _install_retry_tracking() -> bool:
         return True
 
 
-class StreamProducer:
-    """A paced kafka-python producer (acks=all, retries on, idempotence off, 1 in flight).
+class _Stream:
+    """A paced producer stream that records, per message index: when it was first sent, the
+    (partition, offset) it was acknowledged with and when, final errors, and re-sends.
 
-    Records, per message index: acked (partition, offset), final failures, and whether the client
-    retried the batch that carried it (kafka-python's internal retry) or the test re-sent it after a
-    final failure (application retry). Either makes a duplicate legitimate."""
+    Subclasses provide _send(i) and _flush(timeout) for one client library."""
 
-    def __init__(self, bootstrap: str | list[str], topic: str, messages: list[tuple[bytes, bytes]], *,
-                 rate: float = 1000.0, delivery_timeout_ms: int = 60000):
-        from kafka import KafkaProducer
+    client = "?"
 
+    def __init__(self, topic: str, messages: list[tuple[bytes, bytes]], rate: float):
         self.topic = topic
         self.messages = messages
         self.rate = rate
-        self.tracking = _install_retry_tracking()
-        self.retried_ids: set[int] = set()
-        _RETRY_SINKS.append(self.retried_ids)
-        self.producer = KafkaProducer(
-            bootstrap_servers=bootstrap,
-            client_id="riptide-e2e-stream",
-            acks="all",
-            enable_idempotence=False,
-            retries=1_000_000,
-            max_in_flight_requests_per_connection=1,
-            linger_ms=5,
-            request_timeout_ms=10000,
-            delivery_timeout_ms=delivery_timeout_ms,
-            retry_backoff_ms=100,
-            reconnect_backoff_ms=50,
-            reconnect_backoff_max_ms=1000,
-            metadata_max_age_ms=5000,
-            max_block_ms=60000,
-        )
-        self.futures: dict[int, list] = collections.defaultdict(list)  # index -> futures (all attempts)
+        self.send_time: dict[int, float] = {}
         self.acked: dict[int, tuple[int, int]] = {}
         self.ack_time: dict[int, float] = {}
         self.errors: dict[int, list[str]] = collections.defaultdict(list)
@@ -571,25 +550,30 @@ class StreamProducer:
         self.sent_count = 0
         self.t_start = None
 
-    # -- callbacks run on kafka-python's sender thread
-    def _ok(self, i, md):
+    # -- completion bookkeeping (may run on a client thread)
+    def _ok(self, i: int, partition: int, offset: int):
         with self._lock:
             if i not in self.acked:
-                self.acked[i] = (md.partition, md.offset)
+                self.acked[i] = (partition, offset)
                 self.ack_time[i] = time.monotonic()
 
-    def _err(self, i, exc):
+    def _err(self, i: int, what: str):
         with self._lock:
-            self.errors[i].append(f"{type(exc).__name__}: {exc}")
+            self.errors[i].append(what)
             if i not in self.acked:
                 self._resend.append(i)
 
     def _send(self, i: int):
-        k, v = self.messages[i]
-        fut = self.producer.send(self.topic, key=k, value=v)
-        self.futures[i].append(fut)
-        fut.add_callback(lambda md, i=i: self._ok(i, md))
-        fut.add_errback(lambda exc, i=i: self._err(i, exc))
+        raise NotImplementedError
+
+    def _flush(self, timeout: float):
+        raise NotImplementedError
+
+    def _close(self):
+        pass
+
+    def _poll(self):
+        pass
 
     def _drain_resends(self):
         while True:
@@ -610,9 +594,11 @@ class StreamProducer:
             ev = events.get(i)
             if ev is not None:
                 ev()
+            self.send_time.setdefault(i, time.monotonic())
             self._send(i)
             self.sent_count = i + 1
             if i % 25 == 24:
+                self._poll()
                 self._drain_resends()
                 due = self.t_start + (i + 1) / self.rate
                 delay = due - time.monotonic()
@@ -625,7 +611,7 @@ class StreamProducer:
         while time.monotonic() < deadline:
             self._drain_resends()
             try:
-                self.producer.flush(timeout=max(1.0, min(10.0, deadline - time.monotonic())))
+                self._flush(max(1.0, min(10.0, deadline - time.monotonic())))
             except Exception:  # noqa: BLE001 - flush timeout: loop and check again
                 pass
             with self._lock:
@@ -634,10 +620,75 @@ class StreamProducer:
                 break
             time.sleep(0.2)
         try:
-            self.producer.close(timeout=5)
+            self._close()
         except Exception:  # noqa: BLE001
             pass
+
+    # -- reporting
+    def in_flight_at(self, t: float) -> set[int]:
+        """Messages sent before t and not acknowledged by t (queued in the client or on the wire)."""
+        return {i for i, st in self.send_time.items() if st < t and not (i in self.ack_time and self.ack_time[i] <= t)}
+
+    def max_latency(self, sent_after: float | None = None) -> float:
+        """Longest send->ack time (s), optionally only of messages sent at or after `sent_after`."""
+        lats = [self.ack_time[i] - st for i, st in self.send_time.items()
+                if i in self.ack_time and (sent_after is None or st >= sent_after)]
+        return max(lats, default=0.0)
+
+    def retried_indices(self) -> set[int]:
+        return set(self.app_resent)
+
+    def unacked(self) -> list[int]:
+        return [i for i in range(len(self.messages)) if i not in self.acked]
+
+
+class StreamProducer(_Stream):
+    """kafka-python: acks=all, retries on, idempotence off, one request in flight per connection.
+
+    The client's own retries are tracked exactly (patched ProducerBatch.retry), so a duplicate is
+    legitimate only for a message whose batch kafka-python retried or that the test re-sent."""
+
+    client = "kafka-python"
+
+    def __init__(self, bootstrap: str | list[str], topic: str, messages: list[tuple[bytes, bytes]], *,
+                 rate: float = 1000.0, delivery_timeout_ms: int = 60000):
+        from kafka import KafkaProducer
+
+        super().__init__(topic, messages, rate)
+        self.tracking = _install_retry_tracking()
+        self.retried_ids: set[int] = set()
+        _RETRY_SINKS.append(self.retried_ids)
+        self.futures: dict[int, list] = collections.defaultdict(list)  # index -> futures (all attempts)
+        self.producer = KafkaProducer(
+            bootstrap_servers=bootstrap,
+            client_id="riptide-e2e-stream",
+            acks="all",
+            enable_idempotence=False,
+            retries=1_000_000,
+            max_in_flight_requests_per_connection=1,
+            linger_ms=5,
+            request_timeout_ms=10000,
+            delivery_timeout_ms=delivery_timeout_ms,
+            retry_backoff_ms=100,
+            reconnect_backoff_ms=50,
+            reconnect_backoff_max_ms=1000,
+            metadata_max_age_ms=5000,
+            max_block_ms=60000,
+        )
+
+    def _send(self, i: int):
+        k, v = self.messages[i]
+        fut = self.producer.send(self.topic, key=k, value=v)
+        self.futures[i].append(fut)
+        fut.add_callback(lambda md, i=i: self._ok(i, md.partition, md.offset))
+        fut.add_errback(lambda exc, i=i: self._err(i, f"{type(exc).__name__}: {exc}"))
+
+    def _flush(self, timeout: float):
+        self.producer.flush(timeout=timeout)
+
+    def _close(self):
         _RETRY_SINKS[:] = [s for s in _RETRY_SINKS if s is not self.retried_ids]
+        self.producer.close(timeout=5)
 
     def retried_indices(self) -> set[int]:
         out = set(self.app_resent)
@@ -646,15 +697,68 @@ class StreamProducer:
                 out.add(i)
         return out
 
-    def longest_ack_gap(self, after: float | None = None) -> float:
-        """Longest pause (s) between consecutive acknowledgements, optionally only after `after`."""
-        ts = sorted(t for t in self.ack_time.values() if after is None or t >= after)
-        if after is not None:
-            ts = [after] + ts
-        return max((b - a for a, b in zip(ts, ts[1:])), default=0.0)
 
-    def unacked(self) -> list[int]:
-        return [i for i in range(len(self.messages)) if i not in self.acked]
+class CkStreamProducer(_Stream):
+    """confluent-kafka (librdkafka): acks=all, retries on (librdkafka's default), idempotence off,
+    up to 5 requests in flight per connection.
+
+    librdkafka does not say which messages it retried, so `retried_indices` is the sound superset:
+    messages that were in flight (sent, not yet acknowledged) at a given instant (the kill), plus
+    application re-sends. Only those can have been retried after their first attempt reached the
+    broker that died."""
+
+    client = "confluent-kafka"
+
+    def __init__(self, bootstrap: str | list[str], topic: str, messages: list[tuple[bytes, bytes]], *,
+                 rate: float = 1000.0, message_timeout_ms: int = 60000):
+        from confluent_kafka import Producer
+
+        super().__init__(topic, messages, rate)
+        if isinstance(bootstrap, (list, tuple)):
+            bootstrap = ",".join(bootstrap)
+        self.possibly_retried: set[int] = set()
+        self.producer = Producer({
+            "bootstrap.servers": bootstrap,
+            "client.id": "riptide-e2e-ck-stream",
+            "acks": "all",
+            "enable.idempotence": False,
+            "max.in.flight.requests.per.connection": 5,
+            "linger.ms": 5,
+            "message.timeout.ms": message_timeout_ms,
+            "request.timeout.ms": 10000,
+            "retry.backoff.ms": 100,
+            "reconnect.backoff.ms": 50,
+            "reconnect.backoff.max.ms": 1000,
+            "topic.metadata.refresh.interval.ms": 5000,
+        })
+
+    def _send(self, i: int):
+        k, v = self.messages[i]
+
+        def cb(err, msg, i=i):
+            if err is not None:
+                self._err(i, str(err))
+            else:
+                self._ok(i, msg.partition(), msg.offset())
+
+        while True:
+            try:
+                self.producer.produce(self.topic, key=k, value=v, on_delivery=cb)
+                return
+            except BufferError:
+                self.producer.poll(0.05)
+
+    def _poll(self):
+        self.producer.poll(0)
+
+    def _flush(self, timeout: float):
+        self.producer.flush(timeout)
+
+    def mark_possibly_retried(self, t: float):
+        self.possibly_retried |= self.in_flight_at(t)
+
+    def retried_indices(self) -> set[int]:
+        return set(self.app_resent) | self.possibly_retried
 
 
 # --------------------------------------------------------------------------------------------
@@ -690,7 +794,7 @@ def ck_read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 60
         pos = {p: 0 for p in range(partitions)}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(pos[p] < hw[p] for p in hw):
-            for m in c.consume(num_messages=10000, timeout=0.5):
+            for m in c.consume(num_messages=10000, timeout=0) or c.consume(num_messages=1, timeout=0.5):
                 if m.error():
                     if m.error().code() == -191:  # _PARTITION_EOF
                         continue
@@ -703,6 +807,123 @@ def ck_read_all(bootstrap: str, topic: str, partitions: int, timeout: float = 60
         return out
     finally:
         c.close()
+
+
+class TailingConsumer:
+    """A consumer that reads every partition from offset 0 in a background thread while the test
+    produces and kills brokers ("the clients carry on"). Afterwards: did it see contiguous offsets,
+    the same record at each offset as a fresh reader, and reach the end?"""
+
+    def __init__(self, client: str, bootstrap: list[str], topic: str, partitions: int):
+        self.client, self.bootstrap, self.topic, self.partitions = client, bootstrap, topic, partitions
+        self.records: list[Rec] = []
+        self.errors: list[str] = []
+        self.target: dict[int, int] | None = None  # stop once every partition reaches these offsets
+        self.reached = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"tail-{client}", daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _run(self):
+        try:
+            if self.client == "kafka-python":
+                self._run_kp()
+            else:
+                self._run_ck()
+        except Exception as e:  # noqa: BLE001 - reported by check()
+            self.errors.append(f"consumer thread died: {e!r}")
+
+    def _note(self, pos: dict[int, int]):
+        t = self.target
+        if t is not None and all(pos.get(p, 0) >= t[p] for p in t):
+            self.reached.set()
+
+    def _run_kp(self):
+        from kafka import KafkaConsumer, TopicPartition
+
+        c = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                          auto_offset_reset="earliest", fetch_max_wait_ms=100, request_timeout_ms=10000,
+                          reconnect_backoff_ms=50, reconnect_backoff_max_ms=1000, metadata_max_age_ms=5000,
+                          client_id="riptide-e2e-tail")
+        try:
+            tps = [TopicPartition(self.topic, p) for p in range(self.partitions)]
+            c.assign(tps)
+            c.seek_to_beginning(*tps)
+            pos: dict[int, int] = {}
+            while not self._stop.is_set():
+                try:
+                    batch = c.poll(timeout_ms=200, max_records=5000)
+                except Exception as e:  # noqa: BLE001 - a client error during failover: note, go on
+                    self.errors.append(f"poll: {e!r}")
+                    time.sleep(0.2)
+                    continue
+                for tp, msgs in batch.items():
+                    for m in msgs:
+                        self.records.append(Rec(tp.partition, m.offset, m.key, m.value))
+                        pos[tp.partition] = m.offset + 1
+                self._note(pos)
+        finally:
+            c.close()
+
+    def _run_ck(self):
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        c = Consumer({"bootstrap.servers": ",".join(self.bootstrap), "group.id": f"tail-{uuid.uuid4().hex[:8]}",
+                      "enable.auto.commit": False, "auto.offset.reset": "earliest", "fetch.wait.max.ms": 100,
+                      "topic.metadata.refresh.interval.ms": 5000})
+        try:
+            c.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in range(self.partitions)])
+            pos: dict[int, int] = {}
+            while not self._stop.is_set():
+                for m in c.consume(num_messages=5000, timeout=0.2):
+                    if m.error():
+                        if m.error().code() != -191:
+                            self.errors.append(f"consume: {m.error()}")
+                        continue
+                    self.records.append(Rec(m.partition(), m.offset(), m.key(), m.value()))
+                    pos[m.partition()] = m.offset() + 1
+                self._note(pos)
+        finally:
+            c.close()
+
+    def finish(self, end_offsets: dict[int, int], timeout: float = 30.0) -> bool:
+        """Wait until it has read up to end_offsets (partition -> high watermark), then stop it."""
+        self.target = dict(end_offsets)
+        ok = self.reached.wait(timeout)
+        self._stop.set()
+        self._thread.join(15)
+        return ok
+
+    def stop(self):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(15)
+
+    def check(self, final: list[Rec]) -> list[str]:
+        """Problems: offsets it skipped, or an offset whose record differs from the fresh read."""
+        problems = []
+        truth = {(r.partition, r.offset): (r.key, r.value) for r in final}
+        by_p: dict[int, list[int]] = collections.defaultdict(list)
+        for r in self.records:
+            by_p[r.partition].append(r.offset)
+            t = truth.get((r.partition, r.offset))
+            if t is None:
+                problems.append(f"tailing consumer saw p{r.partition}@{r.offset} ({r.value!r:.30}), "
+                                f"which a fresh reader does not find")
+            elif t != (r.key, r.value):
+                problems.append(f"p{r.partition}@{r.offset}: tailing consumer saw {r.value!r:.30}, a fresh reader "
+                                f"{t[1]!r:.30} (the record at an offset changed)")
+        for p, offs in sorted(by_p.items()):
+            uniq = sorted(set(offs))
+            if uniq and uniq[0] != 0:
+                problems.append(f"tailing consumer: p{p} started at offset {uniq[0]}")
+            skips = [(a, b) for a, b in zip(uniq, uniq[1:]) if b != a + 1]
+            if skips:
+                problems.append(f"tailing consumer: p{p} skipped offsets {skips[:5]}")
+        return problems[:30]
 
 
 # --------------------------------------------------------------------------------------------
@@ -735,17 +956,38 @@ def recv_exact(sock: socket.socket, n: int) -> bytes:
     return buf
 
 
-def api_versions_v0(port: int, correlation_id: int = 4242, timeout: float = 5.0) -> tuple[int, int]:
-    """Send ApiVersions v0 and return (error_code, number of api keys) from a well-formed response."""
+def parse_api_versions_v0(body: bytes, correlation_id: int) -> tuple[int, dict[int, tuple[int, int]]]:
+    """(error_code, {api_key: (min, max)}) from an ApiVersions response body with a v0 layout."""
+    (cid,) = struct.unpack(">i", body[:4])
+    if cid != correlation_id:
+        raise AssertionError(f"ApiVersions: correlation id {cid}, expected {correlation_id}")
+    err, n = struct.unpack(">hi", body[4:10])
+    if n < 0 or 10 + 6 * n > len(body):
+        raise AssertionError(f"ApiVersions: {n} api keys do not fit in a {len(body)}-byte response")
+    keys = {}
+    for j in range(n):
+        k, lo, hi = struct.unpack(">hhh", body[10 + 6 * j:16 + 6 * j])
+        keys[k] = (lo, hi)
+    return err, keys
+
+
+def roundtrip(port: int, payload: bytes, timeout: float = 5.0) -> bytes:
+    """Send one framed request, return the response body (without its length prefix)."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
-        s.sendall(frame(request_header_v1(18, 0, correlation_id)))
+        s.sendall(frame(payload))
         (size,) = struct.unpack(">i", recv_exact(s, 4))
-        body = recv_exact(s, size)
-        (cid,) = struct.unpack(">i", body[:4])
-        if cid != correlation_id:
-            raise AssertionError(f"ApiVersions v0: correlation id {cid}, expected {correlation_id}")
-        err, n = struct.unpack(">hi", body[4:10])
-        return err, n
+        return recv_exact(s, size)
+
+
+def api_versions_v0(port: int, correlation_id: int = 4242, timeout: float = 5.0) -> tuple[int, dict[int, tuple[int, int]]]:
+    """Send ApiVersions v0; return (error_code, {api_key: (min_version, max_version)}) from a
+    well-formed response (raises if the response is malformed or the connection drops)."""
+    body = roundtrip(port, request_header_v1(18, 0, correlation_id), timeout)
+    return parse_api_versions_v0(body, correlation_id)
+
+
+def advertised_apis(port: int) -> dict[int, tuple[int, int]]:
+    return api_versions_v0(port)[1]
 
 
 @contextlib.contextmanager

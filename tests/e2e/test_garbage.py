@@ -98,7 +98,7 @@ def c_api_versions_v99(rng, topic):
     version = rng.choice([99, 99, 4, 5, 32767, -1])
     payload = request_header_v1(API_API_VERSIONS, version, rng.randint(0, 2**31 - 1))
     if rng.random() < 0.5:  # flexible-style body: tagged fields + compact strings
-        payload += b"\x00" + b"\x05riptd" + b"\x041.0" + b"\x00"
+        payload += b"\x00" + b"\x06riptd" + b"\x041.0" + b"\x00"
     return "ApiVersions v99", [frame(payload)], False, True
 
 
@@ -226,7 +226,7 @@ def test_garbage_frames_then_normal_client(harness):
     try:
         err, n = api_versions_v0(b.port)
         probe_ok = True
-        print(f"ApiVersions v0 probe before the garbage: error={err}, {n} api keys")
+        print(f"ApiVersions v0 probe before the garbage: error={err}, api keys {sorted(n)}")
     except Exception as e:  # noqa: BLE001 - reported, then liveness falls back to TCP
         probe_ok = False
         warnings.warn(f"riptide did not answer a raw ApiVersions v0 request before any garbage: {e!r}")
