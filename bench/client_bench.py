@@ -94,6 +94,14 @@ class BrokerProc:
             return None
         return None
 
+    def cpu_seconds(self) -> float:
+        """user+system CPU the broker process has used so far."""
+        try:
+            f = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            return float("nan")
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -182,7 +190,10 @@ def consume_all(bootstrap: str, topic: str, partitions: int, size_hint: int) -> 
 
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bench-{os.getpid()}-{time.time_ns()}",
                   "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                  "fetch.max.bytes": 52_428_800, "max.partition.fetch.bytes": 10_485_760})
+                  # librdkafka postpones the next fetch by fetch.queue.backoff.ms (default 1000 ms) whenever
+                  # its local queue holds more than queued.min.messages (100,000): with a Python loop draining
+                  # the queue that measures the client's back-off, not the broker.
+                  "fetch.queue.backoff.ms": 10})
     hw = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
     total = sum(hw.values())
     c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(partitions)])
@@ -217,9 +228,12 @@ def consume_kcat(bootstrap: str, topic: str, expected: int) -> dict | None:
     t0 = time.perf_counter()
     p = subprocess.run([kcat, "-C", "-b", bootstrap, "-t", topic, "-o", "beginning", "-e", "-q",
                         "-X", "fetch.wait.max.ms=10", "-f", "%o\\n"],
-                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=600)
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
     elapsed = time.perf_counter() - t0
     got = p.stdout.count(b"\n")
+    if p.returncode != 0 or got == 0:
+        print(f"kcat consume failed (exit {p.returncode}): {p.stderr.decode(errors='replace')[-500:]}", file=sys.stderr)
+        return None
     return {"messages": got, "expected": expected, "seconds": elapsed, "msgs_per_s": got / elapsed}
 
 
@@ -242,15 +256,22 @@ def bench_store(binary: Path, store: str, args) -> dict:
                 fs = admin.create_topics(
                     [NewTopic(t, num_partitions=args.partitions, replication_factor=1)], operation_timeout=30)
                 fs[t].result(timeout=30)
-                runs.append((produce_throughput(b.bootstrap, t, args.messages, args.size, args.linger_ms,
-                                                args.partitions), t))
+                c0 = b.cpu_seconds()
+                pr = produce_throughput(b.bootstrap, t, args.messages, args.size, args.linger_ms, args.partitions)
+                pr["broker_cpu_s"] = b.cpu_seconds() - c0
+                runs.append((pr, t))
             runs.sort(key=lambda pr: pr[0]["mb_per_s"])
             prod, topic = runs[len(runs) // 2]  # the median run (by throughput)
             prod["runs_mb_per_s"] = [round(pr[0]["mb_per_s"], 2) for pr in runs]
             seq = produce_sequential(b.bootstrap, topic + "-seq", args.latency_messages, args.size) \
                 if args.latency_messages else None
-            conss = sorted((consume_all(b.bootstrap, topic, args.partitions, args.size) for _ in range(args.repeat)),
-                           key=lambda c: c["mb_per_s"])
+            conss = []
+            for _ in range(args.repeat):
+                c0 = b.cpu_seconds()
+                cr = consume_all(b.bootstrap, topic, args.partitions, args.size)
+                cr["broker_cpu_s"] = b.cpu_seconds() - c0
+                conss.append(cr)
+            conss.sort(key=lambda c: c["mb_per_s"])
             cons = conss[len(conss) // 2]
             cons["runs_mb_per_s"] = [round(c["mb_per_s"], 2) for c in conss]
             kc = consume_kcat(b.bootstrap, topic, cons["expected"])
@@ -300,7 +321,9 @@ def main():
         if k:
             print(f"{'':8}   consume with kcat (C client, whole process incl. startup): {k['mb_per_s']:.2f} MB/s, "
                   f"{k['msgs_per_s']:,.0f} msgs/s ({k['messages']:,}/{k['expected']:,} in {k['seconds']:.2f}s)")
-        print(f"{'':8}   runs: produce MB/s {p['runs_mb_per_s']}, consume MB/s {c['runs_mb_per_s']}")
+        print(f"{'':8}   runs: produce MB/s {p['runs_mb_per_s']}, consume MB/s {c['runs_mb_per_s']}; broker CPU "
+              f"{p['broker_cpu_s']:.2f} s over the {p['seconds']:.2f} s produce run, "
+              f"{c['broker_cpu_s']:.2f} s during the consume run")
         if p["errors"] or p["undelivered"] or c["messages"] != c["expected"]:
             print(f"  !! {r['store']}: {p['errors']} produce errors, {p['undelivered']} undelivered, "
                   f"consumed {c['messages']}/{c['expected']}")

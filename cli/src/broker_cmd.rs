@@ -52,6 +52,10 @@ pub struct BrokerArgs {
     /// A broker silent for this long is considered gone.
     #[arg(long, default_value_t = 3000)]
     session_timeout_ms: u64,
+    /// With --data: skip fsync. Faster, but an acknowledged write can be lost
+    /// if the machine (not just the broker) crashes.
+    #[arg(long)]
+    no_fsync: bool,
     /// Largest request accepted, in bytes.
     #[arg(long, default_value_t = 100 * 1024 * 1024)]
     max_request_bytes: usize,
@@ -73,8 +77,11 @@ fn open_store(args: &BrokerArgs) -> anyhow::Result<Arc<dyn ObjectStore>> {
     }
     std::fs::create_dir_all(&args.data)
         .with_context(|| format!("creating data directory {}", args.data.display()))?;
+    // Acked means durable: fsync files and directories before a put returns,
+    // as a remote object store would.
     let fs = LocalFileSystem::new_with_prefix(&args.data)
-        .with_context(|| format!("opening data directory {}", args.data.display()))?;
+        .with_context(|| format!("opening data directory {}", args.data.display()))?
+        .with_fsync(!args.no_fsync);
     Ok(Arc::new(fs))
 }
 

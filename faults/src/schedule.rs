@@ -15,6 +15,9 @@ pub enum Fault {
     PartitionOneway { from: Vec<String>, to: Vec<String> },
     /// The broker process dies (memory lost) and restarts at heal.
     Crash { broker: String },
+    /// The broker process stops running (a GC pause, a frozen VM) and
+    /// resumes at heal with its memory intact and its messages delivered late.
+    Pause { broker: String },
     /// Calls from the broker fail with 5xx errors at this rate.
     StoreErrors { broker: String, rate: f64 },
     /// Writes from the broker are applied but the reply is lost at this rate.
@@ -27,6 +30,13 @@ pub enum Fault {
     StoreCut { broker: String },
     /// Every broker of the zone dies at once.
     ZoneLoss { zone: usize, brokers: Vec<String> },
+    /// The zone's brokers keep running but reach nothing outside the zone:
+    /// not the other hosts, not the (regional) object store.
+    ZoneIsolate {
+        zone: usize,
+        brokers: Vec<String>,
+        others: Vec<String>,
+    },
     /// A new broker joins the cluster.
     ScaleOut { broker: String },
     /// A broker leaves the cluster for good.
@@ -39,12 +49,14 @@ impl Fault {
             Fault::Partition { .. } => "partition",
             Fault::PartitionOneway { .. } => "partition-oneway",
             Fault::Crash { .. } => "crash",
+            Fault::Pause { .. } => "pause",
             Fault::StoreErrors { .. } => "store-errors",
             Fault::StoreAmbiguous { .. } => "store-ambiguous",
             Fault::StoreLate { .. } => "store-late",
             Fault::StoreSlow { .. } => "store-slow",
             Fault::StoreCut { .. } => "store-cut",
             Fault::ZoneLoss { .. } => "zone-loss",
+            Fault::ZoneIsolate { .. } => "zone-isolate",
             Fault::ScaleOut { .. } => "scale-out",
             Fault::ScaleIn { .. } => "scale-in",
         }

@@ -32,6 +32,8 @@ pub struct StoreFaults {
     pub late_rate: f64,
     /// The broker cannot reach the store at all: calls hang, then time out.
     pub cut: bool,
+    /// The broker's process is paused: its calls wait, and go on when it resumes.
+    pub paused: bool,
 }
 
 impl StoreFaults {
@@ -50,6 +52,8 @@ pub type FaultHandle = Arc<Mutex<StoreFaults>>;
 const CUT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long after its "timeout" a late write lands.
 const LATE_LANDING: Duration = Duration::from_millis(1500);
+/// How often a paused call checks whether its process resumed.
+const PAUSE_POLL: Duration = Duration::from_millis(10);
 
 pub struct FaultyStore {
     inner: Arc<dyn ObjectStore>,
@@ -90,8 +94,17 @@ impl FaultyStore {
         (Duration::from_millis(ms), rng.gen())
     }
 
-    /// Latency, a cut link and plain errors: the faults common to every call.
+    /// A paused process makes no progress; its calls resume with it.
+    async fn wait_while_paused(&self) {
+        while self.faults().paused {
+            tokio::time::sleep(PAUSE_POLL).await;
+        }
+    }
+
+    /// Latency, pauses, a cut link and plain errors: the faults common to
+    /// every call.
     async fn enter(&self) -> Result<(StoreFaults, f64), object_store::Error> {
+        self.wait_while_paused().await;
         let f = self.faults();
         let (delay, roll) = self.draw(&f);
         if f.cut {
@@ -99,6 +112,8 @@ impl FaultyStore {
             return Err(injected("object store unreachable (link cut)"));
         }
         tokio::time::sleep(delay).await;
+        // Paused mid-call: the reply waits for the process to resume.
+        self.wait_while_paused().await;
         if roll < f.error_rate {
             return Err(injected("503 Slow Down (injected)"));
         }
@@ -180,7 +195,11 @@ impl ObjectStore for FaultyStore {
         let (delay, roll) = self.draw(&f);
         let inner = self.inner.clone();
         let prefix = prefix.cloned();
+        let faults = self.faults.clone();
         futures::stream::once(async move {
+            while faults.lock().unwrap_or_else(|e| e.into_inner()).paused {
+                tokio::time::sleep(PAUSE_POLL).await;
+            }
             if f.cut {
                 tokio::time::sleep(CUT_TIMEOUT).await;
                 return futures::stream::iter([Err(injected("object store unreachable"))]).boxed();
@@ -249,6 +268,32 @@ mod tests {
         assert!(region.head(&p).await.is_err(), "not yet landed");
         tokio::time::sleep(LATE_LANDING * 2).await;
         assert!(region.head(&p).await.is_ok(), "landed after the timeout");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paused_call_waits_for_the_resume() {
+        let handle = Arc::new(Mutex::new(StoreFaults {
+            paused: true,
+            ..StoreFaults::healthy((1, 1))
+        }));
+        let region = Arc::new(InMemory::new());
+        let s = Arc::new(FaultyStore::new(region.clone(), "b", handle.clone(), 1));
+        let p = Path::from("x");
+        let call = {
+            let (s, p) = (s.clone(), p.clone());
+            tokio::spawn(async move { s.put(&p, "v".into()).await })
+        };
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        assert!(
+            region.head(&p).await.is_err(),
+            "nothing happens while paused"
+        );
+        handle.lock().unwrap().paused = false;
+        assert!(call.await.unwrap().is_ok());
+        assert!(
+            region.head(&p).await.is_ok(),
+            "the call completes after the resume"
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -125,6 +125,8 @@ impl BrokerFactory {
 /// Applies and heals faults on the world. Overlapping faults on one broker
 /// are counted, so it restarts only when the last one heals.
 struct Nemesis {
+    /// Every host in the world, for faults that cut one host from all others.
+    hosts: Vec<String>,
     down: BTreeMap<String, usize>,
     removed: BTreeSet<String>,
     store_faults: BTreeMap<String, Vec<(usize, Fault)>>,
@@ -158,13 +160,32 @@ impl Nemesis {
                 }
                 Fault::StoreLate { rate, .. } => s.late_rate = s.late_rate.max(*rate),
                 Fault::StoreSlow { extra_ms, .. } => s.extra_latency_ms += extra_ms,
-                Fault::StoreCut { .. } => s.cut = true,
+                Fault::StoreCut { .. } | Fault::ZoneIsolate { .. } => s.cut = true,
+                Fault::Pause { .. } => s.paused = true,
                 _ => {}
             }
         }
         if let Some(h) = f.handles.get(broker) {
             *h.lock().unwrap_or_else(|e| e.into_inner()) = s;
         }
+    }
+
+    /// Adds or removes fault `id` from a broker's store faults.
+    fn store_fault(
+        &mut self,
+        f: &mut BrokerFactory,
+        broker: &str,
+        id: usize,
+        fault: &Fault,
+        start: bool,
+    ) {
+        let list = self.store_faults.entry(broker.to_string()).or_default();
+        if start {
+            list.push((id, fault.clone()));
+        } else {
+            list.retain(|(i, _)| *i != id);
+        }
+        self.set_store(f, broker);
     }
 
     fn apply(
@@ -176,6 +197,38 @@ impl Nemesis {
         start: bool,
     ) {
         match fault {
+            Fault::Pause { broker } => {
+                // Nothing goes in or out until it resumes; what was sent is
+                // delivered then. Its store calls wait too.
+                let others: Vec<String> = self
+                    .hosts
+                    .iter()
+                    .filter(|h| *h != broker)
+                    .cloned()
+                    .collect();
+                for other in others {
+                    if start {
+                        sim.hold(broker.as_str(), other.as_str());
+                    } else {
+                        sim.release(broker.as_str(), other.as_str());
+                    }
+                }
+                self.store_fault(f, broker, id, fault, start);
+            }
+            Fault::ZoneIsolate {
+                brokers, others, ..
+            } => {
+                for b in brokers {
+                    for o in others {
+                        if start {
+                            sim.partition(b.as_str(), o.as_str());
+                        } else {
+                            sim.repair(b.as_str(), o.as_str());
+                        }
+                    }
+                    self.store_fault(f, b, id, fault, start);
+                }
+            }
             Fault::Partition { a, b } => {
                 for x in a {
                     for y in b {
@@ -218,18 +271,11 @@ impl Nemesis {
             | Fault::StoreAmbiguous { broker, .. }
             | Fault::StoreLate { broker, .. }
             | Fault::StoreSlow { broker, .. }
-            | Fault::StoreCut { broker } => {
-                let list = self.store_faults.entry(broker.clone()).or_default();
-                if start {
-                    list.push((id, fault.clone()));
-                } else {
-                    list.retain(|(i, _)| *i != id);
-                }
-                self.set_store(f, broker);
-            }
+            | Fault::StoreCut { broker } => self.store_fault(f, broker, id, fault, start),
             Fault::ScaleOut { broker } => {
                 let i: usize = broker.trim_start_matches("broker-").parse().unwrap_or(0);
                 f.add(sim, i);
+                self.hosts.push(broker.clone());
             }
             Fault::ScaleIn { broker } => {
                 // Leaves for good: stops, and its heartbeat goes with it, as
@@ -404,6 +450,13 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
     // Heals before starts at the same instant; otherwise schedule order.
     actions.sort_by_key(|(t, id, start)| (*t, *start, *id));
     let mut nemesis = Nemesis {
+        hosts: topology
+            .brokers
+            .iter()
+            .map(|b| b.0.clone())
+            .chain(topology.clients.iter().cloned())
+            .chain(["reader".to_string()])
+            .collect(),
         down: BTreeMap::new(),
         removed: BTreeSet::new(),
         store_faults: BTreeMap::new(),

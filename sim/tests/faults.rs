@@ -5,9 +5,13 @@ use riptide_faults::{Fault, Planned};
 use riptide_sim::{run, Scenario};
 
 fn with_faults(faults: Vec<Planned>) -> Scenario {
+    with_faults_for(8, faults)
+}
+
+fn with_faults_for(duration_s: u64, faults: Vec<Planned>) -> Scenario {
     Scenario {
         name: "test".into(),
-        duration_s: 8,
+        duration_s,
         fixed_faults: Some(faults),
         ..Scenario::default()
     }
@@ -126,5 +130,204 @@ fn scale_out_adds_a_broker() {
     assert!(
         views.iter().any(|l| l.contains("nodes=[1, 2, 3, 4]")),
         "broker-3 never joined: {views:?}"
+    );
+}
+
+use riptide_checker::history::{OpKind, Value};
+
+/// Sends completed `ok` inside `[from_s, to_s)`.
+fn oks_between(o: &riptide_sim::RunOutcome, from_s: f64, to_s: f64) -> usize {
+    o.history
+        .ops
+        .iter()
+        .filter(|op| op.kind == OpKind::Ok && matches!(op.value, Value::Send(_)))
+        .filter(|op| {
+            let t = op.time_ns as f64 / 1e9;
+            t >= from_s && t < to_s
+        })
+        .count()
+}
+
+fn all_clients_from_all_brokers(oneway: bool) -> Fault {
+    let brokers: Vec<String> = (0..3).map(|i| format!("broker-{i}")).collect();
+    let clients: Vec<String> = [
+        "producer-0",
+        "producer-1",
+        "producer-2",
+        "consumer-0",
+        "consumer-1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    if oneway {
+        // Requests arrive; replies are lost.
+        Fault::PartitionOneway {
+            from: brokers,
+            to: clients,
+        }
+    } else {
+        Fault::Partition {
+            a: brokers,
+            b: clients,
+        }
+    }
+}
+
+#[test]
+fn a_partition_stops_acknowledgements_until_it_heals() {
+    // Requests caught by the partition hang until the client's timeout, so
+    // the workload runs on well past the heal.
+    let o = run(
+        11,
+        &with_faults_for(
+            20,
+            vec![Planned {
+                start_ms: 2000,
+                end_ms: Some(5000),
+                fault: all_clients_from_all_brokers(false),
+            }],
+        ),
+    )
+    .unwrap();
+    assert!(o.passed(), "{}", o.report.to_text());
+    assert!(
+        oks_between(&o, 0.0, 2.0) > 10,
+        "the workload ran before the partition"
+    );
+    assert_eq!(
+        oks_between(&o, 2.1, 5.0),
+        0,
+        "a send was acknowledged across the partition"
+    );
+    assert!(
+        oks_between(&o, 5.0, 60.0) > 0,
+        "nothing was acknowledged after the heal"
+    );
+}
+
+#[test]
+fn a_one_way_partition_applies_writes_whose_replies_are_lost() {
+    let o = run(
+        13,
+        &with_faults(vec![Planned {
+            start_ms: 2000,
+            end_ms: Some(5000),
+            fault: all_clients_from_all_brokers(true),
+        }]),
+    )
+    .unwrap();
+    assert!(o.passed(), "{}", o.report.to_text());
+    assert_eq!(
+        oks_between(&o, 2.1, 5.0),
+        0,
+        "a reply crossed the one-way partition"
+    );
+    // Some send whose outcome the client could not know was applied anyway.
+    let read: std::collections::BTreeSet<&str> = o
+        .history
+        .ops
+        .iter()
+        .filter_map(|op| match &op.value {
+            Value::FinalRead(f) if op.kind == OpKind::Ok => Some(f),
+            _ => None,
+        })
+        .flat_map(|f| f.records.iter().map(|r| r.value.as_str()))
+        .collect();
+    let applied_unknown = o
+        .history
+        .ops
+        .iter()
+        .filter(|op| op.kind == OpKind::Info)
+        .filter(|op| matches!(&op.value, Value::Send(s) if read.contains(s.value.as_str())))
+        .count();
+    assert!(
+        applied_unknown > 0,
+        "no info send was applied:\n{}",
+        o.report.to_text()
+    );
+}
+
+#[test]
+fn a_paused_broker_goes_silent_is_dropped_and_rejoins() {
+    let o = run(
+        17,
+        &with_faults(vec![Planned {
+            start_ms: 2000,
+            end_ms: Some(7000),
+            fault: Fault::Pause {
+                broker: "broker-0".into(),
+            },
+        }]),
+    )
+    .unwrap();
+    assert!(o.passed(), "{}", o.report.to_text());
+    // Its heartbeats stopped: the others dropped it and took over.
+    let others_took_over = ["broker-1", "broker-2"].iter().any(|b| {
+        lines_after(&o.trace, b, 2.0)
+            .iter()
+            .any(|l| l.contains("membership changed nodes=[2, 3]"))
+    });
+    assert!(others_took_over, "nobody noticed the pause:\n{}", o.trace);
+    let paused_silent = lines_after(&o.trace, "broker-0", 2.1).iter().all(|l| {
+        l.split_whitespace()
+            .next()
+            .and_then(|t| t.trim_end_matches('s').parse::<f64>().ok())
+            .is_some_and(|t| t >= 7.0)
+    });
+    assert!(paused_silent, "broker-0 logged while paused:\n{}", o.trace);
+    let rejoined = lines_after(&o.trace, "broker-1", 7.0)
+        .iter()
+        .any(|l| l.contains("membership changed nodes=[1, 2, 3]"));
+    assert!(
+        rejoined,
+        "broker-0 never rejoined after the pause:\n{}",
+        o.trace
+    );
+}
+
+#[test]
+fn an_isolated_zone_cannot_reach_the_store_and_the_rest_serves() {
+    let o = run(
+        19,
+        &with_faults_for(
+            20,
+            vec![Planned {
+                start_ms: 2000,
+                end_ms: Some(15000),
+                fault: Fault::ZoneIsolate {
+                    zone: 0,
+                    brokers: vec!["broker-0".into()],
+                    others: [
+                        "broker-1",
+                        "broker-2",
+                        "producer-0",
+                        "producer-1",
+                        "producer-2",
+                        "consumer-0",
+                        "consumer-1",
+                        "reader",
+                    ]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                },
+            }],
+        ),
+    )
+    .unwrap();
+    assert!(o.passed(), "{}", o.report.to_text());
+    assert!(
+        lines_after(&o.trace, "broker-0", 2.0)
+            .iter()
+            .any(|l| l.contains("heartbeat failed")),
+        "broker-0 still reached the store:\n{}",
+        o.trace
+    );
+    // Once its partitions moved (session timeout) and clients gave up on it
+    // (request timeout), the rest of the cluster serves while it is cut off.
+    assert!(
+        oks_between(&o, 5.5, 15.0) > 0,
+        "the other zones stopped serving"
     );
 }
