@@ -3,6 +3,7 @@
 
 use crate::batch::{self, BatchError};
 use crate::broker::Broker;
+use crate::group_api;
 use crate::server::{encode_response, SUPPORTED};
 use crate::storage::catalog::{valid_topic_name, TopicMeta};
 use crate::storage::log::LogError;
@@ -103,12 +104,79 @@ pub async fn handle(
                 Some(encode_response(corr, v, &fetch(&b, &req).await))
             })))
         }
+        ApiKey::FindCoordinator => {
+            let req = FindCoordinatorRequest::decode(&mut body, v)?;
+            now(encode_response(
+                corr,
+                v,
+                &group_api::find_coordinator(&b, req, v),
+            ))
+        }
+        ApiKey::JoinGroup => {
+            let req = JoinGroupRequest::decode(&mut body, v)?;
+            let client = header
+                .client_id
+                .as_ref()
+                .map(|c| c.to_string())
+                .unwrap_or_default();
+            later(corr, v, async move {
+                group_api::join_group(&b, req, &client, v).await
+            })
+        }
+        ApiKey::SyncGroup => {
+            let req = SyncGroupRequest::decode(&mut body, v)?;
+            later(
+                corr,
+                v,
+                async move { group_api::sync_group(&b, req, v).await },
+            )
+        }
+        ApiKey::Heartbeat => {
+            let req = HeartbeatRequest::decode(&mut body, v)?;
+            later(corr, v, async move { group_api::heartbeat(&b, req).await })
+        }
+        ApiKey::LeaveGroup => {
+            let req = LeaveGroupRequest::decode(&mut body, v)?;
+            later(
+                corr,
+                v,
+                async move { group_api::leave_group(&b, req, v).await },
+            )
+        }
+        ApiKey::OffsetCommit => {
+            let req = OffsetCommitRequest::decode(&mut body, v)?;
+            later(
+                corr,
+                v,
+                async move { group_api::offset_commit(&b, req).await },
+            )
+        }
+        ApiKey::OffsetFetch => {
+            let req = OffsetFetchRequest::decode(&mut body, v)?;
+            later(
+                corr,
+                v,
+                async move { group_api::offset_fetch(&b, req, v).await },
+            )
+        }
         ApiKey::InitProducerId => {
             let req = InitProducerIdRequest::decode(&mut body, v)?;
             now(encode_response(corr, v, &init_producer_id(&b, req)))
         }
         other => anyhow::bail!("{other:?} is not served"),
     }
+}
+
+/// A response that completes later (it may wait on other members or on a
+/// durable write) without holding up the connection's other requests.
+fn later<R, F>(corr: i32, v: i16, fut: F) -> anyhow::Result<Reply>
+where
+    R: kafka_protocol::protocol::Encodable + kafka_protocol::protocol::HeaderVersion,
+    F: std::future::Future<Output = R> + Send + 'static,
+{
+    Ok(Reply::Later(Box::pin(async move {
+        Some(encode_response(corr, v, &fut.await))
+    })))
 }
 
 pub fn api_versions() -> ApiVersionsResponse {
@@ -554,6 +622,13 @@ mod tests {
             (ApiKey::CreateTopics, CreateTopicsRequest::VERSIONS),
             (ApiKey::DeleteTopics, DeleteTopicsRequest::VERSIONS),
             (ApiKey::InitProducerId, InitProducerIdRequest::VERSIONS),
+            (ApiKey::FindCoordinator, FindCoordinatorRequest::VERSIONS),
+            (ApiKey::JoinGroup, JoinGroupRequest::VERSIONS),
+            (ApiKey::SyncGroup, SyncGroupRequest::VERSIONS),
+            (ApiKey::Heartbeat, HeartbeatRequest::VERSIONS),
+            (ApiKey::LeaveGroup, LeaveGroupRequest::VERSIONS),
+            (ApiKey::OffsetCommit, OffsetCommitRequest::VERSIONS),
+            (ApiKey::OffsetFetch, OffsetFetchRequest::VERSIONS),
         ];
         for (key, lo, hi) in SUPPORTED {
             let (_, range) = ranges.iter().find(|(k, _)| k == key).unwrap();

@@ -4,6 +4,7 @@
 use crate::cluster::{Cluster, Member};
 use crate::config::BrokerConfig;
 use crate::env::{Clock, Ids};
+use crate::groups::{self, Group};
 use crate::storage::catalog::{Catalog, TopicMeta};
 use crate::storage::log::{Cache, LogError, LogOptions, PartitionLog};
 use crate::storage::topic_log_prefix;
@@ -24,6 +25,10 @@ pub struct Broker {
     log_options: LogOptions,
     pub appended: Arc<Notify>,
     shutdown: Notify,
+    /// Groups this broker coordinates.
+    groups: Mutex<BTreeMap<String, Arc<Group>>>,
+    /// Serialises opening groups, so one group is claimed once.
+    opening_group: tokio::sync::Mutex<()>,
 }
 
 impl Broker {
@@ -58,6 +63,8 @@ impl Broker {
             },
             appended,
             shutdown: Notify::new(),
+            groups: Mutex::new(BTreeMap::new()),
+            opening_group: tokio::sync::Mutex::new(()),
             cfg,
             store,
             clock,
@@ -97,7 +104,67 @@ impl Broker {
         }
         self.release_unowned();
         self.verify_open_logs().await;
+        self.release_groups().await;
         Ok(())
+    }
+
+    /// Lets go of groups we no longer coordinate, and checks the rest.
+    async fn release_groups(&self) {
+        let open: Vec<Arc<Group>> = {
+            let mut g = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+            g.retain(|name, group| {
+                let keep =
+                    !group.is_closed() && self.cluster.owns(&groups::coordinator_key(name), 0);
+                if !keep {
+                    group.close();
+                    tracing::info!(group = %name, "no longer coordinator");
+                }
+                keep
+            });
+            g.values().cloned().collect()
+        };
+        for group in open {
+            group.verify().await;
+        }
+    }
+
+    pub fn coordinator_of(&self, group: &str) -> Option<i32> {
+        self.cluster.owner(&groups::coordinator_key(group), 0)
+    }
+
+    /// The group, if this broker coordinates it; opened (and its chain
+    /// claimed) on first use.
+    pub async fn group(&self, name: &str) -> Result<Arc<Group>, i16> {
+        if self.coordinator_of(name) != Some(self.cfg.node_id) {
+            return Err(groups::codes::NOT_COORDINATOR);
+        }
+        let cached = |b: &Self| {
+            b.groups
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(name)
+                .filter(|g| !g.is_closed())
+                .cloned()
+        };
+        if let Some(g) = cached(self) {
+            return Ok(g);
+        }
+        let _opening = self.opening_group.lock().await;
+        if let Some(g) = cached(self) {
+            return Ok(g);
+        }
+        match Group::open(name, &self.log_options).await {
+            Ok(g) => {
+                let mut all = self.groups.lock().unwrap_or_else(|e| e.into_inner());
+                all.insert(name.to_string(), g.clone());
+                Ok(g)
+            }
+            Err(LogError::Fenced) => Err(groups::codes::NOT_COORDINATOR),
+            Err(e) => {
+                tracing::warn!(group = %name, error = %e, "could not open group");
+                Err(groups::codes::COORDINATOR_NOT_AVAILABLE)
+            }
+        }
     }
 
     /// Bounds how long an open log can miss commits made by another broker

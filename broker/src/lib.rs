@@ -11,6 +11,8 @@ pub mod broker;
 pub mod cluster;
 pub mod config;
 pub mod env;
+pub mod group_api;
+pub mod groups;
 pub mod net;
 pub mod server;
 pub mod storage;

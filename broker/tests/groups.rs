@@ -1,0 +1,102 @@
+//! Consumer groups: a rebalance with two members, and committed offsets that
+//! survive a coordinator move while the old coordinator is fenced.
+
+use bytes::Bytes;
+use object_store::memory::InMemory;
+use object_store::ObjectStore;
+use riptide_broker::env::Ids;
+use riptide_broker::groups::{codes, Group, JoinRequest};
+use riptide_broker::storage::log::{Cache, LogOptions};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+fn opts(store: Arc<dyn ObjectStore>, node_id: i32) -> LogOptions {
+    LogOptions {
+        node_id,
+        store,
+        ids: Arc::new(Ids::new(node_id as u64)),
+        cache: Arc::new(Cache::new(1 << 20)),
+        appended: Arc::new(Notify::new()),
+        max_commit_bytes: 1 << 20,
+    }
+}
+
+fn join(member: &str) -> JoinRequest {
+    JoinRequest {
+        member_id: member.into(),
+        client_id: "c".into(),
+        protocol_type: "consumer".into(),
+        protocols: vec![("range".into(), Bytes::from_static(b"meta"))],
+        session_timeout: Duration::from_secs(10),
+        rebalance_timeout: Duration::from_secs(10),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_members_join_sync_and_get_their_assignments() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let g = Group::open("g", &opts(store, 1)).await.unwrap();
+    let (a, b) = tokio::join!(g.join(join("")), g.join(join("")));
+    assert_eq!((a.error, b.error), (codes::NONE, codes::NONE));
+    assert_eq!(a.generation, 1);
+    assert_eq!(a.generation, b.generation);
+    assert_eq!(a.leader, b.leader);
+    let (leader, follower) = if a.member_id == a.leader {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    assert_eq!(leader.members.len(), 2, "the leader sees every member");
+    assert!(follower.members.is_empty());
+    let plan = vec![
+        (leader.member_id.clone(), Bytes::from_static(b"p0")),
+        (follower.member_id.clone(), Bytes::from_static(b"p1")),
+    ];
+    let (l, f) = tokio::join!(
+        g.sync(&leader.member_id, 1, plan),
+        g.sync(&follower.member_id, 1, vec![])
+    );
+    assert_eq!(l.unwrap().2, Bytes::from_static(b"p0"));
+    assert_eq!(f.unwrap().2, Bytes::from_static(b"p1"));
+    assert_eq!(g.heartbeat(&follower.member_id, 1).await, codes::NONE);
+    assert_eq!(
+        g.heartbeat(&follower.member_id, 0).await,
+        codes::ILLEGAL_GENERATION
+    );
+    assert_eq!(g.heartbeat("stranger", 1).await, codes::UNKNOWN_MEMBER_ID);
+
+    // The follower goes silent while the leader heartbeats: after the
+    // follower's session timeout the group rebalances.
+    let mut seen = Vec::new();
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        seen.push(g.heartbeat(&leader.member_id, 1).await);
+    }
+    assert_eq!(seen[0], codes::NONE);
+    assert_eq!(seen.last(), Some(&codes::REBALANCE_IN_PROGRESS), "{seen:?}");
+    let again = g.join(join(&leader.member_id)).await;
+    assert_eq!((again.error, again.generation), (codes::NONE, 2));
+    assert_eq!(again.members.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn offsets_survive_a_coordinator_move_and_the_old_one_is_fenced() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let old = Group::open("g", &opts(store.clone(), 1)).await.unwrap();
+    old.commit("", -1, vec![("t".into(), 0, 42, None)])
+        .await
+        .unwrap();
+
+    let new = Group::open("g", &opts(store, 2)).await.unwrap();
+    let got = new.committed(Some(vec![("t".into(), 0)])).await;
+    assert_eq!(got[0].1, Some((42, None)));
+
+    let stale = old.commit("", -1, vec![("t".into(), 0, 7, None)]).await;
+    assert_eq!(stale, Err(codes::NOT_COORDINATOR));
+    new.commit("", -1, vec![("t".into(), 0, 50, None)])
+        .await
+        .unwrap();
+    let got = new.committed(None).await;
+    assert_eq!(got[0].1, Some((50, None)));
+}
