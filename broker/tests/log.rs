@@ -23,6 +23,16 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 fn batch_of(values: &[&str], ts: i64) -> Vec<(batch::BatchHeader, Bytes)> {
+    sequenced_batch_of(values, ts, -1, -1)
+}
+
+/// A batch from idempotent producer `pid` starting at sequence `seq` (-1: none).
+fn sequenced_batch_of(
+    values: &[&str],
+    ts: i64,
+    pid: i64,
+    seq: i32,
+) -> Vec<(batch::BatchHeader, Bytes)> {
     let records: Vec<Record> = values
         .iter()
         .enumerate()
@@ -30,11 +40,11 @@ fn batch_of(values: &[&str], ts: i64) -> Vec<(batch::BatchHeader, Bytes)> {
             transactional: false,
             control: false,
             partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
+            producer_id: pid,
+            producer_epoch: if pid < 0 { -1 } else { 0 },
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            sequence: if seq < 0 { -1 } else { seq + i as i32 },
             timestamp: ts + i as i64,
             key: None,
             value: Some(Bytes::from(v.to_string())),
@@ -235,4 +245,62 @@ async fn an_ambiguous_write_is_never_overwritten_and_offsets_stay_contiguous() {
     assert_eq!(log.append(batch_of(&["c"], 0)).await.unwrap().unwrap(), 2);
     let got = contents(&log).await;
     assert_eq!(got, vec![(0, "a".into()), (1, "b".into()), (2, "c".into())]);
+}
+
+#[tokio::test]
+async fn an_idempotent_retry_after_an_ambiguous_write_is_not_written_twice() {
+    let store = Arc::new(LoseReplies {
+        inner: InMemory::new(),
+        lose_next_put: AtomicBool::new(false),
+    });
+    let log = log_on(store.clone(), 1);
+    log.open().await.unwrap();
+    assert_eq!(
+        log.append(sequenced_batch_of(&["a"], 0, 7, 0))
+            .await
+            .unwrap()
+            .unwrap(),
+        0
+    );
+    store.lose_next_put.store(true, Ordering::SeqCst);
+    let lost = log
+        .append(sequenced_batch_of(&["b"], 0, 7, 1))
+        .await
+        .unwrap();
+    assert!(matches!(lost, Err(LogError::Store(_))), "{lost:?}");
+    // The client retries the identical batch: it gets the original offset.
+    let retry = log
+        .append(sequenced_batch_of(&["b"], 0, 7, 1))
+        .await
+        .unwrap();
+    assert_eq!(retry.unwrap(), 1);
+    // A gap in the sequence is refused; the next in line is accepted.
+    let gap = log
+        .append(sequenced_batch_of(&["d"], 0, 7, 3))
+        .await
+        .unwrap();
+    assert!(matches!(gap, Err(LogError::OutOfOrderSequence)), "{gap:?}");
+    assert_eq!(
+        log.append(sequenced_batch_of(&["c"], 0, 7, 2))
+            .await
+            .unwrap()
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        contents(&log).await,
+        vec![(0, "a".into()), (1, "b".into()), (2, "c".into())]
+    );
+    // A fresh broker rebuilds producer state from the chain alone.
+    let fresh = log_on(store, 2);
+    fresh.open().await.unwrap();
+    let again = fresh
+        .append(sequenced_batch_of(&["c"], 0, 7, 2))
+        .await
+        .unwrap();
+    assert_eq!(
+        again.unwrap(),
+        2,
+        "a retry reaching a new owner is still a duplicate"
+    );
 }

@@ -161,6 +161,14 @@ fn build(actions: &[Action]) -> History {
             }
         }
     }
+    // After the last fault, a live cluster acknowledges every producer again.
+    for producer in 1u64..4 {
+        b.advance(1_000);
+        let s = SendValue::new(T, 0, format!("healed-{producer}"));
+        logs[0].push(s.value.clone());
+        b.invoke(producer, s.clone());
+        b.ok(producer, s.acked(logs[0].len() as i64 - 1));
+    }
     for (p, log) in logs.iter().enumerate() {
         b.call(
             200,

@@ -121,6 +121,9 @@ pub struct Topology {
     pub clients: Vec<String>,
     /// Brokers that may join later (scale out), with their zone.
     pub spares: Vec<(String, usize)>,
+    /// Brokers clients bootstrap from. Like a DNS name in production, at
+    /// least one of them is never removed for good.
+    pub bootstrap: Vec<String>,
 }
 
 #[derive(Clone, Copy)]
@@ -247,7 +250,11 @@ impl Schedule {
                         .collect();
                     let zones_up = topo.zones.saturating_sub(zones_lost_for_good);
                     let remaining = live.len() - brokers.len();
-                    let forever = zones_up > 2 && remaining >= 2 && rng.gen_bool(0.25);
+                    let keeps_bootstrap = live.iter().any(|b| {
+                        b.1 != zone && (topo.bootstrap.is_empty() || topo.bootstrap.contains(&b.0))
+                    });
+                    let forever =
+                        zones_up > 2 && remaining >= 2 && keeps_bootstrap && rng.gen_bool(0.25);
                     if forever {
                         zones_lost_for_good += 1;
                         live.retain(|b| b.1 != zone);
@@ -269,6 +276,14 @@ impl Schedule {
                         }
                     } else if live.len() > 2 {
                         let broker = pick(&mut rng, &live);
+                        let bootstraps_left = live
+                            .iter()
+                            .filter(|b| b.0 != broker && topo.bootstrap.contains(&b.0))
+                            .count();
+                        if !topo.bootstrap.is_empty() && bootstraps_left == 0 {
+                            t += rng.gen_range(gap / 2..=gap * 3 / 2);
+                            continue;
+                        }
                         live.retain(|b| b.0 != broker);
                         Planned {
                             start_ms: t,
@@ -298,6 +313,7 @@ mod tests {
             zones: 3,
             clients: vec!["producer-0".into(), "reader".into()],
             spares: vec![("broker-6".into(), 0)],
+            bootstrap: vec!["broker-0".into(), "broker-1".into()],
         }
     }
 

@@ -14,7 +14,7 @@ use riptide_checker::{check_all, CheckerConfig, Report};
 use riptide_faults::store::FaultHandle;
 use riptide_faults::{Fault, FaultyStore, Planned, Schedule, StoreFaults, Topology};
 use riptide_workloads::generators::{self, WorkloadConfig};
-use riptide_workloads::{Client, ClientConfig, Recorder};
+use riptide_workloads::{Client, ClientConfig, ProduceRetry, Recorder};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +23,8 @@ use std::time::Duration;
 pub const BROKER_PORT: u16 = 9092;
 /// The process id of the nemesis in histories.
 pub const NEMESIS: u64 = 1000;
+/// Workload time left after the last fault heals, for producers to progress.
+pub const LIVENESS_WINDOW_MS: u64 = 5000;
 /// Log events that go into the trace (and so into its hash).
 const TRACE_FILTER: &str =
     "warn,turmoil=info,riptide_broker=info,riptide_faults=info,riptide_sim=info";
@@ -319,7 +321,7 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
         .rng_seed(seed)
         .epoch(epoch())
         .tick_duration(Duration::from_millis(scenario.tick_ms.max(1)))
-        .simulation_duration(limit)
+        .simulation_duration(limit + Duration::from_secs(60))
         .build();
 
     let mut factory = BrokerFactory {
@@ -348,6 +350,12 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
         let config = ClientConfig {
             seed: derive(seed, &[2, process]),
             clock: Some(Arc::new(|| SimClock.now_ms())),
+            idempotent: scenario.idempotent,
+            produce_retry: if scenario.idempotent {
+                ProduceRetry::Always
+            } else {
+                ProduceRetry::DefiniteOnly
+            },
             ..ClientConfig::default()
         };
         Client::new(SimConnector, bootstrap.clone(), config)
@@ -422,12 +430,16 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
             .collect(),
         zones: scenario.zones.max(1),
         clients,
+        bootstrap: (0..scenario.brokers).map(broker_name).collect(),
         spares: (scenario.brokers..scenario.brokers + scenario.spare_brokers)
             .map(|i| (broker_name(i), i % scenario.zones.max(1)))
             .collect(),
     };
-    // Faults start after the cluster formed and heal before the workload ends.
-    let fault_end = workload_end.as_millis() as u64 - 500;
+    // Faults start after the cluster formed and heal well before the workload
+    // ends, so that producers can show progress after the heal (liveness).
+    let fault_end = (workload_end.as_millis() as u64)
+        .saturating_sub(LIVENESS_WINDOW_MS)
+        .max(1500);
     let schedule = match &scenario.fixed_faults {
         Some(faults) => Schedule {
             faults: faults.clone(),
@@ -482,13 +494,29 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
         {
             break;
         }
+        if sim.elapsed() >= limit {
+            // A client that never finishes is a liveness failure, not a
+            // harness error: the history so far goes to the checkers (the
+            // missing final reads are reported).
+            tracing::warn!(
+                limit_s = limit.as_secs(),
+                "run did not finish in time; stopping it"
+            );
+            break;
+        }
     }
     let sim_time = sim.elapsed();
     tracing::info!(sim_time_s = sim_time.as_secs_f64(), "run ends");
     drop(sim);
 
     let history = recorder.history();
-    let report = check_all(&history, &CheckerConfig::default());
+    let report = check_all(
+        &history,
+        &CheckerConfig {
+            allow_duplicates_from_retries: !scenario.idempotent,
+            ..CheckerConfig::default()
+        },
+    );
     let mut jsonl = Vec::new();
     history.to_jsonl(&mut jsonl)?;
     let text = trace.text();

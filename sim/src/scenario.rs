@@ -28,6 +28,9 @@ pub struct Scenario {
     /// The fault kinds the nemesis draws from; every fault heals before the
     /// workload ends except permanent ones (a zone never back, scale events).
     pub faults: FaultMix,
+    /// Producers are idempotent (and retry every failure): then a duplicate
+    /// is always an anomaly.
+    pub idempotent: bool,
     /// An explicit fault schedule to use instead of drawing one from the seed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fixed_faults: Option<Vec<Planned>>,
@@ -43,12 +46,13 @@ impl Default for Scenario {
             partitions: 4,
             producers: 3,
             consumers: 2,
-            duration_s: 10,
+            duration_s: 15,
             send_interval_ms: 20,
             store_latency_ms: (5, 40),
             tick_ms: 1,
             final_read_s: 30,
             faults: FaultMix::default(),
+            idempotent: false,
             fixed_faults: None,
         }
     }
@@ -96,6 +100,15 @@ impl Scenario {
                 faults: FaultMix {
                     scale: true,
                     mean_gap_ms: 2500,
+                    ..mix
+                },
+                ..base
+            },
+            "idempotent" => Scenario {
+                idempotent: true,
+                faults: FaultMix {
+                    crashes: true,
+                    store: true,
                     ..mix
                 },
                 ..base

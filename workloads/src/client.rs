@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::{ApiKey, MetadataResponse};
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, MetadataResponse, ProducerId};
 use kafka_protocol::records::{Compression, NO_TIMESTAMP};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -54,6 +54,10 @@ pub struct ClientConfig {
     pub isolation_level: i8,
     /// Record timestamps; `None` sends -1 (no timestamp).
     pub clock: Option<Clock>,
+    /// Idempotent producer: a producer id from InitProducerId and a sequence
+    /// number per partition, so the broker drops retried duplicates. Use with
+    /// `ProduceRetry::Always`.
+    pub idempotent: bool,
 }
 
 impl Default for ClientConfig {
@@ -70,6 +74,7 @@ impl Default for ClientConfig {
             replication_factor: -1,
             isolation_level: 0,
             clock: None,
+            idempotent: false,
         }
     }
 }
@@ -157,6 +162,9 @@ pub struct Client<C: Connector> {
     rng: ChaCha8Rng,
     /// Rotates which known broker a metadata refresh asks first.
     refresh_cursor: usize,
+    /// Idempotent producer state: id and epoch, next sequence per partition.
+    producer: Option<(i64, i16)>,
+    sequences: BTreeMap<(String, i32), i32>,
 }
 
 impl<C: Connector> fmt::Debug for Client<C> {
@@ -181,6 +189,8 @@ impl<C: Connector> Client<C> {
             conns: BTreeMap::new(),
             rng,
             refresh_cursor: 0,
+            producer: None,
+            sequences: BTreeMap::new(),
         }
     }
 
@@ -245,20 +255,48 @@ impl<C: Connector> Client<C> {
         acks: i16,
     ) -> Result<ProduceAck, ClientError> {
         let timestamp = self.config.clock.as_ref().map_or(NO_TIMESTAMP, |c| c());
-        // Encoded once: every retry sends the identical batch.
-        let batch =
-            codec::encode_record_batch(key, Some(value), timestamp, self.config.compression)?;
+        let sequenced = if self.config.idempotent {
+            let (producer_id, producer_epoch) = self.producer_id().await?;
+            let sequence = *self
+                .sequences
+                .get(&(topic.to_string(), partition))
+                .unwrap_or(&0);
+            Some(codec::Sequenced {
+                producer_id,
+                producer_epoch,
+                sequence,
+            })
+        } else {
+            None
+        };
+        // Encoded once: every retry sends the identical batch (and, when
+        // idempotent, the same sequence number, so the broker can drop it).
+        let batch = codec::encode_record_batch(
+            key,
+            Some(value),
+            timestamp,
+            self.config.compression,
+            sequenced,
+        )?;
         let mut attempts = 0;
         let mut after_indeterminate = false;
         loop {
             attempts += 1;
             let err = match self.try_produce(topic, partition, &batch, acks).await {
                 Ok(offset) => {
+                    if let Some(s) = sequenced {
+                        let next = if s.sequence == i32::MAX {
+                            0
+                        } else {
+                            s.sequence + 1
+                        };
+                        self.sequences.insert((topic.to_string(), partition), next);
+                    }
                     return Ok(ProduceAck {
                         offset,
                         attempts,
                         after_indeterminate,
-                    })
+                    });
                 }
                 Err(e) => e,
             };
@@ -267,6 +305,13 @@ impl<C: Connector> Client<C> {
                 && attempts <= self.config.retries
                 && (definite || self.config.produce_retry == ProduceRetry::Always);
             if !retry {
+                if sequenced.is_some() {
+                    // Whether this batch was written is unknown (or the broker
+                    // rejected the sequence): start over as a new producer
+                    // rather than guess the next sequence number.
+                    self.producer = None;
+                    self.sequences.clear();
+                }
                 return Err(if after_indeterminate && definite {
                     ClientError::AfterIndeterminate {
                         last: Box::new(err),
@@ -594,6 +639,50 @@ impl<C: Connector> Client<C> {
                 code,
                 t.error_message.as_ref().map(|m| m.as_str().to_string()),
             )),
+        }
+    }
+
+    /// The idempotent producer id, asking a broker for one if needed.
+    async fn producer_id(&mut self) -> Result<(i64, i16), ClientError> {
+        if let Some(p) = self.producer {
+            return Ok(p);
+        }
+        let mut attempt = 0;
+        loop {
+            match self.try_init_producer_id().await {
+                Ok(p) => {
+                    self.producer = Some(p);
+                    return Ok(p);
+                }
+                Err(e) => self.retry_or_fail(e, &mut attempt).await?,
+            }
+        }
+    }
+
+    async fn try_init_producer_id(&mut self) -> Result<(i64, i16), ClientError> {
+        if self.metadata.brokers.is_empty() || self.metadata.stale {
+            self.refresh_metadata(&[]).await?;
+        }
+        let addr = self
+            .metadata
+            .brokers
+            .values()
+            .next()
+            .cloned()
+            .ok_or_else(|| ClientError::Invalid("metadata lists no brokers".to_string()))?;
+        let conn = self.conn(&addr).await?;
+        let version = conn.pick_version(ApiKey::InitProducerId)?;
+        let mut req = InitProducerIdRequest::default();
+        req.transactional_id = None;
+        req.transaction_timeout_ms = 60_000;
+        if version >= 3 {
+            req.producer_id = ProducerId(-1);
+            req.producer_epoch = -1;
+        }
+        let resp = conn.send(&req, version).await?;
+        match resp.error_code {
+            0 => Ok((resp.producer_id.0, resp.producer_epoch)),
+            code => Err(ClientError::broker(ApiKey::InitProducerId, code, None)),
         }
     }
 

@@ -39,6 +39,7 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Metadata, 1, 12),
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::InitProducerId, 0, 4),
 ];
 
 /// The version range this client implements for `api`, if any.
@@ -321,22 +322,31 @@ pub struct FetchedRecord {
 }
 
 /// Encodes a single record as a v2 record batch (no producer id: not idempotent, not transactional).
+/// An idempotent producer's identity and the batch's first sequence number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sequenced {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub sequence: i32,
+}
+
 pub fn encode_record_batch(
     key: Option<Bytes>,
     value: Option<Bytes>,
     timestamp: i64,
     compression: Compression,
+    sequenced: Option<Sequenced>,
 ) -> Result<Bytes, ClientError> {
     let record = Record {
         transactional: false,
         control: false,
         delete_horizon: false,
         partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-        producer_id: NO_PRODUCER_ID,
-        producer_epoch: NO_PRODUCER_EPOCH,
+        producer_id: sequenced.map_or(NO_PRODUCER_ID, |s| s.producer_id),
+        producer_epoch: sequenced.map_or(NO_PRODUCER_EPOCH, |s| s.producer_epoch),
         timestamp_type: TimestampType::Creation,
         offset: 0,
-        sequence: NO_SEQUENCE,
+        sequence: sequenced.map_or(NO_SEQUENCE, |s| s.sequence),
         timestamp,
         key,
         value,
@@ -456,6 +466,11 @@ mod tests {
                 Some(Bytes::from_static(b"v")),
                 42,
                 Compression::None,
+                Some(Sequenced {
+                    producer_id: 9,
+                    producer_epoch: 1,
+                    sequence: 5,
+                }),
             )
             .unwrap();
             let req = produce_request("t", 3, records, -1, 1234);
@@ -494,9 +509,14 @@ mod tests {
             Compression::Lz4,
             Compression::Zstd,
         ] {
-            let data =
-                encode_record_batch(None, Some(Bytes::from_static(b"hello")), 7, compression)
-                    .unwrap();
+            let data = encode_record_batch(
+                None,
+                Some(Bytes::from_static(b"hello")),
+                7,
+                compression,
+                None,
+            )
+            .unwrap();
             let recs = decode_records(data, 0).unwrap();
             assert_eq!(recs.len(), 1, "{compression:?}");
             assert_eq!(recs[0].value.as_deref(), Some(&b"hello"[..]));
@@ -552,6 +572,11 @@ mod tests {
                     }
                     ApiKey::ApiVersions => {
                         let req = api_versions_request(v);
+                        assert_eq!(through_broker(&req, v), req);
+                    }
+                    ApiKey::InitProducerId => {
+                        let mut req = kafka_protocol::messages::InitProducerIdRequest::default();
+                        req.transaction_timeout_ms = 60_000;
                         assert_eq!(through_broker(&req, v), req);
                     }
                     other => panic!("untested api {other:?}"),

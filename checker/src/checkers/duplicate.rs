@@ -106,6 +106,7 @@ mod tests {
         assert!(check(&h).is_empty());
         let strict = CheckerConfig {
             allow_duplicates_from_retries: false,
+            ..CheckerConfig::default()
         };
         let f = check_with(&h, &strict);
         assert_eq!(f.len(), 1);

@@ -1,17 +1,22 @@
 //! **liveness-after-heal**: every partition that was written to (or whose final read was
 //! attempted) needs a successful final read after the faults healed. A missing or failed final
-//! read means the cluster did not recover.
+//! read means the cluster did not recover. Likewise every producer that sent after the last fault
+//! event needs at least one of those sends acknowledged: a cluster that accepts nothing after
+//! healing is not live, even if it loses nothing.
 
 use std::collections::BTreeMap;
 
 use super::{Anomaly, Finding, Index, Tp};
-use crate::history::{History, Value};
+use crate::history::{History, OpKind, Value};
 
 pub fn check(history: &History) -> Vec<Finding> {
-    run(&Index::new(history))
+    run(
+        &Index::new(history),
+        super::CheckerConfig::default().liveness_grace_ns,
+    )
 }
 
-pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
+pub(crate) fn run(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
     // Final-read attempts per partition (any outcome), by their last op.
     let mut attempts: BTreeMap<Tp<'_>, Vec<u64>> = BTreeMap::new();
     for p in &ix.pairs {
@@ -44,7 +49,60 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             explanation,
         ));
     }
+    out.extend(producers_stalled(ix, grace_ns));
     out
+}
+
+/// A process's sends after the heal: their op indices, whether one was
+/// acknowledged, and the partition of the first.
+type AfterHeal<'a> = (Vec<u64>, bool, Option<(&'a str, i32)>);
+
+/// A producer needs this many unacknowledged sends after the grace period to
+/// count as stalled: one send can hang on a connection made before the heal.
+const STALLED_AFTER: usize = 3;
+
+/// Producers none of whose (at least `STALLED_AFTER`) sends invoked
+/// `grace_ns` after the last fault event succeeded.
+fn producers_stalled(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
+    let healed_ns = grace_ns
+        + ix.pairs
+            .iter()
+            .filter(|p| matches!(p.invoke.value, Value::Fault(_)))
+            .map(|p| p.last().time_ns)
+            .max()
+            .unwrap_or(0);
+    let mut after: BTreeMap<u64, AfterHeal<'_>> = BTreeMap::new();
+    for p in &ix.pairs {
+        let Value::Send(s) = &p.invoke.value else {
+            continue;
+        };
+        if p.invoke.time_ns < healed_ns {
+            continue;
+        }
+        let e = after.entry(p.invoke.process).or_default();
+        e.0.push(p.invoke.index);
+        e.1 |= p.outcome() == OpKind::Ok;
+        e.2.get_or_insert((s.topic.as_str(), s.partition));
+    }
+    after
+        .into_iter()
+        .filter(|(_, (ops, acked, _))| !acked && ops.len() >= STALLED_AFTER)
+        .map(|(process, (ops, _, tp))| {
+            let n = ops.len();
+            let mut ops = ops;
+            ops.truncate(super::MAX_LISTED);
+            Finding::new(
+                Anomaly::LivenessAfterHeal,
+                tp.unwrap_or(("", -1)),
+                Vec::new(),
+                ops,
+                format!(
+                    "Producer process {process} sent {n} time(s) more than {:.1} s after the last fault event and none was acknowledged.",
+                    grace_ns as f64 / 1e9
+                ),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -56,6 +114,41 @@ mod tests {
     #[test]
     fn silent_on_clean_history() {
         assert!(check(&clean()).is_empty());
+    }
+
+    #[test]
+    fn fires_when_a_producer_gets_no_ack_after_the_faults() {
+        use crate::history::FaultValue;
+        let mut b = HistoryBuilder::new();
+        send(&mut b, 1, 0, "a", 0);
+        b.advance(10);
+        b.call(
+            1000,
+            FaultValue::new("crash"),
+            OpKind::Ok,
+            FaultValue::new("crash"),
+        );
+        // Within the grace period a failure says nothing; after it, it does.
+        b.advance(1_000_000_000);
+        send_outcome(&mut b, 1, 0, "early", OpKind::Fail);
+        b.advance(3_000_000_000);
+        send_outcome(&mut b, 1, 0, "b", OpKind::Fail);
+        send_outcome(&mut b, 1, 0, "c", OpKind::Info);
+        send_outcome(&mut b, 1, 0, "c2", OpKind::Fail);
+        send(&mut b, 2, 0, "d", 1);
+        final_read(&mut b, 20, 0, &["a", "d"]);
+        let f = check(&b.build());
+        assert!(
+            !f.is_empty(),
+            "a producer with no ack after the grace period must be flagged"
+        );
+        assert_eq!(anomalies(&f), vec![Anomaly::LivenessAfterHeal]);
+        assert!(
+            f[0].explanation.contains("Producer process 1"),
+            "{}",
+            f[0].explanation
+        );
+        assert_eq!(f[0].ops.len(), 3);
     }
 
     #[test]

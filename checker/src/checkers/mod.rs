@@ -125,12 +125,16 @@ pub struct CheckerConfig {
     /// Tolerate a duplicate when some send of that value had a `fail`/`info` outcome (or none):
     /// a client retry without idempotence may legitimately write twice.
     pub allow_duplicates_from_retries: bool,
+    /// How long after the last fault event a producer may go without an
+    /// acknowledgement before that counts against liveness.
+    pub liveness_grace_ns: u64,
 }
 
 impl Default for CheckerConfig {
     fn default() -> Self {
         CheckerConfig {
             allow_duplicates_from_retries: true,
+            liveness_grace_ns: 3_000_000_000,
         }
     }
 }
@@ -150,7 +154,7 @@ pub fn check_all(history: &History, config: &CheckerConfig) -> Report {
     findings.extend(replay_mismatch::run(&ix));
     findings.extend(hwm_regression::run(&ix));
     findings.extend(unseen::run(&ix));
-    findings.extend(liveness::run(&ix));
+    findings.extend(liveness::run(&ix, config.liveness_grace_ns));
     Report::new(history, findings)
 }
 
