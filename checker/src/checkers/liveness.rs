@@ -97,7 +97,7 @@ fn producers_stalled(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
                 Vec::new(),
                 ops,
                 format!(
-                    "Producer process {process} sent {n} time(s) more than {:.1} s after the last fault event and none was acknowledged.",
+                    "Process {process} sent or committed {n} time(s) more than {:.1} s after the last fault event and none was acknowledged.",
                     grace_ns as f64 / 1e9
                 ),
             )
@@ -144,7 +144,7 @@ mod tests {
         );
         assert_eq!(anomalies(&f), vec![Anomaly::LivenessAfterHeal]);
         assert!(
-            f[0].explanation.contains("Producer process 1"),
+            f[0].explanation.starts_with("Process 1 "),
             "{}",
             f[0].explanation
         );

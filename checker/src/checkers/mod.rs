@@ -11,6 +11,7 @@ use crate::history::{History, OffsetValue, OpKind, Pair, Value};
 use crate::report::Report;
 
 pub mod duplicate;
+pub mod groups;
 pub mod hwm_regression;
 pub mod inconsistent_offsets;
 pub mod liveness;
@@ -41,11 +42,13 @@ pub enum Anomaly {
     ReplayMismatch,
     HwmRegression,
     Unseen,
+    CommittedOffsetRegression,
+    RebalanceSkip,
     LivenessAfterHeal,
 }
 
 impl Anomaly {
-    pub const ALL: [Anomaly; 11] = [
+    pub const ALL: [Anomaly; 13] = [
         Anomaly::LostWrite,
         Anomaly::Duplicate,
         Anomaly::InconsistentOffsets,
@@ -56,6 +59,8 @@ impl Anomaly {
         Anomaly::ReplayMismatch,
         Anomaly::HwmRegression,
         Anomaly::Unseen,
+        Anomaly::CommittedOffsetRegression,
+        Anomaly::RebalanceSkip,
         Anomaly::LivenessAfterHeal,
     ];
 
@@ -71,6 +76,8 @@ impl Anomaly {
             Anomaly::ReplayMismatch => "replay-mismatch",
             Anomaly::HwmRegression => "hwm-regression",
             Anomaly::Unseen => "unseen",
+            Anomaly::CommittedOffsetRegression => "committed-offset-regression",
+            Anomaly::RebalanceSkip => "rebalance-skip",
             Anomaly::LivenessAfterHeal => "liveness-after-heal",
         }
     }
@@ -154,6 +161,7 @@ pub fn check_all(history: &History, config: &CheckerConfig) -> Report {
     findings.extend(replay_mismatch::run(&ix));
     findings.extend(hwm_regression::run(&ix));
     findings.extend(unseen::run(&ix));
+    findings.extend(groups::run(&ix));
     findings.extend(liveness::run(&ix, config.liveness_grace_ns));
     Report::new(history, findings)
 }

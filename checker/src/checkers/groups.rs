@@ -1,0 +1,208 @@
+//! Consumer-group checkers, from `commit` ops (with their group) and the
+//! `seek` a group member makes when it is assigned a partition (to the
+//! group's committed offset).
+//!
+//! - **committed-offset-regression**: an acknowledged commit is followed (in
+//!   real time) by a lower acknowledged commit, or by a member starting from
+//!   a lower committed offset: the group's progress went backwards.
+//! - **rebalance-skip**: a member starts a partition beyond every offset any
+//!   member tried to commit: the records in between were skipped.
+
+use std::collections::BTreeMap;
+
+use super::{Anomaly, Finding, Index};
+use crate::history::{History, OpKind, Value};
+
+pub fn check(history: &History) -> Vec<Finding> {
+    run(&Index::new(history))
+}
+
+/// (group, topic, partition)
+type Gtp<'a> = (&'a str, &'a str, i32);
+
+struct Commit {
+    offset: i64,
+    invoked_ns: u64,
+    completed_ns: u64,
+    ok: bool,
+    op: u64,
+}
+
+pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
+    let mut group_of: BTreeMap<u64, &str> = BTreeMap::new();
+    let mut commits: BTreeMap<Gtp<'_>, Vec<Commit>> = BTreeMap::new();
+    for p in &ix.pairs {
+        let Value::Commit(c) = &p.invoke.value else {
+            continue;
+        };
+        let Some(group) = c.group.as_deref() else {
+            continue;
+        };
+        group_of.entry(p.invoke.process).or_insert(group);
+        for o in &c.offsets {
+            commits
+                .entry((group, o.topic.as_str(), o.partition))
+                .or_default()
+                .push(Commit {
+                    offset: o.offset,
+                    invoked_ns: p.invoke.time_ns,
+                    completed_ns: p.last().time_ns,
+                    ok: p.outcome() == OpKind::Ok,
+                    op: p.last().index,
+                });
+        }
+    }
+    let mut out = Vec::new();
+    // Acknowledged commits must not go backwards in real time.
+    for ((group, topic, partition), list) in &commits {
+        let mut acked: Vec<&Commit> = list.iter().filter(|c| c.ok).collect();
+        acked.sort_by_key(|c| c.completed_ns);
+        let mut best: Option<&Commit> = None;
+        for c in acked {
+            if let Some(b) = best {
+                if c.invoked_ns > b.completed_ns && c.offset < b.offset {
+                    out.push(Finding::new(
+                        Anomaly::CommittedOffsetRegression,
+                        (topic, *partition),
+                        vec![b.offset, c.offset],
+                        vec![b.op, c.op],
+                        format!(
+                            "Group {group} committed offset {} and then, later, offset {}.",
+                            b.offset, c.offset
+                        ),
+                    ));
+                }
+            }
+            if best.is_none_or(|b| c.offset >= b.offset) {
+                best = Some(c);
+            }
+        }
+    }
+    // A member's starting position must be the group's committed offset.
+    for p in &ix.pairs {
+        let Value::Seek(s) = &p.invoke.value else {
+            continue;
+        };
+        if p.outcome() != OpKind::Ok {
+            continue;
+        }
+        let Some(group) = group_of.get(&p.invoke.process) else {
+            continue;
+        };
+        let key = (*group, s.topic.as_str(), s.partition);
+        let list = commits.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+        let start = p.invoke.time_ns;
+        // What was certainly committed before the seek, and what might have been.
+        let acked_before = list
+            .iter()
+            .filter(|c| c.ok && c.completed_ns <= start)
+            .max_by_key(|c| c.offset);
+        let tried = list
+            .iter()
+            .filter(|c| c.invoked_ns <= p.last().time_ns)
+            .map(|c| c.offset)
+            .max();
+        if let Some(a) = acked_before {
+            if s.offset < a.offset {
+                out.push(Finding::new(
+                    Anomaly::CommittedOffsetRegression,
+                    (s.topic.as_str(), s.partition),
+                    vec![a.offset, s.offset],
+                    vec![a.op, p.last().index],
+                    format!(
+                        "Group {group} had committed offset {} but a member was told to start at {}.",
+                        a.offset, s.offset
+                    ),
+                ));
+            }
+        }
+        if s.offset > tried.unwrap_or(0) {
+            out.push(Finding::new(
+                Anomaly::RebalanceSkip,
+                (s.topic.as_str(), s.partition),
+                vec![tried.unwrap_or(0), s.offset],
+                vec![p.last().index],
+                format!(
+                    "A member of group {group} started at offset {} although no member ever committed past {}: the records in between were skipped.",
+                    s.offset,
+                    tried.unwrap_or(0)
+                ),
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkers::testkit::*;
+    use crate::history::{CommitValue, HistoryBuilder, OpKind, PartitionOffset};
+
+    fn commit(b: &mut HistoryBuilder, process: u64, partition: i32, offset: i64, outcome: OpKind) {
+        let v = CommitValue {
+            group: Some("g".into()),
+            offsets: vec![PartitionOffset {
+                topic: T.into(),
+                partition,
+                offset,
+            }],
+        };
+        b.advance(1_000);
+        b.call(process, v.clone(), outcome, v);
+    }
+
+    fn seek(b: &mut HistoryBuilder, process: u64, partition: i32, offset: i64) {
+        let v = PartitionOffset {
+            topic: T.into(),
+            partition,
+            offset,
+        };
+        b.advance(1_000);
+        b.call(process, v.clone(), OpKind::Ok, v);
+    }
+
+    #[test]
+    fn silent_when_members_take_over_where_the_group_left_off() {
+        let mut b = HistoryBuilder::new();
+        seek(&mut b, 10, 0, 0);
+        commit(&mut b, 10, 0, 5, OpKind::Ok);
+        commit(&mut b, 10, 0, 8, OpKind::Info);
+        // The next owner may start at 5 (the ack) or 8 (the unknown commit).
+        seek(&mut b, 11, 0, 8);
+        commit(&mut b, 11, 0, 12, OpKind::Ok);
+        commit(&mut b, 11, 0, 12, OpKind::Fail);
+        assert!(check(&b.build()).is_empty());
+    }
+
+    #[test]
+    fn fires_when_acknowledged_commits_go_backwards() {
+        let mut b = HistoryBuilder::new();
+        commit(&mut b, 10, 0, 5, OpKind::Ok);
+        commit(&mut b, 11, 0, 3, OpKind::Ok);
+        let f = check(&b.build());
+        assert_eq!(anomalies(&f), vec![Anomaly::CommittedOffsetRegression]);
+        assert_eq!(f[0].offsets, vec![5, 3]);
+    }
+
+    #[test]
+    fn fires_when_a_new_owner_starts_below_the_committed_offset() {
+        let mut b = HistoryBuilder::new();
+        commit(&mut b, 10, 0, 5, OpKind::Ok);
+        seek(&mut b, 11, 0, 2);
+        commit(&mut b, 11, 0, 6, OpKind::Ok);
+        let f = check(&b.build());
+        assert_eq!(anomalies(&f), vec![Anomaly::CommittedOffsetRegression]);
+    }
+
+    #[test]
+    fn fires_when_a_new_owner_skips_past_every_commit() {
+        let mut b = HistoryBuilder::new();
+        commit(&mut b, 10, 0, 5, OpKind::Ok);
+        seek(&mut b, 11, 0, 9);
+        commit(&mut b, 11, 0, 12, OpKind::Ok);
+        let f = check(&b.build());
+        assert_eq!(anomalies(&f), vec![Anomaly::RebalanceSkip]);
+        assert_eq!(f[0].offsets, vec![5, 9]);
+    }
+}

@@ -1,0 +1,419 @@
+//! Consumer-group membership (classic protocol) for the instrumented client:
+//! find the coordinator, join, sync (the leader assigns ranges), heartbeat,
+//! commit and fetch offsets, leave.
+
+use super::Client;
+use crate::error::ClientError;
+use crate::net::Connector;
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedPartitions;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+/// Kafka error codes the group protocol reacts to.
+pub mod codes {
+    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+    pub const NOT_COORDINATOR: i16 = 16;
+    pub const ILLEGAL_GENERATION: i16 = 22;
+    pub const UNKNOWN_MEMBER_ID: i16 = 25;
+    pub const REBALANCE_IN_PROGRESS: i16 = 27;
+    pub const MEMBER_ID_REQUIRED: i16 = 79;
+}
+
+const SESSION_TIMEOUT_MS: i32 = 6_000;
+const REBALANCE_TIMEOUT_MS: i32 = 10_000;
+
+/// One member's view of its group.
+#[derive(Clone, Debug, Default)]
+pub struct Membership {
+    pub group: String,
+    pub member_id: String,
+    pub generation: i32,
+    pub coordinator: Option<String>,
+}
+
+impl Membership {
+    pub fn new(group: &str) -> Self {
+        Membership {
+            group: group.to_string(),
+            generation: -1,
+            ..Default::default()
+        }
+    }
+}
+
+/// Whether an error means "join again" (rather than "try again").
+pub fn needs_rejoin(e: &ClientError) -> bool {
+    matches!(
+        e.code(),
+        Some(codes::ILLEGAL_GENERATION | codes::UNKNOWN_MEMBER_ID | codes::REBALANCE_IN_PROGRESS)
+    )
+}
+
+fn coordinator_moved(e: &ClientError) -> bool {
+    matches!(
+        e.code(),
+        Some(codes::NOT_COORDINATOR | codes::COORDINATOR_NOT_AVAILABLE)
+    ) || !e.is_definite()
+        || matches!(e, ClientError::Connect { .. } | ClientError::Io { .. })
+}
+
+fn s(v: &str) -> StrBytes {
+    StrBytes::from_string(v.to_string())
+}
+
+/// The consumer protocol's subscription metadata (version 0).
+fn subscription(topic: &str) -> Bytes {
+    let mut sub = ConsumerProtocolSubscription::default();
+    sub.topics = vec![s(topic)];
+    let mut buf = BytesMut::new();
+    buf.put_i16(0);
+    let _ = sub.encode(&mut buf, 0);
+    buf.freeze()
+}
+
+fn assignment(topic: &str, partitions: Vec<i32>) -> Bytes {
+    let mut a = ConsumerProtocolAssignment::default();
+    a.assigned_partitions = vec![AssignedPartitions::default()
+        .with_topic(TopicName(s(topic)))
+        .with_partitions(partitions)];
+    let mut buf = BytesMut::new();
+    buf.put_i16(0);
+    let _ = a.encode(&mut buf, 0);
+    buf.freeze()
+}
+
+fn decode_assignment(mut b: Bytes, topic: &str) -> Vec<i32> {
+    if b.remaining() < 2 {
+        return vec![];
+    }
+    let version = b.get_i16().clamp(0, 3);
+    ConsumerProtocolAssignment::decode(&mut b, version)
+        .map(|a| {
+            a.assigned_partitions
+                .into_iter()
+                .filter(|t| t.topic.0.as_str() == topic)
+                .flat_map(|t| t.partitions)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Range assignment: contiguous runs of partitions, members in id order.
+pub fn assign_ranges(members: &[String], partitions: i32) -> Vec<(String, Vec<i32>)> {
+    let n = members.len().max(1) as i32;
+    members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let i = i as i32;
+            let (per, extra) = (partitions / n, partitions % n);
+            let start = i * per + i.min(extra);
+            let len = per + i32::from(i < extra);
+            (m.clone(), (start..start + len).collect())
+        })
+        .collect()
+}
+
+impl<C: Connector> Client<C> {
+    async fn coordinator(&mut self, m: &mut Membership) -> Result<String, ClientError> {
+        if let Some(c) = &m.coordinator {
+            return Ok(c.clone());
+        }
+        if self.metadata.brokers.is_empty() || self.metadata.stale {
+            self.refresh_metadata(&[]).await?;
+        }
+        let addr = self
+            .metadata
+            .brokers
+            .values()
+            .next()
+            .cloned()
+            .ok_or_else(|| ClientError::Invalid("metadata lists no brokers".into()))?;
+        let conn = self.conn(&addr).await?;
+        let v = conn.pick_version(ApiKey::FindCoordinator)?;
+        let mut req = FindCoordinatorRequest::default();
+        req.key = s(&m.group);
+        let resp = conn.send(&req, v).await?;
+        if resp.error_code != 0 {
+            return Err(ClientError::broker(
+                ApiKey::FindCoordinator,
+                resp.error_code,
+                None,
+            ));
+        }
+        let found = format!("{}:{}", resp.host.as_str(), resp.port);
+        m.coordinator = Some(found.clone());
+        Ok(found)
+    }
+
+    /// Runs one group request against the coordinator; forgets the coordinator
+    /// when it moved, so the next call finds the new one.
+    async fn on_coordinator<F, R>(&mut self, m: &mut Membership, call: F) -> Result<R, ClientError>
+    where
+        F: for<'a> FnOnce(
+            &'a mut crate::connection::Connection<C::Stream>,
+        ) -> futures::future::BoxFuture<'a, Result<R, ClientError>>,
+    {
+        let addr = self.coordinator(m).await?;
+        let result = match self.conn(&addr).await {
+            Ok(conn) => call(conn).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = &result {
+            if coordinator_moved(e) {
+                m.coordinator = None;
+                self.metadata.stale = true;
+            }
+        }
+        result
+    }
+
+    /// Joins (or rejoins) the group and returns this member's partitions.
+    pub async fn join_group(
+        &mut self,
+        m: &mut Membership,
+        topic: &str,
+        partitions: i32,
+    ) -> Result<Vec<i32>, ClientError> {
+        let client_id = self.config.connection.client_id.clone().unwrap_or_default();
+        let meta = subscription(topic);
+        loop {
+            let (group, member_id) = (m.group.clone(), m.member_id.clone());
+            let meta = meta.clone();
+            let joined = self
+                .on_coordinator(m, move |conn| {
+                    Box::pin(async move {
+                        let v = conn.pick_version(ApiKey::JoinGroup)?;
+                        let mut req = JoinGroupRequest::default();
+                        req.group_id = GroupId(s(&group));
+                        req.session_timeout_ms = SESSION_TIMEOUT_MS;
+                        if v >= 1 {
+                            req.rebalance_timeout_ms = REBALANCE_TIMEOUT_MS;
+                        }
+                        req.member_id = s(&member_id);
+                        req.protocol_type = s("consumer");
+                        req.protocols = vec![JoinGroupRequestProtocol::default()
+                            .with_name(s("range"))
+                            .with_metadata(meta)];
+                        conn.send(&req, v).await
+                    })
+                })
+                .await?;
+            match joined.error_code {
+                0 => {}
+                codes::MEMBER_ID_REQUIRED => {
+                    m.member_id = joined.member_id.to_string();
+                    continue;
+                }
+                codes::UNKNOWN_MEMBER_ID => {
+                    m.member_id.clear();
+                    return Err(ClientError::broker(
+                        ApiKey::JoinGroup,
+                        joined.error_code,
+                        None,
+                    ));
+                }
+                code => return Err(ClientError::broker(ApiKey::JoinGroup, code, None)),
+            }
+            m.member_id = joined.member_id.to_string();
+            m.generation = joined.generation_id;
+            let plan = if joined.leader == joined.member_id {
+                let mut ids: Vec<String> = joined
+                    .members
+                    .iter()
+                    .map(|x| x.member_id.to_string())
+                    .collect();
+                ids.sort();
+                assign_ranges(&ids, partitions)
+                    .into_iter()
+                    .map(|(id, ps)| {
+                        SyncGroupRequestAssignment::default()
+                            .with_member_id(s(&id))
+                            .with_assignment(assignment(topic, ps))
+                    })
+                    .collect()
+            } else {
+                vec![]
+            };
+            let (group, member_id, generation) =
+                (m.group.clone(), m.member_id.clone(), m.generation);
+            let synced = self
+                .on_coordinator(m, move |conn| {
+                    Box::pin(async move {
+                        let v = conn.pick_version(ApiKey::SyncGroup)?;
+                        let mut req = SyncGroupRequest::default();
+                        req.group_id = GroupId(s(&group));
+                        req.generation_id = generation;
+                        req.member_id = s(&member_id);
+                        req.assignments = plan;
+                        conn.send(&req, v).await
+                    })
+                })
+                .await?;
+            if synced.error_code != 0 {
+                return Err(ClientError::broker(
+                    ApiKey::SyncGroup,
+                    synced.error_code,
+                    None,
+                ));
+            }
+            let _ = client_id;
+            return Ok(decode_assignment(synced.assignment, topic));
+        }
+    }
+
+    pub async fn heartbeat(&mut self, m: &mut Membership) -> Result<(), ClientError> {
+        let (group, member_id, generation) = (m.group.clone(), m.member_id.clone(), m.generation);
+        let resp = self
+            .on_coordinator(m, move |conn| {
+                Box::pin(async move {
+                    let v = conn.pick_version(ApiKey::Heartbeat)?;
+                    let mut req = HeartbeatRequest::default();
+                    req.group_id = GroupId(s(&group));
+                    req.generation_id = generation;
+                    req.member_id = s(&member_id);
+                    conn.send(&req, v).await
+                })
+            })
+            .await?;
+        match resp.error_code {
+            0 => Ok(()),
+            code => Err(ClientError::broker(ApiKey::Heartbeat, code, None)),
+        }
+    }
+
+    /// Commits `offsets` (partition, next offset to read) for this member.
+    pub async fn commit_offsets(
+        &mut self,
+        m: &mut Membership,
+        topic: &str,
+        offsets: &[(i32, i64)],
+    ) -> Result<(), ClientError> {
+        let (group, member_id, generation) = (m.group.clone(), m.member_id.clone(), m.generation);
+        let (topic, offsets) = (topic.to_string(), offsets.to_vec());
+        let resp = self
+            .on_coordinator(m, move |conn| {
+                Box::pin(async move {
+                    let v = conn.pick_version(ApiKey::OffsetCommit)?;
+                    let mut req = OffsetCommitRequest::default();
+                    req.group_id = GroupId(s(&group));
+                    req.generation_id_or_member_epoch = generation;
+                    req.member_id = s(&member_id);
+                    req.topics = vec![OffsetCommitRequestTopic::default()
+                        .with_name(TopicName(s(&topic)))
+                        .with_partitions(
+                            offsets
+                                .iter()
+                                .map(|(p, o)| {
+                                    OffsetCommitRequestPartition::default()
+                                        .with_partition_index(*p)
+                                        .with_committed_offset(*o)
+                                })
+                                .collect(),
+                        )];
+                    conn.send(&req, v).await
+                })
+            })
+            .await?;
+        let code = resp
+            .topics
+            .iter()
+            .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+            .find(|c| *c != 0);
+        match code {
+            None => Ok(()),
+            Some(c) => Err(ClientError::broker(ApiKey::OffsetCommit, c, None)),
+        }
+    }
+
+    /// The group's committed offsets of `partitions` (-1 where none).
+    pub async fn committed_offsets(
+        &mut self,
+        m: &mut Membership,
+        topic: &str,
+        partitions: &[i32],
+    ) -> Result<Vec<(i32, i64)>, ClientError> {
+        let group = m.group.clone();
+        let (topic, partitions) = (topic.to_string(), partitions.to_vec());
+        let resp = self
+            .on_coordinator(m, move |conn| {
+                Box::pin(async move {
+                    let v = conn.pick_version(ApiKey::OffsetFetch)?;
+                    let mut req = OffsetFetchRequest::default();
+                    req.group_id = GroupId(s(&group));
+                    req.topics = Some(vec![OffsetFetchRequestTopic::default()
+                        .with_name(TopicName(s(&topic)))
+                        .with_partition_indexes(partitions)]);
+                    conn.send(&req, v).await
+                })
+            })
+            .await?;
+        if resp.error_code != 0 {
+            return Err(ClientError::broker(
+                ApiKey::OffsetFetch,
+                resp.error_code,
+                None,
+            ));
+        }
+        let mut out = Vec::new();
+        for t in resp.topics {
+            for p in t.partitions {
+                if p.error_code != 0 {
+                    return Err(ClientError::broker(ApiKey::OffsetFetch, p.error_code, None));
+                }
+                out.push((p.partition_index, p.committed_offset));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Leaves the group (best effort: a member that cannot leave times out).
+    pub async fn leave_group(&mut self, m: &mut Membership) {
+        let (group, member_id) = (m.group.clone(), m.member_id.clone());
+        let _ = self
+            .on_coordinator(m, move |conn| {
+                Box::pin(async move {
+                    let v = conn.pick_version(ApiKey::LeaveGroup)?;
+                    let mut req = LeaveGroupRequest::default();
+                    req.group_id = GroupId(s(&group));
+                    req.member_id = s(&member_id);
+                    conn.send(&req, v).await
+                })
+            })
+            .await;
+        m.member_id.clear();
+        m.generation = -1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_cover_every_partition_once() {
+        let members: Vec<String> = ["a", "b", "c"].iter().map(|x| x.to_string()).collect();
+        let plan = assign_ranges(&members, 8);
+        let all: Vec<i32> = plan.iter().flat_map(|(_, ps)| ps.clone()).collect();
+        assert_eq!(all, (0..8).collect::<Vec<_>>());
+        assert_eq!(plan[0].1, vec![0, 1, 2]);
+        assert_eq!(plan[2].1, vec![6, 7]);
+    }
+
+    #[test]
+    fn assignments_round_trip() {
+        assert_eq!(
+            decode_assignment(assignment("t", vec![1, 3]), "t"),
+            vec![1, 3]
+        );
+        assert!(decode_assignment(assignment("t", vec![1]), "other").is_empty());
+        assert!(decode_assignment(Bytes::from_static(b"\x00"), "t").is_empty());
+    }
+}
