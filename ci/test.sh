@@ -52,6 +52,9 @@ export RIPTIDE_BIN="${RIPTIDE_BIN:-$ROOT/target/release/riptide}"
 echo "RIPTIDE_BIN=$RIPTIDE_BIN"
 test -x "$RIPTIDE_BIN"
 
+section "planted bugs: every one must be caught (riptide mutants)"
+"$RIPTIDE_BIN" mutants --seeds 60
+
 section "end-to-end tests (pytest tests/e2e)"
 # shellcheck disable=SC2086
 timeout --signal=INT --kill-after=30 900 \

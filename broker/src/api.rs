@@ -3,6 +3,7 @@
 
 use crate::batch::{self, BatchError};
 use crate::broker::Broker;
+use crate::bugs::Bug;
 use crate::group_api;
 use crate::server::{encode_response, SUPPORTED};
 use crate::storage::catalog::{valid_topic_name, TopicMeta};
@@ -406,12 +407,13 @@ async fn offset_for(
         .log(&meta, partition)
         .await
         .map_err(|e| log_error_code(&e))?;
+    let off = i64::from(b.cfg.bug == Some(Bug::HwmOffByOne));
     let found = match ts {
         // "Latest" must not come from a stale view of the chain.
         -1 => log
             .verify_tail()
             .await
-            .map(|()| Some((log.high_watermark(), -1))),
+            .map(|()| Some((log.high_watermark() + off, -1))),
         -2 => Ok(Some((0, -1))),
         -3 => log.max_timestamp().await,
         t if t >= 0 => log.offset_for_timestamp(t).await,
@@ -596,14 +598,15 @@ async fn fetch_partition(
     if offset < 0 || offset > hwm {
         return Err(code(ResponseError::OffsetOutOfRange));
     }
+    let reported = hwm + i64::from(b.cfg.bug == Some(Bug::HwmOffByOne));
     if offset == hwm || (!first && budget <= 1) {
-        return Ok((hwm, Bytes::new()));
+        return Ok((reported, Bytes::new()));
     }
     let records = log
         .read(offset, budget)
         .await
         .map_err(|e| log_error_code(&e))?;
-    Ok((hwm, records))
+    Ok((reported, records))
 }
 
 #[cfg(test)]

@@ -55,6 +55,7 @@ impl Broker {
             logs: Mutex::new(BTreeMap::new()),
             log_options: LogOptions {
                 node_id: cfg.node_id,
+                bug: cfg.bug,
                 store: store.clone(),
                 ids,
                 cache: Arc::new(Cache::new(cfg.cache_bytes)),

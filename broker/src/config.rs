@@ -24,6 +24,8 @@ pub struct BrokerConfig {
     pub cache_bytes: usize,
     /// Seed for ids this broker makes (incarnation, topic ids, write ids).
     pub seed: u64,
+    /// A planted bug (testing the testers); `None` in any real use.
+    pub bug: Option<crate::bugs::Bug>,
 }
 
 impl BrokerConfig {
@@ -41,6 +43,7 @@ impl BrokerConfig {
             max_commit_bytes: 8 * 1024 * 1024,
             cache_bytes: 256 * 1024 * 1024,
             seed: 0,
+            bug: None,
         }
     }
 }

@@ -96,6 +96,7 @@ pub struct Group {
     /// Differs on every opening of the group, so member ids handed out by an
     /// earlier coordinator (or an earlier opening here) never collide with new ones.
     incarnation: u64,
+    bug: Option<crate::bugs::Bug>,
     state: Mutex<State>,
     changed: Notify,
     log: Arc<PartitionLog>,
@@ -185,6 +186,7 @@ impl Group {
             name: name.to_string(),
             node_id: opts.node_id,
             incarnation: opts.ids.next_u64(),
+            bug: opts.bug,
             state: Mutex::new(state),
             changed: Notify::new(),
             log,
@@ -527,6 +529,13 @@ impl Group {
                 record(offset_key(t, *p), value)
             })
             .collect();
+        if self.bug == Some(crate::bugs::Bug::OffsetsInMemory) {
+            let mut s = self.state.lock().await;
+            for (t, p, o, meta) in offsets {
+                s.offsets.insert((t, p), (o, meta));
+            }
+            return Ok(());
+        }
         let batches = encode(records).map_err(|e| {
             tracing::error!(group = %self.name, error = %e, "could not encode offsets");
             codes::COORDINATOR_NOT_AVAILABLE

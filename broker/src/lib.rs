@@ -8,6 +8,7 @@
 pub mod api;
 pub mod batch;
 pub mod broker;
+pub mod bugs;
 pub mod cluster;
 pub mod config;
 pub mod env;

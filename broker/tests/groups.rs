@@ -14,6 +14,7 @@ use tokio::sync::Notify;
 fn opts(store: Arc<dyn ObjectStore>, node_id: i32) -> LogOptions {
     LogOptions {
         node_id,
+        bug: None,
         store,
         ids: Arc::new(Ids::new(node_id as u64)),
         cache: Arc::new(Cache::new(1 << 20)),

@@ -64,6 +64,7 @@ fn sequenced_batch_of(
 fn log_on(store: Arc<dyn ObjectStore>, node_id: i32) -> Arc<PartitionLog> {
     let opts = LogOptions {
         node_id,
+        bug: None,
         store,
         ids: Arc::new(Ids::new(node_id as u64)),
         cache: Arc::new(Cache::new(1 << 20)),

@@ -32,6 +32,9 @@ enum Command {
     Repro(sim_cmd::ReproArgs),
     /// Run every checker on a recorded history (JSON lines).
     Check(sim_cmd::CheckArgs),
+    /// Run each planted broker bug in its scenario until a seed catches it;
+    /// exit 1 if any escapes.
+    Mutants(sim_cmd::MutantsArgs),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
         Command::Sweep(args) => sim_cmd::sweep(args),
         Command::Repro(args) => sim_cmd::repro(args),
         Command::Check(args) => sim_cmd::check(args),
+        Command::Mutants(args) => sim_cmd::mutants(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -39,6 +39,9 @@ pub struct ScenarioArgs {
     /// Simulated seconds of workload.
     #[arg(long)]
     duration: Option<u64>,
+    /// Plant a broker bug (see `riptide mutants`), to see the checkers catch it.
+    #[arg(long, value_name = "NAME")]
+    bug: Option<String>,
 }
 
 impl ScenarioArgs {
@@ -76,6 +79,11 @@ impl ScenarioArgs {
         if let Some(v) = self.duration {
             s.duration_s = v.max(1);
         }
+        if let Some(b) = &self.bug {
+            b.parse::<riptide_broker::bugs::Bug>()
+                .map_err(anyhow::Error::msg)?;
+            s.bug = Some(b.clone());
+        }
         Ok(s)
     }
 
@@ -92,6 +100,7 @@ impl ScenarioArgs {
             ("producers", self.producers.map(|v| v.to_string())),
             ("consumers", self.consumers.map(|v| v.to_string())),
             ("duration", self.duration.map(|v| v.to_string())),
+            ("bug", self.bug.clone()),
         ];
         for (k, v) in opts {
             if let Some(v) = v {
@@ -139,6 +148,10 @@ pub struct SweepArgs {
 #[derive(Args, Debug)]
 pub struct ReproArgs {
     seed: u64,
+    /// Drop faults, clients and workload time while the run still fails, and
+    /// print the smallest failing schedule.
+    #[arg(long)]
+    shrink: bool,
     #[command(flatten)]
     scenario: ScenarioArgs,
 }
@@ -251,7 +264,11 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
     let next = Arc::new(AtomicUsize::new(0));
     let results = Arc::new(Mutex::new(Vec::<(u64, SeedResult)>::new()));
     let seeds = Arc::new(seeds);
-    // Each simulation runs entirely on the thread that started it.
+    // Parallel seeds run in child processes: simulations sharing a process
+    // are not independent (process-wide state in the runtime stack leaks
+    // between them), and independence is what makes a seed reproducible.
+    let jobs = args.jobs.max(1);
+    let flags = args.scenario.flags();
     std::thread::scope(|scope| {
         for _ in 0..args.jobs.max(1) {
             let (next, results, seeds, bar, scenario) = (
@@ -261,13 +278,18 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
                 bar.clone(),
                 scenario.clone(),
             );
+            let flags = flags.clone();
             scope.spawn(move || loop {
                 let k = next.fetch_add(1, Ordering::SeqCst);
                 let Some(&seed) = seeds.get(k) else { break };
-                let r = match riptide_sim::run(seed, &scenario) {
-                    Ok(o) if o.passed() => SeedResult::Pass(o.sim_time, o.trace_hash),
-                    Ok(o) => SeedResult::Fail(summary(&o), o.trace_hash),
-                    Err(e) => SeedResult::Error(format!("{e:#}")),
+                let r = if jobs > 1 {
+                    run_in_child(seed, &flags)
+                } else {
+                    match riptide_sim::run(seed, &scenario) {
+                        Ok(o) if o.passed() => SeedResult::Pass(o.sim_time, o.trace_hash),
+                        Ok(o) => SeedResult::Fail(summary(&o), o.trace_hash),
+                        Err(e) => SeedResult::Error(format!("{e:#}")),
+                    }
                 };
                 let mut all = results.lock().unwrap_or_else(|e| e.into_inner());
                 all.push((seed, r));
@@ -357,6 +379,9 @@ fn summary(o: &RunOutcome) -> String {
 
 pub fn repro(args: ReproArgs) -> anyhow::Result<u8> {
     let scenario = args.scenario.build()?;
+    if args.shrink {
+        return shrink(args.seed, &scenario);
+    }
     match riptide_sim::run(args.seed, &scenario) {
         Ok(o) => {
             print!("{}", o.trace);
@@ -393,4 +418,214 @@ pub fn check(args: CheckArgs) -> anyhow::Result<u8> {
     } else {
         ANOMALY
     })
+}
+
+fn shrink(seed: u64, scenario: &Scenario) -> anyhow::Result<u8> {
+    eprintln!(
+        "shrinking seed {seed} ({}): every candidate is a full run...",
+        scenario.name
+    );
+    let shrunk = match riptide_sim::shrink::shrink(seed, scenario) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            println!("seed {seed} passes: nothing to shrink");
+            return Ok(PASS);
+        }
+        Err(e) => {
+            eprintln!("riptide: harness error: {e:#}");
+            return Ok(HARNESS_ERROR);
+        }
+    };
+    let s = &shrunk.scenario;
+    let faults = s.fixed_faults.clone().unwrap_or_default();
+    print!("{}", shrunk.outcome.report.to_text());
+    println!();
+    println!(
+        "shrunk in {} runs: {} fault(s) -> {}, {} producer(s), {} consumer(s), {} s of workload",
+        shrunk.runs,
+        shrunk.faults_before,
+        faults.len(),
+        s.producers,
+        s.consumers,
+        s.duration_s
+    );
+    for f in &faults {
+        let end = f
+            .end_ms
+            .map(|e| format!("{e} ms"))
+            .unwrap_or_else(|| "never".into());
+        println!(
+            "  {:>6} ms .. {:>8}  {}",
+            f.start_ms,
+            end,
+            serde_json::to_string(&f.fault)?
+        );
+    }
+    let dir = PathBuf::from(format!("riptide-out/seed-{seed}"));
+    std::fs::create_dir_all(&dir)?;
+    let file = dir.join("shrunk-scenario.json");
+    std::fs::write(&file, serde_json::to_string_pretty(s)?)?;
+    println!("scenario    {}", file.display());
+    println!(
+        "repro       riptide sim --seed {seed} --scenario-file {}",
+        file.display()
+    );
+    Ok(ANOMALY)
+}
+
+#[derive(Args, Debug)]
+pub struct MutantsArgs {
+    /// Seeds tried per planted bug before it counts as escaped.
+    #[arg(long, default_value_t = 50)]
+    seeds: u64,
+    /// Bugs checked in parallel.
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Only these bugs (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+struct MutantResult {
+    bug: riptide_broker::bugs::Bug,
+    caught_at: Option<(u64, String)>,
+    seeds_run: u64,
+    wall: Duration,
+}
+
+/// Runs each planted bug in its scenario until a seed catches it.
+pub fn mutants(args: MutantsArgs) -> anyhow::Result<u8> {
+    use riptide_broker::bugs::Bug;
+    let bugs: Vec<Bug> = if args.only.is_empty() {
+        Bug::ALL.to_vec()
+    } else {
+        args.only
+            .iter()
+            .map(|n| n.parse().map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<_>>()?
+    };
+    let bar = ProgressBar::new(bugs.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} bugs  {elapsed_precise}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let next = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..args.jobs.max(1) {
+            scope.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                let Some(&bug) = bugs.get(k) else { break };
+                let mut scenario =
+                    Scenario::named(bug.scenario()).expect("a bug names a known scenario");
+                scenario.bug = Some(bug.name().to_string());
+                let wall = Instant::now();
+                let mut caught_at = None;
+                let mut seeds_run = 0;
+                for seed in 1..=args.seeds {
+                    seeds_run += 1;
+                    match riptide_sim::run(seed, &scenario) {
+                        Ok(o) if !o.passed() => {
+                            caught_at = Some((seed, summary(&o)));
+                            break;
+                        }
+                        _ => {}
+                    }
+                }
+                bar.set_message(format!("{bug} done"));
+                bar.inc(1);
+                results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(MutantResult {
+                        bug,
+                        caught_at,
+                        seeds_run,
+                        wall: wall.elapsed(),
+                    });
+            });
+        }
+    });
+    bar.finish_and_clear();
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|r| r.bug);
+    println!("| bug | scenario | caught | seeds to detection | wall time | findings |");
+    println!("|---|---|---|---|---|---|");
+    let mut escaped = 0;
+    for r in &results {
+        let (caught, seed, findings) = match &r.caught_at {
+            Some((seed, f)) => ("yes", seed.to_string(), f.clone()),
+            None => {
+                escaped += 1;
+                ("**no**", format!("> {}", r.seeds_run), String::new())
+            }
+        };
+        println!(
+            "| `{}` | {} | {caught} | {seed} | {:.1} s | {findings} |",
+            r.bug,
+            r.bug.scenario(),
+            r.wall.as_secs_f64()
+        );
+    }
+    if escaped > 0 {
+        println!("\n{escaped} planted bug(s) escaped {} seeds", args.seeds);
+        return Ok(ANOMALY);
+    }
+    println!("\nevery planted bug was caught");
+    Ok(PASS)
+}
+
+/// Runs one seed as `riptide sim` in a child process and reads its verdict.
+fn run_in_child(seed: u64, flags: &str) -> SeedResult {
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return SeedResult::Error(format!("cannot find my own binary: {e}")),
+    };
+    let out_dir = std::env::temp_dir().join(format!("riptide-sweep-{}-{seed}", std::process::id()));
+    let output = std::process::Command::new(exe)
+        .args(["sim", "--seed", &seed.to_string()])
+        .args(flags.split_whitespace())
+        .arg("--out")
+        .arg(&out_dir)
+        .output();
+    let _ = std::fs::remove_dir_all(&out_dir);
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => return SeedResult::Error(format!("could not run a child: {e}")),
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let field = |name: &str| {
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name).map(|r| r.trim().to_string()))
+            .unwrap_or_default()
+    };
+    let hash = field("trace hash");
+    let sim_time = field("time")
+        .split_whitespace()
+        .next()
+        .and_then(|t| t.parse::<f64>().ok())
+        .map(Duration::from_secs_f64)
+        .unwrap_or_default();
+    match output.status.code() {
+        Some(0) => SeedResult::Pass(sim_time, hash),
+        Some(1) => {
+            // The report's count table: "  anomaly   n" rows with n > 0.
+            let names: Vec<&str> = riptide_checker::Anomaly::ALL
+                .iter()
+                .map(|a| a.as_str())
+                .collect();
+            let found: Vec<String> = stdout
+                .lines()
+                .filter_map(|l| {
+                    let mut parts = l.split_whitespace();
+                    let (a, n) = (parts.next()?, parts.next()?.parse::<usize>().ok()?);
+                    (names.contains(&a) && parts.next().is_none() && n > 0)
+                        .then(|| format!("{a} x{n}"))
+                })
+                .collect();
+            SeedResult::Fail(found.join(", "), hash)
+        }
+        _ => SeedResult::Error(String::from_utf8_lossy(&output.stderr).trim().to_string()),
+    }
 }

@@ -83,6 +83,8 @@ pub struct Schedule {
 pub struct FaultMix {
     pub partitions: bool,
     pub crashes: bool,
+    /// Process pauses only (crashes also draw some pauses).
+    pub pauses: bool,
     pub store: bool,
     pub zone_loss: bool,
     pub scale: bool,
@@ -97,6 +99,7 @@ impl Default for FaultMix {
         FaultMix {
             partitions: false,
             crashes: false,
+            pauses: false,
             store: false,
             zone_loss: false,
             scale: false,
@@ -130,6 +133,7 @@ pub struct Topology {
 enum Kind {
     Partition,
     Crash,
+    Pause,
     Store,
     ZoneLoss,
     Scale,
@@ -151,6 +155,7 @@ impl Schedule {
         for (on, k) in [
             (mix.partitions, Kind::Partition),
             (mix.crashes, Kind::Crash),
+            (mix.pauses, Kind::Pause),
             (mix.store, Kind::Store),
             (mix.zone_loss, Kind::ZoneLoss),
             (mix.scale, Kind::Scale),
@@ -207,13 +212,19 @@ impl Schedule {
                         fault,
                     }
                 }
-                Kind::Crash => Planned {
-                    start_ms: t,
-                    end_ms: end,
-                    fault: Fault::Crash {
-                        broker: pick(&mut rng, &live),
-                    },
-                },
+                Kind::Crash | Kind::Pause => {
+                    let broker = pick(&mut rng, &live);
+                    let fault = if matches!(kind, Kind::Crash) && rng.gen_bool(0.7) {
+                        Fault::Crash { broker }
+                    } else {
+                        Fault::Pause { broker }
+                    };
+                    Planned {
+                        start_ms: t,
+                        end_ms: end,
+                        fault,
+                    }
+                }
                 Kind::Store => {
                     let broker = pick(&mut rng, &live);
                     let fault = match rng.gen_range(0..5) {
@@ -248,6 +259,26 @@ impl Schedule {
                         .filter(|b| b.1 == zone)
                         .map(|b| b.0.clone())
                         .collect();
+                    if rng.gen_bool(0.4) {
+                        // The zone keeps running but reaches nothing outside it.
+                        let others = live
+                            .iter()
+                            .filter(|b| b.1 != zone)
+                            .map(|b| b.0.clone())
+                            .chain(topo.clients.iter().cloned())
+                            .collect();
+                        faults.push(Planned {
+                            start_ms: t,
+                            end_ms: end,
+                            fault: Fault::ZoneIsolate {
+                                zone,
+                                brokers,
+                                others,
+                            },
+                        });
+                        t += rng.gen_range(gap / 2..=gap * 3 / 2);
+                        continue;
+                    }
                     let zones_up = topo.zones.saturating_sub(zones_lost_for_good);
                     let remaining = live.len() - brokers.len();
                     let keeps_bootstrap = live.iter().any(|b| {

@@ -9,6 +9,7 @@ pub mod clock;
 pub mod net;
 pub mod run;
 pub mod scenario;
+pub mod shrink;
 pub mod trace;
 
 pub use run::{run, RunOutcome};

@@ -78,6 +78,7 @@ pub fn broker_name(i: usize) -> String {
 /// What the world needs to (re)start a broker host.
 struct BrokerFactory {
     seed: u64,
+    bug: Option<riptide_broker::bugs::Bug>,
     region: Arc<InMemory>,
     partitions: i32,
     zones: usize,
@@ -92,6 +93,7 @@ impl BrokerFactory {
         let name = broker_name(i);
         let zone = format!("zone-{}", i % self.zones.max(1));
         let partitions = self.partitions;
+        let bug = self.bug;
         let handle: FaultHandle = Arc::new(Mutex::new(StoreFaults::healthy(self.latency)));
         self.handles.insert(name.clone(), handle.clone());
         let starts = Arc::new(AtomicU64::new(0));
@@ -107,6 +109,7 @@ impl BrokerFactory {
                 cfg.zone = zone;
                 cfg.seed = derive(component, &[0]);
                 cfg.default_partitions = partitions;
+                cfg.bug = bug;
                 // Joining needs the store; keep trying, as a supervisor would.
                 let broker = loop {
                     match Broker::start(cfg.clone(), store.clone(), Arc::new(SimClock)).await {
@@ -324,8 +327,13 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
         .simulation_duration(limit + Duration::from_secs(60))
         .build();
 
+    let bug = match &scenario.bug {
+        Some(name) => Some(name.parse().map_err(anyhow::Error::msg)?),
+        None => None,
+    };
     let mut factory = BrokerFactory {
         seed,
+        bug,
         region: Arc::new(InMemory::new()),
         partitions: scenario.partitions,
         zones: scenario.zones,
@@ -351,6 +359,13 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
             seed: derive(seed, &[2, process]),
             clock: Some(Arc::new(|| SimClock.now_ms())),
             idempotent: scenario.idempotent,
+            connection: riptide_workloads::ConnectionOptions {
+                request_timeout: Duration::from_millis(scenario.client_request_timeout_ms),
+                connect_timeout: Duration::from_millis(
+                    scenario.client_request_timeout_ms.min(5_000),
+                ),
+                ..Default::default()
+            },
             produce_retry: if scenario.idempotent {
                 ProduceRetry::Always
             } else {

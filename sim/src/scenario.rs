@@ -20,6 +20,8 @@ pub struct Scenario {
     pub group_consumers: usize,
     /// Simulated seconds of workload.
     pub duration_s: u64,
+    /// How long a client waits for one response before giving up on it.
+    pub client_request_timeout_ms: u64,
     /// Mean milliseconds between two sends of one producer.
     pub send_interval_ms: u64,
     /// Object-store call latency range.
@@ -34,6 +36,9 @@ pub struct Scenario {
     /// Producers are idempotent (and retry every failure): then a duplicate
     /// is always an anomaly.
     pub idempotent: bool,
+    /// A planted broker bug (see `riptide_broker::bugs`), by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bug: Option<String>,
     /// An explicit fault schedule to use instead of drawing one from the seed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fixed_faults: Option<Vec<Planned>>,
@@ -52,11 +57,13 @@ impl Default for Scenario {
             group_consumers: 0,
             duration_s: 15,
             send_interval_ms: 20,
+            client_request_timeout_ms: 10_000,
             store_latency_ms: (5, 40),
             tick_ms: 1,
             final_read_s: 30,
             faults: FaultMix::default(),
             idempotent: false,
+            bug: None,
             fixed_faults: None,
         }
     }
@@ -117,6 +124,24 @@ impl Scenario {
                 },
                 ..base
             },
+            // Owners paused mid-commit, replaced, then back with an old view:
+            // where fencing, tail checks and producer state earn their keep.
+            // Pauses outlast the session timeout (3 s) and clients give up on a
+            // silent broker quickly, so ownership really moves while a paused
+            // owner has work in flight.
+            "ownership" => Scenario {
+                producers: 4,
+                send_interval_ms: 10,
+                client_request_timeout_ms: 2_000,
+                duration_s: 30,
+                faults: FaultMix {
+                    pauses: true,
+                    mean_gap_ms: 6000,
+                    max_duration_ms: 9000,
+                    ..mix
+                },
+                ..base
+            },
             "groups" => Scenario {
                 brokers: 4,
                 spare_brokers: 1,
@@ -156,6 +181,9 @@ impl Scenario {
             "object-store",
             "zone-loss",
             "scale",
+            "idempotent",
+            "ownership",
+            "groups",
             "chaos",
         ]
     }

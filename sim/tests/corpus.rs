@@ -7,6 +7,8 @@ use serde::Deserialize;
 struct Entry {
     seed: u64,
     scenario: String,
+    #[serde(default)]
+    bug: Option<String>,
     expect: String,
     note: String,
 }
@@ -19,7 +21,8 @@ fn every_regression_seed_has_its_expected_verdict() {
             .expect("corpus parses");
     assert!(!entries.is_empty());
     for e in entries {
-        let scenario = Scenario::named(&e.scenario).expect("known scenario");
+        let mut scenario = Scenario::named(&e.scenario).expect("known scenario");
+        scenario.bug = e.bug.clone();
         let o = run(e.seed, &scenario).expect("the run completes");
         let verdict = if o.passed() { "pass" } else { "fail" };
         assert_eq!(

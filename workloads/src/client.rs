@@ -306,6 +306,10 @@ impl<C: Connector> Client<C> {
                 && attempts <= self.config.retries
                 && (definite || self.config.produce_retry == ProduceRetry::Always);
             if !retry {
+                // Whoever answers next time, it should be the current leader.
+                if err.needs_metadata_refresh() {
+                    self.metadata.stale = true;
+                }
                 if sequenced.is_some() {
                     // Whether this batch was written is unknown (or the broker
                     // rejected the sequence): start over as a new producer
@@ -696,6 +700,9 @@ impl<C: Connector> Client<C> {
         attempt: &mut u32,
     ) -> Result<(), ClientError> {
         if !err.is_retriable() || *attempt >= self.config.retries {
+            if err.needs_metadata_refresh() {
+                self.metadata.stale = true;
+            }
             return Err(err);
         }
         self.prepare_retry(&err, *attempt).await;

@@ -12,6 +12,7 @@ use super::commit::{self, CommitHeader, ProducerEntry};
 use super::producers::{Producers, Verdict};
 use super::{commit_path, commit_seq, log_prefix};
 use crate::batch::{self, BatchHeader};
+use crate::bugs::Bug;
 use crate::env::Ids;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
@@ -153,6 +154,7 @@ pub struct PartitionLog {
     /// Woken after every commit, so long-polling fetches can re-check.
     appended: Arc<Notify>,
     max_commit_bytes: usize,
+    bug: Option<Bug>,
     index: RwLock<Index>,
     writer: tokio::sync::Mutex<Option<Writer>>,
     open: AtomicBool,
@@ -163,6 +165,7 @@ pub struct PartitionLog {
 
 pub struct LogOptions {
     pub node_id: i32,
+    pub bug: Option<crate::bugs::Bug>,
     pub store: Arc<dyn ObjectStore>,
     pub ids: Arc<Ids>,
     pub cache: Arc<Cache>,
@@ -190,6 +193,7 @@ impl PartitionLog {
             cache: o.cache.clone(),
             appended: o.appended.clone(),
             max_commit_bytes: o.max_commit_bytes,
+            bug: o.bug,
             index: RwLock::new(Index::default()),
             writer: tokio::sync::Mutex::new(None),
             open: AtomicBool::new(false),
@@ -267,6 +271,7 @@ impl PartitionLog {
         let mut max_epoch = 0;
         let mut next_seq = 0;
         let mut producers = Producers::default();
+        producers.lenient = self.bug == Some(Bug::LoseProducerState);
         for (seq, h) in seqs.iter().zip(headers) {
             let h =
                 h.ok_or_else(|| LogError::Corrupt(format!("commit {seq} listed but missing")))?;
@@ -276,7 +281,9 @@ impl PartitionLog {
                 )));
             }
             apply(&mut index, &h)?;
-            producers.learn(&h.producers);
+            if self.bug != Some(Bug::LoseProducerState) {
+                producers.learn(&h.producers);
+            }
             max_epoch = max_epoch.max(h.epoch);
             next_seq += 1;
         }
@@ -313,7 +320,10 @@ impl PartitionLog {
     /// commit found; a higher epoch fences us. A commit in progress is our
     /// own tail moving, so it skips the check.
     pub async fn verify_tail(&self) -> Result<(), LogError> {
-        if !self.open.load(Ordering::Acquire) || self.is_closed() {
+        if self.bug == Some(Bug::StaleCacheAfterMove)
+            || !self.open.load(Ordering::Acquire)
+            || self.is_closed()
+        {
             return Ok(());
         }
         let Ok(mut guard) = self.writer.try_lock() else {
@@ -350,10 +360,17 @@ impl PartitionLog {
                 w.next_seq, h.seq
             )));
         }
+        let foreign = h.epoch > w.epoch || (h.epoch == w.epoch && h.node_id != self.node_id);
+        if foreign && self.bug == Some(Bug::StaleCacheAfterMove) {
+            // Takes the partition back but keeps its cached view of the log.
+            w.next_seq += 1;
+            w.epoch = h.epoch + 1;
+            return Ok(());
+        }
         apply(&mut self.index_mut(), h)?;
         w.producers.learn(&h.producers);
         w.next_seq += 1;
-        if h.epoch > w.epoch || (h.epoch == w.epoch && h.node_id != self.node_id) {
+        if foreign {
             self.close();
             return Err(LogError::Fenced);
         }
@@ -410,6 +427,15 @@ impl PartitionLog {
                     self.cache.put(self.key(h.seq), body);
                 }
                 Ok(())
+            }
+            Ok(Err(object_store::Error::AlreadyExists { .. }))
+                if self.bug == Some(Bug::NoFencing) =>
+            {
+                let path = commit_path(&self.topic_id, self.partition, h.seq);
+                match self.store.put(&path, body.into()).await {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(Created::Failed(e.into())),
+                }
             }
             Ok(Err(object_store::Error::AlreadyExists { .. })) => {
                 // A retried request may find its own earlier attempt.
@@ -503,6 +529,9 @@ impl PartitionLog {
                 // Nothing new (all duplicates or refused): no write needed.
                 return Ok(outcomes);
             }
+            if self.bug == Some(Bug::DropBatchTail) && group.len() > 1 {
+                plan.data.truncate(plan.last_item_start);
+            }
             let header = CommitHeader {
                 seq: w.next_seq,
                 base_offset: base,
@@ -532,9 +561,31 @@ impl PartitionLog {
                 }
                 Err(Created::Failed(e)) => {
                     w.unsure = true;
+                    match self.bug {
+                        Some(Bug::AckBeforeCommit) => return Ok(outcomes),
+                        Some(Bug::ReserveThenWrite) => self.reserve_empty(w, &header).await,
+                        _ => {}
+                    }
                     return Err(e);
                 }
             }
+        }
+    }
+
+    /// `Bug::ReserveThenWrite`: the offsets of a failed data write stay
+    /// reserved, with no data behind them.
+    async fn reserve_empty(&self, w: &mut Writer, failed: &CommitHeader) {
+        let reservation = CommitHeader {
+            write_id: self.ids.next_u64(),
+            data_len: 0,
+            producers: vec![],
+            ..failed.clone()
+        };
+        if self.create(&reservation, &[]).await.is_ok()
+            && apply(&mut self.index_mut(), &reservation).is_ok()
+        {
+            w.next_seq += 1;
+            w.unsure = false;
         }
     }
 
@@ -635,6 +686,8 @@ impl PartitionLog {
 /// state it leads to.
 struct Plan {
     data: BytesMut,
+    /// Where the last accepted item's data starts (for `Bug::DropBatchTail`).
+    last_item_start: usize,
     offset: i64,
     max_timestamp: i64,
     producers: Producers,
@@ -645,6 +698,7 @@ impl Plan {
     fn new(base: i64, producers: Producers) -> Self {
         Plan {
             data: BytesMut::new(),
+            last_item_start: 0,
             offset: base,
             max_timestamp: -1,
             producers,
@@ -666,6 +720,7 @@ impl Plan {
             self.touched.clone(),
             self.data.len(),
         );
+        let item_start = self.data.len();
         for (h, raw) in batches {
             let refused = match self.producers.check(h) {
                 Verdict::Append => None,
@@ -685,6 +740,7 @@ impl Plan {
             self.offset += h.records as i64;
             self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
         }
+        self.last_item_start = item_start;
         Ok(item_base)
     }
 }

@@ -19,7 +19,11 @@ pub enum Verdict {
 
 /// Producer states keyed by producer id.
 #[derive(Debug, Clone, Default)]
-pub struct Producers(BTreeMap<i64, ProducerEntry>);
+pub struct Producers {
+    known: BTreeMap<i64, ProducerEntry>,
+    /// `Bug::LoseProducerState`: take an unknown producer at any sequence.
+    pub lenient: bool,
+}
 
 fn last_seq(h: &BatchHeader) -> i32 {
     // Sequences wrap at i32::MAX back to 0.
@@ -37,7 +41,7 @@ fn next_seq(seq: i32) -> i32 {
 impl Producers {
     pub fn learn(&mut self, entries: &[ProducerEntry]) {
         for e in entries {
-            self.0.insert(e.producer_id, e.clone());
+            self.known.insert(e.producer_id, e.clone());
         }
     }
 
@@ -45,8 +49,8 @@ impl Producers {
         if h.producer_id < 0 {
             return Verdict::Append;
         }
-        let Some(e) = self.0.get(&h.producer_id) else {
-            return if h.base_sequence == 0 {
+        let Some(e) = self.known.get(&h.producer_id) else {
+            return if h.base_sequence == 0 || self.lenient {
                 Verdict::Append
             } else {
                 Verdict::OutOfOrder
@@ -83,7 +87,7 @@ impl Producers {
             return None;
         }
         let e = self
-            .0
+            .known
             .entry(h.producer_id)
             .or_insert_with(|| ProducerEntry {
                 producer_id: h.producer_id,
@@ -158,7 +162,7 @@ mod tests {
     fn sequence_wraps() {
         let mut p = Producers::default();
         p.record(&header(1, 0, 0, 1), 0);
-        let mut e = p.0.get(&1).unwrap().clone();
+        let mut e = p.known.get(&1).unwrap().clone();
         e.batches[0].last_seq = i32::MAX;
         p.learn(&[e]);
         assert_eq!(p.check(&header(1, 0, 0, 1)), Verdict::Append);

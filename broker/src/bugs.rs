@@ -1,0 +1,103 @@
+//! Planted bugs: realistic mistakes of a stateless broker, switched on with
+//! `--bug NAME` (real and simulated), to prove the checkers catch them.
+//! The correct code path is always the default; each bug is one small
+//! detour from it, marked `Bug::` where it happens.
+
+use std::fmt;
+use std::str::FromStr;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Bug {
+    /// Acknowledges a produce even when its commit write failed.
+    AckBeforeCommit,
+    /// Reserves offsets in one write and writes data in another; when the
+    /// data write fails the reserved offsets stay empty (a permanent gap).
+    ReserveThenWrite,
+    /// Keeps its in-memory view of a partition after ownership moved away
+    /// and back: no tail check, and on meeting the other owner's commits it
+    /// takes the partition back without reloading the log.
+    StaleCacheAfterMove,
+    /// On losing the race for a commit slot, overwrites the winner instead of
+    /// re-reading the tail: two owners commit without fencing.
+    NoFencing,
+    /// Does not rebuild idempotent-producer state when opening a partition,
+    /// and (to stay available) accepts producers it does not know at any
+    /// sequence number.
+    LoseProducerState,
+    /// Keeps committed group offsets in memory only.
+    OffsetsInMemory,
+    /// Reports a high watermark one past the last record.
+    HwmOffByOne,
+    /// Acknowledges a group of batches but writes all but the last one.
+    DropBatchTail,
+}
+
+impl Bug {
+    pub const ALL: [Bug; 8] = [
+        Bug::AckBeforeCommit,
+        Bug::ReserveThenWrite,
+        Bug::StaleCacheAfterMove,
+        Bug::NoFencing,
+        Bug::LoseProducerState,
+        Bug::OffsetsInMemory,
+        Bug::HwmOffByOne,
+        Bug::DropBatchTail,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Bug::AckBeforeCommit => "ack-before-commit",
+            Bug::ReserveThenWrite => "reserve-then-write",
+            Bug::StaleCacheAfterMove => "stale-cache-after-move",
+            Bug::NoFencing => "no-fencing",
+            Bug::LoseProducerState => "lose-producer-state",
+            Bug::OffsetsInMemory => "offsets-in-memory",
+            Bug::HwmOffByOne => "hwm-off-by-one",
+            Bug::DropBatchTail => "drop-batch-tail",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Bug::AckBeforeCommit => "acknowledges a produce whose commit write failed",
+            Bug::ReserveThenWrite => {
+                "reserves offsets, then writes data separately: a failed data write leaves a gap"
+            }
+            Bug::StaleCacheAfterMove => {
+                "keeps a stale view of the log after ownership moved away and back"
+            }
+            Bug::NoFencing => "overwrites a competing commit instead of being fenced",
+            Bug::LoseProducerState => "forgets idempotent-producer state when ownership moves",
+            Bug::OffsetsInMemory => "keeps committed group offsets only in memory",
+            Bug::HwmOffByOne => "reports the high watermark one too high",
+            Bug::DropBatchTail => "acknowledges a group commit but drops its last batch",
+        }
+    }
+
+    /// The scenario whose faults expose the bug.
+    pub fn scenario(self) -> &'static str {
+        match self {
+            Bug::AckBeforeCommit | Bug::ReserveThenWrite => "object-store",
+            Bug::StaleCacheAfterMove | Bug::NoFencing => "ownership",
+            Bug::LoseProducerState => "idempotent",
+            Bug::OffsetsInMemory => "groups",
+            Bug::HwmOffByOne | Bug::DropBatchTail => "baseline",
+        }
+    }
+}
+
+impl fmt::Display for Bug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Bug {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Bug, String> {
+        Bug::ALL.into_iter().find(|b| b.name() == s).ok_or_else(|| {
+            let names: Vec<&str> = Bug::ALL.iter().map(|b| b.name()).collect();
+            format!("unknown bug '{s}' (known: {})", names.join(", "))
+        })
+    }
+}
