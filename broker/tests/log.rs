@@ -2,24 +2,18 @@
 //! contiguous offsets, fencing of a previous owner, recovery from the store
 //! alone, and ambiguous writes.
 
-use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures::stream::BoxStream;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use object_store::memory::InMemory;
-use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
+use object_store::ObjectStore;
 use riptide_broker::batch;
 use riptide_broker::env::Ids;
 use riptide_broker::storage::log::{Cache, LogError, LogOptions, PartitionLog};
-use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use riptide_faults::store::FaultHandle;
+use riptide_faults::{FaultyStore, StoreFaults};
+use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
 fn batch_of(values: &[&str], ts: i64) -> Vec<(batch::BatchHeader, Bytes)> {
@@ -163,83 +157,30 @@ async fn a_fresh_broker_recovers_everything_from_the_store() {
     assert_eq!(second.max_timestamp().await.unwrap(), Some((9, 900)));
 }
 
-/// Applies puts but can lose the reply, like a network cut after the write.
-#[derive(Debug)]
-struct LoseReplies {
-    inner: InMemory,
-    lose_next_put: AtomicBool,
+/// An in-memory store whose next writes can be applied with the reply lost.
+fn lossy_store() -> (Arc<dyn ObjectStore>, FaultHandle) {
+    let faults: FaultHandle = Arc::new(Mutex::new(StoreFaults::healthy((0, 0))));
+    let store = FaultyStore::new(Arc::new(InMemory::new()), "test", faults.clone(), 1);
+    (Arc::new(store), faults)
 }
 
-impl fmt::Display for LoseReplies {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LoseReplies")
-    }
-}
-
-#[async_trait]
-impl ObjectStore for LoseReplies {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> object_store::Result<PutResult> {
-        let r = self.inner.put_opts(location, payload, opts).await;
-        if r.is_ok() && self.lose_next_put.swap(false, Ordering::SeqCst) {
-            return Err(object_store::Error::Generic {
-                store: "test",
-                source: "reply lost".into(),
-            });
-        }
-        r
-    }
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-    async fn get_opts(
-        &self,
-        location: &Path,
-        options: GetOptions,
-    ) -> object_store::Result<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, object_store::Result<Path>>,
-    ) -> BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(
-        &self,
-        from: &Path,
-        to: &Path,
-        options: CopyOptions,
-    ) -> object_store::Result<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
+/// Loses the reply of every write `during` does.
+async fn replies_lost<T>(faults: &FaultHandle, during: impl std::future::Future<Output = T>) -> T {
+    faults.lock().unwrap().ambiguous_rate = 1.0;
+    let out = during.await;
+    faults.lock().unwrap().ambiguous_rate = 0.0;
+    out
 }
 
 #[tokio::test]
 async fn an_ambiguous_write_is_never_overwritten_and_offsets_stay_contiguous() {
-    let store = Arc::new(LoseReplies {
-        inner: InMemory::new(),
-        lose_next_put: AtomicBool::new(false),
-    });
+    let (store, faults) = lossy_store();
     let log = log_on(store.clone(), 1);
     log.open().await.unwrap();
     assert_eq!(log.append(batch_of(&["a"], 0)).await.unwrap().unwrap(), 0);
-    store.lose_next_put.store(true, Ordering::SeqCst);
-    let lost = log.append(batch_of(&["b"], 0)).await.unwrap();
+    let lost = replies_lost(&faults, log.append(batch_of(&["b"], 0)))
+        .await
+        .unwrap();
     assert!(matches!(lost, Err(LogError::Store(_))), "{lost:?}");
     // The write landed although the caller saw an error: the next append
     // must find it and go after it.
@@ -250,10 +191,7 @@ async fn an_ambiguous_write_is_never_overwritten_and_offsets_stay_contiguous() {
 
 #[tokio::test]
 async fn an_idempotent_retry_after_an_ambiguous_write_is_not_written_twice() {
-    let store = Arc::new(LoseReplies {
-        inner: InMemory::new(),
-        lose_next_put: AtomicBool::new(false),
-    });
+    let (store, faults) = lossy_store();
     let log = log_on(store.clone(), 1);
     log.open().await.unwrap();
     assert_eq!(
@@ -263,9 +201,7 @@ async fn an_idempotent_retry_after_an_ambiguous_write_is_not_written_twice() {
             .unwrap(),
         0
     );
-    store.lose_next_put.store(true, Ordering::SeqCst);
-    let lost = log
-        .append(sequenced_batch_of(&["b"], 0, 7, 1))
+    let lost = replies_lost(&faults, log.append(sequenced_batch_of(&["b"], 0, 7, 1)))
         .await
         .unwrap();
     assert!(matches!(lost, Err(LogError::Store(_))), "{lost:?}");

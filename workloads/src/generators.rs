@@ -93,33 +93,52 @@ pub async fn consumer<C: Connector>(
             if Instant::now() >= until {
                 break;
             }
-            rec.invoke(process, PollValue::default());
-            match client
-                .fetch(
-                    &cfg.topic,
-                    *partition,
-                    *position,
-                    cfg.fetch_max_wait_ms,
-                    cfg.fetch_max_bytes,
-                )
+            if poll(client, rec, process, cfg, *partition, position)
                 .await
+                .is_none()
             {
-                Ok(r) => {
-                    let mut v = PollValue::default()
-                        .fetch_offset(&cfg.topic, *partition, *position)
-                        .hwm(&cfg.topic, *partition, r.high_watermark);
-                    for record in &r.records {
-                        v = v.record(&cfg.topic, *partition, record.offset, &text(&record.value));
-                        *position = record.offset + 1;
-                    }
-                    rec.ok(process, v);
-                }
-                Err(e) => {
-                    // Reads have no effect: a failed poll is always `fail`.
-                    rec.failed(process, PollValue::default(), true, e.to_string());
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
+        }
+    }
+}
+
+/// One recorded poll of `partition` from `*position`, which advances past
+/// what was read. `Some(got records)`, or `None` if the fetch failed.
+async fn poll<C: Connector>(
+    client: &mut Client<C>,
+    rec: &Recorder,
+    process: u64,
+    cfg: &WorkloadConfig,
+    partition: i32,
+    position: &mut i64,
+) -> Option<bool> {
+    rec.invoke(process, PollValue::default());
+    let fetched = client
+        .fetch(
+            &cfg.topic,
+            partition,
+            *position,
+            cfg.fetch_max_wait_ms,
+            cfg.fetch_max_bytes,
+        )
+        .await;
+    match fetched {
+        Ok(r) => {
+            let mut v = PollValue::default()
+                .fetch_offset(&cfg.topic, partition, *position)
+                .hwm(&cfg.topic, partition, r.high_watermark);
+            for record in &r.records {
+                v = v.record(&cfg.topic, partition, record.offset, &text(&record.value));
+                *position = record.offset + 1;
+            }
+            rec.ok(process, v);
+            Some(!r.records.is_empty())
+        }
+        Err(e) => {
+            // Reads have no effect: a failed poll is always `fail`.
+            rec.failed(process, PollValue::default(), true, e.to_string());
+            None
         }
     }
 }
@@ -258,33 +277,8 @@ pub async fn group_consumer<C: Connector>(
         }
         let mut consumed = Vec::new();
         for (partition, position) in assigned.iter_mut() {
-            rec.invoke(process, PollValue::default());
-            match client
-                .fetch(
-                    &cfg.topic,
-                    *partition,
-                    *position,
-                    cfg.fetch_max_wait_ms,
-                    cfg.fetch_max_bytes,
-                )
-                .await
-            {
-                Ok(r) => {
-                    let mut v = PollValue::default()
-                        .fetch_offset(&cfg.topic, *partition, *position)
-                        .hwm(&cfg.topic, *partition, r.high_watermark);
-                    for record in &r.records {
-                        v = v.record(&cfg.topic, *partition, record.offset, &text(&record.value));
-                        *position = record.offset + 1;
-                    }
-                    if !r.records.is_empty() {
-                        consumed.push((*partition, *position));
-                    }
-                    rec.ok(process, v);
-                }
-                Err(e) => {
-                    rec.failed(process, PollValue::default(), true, e.to_string());
-                }
+            if poll(client, rec, process, cfg, *partition, position).await == Some(true) {
+                consumed.push((*partition, *position));
             }
         }
         if !consumed.is_empty() {
