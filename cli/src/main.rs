@@ -1,6 +1,7 @@
 //! `riptide`: the reference broker and the simulator's front end.
 
 mod broker_cmd;
+mod certify;
 mod sim_cmd;
 
 use clap::{Parser, Subcommand};
@@ -35,6 +36,11 @@ enum Command {
     /// Run each planted broker bug in its scenario until a seed catches it;
     /// exit 1 if any escapes.
     Mutants(sim_cmd::MutantsArgs),
+    /// Certify a real Kafka-compatible cluster: run the workloads over TCP
+    /// through a fault-injecting proxy (plus optional kill/pause hooks), check
+    /// the history, write Markdown, JSON and HTML reports. Exit 0 pass, 1
+    /// anomalies, 2 could not run.
+    Certify(certify::CertifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +60,7 @@ fn main() -> ExitCode {
         Command::Repro(args) => sim_cmd::repro(args),
         Command::Check(args) => sim_cmd::check(args),
         Command::Mutants(args) => sim_cmd::mutants(args),
+        Command::Certify(args) => certify::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -2,8 +2,12 @@
 //!
 //! - [`schedule`]: fault kinds and the seeded nemesis that schedules them;
 //! - [`store`]: an object store wrapper that injects latency, errors and
-//!   ambiguous outcomes under a seeded generator.
+//!   ambiguous outcomes under a seeded generator;
+//! - [`proxy`] and [`certify`]: the Kafka-aware TCP proxy and the seeded
+//!   node faults used to certify a real cluster.
 
+pub mod certify;
+pub mod proxy;
 pub mod schedule;
 pub mod store;
 

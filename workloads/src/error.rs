@@ -170,7 +170,7 @@ pub fn code_is_retriable(code: i16) -> bool {
     )
 }
 
-fn code_name(code: i16) -> String {
+pub fn code_name(code: i16) -> String {
     match ResponseError::try_from_code(code) {
         Some(e) => format!("{e:?}"),
         None => "NONE".to_string(),

@@ -153,6 +153,17 @@ impl<C: Connector> Client<C> {
         Ok(found)
     }
 
+    /// A group API's error code as an error; forgets the coordinator when the
+    /// code says it moved (codes inside a reply, not only failed requests).
+    fn group_error(&mut self, m: &mut Membership, api: ApiKey, code: i16) -> ClientError {
+        let e = ClientError::broker(api, code, None);
+        if coordinator_moved(&e) {
+            m.coordinator = None;
+            self.metadata.stale = true;
+        }
+        e
+    }
+
     /// Runs one group request against the coordinator; forgets the coordinator
     /// when it moved, so the next call finds the new one.
     async fn on_coordinator<F, R>(&mut self, m: &mut Membership, call: F) -> Result<R, ClientError>
@@ -214,13 +225,9 @@ impl<C: Connector> Client<C> {
                 }
                 codes::UNKNOWN_MEMBER_ID => {
                     m.member_id.clear();
-                    return Err(ClientError::broker(
-                        ApiKey::JoinGroup,
-                        joined.error_code,
-                        None,
-                    ));
+                    return Err(self.group_error(m, ApiKey::JoinGroup, joined.error_code));
                 }
-                code => return Err(ClientError::broker(ApiKey::JoinGroup, code, None)),
+                code => return Err(self.group_error(m, ApiKey::JoinGroup, code)),
             }
             m.member_id = joined.member_id.to_string();
             m.generation = joined.generation_id;
@@ -258,11 +265,7 @@ impl<C: Connector> Client<C> {
                 })
                 .await?;
             if synced.error_code != 0 {
-                return Err(ClientError::broker(
-                    ApiKey::SyncGroup,
-                    synced.error_code,
-                    None,
-                ));
+                return Err(self.group_error(m, ApiKey::SyncGroup, synced.error_code));
             }
             let _ = client_id;
             return Ok(decode_assignment(synced.assignment, topic));
@@ -285,7 +288,7 @@ impl<C: Connector> Client<C> {
             .await?;
         match resp.error_code {
             0 => Ok(()),
-            code => Err(ClientError::broker(ApiKey::Heartbeat, code, None)),
+            code => Err(self.group_error(m, ApiKey::Heartbeat, code)),
         }
     }
 
@@ -329,7 +332,7 @@ impl<C: Connector> Client<C> {
             .find(|c| *c != 0);
         match code {
             None => Ok(()),
-            Some(c) => Err(ClientError::broker(ApiKey::OffsetCommit, c, None)),
+            Some(c) => Err(self.group_error(m, ApiKey::OffsetCommit, c)),
         }
     }
 
@@ -356,17 +359,13 @@ impl<C: Connector> Client<C> {
             })
             .await?;
         if resp.error_code != 0 {
-            return Err(ClientError::broker(
-                ApiKey::OffsetFetch,
-                resp.error_code,
-                None,
-            ));
+            return Err(self.group_error(m, ApiKey::OffsetFetch, resp.error_code));
         }
         let mut out = Vec::new();
         for t in resp.topics {
             for p in t.partitions {
                 if p.error_code != 0 {
-                    return Err(ClientError::broker(ApiKey::OffsetFetch, p.error_code, None));
+                    return Err(self.group_error(m, ApiKey::OffsetFetch, p.error_code));
                 }
                 out.push((p.partition_index, p.committed_offset));
             }

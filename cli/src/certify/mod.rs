@@ -1,0 +1,693 @@
+//! `riptide certify`: the simulator's workloads and checkers over real TCP
+//! against any Kafka-compatible cluster, through a fault-injecting proxy.
+
+mod hooks;
+mod report;
+
+use crate::sim_cmd::{ANOMALY, PASS};
+use anyhow::{bail, Context};
+use clap::Args;
+use hooks::{Action, HookRun, HookSet, Hooks};
+use indicatif::{ProgressBar, ProgressStyle};
+use riptide_checker::history::{FaultValue, History, OpKind, Value};
+use riptide_checker::{check_all, CheckerConfig, Verdict};
+use riptide_faults::certify::{self, CertMix, NodeFault, PlannedNodeFault};
+use riptide_faults::proxy::{LinkFaults, Proxy};
+use riptide_sim::run::derive;
+use riptide_workloads::generators::{self, WorkloadConfig};
+use riptide_workloads::{
+    Client, ClientConfig, ConnectionOptions, ProduceRetry, Recorder, TcpConnector,
+};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Process id of the nemesis (faults and hooks) in the history.
+const NEMESIS: u64 = 1000;
+
+#[derive(Args, Debug)]
+pub struct CertifyArgs {
+    /// The cluster under test: HOST:PORT of each broker, comma-separated. Give
+    /// every broker for per-node faults; hooks are numbered in this order.
+    #[arg(long, required = true, value_delimiter = ',')]
+    bootstrap: Vec<String>,
+    /// How long the workload runs (e.g. 60s, 2m, 90). Faults stop
+    /// --recovery before the end.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Fixes the schedule of operations and faults (the target itself is
+    /// not deterministic).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Fault mix: baseline (none), network (proxy partitions, delays, dropped
+    /// replies, cut connections), crashes (kill/restart and pause hooks, cuts)
+    /// or chaos (all). Hook faults are skipped when no hooks are given.
+    #[arg(long, default_value = "chaos")]
+    scenario: String,
+    /// Directory for report.md, report.json, report.html and history.jsonl.
+    #[arg(long, default_value = "certify-report")]
+    out: PathBuf,
+    /// Topic to write (default: a fresh riptide-certify-* name). It must not
+    /// hold earlier data.
+    #[arg(long)]
+    topic: Option<String>,
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
+    /// Replication factor for the topic (-1: the cluster's default).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true)]
+    replication_factor: i16,
+    #[arg(long, default_value_t = 3)]
+    producers: usize,
+    /// Consumers reading by assignment.
+    #[arg(long, default_value_t = 2)]
+    consumers: usize,
+    /// Consumer-group members (0: no groups).
+    #[arg(long, default_value_t = 2)]
+    group_consumers: usize,
+    /// Use idempotent producers (then any duplicate is an anomaly).
+    #[arg(long)]
+    idempotent: bool,
+    /// Mean pause between two sends of one producer, in ms.
+    #[arg(long, default_value_t = 20)]
+    send_interval_ms: u64,
+    /// Client request timeout, in ms.
+    #[arg(long, default_value_t = 5000)]
+    request_timeout_ms: u64,
+    /// Time left at the end of the workload with no faults, so that the
+    /// cluster can show it recovered (liveness).
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    recovery: Duration,
+    /// How long the final read of every partition may take.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    final_read: Duration,
+    /// Host the proxy listens on; clients are told this host.
+    #[arg(long, default_value = "127.0.0.1")]
+    proxy_host: String,
+    /// Hook file (TOML): kill/start/pause/resume templates and [[node]] entries.
+    #[arg(long)]
+    hooks: Option<PathBuf>,
+    /// Command that kills node {node} ({addr}, {host}, {port} filled in).
+    #[arg(long, value_name = "CMD")]
+    kill: Option<String>,
+    /// Command that starts node {node} again after a kill.
+    #[arg(long, value_name = "CMD")]
+    start: Option<String>,
+    /// Command that pauses node {node} (e.g. kill -STOP).
+    #[arg(long, value_name = "CMD")]
+    pause: Option<String>,
+    /// Command that resumes node {node}.
+    #[arg(long, value_name = "CMD")]
+    resume: Option<String>,
+}
+
+/// `90`, `90s`, `2m`, `1500ms`.
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("not a duration: '{s}'"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("unknown unit in '{s}' (use ms, s or m)")),
+    }
+}
+
+/// What the nemesis did, for the report.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct AppliedFault {
+    pub at_ms: u64,
+    pub phase: &'static str,
+    pub fault: NodeFault,
+    pub node_addr: String,
+    pub hook: Option<HookRun>,
+}
+
+/// Everything the report is made from.
+pub struct Certification {
+    pub args_line: String,
+    pub bootstrap: Vec<String>,
+    pub seed: u64,
+    pub scenario: String,
+    pub topic: String,
+    pub duration: Duration,
+    pub mix: CertMix,
+    pub skipped: Vec<String>,
+    pub schedule: Vec<PlannedNodeFault>,
+    pub applied: Vec<AppliedFault>,
+    pub history: History,
+    pub report: riptide_checker::Report,
+    pub observed: riptide_faults::proxy::Observed,
+    pub started_at: String,
+    pub wall_time: Duration,
+}
+
+pub fn run(args: CertifyArgs) -> anyhow::Result<u8> {
+    let Some(mut mix) = CertMix::named(&args.scenario) else {
+        bail!(
+            "unknown certification scenario '{}' (known: {})",
+            args.scenario,
+            CertMix::NAMES.join(", ")
+        );
+    };
+    if args.duration <= args.recovery + Duration::from_secs(5) && mix != CertMix::none() {
+        bail!(
+            "--duration {:?} leaves no time for faults after --recovery {:?}",
+            args.duration,
+            args.recovery
+        );
+    }
+    let hooks = Hooks::load(
+        args.hooks.as_deref(),
+        HookSet {
+            kill: args.kill.clone(),
+            start: args.start.clone(),
+            pause: args.pause.clone(),
+            resume: args.resume.clone(),
+        },
+    )?;
+    let mut skipped = Vec::new();
+    if mix.kills && !hooks.can(Action::Kill, Action::Start, &args.bootstrap) {
+        mix.kills = false;
+        skipped.push("kill/restart (no kill and start hooks for every node)".to_string());
+    }
+    if mix.pauses && !hooks.can(Action::Pause, Action::Resume, &args.bootstrap) {
+        mix.pauses = false;
+        skipped.push("pause/resume (no pause and resume hooks for every node)".to_string());
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let cert = runtime.block_on(certify(&args, mix, skipped, hooks))?;
+    let paths = report::write_all(&args.out, &cert)?;
+    println!("{}", report::summary_text(&cert));
+    for p in paths {
+        println!("wrote {}", p.display());
+    }
+    Ok(match cert.report.verdict {
+        Verdict::Pass => PASS,
+        Verdict::Fail => ANOMALY,
+    })
+}
+
+fn client_config(args: &CertifyArgs, seed: u64) -> ClientConfig {
+    ClientConfig {
+        seed,
+        idempotent: args.idempotent,
+        replication_factor: args.replication_factor,
+        connection: ConnectionOptions {
+            client_id: Some("riptide-certify".into()),
+            request_timeout: Duration::from_millis(args.request_timeout_ms),
+            connect_timeout: Duration::from_millis(args.request_timeout_ms.min(5000)),
+            ..Default::default()
+        },
+        produce_retry: if args.idempotent {
+            ProduceRetry::Always
+        } else {
+            ProduceRetry::DefiniteOnly
+        },
+        ..ClientConfig::default()
+    }
+}
+
+/// Wall-clock time for the report header only (never used by the run).
+fn wall_clock() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("{secs} (Unix seconds)")
+}
+
+async fn certify(
+    args: &CertifyArgs,
+    mix: CertMix,
+    skipped: Vec<String>,
+    hooks: Hooks,
+) -> anyhow::Result<Certification> {
+    let started_at = wall_clock();
+    let wall = std::time::Instant::now();
+    let proxy = Proxy::start(&args.proxy_host, &args.bootstrap, derive(args.seed, &[9]))
+        .await
+        .context("starting the proxy")?;
+    let bootstrap = proxy.bootstrap();
+    let topic = args.topic.clone().unwrap_or_else(|| {
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0);
+        format!("riptide-certify-{}-{nonce}", args.seed)
+    });
+
+    // Pre-flight: reach the cluster and make the topic, or give up (exit 2).
+    let mut setup = Client::new(
+        TcpConnector,
+        bootstrap.clone(),
+        client_config(args, derive(args.seed, &[8])),
+    );
+    tokio::time::timeout(Duration::from_secs(30), setup.refresh_metadata(&[]))
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer in 30 s"))
+        .and_then(|r| r.map_err(anyhow::Error::from))
+        .with_context(|| {
+            format!(
+                "could not reach the cluster at {}",
+                args.bootstrap.join(",")
+            )
+        })?;
+    ensure_topic(&mut setup, &topic, args.partitions).await?;
+
+    let recorder = Recorder::new();
+    let workload = WorkloadConfig {
+        topic: topic.clone(),
+        partitions: args.partitions,
+        send_interval: Duration::from_millis(args.send_interval_ms),
+        ..WorkloadConfig::default()
+    };
+    let start = Instant::now();
+    let workload_end = start + args.duration;
+    let fault_end_ms = args.duration.saturating_sub(args.recovery).as_millis() as u64;
+    let schedule = certify::generate(
+        derive(args.seed, &[4]),
+        &mix,
+        args.bootstrap.len(),
+        2000,
+        fault_end_ms,
+    );
+
+    let mut workers = tokio::task::JoinSet::new();
+    let mut process = 0u64;
+    let new_client = |p: u64| {
+        Client::new(
+            TcpConnector,
+            bootstrap.clone(),
+            client_config(args, derive(args.seed, &[2, p])),
+        )
+    };
+    for _ in 0..args.producers {
+        let (rec, cfg, mut c, p) = (
+            recorder.clone(),
+            workload.clone(),
+            new_client(process),
+            process,
+        );
+        let seed = derive(args.seed, &[3, p]);
+        workers.spawn(async move {
+            generators::producer(&mut c, &rec, p, &cfg, seed, workload_end).await;
+        });
+        process += 1;
+    }
+    for k in 0..args.consumers {
+        let (rec, cfg, mut c, p) = (
+            recorder.clone(),
+            workload.clone(),
+            new_client(process),
+            process,
+        );
+        let mine: Vec<i32> = (0..args.partitions)
+            .filter(|x| *x as usize % args.consumers == k)
+            .collect();
+        workers.spawn(async move {
+            generators::consumer(&mut c, &rec, p, &cfg, &mine, workload_end).await;
+        });
+        process += 1;
+    }
+    let group = format!("{topic}-group");
+    for _ in 0..args.group_consumers {
+        let (rec, cfg, mut c, p) = (
+            recorder.clone(),
+            workload.clone(),
+            new_client(process),
+            process,
+        );
+        let group = group.clone();
+        workers.spawn(async move {
+            generators::group_consumer(&mut c, &rec, p, &cfg, &group, workload_end).await;
+        });
+        process += 1;
+    }
+
+    let applied = Arc::new(Mutex::new(Vec::new()));
+    let nemesis = {
+        let (proxy, rec, applied) = (proxy.clone(), recorder.clone(), applied.clone());
+        let nodes = args.bootstrap.clone();
+        let schedule = schedule.clone();
+        tokio::spawn(async move {
+            run_nemesis(&proxy, &hooks, &rec, &nodes, &schedule, start, &applied).await;
+            hooks
+        })
+    };
+
+    let bar = progress_bar(args.duration + args.final_read);
+    let ticker = {
+        let (bar, rec, applied) = (bar.clone(), recorder.clone(), applied.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                bar.set_position(start.elapsed().as_secs());
+                let faults = applied.lock().unwrap_or_else(|e| e.into_inner()).len();
+                bar.set_message(format!("{} ops, {faults} fault events", rec.len()));
+            }
+        })
+    };
+
+    // Workers stop at the workload's end; a cluster that never answers makes
+    // them stop at the latest one request timeout (plus retries) later.
+    let grace = Duration::from_secs(120);
+    let drained = tokio::time::timeout_at(workload_end + grace, async {
+        while workers.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            "workers still running {}s after the workload ended; stopping them",
+            grace.as_secs()
+        );
+        workers.abort_all();
+    }
+    let hooks = nemesis.await.context("nemesis task")?;
+    // Whatever is still broken is healed before the final read.
+    proxy.heal_all();
+    heal_hooks(&hooks, &args.bootstrap, &applied, start, &recorder).await;
+
+    bar.set_message("final read".to_string());
+    let mut reader = new_client(process);
+    generators::final_read(
+        &mut reader,
+        &recorder,
+        process,
+        &workload,
+        Instant::now() + args.final_read,
+    )
+    .await;
+    ticker.abort();
+    bar.finish_and_clear();
+
+    let history = recorder.history();
+    let report = check_all(
+        &history,
+        &CheckerConfig {
+            allow_duplicates_from_retries: !args.idempotent,
+            // A real cluster may take seconds to notice a dead node.
+            liveness_grace_ns: Duration::from_secs(8).as_nanos() as u64,
+        },
+    );
+    let applied = applied.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    Ok(Certification {
+        args_line: std::env::args().collect::<Vec<_>>().join(" "),
+        bootstrap: args.bootstrap.clone(),
+        seed: args.seed,
+        scenario: args.scenario.clone(),
+        topic,
+        duration: args.duration,
+        mix,
+        skipped,
+        schedule,
+        applied,
+        history,
+        report,
+        observed: proxy.observed(),
+        started_at,
+        wall_time: wall.elapsed(),
+    })
+}
+
+fn progress_bar(total: Duration) -> ProgressBar {
+    let bar = ProgressBar::new(total.as_secs());
+    bar.set_style(
+        ProgressStyle::with_template("certify [{bar:30}] {pos}/{len}s {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+/// Creates the topic (or accepts that it exists) and waits until every
+/// partition has a leader.
+async fn ensure_topic(
+    client: &mut Client<TcpConnector>,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<()> {
+    client
+        .create_topic(topic, partitions)
+        .await
+        .with_context(|| format!("could not create topic {topic}"))?;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let _ = client.refresh_metadata(&[topic]).await;
+        if (0..partitions).all(|p| client.cached_leader(topic, p).is_some()) {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("topic {topic} has partitions without a leader after 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn fault_event(f: &NodeFault, phase: &str, addr: &str, hook: Option<&HookRun>) -> FaultValue {
+    let mut v = FaultValue::new(f.kind())
+        .with("phase", phase)
+        .with("node", f.node() as u64)
+        .with("addr", addr);
+    match f {
+        NodeFault::Delay { ms, .. } => v = v.with("ms", *ms),
+        NodeFault::DropReplies { rate, .. } => v = v.with("rate", *rate),
+        _ => {}
+    }
+    if let Some(h) = hook {
+        v = v.with("hook_ok", h.ok).with("hook", h.outcome.clone());
+    }
+    v
+}
+
+/// The proxy faults of one node: everything active on it, combined.
+fn link_faults(active: &BTreeMap<usize, &PlannedNodeFault>, node: usize) -> LinkFaults {
+    let mut l = LinkFaults::default();
+    for p in active.values().filter(|p| p.fault.node() == node) {
+        match p.fault {
+            NodeFault::Partition { .. } => l.partitioned = true,
+            NodeFault::Delay { ms, .. } => l.delay_ms += ms,
+            NodeFault::DropReplies { rate, .. } => l.drop_reply_rate = l.drop_reply_rate.max(rate),
+            NodeFault::Cut { .. } => l.refuse = true,
+            NodeFault::Kill { .. } | NodeFault::Pause { .. } => {}
+        }
+    }
+    l
+}
+
+async fn run_nemesis(
+    proxy: &Proxy,
+    hooks: &Hooks,
+    rec: &Recorder,
+    nodes: &[String],
+    schedule: &[PlannedNodeFault],
+    start: Instant,
+    applied: &Mutex<Vec<AppliedFault>>,
+) {
+    let mut actions: Vec<(u64, bool, usize)> = Vec::new();
+    for (id, p) in schedule.iter().enumerate() {
+        actions.push((p.start_ms, true, id));
+        actions.push((p.end_ms, false, id));
+    }
+    // Heals before starts at the same instant.
+    actions.sort_by_key(|&(t, begin, id)| (t, begin, id));
+    let mut active: BTreeMap<usize, &PlannedNodeFault> = BTreeMap::new();
+    for (at, begin, id) in actions {
+        tokio::time::sleep_until(start + Duration::from_millis(at)).await;
+        let p = &schedule[id];
+        let node = p.fault.node();
+        let addr = nodes.get(node).cloned().unwrap_or_default();
+        if begin {
+            active.insert(id, p);
+        } else {
+            active.remove(&id);
+        }
+        proxy.set_faults(&addr, link_faults(&active, node));
+        let hook = match (&p.fault, begin) {
+            (NodeFault::Cut { .. }, true) => {
+                proxy.cut(&addr);
+                None
+            }
+            (NodeFault::Kill { .. }, true) => Some(hooks.run(Action::Kill, node, &addr).await),
+            (NodeFault::Kill { .. }, false) => Some(hooks.run(Action::Start, node, &addr).await),
+            (NodeFault::Pause { .. }, true) => Some(hooks.run(Action::Pause, node, &addr).await),
+            (NodeFault::Pause { .. }, false) => Some(hooks.run(Action::Resume, node, &addr).await),
+            _ => None,
+        };
+        let phase = if begin { "start" } else { "heal" };
+        let now_ms = start.elapsed().as_millis() as u64;
+        rec.event_at(
+            start.elapsed().as_nanos() as u64,
+            NEMESIS,
+            fault_event(&p.fault, phase, &addr, hook.as_ref()),
+        );
+        applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(AppliedFault {
+                at_ms: now_ms,
+                phase,
+                fault: p.fault.clone(),
+                node_addr: addr,
+                hook,
+            });
+    }
+}
+
+/// A start or resume hook that failed leaves a node down: try once more
+/// before the final read, and record it.
+async fn heal_hooks(
+    hooks: &Hooks,
+    nodes: &[String],
+    applied: &Mutex<Vec<AppliedFault>>,
+    start: Instant,
+    rec: &Recorder,
+) {
+    let failed: Vec<AppliedFault> = applied
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|a| a.phase == "heal" && a.hook.as_ref().is_some_and(|h| !h.ok))
+        .cloned()
+        .collect();
+    for a in failed {
+        let node = a.fault.node();
+        let action = match a.fault {
+            NodeFault::Kill { .. } => Action::Start,
+            _ => Action::Resume,
+        };
+        let addr = nodes.get(node).cloned().unwrap_or_default();
+        let run = hooks.run(action, node, &addr).await;
+        rec.event_at(
+            start.elapsed().as_nanos() as u64,
+            NEMESIS,
+            fault_event(&a.fault, "heal-retry", &addr, Some(&run)),
+        );
+        applied
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(AppliedFault {
+                at_ms: start.elapsed().as_millis() as u64,
+                phase: "heal-retry",
+                fault: a.fault.clone(),
+                node_addr: addr,
+                hook: Some(run),
+            });
+    }
+}
+
+/// Ops of `history` by index, for the report's evidence.
+pub(crate) fn ops_by_index(history: &History) -> BTreeMap<u64, &riptide_checker::history::Op> {
+    history.ops.iter().map(|o| (o.index, o)).collect()
+}
+
+/// One line describing an op, for evidence tables.
+pub(crate) fn describe_op(op: &riptide_checker::history::Op) -> String {
+    let kind = match op.kind {
+        OpKind::Invoke => "invoke",
+        OpKind::Ok => "ok",
+        OpKind::Fail => "fail",
+        OpKind::Info => "info",
+    };
+    let what = match &op.value {
+        Value::Send(s) => format!(
+            "send {}/{} value {}{}",
+            s.topic,
+            s.partition,
+            s.value,
+            s.offset
+                .map(|o| format!(" → offset {o}"))
+                .unwrap_or_default()
+        ),
+        Value::Poll(p) => {
+            let recs: Vec<String> = p
+                .records
+                .iter()
+                .take(12)
+                .map(|r| format!("{}/{}@{}={}", r.topic, r.partition, r.offset, r.value))
+                .collect();
+            let more = p.records.len().saturating_sub(12);
+            format!(
+                "poll {}{}",
+                recs.join(" "),
+                if more > 0 {
+                    format!(" (+{more} more)")
+                } else {
+                    String::new()
+                }
+            )
+        }
+        Value::FinalRead(f) => format!(
+            "final read {}/{} hwm {:?}, {} records",
+            f.topic,
+            f.partition,
+            f.hwm,
+            f.records.len()
+        ),
+        other => serde_json::to_string(other).unwrap_or_default(),
+    };
+    let error = op
+        .error
+        .as_ref()
+        .map(|e| format!(" — error: {e}"))
+        .unwrap_or_default();
+    format!(
+        "#{} t={:.3}s process {} {kind}: {what}{error}",
+        op.index,
+        op.time_ns as f64 / 1e9,
+        op.process
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(
+            parse_duration("1500ms").unwrap(),
+            Duration::from_millis(1500)
+        );
+        assert!(parse_duration("3h").is_err());
+        assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn overlapping_faults_on_one_node_combine() {
+        let a = PlannedNodeFault {
+            start_ms: 0,
+            end_ms: 10,
+            fault: NodeFault::Delay { node: 1, ms: 50 },
+        };
+        let b = PlannedNodeFault {
+            start_ms: 0,
+            end_ms: 10,
+            fault: NodeFault::DropReplies { node: 1, rate: 0.2 },
+        };
+        let c = PlannedNodeFault {
+            start_ms: 0,
+            end_ms: 10,
+            fault: NodeFault::Partition { node: 0 },
+        };
+        let active: BTreeMap<usize, &PlannedNodeFault> = [(0, &a), (1, &b), (2, &c)].into();
+        let l = link_faults(&active, 1);
+        assert_eq!(
+            (l.delay_ms, l.drop_reply_rate, l.partitioned),
+            (50, 0.2, false)
+        );
+        assert!(link_faults(&active, 0).partitioned);
+    }
+}

@@ -1,0 +1,720 @@
+//! The certification report: Markdown, JSON, and a self-contained HTML page
+//! with a per-partition timeline of offsets, faults and anomalies.
+
+use super::{describe_op, ops_by_index, Certification};
+use kafka_protocol::messages::ApiKey;
+use riptide_checker::history::{OpKind, Value};
+use riptide_checker::Verdict;
+use riptide_workloads::codec::client_range;
+use riptide_workloads::error::code_name;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+const NOT_DETERMINISTIC: &str = "The seed fixes the schedule of operations and faults. \
+The target itself is not deterministic: a rerun with the same seed exercises the same plan \
+against the cluster, but its history (and so any finding) need not repeat.";
+
+/// One row of the compatibility table.
+#[derive(serde::Serialize)]
+pub struct CompatRow {
+    pub api: String,
+    pub key: i16,
+    /// What riptide's client implements, if it uses this API.
+    pub client: Option<(i16, i16)>,
+    /// Advertised range per node (`None`: that node never answered ApiVersions).
+    pub advertised: Vec<Option<(i16, i16)>>,
+    /// Versions the workloads used, with request counts.
+    pub used: BTreeMap<i16, u64>,
+    pub responses: u64,
+    pub unanswered: u64,
+    pub undecodable: u64,
+    pub error_codes: BTreeMap<String, u64>,
+    pub status: String,
+}
+
+fn api_name(key: i16) -> String {
+    ApiKey::try_from(key)
+        .map(|k| format!("{k:?}"))
+        .unwrap_or_else(|_| format!("api {key}"))
+}
+
+/// Codes that mean the broker did not understand what it was sent.
+fn is_protocol_error(code: i16) -> bool {
+    // CORRUPT_MESSAGE, UNSUPPORTED_VERSION, INVALID_REQUEST, UNSUPPORTED_COMPRESSION_TYPE
+    matches!(code, 2 | 35 | 42 | 76)
+}
+
+pub fn compat_rows(c: &Certification) -> Vec<CompatRow> {
+    let o = &c.observed;
+    let mut nodes = o.nodes.clone();
+    nodes.sort_by_key(|n| n.index);
+    let mut keys: BTreeSet<i16> = o.usage.keys().map(|(k, _)| *k).collect();
+    for n in &nodes {
+        keys.extend(n.advertised.keys().copied());
+    }
+    keys.into_iter()
+        .map(|key| {
+            let client = ApiKey::try_from(key).ok().and_then(client_range);
+            let advertised: Vec<Option<(i16, i16)>> = nodes
+                .iter()
+                .map(|n| n.advertised.get(&key).copied())
+                .collect();
+            let mut row = CompatRow {
+                api: api_name(key),
+                key,
+                client,
+                advertised,
+                used: BTreeMap::new(),
+                responses: 0,
+                unanswered: 0,
+                undecodable: 0,
+                error_codes: BTreeMap::new(),
+                status: String::new(),
+            };
+            let mut protocol_errors = 0;
+            for ((k, v), u) in o.usage.range((key, i16::MIN)..=(key, i16::MAX)) {
+                debug_assert_eq!(*k, key);
+                *row.used.entry(*v).or_default() += u.requests;
+                row.responses += u.responses;
+                row.unanswered += u.unanswered;
+                row.undecodable += u.undecodable;
+                for (code, n) in &u.error_codes {
+                    *row.error_codes
+                        .entry(format!("{} ({code})", code_name(*code)))
+                        .or_default() += n;
+                    if is_protocol_error(*code) {
+                        protocol_errors += n;
+                    }
+                }
+            }
+            let advertised_anywhere = row.advertised.iter().any(Option::is_some);
+            row.status = if row.used.is_empty() {
+                match (client, advertised_anywhere) {
+                    (Some(_), true) => "advertised, not needed by this run".into(),
+                    (Some(_), false) => "not advertised".into(),
+                    _ => "advertised".into(),
+                }
+            } else if row.undecodable > 0 || protocol_errors > 0 {
+                format!(
+                    "FAILED: {} undecodable repl{}, {} protocol error(s)",
+                    row.undecodable,
+                    if row.undecodable == 1 { "y" } else { "ies" },
+                    protocol_errors
+                )
+            } else if row.responses == 0 {
+                "FAILED: never answered".into()
+            } else {
+                "ok".into()
+            };
+            row
+        })
+        .collect()
+}
+
+fn range(r: Option<(i16, i16)>) -> String {
+    match r {
+        Some((lo, hi)) if lo == hi => format!("v{lo}"),
+        Some((lo, hi)) => format!("v{lo}–v{hi}"),
+        None => "—".into(),
+    }
+}
+
+fn advertised_text(row: &CompatRow) -> String {
+    let distinct: BTreeSet<_> = row.advertised.iter().collect();
+    if distinct.len() <= 1 {
+        range(row.advertised.first().copied().flatten())
+    } else {
+        row.advertised
+            .iter()
+            .enumerate()
+            .map(|(i, r)| format!("n{i} {}", range(*r)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn used_text(row: &CompatRow) -> String {
+    row.used
+        .iter()
+        .map(|(v, n)| format!("v{v}×{n}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn errors_text(row: &CompatRow) -> String {
+    let mut parts: Vec<String> = row
+        .error_codes
+        .iter()
+        .map(|(c, n)| format!("{c}×{n}"))
+        .collect();
+    if row.unanswered > 0 {
+        parts.push(format!("no reply×{}", row.unanswered));
+    }
+    parts.join(", ")
+}
+
+fn verdict_word(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Pass => "PASS",
+        Verdict::Fail => "FAIL",
+    }
+}
+
+/// A short text for the terminal.
+pub fn summary_text(c: &Certification) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "certify {} (scenario {}, seed {}): {}",
+        c.bootstrap.join(","),
+        c.scenario,
+        c.seed,
+        verdict_word(c.report.verdict)
+    );
+    let _ = writeln!(s, "{}", c.report.to_text().trim_end());
+    let failed: Vec<String> = compat_rows(c)
+        .into_iter()
+        .filter(|r| r.status.starts_with("FAILED"))
+        .map(|r| format!("{} ({})", r.api, r.status))
+        .collect();
+    if !failed.is_empty() {
+        let _ = writeln!(s, "\nprotocol failures: {}", failed.join("; "));
+    }
+    s
+}
+
+pub fn markdown(c: &Certification) -> String {
+    let mut s = String::new();
+    let r = &c.report;
+    let _ = writeln!(s, "# riptide certification: {}\n", verdict_word(r.verdict));
+    let _ = writeln!(s, "| | |\n|---|---|");
+    let _ = writeln!(s, "| target | `{}` |", c.bootstrap.join(","));
+    let _ = writeln!(s, "| scenario | {} |", c.scenario);
+    let _ = writeln!(s, "| seed | {} |", c.seed);
+    let _ = writeln!(s, "| topic | `{}` |", c.topic);
+    let _ = writeln!(s, "| workload | {} s |", c.duration.as_secs());
+    let _ = writeln!(s, "| wall time | {:.1} s |", c.wall_time.as_secs_f64());
+    let _ = writeln!(s, "| started | {} |", c.started_at);
+    let _ = writeln!(s, "| riptide | {} |", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(s, "| command | `{}` |", c.args_line);
+    let _ = writeln!(s, "\n> {NOT_DETERMINISTIC}\n");
+    if !c.skipped.is_empty() {
+        let _ = writeln!(s, "Fault kinds skipped: {}.\n", c.skipped.join("; "));
+    }
+
+    let _ = writeln!(s, "## Findings\n");
+    if r.findings.is_empty() {
+        let _ = writeln!(s, "None: every checker passed.\n");
+    }
+    let ops = ops_by_index(&c.history);
+    for (i, f) in r.findings.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "### {}. {} on {}/{}\n\n{}\n\nOffsets: {:?}\n\nEvidence:\n",
+            i + 1,
+            f.anomaly,
+            f.topic,
+            f.partition,
+            f.explanation,
+            f.offsets
+        );
+        for idx in &f.ops {
+            match ops.get(idx) {
+                Some(op) => {
+                    let _ = writeln!(s, "- `{}`", describe_op(op).replace('`', "'"));
+                }
+                None => {
+                    let _ = writeln!(s, "- op #{idx} (not in the history)");
+                }
+            }
+        }
+        s.push('\n');
+    }
+    let _ = writeln!(s, "## Anomaly counts\n\n| anomaly | count |\n|---|---|");
+    for (a, n) in &r.counts {
+        let _ = writeln!(s, "| {} | {n} |", a.as_str());
+    }
+
+    let _ = writeln!(
+        s,
+        "\n## History\n\n| f | invoke | ok | fail | info |\n|---|---|---|---|---|"
+    );
+    for (f, by) in &r.summary.by_f {
+        let g = |k| by.get(&k).copied().unwrap_or(0);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} |",
+            f.as_str(),
+            g(OpKind::Invoke),
+            g(OpKind::Ok),
+            g(OpKind::Fail),
+            g(OpKind::Info)
+        );
+    }
+
+    let _ = writeln!(s, "\n## Faults\n");
+    if c.applied.is_empty() {
+        let _ = writeln!(s, "None were injected.");
+    } else {
+        let _ = writeln!(
+            s,
+            "| t (s) | phase | fault | node | hook |\n|---|---|---|---|---|"
+        );
+        for a in &c.applied {
+            let detail = serde_json::to_string(&a.fault).unwrap_or_default();
+            let hook = a
+                .hook
+                .as_ref()
+                .map(|h| {
+                    format!(
+                        "`{}`: {}",
+                        h.command.replace('|', "\\|"),
+                        h.outcome.replace('|', "\\|")
+                    )
+                })
+                .unwrap_or_default();
+            let _ = writeln!(
+                s,
+                "| {:.1} | {} | {} | {} `{}` | {} |",
+                a.at_ms as f64 / 1000.0,
+                a.phase,
+                detail.replace('|', "\\|"),
+                a.fault.node(),
+                a.node_addr,
+                hook
+            );
+        }
+    }
+
+    let _ = writeln!(s, "\n## Compatibility\n");
+    let _ = writeln!(
+        s,
+        "Advertised: from each node's ApiVersions reply (n0…: nodes in bootstrap order when they differ). \
+Used: versions the workloads sent, with request counts. A row FAILS when a reply could not be decoded, \
+never came, or carried a protocol error (CORRUPT_MESSAGE, UNSUPPORTED_VERSION, INVALID_REQUEST).\n"
+    );
+    let _ = writeln!(
+        s,
+        "| API | key | riptide client | advertised | used | replies | errors | status |\n|---|---|---|---|---|---|---|---|"
+    );
+    for row in compat_rows(c) {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            row.api,
+            row.key,
+            range(row.client),
+            advertised_text(&row),
+            used_text(&row),
+            row.responses,
+            errors_text(&row),
+            row.status
+        );
+    }
+    let o = &c.observed;
+    let _ = writeln!(
+        s,
+        "\nProxy: {} node(s) fronted, {} address-bearing replies rewritten, {} could not be rewritten.\n",
+        o.nodes.len(),
+        o.rewritten,
+        o.rewrite_failures
+    );
+    let _ = writeln!(
+        s,
+        "| node | upstream | proxy | node id | connections |\n|---|---|---|---|---|"
+    );
+    for n in &o.nodes {
+        let _ = writeln!(
+            s,
+            "| {} | `{}` | `{}` | {} | {} |",
+            n.index,
+            n.upstream,
+            n.listen,
+            n.node_id
+                .map(|i| i.to_string())
+                .unwrap_or_else(|| "—".into()),
+            n.connections
+        );
+    }
+    s
+}
+
+pub fn json(c: &Certification) -> serde_json::Value {
+    serde_json::json!({
+        "verdict": c.report.verdict,
+        "target": c.bootstrap,
+        "scenario": c.scenario,
+        "seed": c.seed,
+        "topic": c.topic,
+        "duration_s": c.duration.as_secs(),
+        "wall_time_s": c.wall_time.as_secs_f64(),
+        "started": c.started_at,
+        "command": c.args_line,
+        "determinism": NOT_DETERMINISTIC,
+        "mix": c.mix,
+        "skipped": c.skipped,
+        "schedule": c.schedule,
+        "faults_applied": c.applied,
+        "report": c.report,
+        "evidence": c.report.findings.iter().map(|f| {
+            let ops = ops_by_index(&c.history);
+            f.ops.iter().filter_map(|i| ops.get(i).map(|o| serde_json::to_value(o).unwrap_or_default())).collect::<Vec<_>>()
+        }).collect::<Vec<_>>(),
+        "compatibility": compat_rows(c),
+        "proxy": c.observed,
+    })
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A tiny Markdown-table-to-HTML pass is not worth it: the page is built
+/// directly, with the same sections as the Markdown.
+pub fn html(c: &Certification) -> String {
+    let r = &c.report;
+    let mut s = String::new();
+    let verdict = verdict_word(r.verdict);
+    let color = if r.verdict == Verdict::Pass {
+        "#1a7f37"
+    } else {
+        "#cf222e"
+    };
+    let _ = write!(
+        s,
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>riptide certification: {verdict}</title>\
+<style>body{{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#1f2328}}\
+table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}}\
+th{{background:#f6f8fa}}code{{font-size:12px}}.verdict{{color:#fff;background:{color};padding:2px 10px;border-radius:4px}}\
+.fail{{color:#cf222e;font-weight:600}}.note{{background:#fff8c5;padding:8px;border-radius:4px}}\
+svg text{{font-size:10px;fill:#57606a}}li{{font-family:monospace;font-size:12px}}</style></head><body>"
+    );
+    let _ = write!(
+        s,
+        "<h1>riptide certification <span class=\"verdict\">{verdict}</span></h1><table>"
+    );
+    for (k, v) in [
+        ("target", c.bootstrap.join(",")),
+        ("scenario", c.scenario.clone()),
+        ("seed", c.seed.to_string()),
+        ("topic", c.topic.clone()),
+        ("workload", format!("{} s", c.duration.as_secs())),
+        ("wall time", format!("{:.1} s", c.wall_time.as_secs_f64())),
+        ("started", c.started_at.clone()),
+        ("command", c.args_line.clone()),
+    ] {
+        let _ = write!(s, "<tr><th>{k}</th><td><code>{}</code></td></tr>", esc(&v));
+    }
+    let _ = write!(
+        s,
+        "</table><p class=\"note\">{}</p>",
+        esc(NOT_DETERMINISTIC)
+    );
+    if !c.skipped.is_empty() {
+        let _ = write!(
+            s,
+            "<p>Fault kinds skipped: {}.</p>",
+            esc(&c.skipped.join("; "))
+        );
+    }
+
+    let _ = write!(s, "<h2>Findings</h2>");
+    if r.findings.is_empty() {
+        let _ = write!(s, "<p>None: every checker passed.</p>");
+    }
+    let ops = ops_by_index(&c.history);
+    for (i, f) in r.findings.iter().enumerate() {
+        let _ = write!(
+            s,
+            "<h3 class=\"fail\">{}. {} on {}/{}</h3><p>{}</p><p>Offsets: {:?}</p><ul>",
+            i + 1,
+            f.anomaly,
+            esc(&f.topic),
+            f.partition,
+            esc(&f.explanation),
+            f.offsets
+        );
+        for idx in &f.ops {
+            let line = ops
+                .get(idx)
+                .map(|o| describe_op(o))
+                .unwrap_or_else(|| format!("op #{idx} (not in the history)"));
+            let _ = write!(s, "<li>{}</li>", esc(&line));
+        }
+        let _ = write!(s, "</ul>");
+    }
+
+    let _ = write!(
+        s,
+        "<h2>Timeline</h2><p>Per partition: acknowledged sends (green, offset over time), records \
+consumers read (blue), failed or indeterminate sends (orange ticks at the bottom), faults (shaded, \
+labelled by node) and the ops of each finding (red rings).</p>"
+    );
+    s.push_str(&timelines(c));
+
+    let _ = write!(
+        s,
+        "<h2>Anomaly counts</h2><table><tr><th>anomaly</th><th>count</th></tr>"
+    );
+    for (a, n) in &r.counts {
+        let cls = if *n > 0 { " class=\"fail\"" } else { "" };
+        let _ = write!(s, "<tr><td>{}</td><td{cls}>{n}</td></tr>", a.as_str());
+    }
+    let _ = write!(s, "</table>");
+
+    let _ = write!(s, "<h2>Faults</h2>");
+    if c.applied.is_empty() {
+        let _ = write!(s, "<p>None were injected.</p>");
+    } else {
+        let _ = write!(
+            s,
+            "<table><tr><th>t (s)</th><th>phase</th><th>fault</th><th>node</th><th>hook</th></tr>"
+        );
+        for a in &c.applied {
+            let hook = a
+                .hook
+                .as_ref()
+                .map(|h| format!("{}: {}", h.command, h.outcome))
+                .unwrap_or_default();
+            let _ = write!(
+                s,
+                "<tr><td>{:.1}</td><td>{}</td><td><code>{}</code></td><td>{} {}</td><td><code>{}</code></td></tr>",
+                a.at_ms as f64 / 1000.0,
+                a.phase,
+                esc(&serde_json::to_string(&a.fault).unwrap_or_default()),
+                a.fault.node(),
+                esc(&a.node_addr),
+                esc(&hook)
+            );
+        }
+        let _ = write!(s, "</table>");
+    }
+
+    let _ = write!(
+        s,
+        "<h2>Compatibility</h2><table><tr><th>API</th><th>key</th><th>riptide client</th><th>advertised</th>\
+<th>used</th><th>replies</th><th>errors</th><th>status</th></tr>"
+    );
+    for row in compat_rows(c) {
+        let cls = if row.status.starts_with("FAILED") {
+            " class=\"fail\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{cls}>{}</td></tr>",
+            row.api,
+            row.key,
+            range(row.client),
+            esc(&advertised_text(&row)),
+            used_text(&row),
+            row.responses,
+            esc(&errors_text(&row)),
+            esc(&row.status)
+        );
+    }
+    let o = &c.observed;
+    let _ = write!(
+        s,
+        "</table><p>Proxy: {} node(s) fronted, {} replies rewritten, {} could not be rewritten.</p></body></html>",
+        o.nodes.len(),
+        o.rewritten,
+        o.rewrite_failures
+    );
+    s
+}
+
+/// Inline SVG charts, one per partition.
+fn timelines(c: &Certification) -> String {
+    const W: f64 = 1000.0;
+    const H: f64 = 200.0;
+    const LEFT: f64 = 50.0;
+    const BOTTOM: f64 = 20.0;
+    let h = &c.history;
+    let t_max = h.ops.iter().map(|o| o.time_ns).max().unwrap_or(1).max(1) as f64;
+    // Points per partition: (time, offset).
+    let mut acked: BTreeMap<i32, Vec<(u64, i64)>> = BTreeMap::new();
+    let mut read: BTreeMap<i32, Vec<(u64, i64)>> = BTreeMap::new();
+    let mut failed: BTreeMap<i32, Vec<u64>> = BTreeMap::new();
+    let mut invoked: BTreeMap<(u64, u64), i32> = BTreeMap::new();
+    for op in &h.ops {
+        match &op.value {
+            Value::Send(sv) if sv.topic == c.topic => match (op.kind, sv.offset) {
+                (OpKind::Ok, Some(off)) => acked
+                    .entry(sv.partition)
+                    .or_default()
+                    .push((op.time_ns, off)),
+                (OpKind::Fail | OpKind::Info, _) => {
+                    failed.entry(sv.partition).or_default().push(op.time_ns)
+                }
+                (OpKind::Invoke, _) => {
+                    invoked.insert((op.process, op.index), sv.partition);
+                }
+                _ => {}
+            },
+            Value::Poll(p) if op.kind == OpKind::Ok => {
+                for rec in p.records.iter().filter(|r| r.topic == c.topic) {
+                    read.entry(rec.partition)
+                        .or_default()
+                        .push((op.time_ns, rec.offset));
+                }
+            }
+            _ => {}
+        }
+    }
+    // Finding marks per partition.
+    let ops = ops_by_index(h);
+    let mut marks: BTreeMap<i32, Vec<(u64, Option<i64>)>> = BTreeMap::new();
+    for f in &c.report.findings {
+        for idx in &f.ops {
+            let Some(op) = ops.get(idx) else { continue };
+            let offset = match &op.value {
+                Value::Send(sv) => sv.offset,
+                _ => f.offsets.first().copied(),
+            };
+            marks
+                .entry(f.partition)
+                .or_default()
+                .push((op.time_ns, offset));
+        }
+    }
+    // Fault intervals: start/heal pairs of the applied list, by fault identity.
+    let mut bands: Vec<(u64, u64, String)> = Vec::new();
+    let mut open: Vec<(u64, &super::AppliedFault)> = Vec::new();
+    for a in &c.applied {
+        if a.phase == "start" {
+            open.push((a.at_ms, a));
+        } else if a.phase == "heal" {
+            if let Some(i) = open.iter().position(|(_, o)| o.fault == a.fault) {
+                let (t0, o) = open.remove(i);
+                bands.push((
+                    t0,
+                    a.at_ms,
+                    format!("{} n{}", o.fault.kind(), o.fault.node()),
+                ));
+            }
+        }
+    }
+    for (t0, o) in open {
+        bands.push((
+            t0,
+            (t_max / 1e6) as u64,
+            format!("{} n{}", o.fault.kind(), o.fault.node()),
+        ));
+    }
+
+    let partitions: BTreeSet<i32> = acked
+        .keys()
+        .chain(read.keys())
+        .chain(failed.keys())
+        .chain(marks.keys())
+        .copied()
+        .collect();
+    let mut s = String::new();
+    for p in partitions {
+        let max_off = acked
+            .get(&p)
+            .into_iter()
+            .chain(read.get(&p))
+            .flatten()
+            .map(|(_, o)| *o)
+            .chain(marks.get(&p).into_iter().flatten().filter_map(|(_, o)| *o))
+            .max()
+            .unwrap_or(1)
+            .max(1) as f64;
+        let x = |t: u64| LEFT + (t as f64 / t_max) * (W - LEFT - 10.0);
+        let y = |o: i64| (H - BOTTOM) - (o as f64 / max_off) * (H - BOTTOM - 10.0);
+        let _ = write!(
+            s,
+            "<h3>{}/{p}</h3><svg width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" xmlns=\"http://www.w3.org/2000/svg\">",
+            esc(&c.topic)
+        );
+        for (i, (t0, t1, label)) in bands.iter().enumerate() {
+            let (x0, x1) = (x(t0 * 1_000_000), x(t1 * 1_000_000));
+            let _ = write!(
+                s,
+                "<rect x=\"{x0:.1}\" y=\"0\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#8250df\" fill-opacity=\"0.12\"><title>{}</title></rect>\
+<text x=\"{:.1}\" y=\"{}\">{}</text>",
+                (x1 - x0).max(1.0),
+                H - BOTTOM,
+                esc(label),
+                x0 + 2.0,
+                10 + (i % 4) * 11,
+                esc(label)
+            );
+        }
+        let _ = write!(
+            s,
+            "<line x1=\"{LEFT}\" y1=\"{0}\" x2=\"{W}\" y2=\"{0}\" stroke=\"#8c959f\"/><line x1=\"{LEFT}\" y1=\"0\" x2=\"{LEFT}\" y2=\"{0}\" stroke=\"#8c959f\"/>\
+<text x=\"2\" y=\"12\">{max_off}</text><text x=\"2\" y=\"{0}\">0</text><text x=\"{LEFT}\" y=\"{H}\">0 s</text><text x=\"{1}\" y=\"{H}\">{2:.0} s</text>",
+            H - BOTTOM,
+            W - 40.0,
+            t_max / 1e9
+        );
+        let thin = |v: &Vec<(u64, i64)>, max: usize| -> Vec<(u64, i64)> {
+            let step = v.len().div_ceil(max).max(1);
+            v.iter().step_by(step).copied().collect()
+        };
+        let _ = write!(s, "<g fill=\"#0969da\" fill-opacity=\"0.5\">");
+        for (t, o) in thin(read.get(&p).unwrap_or(&Vec::new()), 3000) {
+            let _ = write!(
+                s,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.2\"/>",
+                x(t),
+                y(o)
+            );
+        }
+        let _ = write!(s, "</g><g fill=\"#1a7f37\">");
+        for (t, o) in thin(acked.get(&p).unwrap_or(&Vec::new()), 3000) {
+            let _ = write!(
+                s,
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.5\"/>",
+                x(t),
+                y(o)
+            );
+        }
+        let _ = write!(s, "</g><g stroke=\"#bc4c00\">");
+        for t in failed.get(&p).into_iter().flatten() {
+            let _ = write!(
+                s,
+                "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{1}\" y2=\"{2}\"/>",
+                x(*t),
+                H - BOTTOM,
+                H - BOTTOM + 6.0
+            );
+        }
+        let _ = write!(
+            s,
+            "</g><g fill=\"none\" stroke=\"#cf222e\" stroke-width=\"2\">"
+        );
+        for (t, o) in marks.get(&p).into_iter().flatten() {
+            let cy = o.map(y).unwrap_or(H - BOTTOM);
+            let _ = write!(s, "<circle cx=\"{:.1}\" cy=\"{cy:.1}\" r=\"5\"/>", x(*t));
+        }
+        let _ = write!(s, "</g></svg>");
+    }
+    s
+}
+
+/// Writes every output; returns their paths.
+pub fn write_all(dir: &Path, c: &Certification) -> anyhow::Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let mut put = |name: &str, bytes: Vec<u8>| -> anyhow::Result<()> {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes)?;
+        written.push(path);
+        Ok(())
+    };
+    put("report.md", markdown(c).into_bytes())?;
+    put("report.json", serde_json::to_vec_pretty(&json(c))?)?;
+    put("report.html", html(c).into_bytes())?;
+    let mut jsonl = Vec::new();
+    c.history.to_jsonl(&mut jsonl)?;
+    put("history.jsonl", jsonl)?;
+    Ok(written)
+}
