@@ -78,16 +78,23 @@ impl BrokerVersions {
 
     /// The highest version of `api` both sides support.
     pub fn pick(&self, api: ApiKey) -> Result<i16, ClientError> {
+        self.pick_capped(api, None)
+    }
+
+    /// Like [`BrokerVersions::pick`], at most `cap`.
+    pub fn pick_capped(&self, api: ApiKey, cap: Option<i16>) -> Result<i16, ClientError> {
         let unsupported = |reason: String| ClientError::Unsupported { api, reason };
         let (clo, chi) =
             client_range(api).ok_or_else(|| unsupported("not implemented by the client".into()))?;
         let (blo, bhi) = self
             .range(api)
             .ok_or_else(|| unsupported("not advertised by the broker".into()))?;
-        let (lo, hi) = (clo.max(blo), chi.min(bhi));
+        let (lo, hi) = (clo.max(blo), chi.min(bhi).min(cap.unwrap_or(i16::MAX)));
         if lo > hi {
+            let capped = cap.map(|c| format!(" (replies above v{c} were undecodable)"));
             return Err(unsupported(format!(
-                "broker supports {blo}..={bhi}, client {clo}..={chi}"
+                "broker supports {blo}..={bhi}, client {clo}..={chi}{}",
+                capped.unwrap_or_default()
             )));
         }
         Ok(hi)
@@ -413,6 +420,14 @@ pub fn decode_records(data: Bytes, from_offset: i64) -> Result<Vec<FetchedRecord
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_version_cap_lowers_the_pick_and_can_rule_an_api_out() {
+        let b = BrokerVersions([(ApiKey::Fetch as i16, (0, 17))].into());
+        assert_eq!(b.pick(ApiKey::Fetch).unwrap(), 12);
+        assert_eq!(b.pick_capped(ApiKey::Fetch, Some(11)).unwrap(), 11);
+        assert!(b.pick_capped(ApiKey::Fetch, Some(3)).is_err());
+    }
     use bytes::Buf;
     use kafka_protocol::messages::api_versions_response::ApiVersion;
     use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};

@@ -1,6 +1,8 @@
 //! One broker connection: a byte stream, correlation ids, negotiated API versions, and one request
 //! in flight at a time.
 
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,7 +28,14 @@ pub struct ConnectionOptions {
     /// ApiVersions version tried first; lowered per KIP-511 if the broker asks. 0 is the most
     /// widely accepted; 3 is what current Java clients and librdkafka send.
     pub api_versions_version: i16,
+    /// Highest version to use per API key, lowered when a broker's reply at some version could
+    /// not be decoded. Shared by every connection made with these options (clones share it), so
+    /// one client stops using a version the cluster gets wrong.
+    pub version_caps: VersionCaps,
 }
+
+/// API key → highest version still trusted.
+pub type VersionCaps = Arc<Mutex<BTreeMap<i16, i16>>>;
 
 impl Default for ConnectionOptions {
     fn default() -> Self {
@@ -36,6 +45,7 @@ impl Default for ConnectionOptions {
             request_timeout: Duration::from_secs(10),
             max_frame_bytes: codec::DEFAULT_MAX_FRAME_BYTES,
             api_versions_version: 3,
+            version_caps: VersionCaps::default(),
         }
     }
 }
@@ -90,7 +100,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             Err(_) => return Err(connect_err("timed out".to_string())),
         };
         let mut conn = Connection::new(stream, addr, opts.clone());
-        conn.negotiate().await?;
+        // Whatever goes wrong here, the caller's request was never sent: a definite failure.
+        conn.negotiate().await.map_err(|e| match e {
+            ClientError::Io { reason, .. } | ClientError::Malformed { reason, .. } => {
+                connect_err(format!("during ApiVersions: {reason}"))
+            }
+            ClientError::Timeout { .. } => connect_err("ApiVersions timed out".to_string()),
+            other => other,
+        })?;
         Ok(conn)
     }
 
@@ -108,7 +125,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
 
     /// The version to use for `api` on this connection.
     pub fn pick_version(&self, api: ApiKey) -> Result<i16, ClientError> {
-        self.versions.pick(api)
+        let cap = lock(&self.opts.version_caps).get(&(api as i16)).copied();
+        self.versions.pick_capped(api, cap)
     }
 
     /// Sends ApiVersions and records the broker's ranges. Starts at the configured version and, if
@@ -164,7 +182,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         timeout: Duration,
     ) -> Result<R::Response, ClientError> {
         let (body, corr) = self.exchange(req, version, timeout).await?;
-        codec::decode_response::<R>(body, version, corr).map_err(|reason| self.malformed(reason))
+        codec::decode_response::<R>(body, version, corr).map_err(|reason| {
+            // Try one version lower from now on: a broker that encodes one version wrongly may
+            // get the one before right, and the run can go on testing its data path.
+            let mut caps = lock(&self.opts.version_caps);
+            let cap = caps.entry(R::KEY).or_insert(version);
+            if *cap >= version {
+                *cap = version - 1;
+                tracing::warn!(api = R::KEY, version, addr = %self.addr, %reason,
+                    "reply undecodable; this client now uses at most v{}", version - 1);
+            }
+            drop(caps);
+            self.malformed(reason)
+        })
     }
 
     /// Sends a request that gets no response (Produce with acks=0).
@@ -267,6 +297,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             reason,
         }
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]

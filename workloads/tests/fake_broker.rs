@@ -449,3 +449,27 @@ async fn refused_connection_is_definite() {
     assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
     assert!(err.is_definite());
 }
+
+#[tokio::test]
+async fn connection_closed_during_api_versions_is_definite() {
+    // A listener that accepts and closes at once: the client's ApiVersions is written, but the
+    // produce that needed the connection never was.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            drop(s);
+        }
+    });
+    let config = ClientConfig {
+        retries: 0,
+        ..config()
+    };
+    let mut client = Client::new(TcpConnector, vec![addr], config);
+    let err = client
+        .produce("t", 0, None, Bytes::from_static(b"x"), -1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
+    assert!(err.is_definite());
+}

@@ -100,6 +100,10 @@ pub struct CertifyArgs {
     /// Command that resumes node {node}.
     #[arg(long, value_name = "CMD")]
     resume: Option<String>,
+    /// Print the fault schedule this seed would apply (one JSON line per
+    /// fault) and exit without contacting the cluster.
+    #[arg(long)]
+    plan: bool,
 }
 
 /// `90`, `90s`, `2m`, `1500ms`.
@@ -180,6 +184,15 @@ pub fn run(args: CertifyArgs) -> anyhow::Result<u8> {
         mix.pauses = false;
         skipped.push("pause/resume (no pause and resume hooks for every node)".to_string());
     }
+    if args.plan {
+        for p in schedule_for(&args, &mix) {
+            println!("{}", serde_json::to_string(&p)?);
+        }
+        for s in &skipped {
+            eprintln!("skipped: {s}");
+        }
+        return Ok(PASS);
+    }
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -196,6 +209,18 @@ pub fn run(args: CertifyArgs) -> anyhow::Result<u8> {
         Verdict::Pass => PASS,
         Verdict::Fail => ANOMALY,
     })
+}
+
+/// The seed's fault schedule: from 2 s in until --recovery before the end.
+fn schedule_for(args: &CertifyArgs, mix: &CertMix) -> Vec<PlannedNodeFault> {
+    let fault_end_ms = args.duration.saturating_sub(args.recovery).as_millis() as u64;
+    certify::generate(
+        derive(args.seed, &[4]),
+        mix,
+        args.bootstrap.len(),
+        2000,
+        fault_end_ms,
+    )
 }
 
 fn client_config(args: &CertifyArgs, seed: u64) -> ClientConfig {
@@ -274,14 +299,7 @@ async fn certify(
     };
     let start = Instant::now();
     let workload_end = start + args.duration;
-    let fault_end_ms = args.duration.saturating_sub(args.recovery).as_millis() as u64;
-    let schedule = certify::generate(
-        derive(args.seed, &[4]),
-        &mix,
-        args.bootstrap.len(),
-        2000,
-        fault_end_ms,
-    );
+    let schedule = schedule_for(args, &mix);
 
     let mut workers = tokio::task::JoinSet::new();
     let mut process = 0u64;
