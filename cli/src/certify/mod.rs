@@ -106,20 +106,13 @@ pub struct CertifyArgs {
     plan: bool,
 }
 
-/// `90`, `90s`, `2m`, `1500ms`.
+/// `90` (seconds), `90s`, `2m`, `1500ms`, `1m 30s`.
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = num.parse().map_err(|_| format!("not a duration: '{s}'"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("unknown unit in '{s}' (use ms, s or m)")),
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
     }
+    humantime::parse_duration(s).map_err(|e| format!("not a duration: '{s}' ({e})"))
 }
 
 /// What the nemesis did, for the report.
@@ -245,11 +238,7 @@ fn client_config(args: &CertifyArgs, seed: u64) -> ClientConfig {
 
 /// Wall-clock time for the report header only (never used by the run).
 fn wall_clock() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    format!("{secs} (Unix seconds)")
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
 async fn certify(
@@ -679,7 +668,8 @@ mod tests {
             parse_duration("1500ms").unwrap(),
             Duration::from_millis(1500)
         );
-        assert!(parse_duration("3h").is_err());
+        assert_eq!(parse_duration("1m 30s").unwrap(), Duration::from_secs(90));
+        assert!(parse_duration("3 parsecs").is_err());
         assert!(parse_duration("x").is_err());
     }
 
