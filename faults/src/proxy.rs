@@ -90,19 +90,39 @@ pub struct Observed {
 struct Node {
     view: NodeView,
     faults: watch::Sender<LinkFaults>,
+    /// Where the upstream address resolves to: two spellings of one broker
+    /// (`localhost:9092`, `127.0.0.1:9092`) must be one node, or faults set
+    /// on one spelling would miss clients using the other.
+    resolved: Vec<std::net::SocketAddr>,
 }
 
 struct State {
     nodes: BTreeMap<String, Node>,
+    /// Other spellings of a node's upstream address → its key in `nodes`.
+    aliases: BTreeMap<String, String>,
     usage: BTreeMap<(i16, i16), ApiUse>,
     rewritten: u64,
     rewrite_failures: u64,
     rng: ChaCha8Rng,
 }
 
+impl State {
+    fn node(&self, upstream: &str) -> Option<&Node> {
+        let key = self.aliases.get(upstream).map_or(upstream, String::as_str);
+        self.nodes.get(key)
+    }
+
+    fn node_mut(&mut self, upstream: &str) -> Option<&mut Node> {
+        let key = self.aliases.get(upstream).map_or(upstream, String::as_str);
+        self.nodes.get_mut(key)
+    }
+}
+
 struct Inner {
     /// Host clients use to reach the proxy's listeners.
     host: String,
+    /// The upstream addresses given at start, in order.
+    bootstrap: Vec<String>,
     state: Mutex<State>,
 }
 
@@ -125,8 +145,10 @@ impl Proxy {
         let proxy = Proxy {
             inner: Arc::new(Inner {
                 host: host.to_string(),
+                bootstrap: bootstrap.to_vec(),
                 state: Mutex::new(State {
                     nodes: BTreeMap::new(),
+                    aliases: BTreeMap::new(),
                     usage: BTreeMap::new(),
                     rewritten: 0,
                     rewrite_failures: 0,
@@ -142,16 +164,36 @@ impl Proxy {
 
     /// Proxy addresses for the bootstrap nodes, in order.
     pub fn bootstrap(&self) -> Vec<String> {
-        let mut nodes: Vec<NodeView> = self.observed().nodes;
-        nodes.sort_by_key(|n| n.index);
-        nodes.into_iter().map(|n| n.listen).collect()
+        let st = self.inner.state();
+        self.inner
+            .bootstrap
+            .iter()
+            .filter_map(|u| st.node(u).map(|n| n.view.listen.clone()))
+            .collect()
     }
 
     /// The listener in front of `upstream`, started if new. Binding is
     /// synchronous (it does not block) so that reply rewriting can call it.
     fn front(&self, upstream: &str) -> io::Result<String> {
-        if let Some(n) = self.inner.state().nodes.get(upstream) {
+        if let Some(n) = self.inner.state().node(upstream) {
             return Ok(n.view.listen.clone());
+        }
+        // Resolving may consult DNS; it happens once per new spelling.
+        let resolved: Vec<std::net::SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(upstream)
+            .map(|a| a.collect())
+            .unwrap_or_default();
+        {
+            let mut st = self.inner.state();
+            let same = st
+                .nodes
+                .iter()
+                .find(|(_, n)| n.resolved.iter().any(|a| resolved.contains(a)))
+                .map(|(k, n)| (k.clone(), n.view.listen.clone()));
+            if let Some((key, listen)) = same {
+                tracing::info!(%upstream, node = %key, "same broker under another name");
+                st.aliases.insert(upstream.to_string(), key);
+                return Ok(listen);
+            }
         }
         let std_listener = std::net::TcpListener::bind((self.inner.host.as_str(), 0))?;
         std_listener.set_nonblocking(true)?;
@@ -160,7 +202,7 @@ impl Proxy {
         let (tx, rx) = watch::channel(LinkFaults::default());
         {
             let mut st = self.inner.state();
-            if let Some(n) = st.nodes.get(upstream) {
+            if let Some(n) = st.node(upstream) {
                 // Lost a race with another reply naming the same node.
                 return Ok(n.view.listen.clone());
             }
@@ -175,6 +217,7 @@ impl Proxy {
                         ..NodeView::default()
                     },
                     faults: tx,
+                    resolved,
                 },
             );
         }
@@ -219,7 +262,7 @@ impl Proxy {
     /// Sets the faults of the node behind `upstream` (keeps its cut count).
     pub fn set_faults(&self, upstream: &str, mut faults: LinkFaults) {
         let st = self.inner.state();
-        if let Some(n) = st.nodes.get(upstream) {
+        if let Some(n) = st.node(upstream) {
             faults.cut_generation = n.faults.borrow().cut_generation;
             n.faults.send_replace(faults);
         }
@@ -228,7 +271,7 @@ impl Proxy {
     /// Closes every open connection to the node behind `upstream`.
     pub fn cut(&self, upstream: &str) {
         let st = self.inner.state();
-        if let Some(n) = st.nodes.get(upstream) {
+        if let Some(n) = st.node(upstream) {
             n.faults.send_modify(|f| f.cut_generation += 1);
         }
     }
@@ -385,7 +428,7 @@ impl Proxy {
                         .iter()
                         .map(|k| (k.api_key, (k.min_version, k.max_version)))
                         .collect();
-                    if let Some(n) = self.inner.state().nodes.get_mut(upstream) {
+                    if let Some(n) = self.inner.state().node_mut(upstream) {
                         n.view.advertised = ranges;
                     }
                 }
@@ -413,7 +456,7 @@ impl Proxy {
         let upstream = format!("{host}:{port}");
         let listen = self.front(&upstream).ok()?;
         if node_id >= 0 {
-            if let Some(n) = self.inner.state().nodes.get_mut(&upstream) {
+            if let Some(n) = self.inner.state().node_mut(&upstream) {
                 n.view.node_id = Some(node_id);
             }
         }
