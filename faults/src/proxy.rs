@@ -179,9 +179,10 @@ impl Proxy {
             return Ok(n.view.listen.clone());
         }
         // Resolving may consult DNS; it happens once per new spelling.
-        let resolved: Vec<std::net::SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(upstream)
-            .map(|a| a.collect())
-            .unwrap_or_default();
+        let resolved: Vec<std::net::SocketAddr> =
+            std::net::ToSocketAddrs::to_socket_addrs(upstream)
+                .map(|a| a.collect())
+                .unwrap_or_default();
         {
             let mut st = self.inner.state();
             let same = st
