@@ -247,6 +247,7 @@ async fn certify(
     skipped: Vec<String>,
     hooks: Hooks,
 ) -> anyhow::Result<Certification> {
+    let hooks = Arc::new(hooks);
     let started_at = wall_clock();
     let wall = std::time::Instant::now();
     let proxy = Proxy::start(&args.proxy_host, &args.bootstrap, derive(args.seed, &[9]))
@@ -347,21 +348,30 @@ async fn certify(
         let (proxy, rec, applied) = (proxy.clone(), recorder.clone(), applied.clone());
         let nodes = args.bootstrap.clone();
         let schedule = schedule.clone();
+        let hooks = hooks.clone();
         tokio::spawn(async move {
             run_nemesis(&proxy, &hooks, &rec, &nodes, &schedule, start, &applied).await;
-            hooks
         })
     };
 
     let bar = progress_bar(args.duration + args.final_read);
     let ticker = {
         let (bar, rec, applied) = (bar.clone(), recorder.clone(), applied.clone());
+        // On a terminal a bar; in CI logs a line every 10 s.
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let total = (args.duration + args.final_read).as_secs();
         tokio::spawn(async move {
+            let mut ticks = 0u64;
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
+                ticks += 1;
                 bar.set_position(start.elapsed().as_secs());
                 let faults = applied.lock().unwrap_or_else(|e| e.into_inner()).len();
-                bar.set_message(format!("{} ops, {faults} fault events", rec.len()));
+                let msg = format!("{} ops, {faults} fault events", rec.len());
+                if !tty && ticks % 40 == 0 {
+                    eprintln!("certify: {}/{total} s, {msg}", start.elapsed().as_secs());
+                }
+                bar.set_message(msg);
             }
         })
     };
@@ -369,10 +379,21 @@ async fn certify(
     // Workers stop at the workload's end; a cluster that never answers makes
     // them stop at the latest one request timeout (plus retries) later.
     let grace = Duration::from_secs(120);
-    let drained = tokio::time::timeout_at(workload_end + grace, async {
-        while workers.join_next().await.is_some() {}
-    })
-    .await;
+    let drained = tokio::select! {
+        d = tokio::time::timeout_at(workload_end + grace, async {
+            while workers.join_next().await.is_some() {}
+        }) => d,
+        _ = tokio::signal::ctrl_c() => {
+            // Leave the cluster as it was found: nothing partitioned, paused or killed.
+            nemesis.abort();
+            workers.abort_all();
+            ticker.abort();
+            bar.finish_and_clear();
+            proxy.heal_all();
+            let healed = heal_hooks(&hooks, &args.bootstrap, &applied, start, &recorder).await;
+            bail!("interrupted; {healed} node(s) started or resumed again");
+        }
+    };
     if drained.is_err() {
         tracing::warn!(
             "workers still running {}s after the workload ended; stopping them",
@@ -380,11 +401,10 @@ async fn certify(
         );
         workers.abort_all();
     }
-    let hooks = nemesis.await.context("nemesis task")?;
+    nemesis.await.context("nemesis task")?;
     // Whatever is still broken is healed before the final read.
     proxy.heal_all();
     heal_hooks(&hooks, &args.bootstrap, &applied, start, &recorder).await;
-
     bar.set_message("final read".to_string());
     let mut reader = new_client(process);
     generators::final_read(
@@ -551,22 +571,37 @@ async fn run_nemesis(
     }
 }
 
-/// A start or resume hook that failed leaves a node down: try once more
-/// before the final read, and record it.
+/// Kill and pause faults still in force: started and never healed (an
+/// interrupted run), or healed by a start or resume hook that failed.
+fn outstanding(applied: &[AppliedFault]) -> Vec<AppliedFault> {
+    let mut down: Vec<(AppliedFault, bool)> = Vec::new();
+    for a in applied {
+        if !matches!(a.fault, NodeFault::Kill { .. } | NodeFault::Pause { .. }) {
+            continue;
+        }
+        let still_down = a.phase == "start" || a.hook.as_ref().is_some_and(|h| !h.ok);
+        match down.iter_mut().find(|(d, _)| d.fault == a.fault) {
+            Some(entry) => entry.1 = still_down,
+            None => down.push((a.clone(), still_down)),
+        }
+    }
+    down.into_iter()
+        .filter(|(_, d)| *d)
+        .map(|(a, _)| a)
+        .collect()
+}
+
+/// Runs the start or resume hook of every node a kill or pause left down
+/// (once more if it failed before), records it, and says how many it tried.
 async fn heal_hooks(
     hooks: &Hooks,
     nodes: &[String],
     applied: &Mutex<Vec<AppliedFault>>,
     start: Instant,
     rec: &Recorder,
-) {
-    let failed: Vec<AppliedFault> = applied
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .filter(|a| a.phase == "heal" && a.hook.as_ref().is_some_and(|h| !h.ok))
-        .cloned()
-        .collect();
+) -> usize {
+    let failed = outstanding(&applied.lock().unwrap_or_else(|e| e.into_inner()));
+    let count = failed.len();
     for a in failed {
         let node = a.fault.node();
         let action = match a.fault {
@@ -591,6 +626,7 @@ async fn heal_hooks(
                 hook: Some(run),
             });
     }
+    count
 }
 
 /// Ops of `history` by index, for the report's evidence.
@@ -671,6 +707,41 @@ mod tests {
         assert_eq!(parse_duration("1m 30s").unwrap(), Duration::from_secs(90));
         assert!(parse_duration("3 parsecs").is_err());
         assert!(parse_duration("x").is_err());
+    }
+
+    #[test]
+    fn outstanding_kills_and_pauses_are_the_ones_not_healed() {
+        let hook = |ok| HookRun {
+            action: Action::Start,
+            node: 0,
+            command: "x".into(),
+            ok,
+            outcome: String::new(),
+        };
+        let at = |phase, fault: NodeFault, h: Option<HookRun>| AppliedFault {
+            at_ms: 0,
+            phase,
+            fault,
+            node_addr: String::new(),
+            hook: h,
+        };
+        let (k0, p1, c2) = (
+            NodeFault::Kill { node: 0 },
+            NodeFault::Pause { node: 1 },
+            NodeFault::Cut { node: 2 },
+        );
+        let applied = vec![
+            at("start", k0.clone(), Some(hook(true))),
+            at("start", c2.clone(), None),
+            at("heal", k0.clone(), Some(hook(false))),
+            at("start", p1.clone(), Some(hook(true))),
+        ];
+        let o: Vec<NodeFault> = outstanding(&applied).into_iter().map(|a| a.fault).collect();
+        assert_eq!(o, vec![k0.clone(), p1.clone()]);
+        let mut healed = applied.clone();
+        healed.push(at("heal-retry", k0, Some(hook(true))));
+        healed.push(at("heal", p1, Some(hook(true))));
+        assert!(outstanding(&healed).is_empty());
     }
 
     #[test]
