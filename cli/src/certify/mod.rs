@@ -368,7 +368,7 @@ async fn certify(
                 bar.set_position(start.elapsed().as_secs());
                 let faults = applied.lock().unwrap_or_else(|e| e.into_inner()).len();
                 let msg = format!("{} ops, {faults} fault events", rec.len());
-                if !tty && ticks % 40 == 0 {
+                if !tty && ticks.is_multiple_of(40) {
                     eprintln!("certify: {}/{total} s, {msg}", start.elapsed().as_secs());
                 }
                 bar.set_message(msg);
