@@ -18,8 +18,10 @@ fn with_faults_for(duration_s: u64, faults: Vec<Planned>) -> Scenario {
 }
 
 /// Trace lines logged by `host` at or after `from_s` simulated seconds.
+/// (The host's span is `node{name="broker-0"}` on turmoil and
+/// `node{id=3 name="broker-0"}` on madsim.)
 fn lines_after<'a>(trace: &'a str, host: &str, from_s: f64) -> Vec<&'a str> {
-    let tag = format!("node{{name=\"{host}\"}}");
+    let tag = format!("name=\"{host}\"}}");
     trace
         .lines()
         .filter(|l| l.contains(&tag))
