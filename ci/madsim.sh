@@ -3,7 +3,7 @@
 #   1. every fault kind takes effect on madsim (sim/tests/faults.rs under the cfg),
 #   2. madsim's determinism check on 20 chaos seeds (each seed run twice under madsim's random-draw
 #      check, plus a third run: same trace hash), and the same 20 seeds in two processes,
-#   3. a small sweep (SEEDS seeds, default 20, of chaos, ownership, groups, idempotent),
+#   3. a small sweep (SEEDS seeds, default 50, of chaos, ownership, groups, idempotent),
 #   4. every planted bug caught on madsim (riptide mutants).
 # Exit non-zero on the first failure. The ordinary build reaches this binary with --backend madsim.
 set -euo pipefail
@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 export RUSTFLAGS="--cfg madsim --cfg tokio_unstable"
 target=target/madsim
 bin="$target/release/riptide"
-seeds="${SEEDS:-20}"
+seeds="${SEEDS:-50}"
 jobs="$(nproc)"
 section() { printf '\n==== %s ====\n' "$*"; }
 
