@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUSTFLAGS="--cfg madsim --cfg tokio_unstable"
-target=target/madsim
+target="${MADSIM_TARGET_DIR:-target/madsim}"
 bin="$target/release/riptide"
 seeds="${SEEDS:-50}"
 jobs="$(nproc)"
