@@ -203,6 +203,8 @@ async fn world(seed: u64, scenario: Scenario) -> anyhow::Result<(Plan, Duration)
 /// Each run gets a fresh thread: std's `HashMap` keys are drawn once per
 /// thread, and madsim can seed them only if this thread never drew them.
 pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
+    // Here, not on the run's thread: building the subscriber draws HashMap keys.
+    trace::install_global(TRACE_FILTER);
     std::thread::scope(|s| {
         s.spawn(|| run_here(seed, scenario))
             .join()
@@ -211,7 +213,6 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
 }
 
 fn run_here(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
-    trace::install_global(TRACE_FILTER);
     // First: the runtime seeds this thread's HashMap keys before anything
     // draws them.
     let rt = Runtime::with_seed_and_config(seed, config());

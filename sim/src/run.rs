@@ -87,7 +87,7 @@ pub fn broker_name(i: usize) -> String {
 pub(crate) struct BrokerFactory {
     seed: u64,
     bug: Option<riptide_broker::bugs::Bug>,
-    pub(crate) region: Arc<InMemory>,
+    region: Arc<InMemory>,
     partitions: i32,
     zones: usize,
     latency: (u64, u64),
