@@ -55,6 +55,9 @@ test -x "$RIPTIDE_BIN"
 section "planted bugs: every one must be caught (riptide mutants)"
 "$RIPTIDE_BIN" mutants --seeds 60
 
+section "madsim backend (ci/madsim.sh: its own build, determinism, small sweep, planted bugs)"
+bash ci/madsim.sh
+
 section "end-to-end tests (pytest tests/e2e)"
 # shellcheck disable=SC2086
 timeout --signal=INT --kill-after=30 900 \

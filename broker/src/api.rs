@@ -523,7 +523,13 @@ async fn fetch(b: &Broker, req: &FetchRequest) -> FetchResponse {
         {
             return resp;
         }
-        if tokio::time::timeout_at(deadline, appended).await.is_err() {
+        if tokio::time::timeout(
+            deadline.saturating_duration_since(tokio::time::Instant::now()),
+            appended,
+        )
+        .await
+        .is_err()
+        {
             return fetch_once(b, req).await.0;
         }
     }

@@ -99,7 +99,9 @@ impl Broker {
                 let mut out = BytesMut::with_capacity(4 + frame.len());
                 out.put_u32(frame.len() as u32);
                 out.put_slice(&frame);
-                if wr.write_all(&out).await.is_err() {
+                // Flush: a no-op on real and turmoil TCP, but a buffered
+                // stream (madsim's) sends only on flush.
+                if wr.write_all(&out).await.is_err() || wr.flush().await.is_err() {
                     break;
                 }
             }

@@ -6,10 +6,13 @@ use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
+#[cfg(not(madsim))]
 use riptide_broker::env::SystemClock;
+#[cfg(not(madsim))]
 use riptide_broker::{Broker, BrokerConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
+#[cfg(not(madsim))]
 use std::time::Duration;
 
 #[derive(Args, Debug)]
@@ -89,11 +92,13 @@ fn open_store(args: &BrokerArgs) -> anyhow::Result<Arc<dyn ObjectStore>> {
     Ok(Arc::new(fs))
 }
 
+#[cfg(not(madsim))]
 pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(serve(args))
 }
 
+#[cfg(not(madsim))]
 async fn serve(args: BrokerArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&args.listen)
         .await
@@ -129,6 +134,7 @@ async fn serve(args: BrokerArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(not(madsim))]
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {

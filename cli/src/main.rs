@@ -1,7 +1,24 @@
 //! `riptide`: the reference broker and the simulator's front end.
 
+#[cfg_attr(madsim, allow(dead_code))]
 mod broker_cmd;
+#[cfg(not(madsim))]
 mod certify;
+/// Certification serves real TCP: not in the simulation-only build.
+#[cfg(madsim)]
+mod certify {
+    #[derive(clap::Args, Debug)]
+    pub struct CertifyArgs {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        _args: Vec<String>,
+    }
+
+    pub fn run(_: CertifyArgs) -> anyhow::Result<u8> {
+        anyhow::bail!(
+            "this is the madsim (simulation-only) build of riptide: run the ordinary build to certify a cluster"
+        )
+    }
+}
 mod sim_cmd;
 
 use clap::{Parser, Subcommand};
@@ -45,6 +62,10 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The madsim build's process-wide subscriber is the simulation's trace.
+    #[cfg(madsim)]
+    riptide_sim::trace::install_global(riptide_sim::run::TRACE_FILTER);
+    #[cfg(not(madsim))]
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -53,8 +74,36 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    let backend = match &cli.command {
+        Command::Sim(a) => a.scenario.backend.clone(),
+        Command::Sweep(a) => a.scenario.backend.clone(),
+        Command::Repro(a) => a.scenario.backend.clone(),
+        Command::Mutants(a) => a.backend.clone(),
+        _ => None,
+    };
+    match sim_cmd::elsewhere(backend.as_deref()) {
+        Ok(None) => {}
+        Ok(Some(bin)) => {
+            return match sim_cmd::hand_over(&bin) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("riptide: {e:#}");
+                    ExitCode::from(sim_cmd::HARNESS_ERROR)
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("riptide: {e:#}");
+            return ExitCode::from(sim_cmd::HARNESS_ERROR);
+        }
+    }
     let result = match cli.command {
+        #[cfg(not(madsim))]
         Command::Broker(args) => broker_cmd::run(args).map(|()| sim_cmd::PASS),
+        #[cfg(madsim)]
+        Command::Broker(_) => Err(anyhow::anyhow!(
+            "this is the madsim (simulation-only) build of riptide: run the ordinary build to serve real traffic"
+        )),
         Command::Sim(args) => sim_cmd::sim(args),
         Command::Sweep(args) => sim_cmd::sweep(args),
         Command::Repro(args) => sim_cmd::repro(args),

@@ -18,6 +18,12 @@ pub const HARNESS_ERROR: u8 = 2;
 
 #[derive(Args, Debug, Clone)]
 pub struct ScenarioArgs {
+    /// Simulation backend: turmoil (ticks) or madsim (jumps to the next
+    /// event). The ordinary build runs turmoil itself and hands madsim runs to
+    /// the `--cfg madsim` build of riptide (see `riptide_madsim_bin`); default:
+    /// this binary's own backend.
+    #[arg(long, value_name = "turmoil|madsim")]
+    pub backend: Option<String>,
     /// Named scenario: baseline, partitions, crashes, object-store, zone-loss,
     /// scale or chaos (everything).
     #[arg(long, default_value = "baseline")]
@@ -93,6 +99,15 @@ impl ScenarioArgs {
             Some(path) => format!("--scenario-file {}", path.display()),
             None => format!("--scenario {}", self.scenario),
         };
+        // Runs on madsim say so; turmoil is the ordinary build's default.
+        if self
+            .backend
+            .as_deref()
+            .unwrap_or(riptide_sim::backend::NAME)
+            == "madsim"
+        {
+            f.push_str(" --backend madsim");
+        }
         let opts = [
             ("brokers", self.brokers.map(|v| v.to_string())),
             ("zones", self.zones.map(|v| v.to_string())),
@@ -117,10 +132,15 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     #[command(flatten)]
-    scenario: ScenarioArgs,
+    pub scenario: ScenarioArgs,
     /// Where to write history.jsonl, report.txt, report.json and trace.log.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// madsim only: first run the seed twice under madsim's determinism check
+    /// (every random draw of the second run must match the first's, and so
+    /// must the trace hashes); nondeterminism exits 2.
+    #[arg(long)]
+    check_determinism: bool,
 }
 
 #[derive(Args, Debug)]
@@ -135,7 +155,7 @@ pub struct SweepArgs {
     #[arg(long, default_value_t = 1)]
     jobs: usize,
     #[command(flatten)]
-    scenario: ScenarioArgs,
+    pub scenario: ScenarioArgs,
     /// File listing failing seeds with their repro commands.
     #[arg(long, default_value = "riptide-failures.txt")]
     failures: PathBuf,
@@ -143,6 +163,10 @@ pub struct SweepArgs {
     /// compares two such files from separate processes).
     #[arg(long)]
     hashes: Option<PathBuf>,
+    /// madsim only: check each seed with madsim's determinism check (see
+    /// `riptide sim --check-determinism`).
+    #[arg(long)]
+    check_determinism: bool,
 }
 
 #[derive(Args, Debug)]
@@ -153,7 +177,7 @@ pub struct ReproArgs {
     #[arg(long)]
     shrink: bool,
     #[command(flatten)]
-    scenario: ScenarioArgs,
+    pub scenario: ScenarioArgs,
 }
 
 #[derive(Args, Debug)]
@@ -183,10 +207,48 @@ fn write_outputs(dir: &Path, o: &RunOutcome) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// madsim's determinism check of one seed: the trace hash both runs gave.
+#[cfg(madsim)]
+fn determinism_check(seed: u64, scenario: &Scenario) -> anyhow::Result<String> {
+    riptide_sim::backend::check_determinism(seed, scenario)
+}
+
+#[cfg(not(madsim))]
+fn determinism_check(_seed: u64, _scenario: &Scenario) -> anyhow::Result<String> {
+    anyhow::bail!(
+        "--check-determinism is madsim's check (add --backend madsim); on turmoil, \
+         compare `sweep --hashes` of two processes (ci/determinism.sh)"
+    )
+}
+
 pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
     let scenario = args.scenario.build()?;
     let wall = Instant::now();
+    let checked = if args.check_determinism {
+        match determinism_check(args.seed, &scenario) {
+            Ok(hash) => Some(hash),
+            Err(e) => {
+                eprintln!("riptide: NONDETERMINISM: {e:#}");
+                eprintln!(
+                    "repro: {} --check-determinism",
+                    repro_line(args.seed, &args.scenario)
+                );
+                return Ok(HARNESS_ERROR);
+            }
+        }
+    } else {
+        None
+    };
     let outcome = match riptide_sim::run(args.seed, &scenario) {
+        Ok(o) if checked.as_ref().is_some_and(|h| *h != o.trace_hash) => {
+            eprintln!(
+                "riptide: NONDETERMINISM: seed {}: a third run's trace hash {} differs from the checked runs' {}",
+                args.seed,
+                o.trace_hash,
+                checked.unwrap_or_default()
+            );
+            return Ok(HARNESS_ERROR);
+        }
         Ok(o) => o,
         Err(e) => {
             eprintln!("riptide: harness error: {e:#}");
@@ -203,7 +265,11 @@ pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
     println!();
     println!("seed        {}", outcome.seed);
     println!("scenario    {}", scenario.name);
+    println!("backend     {}", riptide_sim::backend::NAME);
     println!("trace hash  {}", outcome.trace_hash);
+    if checked.is_some() {
+        println!("determinism checked: 3 runs, same random draws and trace hash");
+    }
     println!("operations  {}", outcome.history.ops.len());
     println!(
         "time        {:.1} s simulated in {:.1} s wall ({:.1}x)",
@@ -269,6 +335,7 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
     // between them), and independence is what makes a seed reproducible.
     let jobs = args.jobs.max(1);
     let flags = args.scenario.flags();
+    let check = args.check_determinism;
     std::thread::scope(|scope| {
         for _ in 0..args.jobs.max(1) {
             let (next, results, seeds, bar, scenario) = (
@@ -282,8 +349,8 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
             scope.spawn(move || loop {
                 let k = next.fetch_add(1, Ordering::SeqCst);
                 let Some(&seed) = seeds.get(k) else { break };
-                let r = if jobs > 1 {
-                    run_in_child(seed, &flags)
+                let r = if jobs > 1 || check {
+                    run_in_child(seed, &flags, check)
                 } else {
                     match riptide_sim::run(seed, &scenario) {
                         Ok(o) if o.passed() => SeedResult::Pass(o.sim_time, o.trace_hash),
@@ -340,6 +407,7 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
         std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
     }
     println!("scenario     {}", scenario.name);
+    println!("backend      {}", riptide_sim::backend::NAME);
     println!(
         "seeds        {} run, {} passed, {} failed",
         results.len(),
@@ -484,6 +552,9 @@ pub struct MutantsArgs {
     /// Only these bugs (comma-separated names).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
+    /// Simulation backend, as for `riptide sim`.
+    #[arg(long, value_name = "turmoil|madsim")]
+    pub backend: Option<String>,
 }
 
 struct MutantResult {
@@ -549,6 +620,7 @@ pub fn mutants(args: MutantsArgs) -> anyhow::Result<u8> {
     bar.finish_and_clear();
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|r| r.bug);
+    println!("backend: {}\n", riptide_sim::backend::NAME);
     println!("| bug | scenario | caught | seeds to detection | wall time | findings |");
     println!("|---|---|---|---|---|---|");
     let mut escaped = 0;
@@ -575,8 +647,69 @@ pub fn mutants(args: MutantsArgs) -> anyhow::Result<u8> {
     Ok(PASS)
 }
 
+/// Where a run on `wanted` must go: `None` if this binary runs that backend
+/// itself, or the `--cfg madsim` build of riptide to hand the command to.
+pub fn elsewhere(wanted: Option<&str>) -> anyhow::Result<Option<PathBuf>> {
+    let own = riptide_sim::backend::NAME;
+    let wanted = match wanted {
+        None => return Ok(None),
+        Some(w) if w == own => return Ok(None),
+        Some(w) => w,
+    };
+    match wanted {
+        "madsim" => Ok(Some(madsim_bin()?)),
+        "turmoil" => anyhow::bail!(
+            "this riptide is the madsim build ({}); run the ordinary build for --backend turmoil",
+            std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ),
+        other => anyhow::bail!("unknown backend '{other}' (known: turmoil, madsim)"),
+    }
+}
+
+/// The `--cfg madsim` build of riptide: `$RIPTIDE_MADSIM_BIN`, else
+/// `target/madsim/release/riptide` next to this binary's target directory or
+/// under the current directory.
+fn madsim_bin() -> anyhow::Result<PathBuf> {
+    if let Some(p) = std::env::var_os("RIPTIDE_MADSIM_BIN") {
+        let p = PathBuf::from(p);
+        anyhow::ensure!(
+            p.is_file(),
+            "RIPTIDE_MADSIM_BIN={} does not exist",
+            p.display()
+        );
+        return Ok(p);
+    }
+    let mut candidates = Vec::new();
+    if let Ok(exe) = std::env::current_exe() {
+        // target/<profile>/riptide -> target/madsim/release/riptide
+        if let Some(target) = exe.parent().and_then(Path::parent) {
+            candidates.push(target.join("madsim/release/riptide"));
+        }
+    }
+    candidates.push(PathBuf::from("target/madsim/release/riptide"));
+    candidates.into_iter().find(|p| p.is_file()).with_context(|| {
+        "the madsim backend needs the --cfg madsim build of riptide; build it with\n  \
+         RUSTFLAGS=\"--cfg madsim --cfg tokio_unstable\" cargo build --release --target-dir target/madsim -p riptide-cli\n\
+         (or point RIPTIDE_MADSIM_BIN at it)"
+    })
+}
+
+/// Runs this very command line on `bin` and returns its exit code.
+pub fn hand_over(bin: &Path) -> anyhow::Result<u8> {
+    let status = std::process::Command::new(bin)
+        .args(std::env::args_os().skip(1))
+        .status()
+        .with_context(|| format!("running {}", bin.display()))?;
+    Ok(status
+        .code()
+        .and_then(|c| u8::try_from(c).ok())
+        .unwrap_or(HARNESS_ERROR))
+}
+
 /// Runs one seed as `riptide sim` in a child process and reads its verdict.
-fn run_in_child(seed: u64, flags: &str) -> SeedResult {
+fn run_in_child(seed: u64, flags: &str, check_determinism: bool) -> SeedResult {
     let exe = match std::env::current_exe() {
         Ok(e) => e,
         Err(e) => return SeedResult::Error(format!("cannot find my own binary: {e}")),
@@ -585,6 +718,7 @@ fn run_in_child(seed: u64, flags: &str) -> SeedResult {
     let output = std::process::Command::new(exe)
         .args(["sim", "--seed", &seed.to_string()])
         .args(flags.split_whitespace())
+        .args(check_determinism.then_some("--check-determinism"))
         .arg("--out")
         .arg(&out_dir)
         .output();

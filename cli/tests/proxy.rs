@@ -7,6 +7,8 @@
 //! connections, `refuse` closes new ones, a delay slows one node only, the
 //! protocol table records versions and error codes, and garbage from a client
 //! closes only that client's connection.
+// The proxy serves real TCP; the madsim (simulation-only) build has none.
+#![cfg(not(madsim))]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;

@@ -7,6 +7,8 @@
 //!   node faults used to certify a real cluster.
 
 pub mod certify;
+// Real TCP only: the proxy never runs in a simulation.
+#[cfg(not(madsim))]
 pub mod proxy;
 pub mod schedule;
 pub mod store;

@@ -1,6 +1,9 @@
 //! Simulation speed on the standard scenario: simulated seconds per wall
 //! second and seeds per minute, on one thread. Prints figures; asserts nothing
-//! about time. `cargo bench -p riptide-sim` (SEEDS=N to change the count).
+//! about time. `cargo bench -p riptide-sim` (SEEDS=N to change the count,
+//! SCENARIOS=a,b to choose scenarios) runs turmoil; the same command with
+//! `RUSTFLAGS="--cfg madsim --cfg tokio_unstable"` and `--target-dir
+//! target/madsim` runs madsim (`ci/bench-backends.sh` compares the two).
 
 use riptide_sim::Scenario;
 use std::time::{Duration, Instant};
@@ -10,8 +13,14 @@ fn main() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(20);
-    for name in Scenario::names() {
+    let chosen: Vec<String> = match std::env::var("SCENARIOS") {
+        Ok(list) => list.split(',').map(str::to_string).collect(),
+        Err(_) => Scenario::names().iter().map(|s| s.to_string()).collect(),
+    };
+    println!("backend {}", riptide_sim::backend::NAME);
+    for name in &chosen {
         let scenario = Scenario::named(name).expect("named scenario");
+        let name = name.as_str();
         let wall = Instant::now();
         let mut simulated = Duration::ZERO;
         let mut ops = 0usize;

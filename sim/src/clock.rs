@@ -1,4 +1,4 @@
-//! Simulated wall-clock time: turmoil's virtual clock from a fixed epoch.
+//! Simulated wall-clock time: the backend's virtual clock from a fixed epoch.
 
 use riptide_broker::env::Clock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -14,7 +14,7 @@ pub struct SimClock;
 
 impl Clock for SimClock {
     fn now_ms(&self) -> i64 {
-        turmoil::since_epoch()
+        crate::backend::since_epoch()
             .map(|d| d.as_millis() as i64)
             .unwrap_or(EPOCH_SECS as i64 * 1000)
     }

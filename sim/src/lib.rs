@@ -1,16 +1,24 @@
 //! riptide-sim: a whole cluster — brokers in zones, a regional object store,
-//! clients — in one process on turmoil's seeded simulated runtime.
+//! clients — in one process on a seeded simulated runtime: turmoil in
+//! ordinary builds, madsim in `--cfg madsim` builds (see [`world::World`]).
 //!
 //! Determinism: hosts run one at a time on one thread; tokio is seeded
 //! (`--cfg tokio_unstable`); wall-clock time comes from [`clock::SimClock`];
 //! every random choice derives from the run's seed ([`run::derive`]).
 
+#[cfg(madsim)]
+#[path = "madsim_backend.rs"]
+pub mod backend;
+#[cfg(not(madsim))]
+#[path = "turmoil_backend.rs"]
+pub mod backend;
 pub mod clock;
 pub mod net;
 pub mod run;
 pub mod scenario;
 pub mod shrink;
 pub mod trace;
+pub mod world;
 
 pub use run::{run, RunOutcome};
 pub use scenario::Scenario;

@@ -1,24 +1,35 @@
 //! The simulated side of the network seam: turmoil's TCP for broker and client.
+//! In `--cfg madsim` builds, `tokio::net` itself is madsim's simulated TCP, so
+//! the real-network types of the seam are the simulated ones.
 
-use riptide_broker::net::Listener;
-use riptide_workloads::Connector;
-use std::io;
-use std::net::SocketAddr;
+#[cfg(madsim)]
+pub use riptide_workloads::TcpConnector as SimConnector;
+#[cfg(not(madsim))]
+pub use turmoil_net::*;
 
-pub struct SimListener(pub turmoil::net::TcpListener);
+#[cfg(not(madsim))]
+mod turmoil_net {
 
-impl Listener for SimListener {
-    type Stream = turmoil::net::TcpStream;
-    async fn accept(&mut self) -> io::Result<(Self::Stream, SocketAddr)> {
-        self.0.accept().await
+    use riptide_broker::net::Listener;
+    use riptide_workloads::Connector;
+    use std::io;
+    use std::net::SocketAddr;
+
+    pub struct SimListener(pub turmoil::net::TcpListener);
+
+    impl Listener for SimListener {
+        type Stream = turmoil::net::TcpStream;
+        async fn accept(&mut self) -> io::Result<(Self::Stream, SocketAddr)> {
+            self.0.accept().await
+        }
     }
-}
 
-pub struct SimConnector;
+    pub struct SimConnector;
 
-impl Connector for SimConnector {
-    type Stream = turmoil::net::TcpStream;
-    async fn connect(&self, addr: &str) -> io::Result<Self::Stream> {
-        turmoil::net::TcpStream::connect(addr.to_string()).await
+    impl Connector for SimConnector {
+        type Stream = turmoil::net::TcpStream;
+        async fn connect(&self, addr: &str) -> io::Result<Self::Stream> {
+            turmoil::net::TcpStream::connect(addr.to_string()).await
+        }
     }
 }

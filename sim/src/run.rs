@@ -1,13 +1,21 @@
 //! One simulation run: build the world from the seed, run the workload while
 //! the nemesis applies its schedule, heal, read everything back, check it.
+//!
+//! Everything here is backend-neutral: it talks to the simulated world only
+//! through [`World`]. The backend (turmoil in ordinary builds, madsim in
+//! `--cfg madsim` builds, see [`crate::backend`]) builds the world and drives
+//! time.
 
-use crate::clock::{epoch, SimClock};
-use crate::net::{SimConnector, SimListener};
+use crate::backend;
+use crate::clock::SimClock;
+use crate::net::SimConnector;
 use crate::scenario::Scenario;
 use crate::trace::{self, Trace};
+use crate::world::{Task, World};
 use object_store::memory::InMemory;
 use object_store::ObjectStoreExt;
 use riptide_broker::env::Clock;
+use riptide_broker::net::Listener;
 use riptide_broker::{Broker, BrokerConfig};
 use riptide_checker::history::{FaultValue, History};
 use riptide_checker::{check_all, CheckerConfig, Report};
@@ -26,7 +34,7 @@ pub const NEMESIS: u64 = 1000;
 /// Workload time left after the last fault heals, for producers to progress.
 pub const LIVENESS_WINDOW_MS: u64 = 5000;
 /// Log events that go into the trace (and so into its hash).
-const TRACE_FILTER: &str =
+pub const TRACE_FILTER: &str =
     "warn,turmoil=info,riptide_broker=info,riptide_faults=info,riptide_sim=info";
 
 pub struct RunOutcome {
@@ -60,14 +68,14 @@ pub fn derive(seed: u64, parts: &[u64]) -> u64 {
 }
 
 fn sim_now_ns() -> u64 {
-    turmoil::sim_elapsed()
+    backend::sim_elapsed()
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
 }
 
 /// A tokio deadline at simulated time `at` (hosts' tokio clocks differ).
 fn deadline(at: Duration) -> tokio::time::Instant {
-    let now = turmoil::sim_elapsed().unwrap_or_default();
+    let now = backend::sim_elapsed().unwrap_or_default();
     tokio::time::Instant::now() + at.saturating_sub(now)
 }
 
@@ -75,8 +83,8 @@ pub fn broker_name(i: usize) -> String {
     format!("broker-{i}")
 }
 
-/// What the world needs to (re)start a broker host.
-struct BrokerFactory {
+/// What the world needs to (re)start broker hosts.
+pub(crate) struct BrokerFactory {
     seed: u64,
     bug: Option<riptide_broker::bugs::Bug>,
     region: Arc<InMemory>,
@@ -87,51 +95,94 @@ struct BrokerFactory {
 }
 
 impl BrokerFactory {
-    fn add(&mut self, sim: &mut turmoil::Sim<'_>, i: usize) {
-        let seed = self.seed;
-        let region = self.region.clone();
+    fn add(&mut self, world: &mut impl World, i: usize) {
         let name = broker_name(i);
-        let zone = format!("zone-{}", i % self.zones.max(1));
-        let partitions = self.partitions;
-        let bug = self.bug;
         let handle: FaultHandle = Arc::new(Mutex::new(StoreFaults::healthy(self.latency)));
         self.handles.insert(name.clone(), handle.clone());
-        let starts = Arc::new(AtomicU64::new(0));
-        sim.host(name.clone(), move || {
-            let (region, name, zone, handle) =
-                (region.clone(), name.clone(), zone.clone(), handle.clone());
-            let start = starts.fetch_add(1, Ordering::SeqCst);
-            async move {
-                let component = derive(seed, &[1, i as u64, start]);
-                let store = Arc::new(FaultyStore::new(region, &name, handle, component));
-                let listener = turmoil::net::TcpListener::bind(("0.0.0.0", BROKER_PORT)).await?;
-                let mut cfg = BrokerConfig::new(i as i32 + 1, name.clone(), BROKER_PORT as i32);
-                cfg.zone = zone;
-                cfg.seed = derive(component, &[0]);
-                cfg.default_partitions = partitions;
-                cfg.bug = bug;
-                // Joining needs the store; keep trying, as a supervisor would.
-                let broker = loop {
-                    match Broker::start(cfg.clone(), store.clone(), Arc::new(SimClock)).await {
-                        Ok(b) => break b,
-                        Err(e) => {
-                            tracing::warn!(broker = %name, error = %e, "start failed; retrying");
-                            tokio::time::sleep(Duration::from_millis(500)).await;
-                        }
-                    }
-                };
-                broker.serve(SimListener(listener)).await;
-                Ok(())
-            }
+        world.add_broker(BrokerHost {
+            index: i,
+            name,
+            zone: format!("zone-{}", i % self.zones.max(1)),
+            seed: self.seed,
+            bug: self.bug,
+            region: self.region.clone(),
+            partitions: self.partitions,
+            handle,
+            starts: Arc::new(AtomicU64::new(0)),
         });
+    }
+}
+
+/// One broker host: what a backend needs to start (and restart) it.
+#[derive(Clone)]
+pub struct BrokerHost {
+    /// The broker's index: `broker-{index}`, node id `index + 1`.
+    pub index: usize,
+    pub name: String,
+    zone: String,
+    seed: u64,
+    bug: Option<riptide_broker::bugs::Bug>,
+    region: Arc<InMemory>,
+    partitions: i32,
+    handle: FaultHandle,
+    starts: Arc<AtomicU64>,
+}
+
+/// One start of a broker host: a fresh process with empty memory.
+pub struct BrokerStart {
+    host: BrokerHost,
+    start: u64,
+}
+
+impl BrokerHost {
+    /// Called each time the host (re)starts, before its process runs.
+    pub fn start(&self) -> BrokerStart {
+        BrokerStart {
+            host: self.clone(),
+            start: self.starts.fetch_add(1, Ordering::SeqCst),
+        }
+    }
+}
+
+impl BrokerStart {
+    /// The broker process: joins the cluster (retrying, as a supervisor
+    /// would) and serves connections from `listener` (bound on
+    /// [`BROKER_PORT`] by the backend).
+    pub async fn serve<L: Listener>(self, listener: L) {
+        let BrokerHost {
+            index: i,
+            name,
+            zone,
+            seed,
+            bug,
+            region,
+            partitions,
+            handle,
+            ..
+        } = self.host;
+        let component = derive(seed, &[1, i as u64, self.start]);
+        let store = Arc::new(FaultyStore::new(region, &name, handle, component));
+        let mut cfg = BrokerConfig::new(i as i32 + 1, name.clone(), BROKER_PORT as i32);
+        cfg.zone = zone;
+        cfg.seed = derive(component, &[0]);
+        cfg.default_partitions = partitions;
+        cfg.bug = bug;
+        let broker = loop {
+            match Broker::start(cfg.clone(), store.clone(), Arc::new(SimClock)).await {
+                Ok(b) => break b,
+                Err(e) => {
+                    tracing::warn!(broker = %name, error = %e, "start failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        broker.serve(listener).await;
     }
 }
 
 /// Applies and heals faults on the world. Overlapping faults on one broker
 /// are counted, so it restarts only when the last one heals.
-struct Nemesis {
-    /// Every host in the world, for faults that cut one host from all others.
-    hosts: Vec<String>,
+pub(crate) struct Nemesis {
     down: BTreeMap<String, usize>,
     removed: BTreeSet<String>,
     store_faults: BTreeMap<String, Vec<(usize, Fault)>>,
@@ -139,19 +190,19 @@ struct Nemesis {
 }
 
 impl Nemesis {
-    fn crash(&mut self, sim: &mut turmoil::Sim<'_>, b: &str) {
+    fn crash(&mut self, world: &mut impl World, b: &str) {
         let n = self.down.entry(b.to_string()).or_default();
         *n += 1;
         if *n == 1 {
-            sim.crash(b.to_string());
+            world.crash(b);
         }
     }
 
-    fn restart(&mut self, sim: &mut turmoil::Sim<'_>, b: &str) {
+    fn restart(&mut self, world: &mut impl World, b: &str) {
         let n = self.down.entry(b.to_string()).or_default();
         *n = n.saturating_sub(1);
         if *n == 0 && !self.removed.contains(b) {
-            sim.bounce(b.to_string());
+            world.restart(b);
         }
     }
 
@@ -195,7 +246,7 @@ impl Nemesis {
 
     fn apply(
         &mut self,
-        sim: &mut turmoil::Sim<'_>,
+        world: &mut impl World,
         f: &mut BrokerFactory,
         id: usize,
         fault: &Fault,
@@ -205,18 +256,10 @@ impl Nemesis {
             Fault::Pause { broker } => {
                 // Nothing goes in or out until it resumes; what was sent is
                 // delivered then. Its store calls wait too.
-                let others: Vec<String> = self
-                    .hosts
-                    .iter()
-                    .filter(|h| *h != broker)
-                    .cloned()
-                    .collect();
-                for other in others {
-                    if start {
-                        sim.hold(broker.as_str(), other.as_str());
-                    } else {
-                        sim.release(broker.as_str(), other.as_str());
-                    }
+                if start {
+                    world.pause(broker);
+                } else {
+                    world.resume(broker);
                 }
                 self.store_fault(f, broker, id, fault, start);
             }
@@ -226,9 +269,9 @@ impl Nemesis {
                 for b in brokers {
                     for o in others {
                         if start {
-                            sim.partition(b.as_str(), o.as_str());
+                            world.partition(b, o);
                         } else {
-                            sim.repair(b.as_str(), o.as_str());
+                            world.repair(b, o);
                         }
                     }
                     self.store_fault(f, b, id, fault, start);
@@ -238,9 +281,9 @@ impl Nemesis {
                 for x in a {
                     for y in b {
                         if start {
-                            sim.partition(x.as_str(), y.as_str());
+                            world.partition(x, y);
                         } else {
-                            sim.repair(x.as_str(), y.as_str());
+                            world.repair(x, y);
                         }
                     }
                 }
@@ -249,26 +292,26 @@ impl Nemesis {
                 for x in from {
                     for y in to {
                         if start {
-                            sim.partition_oneway(x.as_str(), y.as_str());
+                            world.partition_oneway(x, y);
                         } else {
-                            sim.repair_oneway(x.as_str(), y.as_str());
+                            world.repair_oneway(x, y);
                         }
                     }
                 }
             }
             Fault::Crash { broker } => {
                 if start {
-                    self.crash(sim, broker)
+                    self.crash(world, broker)
                 } else {
-                    self.restart(sim, broker)
+                    self.restart(world, broker)
                 }
             }
             Fault::ZoneLoss { brokers, .. } => {
                 for b in brokers {
                     if start {
-                        self.crash(sim, b)
+                        self.crash(world, b)
                     } else {
-                        self.restart(sim, b)
+                        self.restart(world, b)
                     }
                 }
             }
@@ -279,14 +322,13 @@ impl Nemesis {
             | Fault::StoreCut { broker } => self.store_fault(f, broker, id, fault, start),
             Fault::ScaleOut { broker } => {
                 let i: usize = broker.trim_start_matches("broker-").parse().unwrap_or(0);
-                f.add(sim, i);
-                self.hosts.push(broker.clone());
+                f.add(world, i);
             }
             Fault::ScaleIn { broker } => {
                 // Leaves for good: stops, and its heartbeat goes with it, as
                 // a clean shutdown does.
                 self.removed.insert(broker.clone());
-                self.crash(sim, broker);
+                self.crash(world, broker);
                 let i: i32 = broker.trim_start_matches("broker-").parse().unwrap_or(0);
                 let path = riptide_broker::storage::broker_path(i + 1);
                 let _ = futures::executor::block_on(f.region.delete(&path));
@@ -308,262 +350,297 @@ fn fault_value(p: &Planned, phase: &str) -> FaultValue {
     v
 }
 
-/// Runs one seed of a scenario. `Err` is a harness failure (the world could
-/// not be run), not a finding.
+/// Runs one seed of a scenario on this build's backend ([`backend::NAME`]).
+/// `Err` is a harness failure (the world could not be run), not a finding.
 pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
-    let trace = Trace::default();
-    let _capture = trace.capture(TRACE_FILTER);
-    tracing::info!(seed, scenario = %scenario.name, "run starts");
+    backend::run(seed, scenario)
+}
 
-    let workload_end = scenario.duration();
-    let settle = Duration::from_secs(2);
-    // Workers finish their last operation after the workload ends (client
-    // timeouts and retries), then the final read has its own bound.
-    let limit = workload_end + settle + Duration::from_secs(scenario.final_read_s + 120);
-    let mut sim = turmoil::Builder::new()
-        .rng_seed(seed)
-        .epoch(epoch())
-        .tick_duration(Duration::from_millis(scenario.tick_ms.max(1)))
-        .simulation_duration(limit + Duration::from_secs(60))
-        .build();
+/// Time the workload settles after it ends, before the final read.
+const SETTLE: Duration = Duration::from_secs(2);
 
-    let bug = match &scenario.bug {
-        Some(name) => Some(name.parse().map_err(anyhow::Error::msg)?),
-        None => None,
-    };
-    let mut factory = BrokerFactory {
-        seed,
-        bug,
-        region: Arc::new(InMemory::new()),
-        partitions: scenario.partitions,
-        zones: scenario.zones,
-        latency: scenario.store_latency_ms,
-        handles: BTreeMap::new(),
-    };
-    for i in 0..scenario.brokers {
-        factory.add(&mut sim, i);
-    }
-    let bootstrap: Vec<String> = (0..scenario.brokers)
-        .map(|i| format!("{}:{BROKER_PORT}", broker_name(i)))
-        .collect();
+/// The simulated time after which a run is stopped: workers finish their
+/// last operation after the workload ends (client timeouts and retries), then
+/// the final read has its own bound.
+pub(crate) fn limit(scenario: &Scenario) -> Duration {
+    scenario.duration() + SETTLE + Duration::from_secs(scenario.final_read_s + 120)
+}
 
-    let recorder = Recorder::with_time(Arc::new(sim_now_ns));
-    let workload = WorkloadConfig {
-        topic: "riptide".into(),
-        partitions: scenario.partitions,
-        send_interval: Duration::from_millis(scenario.send_interval_ms),
-        ..WorkloadConfig::default()
-    };
-    let client = |process: u64| {
-        let config = ClientConfig {
-            seed: derive(seed, &[2, process]),
-            clock: Some(Arc::new(|| SimClock.now_ms())),
-            idempotent: scenario.idempotent,
-            connection: riptide_workloads::ConnectionOptions {
-                request_timeout: Duration::from_millis(scenario.client_request_timeout_ms),
-                connect_timeout: Duration::from_millis(
-                    scenario.client_request_timeout_ms.min(5_000),
-                ),
-                ..Default::default()
-            },
-            produce_retry: if scenario.idempotent {
-                ProduceRetry::Always
-            } else {
-                ProduceRetry::DefiniteOnly
-            },
-            ..ClientConfig::default()
+/// A run's world once set up: hosts added, clients started, the fault
+/// schedule ready for the backend to apply as simulated time passes.
+pub(crate) struct Plan {
+    scenario: Scenario,
+    seed: u64,
+    recorder: Recorder,
+    schedule: Schedule,
+    /// (at ms, fault id, start?) in the order they are applied.
+    actions: Vec<(u64, usize, bool)>,
+    next: usize,
+    nemesis: Nemesis,
+    factory: BrokerFactory,
+}
+
+impl Plan {
+    /// Adds the brokers and the clients to `world` and draws the schedule.
+    pub(crate) fn new(
+        seed: u64,
+        scenario: &Scenario,
+        world: &mut impl World,
+    ) -> anyhow::Result<Plan> {
+        let workload_end = scenario.duration();
+        let settle = SETTLE;
+        let bug = match &scenario.bug {
+            Some(name) => Some(name.parse().map_err(anyhow::Error::msg)?),
+            None => None,
         };
-        Client::new(SimConnector, bootstrap.clone(), config)
-    };
-
-    let mut clients = Vec::new();
-    let mut process = 0u64;
-    // Workers still running: the final read waits for all of them, so that no
-    // send completes after the log was read back.
-    let running = Arc::new(AtomicU64::new(
-        (scenario.producers + scenario.consumers + scenario.group_consumers) as u64,
-    ));
-    for k in 0..scenario.producers {
-        let (rec, cfg, mut c) = (recorder.clone(), workload.clone(), client(process));
-        let (p, running) = (process, running.clone());
-        let name = format!("producer-{k}");
-        clients.push(name.clone());
-        sim.client(name, async move {
-            if let Err(e) = c.create_topic(&cfg.topic, cfg.partitions).await {
-                tracing::warn!(error = %e, "create_topic failed; relying on auto-create");
-            }
-            generators::producer(
-                &mut c,
-                &rec,
-                p,
-                &cfg,
-                derive(seed, &[3, p]),
-                deadline(workload_end),
-            )
-            .await;
-            running.fetch_sub(1, Ordering::SeqCst);
-            Ok(())
-        });
-        process += 1;
-    }
-    for k in 0..scenario.consumers {
-        let (rec, cfg, mut c) = (recorder.clone(), workload.clone(), client(process));
-        let (p, running) = (process, running.clone());
-        let mine: Vec<i32> = (0..scenario.partitions)
-            .filter(|x| *x as usize % scenario.consumers == k)
-            .collect();
-        let name = format!("consumer-{k}");
-        clients.push(name.clone());
-        sim.client(name, async move {
-            generators::consumer(&mut c, &rec, p, &cfg, &mine, deadline(workload_end)).await;
-            running.fetch_sub(1, Ordering::SeqCst);
-            Ok(())
-        });
-        process += 1;
-    }
-    for k in 0..scenario.group_consumers {
-        let (rec, cfg, mut c) = (recorder.clone(), workload.clone(), client(process));
-        let (p, running) = (process, running.clone());
-        let name = format!("member-{k}");
-        clients.push(name.clone());
-        sim.client(name, async move {
-            generators::group_consumer(
-                &mut c,
-                &rec,
-                p,
-                &cfg,
-                "riptide-group",
-                deadline(workload_end),
-            )
-            .await;
-            running.fetch_sub(1, Ordering::SeqCst);
-            Ok(())
-        });
-        process += 1;
-    }
-    {
-        let (rec, cfg, mut c) = (recorder.clone(), workload.clone(), client(process));
-        let p = process;
-        let read_for = Duration::from_secs(scenario.final_read_s);
-        let running = running.clone();
-        sim.client("reader", async move {
-            tokio::time::sleep_until(deadline(workload_end + settle)).await;
-            while running.load(Ordering::SeqCst) > 0 {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            // Connections made during the faults may be stale; start afresh.
-            c.disconnect_all();
-            let give_up = tokio::time::Instant::now() + read_for;
-            generators::final_read(&mut c, &rec, p, &cfg, give_up).await;
-            Ok(())
-        });
-    }
-
-    let topology = Topology {
-        brokers: (0..scenario.brokers)
-            .map(|i| (broker_name(i), i % scenario.zones.max(1)))
-            .collect(),
-        zones: scenario.zones.max(1),
-        clients,
-        bootstrap: (0..scenario.brokers).map(broker_name).collect(),
-        spares: (scenario.brokers..scenario.brokers + scenario.spare_brokers)
-            .map(|i| (broker_name(i), i % scenario.zones.max(1)))
-            .collect(),
-    };
-    // Faults start after the cluster formed and heal well before the workload
-    // ends, so that producers can show progress after the heal (liveness).
-    let fault_end = (workload_end.as_millis() as u64)
-        .saturating_sub(LIVENESS_WINDOW_MS)
-        .max(1500);
-    let schedule = match &scenario.fixed_faults {
-        Some(faults) => Schedule {
-            faults: faults.clone(),
-        },
-        None => Schedule::generate(
-            derive(seed, &[4]),
-            &scenario.faults,
-            &topology,
-            1000,
-            fault_end,
-        ),
-    };
-    let mut actions: Vec<(u64, usize, bool)> = Vec::new();
-    for (id, p) in schedule.faults.iter().enumerate() {
-        actions.push((p.start_ms, id, true));
-        if let Some(end) = p.end_ms {
-            actions.push((end, id, false));
+        let mut factory = BrokerFactory {
+            seed,
+            bug,
+            region: Arc::new(InMemory::new()),
+            partitions: scenario.partitions,
+            zones: scenario.zones,
+            latency: scenario.store_latency_ms,
+            handles: BTreeMap::new(),
+        };
+        for i in 0..scenario.brokers {
+            factory.add(world, i);
         }
+        let bootstrap: Vec<String> = (0..scenario.brokers)
+            .map(|i| format!("{}:{BROKER_PORT}", broker_name(i)))
+            .collect();
+
+        let recorder = Recorder::with_time(Arc::new(sim_now_ns));
+        let workload = WorkloadConfig {
+            topic: "riptide".into(),
+            partitions: scenario.partitions,
+            send_interval: Duration::from_millis(scenario.send_interval_ms),
+            ..WorkloadConfig::default()
+        };
+        let client = |process: u64| {
+            let config = ClientConfig {
+                seed: derive(seed, &[2, process]),
+                clock: Some(Arc::new(|| SimClock.now_ms())),
+                idempotent: scenario.idempotent,
+                connection: riptide_workloads::ConnectionOptions {
+                    request_timeout: Duration::from_millis(scenario.client_request_timeout_ms),
+                    connect_timeout: Duration::from_millis(
+                        scenario.client_request_timeout_ms.min(5_000),
+                    ),
+                    ..Default::default()
+                },
+                produce_retry: if scenario.idempotent {
+                    ProduceRetry::Always
+                } else {
+                    ProduceRetry::DefiniteOnly
+                },
+                ..ClientConfig::default()
+            };
+            Client::new(SimConnector, bootstrap.clone(), config)
+        };
+
+        let mut clients = Vec::new();
+        let mut process = 0u64;
+        // Workers still running: the final read waits for all of them, so that no
+        // send completes after the log was read back.
+        let running = Arc::new(AtomicU64::new(
+            (scenario.producers + scenario.consumers + scenario.group_consumers) as u64,
+        ));
+        for k in 0..scenario.producers {
+            let (rec, cfg, mut c) = (recorder.clone(), workload.clone(), client(process));
+            let (p, running) = (process, running.clone());
+            let name = format!("producer-{k}");
+            clients.push(name.clone());
+            world.add_client(
+                &name,
+                Box::pin(async move {
+                    if let Err(e) = c.create_topic(&cfg.topic, cfg.partitions).await {
+                        tracing::warn!(error = %e, "create_topic failed; relying on auto-create");
+                    }
+                    generators::producer(
+                        &mut c,
+                        &rec,
+                        p,
+                        &cfg,
+                        derive(seed, &[3, p]),
+                        deadline(workload_end),
+                    )
+                    .await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                }) as Task,
+            );
+            process += 1;
+        }
+        for k in 0..scenario.consumers {
+            let (rec, cfg, mut c) = (recorder.clone(), workload.clone(), client(process));
+            let (p, running) = (process, running.clone());
+            let mine: Vec<i32> = (0..scenario.partitions)
+                .filter(|x| *x as usize % scenario.consumers == k)
+                .collect();
+            let name = format!("consumer-{k}");
+            clients.push(name.clone());
+            world.add_client(
+                &name,
+                Box::pin(async move {
+                    generators::consumer(&mut c, &rec, p, &cfg, &mine, deadline(workload_end))
+                        .await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                }) as Task,
+            );
+            process += 1;
+        }
+        for k in 0..scenario.group_consumers {
+            let (rec, cfg, mut c) = (recorder.clone(), workload.clone(), client(process));
+            let (p, running) = (process, running.clone());
+            let name = format!("member-{k}");
+            clients.push(name.clone());
+            world.add_client(
+                &name,
+                Box::pin(async move {
+                    generators::group_consumer(
+                        &mut c,
+                        &rec,
+                        p,
+                        &cfg,
+                        "riptide-group",
+                        deadline(workload_end),
+                    )
+                    .await;
+                    running.fetch_sub(1, Ordering::SeqCst);
+                }) as Task,
+            );
+            process += 1;
+        }
+        {
+            let (rec, cfg, mut c) = (recorder.clone(), workload.clone(), client(process));
+            let p = process;
+            let read_for = Duration::from_secs(scenario.final_read_s);
+            let running = running.clone();
+            world.add_client(
+                "reader",
+                Box::pin(async move {
+                    tokio::time::sleep_until(deadline(workload_end + settle)).await;
+                    while running.load(Ordering::SeqCst) > 0 {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    // Connections made during the faults may be stale; start afresh.
+                    c.disconnect_all();
+                    let give_up = tokio::time::Instant::now() + read_for;
+                    generators::final_read(&mut c, &rec, p, &cfg, give_up).await;
+                }) as Task,
+            );
+        }
+
+        let topology = Topology {
+            brokers: (0..scenario.brokers)
+                .map(|i| (broker_name(i), i % scenario.zones.max(1)))
+                .collect(),
+            zones: scenario.zones.max(1),
+            clients,
+            bootstrap: (0..scenario.brokers).map(broker_name).collect(),
+            spares: (scenario.brokers..scenario.brokers + scenario.spare_brokers)
+                .map(|i| (broker_name(i), i % scenario.zones.max(1)))
+                .collect(),
+        };
+        // Faults start after the cluster formed and heal well before the workload
+        // ends, so that producers can show progress after the heal (liveness).
+        let fault_end = (workload_end.as_millis() as u64)
+            .saturating_sub(LIVENESS_WINDOW_MS)
+            .max(1500);
+        let schedule = match &scenario.fixed_faults {
+            Some(faults) => Schedule {
+                faults: faults.clone(),
+            },
+            None => Schedule::generate(
+                derive(seed, &[4]),
+                &scenario.faults,
+                &topology,
+                1000,
+                fault_end,
+            ),
+        };
+        let mut actions: Vec<(u64, usize, bool)> = Vec::new();
+        for (id, p) in schedule.faults.iter().enumerate() {
+            actions.push((p.start_ms, id, true));
+            if let Some(end) = p.end_ms {
+                actions.push((end, id, false));
+            }
+        }
+        // Heals before starts at the same instant; otherwise schedule order.
+        actions.sort_by_key(|(t, id, start)| (*t, *start, *id));
+        let nemesis = Nemesis {
+            down: BTreeMap::new(),
+            removed: BTreeSet::new(),
+            store_faults: BTreeMap::new(),
+            latency: scenario.store_latency_ms,
+        };
+        Ok(Plan {
+            scenario: scenario.clone(),
+            seed,
+            recorder,
+            schedule,
+            actions,
+            next: 0,
+            nemesis,
+            factory,
+        })
     }
-    // Heals before starts at the same instant; otherwise schedule order.
-    actions.sort_by_key(|(t, id, start)| (*t, *start, *id));
-    let mut nemesis = Nemesis {
-        hosts: topology
-            .brokers
-            .iter()
-            .map(|b| b.0.clone())
-            .chain(topology.clients.iter().cloned())
-            .chain(["reader".to_string()])
-            .collect(),
-        down: BTreeMap::new(),
-        removed: BTreeSet::new(),
-        store_faults: BTreeMap::new(),
-        latency: scenario.store_latency_ms,
-    };
-    let mut next = 0;
-    loop {
-        let now = sim.elapsed();
-        while let Some(&(at, id, start)) = actions.get(next) {
+
+    /// Simulated time of the next fault action, if any is left (the turmoil
+    /// backend steps and asks [`Plan::apply_due`] every tick instead).
+    #[cfg_attr(not(madsim), allow(dead_code))]
+    pub(crate) fn next_at(&self) -> Option<Duration> {
+        self.actions
+            .get(self.next)
+            .map(|(at, _, _)| Duration::from_millis(*at))
+    }
+
+    /// Applies every fault action due at or before `now`.
+    pub(crate) fn apply_due(&mut self, world: &mut impl World, now: Duration) {
+        while let Some(&(at, id, start)) = self.actions.get(self.next) {
             if Duration::from_millis(at) > now {
                 break;
             }
-            let planned = &schedule.faults[id];
+            let planned = &self.schedule.faults[id];
             let phase = if start { "start" } else { "heal" };
             tracing::info!(at_ms = at, fault = ?planned.fault, "fault {phase}");
-            recorder.event_at(now.as_nanos() as u64, NEMESIS, fault_value(planned, phase));
-            nemesis.apply(&mut sim, &mut factory, id, &planned.fault, start);
-            next += 1;
-        }
-        if sim
-            .step()
-            .map_err(|e| anyhow::anyhow!("simulation failed: {e}"))?
-        {
-            break;
-        }
-        if sim.elapsed() >= limit {
-            // A client that never finishes is a liveness failure, not a
-            // harness error: the history so far goes to the checkers (the
-            // missing final reads are reported).
-            tracing::warn!(
-                limit_s = limit.as_secs(),
-                "run did not finish in time; stopping it"
-            );
-            break;
+            self.recorder
+                .event_at(now.as_nanos() as u64, NEMESIS, fault_value(planned, phase));
+            self.nemesis
+                .apply(world, &mut self.factory, id, &planned.fault, start);
+            self.next += 1;
         }
     }
-    let sim_time = sim.elapsed();
-    tracing::info!(sim_time_s = sim_time.as_secs_f64(), "run ends");
-    drop(sim);
 
-    let history = recorder.history();
-    let report = check_all(
-        &history,
-        &CheckerConfig {
-            allow_duplicates_from_retries: !scenario.idempotent,
-            ..CheckerConfig::default()
-        },
-    );
-    let mut jsonl = Vec::new();
-    history.to_jsonl(&mut jsonl)?;
-    let text = trace.text();
-    let trace_hash = trace::hash(&[text.as_bytes(), &jsonl]);
-    Ok(RunOutcome {
-        seed,
-        scenario: scenario.clone(),
-        schedule,
-        history,
-        report,
-        trace: text,
-        trace_hash,
-        sim_time,
-    })
+    /// Checks the history once the world is gone.
+    pub(crate) fn finish(self, trace: &Trace, sim_time: Duration) -> anyhow::Result<RunOutcome> {
+        let Plan {
+            scenario,
+            seed,
+            recorder,
+            schedule,
+            ..
+        } = self;
+        let history = recorder.history();
+        let report = check_all(
+            &history,
+            &CheckerConfig {
+                allow_duplicates_from_retries: !scenario.idempotent,
+                ..CheckerConfig::default()
+            },
+        );
+        let mut jsonl = Vec::new();
+        history.to_jsonl(&mut jsonl)?;
+        let text = trace.text();
+        let trace_hash = trace::hash(&[text.as_bytes(), &jsonl]);
+        Ok(RunOutcome {
+            seed,
+            scenario,
+            schedule,
+            history,
+            report,
+            trace: text,
+            trace_hash,
+            sim_time,
+        })
+    }
 }
