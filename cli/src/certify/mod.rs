@@ -135,6 +135,9 @@ pub struct Certification {
     pub duration: Duration,
     pub mix: CertMix,
     pub skipped: Vec<String>,
+    /// Things that make the result weaker than it looks (faults that could
+    /// not reach a node, hooks that failed, replies the proxy could not rewrite).
+    pub warnings: Vec<String>,
     pub schedule: Vec<PlannedNodeFault>,
     pub applied: Vec<AppliedFault>,
     pub history: History,
@@ -428,6 +431,39 @@ async fn certify(
         },
     );
     let applied = applied.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let observed = proxy.observed();
+    let mut warnings = Vec::new();
+    for n in observed
+        .nodes
+        .iter()
+        .filter(|n| n.index < args.bootstrap.len())
+    {
+        if n.node_id.is_none() {
+            warnings.push(format!(
+                "node {} ({}) was never named in a Metadata reply: if clients reached that broker \
+under another address, faults set on this one did not reach them",
+                n.index, n.upstream
+            ));
+        }
+    }
+    let failed_hooks = applied
+        .iter()
+        .filter(|a| a.hook.as_ref().is_some_and(|h| !h.ok))
+        .count();
+    if failed_hooks > 0 {
+        warnings.push(format!(
+            "{failed_hooks} hook run(s) failed (see Faults): those faults may not have happened"
+        ));
+    }
+    if observed.rewrite_failures > 0 {
+        warnings.push(format!(
+            "{} address-bearing replies could not be rewritten: some clients may have bypassed the proxy",
+            observed.rewrite_failures
+        ));
+    }
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
     Ok(Certification {
         args_line: std::env::args().collect::<Vec<_>>().join(" "),
         bootstrap: args.bootstrap.clone(),
@@ -437,11 +473,12 @@ async fn certify(
         duration: args.duration,
         mix,
         skipped,
+        warnings,
         schedule,
         applied,
         history,
         report,
-        observed: proxy.observed(),
+        observed,
         started_at,
         wall_time: wall.elapsed(),
     })

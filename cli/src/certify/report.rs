@@ -73,12 +73,16 @@ pub fn compat_rows(c: &Certification) -> Vec<CompatRow> {
                 status: String::new(),
             };
             let mut protocol_errors = 0;
+            let mut failing_versions = BTreeSet::new();
             for ((k, v), u) in o.usage.range((key, i16::MIN)..=(key, i16::MAX)) {
                 debug_assert_eq!(*k, key);
                 *row.used.entry(*v).or_default() += u.requests;
                 row.responses += u.responses;
                 row.unanswered += u.unanswered;
                 row.undecodable += u.undecodable;
+                if u.undecodable > 0 || u.error_codes.keys().any(|c| is_protocol_error(*c)) {
+                    failing_versions.insert(*v);
+                }
                 for (code, n) in &u.error_codes {
                     *row.error_codes
                         .entry(format!("{} ({code})", code_name(*code)))
@@ -96,8 +100,10 @@ pub fn compat_rows(c: &Certification) -> Vec<CompatRow> {
                     _ => "advertised".into(),
                 }
             } else if row.undecodable > 0 || protocol_errors > 0 {
+                let at: Vec<String> = failing_versions.iter().map(|v| format!("v{v}")).collect();
                 format!(
-                    "FAILED: {} undecodable repl{}, {} protocol error(s)",
+                    "FAILED at {}: {} undecodable repl{}, {} protocol error(s)",
+                    at.join(", "),
                     row.undecodable,
                     if row.undecodable == 1 { "y" } else { "ies" },
                     protocol_errors
@@ -181,6 +187,9 @@ pub fn summary_text(c: &Certification) -> String {
     if !failed.is_empty() {
         let _ = writeln!(s, "\nprotocol failures: {}", failed.join("; "));
     }
+    for w in &c.warnings {
+        let _ = writeln!(s, "warning: {w}");
+    }
     s
 }
 
@@ -201,6 +210,9 @@ pub fn markdown(c: &Certification) -> String {
     let _ = writeln!(s, "\n> {NOT_DETERMINISTIC}\n");
     if !c.skipped.is_empty() {
         let _ = writeln!(s, "Fault kinds skipped: {}.\n", c.skipped.join("; "));
+    }
+    for w in &c.warnings {
+        let _ = writeln!(s, "**Warning:** {w}.\n");
     }
 
     let _ = writeln!(s, "## Findings\n");
@@ -354,6 +366,7 @@ pub fn json(c: &Certification) -> serde_json::Value {
         "determinism": NOT_DETERMINISTIC,
         "mix": c.mix,
         "skipped": c.skipped,
+        "warnings": c.warnings,
         "schedule": c.schedule,
         "faults_applied": c.applied,
         "report": c.report,
@@ -391,7 +404,7 @@ pub fn html(c: &Certification) -> String {
 table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}}\
 th{{background:#f6f8fa}}code{{font-size:12px}}.verdict{{color:#fff;background:{color};padding:2px 10px;border-radius:4px}}\
 .fail{{color:#cf222e;font-weight:600}}.note{{background:#fff8c5;padding:8px;border-radius:4px}}\
-svg text{{font-size:10px;fill:#57606a}}li{{font-family:monospace;font-size:12px}}</style></head><body>"
+svg text{{font-size:10px;fill:#57606a}}summary{{cursor:pointer;font-weight:600;margin:.4em 0}}li{{font-family:monospace;font-size:12px}}</style></head><body>"
     );
     let _ = write!(
         s,
@@ -421,41 +434,11 @@ svg text{{font-size:10px;fill:#57606a}}li{{font-family:monospace;font-size:12px}
             esc(&c.skipped.join("; "))
         );
     }
-
-    let _ = write!(s, "<h2>Findings</h2>");
-    if r.findings.is_empty() {
-        let _ = write!(s, "<p>None: every checker passed.</p>");
-    }
-    let ops = ops_by_index(&c.history);
-    for (i, f) in r.findings.iter().enumerate() {
-        let _ = write!(
-            s,
-            "<h3 class=\"fail\">{}. {} on {}/{}</h3><p>{}</p><p>Offsets: {:?}</p><ul>",
-            i + 1,
-            f.anomaly,
-            esc(&f.topic),
-            f.partition,
-            esc(&f.explanation),
-            f.offsets
-        );
-        for idx in &f.ops {
-            let line = ops
-                .get(idx)
-                .map(|o| describe_op(o))
-                .unwrap_or_else(|| format!("op #{idx} (not in the history)"));
-            let _ = write!(s, "<li>{}</li>", esc(&line));
-        }
-        let _ = write!(s, "</ul>");
+    for w in &c.warnings {
+        let _ = write!(s, "<p class=\"fail\">Warning: {}.</p>", esc(w));
     }
 
-    let _ = write!(
-        s,
-        "<h2>Timeline</h2><p>Per partition: acknowledged sends (green, offset over time), records \
-consumers read (blue), failed or indeterminate sends (orange ticks at the bottom), faults (shaded, \
-labelled by node) and the ops of each finding (red rings).</p>"
-    );
-    s.push_str(&timelines(c));
-
+    // What a reader needs first: how bad, where, when; then the evidence.
     let _ = write!(
         s,
         "<h2>Anomaly counts</h2><table><tr><th>anomaly</th><th>count</th></tr>"
@@ -465,6 +448,59 @@ labelled by node) and the ops of each finding (red rings).</p>"
         let _ = write!(s, "<tr><td>{}</td><td{cls}>{n}</td></tr>", a.as_str());
     }
     let _ = write!(s, "</table>");
+
+    let _ = write!(
+        s,
+        "<h2>Timeline</h2><p>Per partition: acknowledged sends (green, offset over time), records \
+consumers read (blue), failed or indeterminate sends (orange ticks at the bottom), faults (shaded, \
+labelled by node) and the ops of each finding (red rings).</p>"
+    );
+    s.push_str(&timelines(c));
+
+    let _ = write!(s, "<h2>Findings</h2>");
+    if r.findings.is_empty() {
+        let _ = write!(s, "<p>None: every checker passed.</p>");
+    }
+    let ops = ops_by_index(&c.history);
+    let mut by_anomaly: BTreeMap<String, Vec<(usize, &riptide_checker::checkers::Finding)>> =
+        BTreeMap::new();
+    for (i, f) in r.findings.iter().enumerate() {
+        by_anomaly
+            .entry(f.anomaly.to_string())
+            .or_default()
+            .push((i, f));
+    }
+    for (k, (anomaly, group)) in by_anomaly.iter().enumerate() {
+        // The first kind is open; the others one click away.
+        let open = if k == 0 { " open" } else { "" };
+        let _ = write!(
+            s,
+            "<details{open}><summary class=\"fail\">{} ({})</summary>",
+            esc(anomaly),
+            group.len()
+        );
+        for (i, f) in group {
+            let _ = write!(
+                s,
+                "<h3 class=\"fail\">{}. {} on {}/{}</h3><p>{}</p><p>Offsets: {:?}</p><ul>",
+                i + 1,
+                f.anomaly,
+                esc(&f.topic),
+                f.partition,
+                esc(&f.explanation),
+                f.offsets
+            );
+            for idx in &f.ops {
+                let line = ops
+                    .get(idx)
+                    .map(|o| describe_op(o))
+                    .unwrap_or_else(|| format!("op #{idx} (not in the history)"));
+                let _ = write!(s, "<li>{}</li>", esc(&line));
+            }
+            let _ = write!(s, "</ul>");
+        }
+        let _ = write!(s, "</details>");
+    }
 
     let _ = write!(s, "<h2>Faults</h2>");
     if c.applied.is_empty() {
@@ -717,4 +753,122 @@ pub fn write_all(dir: &Path, c: &Certification) -> anyhow::Result<Vec<PathBuf>> 
     c.history.to_jsonl(&mut jsonl)?;
     put("history.jsonl", jsonl)?;
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use riptide_checker::history::{FinalReadValue, HistoryBuilder, SendValue};
+    use riptide_checker::{check_all, CheckerConfig};
+    use riptide_faults::certify::{CertMix, NodeFault};
+    use riptide_faults::proxy::{ApiUse, NodeView, Observed};
+    use std::time::Duration;
+
+    /// A certification whose history lost an acknowledged write, on a topic
+    /// whose name needs escaping, with one API failing at one version.
+    fn lossy() -> Certification {
+        let topic = "t<&>";
+        let mut b = HistoryBuilder::new();
+        let send = SendValue::new(topic, 0, "v0");
+        b.invoke(0, send.clone());
+        b.advance(1_000_000);
+        b.ok(0, send.acked(0));
+        b.advance(1_000_000);
+        b.invoke(1, FinalReadValue::new(topic, 0));
+        let mut read = FinalReadValue::new(topic, 0);
+        read.hwm = Some(1);
+        b.ok(1, read);
+        let history = b.build();
+        let report = check_all(&history, &CheckerConfig::default());
+        let mut usage = BTreeMap::new();
+        let bad = ApiUse {
+            requests: 5,
+            responses: 5,
+            undecodable: 5,
+            ..ApiUse::default()
+        };
+        let good = ApiUse {
+            requests: 9,
+            responses: 9,
+            ..ApiUse::default()
+        };
+        usage.insert((1, 12), bad);
+        usage.insert((1, 11), good.clone());
+        usage.insert((0, 9), good);
+        Certification {
+            args_line: "riptide certify".into(),
+            bootstrap: vec!["a:1".into()],
+            seed: 1,
+            scenario: "baseline".into(),
+            topic: topic.into(),
+            duration: Duration::from_secs(1),
+            mix: CertMix::none(),
+            skipped: vec![],
+            warnings: vec!["node 0 was never named".into()],
+            schedule: vec![],
+            applied: vec![super::super::AppliedFault {
+                at_ms: 0,
+                phase: "start",
+                fault: NodeFault::Cut { node: 0 },
+                node_addr: "a:1".into(),
+                hook: None,
+            }],
+            history,
+            report,
+            observed: Observed {
+                nodes: vec![NodeView {
+                    upstream: "a:1".into(),
+                    advertised: [(0, (0, 11)), (1, (0, 17))].into(),
+                    ..NodeView::default()
+                }],
+                usage,
+                rewritten: 0,
+                rewrite_failures: 0,
+            },
+            started_at: "now".into(),
+            wall_time: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn reports_show_findings_with_evidence_failures_and_warnings() {
+        let c = lossy();
+        assert_eq!(c.report.verdict, Verdict::Fail);
+        let rows = compat_rows(&c);
+        let fetch = rows.iter().find(|r| r.key == 1).unwrap();
+        assert!(
+            fetch.status.starts_with("FAILED at v12:"),
+            "{}",
+            fetch.status
+        );
+        assert_eq!(rows.iter().find(|r| r.key == 0).unwrap().status, "ok");
+
+        let md = markdown(&c);
+        assert!(md.contains("lost-write on t<&>/0"), "{md}");
+        assert!(md.contains("send t<&>/0 value v0 → offset 0"), "{md}");
+        assert!(md.contains("**Warning:** node 0 was never named"));
+
+        let html = html(&c);
+        assert!(!html.contains("t<&>"), "topic names are escaped");
+        assert!(html.contains("t&lt;&amp;&gt;/0"));
+        assert_eq!(html.matches("<svg").count(), 1);
+        assert_eq!(html.matches("<svg").count(), html.matches("</svg>").count());
+        assert!(html.contains("<details open><summary class=\"fail\">lost-write (1)"));
+        assert!(html.contains("Warning: node 0 was never named"));
+
+        let json = json(&c);
+        assert_eq!(json["verdict"], "fail");
+        assert_eq!(json["evidence"][0].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_clean_run_says_so() {
+        let mut c = lossy();
+        c.report = check_all(
+            &riptide_checker::History::new(vec![]),
+            &CheckerConfig::default(),
+        );
+        assert!(markdown(&c).contains("None: every checker passed."));
+        assert!(html(&c).contains("None: every checker passed."));
+    }
 }
