@@ -404,7 +404,7 @@ pub fn html(c: &Certification) -> String {
 table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}}\
 th{{background:#f6f8fa}}code{{font-size:12px}}.verdict{{color:#fff;background:{color};padding:2px 10px;border-radius:4px}}\
 .fail{{color:#cf222e;font-weight:600}}.note{{background:#fff8c5;padding:8px;border-radius:4px}}\
-svg text{{font-size:10px;fill:#57606a}}summary{{cursor:pointer;font-weight:600;margin:.4em 0}}li{{font-family:monospace;font-size:12px}}</style></head><body>"
+svg text{{font-size:10px;fill:#57606a}}summary{{cursor:pointer;font-weight:600;margin:.4em 0}}svg.timeline{{width:100%;height:auto}}.legend span{{margin-right:1em}}li{{font-family:monospace;font-size:12px}}</style></head><body>"
     );
     let _ = write!(
         s,
@@ -484,7 +484,7 @@ labelled by node) and the ops of each finding (red rings).</p>"
                 s,
                 "<h3 class=\"fail\">{}. {} on {}/{}</h3><p>{}</p><p>Offsets: {:?}</p><ul>",
                 i + 1,
-                f.anomaly,
+                esc(&f.anomaly.to_string()),
                 esc(&f.topic),
                 f.partition,
                 esc(&f.explanation),
@@ -544,7 +544,7 @@ labelled by node) and the ops of each finding (red rings).</p>"
         let _ = write!(
             s,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{cls}>{}</td></tr>",
-            row.api,
+            esc(&row.api),
             row.key,
             range(row.client),
             esc(&advertised_text(&row)),
@@ -565,19 +565,21 @@ labelled by node) and the ops of each finding (red rings).</p>"
     s
 }
 
-/// Inline SVG charts, one per partition.
+/// Inline SVG charts, one per partition: offset over time.
 fn timelines(c: &Certification) -> String {
     const W: f64 = 1000.0;
-    const H: f64 = 200.0;
-    const LEFT: f64 = 50.0;
-    const BOTTOM: f64 = 20.0;
+    const H: f64 = 230.0;
+    const LEFT: f64 = 64.0;
+    const RIGHT: f64 = 16.0;
+    const TOP: f64 = 40.0; // room for fault labels
+    const BOTTOM: f64 = 36.0; // failed-send ticks, time labels, axis title
     let h = &c.history;
     let t_max = h.ops.iter().map(|o| o.time_ns).max().unwrap_or(1).max(1) as f64;
     // Points per partition: (time, offset).
     let mut acked: BTreeMap<i32, Vec<(u64, i64)>> = BTreeMap::new();
     let mut read: BTreeMap<i32, Vec<(u64, i64)>> = BTreeMap::new();
     let mut failed: BTreeMap<i32, Vec<u64>> = BTreeMap::new();
-    let mut invoked: BTreeMap<(u64, u64), i32> = BTreeMap::new();
+    let mut final_hwm: BTreeMap<i32, (u64, i64)> = BTreeMap::new();
     for op in &h.ops {
         match &op.value {
             Value::Send(sv) if sv.topic == c.topic => match (op.kind, sv.offset) {
@@ -588,9 +590,6 @@ fn timelines(c: &Certification) -> String {
                 (OpKind::Fail | OpKind::Info, _) => {
                     failed.entry(sv.partition).or_default().push(op.time_ns)
                 }
-                (OpKind::Invoke, _) => {
-                    invoked.insert((op.process, op.index), sv.partition);
-                }
                 _ => {}
             },
             Value::Poll(p) if op.kind == OpKind::Ok => {
@@ -600,12 +599,18 @@ fn timelines(c: &Certification) -> String {
                         .push((op.time_ns, rec.offset));
                 }
             }
+            Value::FinalRead(f) if op.kind == OpKind::Ok && f.topic == c.topic => {
+                if let Some(hwm) = f.hwm {
+                    final_hwm.insert(f.partition, (op.time_ns, hwm));
+                }
+            }
             _ => {}
         }
     }
-    // Finding marks per partition.
+    // Finding marks per partition: at the op's time, at its offset (a send's
+    // own, else the finding's first).
     let ops = ops_by_index(h);
-    let mut marks: BTreeMap<i32, Vec<(u64, Option<i64>)>> = BTreeMap::new();
+    let mut marks: BTreeMap<i32, Vec<(u64, Option<i64>, String)>> = BTreeMap::new();
     for f in &c.report.findings {
         for idx in &f.ops {
             let Some(op) = ops.get(idx) else { continue };
@@ -613,10 +618,11 @@ fn timelines(c: &Certification) -> String {
                 Value::Send(sv) => sv.offset,
                 _ => f.offsets.first().copied(),
             };
-            marks
-                .entry(f.partition)
-                .or_default()
-                .push((op.time_ns, offset));
+            marks.entry(f.partition).or_default().push((
+                op.time_ns,
+                offset,
+                format!("{}: {}", f.anomaly, f.explanation),
+            ));
         }
     }
     // Fault intervals: start/heal pairs of the applied list, by fault identity.
@@ -631,18 +637,16 @@ fn timelines(c: &Certification) -> String {
                 bands.push((
                     t0,
                     a.at_ms,
-                    format!("{} n{}", o.fault.kind(), o.fault.node()),
+                    o.fault.kind().to_string() + &format!(" n{}", o.fault.node()),
                 ));
             }
         }
     }
     for (t0, o) in open {
-        bands.push((
-            t0,
-            (t_max / 1e6) as u64,
-            format!("{} n{}", o.fault.kind(), o.fault.node()),
-        ));
+        let label = format!("{} n{}", o.fault.kind(), o.fault.node());
+        bands.push((t0, (t_max / 1e6) as u64, label));
     }
+    bands.sort();
 
     let partitions: BTreeSet<i32> = acked
         .keys()
@@ -651,7 +655,17 @@ fn timelines(c: &Certification) -> String {
         .chain(marks.keys())
         .copied()
         .collect();
-    let mut s = String::new();
+    let plot_w = W - LEFT - RIGHT;
+    let plot_bottom = H - BOTTOM;
+    let x = |t: u64| LEFT + (t as f64 / t_max) * plot_w;
+    let mut s = String::from(
+        "<p class=\"legend\"><span style=\"color:#1a7f37\">● acknowledged send</span> \
+<span style=\"color:#0969da\">● read by a consumer</span> \
+<span style=\"color:#bc4c00\">| failed or indeterminate send</span> \
+<span style=\"color:#57606a\">– – final read's high watermark</span> \
+<span style=\"color:#cf222e\">○ op of a finding</span> \
+<span style=\"background:#8250df33\">&nbsp;fault&nbsp;</span></p>",
+    );
     for p in partitions {
         let max_off = acked
             .get(&p)
@@ -659,78 +673,138 @@ fn timelines(c: &Certification) -> String {
             .chain(read.get(&p))
             .flatten()
             .map(|(_, o)| *o)
-            .chain(marks.get(&p).into_iter().flatten().filter_map(|(_, o)| *o))
+            .chain(
+                marks
+                    .get(&p)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|(_, o, _)| *o),
+            )
+            .chain(final_hwm.get(&p).map(|(_, h)| *h))
             .max()
             .unwrap_or(1)
             .max(1) as f64;
-        let x = |t: u64| LEFT + (t as f64 / t_max) * (W - LEFT - 10.0);
-        let y = |o: i64| (H - BOTTOM) - (o as f64 / max_off) * (H - BOTTOM - 10.0);
+        let y = |o: i64| plot_bottom - (o as f64 / max_off) * (plot_bottom - TOP);
         let _ = write!(
             s,
-            "<h3>{}/{p}</h3><svg width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" xmlns=\"http://www.w3.org/2000/svg\">",
+            "<h3>{}/{p}</h3><svg class=\"timeline\" viewBox=\"0 0 {W} {H}\" xmlns=\"http://www.w3.org/2000/svg\">",
             esc(&c.topic)
         );
-        for (i, (t0, t1, label)) in bands.iter().enumerate() {
+        // Fault bands, labels in the first row where they do not overlap.
+        let mut row_ends: Vec<f64> = Vec::new();
+        for (t0, t1, label) in &bands {
             let (x0, x1) = (x(t0 * 1_000_000), x(t1 * 1_000_000));
+            let text_w = label.len() as f64 * 5.6 + 4.0;
+            let row = match row_ends.iter().position(|end| *end <= x0) {
+                Some(r) => r,
+                None => {
+                    row_ends.push(0.0);
+                    row_ends.len() - 1
+                }
+            };
+            row_ends[row] = x0 + text_w.max(x1 - x0);
+            let ly = 10.0 + (row % 3) as f64 * 11.0;
             let _ = write!(
                 s,
-                "<rect x=\"{x0:.1}\" y=\"0\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#8250df\" fill-opacity=\"0.12\"><title>{}</title></rect>\
-<text x=\"{:.1}\" y=\"{}\">{}</text>",
+                "<rect x=\"{x0:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#8250df\" fill-opacity=\"0.12\"><title>{}</title></rect>\
+<line x1=\"{x0:.1}\" x2=\"{x0:.1}\" y1=\"{:.1}\" y2=\"{TOP}\" stroke=\"#8250df\" stroke-opacity=\"0.4\"/>\
+<text x=\"{:.1}\" y=\"{ly}\">{}</text>",
                 (x1 - x0).max(1.0),
-                H - BOTTOM,
+                plot_bottom - TOP,
                 esc(label),
+                ly + 2.0,
                 x0 + 2.0,
-                10 + (i % 4) * 11,
                 esc(label)
             );
         }
+        // Axes with a few ticks and titles.
         let _ = write!(
             s,
-            "<line x1=\"{LEFT}\" y1=\"{0}\" x2=\"{W}\" y2=\"{0}\" stroke=\"#8c959f\"/><line x1=\"{LEFT}\" y1=\"0\" x2=\"{LEFT}\" y2=\"{0}\" stroke=\"#8c959f\"/>\
-<text x=\"2\" y=\"12\">{max_off}</text><text x=\"2\" y=\"{0}\">0</text><text x=\"{LEFT}\" y=\"{H}\">0 s</text><text x=\"{1}\" y=\"{H}\">{2:.0} s</text>",
-            H - BOTTOM,
-            W - 40.0,
-            t_max / 1e9
+            "<line x1=\"{LEFT}\" y1=\"{plot_bottom}\" x2=\"{0}\" y2=\"{plot_bottom}\" stroke=\"#8c959f\"/>\
+<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{plot_bottom}\" stroke=\"#8c959f\"/>\
+<text x=\"4\" y=\"{1}\" transform=\"rotate(-90 12 {1})\">offset</text>\
+<text x=\"{2}\" y=\"{H}\" text-anchor=\"middle\">time (s)</text>",
+            W - RIGHT,
+            (TOP + plot_bottom) / 2.0,
+            LEFT + plot_w / 2.0
         );
+        for k in 0..=4 {
+            let off = (max_off * k as f64 / 4.0).round() as i64;
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{off}</text><line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{3:.1}\" y2=\"{3:.1}\" stroke=\"#d0d7de\" stroke-opacity=\"0.5\"/>",
+                LEFT - 4.0,
+                y(off) + 3.0,
+                W - RIGHT,
+                y(off),
+            );
+            let t = (t_max * k as f64 / 4.0) as u64;
+            let _ = write!(
+                s,
+                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.0}</text>",
+                x(t),
+                plot_bottom + 22.0,
+                t as f64 / 1e9
+            );
+        }
         let thin = |v: &Vec<(u64, i64)>, max: usize| -> Vec<(u64, i64)> {
             let step = v.len().div_ceil(max).max(1);
             v.iter().step_by(step).copied().collect()
         };
-        let _ = write!(s, "<g fill=\"#0969da\" fill-opacity=\"0.5\">");
-        for (t, o) in thin(read.get(&p).unwrap_or(&Vec::new()), 3000) {
-            let _ = write!(
-                s,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.2\"/>",
-                x(t),
-                y(o)
-            );
-        }
-        let _ = write!(s, "</g><g fill=\"#1a7f37\">");
+        // Acks first, reads on top (they trail the acks at the same offsets),
+        // as small open squares so both stay visible.
+        let _ = write!(s, "<g fill=\"#1a7f37\">");
         for (t, o) in thin(acked.get(&p).unwrap_or(&Vec::new()), 3000) {
             let _ = write!(
                 s,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.5\"/>",
+                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.6\"/>",
                 x(t),
                 y(o)
             );
         }
-        let _ = write!(s, "</g><g stroke=\"#bc4c00\">");
+        let _ = write!(
+            s,
+            "</g><g fill=\"none\" stroke=\"#0969da\" stroke-width=\"0.8\">"
+        );
+        for (t, o) in thin(read.get(&p).unwrap_or(&Vec::new()), 1500) {
+            let _ = write!(
+                s,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"3\" height=\"3\"/>",
+                x(t) - 1.5,
+                y(o) - 1.5
+            );
+        }
+        let _ = write!(s, "</g>");
+        if let Some((t, hwm)) = final_hwm.get(&p) {
+            let _ = write!(
+                s,
+                "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{1:.1}\" y2=\"{1:.1}\" stroke=\"#57606a\" stroke-dasharray=\"4 3\"><title>final read: hwm {hwm}</title></line>",
+                x(*t),
+                y(*hwm)
+            );
+        }
+        let _ = write!(s, "<g stroke=\"#bc4c00\">");
         for t in failed.get(&p).into_iter().flatten() {
             let _ = write!(
                 s,
-                "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{1}\" y2=\"{2}\"/>",
+                "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{1:.1}\" y2=\"{2:.1}\"/>",
                 x(*t),
-                H - BOTTOM,
-                H - BOTTOM + 6.0
+                plot_bottom + 2.0,
+                plot_bottom + 9.0
             );
         }
         let _ = write!(
             s,
             "</g><g fill=\"none\" stroke=\"#cf222e\" stroke-width=\"2\">"
         );
-        for (t, o) in marks.get(&p).into_iter().flatten() {
-            let cy = o.map(y).unwrap_or(H - BOTTOM);
-            let _ = write!(s, "<circle cx=\"{:.1}\" cy=\"{cy:.1}\" r=\"5\"/>", x(*t));
+        for (t, o, why) in marks.get(&p).into_iter().flatten() {
+            let cy = o.map(y).unwrap_or(plot_bottom);
+            let _ = write!(
+                s,
+                "<circle cx=\"{:.1}\" cy=\"{cy:.1}\" r=\"5\"><title>{}</title></circle>",
+                x(*t),
+                esc(why)
+            );
         }
         let _ = write!(s, "</g></svg>");
     }
