@@ -22,7 +22,7 @@ use riptide_checker::{check_all, CheckerConfig, Report};
 use riptide_faults::store::FaultHandle;
 use riptide_faults::{Fault, FaultyStore, Planned, Schedule, StoreFaults, Topology};
 use riptide_workloads::generators::{self, WorkloadConfig};
-use riptide_workloads::{Client, ClientConfig, ProduceRetry, Recorder};
+use riptide_workloads::{Client, ClientConfig, Recorder};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -418,22 +418,12 @@ impl Plan {
         };
         let client = |process: u64| {
             let config = ClientConfig {
-                seed: derive(seed, &[2, process]),
                 clock: Some(Arc::new(|| SimClock.now_ms())),
-                idempotent: scenario.idempotent,
-                connection: riptide_workloads::ConnectionOptions {
-                    request_timeout: Duration::from_millis(scenario.client_request_timeout_ms),
-                    connect_timeout: Duration::from_millis(
-                        scenario.client_request_timeout_ms.min(5_000),
-                    ),
-                    ..Default::default()
-                },
-                produce_retry: if scenario.idempotent {
-                    ProduceRetry::Always
-                } else {
-                    ProduceRetry::DefiniteOnly
-                },
-                ..ClientConfig::default()
+                ..ClientConfig::workload(
+                    derive(seed, &[2, process]),
+                    scenario.idempotent,
+                    Duration::from_millis(scenario.client_request_timeout_ms),
+                )
             };
             Client::new(SimConnector, bootstrap.clone(), config)
         };

@@ -80,6 +80,29 @@ impl Default for ClientConfig {
     }
 }
 
+impl ClientConfig {
+    /// A workload client: idempotent producers retry every failure (the broker
+    /// deduplicates), others only definite ones; connecting may take at most
+    /// the request timeout, capped at 5 s.
+    pub fn workload(seed: u64, idempotent: bool, request_timeout: Duration) -> ClientConfig {
+        ClientConfig {
+            seed,
+            idempotent,
+            produce_retry: if idempotent {
+                ProduceRetry::Always
+            } else {
+                ProduceRetry::DefiniteOnly
+            },
+            connection: ConnectionOptions {
+                request_timeout,
+                connect_timeout: request_timeout.min(Duration::from_secs(5)),
+                ..ConnectionOptions::default()
+            },
+            ..ClientConfig::default()
+        }
+    }
+}
+
 impl fmt::Debug for ClientConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientConfig")
@@ -664,17 +687,22 @@ impl<C: Connector> Client<C> {
         }
     }
 
-    async fn try_init_producer_id(&mut self) -> Result<(i64, i16), ClientError> {
+    /// The address of some live broker (for requests any broker can answer),
+    /// refreshing metadata first if it is missing or stale.
+    pub(crate) async fn any_broker(&mut self) -> Result<String, ClientError> {
         if self.metadata.brokers.is_empty() || self.metadata.stale {
             self.refresh_metadata(&[]).await?;
         }
-        let addr = self
-            .metadata
+        self.metadata
             .brokers
             .values()
             .next()
             .cloned()
-            .ok_or_else(|| ClientError::Invalid("metadata lists no brokers".to_string()))?;
+            .ok_or_else(|| ClientError::Invalid("metadata lists no brokers".to_string()))
+    }
+
+    async fn try_init_producer_id(&mut self) -> Result<(i64, i16), ClientError> {
+        let addr = self.any_broker().await?;
         let conn = self.conn(&addr).await?;
         let version = conn.pick_version(ApiKey::InitProducerId)?;
         let mut req = InitProducerIdRequest::default();

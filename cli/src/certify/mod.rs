@@ -9,15 +9,13 @@ use anyhow::{bail, Context};
 use clap::Args;
 use hooks::{Action, HookRun, HookSet, Hooks};
 use indicatif::{ProgressBar, ProgressStyle};
-use riptide_checker::history::{FaultValue, History, OpKind, Value};
+use riptide_checker::history::{FaultValue, History};
 use riptide_checker::{check_all, CheckerConfig, Verdict};
 use riptide_faults::certify::{self, CertMix, NodeFault, PlannedNodeFault};
 use riptide_faults::proxy::{LinkFaults, Proxy};
 use riptide_sim::run::derive;
 use riptide_workloads::generators::{self, WorkloadConfig};
-use riptide_workloads::{
-    Client, ClientConfig, ConnectionOptions, ProduceRetry, Recorder, TcpConnector,
-};
+use riptide_workloads::{Client, ClientConfig, Recorder, TcpConnector};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -220,23 +218,14 @@ fn schedule_for(args: &CertifyArgs, mix: &CertMix) -> Vec<PlannedNodeFault> {
 }
 
 fn client_config(args: &CertifyArgs, seed: u64) -> ClientConfig {
-    ClientConfig {
+    let mut c = ClientConfig::workload(
         seed,
-        idempotent: args.idempotent,
-        replication_factor: args.replication_factor,
-        connection: ConnectionOptions {
-            client_id: Some("riptide-certify".into()),
-            request_timeout: Duration::from_millis(args.request_timeout_ms),
-            connect_timeout: Duration::from_millis(args.request_timeout_ms.min(5000)),
-            ..Default::default()
-        },
-        produce_retry: if args.idempotent {
-            ProduceRetry::Always
-        } else {
-            ProduceRetry::DefiniteOnly
-        },
-        ..ClientConfig::default()
-    }
+        args.idempotent,
+        Duration::from_millis(args.request_timeout_ms),
+    );
+    c.replication_factor = args.replication_factor;
+    c.connection.client_id = Some("riptide-certify".into());
+    c
 }
 
 /// Wall-clock time for the report header only (never used by the run).
@@ -664,69 +653,6 @@ async fn heal_hooks(
             });
     }
     count
-}
-
-/// Ops of `history` by index, for the report's evidence.
-pub(crate) fn ops_by_index(history: &History) -> BTreeMap<u64, &riptide_checker::history::Op> {
-    history.ops.iter().map(|o| (o.index, o)).collect()
-}
-
-/// One line describing an op, for evidence tables.
-pub(crate) fn describe_op(op: &riptide_checker::history::Op) -> String {
-    let kind = match op.kind {
-        OpKind::Invoke => "invoke",
-        OpKind::Ok => "ok",
-        OpKind::Fail => "fail",
-        OpKind::Info => "info",
-    };
-    let what = match &op.value {
-        Value::Send(s) => format!(
-            "send {}/{} value {}{}",
-            s.topic,
-            s.partition,
-            s.value,
-            s.offset
-                .map(|o| format!(" → offset {o}"))
-                .unwrap_or_default()
-        ),
-        Value::Poll(p) => {
-            let recs: Vec<String> = p
-                .records
-                .iter()
-                .take(12)
-                .map(|r| format!("{}/{}@{}={}", r.topic, r.partition, r.offset, r.value))
-                .collect();
-            let more = p.records.len().saturating_sub(12);
-            format!(
-                "poll {}{}",
-                recs.join(" "),
-                if more > 0 {
-                    format!(" (+{more} more)")
-                } else {
-                    String::new()
-                }
-            )
-        }
-        Value::FinalRead(f) => format!(
-            "final read {}/{} hwm {:?}, {} records",
-            f.topic,
-            f.partition,
-            f.hwm,
-            f.records.len()
-        ),
-        other => serde_json::to_string(other).unwrap_or_default(),
-    };
-    let error = op
-        .error
-        .as_ref()
-        .map(|e| format!(" — error: {e}"))
-        .unwrap_or_default();
-    format!(
-        "#{} t={:.3}s process {} {kind}: {what}{error}",
-        op.index,
-        op.time_ns as f64 / 1e9,
-        op.process
-    )
 }
 
 #[cfg(test)]

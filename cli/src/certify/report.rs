@@ -1,9 +1,9 @@
 //! The certification report: Markdown, JSON, and a self-contained HTML page
 //! with a per-partition timeline of offsets, faults and anomalies.
 
-use super::{describe_op, ops_by_index, Certification};
+use super::Certification;
 use kafka_protocol::messages::ApiKey;
-use riptide_checker::history::{OpKind, Value};
+use riptide_checker::history::{History, Op, OpKind, Value};
 use riptide_checker::Verdict;
 use riptide_workloads::codec::client_range;
 use riptide_workloads::error::code_name;
@@ -14,6 +14,69 @@ use std::path::{Path, PathBuf};
 const NOT_DETERMINISTIC: &str = "The seed fixes the schedule of operations and faults. \
 The target itself is not deterministic: a rerun with the same seed exercises the same plan \
 against the cluster, but its history (and so any finding) need not repeat.";
+
+/// Ops of `history` by index, for the report's evidence.
+fn ops_by_index(history: &History) -> BTreeMap<u64, &Op> {
+    history.ops.iter().map(|o| (o.index, o)).collect()
+}
+
+/// One line describing an op, for evidence tables.
+fn describe_op(op: &Op) -> String {
+    let kind = match op.kind {
+        OpKind::Invoke => "invoke",
+        OpKind::Ok => "ok",
+        OpKind::Fail => "fail",
+        OpKind::Info => "info",
+    };
+    let what = match &op.value {
+        Value::Send(s) => format!(
+            "send {}/{} value {}{}",
+            s.topic,
+            s.partition,
+            s.value,
+            s.offset
+                .map(|o| format!(" → offset {o}"))
+                .unwrap_or_default()
+        ),
+        Value::Poll(p) => {
+            let recs: Vec<String> = p
+                .records
+                .iter()
+                .take(12)
+                .map(|r| format!("{}/{}@{}={}", r.topic, r.partition, r.offset, r.value))
+                .collect();
+            let more = p.records.len().saturating_sub(12);
+            format!(
+                "poll {}{}",
+                recs.join(" "),
+                if more > 0 {
+                    format!(" (+{more} more)")
+                } else {
+                    String::new()
+                }
+            )
+        }
+        Value::FinalRead(f) => format!(
+            "final read {}/{} hwm {:?}, {} records",
+            f.topic,
+            f.partition,
+            f.hwm,
+            f.records.len()
+        ),
+        other => serde_json::to_string(other).unwrap_or_default(),
+    };
+    let error = op
+        .error
+        .as_ref()
+        .map(|e| format!(" — error: {e}"))
+        .unwrap_or_default();
+    format!(
+        "#{} t={:.3}s process {} {kind}: {what}{error}",
+        op.index,
+        op.time_ns as f64 / 1e9,
+        op.process
+    )
+}
 
 /// One row of the compatibility table.
 #[derive(serde::Serialize)]
@@ -193,20 +256,34 @@ pub fn summary_text(c: &Certification) -> String {
     s
 }
 
+/// What was certified, how and when: `(name, value, shown as code)`.
+fn header_rows(c: &Certification) -> Vec<(&'static str, String, bool)> {
+    vec![
+        ("target", c.bootstrap.join(","), true),
+        ("scenario", c.scenario.clone(), false),
+        ("seed", c.seed.to_string(), false),
+        ("topic", c.topic.clone(), true),
+        ("workload", format!("{} s", c.duration.as_secs()), false),
+        (
+            "wall time",
+            format!("{:.1} s", c.wall_time.as_secs_f64()),
+            false,
+        ),
+        ("started", c.started_at.clone(), false),
+        ("riptide", env!("CARGO_PKG_VERSION").to_string(), false),
+        ("command", c.args_line.clone(), true),
+    ]
+}
+
 pub fn markdown(c: &Certification) -> String {
     let mut s = String::new();
     let r = &c.report;
     let _ = writeln!(s, "# riptide certification: {}\n", verdict_word(r.verdict));
     let _ = writeln!(s, "| | |\n|---|---|");
-    let _ = writeln!(s, "| target | `{}` |", c.bootstrap.join(","));
-    let _ = writeln!(s, "| scenario | {} |", c.scenario);
-    let _ = writeln!(s, "| seed | {} |", c.seed);
-    let _ = writeln!(s, "| topic | `{}` |", c.topic);
-    let _ = writeln!(s, "| workload | {} s |", c.duration.as_secs());
-    let _ = writeln!(s, "| wall time | {:.1} s |", c.wall_time.as_secs_f64());
-    let _ = writeln!(s, "| started | {} |", c.started_at);
-    let _ = writeln!(s, "| riptide | {} |", env!("CARGO_PKG_VERSION"));
-    let _ = writeln!(s, "| command | `{}` |", c.args_line);
+    for (k, v, code) in header_rows(c) {
+        let v = if code { format!("`{v}`") } else { v };
+        let _ = writeln!(s, "| {k} | {v} |");
+    }
     let _ = writeln!(s, "\n> {NOT_DETERMINISTIC}\n");
     if !c.skipped.is_empty() {
         let _ = writeln!(s, "Fault kinds skipped: {}.\n", c.skipped.join("; "));
@@ -353,6 +430,7 @@ never came, or carried a protocol error (CORRUPT_MESSAGE, UNSUPPORTED_VERSION, I
 }
 
 pub fn json(c: &Certification) -> serde_json::Value {
+    let ops = ops_by_index(&c.history);
     serde_json::json!({
         "verdict": c.report.verdict,
         "target": c.bootstrap,
@@ -371,7 +449,6 @@ pub fn json(c: &Certification) -> serde_json::Value {
         "faults_applied": c.applied,
         "report": c.report,
         "evidence": c.report.findings.iter().map(|f| {
-            let ops = ops_by_index(&c.history);
             f.ops.iter().filter_map(|i| ops.get(i).map(|o| serde_json::to_value(o).unwrap_or_default())).collect::<Vec<_>>()
         }).collect::<Vec<_>>(),
         "compatibility": compat_rows(c),
@@ -410,16 +487,7 @@ svg text{{font-size:10px;fill:#57606a}}summary{{cursor:pointer;font-weight:600;m
         s,
         "<h1>riptide certification <span class=\"verdict\">{verdict}</span></h1><table>"
     );
-    for (k, v) in [
-        ("target", c.bootstrap.join(",")),
-        ("scenario", c.scenario.clone()),
-        ("seed", c.seed.to_string()),
-        ("topic", c.topic.clone()),
-        ("workload", format!("{} s", c.duration.as_secs())),
-        ("wall time", format!("{:.1} s", c.wall_time.as_secs_f64())),
-        ("started", c.started_at.clone()),
-        ("command", c.args_line.clone()),
-    ] {
+    for (k, v, _) in header_rows(c) {
         let _ = write!(s, "<tr><th>{k}</th><td><code>{}</code></td></tr>", esc(&v));
     }
     let _ = write!(

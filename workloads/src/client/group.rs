@@ -126,16 +126,7 @@ impl<C: Connector> Client<C> {
         if let Some(c) = &m.coordinator {
             return Ok(c.clone());
         }
-        if self.metadata.brokers.is_empty() || self.metadata.stale {
-            self.refresh_metadata(&[]).await?;
-        }
-        let addr = self
-            .metadata
-            .brokers
-            .values()
-            .next()
-            .cloned()
-            .ok_or_else(|| ClientError::Invalid("metadata lists no brokers".into()))?;
+        let addr = self.any_broker().await?;
         let conn = self.conn(&addr).await?;
         let v = conn.pick_version(ApiKey::FindCoordinator)?;
         let mut req = FindCoordinatorRequest::default();
