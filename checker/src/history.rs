@@ -49,6 +49,9 @@ pub enum F {
     FinalRead,
     Commit,
     Fault,
+    /// A client process describing itself: what it drew from the seed when it started, what it
+    /// did (counters) when it stopped.
+    Client,
 }
 
 impl F {
@@ -62,6 +65,7 @@ impl F {
             F::FinalRead => "final_read",
             F::Commit => "commit",
             F::Fault => "fault",
+            F::Client => "client",
         }
     }
 }
@@ -88,8 +92,9 @@ impl fmt::Display for TopicPartition {
     }
 }
 
-/// `f = send`. The invoke carries the record; an `ok` completion repeats it and adds the offset the
-/// broker returned.
+/// `f = send`: one record. The invoke carries the record; an `ok` completion repeats it and adds the
+/// offset the broker returned (for a record inside a batch: the batch's base offset plus its
+/// position).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SendValue {
     pub topic: String,
@@ -100,6 +105,15 @@ pub struct SendValue {
     pub value: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<i64>,
+    /// The record batch it travelled in (unique per process); its records are in send order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u64>,
+    /// On a completion: the produce request that brought the outcome (unique per process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<u64>,
+    /// On a completion: how many times its batch was sent (1 = never retried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<u32>,
 }
 
 impl SendValue {
@@ -110,6 +124,9 @@ impl SendValue {
             key: None,
             value: value.into(),
             offset: None,
+            batch: None,
+            request: None,
+            attempts: None,
         }
     }
 
@@ -196,7 +213,48 @@ pub struct AssignValue {
 }
 
 /// `f = seek`: the consumer moved its position explicitly.
-pub type SeekValue = PartitionOffset;
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeekValue {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Why it moved; absent means [`SeekReason::Committed`] for a process that commits to a group,
+    /// else unknown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<SeekReason>,
+}
+
+/// Why a consumer seeks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeekReason {
+    /// (Re)starting from its group's committed offset: joining, after a rebalance or a restart.
+    Committed,
+    /// Going back to an offset it read before, to read it again (the replay must match).
+    Back,
+}
+
+impl SeekValue {
+    pub fn new(topic: impl Into<String>, partition: i32, offset: i64) -> Self {
+        SeekValue {
+            topic: topic.into(),
+            partition,
+            offset,
+            reason: None,
+        }
+    }
+
+    pub fn because(mut self, reason: SeekReason) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+}
+
+impl From<PartitionOffset> for SeekValue {
+    fn from(p: PartitionOffset) -> Self {
+        SeekValue::new(p.topic, p.partition, p.offset)
+    }
+}
 
 /// Earliest and latest (high watermark) offsets of one partition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -291,6 +349,74 @@ impl FaultValue {
     }
 }
 
+/// `f = client`: a client process describing itself, as a completed op of its own process. At the
+/// start it says what it is and what it drew from the seed (`profile`); at the end it adds what it
+/// did (`counters`). Checkers read `idempotent` and `max_in_flight`; the rest is for people.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClientValue {
+    /// `producer`, `consumer`, `member` (of a consumer group) or `reader` (the final read).
+    pub role: String,
+    /// The host or task name (`producer-0`, ...).
+    #[serde(default)]
+    pub name: String,
+    /// An idempotent producer: its retries keep their sequence numbers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub idempotent: bool,
+    /// Most produce requests it keeps outstanding per connection (0: not a producer, or unknown).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_in_flight: u32,
+    /// What else it drew (batching, codec, poll size, ...), free-form.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profile: BTreeMap<String, serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counters: Option<ClientCounters>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// What one client process did, counted by the client itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ClientCounters {
+    /// Record batches sent (first attempts) and the records in them.
+    pub batches: u64,
+    pub records: u64,
+    pub max_records_per_batch: u64,
+    /// Produce requests sent (every attempt), the most partitions and topics one carried, and the
+    /// most outstanding on one connection at once.
+    pub requests: u64,
+    pub max_partitions_per_request: u64,
+    pub max_topics_per_request: u64,
+    pub max_requests_in_flight: u64,
+    /// Batches sent again after a failed attempt.
+    pub retried_batches: u64,
+    /// Idempotent producer epoch bumps (KIP-360).
+    pub epoch_bumps: u64,
+    /// Fetch requests, those that started inside a record batch, those for several partitions.
+    pub fetches: u64,
+    pub fetches_inside_batch: u64,
+    pub multi_partition_fetches: u64,
+    /// Offset commits, and those whose offset is inside a record batch.
+    pub commits: u64,
+    pub commits_inside_batch: u64,
+    /// Seeks back to an offset read before; restarts from the committed offsets.
+    pub seeks_back: u64,
+    pub restarts: u64,
+}
+
+impl ClientCounters {
+    /// Records per batch on average (0 without batches).
+    pub fn mean_records_per_batch(&self) -> f64 {
+        if self.batches == 0 {
+            0.0
+        } else {
+            self.records as f64 / self.batches as f64
+        }
+    }
+}
+
 /// An op's value; the variant determines `f`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -303,6 +429,7 @@ pub enum Value {
     FinalRead(FinalReadValue),
     Commit(CommitValue),
     Fault(FaultValue),
+    Client(ClientValue),
 }
 
 impl Value {
@@ -316,6 +443,7 @@ impl Value {
             Value::FinalRead(_) => F::FinalRead,
             Value::Commit(_) => F::Commit,
             Value::Fault(_) => F::Fault,
+            Value::Client(_) => F::Client,
         }
     }
 
@@ -336,6 +464,7 @@ impl Value {
             F::FinalRead => Value::FinalRead(de(value)?),
             F::Commit => Value::Commit(de(value)?),
             F::Fault => Value::Fault(de(value)?),
+            F::Client => Value::Client(de(value)?),
         })
     }
 }
@@ -353,12 +482,19 @@ value_from!(
     Send(SendValue),
     Poll(PollValue),
     Assign(AssignValue),
-    Seek(PartitionOffset),
+    Seek(SeekValue),
     ListOffsets(ListOffsetsValue),
     FinalRead(FinalReadValue),
     Commit(CommitValue),
-    Fault(FaultValue)
+    Fault(FaultValue),
+    Client(ClientValue)
 );
+
+impl From<PartitionOffset> for Value {
+    fn from(p: PartitionOffset) -> Value {
+        Value::Seek(p.into())
+    }
+}
 
 /// One line of a history.
 #[derive(Clone, Debug, PartialEq, Deserialize)]
@@ -367,8 +503,12 @@ pub struct Op {
     /// Position in the history; strictly increasing. Findings refer to ops by it.
     pub index: u64,
     pub kind: OpKind,
-    /// Client process (or nemesis id for faults). A process has at most one outstanding op.
+    /// Client process (or nemesis id for faults).
     pub process: u64,
+    /// On a completion: the index of the invoke it completes. A process may have several
+    /// operations outstanding (a producer's records in flight); a completion without it completes
+    /// its process's latest outstanding invoke, and is then the only one outstanding.
+    pub invoke: Option<u64>,
     /// Simulated (or wall) time in nanoseconds since the start of the run.
     pub time_ns: u64,
     pub value: Value,
@@ -388,6 +528,8 @@ struct RawOp {
     index: u64,
     kind: OpKind,
     process: u64,
+    #[serde(default)]
+    invoke: Option<u64>,
     time_ns: u64,
     f: F,
     #[serde(default)]
@@ -406,6 +548,7 @@ impl TryFrom<RawOp> for Op {
             index: raw.index,
             kind: raw.kind,
             process: raw.process,
+            invoke: raw.invoke,
             time_ns: raw.time_ns,
             value,
             error: raw.error,
@@ -415,10 +558,14 @@ impl TryFrom<RawOp> for Op {
 
 impl Serialize for Op {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut st = s.serialize_struct("Op", 7)?;
+        let mut st = s.serialize_struct("Op", 8)?;
         st.serialize_field("index", &self.index)?;
         st.serialize_field("kind", &self.kind)?;
         st.serialize_field("process", &self.process)?;
+        match self.invoke {
+            Some(i) => st.serialize_field("invoke", &i)?,
+            None => st.skip_field("invoke")?,
+        }
         st.serialize_field("time_ns", &self.time_ns)?;
         st.serialize_field("f", &self.f())?;
         st.serialize_field("value", &self.value)?;
@@ -521,18 +668,17 @@ impl History {
     /// Pairs every invoke with its completion, in invoke order. Lenient: see [`Pair`].
     pub fn pairs(&self) -> Vec<Pair<'_>> {
         let mut pairs: Vec<Pair<'_>> = Vec::new();
-        let mut outstanding: BTreeMap<u64, usize> = BTreeMap::new();
+        let mut open = Outstanding::default();
         for op in &self.ops {
             if op.kind == OpKind::Invoke {
-                // A second invoke abandons the first one, which stays without completion.
-                outstanding.insert(op.process, pairs.len());
+                open.add(op.process, op.index, pairs.len());
                 pairs.push(Pair {
                     invoke: op,
                     completion: None,
                 });
                 continue;
             }
-            match outstanding.remove(&op.process) {
+            match open.take(op) {
                 Some(i) if pairs[i].invoke.f() == op.f() => pairs[i].completion = Some(op),
                 _ => pairs.push(Pair {
                     invoke: op,
@@ -543,15 +689,16 @@ impl History {
         pairs
     }
 
-    /// Checks the structure: strictly increasing indices, completions matching an outstanding
-    /// invoke of the same process and `f` (fault events may stand alone), no second invoke while
-    /// one is outstanding, and every `ok` send carrying an offset.
+    /// Checks the structure: strictly increasing indices; completions matching an outstanding
+    /// invoke of the same process and `f` (the one named by `invoke`, else the process's only
+    /// outstanding one; fault events may stand alone); every `ok` send carrying an offset.
     pub fn validate(&self) -> Result<(), HistoryError> {
         let invalid = |op: &Op, message: String| HistoryError::Invalid {
             index: op.index,
             message,
         };
-        let mut outstanding: BTreeMap<u64, F> = BTreeMap::new();
+        let mut open = Outstanding::default();
+        let mut f_of: BTreeMap<u64, F> = BTreeMap::new();
         let mut prev: Option<u64> = None;
         for op in &self.ops {
             if prev.is_some_and(|p| op.index <= p) {
@@ -559,19 +706,22 @@ impl History {
             }
             prev = Some(op.index);
             if op.kind == OpKind::Invoke {
-                if let Some(f) = outstanding.insert(op.process, op.f()) {
-                    return Err(invalid(
-                        op,
-                        format!(
-                            "process {} invoked while its {} is outstanding",
-                            op.process,
-                            f.as_str()
-                        ),
-                    ));
-                }
+                open.add(op.process, op.index, 0);
+                f_of.insert(op.index, op.f());
                 continue;
             }
-            match outstanding.remove(&op.process) {
+            if op.invoke.is_none() && open.count(op.process) > 1 {
+                return Err(invalid(
+                    op,
+                    format!(
+                        "completion without `invoke` while process {} has {} operations outstanding",
+                        op.process,
+                        open.count(op.process)
+                    ),
+                ));
+            }
+            let invoked = open.take_invoke(op);
+            match invoked.and_then(|i| f_of.remove(&i)) {
                 Some(f) if f == op.f() => {}
                 Some(f) => {
                     return Err(invalid(
@@ -583,8 +733,17 @@ impl History {
                         ),
                     ))
                 }
-                None if op.f() == F::Fault => {}
-                None => return Err(invalid(op, "completion without an invoke".into())),
+                None if op.f() == F::Fault && op.invoke.is_none() => {}
+                None => match op.invoke {
+                    Some(i) => return Err(invalid(
+                        op,
+                        format!(
+                            "completes op {i}, which is not an outstanding invoke of process {}",
+                            op.process
+                        ),
+                    )),
+                    None => return Err(invalid(op, "completion without an invoke".into())),
+                },
             }
             if let (OpKind::Ok, Value::Send(s)) = (op.kind, &op.value) {
                 if s.offset.is_none() {
@@ -593,6 +752,50 @@ impl History {
             }
         }
         Ok(())
+    }
+}
+
+/// Outstanding invokes per process, for pairing: (invoke index, slot) in invoke order.
+#[derive(Default)]
+struct Outstanding {
+    by_process: BTreeMap<u64, Vec<(u64, usize)>>,
+}
+
+impl Outstanding {
+    fn add(&mut self, process: u64, index: u64, slot: usize) {
+        self.by_process
+            .entry(process)
+            .or_default()
+            .push((index, slot));
+    }
+
+    fn count(&self, process: u64) -> usize {
+        self.by_process.get(&process).map_or(0, Vec::len)
+    }
+
+    /// Removes the invoke a completion completes: the one it names, else the process's latest
+    /// (an earlier one without a completion was abandoned). Returns its (index, slot).
+    fn remove(&mut self, op: &Op) -> Option<(u64, usize)> {
+        let list = self.by_process.get_mut(&op.process)?;
+        let at = match op.invoke {
+            // Completions come soon after their invokes: search from the newest.
+            Some(i) => list.iter().rposition(|&(index, _)| index == i)?,
+            None => list.len().checked_sub(1)?,
+        };
+        let found = list.remove(at);
+        if op.invoke.is_none() {
+            // Without names, the earlier invokes were abandoned.
+            list.clear();
+        }
+        Some(found)
+    }
+
+    fn take(&mut self, op: &Op) -> Option<usize> {
+        self.remove(op).map(|(_, slot)| slot)
+    }
+
+    fn take_invoke(&mut self, op: &Op) -> Option<u64> {
+        self.remove(op).map(|(index, _)| index)
     }
 }
 
@@ -621,6 +824,7 @@ impl HistoryBuilder {
             index,
             kind,
             process,
+            invoke: None,
             time_ns: self.now_ns,
             value: value.into(),
             error: None,
@@ -630,6 +834,20 @@ impl HistoryBuilder {
 
     pub fn invoke(&mut self, process: u64, value: impl Into<Value>) -> u64 {
         self.push(OpKind::Invoke, process, value)
+    }
+
+    /// Completes the invoke at index `invoke` (of a process with several outstanding) with `kind`;
+    /// returns the completion's index.
+    pub fn complete(
+        &mut self,
+        process: u64,
+        invoke: u64,
+        kind: OpKind,
+        value: impl Into<Value>,
+    ) -> u64 {
+        let index = self.push(kind, process, value);
+        self.ops[index as usize].invoke = Some(invoke);
+        index
     }
 
     pub fn ok(&mut self, process: u64, value: impl Into<Value>) -> u64 {
@@ -755,10 +973,66 @@ mod tests {
         assert!(pairs[0].completion.is_none());
         assert_eq!(pairs[0].outcome(), OpKind::Info);
         assert_eq!(pairs[1].outcome(), OpKind::Ok);
+        // Which of the two the completion completes is ambiguous.
         assert!(matches!(
             h.validate(),
-            Err(HistoryError::Invalid { index: 1, .. })
+            Err(HistoryError::Invalid { index: 2, .. })
         ));
+    }
+
+    #[test]
+    fn completions_naming_their_invoke_pair_out_of_order() {
+        let mut b = HistoryBuilder::new();
+        let a = b.invoke(1, SendValue::new("t", 0, "a"));
+        let c = b.invoke(1, SendValue::new("t", 1, "c"));
+        let x = b.invoke(1, SendValue::new("t", 0, "x"));
+        b.complete(1, c, OpKind::Ok, SendValue::new("t", 1, "c").acked(0));
+        b.complete(1, a, OpKind::Info, SendValue::new("t", 0, "a"));
+        b.complete(1, x, OpKind::Ok, SendValue::new("t", 0, "x").acked(4));
+        let h = b.build();
+        h.validate().unwrap();
+        let pairs = h.pairs();
+        assert_eq!(pairs.len(), 3);
+        let got: Vec<(u64, Option<u64>, OpKind)> = pairs
+            .iter()
+            .map(|p| (p.invoke.index, p.completion.map(|c| c.index), p.outcome()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, Some(4), OpKind::Info),
+                (1, Some(3), OpKind::Ok),
+                (2, Some(5), OpKind::Ok)
+            ]
+        );
+        // The wire form carries the link and reads back the same.
+        let mut buf = Vec::new();
+        h.to_jsonl(&mut buf).unwrap();
+        let text = String::from_utf8(buf.clone()).unwrap();
+        assert!(
+            text.lines().nth(3).unwrap().contains(r#""invoke":1"#),
+            "{text}"
+        );
+        assert_eq!(History::from_jsonl(&buf[..]).unwrap(), h);
+    }
+
+    #[test]
+    fn validate_rejects_completions_of_what_is_not_outstanding() {
+        let mut b = HistoryBuilder::new();
+        let a = b.invoke(1, SendValue::new("t", 0, "a"));
+        b.complete(1, a, OpKind::Ok, SendValue::new("t", 0, "a").acked(0));
+        b.complete(1, a, OpKind::Ok, SendValue::new("t", 0, "a").acked(0));
+        let err = b.build().validate().unwrap_err().to_string();
+        assert!(err.contains("not an outstanding invoke"), "{err}");
+        let mut b = HistoryBuilder::new();
+        let a = b.invoke(1, SendValue::new("t", 0, "a"));
+        b.complete(2, a, OpKind::Ok, SendValue::new("t", 0, "a").acked(0));
+        assert!(b.build().validate().is_err(), "another process's invoke");
+        let mut b = HistoryBuilder::new();
+        let a = b.invoke(1, SendValue::new("t", 0, "a"));
+        b.complete(1, a, OpKind::Ok, PollValue::default());
+        let err = b.build().validate().unwrap_err().to_string();
+        assert!(err.contains("poll completes an outstanding send"), "{err}");
     }
 
     #[test]

@@ -30,7 +30,7 @@ impl Recorder {
     }
 
     fn push(&self, kind: OpKind, process: u64, value: Value, error: Option<String>) -> u64 {
-        self.push_at((self.now_ns)(), kind, process, value, error)
+        self.push_at((self.now_ns)(), kind, process, None, value, error)
     }
 
     fn push_at(
@@ -38,6 +38,7 @@ impl Recorder {
         time_ns: u64,
         kind: OpKind,
         process: u64,
+        invoke: Option<u64>,
         value: Value,
         error: Option<String>,
     ) -> u64 {
@@ -47,11 +48,36 @@ impl Recorder {
             index,
             kind,
             process,
+            invoke,
             time_ns,
             value,
             error,
         });
         index
+    }
+
+    /// Completes the operation invoked at index `invoke` (one of several outstanding): `ok`, or
+    /// with an error `fail` when it certainly did not happen, `info` when it may have.
+    pub fn complete(
+        &self,
+        process: u64,
+        invoke: u64,
+        value: impl Into<Value>,
+        outcome: Result<(), (bool, String)>,
+    ) -> u64 {
+        let (kind, error) = match outcome {
+            Ok(()) => (OpKind::Ok, None),
+            Err((true, e)) => (OpKind::Fail, Some(e)),
+            Err((false, e)) => (OpKind::Info, Some(e)),
+        };
+        self.push_at(
+            (self.now_ns)(),
+            kind,
+            process,
+            Some(invoke),
+            value.into(),
+            error,
+        )
     }
 
     pub fn invoke(&self, process: u64, value: impl Into<Value>) -> u64 {
@@ -79,8 +105,16 @@ impl Recorder {
     /// completed op.
     pub fn event_at(&self, time_ns: u64, process: u64, value: impl Into<Value>) {
         let value = value.into();
-        self.push_at(time_ns, OpKind::Invoke, process, value.clone(), None);
-        self.push_at(time_ns, OpKind::Ok, process, value, None);
+        self.push_at(time_ns, OpKind::Invoke, process, None, value.clone(), None);
+        self.push_at(time_ns, OpKind::Ok, process, None, value, None);
+    }
+
+    /// An event of a client process (its `client` description), now: one completed op, whose
+    /// completion names its invoke (the process may have others outstanding).
+    pub fn event(&self, process: u64, value: impl Into<Value>) {
+        let (now, value) = ((self.now_ns)(), value.into());
+        let invoke = self.push_at(now, OpKind::Invoke, process, None, value.clone(), None);
+        self.push_at(now, OpKind::Ok, process, Some(invoke), value, None);
     }
 
     pub fn len(&self) -> usize {
