@@ -735,13 +735,15 @@ impl History {
                 }
                 None if op.f() == F::Fault && op.invoke.is_none() => {}
                 None => match op.invoke {
-                    Some(i) => return Err(invalid(
-                        op,
-                        format!(
+                    Some(i) => {
+                        return Err(invalid(
+                            op,
+                            format!(
                             "completes op {i}, which is not an outstanding invoke of process {}",
                             op.process
                         ),
-                    )),
+                        ))
+                    }
                     None => return Err(invalid(op, "completion without an invoke".into())),
                 },
             }

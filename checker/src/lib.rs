@@ -5,25 +5,40 @@
 //!
 //! A [`History`] is a Jepsen-shaped list of [`Op`]s stored as JSON lines. Each operation has an
 //! `invoke` and a completion sharing its `process`: `ok` (it happened), `fail` (it definitely did
-//! not) or `info` (unknown). A process has at most one outstanding operation. Functions (`f`):
-//! `send` (ok carries the acked offset), `poll` (records, high watermarks, fetch offsets),
-//! `assign`, `seek`, `list_offsets`, `final_read` (a full read of one partition from offset 0 to
-//! its hwm after healing), `commit`, and nemesis `fault` events. Workloads write unique values, so
-//! a value identifies a record.
+//! not) or `info` (unknown). A process may have several operations outstanding (a pipelined
+//! producer keeps one `send` per record in flight); a completion then names its invoke. Functions
+//! (`f`): `send` (ok carries the acked offset; optional tags: record `batch`, produce `request`,
+//! `attempts`), `poll` (records, high watermarks, fetch offsets), `assign`, `seek` (optional
+//! reason: `committed` or `back`), `list_offsets`, `final_read` (a full read of one partition
+//! from offset 0 to its hwm after healing), `commit`, nemesis `fault` events, and `client` (a
+//! process describing itself: role, idempotence, requests in flight, counters). Workloads write
+//! unique values, so a value identifies a record. Checkers ignore ops they do not use.
 //!
 //! # Anomalies
 //!
 //! - **lost-write**: an acked send is absent although a read reached past its offset.
-//! - **duplicate**: one value sits at two positions (tolerable after non-ok retries, by config).
+//! - **duplicate**: one value sits at two positions (tolerable after non-ok retries, by config,
+//!   unless every send of it came from an idempotent producer).
 //! - **inconsistent-offsets**: an ack disagrees with another ack or with what reads show there.
 //! - **offset-gap**: a final read (or a poll) is not contiguous from 0 to the hwm.
-//! - **poll-skip**: a consumer jumps over offsets that exist, with no assign/seek in between.
-//! - **nonmonotonic-poll**: a consumer reads backwards, with no assign/seek in between.
-//! - **nonmonotonic-send**: a producer's acked offsets on a partition do not increase.
+//! - **poll-skip**: a consumer jumps over offsets that exist from one poll to the next, with no
+//!   assign/seek in between.
+//! - **int-poll-skip**: one poll jumps over existing offsets between two of its records.
+//! - **nonmonotonic-poll**: a consumer reads backwards from one poll to the next, with no
+//!   assign/seek in between.
+//! - **int-nonmonotonic-poll**: one poll returns a record at or below an earlier one of its own.
+//! - **nonmonotonic-send**: a producer's acked offsets on a partition do not increase (except
+//!   after retries of a non-idempotent producer with several requests in flight, which Kafka
+//!   allows to reorder).
+//! - **int-nonmonotonic-send**: the records of one record batch are not in order in the log.
 //! - **replay-mismatch**: the same offset read twice returns different values.
 //! - **hwm-regression**: a process sees the hwm drop, or the final hwm is below an acked/seen one.
 //! - **unseen**: an acked send never read, and no read reached its offset.
-//! - **liveness-after-heal**: a written partition has no successful final read.
+//! - **committed-offset-regression**: a group's committed offset goes backwards, or a member
+//!   starts below it (seeks `back` to replay are not starts).
+//! - **rebalance-skip**: a member starts beyond every offset the group tried to commit.
+//! - **liveness-after-heal**: a written partition has no successful final read, or a producer
+//!   gets no ack after the faults healed.
 //!
 //! Each checker module has `check(&History) -> Vec<Finding>`; [`check_all`] runs them all once
 //! over a shared index and returns a [`Report`].

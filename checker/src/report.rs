@@ -156,7 +156,8 @@ impl Report {
 }
 
 fn summarize(history: &History) -> Summary {
-    const FS: [F; 8] = [
+    // In declaration order, so `f as usize` indexes it.
+    const FS: [F; 9] = [
         F::Send,
         F::Poll,
         F::Assign,
@@ -165,10 +166,11 @@ fn summarize(history: &History) -> Summary {
         F::FinalRead,
         F::Commit,
         F::Fault,
+        F::Client,
     ];
     const KINDS: [OpKind; 4] = [OpKind::Invoke, OpKind::Ok, OpKind::Fail, OpKind::Info];
     // Counted in arrays (indexed like FS and KINDS) and turned into maps once.
-    let mut counts = [[0usize; 4]; 8];
+    let mut counts = [[0usize; 4]; FS.len()];
     let mut processes = BTreeSet::new();
     let mut partitions: BTreeSet<(&str, i32)> = BTreeSet::new();
     // Consecutive mentions are mostly of the same partition: skip the set for those.

@@ -1,7 +1,9 @@
 //! **duplicate**: one value read at two or more positions (partition and offset). Values are
 //! unique per workload, so the log holds it twice. With
 //! [`CheckerConfig::allow_duplicates_from_retries`] a duplicate is tolerated when some send of the
-//! value did not end `ok` (a retry without idempotence may write twice).
+//! value did not end `ok` (a retry without idempotence may write twice), unless every send of it
+//! came from a process whose `client` op says it is an idempotent producer: those retries keep
+//! their sequence numbers, so the broker must not write them twice.
 
 use std::collections::BTreeMap;
 
@@ -31,7 +33,8 @@ pub(crate) fn run(ix: &Index<'_>, config: &CheckerConfig) -> Vec<Finding> {
         let count: usize = positions.values().map(BTreeMap::len).sum();
         let sends: Vec<_> = ix.sends_of(value).collect();
         let retried = sends.iter().any(|s| s.outcome != OpKind::Ok);
-        if config.allow_duplicates_from_retries && retried {
+        let idempotent = !sends.is_empty() && sends.iter().all(|s| ix.idempotent(s.process));
+        if config.allow_duplicates_from_retries && retried && !idempotent {
             continue;
         }
         let Some((&tp, _)) = positions.iter().next() else {
@@ -47,10 +50,12 @@ pub(crate) fn run(ix: &Index<'_>, config: &CheckerConfig) -> Vec<Finding> {
             .map(|s| s.op)
             .chain(positions.values().flat_map(|o| o.values().copied()))
             .collect();
-        let why = if retried {
-            " (a send of it had no ok outcome: retry without idempotence)"
-        } else {
-            ""
+        let why = match (retried, idempotent) {
+            (true, true) => {
+                " (a send of it had no ok outcome, but its producer is idempotent: a retry must not write twice)"
+            }
+            (true, false) => " (a send of it had no ok outcome: retry without idempotence)",
+            (false, _) => "",
         };
         out.push(Finding::new(
             Anomaly::Duplicate,
@@ -111,6 +116,48 @@ mod tests {
         let f = check_with(&h, &strict);
         assert_eq!(f.len(), 1);
         assert!(f[0].explanation.contains("retry"), "{}", f[0].explanation);
+    }
+
+    /// "a" sent by process 1 (an idempotent producer or not), first with an unknown outcome,
+    /// then acknowledged, and read twice.
+    fn retried_by(idempotent: bool) -> crate::History {
+        let mut b = HistoryBuilder::new();
+        client(&mut b, 1, "producer", idempotent, 5);
+        send_outcome(&mut b, 1, 0, "a", OpKind::Info);
+        send(&mut b, 1, 0, "a", 1);
+        final_read(&mut b, 20, 0, &["a", "a"]);
+        b.build()
+    }
+
+    #[test]
+    fn fires_after_retries_of_an_idempotent_producer_even_when_tolerant() {
+        let h = retried_by(true);
+        let tolerant = CheckerConfig::default();
+        assert!(tolerant.allow_duplicates_from_retries);
+        let f = check_with(&h, &tolerant);
+        assert_eq!(anomalies(&f), vec![Anomaly::Duplicate], "{f:#?}");
+        assert!(
+            f[0].explanation.contains("idempotent"),
+            "{}",
+            f[0].explanation
+        );
+        let strict = CheckerConfig {
+            allow_duplicates_from_retries: false,
+            ..CheckerConfig::default()
+        };
+        assert_eq!(check_with(&h, &strict).len(), 1);
+    }
+
+    #[test]
+    fn tolerates_retries_of_a_non_idempotent_producer() {
+        assert!(check(&retried_by(false)).is_empty());
+        // One send from a process that is not (known to be) idempotent makes the value tolerant.
+        let mut b = HistoryBuilder::new();
+        client(&mut b, 1, "producer", true, 5);
+        send_outcome(&mut b, 1, 0, "a", OpKind::Info);
+        send(&mut b, 2, 0, "a", 1);
+        final_read(&mut b, 20, 0, &["a", "a"]);
+        assert!(check(&b.build()).is_empty());
     }
 
     #[test]

@@ -7,11 +7,15 @@
 //!   a lower committed offset: the group's progress went backwards.
 //! - **rebalance-skip**: a member starts a partition beyond every offset any
 //!   member tried to commit: the records in between were skipped.
+//!
+//! A seek with reason `back` is a member replaying records it read before,
+//! not a starting position: both checks ignore it. Seeks with reason
+//! `committed` or without a reason are starting positions.
 
 use std::collections::BTreeMap;
 
 use super::{Anomaly, Finding, Index};
-use crate::history::{History, OpKind, Value};
+use crate::history::{History, OpKind, SeekReason, Value};
 
 pub fn check(history: &History) -> Vec<Finding> {
     run(&Index::new(history))
@@ -83,7 +87,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         let Value::Seek(s) = &p.invoke.value else {
             continue;
         };
-        if p.outcome() != OpKind::Ok {
+        if p.outcome() != OpKind::Ok || s.reason == Some(SeekReason::Back) {
             continue;
         }
         let Some(group) = group_of.get(&p.invoke.process) else {
@@ -137,7 +141,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
 mod tests {
     use super::*;
     use crate::checkers::testkit::*;
-    use crate::history::{CommitValue, HistoryBuilder, OpKind, PartitionOffset};
+    use crate::history::{CommitValue, HistoryBuilder, OpKind, PartitionOffset, SeekValue};
 
     fn commit(b: &mut HistoryBuilder, process: u64, partition: i32, offset: i64, outcome: OpKind) {
         let v = CommitValue {
@@ -204,5 +208,34 @@ mod tests {
         let f = check(&b.build());
         assert_eq!(anomalies(&f), vec![Anomaly::RebalanceSkip]);
         assert_eq!(f[0].offsets, vec![5, 9]);
+    }
+
+    fn seek_because(b: &mut HistoryBuilder, process: u64, offset: i64, reason: SeekReason) {
+        let v = SeekValue::new(T, 0, offset).because(reason);
+        b.advance(1_000);
+        b.call(process, v.clone(), OpKind::Ok, v);
+    }
+
+    #[test]
+    fn silent_when_a_member_seeks_back_to_replay() {
+        let mut b = HistoryBuilder::new();
+        seek_because(&mut b, 10, 0, SeekReason::Committed);
+        commit(&mut b, 10, 0, 5, OpKind::Ok);
+        // Below the committed offset, and (for the second) beyond every commit: both replays.
+        seek_because(&mut b, 10, 2, SeekReason::Back);
+        commit(&mut b, 10, 0, 6, OpKind::Ok);
+        seek_because(&mut b, 10, 9, SeekReason::Back);
+        assert!(check(&b.build()).is_empty());
+    }
+
+    #[test]
+    fn fires_when_a_committed_seek_starts_below_the_committed_offset() {
+        let mut b = HistoryBuilder::new();
+        commit(&mut b, 10, 0, 5, OpKind::Ok);
+        seek_because(&mut b, 11, 2, SeekReason::Committed);
+        commit(&mut b, 11, 0, 6, OpKind::Ok);
+        let f = check(&b.build());
+        assert_eq!(anomalies(&f), vec![Anomaly::CommittedOffsetRegression]);
+        assert_eq!(f[0].offsets, vec![5, 2]);
     }
 }

@@ -7,13 +7,16 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
-use crate::history::{History, OffsetValue, OpKind, Pair, Value};
+use crate::history::{ClientValue, History, OffsetValue, OpKind, Pair, Value};
 use crate::report::Report;
 
 pub mod duplicate;
 pub mod groups;
 pub mod hwm_regression;
 pub mod inconsistent_offsets;
+pub mod int_nonmonotonic_poll;
+pub mod int_nonmonotonic_send;
+pub mod int_poll_skip;
 pub mod liveness;
 pub mod lost_write;
 pub mod nonmonotonic_poll;
@@ -37,8 +40,11 @@ pub enum Anomaly {
     InconsistentOffsets,
     OffsetGap,
     PollSkip,
+    IntPollSkip,
     NonmonotonicPoll,
+    IntNonmonotonicPoll,
     NonmonotonicSend,
+    IntNonmonotonicSend,
     ReplayMismatch,
     HwmRegression,
     Unseen,
@@ -48,14 +54,17 @@ pub enum Anomaly {
 }
 
 impl Anomaly {
-    pub const ALL: [Anomaly; 13] = [
+    pub const ALL: [Anomaly; 16] = [
         Anomaly::LostWrite,
         Anomaly::Duplicate,
         Anomaly::InconsistentOffsets,
         Anomaly::OffsetGap,
         Anomaly::PollSkip,
+        Anomaly::IntPollSkip,
         Anomaly::NonmonotonicPoll,
+        Anomaly::IntNonmonotonicPoll,
         Anomaly::NonmonotonicSend,
+        Anomaly::IntNonmonotonicSend,
         Anomaly::ReplayMismatch,
         Anomaly::HwmRegression,
         Anomaly::Unseen,
@@ -71,8 +80,11 @@ impl Anomaly {
             Anomaly::InconsistentOffsets => "inconsistent-offsets",
             Anomaly::OffsetGap => "offset-gap",
             Anomaly::PollSkip => "poll-skip",
+            Anomaly::IntPollSkip => "int-poll-skip",
             Anomaly::NonmonotonicPoll => "nonmonotonic-poll",
+            Anomaly::IntNonmonotonicPoll => "int-nonmonotonic-poll",
             Anomaly::NonmonotonicSend => "nonmonotonic-send",
+            Anomaly::IntNonmonotonicSend => "int-nonmonotonic-send",
             Anomaly::ReplayMismatch => "replay-mismatch",
             Anomaly::HwmRegression => "hwm-regression",
             Anomaly::Unseen => "unseen",
@@ -154,10 +166,13 @@ pub fn check_all(history: &History, config: &CheckerConfig) -> Report {
     findings.extend(duplicate::run(&ix, config));
     findings.extend(inconsistent_offsets::run(&ix));
     findings.extend(offset_gap::run(&ix));
-    let (skips, backwards) = poll_walk::run(&ix);
-    findings.extend(skips);
-    findings.extend(backwards);
+    let walk = poll_walk::run(&ix);
+    findings.extend(walk.skips);
+    findings.extend(walk.int_skips);
+    findings.extend(walk.backwards);
+    findings.extend(walk.int_backwards);
     findings.extend(nonmonotonic_send::run(&ix));
+    findings.extend(int_nonmonotonic_send::run(&ix));
     findings.extend(replay_mismatch::run(&ix));
     findings.extend(hwm_regression::run(&ix));
     findings.extend(unseen::run(&ix));
@@ -179,6 +194,10 @@ pub(crate) struct Send<'a> {
     pub outcome: OpKind,
     /// The acknowledged offset (only for `ok`).
     pub offset: Option<i64>,
+    /// The record batch it travelled in (the invoke's tag, else the completion's).
+    pub batch: Option<u64>,
+    /// How many times its batch was sent, from the completion.
+    pub attempts: Option<u32>,
     /// Next send of the same value (a chain instead of a Vec per value).
     next: Option<usize>,
 }
@@ -190,6 +209,11 @@ impl Send<'_> {
             OpKind::Ok => self.offset,
             _ => None,
         }
+    }
+
+    /// Its batch was sent more than once.
+    pub fn retried(&self) -> bool {
+        self.attempts.is_some_and(|a| a > 1)
     }
 }
 
@@ -282,6 +306,8 @@ pub(crate) struct Index<'a> {
     flagged: FastMap<&'a str, ()>,
     /// The last partition looked up, to skip the map for runs of records of one partition.
     last_part: Option<(Tp<'a>, usize)>,
+    /// Each process's first `client` op: what kind of client it is.
+    clients: BTreeMap<u64, &'a ClientValue>,
 }
 
 impl<'a> Index<'a> {
@@ -299,6 +325,7 @@ impl<'a> Index<'a> {
             multi_position: Vec::new(),
             flagged: FastMap::default(),
             last_part: None,
+            clients: BTreeMap::new(),
         };
         for pair in &pairs {
             ix.add(pair);
@@ -339,14 +366,31 @@ impl<'a> Index<'a> {
             .map(|(&tp, &id)| (tp, &self.part_list[id]))
     }
 
+    /// How the process described itself, if it did (histories before `client` ops: never).
+    pub fn client(&self, process: u64) -> Option<&'a ClientValue> {
+        self.clients.get(&process).copied()
+    }
+
+    /// Its client op says it is an idempotent producer.
+    pub fn idempotent(&self, process: u64) -> bool {
+        self.client(process).is_some_and(|c| c.idempotent)
+    }
+
+    /// A non-idempotent producer with more than one request in flight: Kafka lets a retried batch
+    /// land after batches sent later.
+    pub fn may_reorder_on_retry(&self, process: u64) -> bool {
+        self.client(process)
+            .is_some_and(|c| !c.idempotent && c.max_in_flight > 1)
+    }
+
     fn add(&mut self, pair: &Pair<'a>) {
         let outcome = pair.outcome();
         let last = pair.last();
         match (&pair.invoke.value, outcome, &last.value) {
             (Value::Send(s), _, done) => {
-                let offset = match done {
-                    Value::Send(d) => d.offset,
-                    _ => None,
+                let (offset, batch, attempts) = match done {
+                    Value::Send(d) => (d.offset, s.batch.or(d.batch), d.attempts),
+                    _ => (None, s.batch, None),
                 };
                 let tp = (s.topic.as_str(), s.partition);
                 let i = self.sends.len();
@@ -357,6 +401,8 @@ impl<'a> Index<'a> {
                     op: last.index,
                     outcome,
                     offset,
+                    batch,
+                    attempts,
                     next: None,
                 });
                 let chain = self.sends_of_value.entry(&s.value).or_insert((i, i));
@@ -408,6 +454,9 @@ impl<'a> Index<'a> {
             (Value::FinalRead(fr), _, _) => {
                 // Failed final reads still name a partition that liveness must account for.
                 self.part_mut((&fr.topic, fr.partition));
+            }
+            (Value::Client(c), _, _) => {
+                self.clients.entry(pair.invoke.process).or_insert(c);
             }
             _ => {}
         }
@@ -623,6 +672,247 @@ pub(crate) mod testkit {
     pub fn anomalies(findings: &[crate::Finding]) -> Vec<crate::Anomaly> {
         findings.iter().map(|f| f.anomaly).collect()
     }
+
+    /// A client process describing itself (one completed op), as at its start.
+    pub fn client(
+        b: &mut HistoryBuilder,
+        process: u64,
+        role: &str,
+        idempotent: bool,
+        max_in_flight: u32,
+    ) -> u64 {
+        let v = ClientValue {
+            role: role.into(),
+            name: format!("{role}-{process}"),
+            idempotent,
+            max_in_flight,
+            ..ClientValue::default()
+        };
+        client_op(b, process, v)
+    }
+
+    /// Records `v` as one completed `client` op of `process`.
+    pub fn client_op(b: &mut HistoryBuilder, process: u64, v: ClientValue) -> u64 {
+        let i = b.invoke(process, v.clone());
+        b.complete(process, i, OpKind::Ok, v)
+    }
+
+    /// Invokes a send of one record (of record batch `batch`); returns the invoke's index for
+    /// [`complete_send`].
+    pub fn invoke_send(
+        b: &mut HistoryBuilder,
+        process: u64,
+        partition: i32,
+        value: &str,
+        batch: Option<u64>,
+    ) -> u64 {
+        let mut s = SendValue::new(T, partition, value);
+        s.batch = batch;
+        b.invoke(process, s)
+    }
+
+    /// How a send completes.
+    #[derive(Clone, Copy)]
+    pub struct Done {
+        pub kind: OpKind,
+        pub offset: Option<i64>,
+        pub request: Option<u64>,
+        pub attempts: Option<u32>,
+    }
+
+    impl Done {
+        pub fn acked(offset: i64) -> Done {
+            Done {
+                offset: Some(offset),
+                ..Done::outcome(OpKind::Ok)
+            }
+        }
+
+        pub fn outcome(kind: OpKind) -> Done {
+            Done {
+                kind,
+                offset: None,
+                request: None,
+                attempts: Some(1),
+            }
+        }
+
+        pub fn attempts(mut self, n: u32) -> Done {
+            self.attempts = Some(n);
+            self
+        }
+
+        pub fn request(mut self, id: u64) -> Done {
+            self.request = Some(id);
+            self
+        }
+    }
+
+    /// Completes the send invoked at `invoke`, naming it (the batch tag stays on the invoke).
+    pub fn complete_send(
+        b: &mut HistoryBuilder,
+        process: u64,
+        invoke: u64,
+        partition: i32,
+        value: &str,
+        done: Done,
+    ) -> u64 {
+        let mut s = SendValue::new(T, partition, value);
+        s.offset = done.offset;
+        s.request = done.request;
+        s.attempts = done.attempts;
+        b.complete(process, invoke, done.kind, s)
+    }
+
+    /// A poll that fetched `partition` from `fetch` and returned `(offset, value)` records of it
+    /// (and of partition 1 when `also` is not empty), with hwms.
+    fn poll_from(
+        b: &mut HistoryBuilder,
+        process: u64,
+        fetch: i64,
+        records: &[(i64, &str)],
+        also: &[(i64, &str)],
+        hwms: (i64, i64),
+    ) -> u64 {
+        let mut v = PollValue::default()
+            .fetch_offset(T, 0, fetch)
+            .hwm(T, 0, hwms.0)
+            .hwm(T, 1, hwms.1);
+        for (o, val) in records {
+            v = v.record(T, 0, *o, val);
+        }
+        for (o, val) in also {
+            v = v.record(T, 1, *o, val);
+        }
+        b.advance(1_000);
+        b.call(process, PollValue::default(), OpKind::Ok, v)
+    }
+
+    /// What to break in [`pipelined`].
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Mutation {
+        None,
+        /// The consumer's second poll jumps over an existing offset between two records.
+        IntPollSkip,
+        /// The consumer's second poll returns a record again after a later one.
+        IntNonmonotonicPoll,
+        /// The broker stores producer 1's batch 3 ("a3", "a4") the other way round.
+        IntNonmonotonicSend,
+        /// Producer 2 says it is idempotent, so its retried batch landing late is a reorder.
+        IdempotentReorder,
+        /// The broker writes producer 1's unacknowledged "a5" twice although it is idempotent.
+        IdempotentDuplicate,
+    }
+
+    /// A pipelined run: two producers keep several record batches outstanding at once, on two
+    /// partitions, and their completions come back out of invoke order, naming their invokes.
+    /// Producer 1 is idempotent (5 requests in flight); producer 2 is not (3 in flight) and one
+    /// of its batches is retried and lands after a batch it sent later, which Kafka allows. A
+    /// group member reads everything, commits, and seeks back to replay. Clean unless mutated.
+    pub fn pipelined(m: Mutation) -> History {
+        let mut b = HistoryBuilder::new();
+        let mut first = ClientValue {
+            role: "producer".into(),
+            name: "producer-1".into(),
+            idempotent: true,
+            max_in_flight: 5,
+            ..ClientValue::default()
+        };
+        first.profile.insert("linger_ms".into(), 12.into());
+        first.profile.insert("codec".into(), "lz4".into());
+        client_op(&mut b, 1, first);
+        client(&mut b, 2, "producer", m == Mutation::IdempotentReorder, 3);
+        client(&mut b, 10, "member", false, 0);
+        // What the broker appended, in order.
+        let p0: Vec<&str> = match m {
+            Mutation::IntNonmonotonicSend => vec!["a0", "a1", "b0", "b3", "a4", "a3", "b1", "b2"],
+            _ => vec!["a0", "a1", "b0", "b3", "a3", "a4", "b1", "b2"],
+        };
+        let p1: Vec<&str> = match m {
+            Mutation::IdempotentDuplicate => vec!["a2", "a5", "a5"],
+            _ => vec!["a2"],
+        };
+        let at = |log: &[&str], v: &str| log.iter().position(|x| *x == v).unwrap() as i64;
+        let a0 = invoke_send(&mut b, 1, 0, "a0", Some(1));
+        let a1 = invoke_send(&mut b, 1, 0, "a1", Some(1));
+        let b0 = invoke_send(&mut b, 2, 0, "b0", Some(1));
+        let a2 = invoke_send(&mut b, 1, 1, "a2", Some(2));
+        let b1 = invoke_send(&mut b, 2, 0, "b1", Some(2));
+        let b2 = invoke_send(&mut b, 2, 0, "b2", Some(2));
+        let a3 = invoke_send(&mut b, 1, 0, "a3", Some(3));
+        let a4 = invoke_send(&mut b, 1, 0, "a4", Some(3));
+        let b3 = invoke_send(&mut b, 2, 0, "b3", Some(3));
+        let a5 = invoke_send(&mut b, 1, 1, "a5", Some(4));
+        let b4 = invoke_send(&mut b, 2, 1, "b4", Some(4));
+        b.advance(1_000);
+        let ack = |log: &[&str], v: &str, request: u64| Done::acked(at(log, v)).request(request);
+        complete_send(&mut b, 1, a2, 1, "a2", ack(&p1, "a2", 2));
+        complete_send(&mut b, 2, b0, 0, "b0", ack(&p0, "b0", 1));
+        complete_send(&mut b, 1, a0, 0, "a0", ack(&p0, "a0", 1));
+        complete_send(&mut b, 1, a1, 0, "a1", ack(&p0, "a1", 1));
+        complete_send(&mut b, 2, b3, 0, "b3", ack(&p0, "b3", 3));
+        complete_send(&mut b, 1, a4, 0, "a4", ack(&p0, "a4", 3));
+        complete_send(&mut b, 1, a3, 0, "a3", ack(&p0, "a3", 3));
+        let fail = Done::outcome(OpKind::Fail).request(4);
+        complete_send(&mut b, 2, b4, 1, "b4", fail);
+        complete_send(&mut b, 2, b2, 0, "b2", ack(&p0, "b2", 5).attempts(2));
+        complete_send(&mut b, 2, b1, 0, "b1", ack(&p0, "b1", 5).attempts(2));
+        let lost = Done::outcome(OpKind::Info).attempts(2);
+        complete_send(&mut b, 1, a5, 1, "a5", lost);
+        // The member starts from the group's (empty) commit, reads, commits, replays.
+        let a = AssignValue {
+            partitions: vec![TopicPartition::new(T, 0), TopicPartition::new(T, 1)],
+        };
+        b.call(10, a.clone(), OpKind::Ok, a);
+        let seek = SeekValue::new(T, 0, 0).because(SeekReason::Committed);
+        b.call(10, seek.clone(), OpKind::Ok, seek);
+        let hwms = (p0.len() as i64, p1.len() as i64);
+        let rec = |log: &[&'static str], offsets: &[i64]| -> Vec<(i64, &'static str)> {
+            offsets.iter().map(|&o| (o, log[o as usize])).collect()
+        };
+        poll_from(&mut b, 10, 0, &rec(&p0, &[0, 1, 2, 3]), &[], hwms);
+        let second: &[i64] = match m {
+            Mutation::IntPollSkip => &[4, 6, 7],
+            Mutation::IntNonmonotonicPoll => &[4, 5, 6, 7, 6],
+            _ => &[4, 5, 6, 7],
+        };
+        poll_from(&mut b, 10, 4, &rec(&p0, second), &rec(&p1, &[0]), hwms);
+        let commit = CommitValue {
+            group: Some("g".into()),
+            offsets: vec![PartitionOffset {
+                topic: T.into(),
+                partition: 0,
+                offset: 8,
+            }],
+        };
+        b.advance(1_000);
+        b.call(10, commit.clone(), OpKind::Ok, commit);
+        b.advance(1_000);
+        let back = SeekValue::new(T, 0, 2).because(SeekReason::Back);
+        b.call(10, back.clone(), OpKind::Ok, back);
+        poll_from(&mut b, 10, 2, &rec(&p0, &[2, 3]), &[], hwms);
+        final_read(&mut b, 20, 0, &p0);
+        final_read(&mut b, 20, 1, &p1);
+        for (process, idempotent, in_flight) in [(1, true, 5), (2, false, 3)] {
+            let v = ClientValue {
+                role: "producer".into(),
+                name: format!("producer-{process}"),
+                idempotent,
+                max_in_flight: in_flight,
+                counters: Some(ClientCounters {
+                    batches: 4,
+                    records: 6,
+                    max_records_per_batch: 2,
+                    requests: 5,
+                    retried_batches: 1,
+                    ..ClientCounters::default()
+                }),
+                ..ClientValue::default()
+            };
+            client_op(&mut b, process, v);
+        }
+        b.build()
+    }
 }
 
 #[cfg(test)]
@@ -633,6 +923,92 @@ mod tests {
     fn clean_history_passes_every_checker() {
         let report = check_all(&testkit::clean(), &CheckerConfig::default());
         assert!(report.findings.is_empty(), "{:#?}", report.findings);
+    }
+
+    #[test]
+    fn pipelined_history_is_valid_and_clean() {
+        use crate::history::{OpKind, F};
+        let h = testkit::pipelined(testkit::Mutation::None);
+        h.validate().unwrap();
+        // Several sends of one process outstanding at once, completed out of invoke order.
+        let pairs = h.pairs();
+        let sends: Vec<_> = pairs
+            .iter()
+            .filter(|p| p.invoke.f() == F::Send && p.invoke.process == 1)
+            .collect();
+        assert!(sends.iter().all(|p| p.completion.is_some()));
+        assert!(sends
+            .windows(2)
+            .any(|w| w[0].last().index > w[1].last().index));
+        let outstanding = sends
+            .iter()
+            .filter(|p| p.invoke.index < sends[0].last().index)
+            .count();
+        assert!(outstanding > 3, "{outstanding}");
+        // Every op is accounted for by some pair, client ops included.
+        assert_eq!(
+            pairs.iter().filter(|p| p.invoke.f() == F::Client).count(),
+            5
+        );
+        assert!(pairs.iter().all(|p| p.outcome() != OpKind::Invoke));
+        let report = check_all(&h, &CheckerConfig::default());
+        assert!(report.findings.is_empty(), "{}", report.to_text());
+        // Strict about retries too: nothing in it was written twice.
+        let strict = CheckerConfig {
+            allow_duplicates_from_retries: false,
+            ..CheckerConfig::default()
+        };
+        assert!(check_all(&h, &strict).findings.is_empty());
+    }
+
+    #[test]
+    fn pipelined_history_with_each_new_anomaly() {
+        use testkit::Mutation as M;
+        let cases = [
+            (M::IntPollSkip, vec![Anomaly::IntPollSkip]),
+            (M::IntNonmonotonicPoll, vec![Anomaly::IntNonmonotonicPoll]),
+            (M::IntNonmonotonicSend, vec![Anomaly::IntNonmonotonicSend]),
+            (M::IdempotentReorder, vec![Anomaly::NonmonotonicSend]),
+            (M::IdempotentDuplicate, vec![Anomaly::Duplicate]),
+        ];
+        for (m, expected) in cases {
+            let h = testkit::pipelined(m);
+            h.validate().unwrap();
+            let report = check_all(&h, &CheckerConfig::default());
+            assert_eq!(
+                testkit::anomalies(&report.findings),
+                expected,
+                "{m:?}: {}",
+                report.to_text()
+            );
+        }
+    }
+
+    #[test]
+    fn client_ops_amid_outstanding_sends_change_nothing() {
+        use crate::history::HistoryBuilder;
+        use testkit::*;
+        let mut b = HistoryBuilder::new();
+        let a = invoke_send(&mut b, 1, 0, "a", Some(1));
+        let c = invoke_send(&mut b, 1, 0, "c", Some(2));
+        // A (re)start description while both are in flight pairs with itself.
+        client(&mut b, 1, "producer", true, 5);
+        complete_send(&mut b, 1, c, 0, "c", Done::acked(1));
+        client(&mut b, 1, "producer", true, 5);
+        complete_send(&mut b, 1, a, 0, "a", Done::acked(0));
+        final_read(&mut b, 20, 0, &["a", "c"]);
+        let h = b.build();
+        h.validate().unwrap();
+        let ix = Index::new(&h);
+        let got: Vec<(&str, Option<i64>, Option<u64>)> = ix
+            .sends
+            .iter()
+            .map(|s| (s.value, s.acked(), s.batch))
+            .collect();
+        assert_eq!(got, vec![("a", Some(0), Some(1)), ("c", Some(1), Some(2))]);
+        assert!(ix.idempotent(1) && !ix.may_reorder_on_retry(1));
+        let report = check_all(&h, &CheckerConfig::default());
+        assert!(report.findings.is_empty(), "{}", report.to_text());
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! **nonmonotonic-poll**: one consumer process, polling a partition without an intervening
-//! assign or seek, reads an offset at or below one it already read (across consecutive polls or
-//! within one poll). See `poll_walk` for how positions are followed.
+//! assign or seek, starts a poll (its fetch offset or first record) at or below an offset it
+//! already read. Going backwards between two records of one poll is
+//! [`super::int_nonmonotonic_poll`]. See `poll_walk` for how positions are followed.
 
 use super::{Finding, Index};
 use crate::history::History;
 
 pub fn check(history: &History) -> Vec<Finding> {
-    super::poll_walk::run(&Index::new(history)).1
+    super::poll_walk::run(&Index::new(history)).backwards
 }
 
 #[cfg(test)]
@@ -14,7 +15,7 @@ mod tests {
     use super::*;
     use crate::checkers::testkit::*;
     use crate::checkers::Anomaly;
-    use crate::history::{HistoryBuilder, OpKind, PartitionOffset};
+    use crate::history::{HistoryBuilder, OpKind, PartitionOffset, PollValue};
 
     #[test]
     fn silent_on_clean_history() {
@@ -34,10 +35,22 @@ mod tests {
     }
 
     #[test]
-    fn fires_within_one_poll() {
-        let mut b = HistoryBuilder::new();
-        poll(&mut b, 10, 0, &[(0, "a"), (1, "b"), (1, "b")], 2);
-        assert_eq!(check(&b.build()).len(), 1);
+    fn fires_when_a_fetch_offset_goes_back_but_not_within_one_poll() {
+        let history = |refetch: bool| {
+            let mut b = HistoryBuilder::new();
+            // Within one poll: int-nonmonotonic-poll's.
+            poll(&mut b, 10, 0, &[(0, "a"), (1, "b"), (1, "b")], 2);
+            if refetch {
+                let v = PollValue::default().fetch_offset(T, 0, 0).hwm(T, 0, 2);
+                b.call(10, PollValue::default(), OpKind::Ok, v);
+            }
+            b.build()
+        };
+        assert!(check(&history(false)).is_empty());
+        let f = check(&history(true));
+        assert_eq!(anomalies(&f), vec![Anomaly::NonmonotonicPoll], "{f:#?}");
+        assert_eq!(f[0].offsets, vec![2, 0]);
+        assert_eq!(f[0].ops, vec![1, 3]);
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! **poll-skip**: one consumer process, polling a partition without an intervening assign or
-//! seek, jumps over offsets that exist (some read returned them), across consecutive polls or
-//! within one poll. See `poll_walk` for how positions are followed.
+//! seek, jumps over offsets that exist (some read returned them) from one poll to the next: a
+//! poll starts (its fetch offset or first record) beyond where the previous one ended, or its
+//! first record is beyond its own fetch offset. A jump between two records of one poll is
+//! [`super::int_poll_skip`]. See `poll_walk` for how positions are followed.
 
 use super::{Finding, Index};
 use crate::history::History;
 
 pub fn check(history: &History) -> Vec<Finding> {
-    super::poll_walk::run(&Index::new(history)).0
+    super::poll_walk::run(&Index::new(history)).skips
 }
 
 #[cfg(test)]
@@ -35,21 +37,38 @@ mod tests {
     }
 
     #[test]
-    fn fires_within_one_poll_and_via_fetch_offsets() {
+    fn fires_via_fetch_offsets_but_not_within_one_poll() {
+        // The skip from 0 to 2 inside the first poll is int-poll-skip's; the fetch from 3 after
+        // ending at 2 is this checker's.
         let mut b = HistoryBuilder::new();
-        poll(&mut b, 10, 0, &[(0, "a"), (2, "c")], 4);
-        let v = PollValue::default().fetch_offset(T, 0, 3).hwm(T, 0, 4);
+        poll(&mut b, 10, 0, &[(0, "a"), (2, "c")], 5);
+        let v = PollValue::default().fetch_offset(T, 0, 4).hwm(T, 0, 5);
         b.call(10, PollValue::default(), OpKind::Ok, v);
-        final_read(&mut b, 20, 0, &["a", "b", "c", "d"]);
+        final_read(&mut b, 20, 0, &["a", "b", "c", "d", "e"]);
         let f = check(&b.build());
         assert_eq!(f.len(), 1, "{f:#?}");
-        assert_eq!(f[0].offsets, vec![1]);
+        assert_eq!(f[0].offsets, vec![3]);
+        assert_eq!(f[0].ops, vec![1, 3]);
         let mut b = HistoryBuilder::new();
         poll(&mut b, 10, 0, &[(0, "a")], 4);
         let v = PollValue::default().fetch_offset(T, 0, 3).hwm(T, 0, 4);
         b.call(10, PollValue::default(), OpKind::Ok, v);
         final_read(&mut b, 20, 0, &["a", "b", "c", "d"]);
         assert_eq!(check(&b.build())[0].offsets, vec![1, 2]);
+    }
+
+    #[test]
+    fn fires_when_a_poll_starts_beyond_its_own_fetch_offset() {
+        let mut b = HistoryBuilder::new();
+        let v = PollValue::default()
+            .fetch_offset(T, 0, 0)
+            .record(T, 0, 2, "c")
+            .hwm(T, 0, 3);
+        b.call(10, PollValue::default(), OpKind::Ok, v);
+        final_read(&mut b, 20, 0, &["a", "b", "c"]);
+        let f = check(&b.build());
+        assert_eq!(anomalies(&f), vec![Anomaly::PollSkip], "{f:#?}");
+        assert_eq!(f[0].offsets, vec![0, 1]);
     }
 
     #[test]

@@ -1,23 +1,39 @@
 //! Follows each consumer process's position per partition through its polls; shared by
-//! [`super::poll_skip`] and [`super::nonmonotonic_poll`].
+//! [`super::poll_skip`], [`super::int_poll_skip`], [`super::nonmonotonic_poll`] and
+//! [`super::int_nonmonotonic_poll`].
 //!
 //! The expected next offset is one past the last record returned (or a poll's fetch offset, or a
 //! successful seek's target). An `assign` forgets the process's positions, and so does an `info`
 //! poll (it may have consumed records nobody saw); a `fail` poll consumed nothing.
+//!
+//! A step from one record to the next record of the same partition inside one poll is
+//! *internal* (`int-poll-skip`, `int-nonmonotonic-poll`: the broker's response itself is out of
+//! order). Every other step is between polls: a poll's first record (or its fetch offset)
+//! against where the previous poll, seek or the poll's own fetch offset left the process.
+
+use std::collections::hash_map::Entry;
 
 use super::{ranges, Anomaly, FastMap, Finding, Index, Tp};
 use crate::history::{OpKind, Value};
 
-/// Where a process expects to read next: (offset, op that set it). Kept in a hash map that is
-/// only looked up, never iterated into output.
-type Cursor = (i64, u64);
+/// Where a process expects to read next: (offset, op that set it, set by a record of that op
+/// rather than a fetch offset or a seek). Kept in a hash map that is only looked up, never
+/// iterated into output.
+type Cursor = (i64, u64, bool);
 
-/// Returns (poll-skip findings, nonmonotonic-poll findings).
-pub(crate) fn run(ix: &Index<'_>) -> (Vec<Finding>, Vec<Finding>) {
+/// The findings of one walk, by anomaly.
+#[derive(Default)]
+pub(crate) struct Walk {
+    pub skips: Vec<Finding>,
+    pub int_skips: Vec<Finding>,
+    pub backwards: Vec<Finding>,
+    pub int_backwards: Vec<Finding>,
+}
+
+pub(crate) fn run(ix: &Index<'_>) -> Walk {
     let mut w = Walker {
         ix,
-        skips: Vec::new(),
-        backwards: Vec::new(),
+        out: Walk::default(),
     };
     let mut cursors: FastMap<(u64, Tp<'_>), Cursor> = FastMap::default();
     for pair in &ix.pairs {
@@ -29,7 +45,7 @@ pub(crate) fn run(ix: &Index<'_>) -> (Vec<Finding>, Vec<Finding>) {
             }
             (Value::Seek(s), OpKind::Ok) => {
                 let key = (process, (s.topic.as_str(), s.partition));
-                cursors.insert(key, (s.offset, pair.last().index));
+                cursors.insert(key, (s.offset, pair.last().index, false));
             }
             (Value::Seek(s), _) => {
                 cursors.remove(&(process, (s.topic.as_str(), s.partition)));
@@ -41,54 +57,98 @@ pub(crate) fn run(ix: &Index<'_>) -> (Vec<Finding>, Vec<Finding>) {
                 let op = pair.last().index;
                 for f in &p.fetch_offsets {
                     let tp = (f.topic.as_str(), f.partition);
-                    w.step(&mut cursors, process, tp, f.offset, op);
+                    w.step(&mut cursors, process, tp, f.offset, (f.offset, op, false));
                 }
                 for r in &p.records {
                     let tp = (r.topic.as_str(), r.partition);
-                    w.step(&mut cursors, process, tp, r.offset, op);
-                    cursors.insert((process, tp), (r.offset + 1, op));
+                    w.step(
+                        &mut cursors,
+                        process,
+                        tp,
+                        r.offset,
+                        (r.offset + 1, op, true),
+                    );
                 }
             }
             _ => {}
         }
     }
-    (w.skips, w.backwards)
+    w.out
 }
 
 struct Walker<'i, 'a> {
     ix: &'i Index<'a>,
-    skips: Vec<Finding>,
-    backwards: Vec<Finding>,
+    out: Walk,
 }
 
 impl<'a> Walker<'_, 'a> {
-    /// The process reads (or fetches from) `offset`; compare with where it should be.
+    /// The process reads (or fetches from) `offset`; compare with where it should be, then
+    /// move its cursor to `then` (one lookup for both).
     fn step(
         &mut self,
         cursors: &mut FastMap<(u64, Tp<'a>), Cursor>,
         process: u64,
         tp: Tp<'a>,
         offset: i64,
-        op: u64,
+        then: Cursor,
     ) {
-        let Some(&(next, prev_op)) = cursors.get(&(process, tp)) else {
-            cursors.insert((process, tp), (offset, op));
-            return;
+        let op = then.1;
+        let (next, prev_op, by_record) = match cursors.entry((process, tp)) {
+            Entry::Occupied(mut e) => e.insert(then),
+            Entry::Vacant(e) => {
+                e.insert(then);
+                return;
+            }
         };
+        // The previous record of this partition came in the same poll.
+        let internal = by_record && prev_op == op;
         if offset < next {
-            self.backwards.push(Finding::new(
-                Anomaly::NonmonotonicPoll,
-                tp,
-                vec![next, offset],
-                vec![prev_op, op],
-                format!(
-                    "Process {process} expected offset {next} next but polled offset {offset}, with no assign or seek in between."
-                ),
-            ));
+            let finding = if internal {
+                let prev = next - 1;
+                Finding::new(
+                    Anomaly::IntNonmonotonicPoll,
+                    tp,
+                    vec![prev, offset],
+                    vec![op],
+                    format!(
+                        "One poll of process {process} returned offset {offset} after offset {prev}."
+                    ),
+                )
+            } else {
+                Finding::new(
+                    Anomaly::NonmonotonicPoll,
+                    tp,
+                    vec![next, offset],
+                    vec![prev_op, op],
+                    format!(
+                        "Process {process} expected offset {next} next but polled offset {offset}, with no assign or seek in between."
+                    ),
+                )
+            };
+            if internal {
+                self.out.int_backwards.push(finding);
+            } else {
+                self.out.backwards.push(finding);
+            }
         } else if offset > next {
             let skipped = self.ix.read_offsets_in(tp, next, offset);
-            if !skipped.is_empty() {
-                self.skips.push(Finding::new(
+            if skipped.is_empty() {
+                return;
+            }
+            if internal {
+                self.out.int_skips.push(Finding::new(
+                    Anomaly::IntPollSkip,
+                    tp,
+                    skipped.clone(),
+                    vec![op],
+                    format!(
+                        "One poll of process {process} returned offset {} then offset {offset}, skipping existing offset(s) {}.",
+                        next - 1,
+                        ranges(&skipped)
+                    ),
+                ));
+            } else {
+                self.out.skips.push(Finding::new(
                     Anomaly::PollSkip,
                     tp,
                     skipped.clone(),
@@ -100,6 +160,5 @@ impl<'a> Walker<'_, 'a> {
                 ));
             }
         }
-        cursors.insert((process, tp), (offset, op));
     }
 }
