@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::checkers::{Anomaly, Finding, MAX_LISTED};
-use crate::history::{History, OpKind, TopicPartition, Value, F};
+use crate::history::{ClientCounters, History, OpKind, TopicPartition, Value, F};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -38,6 +38,20 @@ pub struct FaultEvent {
     pub detail: BTreeMap<String, serde_json::Value>,
 }
 
+/// One client process as it described itself in its `client` ops.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClientSummary {
+    pub role: String,
+    pub name: String,
+    pub idempotent: bool,
+    pub max_in_flight: u32,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub profile: BTreeMap<String, serde_json::Value>,
+    /// From the process's last `client` op that has counters.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counters: Option<ClientCounters>,
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub verdict: Verdict,
@@ -46,6 +60,9 @@ pub struct Report {
     /// Sorted by anomaly, partition, offsets, ops.
     pub findings: Vec<Finding>,
     pub summary: Summary,
+    /// Process → what it said it is (empty for histories without `client` ops).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub clients: BTreeMap<u64, ClientSummary>,
     pub faults: Vec<FaultEvent>,
 }
 
@@ -68,6 +85,7 @@ impl Report {
             counts,
             findings,
             summary: summarize(history),
+            clients: clients(history),
             faults: faults(history),
         }
     }
@@ -110,6 +128,10 @@ impl Report {
                 let _ = write!(s, "{:>8}", by_kind.get(&k).copied().unwrap_or(0));
             }
             s.push('\n');
+        }
+        if !self.clients.is_empty() {
+            let _ = writeln!(s, "\nclients:");
+            s.push_str(&clients_text(&self.clients));
         }
         let _ = writeln!(s, "\n  {:<28}{:>6}", "anomaly", "count");
         for (a, n) in &self.counts {
@@ -219,6 +241,145 @@ fn summarize(history: &History) -> Summary {
     }
 }
 
+/// Each process's description: its first `client` op, with the counters of its last one that has
+/// them. Completions only: an invoke repeats its completion.
+fn clients(history: &History) -> BTreeMap<u64, ClientSummary> {
+    let mut out: BTreeMap<u64, ClientSummary> = BTreeMap::new();
+    for op in &history.ops {
+        let Value::Client(c) = &op.value else {
+            continue;
+        };
+        if op.kind == OpKind::Invoke {
+            continue;
+        }
+        let e = out.entry(op.process).or_insert_with(|| ClientSummary {
+            role: c.role.clone(),
+            name: c.name.clone(),
+            idempotent: c.idempotent,
+            max_in_flight: c.max_in_flight,
+            profile: c.profile.clone(),
+            counters: None,
+        });
+        if c.counters.is_some() {
+            e.counters.clone_from(&c.counters);
+        }
+    }
+    out
+}
+
+/// The "clients:" section: one line per process, and its nonzero counters under it.
+fn clients_text(clients: &BTreeMap<u64, ClientSummary>) -> String {
+    let width = |f: &dyn Fn(&ClientSummary) -> usize| clients.values().map(f).max().unwrap_or(0);
+    let process_w = clients
+        .keys()
+        .map(|p| p.to_string().len())
+        .max()
+        .unwrap_or(1);
+    let name_w = width(&|c| c.name.chars().count()).max(12);
+    let role_w = width(&|c| c.role.chars().count()).max(8);
+    let traits: Vec<String> = clients.values().map(traits).collect();
+    let traits_w = traits.iter().map(String::len).max().unwrap_or(0);
+    let mut s = String::new();
+    for ((process, c), traits) in clients.iter().zip(&traits) {
+        let profile: Vec<String> = c
+            .profile
+            .iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(text) => format!("{k}={text}"),
+                other => format!("{k}={other}"),
+            })
+            .collect();
+        let line = format!(
+            "  {process:>process_w$} {:<name_w$} {:<role_w$}  {traits:<traits_w$}  {}",
+            c.name,
+            c.role,
+            profile.join(" ")
+        );
+        let _ = writeln!(s, "{}", line.trim_end());
+        if let Some(counters) = c.counters.as_ref().map(counters_text) {
+            if !counters.is_empty() {
+                // Under the name, two further in.
+                let _ = writeln!(s, "  {:process_w$}   {counters}", "");
+            }
+        }
+    }
+    s
+}
+
+/// `idempotent in-flight 5`; producers only say what they are.
+fn traits(c: &ClientSummary) -> String {
+    let mut t = Vec::new();
+    if c.idempotent {
+        t.push("idempotent".to_owned());
+    } else if c.max_in_flight > 0 {
+        t.push("non-idempotent".to_owned());
+    }
+    if c.max_in_flight > 0 {
+        t.push(format!("in-flight {}", c.max_in_flight));
+    }
+    t.join(" ")
+}
+
+/// The nonzero counters, comma-separated.
+fn counters_text(c: &ClientCounters) -> String {
+    fn nonzero(parts: &mut Vec<String>, n: u64, what: &str) {
+        if n > 0 {
+            parts.push(format!("{what} {n}"));
+        }
+    }
+    /// `fetches 40 (12 inside batch)`: a total with its nonzero sub-counts.
+    fn with_inner(parts: &mut Vec<String>, what: &str, total: u64, inner: &[(u64, &str)]) {
+        let inner: Vec<String> = inner
+            .iter()
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, w)| format!("{n} {w}"))
+            .collect();
+        match (total, inner.is_empty()) {
+            (0, true) => {}
+            (_, true) => parts.push(format!("{what} {total}")),
+            _ => parts.push(format!("{what} {total} ({})", inner.join(", "))),
+        }
+    }
+    let mut parts = Vec::new();
+    if c.batches > 0 || c.max_records_per_batch > 0 {
+        parts.push(format!(
+            "records/batch {:.1} mean {} max",
+            c.mean_records_per_batch(),
+            c.max_records_per_batch
+        ));
+    }
+    nonzero(
+        &mut parts,
+        c.max_partitions_per_request,
+        "max partitions/request",
+    );
+    nonzero(
+        &mut parts,
+        c.max_requests_in_flight,
+        "max requests in flight",
+    );
+    nonzero(&mut parts, c.retried_batches, "retried batches");
+    nonzero(&mut parts, c.epoch_bumps, "epoch bumps");
+    with_inner(
+        &mut parts,
+        "fetches",
+        c.fetches,
+        &[
+            (c.fetches_inside_batch, "inside batch"),
+            (c.multi_partition_fetches, "multi-partition"),
+        ],
+    );
+    with_inner(
+        &mut parts,
+        "commits",
+        c.commits,
+        &[(c.commits_inside_batch, "inside batch")],
+    );
+    nonzero(&mut parts, c.seeks_back, "seeks back");
+    nonzero(&mut parts, c.restarts, "restarts");
+    parts.join(", ")
+}
+
 /// One line per fault: the completion of a paired invoke, else the op itself.
 fn faults(history: &History) -> Vec<FaultEvent> {
     history
@@ -237,4 +398,126 @@ fn faults(history: &History) -> Vec<FaultEvent> {
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkers::testkit::{self, Mutation};
+    use crate::history::{ClientValue, HistoryBuilder};
+    use crate::{check_all, CheckerConfig};
+
+    #[test]
+    fn clients_come_from_first_op_with_last_counters() {
+        let report = check_all(
+            &testkit::pipelined(Mutation::None),
+            &CheckerConfig::default(),
+        );
+        let ids: Vec<u64> = report.clients.keys().copied().collect();
+        assert_eq!(ids, vec![1, 2, 10]);
+        let p1 = &report.clients[&1];
+        assert_eq!(
+            (p1.role.as_str(), p1.idempotent, p1.max_in_flight),
+            ("producer", true, 5)
+        );
+        // The end op has no profile; the start op's is kept.
+        assert_eq!(p1.profile.len(), 2);
+        assert_eq!(p1.counters.as_ref().map(|c| c.retried_batches), Some(1));
+        assert_eq!(report.clients[&10].counters, None);
+    }
+
+    #[test]
+    fn text_has_a_clients_section_after_the_history_summary() {
+        let text = check_all(
+            &testkit::pipelined(Mutation::None),
+            &CheckerConfig::default(),
+        )
+        .to_text();
+        let section: Vec<&str> = text
+            .lines()
+            .skip_while(|l| *l != "clients:")
+            .take_while(|l| !l.is_empty())
+            .collect();
+        assert_eq!(
+            section,
+            vec![
+                "clients:",
+                "   1 producer-1   producer  idempotent in-flight 5      codec=lz4 linger_ms=12",
+                "       records/batch 1.5 mean 2 max, retried batches 1",
+                "   2 producer-2   producer  non-idempotent in-flight 3",
+                "       records/batch 1.5 mean 2 max, retried batches 1",
+                "  10 member-10    member",
+            ],
+            "{text}"
+        );
+        let summary_end = text.find("  client ").unwrap();
+        let clients_at = text.find("clients:").unwrap();
+        let anomalies_at = text.find("  anomaly ").unwrap();
+        assert!(
+            summary_end < clients_at && clients_at < anomalies_at,
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn counters_text_lists_only_nonzero_counters() {
+        let c = ClientCounters {
+            batches: 4,
+            records: 10,
+            max_records_per_batch: 5,
+            max_partitions_per_request: 3,
+            max_requests_in_flight: 2,
+            epoch_bumps: 1,
+            fetches: 40,
+            multi_partition_fetches: 7,
+            commits: 9,
+            commits_inside_batch: 2,
+            seeks_back: 3,
+            restarts: 1,
+            ..ClientCounters::default()
+        };
+        assert_eq!(
+            counters_text(&c),
+            "records/batch 2.5 mean 5 max, max partitions/request 3, max requests in flight 2, \
+             epoch bumps 1, fetches 40 (7 multi-partition), commits 9 (2 inside batch), \
+             seeks back 3, restarts 1"
+        );
+        assert_eq!(counters_text(&ClientCounters::default()), "");
+    }
+
+    #[test]
+    fn without_client_ops_nothing_changes() {
+        let report = check_all(&testkit::clean(), &CheckerConfig::default());
+        assert!(report.clients.is_empty());
+        assert!(!report.to_text().contains("clients:"));
+        let json = serde_json::to_value(&report).unwrap();
+        assert!(json.get("clients").is_none(), "{json}");
+        // Older reports without the field read back.
+        let back: Report = serde_json::from_value(json).unwrap();
+        assert_eq!(back, report);
+    }
+
+    #[test]
+    fn clients_serialize_and_read_back() {
+        let mut b = HistoryBuilder::new();
+        let v = ClientValue {
+            role: "consumer".into(),
+            name: "consumer-0".into(),
+            counters: Some(ClientCounters {
+                fetches: 3,
+                ..ClientCounters::default()
+            }),
+            ..ClientValue::default()
+        };
+        testkit::client_op(&mut b, 4, v);
+        let report = check_all(&b.build(), &CheckerConfig::default());
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["clients"]["4"]["name"], "consumer-0");
+        assert_eq!(json["clients"]["4"]["counters"]["fetches"], 3);
+        let back: Report = serde_json::from_value(json).unwrap();
+        assert_eq!(back, report);
+        assert!(report
+            .to_text()
+            .contains("\n  4 consumer-0   consumer\n      fetches 3\n"));
+    }
 }

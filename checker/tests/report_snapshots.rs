@@ -72,6 +72,69 @@ fn clean() -> History {
     b.build()
 }
 
+/// A pipelined producer and a consumer that describe themselves, with profiles and counters.
+fn described() -> History {
+    let mut b = HistoryBuilder::new();
+    let describe = |b: &mut HistoryBuilder, process: u64, v: ClientValue| {
+        let i = b.invoke(process, v.clone());
+        b.complete(process, i, OpKind::Ok, v);
+    };
+    let mut producer = ClientValue {
+        role: "producer".into(),
+        name: "producer-1".into(),
+        idempotent: true,
+        max_in_flight: 5,
+        ..ClientValue::default()
+    };
+    producer.profile.insert("linger_ms".into(), 12.into());
+    producer.profile.insert("batch_records".into(), 40.into());
+    producer.profile.insert("codec".into(), "lz4".into());
+    describe(&mut b, 3, producer.clone());
+    let mut consumer = ClientValue {
+        role: "consumer".into(),
+        name: "consumer-0".into(),
+        ..ClientValue::default()
+    };
+    consumer.profile.insert("max_poll_records".into(), 8.into());
+    describe(&mut b, 10, consumer.clone());
+    let invokes: Vec<u64> = ["a", "b"]
+        .iter()
+        .map(|v| {
+            let mut s = SendValue::new(T, 0, *v);
+            s.batch = Some(1);
+            b.invoke(3, s)
+        })
+        .collect();
+    for (o, (i, v)) in invokes.iter().zip(["a", "b"]).enumerate().rev() {
+        let mut s = SendValue::new(T, 0, v).acked(o as i64);
+        s.request = Some(1);
+        s.attempts = Some(2);
+        b.complete(3, *i, OpKind::Ok, s);
+    }
+    b.advance(1_000_000);
+    poll(&mut b, 10, 0, &[(0, "a"), (1, "b")], 2);
+    final_read(&mut b, 0, &[(0, "a"), (1, "b")], 2);
+    producer.counters = Some(ClientCounters {
+        batches: 1,
+        records: 2,
+        max_records_per_batch: 2,
+        requests: 2,
+        max_partitions_per_request: 1,
+        max_topics_per_request: 1,
+        max_requests_in_flight: 1,
+        retried_batches: 1,
+        ..ClientCounters::default()
+    });
+    describe(&mut b, 3, producer);
+    consumer.counters = Some(ClientCounters {
+        fetches: 3,
+        fetches_inside_batch: 1,
+        ..ClientCounters::default()
+    });
+    describe(&mut b, 10, consumer);
+    b.build()
+}
+
 #[test]
 fn faulty_report_text() {
     let report = check_all(&faulty(), &CheckerConfig::default());
@@ -92,6 +155,15 @@ fn faulty_report_json() {
 fn clean_report_text() {
     let report = check_all(&clean(), &CheckerConfig::default());
     assert_eq!(report.verdict, Verdict::Pass);
+    insta::assert_snapshot!(report.to_text());
+}
+
+#[test]
+fn described_clients_report_text() {
+    let h = described();
+    h.validate().unwrap();
+    let report = check_all(&h, &CheckerConfig::default());
+    assert_eq!(report.verdict, Verdict::Pass, "{}", report.to_text());
     insta::assert_snapshot!(report.to_text());
 }
 
