@@ -452,6 +452,7 @@ async fn produce(b: Arc<Broker>, req: ProduceRequest, corr: i32, v: i16) -> Repl
         return Reply::Now(None);
     }
     let timeout = Duration::from_millis(req.timeout_ms.max(100) as u64);
+    let bug = b.cfg.bug;
     Reply::Later(Box::pin(async move {
         let mut r = ProduceResponse::default();
         for (name, parts) in started {
@@ -478,6 +479,24 @@ async fn produce(b: Arc<Broker>, req: ProduceRequest, corr: i32, v: i16) -> Repl
                 tr.partition_responses.push(pr);
             }
             r.responses.push(tr);
+        }
+        if bug == Some(Bug::OneErrorFailsAll) {
+            let first_error = r
+                .responses
+                .iter()
+                .flat_map(|t| t.partition_responses.iter())
+                .map(|p| p.error_code)
+                .find(|c| *c != 0);
+            if let Some(c) = first_error {
+                for p in r
+                    .responses
+                    .iter_mut()
+                    .flat_map(|t| t.partition_responses.iter_mut())
+                {
+                    p.error_code = c;
+                    p.base_offset = -1;
+                }
+            }
         }
         Some(encode_response(corr, v, &r))
     }))

@@ -30,10 +30,23 @@ pub enum Bug {
     HwmOffByOne,
     /// Acknowledges a group of batches but writes all but the last one.
     DropBatchTail,
+    /// A fetch from inside a record batch starts at the next batch (compares the fetch offset
+    /// with the batch's first offset instead of its last).
+    MidBatchFetchSkip,
+    /// When one partition of a produce request fails, answers every partition with that error,
+    /// though the others were written.
+    OneErrorFailsAll,
+    /// Gives a compressed batch one offset, as if it were one wrapper message (the old message
+    /// format's rule), whatever the records inside.
+    CompressedBatchAsOne,
+    /// Compares an idempotent producer's sequence numbers across an epoch bump: a new epoch's
+    /// batch numbered below the last one seen is taken for a retry of it, answered with its
+    /// offset and not written.
+    EpochBumpIgnored,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 8] = [
+    pub const ALL: [Bug; 12] = [
         Bug::AckBeforeCommit,
         Bug::ReserveThenWrite,
         Bug::StaleCacheAfterMove,
@@ -42,6 +55,10 @@ impl Bug {
         Bug::OffsetsInMemory,
         Bug::HwmOffByOne,
         Bug::DropBatchTail,
+        Bug::MidBatchFetchSkip,
+        Bug::OneErrorFailsAll,
+        Bug::CompressedBatchAsOne,
+        Bug::EpochBumpIgnored,
     ];
 
     pub fn name(self) -> &'static str {
@@ -54,6 +71,10 @@ impl Bug {
             Bug::OffsetsInMemory => "offsets-in-memory",
             Bug::HwmOffByOne => "hwm-off-by-one",
             Bug::DropBatchTail => "drop-batch-tail",
+            Bug::MidBatchFetchSkip => "mid-batch-fetch-skip",
+            Bug::OneErrorFailsAll => "one-error-fails-all",
+            Bug::CompressedBatchAsOne => "compressed-batch-as-one",
+            Bug::EpochBumpIgnored => "epoch-bump-ignored",
         }
     }
 
@@ -71,6 +92,14 @@ impl Bug {
             Bug::OffsetsInMemory => "keeps committed group offsets only in memory",
             Bug::HwmOffByOne => "reports the high watermark one too high",
             Bug::DropBatchTail => "acknowledges a group commit but drops its last batch",
+            Bug::MidBatchFetchSkip => "a fetch from inside a batch skips the rest of that batch",
+            Bug::OneErrorFailsAll => {
+                "one failed partition fails every partition of a produce request"
+            }
+            Bug::CompressedBatchAsOne => "gives a compressed batch a single offset",
+            Bug::EpochBumpIgnored => {
+                "answers an idempotent producer's batches after an epoch bump as old duplicates"
+            }
         }
     }
 
@@ -82,6 +111,9 @@ impl Bug {
             Bug::LoseProducerState => "idempotent",
             Bug::OffsetsInMemory => "groups",
             Bug::HwmOffByOne | Bug::DropBatchTail => "baseline",
+            Bug::MidBatchFetchSkip | Bug::CompressedBatchAsOne => "baseline",
+            Bug::OneErrorFailsAll => "crashes",
+            Bug::EpochBumpIgnored => "idempotent",
         }
     }
 }

@@ -114,6 +114,9 @@ pub struct SendValue {
     /// On a completion: how many times its batch was sent (1 = never retried).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempts: Option<u32>,
+    /// On a completion: the broker (address) that answered the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<String>,
 }
 
 impl SendValue {
@@ -127,6 +130,7 @@ impl SendValue {
             batch: None,
             request: None,
             attempts: None,
+            broker: None,
         }
     }
 

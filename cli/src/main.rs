@@ -20,6 +20,7 @@ mod certify {
     }
 }
 mod sim_cmd;
+mod workload_args;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -48,6 +48,8 @@ pub struct ScenarioArgs {
     /// Plant a broker bug (see `riptide mutants`), to see the checkers catch it.
     #[arg(long, value_name = "NAME")]
     bug: Option<String>,
+    #[command(flatten)]
+    pub workload: crate::workload_args::WorkloadArgs,
 }
 
 impl ScenarioArgs {
@@ -90,6 +92,7 @@ impl ScenarioArgs {
                 .map_err(anyhow::Error::msg)?;
             s.bug = Some(b.clone());
         }
+        self.workload.apply(&mut s.workload)?;
         Ok(s)
     }
 
@@ -121,6 +124,10 @@ impl ScenarioArgs {
             if let Some(v) = v {
                 f.push_str(&format!(" --{k} {v}"));
             }
+        }
+        for arg in self.workload.flags() {
+            f.push(' ');
+            f.push_str(&arg);
         }
         f
     }

@@ -21,7 +21,7 @@ use riptide_checker::history::{FaultValue, History};
 use riptide_checker::{check_all, CheckerConfig, Report};
 use riptide_faults::store::FaultHandle;
 use riptide_faults::{Fault, FaultyStore, Planned, Schedule, StoreFaults, Topology};
-use riptide_workloads::generators::{self, WorkloadConfig};
+use riptide_workloads::roster::{Roster, RosterSpec};
 use riptide_workloads::{Client, ClientConfig, Recorder};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,17 +55,7 @@ impl RunOutcome {
 }
 
 /// A seed for one component, derived from the run's seed.
-pub fn derive(seed: u64, parts: &[u64]) -> u64 {
-    // SplitMix64 over the parts: cheap, stable, well mixed.
-    let mut x = seed;
-    for p in parts {
-        x = x.wrapping_add(0x9e37_79b9_7f4a_7c15).wrapping_add(*p);
-        x = (x ^ (x >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        x = (x ^ (x >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        x ^= x >> 31;
-    }
-    x
-}
+pub use riptide_workloads::mix::derive;
 
 fn sim_now_ns() -> u64 {
     backend::sim_elapsed()
@@ -410,12 +400,19 @@ impl Plan {
             .collect();
 
         let recorder = Recorder::with_time(Arc::new(sim_now_ns));
-        let workload = WorkloadConfig {
+        let roster = Arc::new(Roster::draw(&RosterSpec {
+            seed,
             topic: "riptide".into(),
             partitions: scenario.partitions,
+            producers: scenario.producers,
+            consumers: scenario.consumers,
+            group_consumers: scenario.group_consumers,
+            group: "riptide-group".into(),
+            idempotent: scenario.idempotent,
             send_interval: Duration::from_millis(scenario.send_interval_ms),
-            ..WorkloadConfig::default()
-        };
+            fetch_max_wait_ms: 200,
+            mix: scenario.workload.clone(),
+        }));
         let client = |process: u64| {
             let config = ClientConfig {
                 clock: Some(Arc::new(|| SimClock.now_ms())),
@@ -429,80 +426,36 @@ impl Plan {
         };
 
         let mut clients = Vec::new();
-        let mut process = 0u64;
         // Workers still running: the final read waits for all of them, so that no
         // send completes after the log was read back.
-        let running = Arc::new(AtomicU64::new(
-            (scenario.producers + scenario.consumers + scenario.group_consumers) as u64,
-        ));
-        for k in 0..scenario.producers {
-            let (rec, cfg, mut c) = (recorder.clone(), workload.clone(), client(process));
-            let (p, running) = (process, running.clone());
-            let name = format!("producer-{k}");
-            clients.push(name.clone());
+        let running = Arc::new(AtomicU64::new(roster.processes.len() as u64));
+        for (k, proc) in roster.processes.iter().enumerate() {
+            let (rec, mut c, roster) = (recorder.clone(), client(proc.process), roster.clone());
+            let running = running.clone();
+            let producer = matches!(
+                proc.role,
+                riptide_workloads::roster::Role::Producer(_)
+                    | riptide_workloads::roster::Role::LegacyProducer { .. }
+            );
+            clients.push(proc.name.clone());
             world.add_client(
-                &name,
+                &proc.name,
                 Box::pin(async move {
-                    if let Err(e) = c.create_topic(&cfg.topic, cfg.partitions).await {
-                        tracing::warn!(error = %e, "create_topic failed; relying on auto-create");
+                    if producer {
+                        for t in &roster.topics {
+                            if let Err(e) = c.create_topic(&t.name, t.partitions).await {
+                                tracing::warn!(error = %e, "create_topic failed; relying on auto-create");
+                            }
+                        }
                     }
-                    generators::producer(
-                        &mut c,
-                        &rec,
-                        p,
-                        &cfg,
-                        derive(seed, &[3, p]),
-                        deadline(workload_end),
-                    )
-                    .await;
+                    let p = &roster.processes[k];
+                    roster.run(p, &mut c, &rec, deadline(workload_end)).await;
                     running.fetch_sub(1, Ordering::SeqCst);
                 }) as Task,
             );
-            process += 1;
-        }
-        for k in 0..scenario.consumers {
-            let (rec, cfg, mut c) = (recorder.clone(), workload.clone(), client(process));
-            let (p, running) = (process, running.clone());
-            let mine: Vec<i32> = (0..scenario.partitions)
-                .filter(|x| *x as usize % scenario.consumers == k)
-                .collect();
-            let name = format!("consumer-{k}");
-            clients.push(name.clone());
-            world.add_client(
-                &name,
-                Box::pin(async move {
-                    generators::consumer(&mut c, &rec, p, &cfg, &mine, deadline(workload_end))
-                        .await;
-                    running.fetch_sub(1, Ordering::SeqCst);
-                }) as Task,
-            );
-            process += 1;
-        }
-        for k in 0..scenario.group_consumers {
-            let (rec, cfg, mut c) = (recorder.clone(), workload.clone(), client(process));
-            let (p, running) = (process, running.clone());
-            let name = format!("member-{k}");
-            clients.push(name.clone());
-            world.add_client(
-                &name,
-                Box::pin(async move {
-                    generators::group_consumer(
-                        &mut c,
-                        &rec,
-                        p,
-                        &cfg,
-                        "riptide-group",
-                        deadline(workload_end),
-                    )
-                    .await;
-                    running.fetch_sub(1, Ordering::SeqCst);
-                }) as Task,
-            );
-            process += 1;
         }
         {
-            let (rec, cfg, mut c) = (recorder.clone(), workload.clone(), client(process));
-            let p = process;
+            let (rec, mut c, roster) = (recorder.clone(), client(roster.reader), roster.clone());
             let read_for = Duration::from_secs(scenario.final_read_s);
             let running = running.clone();
             world.add_client(
@@ -515,7 +468,7 @@ impl Plan {
                     // Connections made during the faults may be stale; start afresh.
                     c.disconnect_all();
                     let give_up = tokio::time::Instant::now() + read_for;
-                    generators::final_read(&mut c, &rec, p, &cfg, give_up).await;
+                    roster.final_read(&mut c, &rec, give_up).await;
                 }) as Task,
             );
         }

@@ -1,6 +1,7 @@
 //! What a run simulates: the cluster's shape and the workload's size.
 
 use riptide_faults::{FaultMix, Planned};
+use riptide_workloads::mix::{Span, WorkloadMix};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -42,6 +43,10 @@ pub struct Scenario {
     /// An explicit fault schedule to use instead of drawing one from the seed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fixed_faults: Option<Vec<Planned>>,
+    /// What the clients do (batching, pipelining, codecs, poll and fetch sizes, topics, ...);
+    /// its fields sit at the top level of a scenario file.
+    #[serde(flatten)]
+    pub workload: WorkloadMix,
 }
 
 impl Default for Scenario {
@@ -65,6 +70,12 @@ impl Default for Scenario {
             idempotent: false,
             bug: None,
             fixed_faults: None,
+            workload: WorkloadMix {
+                // Below the 5 s after the last heal, so that a request lost in a partition
+                // (turmoil drops it) frees its connection in time to show progress.
+                request_timeout_ms: Some(Span::new(1500, 4000)),
+                ..WorkloadMix::default()
+            },
         }
     }
 }
@@ -158,6 +169,10 @@ impl Scenario {
                 brokers: 5,
                 spare_brokers: 1,
                 group_consumers: 2,
+                workload: WorkloadMix {
+                    topics: Span::new(1, 3),
+                    ..base.workload.clone()
+                },
                 faults: FaultMix {
                     partitions: true,
                     crashes: true,

@@ -11,6 +11,9 @@ struct Entry {
     bug: Option<String>,
     expect: String,
     note: String,
+    /// Run with the earlier client (`WorkloadMix::legacy_client`).
+    #[serde(default)]
+    legacy_client: bool,
 }
 
 #[test]
@@ -23,6 +26,7 @@ fn every_regression_seed_has_its_expected_verdict() {
     for e in entries {
         let mut scenario = Scenario::named(&e.scenario).expect("known scenario");
         scenario.bug = e.bug.clone();
+        scenario.workload.legacy_client = e.legacy_client;
         let o = run(e.seed, &scenario).expect("the run completes");
         let verdict = if o.passed() { "pass" } else { "fail" };
         assert_eq!(

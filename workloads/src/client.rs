@@ -59,6 +59,12 @@ pub struct ClientConfig {
     /// number per partition, so the broker drops retried duplicates. Use with
     /// `ProduceRetry::Always`.
     pub idempotent: bool,
+    /// How long one Metadata request may take before the next broker is asked (`None`: the
+    /// request timeout). A client stuck asking a broker that is cut off learns nothing else.
+    pub metadata_timeout: Option<Duration>,
+    /// After failing to connect to a broker, how long to fail fast instead of trying it again
+    /// (Kafka's `reconnect.backoff.ms`; `None`: try every time).
+    pub reconnect_backoff: Option<Duration>,
 }
 
 impl Default for ClientConfig {
@@ -76,6 +82,8 @@ impl Default for ClientConfig {
             isolation_level: 0,
             clock: None,
             idempotent: false,
+            metadata_timeout: None,
+            reconnect_backoff: None,
         }
     }
 }
@@ -117,6 +125,9 @@ impl fmt::Debug for ClientConfig {
             .field("replication_factor", &self.replication_factor)
             .field("isolation_level", &self.isolation_level)
             .field("clock", &self.clock.as_ref().map(|_| "<fn>"))
+            .field("idempotent", &self.idempotent)
+            .field("metadata_timeout", &self.metadata_timeout)
+            .field("reconnect_backoff", &self.reconnect_backoff)
             .finish()
     }
 }
@@ -189,6 +200,8 @@ pub struct Client<C: Connector> {
     /// Idempotent producer state: id and epoch, next sequence per partition.
     producer: Option<(i64, i16)>,
     sequences: BTreeMap<(String, i32), i32>,
+    /// Brokers a connection to failed, and until when they are not tried again.
+    unreachable: BTreeMap<String, tokio::time::Instant>,
 }
 
 impl<C: Connector> fmt::Debug for Client<C> {
@@ -215,11 +228,16 @@ impl<C: Connector> Client<C> {
             refresh_cursor: 0,
             producer: None,
             sequences: BTreeMap::new(),
+            unreachable: BTreeMap::new(),
         }
     }
 
     pub fn config(&self) -> &ClientConfig {
         &self.config
+    }
+
+    pub fn config_mut(&mut self) -> &mut ClientConfig {
+        &mut self.config
     }
 
     /// Drops every pooled connection (e.g. after a fault is healed, to start clean).
@@ -433,10 +451,14 @@ impl<C: Connector> Client<C> {
         addr: &str,
         topics: &[&str],
     ) -> Result<MetadataResponse, ClientError> {
+        let timeout = self
+            .config
+            .metadata_timeout
+            .unwrap_or(self.config.connection.request_timeout);
         let conn = self.conn(addr).await?;
         let version = conn.pick_version(ApiKey::Metadata)?;
         let req = codec::metadata_request(topics, version);
-        conn.send(&req, version).await
+        conn.send_with_timeout(&req, version, timeout).await
     }
 
     fn apply_metadata(&mut self, resp: MetadataResponse, asked: &[&str]) {
@@ -475,7 +497,11 @@ impl<C: Connector> Client<C> {
     }
 
     /// Address of the partition leader, refreshing metadata when unknown or stale.
-    async fn leader_addr(&mut self, topic: &str, partition: i32) -> Result<String, ClientError> {
+    pub(crate) async fn leader_addr(
+        &mut self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<String, ClientError> {
         let known = self.metadata.topics.contains_key(topic);
         if self.metadata.stale || !known || self.cached_leader(topic, partition).is_none() {
             self.refresh_metadata(&[topic]).await?;
@@ -513,12 +539,34 @@ impl<C: Connector> Client<C> {
             self.conns.remove(addr);
         }
         if !self.conns.contains_key(addr) {
-            let conn = Connection::open(&self.connector, addr, &self.config.connection).await?;
+            let conn = self.connect(addr).await?;
             self.conns.insert(addr.to_string(), conn);
         }
         self.conns
             .get_mut(addr)
             .ok_or_else(|| ClientError::Invalid("connection pool lost an entry".to_string()))
+    }
+
+    /// Opens (and negotiates) a connection, failing fast while `addr` is in reconnect backoff.
+    async fn connect(&mut self, addr: &str) -> Result<Connection<C::Stream>, ClientError> {
+        let now = tokio::time::Instant::now();
+        if self.unreachable.get(addr).is_some_and(|until| *until > now) {
+            return Err(ClientError::Connect {
+                addr: addr.to_string(),
+                reason: "unreachable a moment ago; backing off".to_string(),
+            });
+        }
+        let result = Connection::open(&self.connector, addr, &self.config.connection).await;
+        match (&result, self.config.reconnect_backoff) {
+            (Err(ClientError::Connect { .. }), Some(backoff)) => {
+                self.unreachable
+                    .insert(addr.to_string(), tokio::time::Instant::now() + backoff);
+            }
+            _ => {
+                self.unreachable.remove(addr);
+            }
+        }
+        result
     }
 
     async fn try_produce(
@@ -675,16 +723,121 @@ impl<C: Connector> Client<C> {
         if let Some(p) = self.producer {
             return Ok(p);
         }
+        let p = self.init_producer_id(None).await?;
+        self.producer = Some(p);
+        Ok(p)
+    }
+
+    /// InitProducerId (with retries): a new idempotent producer id and epoch, or, given the
+    /// current ones (InitProducerId v3+, KIP-360), the same id with the next epoch. Against a
+    /// broker older than v3 a bump gets a new id instead.
+    pub async fn init_producer_id(
+        &mut self,
+        current: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), ClientError> {
         let mut attempt = 0;
         loop {
-            match self.try_init_producer_id().await {
-                Ok(p) => {
-                    self.producer = Some(p);
-                    return Ok(p);
-                }
+            match self.try_init_producer_id(current).await {
+                Ok(p) => return Ok(p),
                 Err(e) => self.retry_or_fail(e, &mut attempt).await?,
             }
         }
+    }
+
+    /// One InitProducerId attempt, without retries (see [`Client::init_producer_id`]): for a
+    /// caller that has other work to do while it waits to try again.
+    pub async fn init_producer_id_once(
+        &mut self,
+        current: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), ClientError> {
+        let r = self.try_init_producer_id(current).await;
+        if r.as_ref().is_err_and(|e| e.needs_metadata_refresh()) {
+            self.metadata.stale = true;
+        }
+        r
+    }
+
+    /// Marks cached metadata stale: the next lookup refreshes it.
+    pub fn mark_stale(&mut self) {
+        self.metadata.stale = true;
+    }
+
+    /// A connection to `addr` that keeps several requests outstanding (not pooled: the caller
+    /// owns it).
+    pub async fn open_pipe(
+        &mut self,
+        addr: &str,
+    ) -> Result<crate::connection::Pipe<C::Stream>, ClientError> {
+        Ok(self.connect(addr).await?.into_pipe())
+    }
+
+    /// One fetch of several partitions led by the same broker (`addr`): each partition's records
+    /// (at or after its offset) or its error. `Err` when the request as a whole failed.
+    pub async fn fetch_many(
+        &mut self,
+        addr: &str,
+        parts: &[codec::FetchSpec],
+        max_wait_ms: i32,
+        max_bytes: i32,
+    ) -> Result<Vec<Result<FetchResult, ClientError>>, ClientError> {
+        let isolation = self.config.isolation_level;
+        let timeout = self.config.connection.request_timeout
+            + Duration::from_millis(max_wait_ms.max(0) as u64);
+        let conn = self.conn(addr).await?;
+        let version = conn.pick_version(ApiKey::Fetch)?;
+        let req = codec::fetch_request_many(parts, max_wait_ms, max_bytes, isolation);
+        let resp = match conn.send_with_timeout(&req, version, timeout).await {
+            Ok(r) => r,
+            Err(e) => {
+                if e.needs_metadata_refresh() {
+                    self.metadata.stale = true;
+                }
+                return Err(e);
+            }
+        };
+        if resp.error_code != 0 {
+            return Err(ClientError::broker(ApiKey::Fetch, resp.error_code, None));
+        }
+        let mut out = Vec::with_capacity(parts.len());
+        for spec in parts {
+            let p = resp
+                .responses
+                .iter()
+                .filter(|t| t.topic.0.as_str() == spec.topic)
+                .flat_map(|t| t.partitions.iter())
+                .find(|p| p.partition_index == spec.partition);
+            let result = match p {
+                None => Err(ClientError::Malformed {
+                    addr: addr.to_string(),
+                    reason: format!("fetch response lacks {}/{}", spec.topic, spec.partition),
+                }),
+                Some(p) if p.error_code != 0 => {
+                    Err(ClientError::broker(ApiKey::Fetch, p.error_code, None))
+                }
+                Some(p) => match &p.records {
+                    Some(data) => codec::decode_records(data.clone(), spec.offset)
+                        .map(|records| FetchResult {
+                            records,
+                            high_watermark: p.high_watermark,
+                            log_start_offset: p.log_start_offset,
+                        })
+                        .map_err(|reason| ClientError::Malformed {
+                            addr: addr.to_string(),
+                            reason,
+                        }),
+                    None => Ok(FetchResult {
+                        records: Vec::new(),
+                        high_watermark: p.high_watermark,
+                        log_start_offset: p.log_start_offset,
+                    }),
+                },
+            };
+            if result.as_ref().is_err_and(|e| e.needs_metadata_refresh()) {
+                self.metadata.stale = true;
+            }
+            out.push(result);
+        }
+        Ok(out)
     }
 
     /// The address of some live broker (for requests any broker can answer),
@@ -701,7 +854,10 @@ impl<C: Connector> Client<C> {
             .ok_or_else(|| ClientError::Invalid("metadata lists no brokers".to_string()))
     }
 
-    async fn try_init_producer_id(&mut self) -> Result<(i64, i16), ClientError> {
+    async fn try_init_producer_id(
+        &mut self,
+        current: Option<(i64, i16)>,
+    ) -> Result<(i64, i16), ClientError> {
         let addr = self.any_broker().await?;
         let conn = self.conn(&addr).await?;
         let version = conn.pick_version(ApiKey::InitProducerId)?;
@@ -709,8 +865,9 @@ impl<C: Connector> Client<C> {
         req.transactional_id = None;
         req.transaction_timeout_ms = 60_000;
         if version >= 3 {
-            req.producer_id = ProducerId(-1);
-            req.producer_epoch = -1;
+            let (id, epoch) = current.unwrap_or((-1, -1));
+            req.producer_id = ProducerId(id);
+            req.producer_epoch = epoch;
         }
         let resp = conn.send(&req, version).await?;
         match resp.error_code {

@@ -209,6 +209,74 @@ pub fn produce_request(
                 .with_records(Some(batch))])])
 }
 
+/// A Produce request carrying one record batch for each of several partitions, grouped by topic
+/// in order of first appearance.
+pub fn produce_request_many(
+    batches: &[(&str, i32, Bytes)],
+    acks: i16,
+    timeout_ms: i32,
+) -> ProduceRequest {
+    let mut topics: Vec<TopicProduceData> = Vec::new();
+    for (topic, partition, batch) in batches {
+        let data = PartitionProduceData::default()
+            .with_index(*partition)
+            .with_records(Some(batch.clone()));
+        match topics.iter_mut().find(|t| t.name.0.as_str() == *topic) {
+            Some(t) => t.partition_data.push(data),
+            None => topics.push(
+                TopicProduceData::default()
+                    .with_name(topic_name(topic))
+                    .with_partition_data(vec![data]),
+            ),
+        }
+    }
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(timeout_ms)
+        .with_topic_data(topics)
+}
+
+/// One partition of a multi-partition fetch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FetchSpec {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    /// Most record bytes for this partition (`partition_max_bytes`).
+    pub max_bytes: i32,
+}
+
+/// A sessionless Fetch of several partitions by topic name (valid for v4..=12), grouped by topic
+/// in order of first appearance.
+pub fn fetch_request_many(
+    parts: &[FetchSpec],
+    max_wait_ms: i32,
+    max_bytes: i32,
+    isolation_level: i8,
+) -> FetchRequest {
+    let mut topics: Vec<FetchTopic> = Vec::new();
+    for p in parts {
+        let fp = FetchPartition::default()
+            .with_partition(p.partition)
+            .with_fetch_offset(p.offset)
+            .with_partition_max_bytes(p.max_bytes);
+        match topics.iter_mut().find(|t| t.topic.0.as_str() == p.topic) {
+            Some(t) => t.partitions.push(fp),
+            None => topics.push(
+                FetchTopic::default()
+                    .with_topic(topic_name(&p.topic))
+                    .with_partitions(vec![fp]),
+            ),
+        }
+    }
+    FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(max_bytes)
+        .with_isolation_level(isolation_level)
+        .with_topics(topics)
+}
+
 /// A sessionless Fetch of one partition by topic name (valid for v4..=12).
 pub fn fetch_request(
     topic: &str,
@@ -333,9 +401,11 @@ pub struct FetchedRecord {
     pub key: Option<Bytes>,
     pub value: Option<Bytes>,
     pub timestamp: i64,
+    /// The first and last offsets of the record batch it came in.
+    pub batch_base: i64,
+    pub batch_last: i64,
 }
 
-/// Encodes a single record as a v2 record batch (no producer id: not idempotent, not transactional).
 /// An idempotent producer's identity and the batch's first sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Sequenced {
@@ -344,6 +414,17 @@ pub struct Sequenced {
     pub sequence: i32,
 }
 
+/// One record to put in a batch.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OutRecord {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Bytes)>,
+    /// Creation time (ms), or -1.
+    pub timestamp: i64,
+}
+
+/// Encodes a single record as a v2 record batch (no producer id unless `sequenced`).
 pub fn encode_record_batch(
     key: Option<Bytes>,
     value: Option<Bytes>,
@@ -351,27 +432,58 @@ pub fn encode_record_batch(
     compression: Compression,
     sequenced: Option<Sequenced>,
 ) -> Result<Bytes, ClientError> {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
-        producer_id: sequenced.map_or(NO_PRODUCER_ID, |s| s.producer_id),
-        producer_epoch: sequenced.map_or(NO_PRODUCER_EPOCH, |s| s.producer_epoch),
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: sequenced.map_or(NO_SEQUENCE, |s| s.sequence),
-        timestamp,
+    let record = OutRecord {
         key,
         value,
-        headers: Default::default(),
+        headers: Vec::new(),
+        timestamp,
     };
+    encode_batch(std::slice::from_ref(&record), compression, sequenced)
+}
+
+/// Encodes `records` as one v2 record batch, in order (offset deltas 0, 1, ...), compressed with
+/// `compression`; with `sequenced`, the batch carries the producer id, epoch and base sequence.
+pub fn encode_batch(
+    records: &[OutRecord],
+    compression: Compression,
+    sequenced: Option<Sequenced>,
+) -> Result<Bytes, ClientError> {
+    if records.is_empty() {
+        return Err(ClientError::Invalid("an empty record batch".to_string()));
+    }
+    let base_sequence = sequenced.map_or(NO_SEQUENCE, |s| s.sequence);
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            producer_id: sequenced.map_or(NO_PRODUCER_ID, |s| s.producer_id),
+            producer_epoch: sequenced.map_or(NO_PRODUCER_EPOCH, |s| s.producer_epoch),
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch while offset - sequence stays constant
+            // (and writes only the first sequence), so sequences count up from the base even
+            // without a producer id.
+            sequence: base_sequence.wrapping_add(i as i32),
+            timestamp: r.timestamp,
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| (StrBytes::from_string(k.clone()), Some(v.clone())))
+                .collect(),
+        })
+        .collect();
     let mut buf = BytesMut::new();
     let opts = RecordEncodeOptions {
         version: 2,
         compression,
     };
-    RecordBatchEncoder::encode(&mut buf, [&record], &opts)
+    RecordBatchEncoder::encode(&mut buf, records.iter(), &opts)
         .map_err(|e| ClientError::Invalid(format!("encode record batch: {e}")))?;
     Ok(buf.freeze())
 }
@@ -399,9 +511,13 @@ pub fn decode_records(data: Bytes, from_offset: i64) -> Result<Vec<FetchedRecord
             Some(magic) => return Err(format!("record batch magic {magic} unsupported")),
             None => return Err("record batch too short".to_string()),
         }
+        let base = i64::from_be_bytes([
+            batch[0], batch[1], batch[2], batch[3], batch[4], batch[5], batch[6], batch[7],
+        ]);
         let set = guarded(|| {
             RecordBatchDecoder::decode(&mut batch).map_err(|e| format!("record batch: {e}"))
         })?;
+        let last = set.records.iter().map(|r| r.offset).max().unwrap_or(base);
         out.extend(
             set.records
                 .into_iter()
@@ -411,6 +527,8 @@ pub fn decode_records(data: Bytes, from_offset: i64) -> Result<Vec<FetchedRecord
                     key: r.key,
                     value: r.value,
                     timestamp: r.timestamp,
+                    batch_base: base,
+                    batch_last: last,
                 }),
         );
     }
@@ -542,6 +660,100 @@ mod tests {
             let recs = decode_records(data, 0).unwrap();
             assert_eq!(recs.len(), 1, "{compression:?}");
             assert_eq!(recs[0].value.as_deref(), Some(&b"hello"[..]));
+        }
+    }
+
+    #[test]
+    fn batches_of_many_records_round_trip_with_keys_headers_and_sequences() {
+        let records: Vec<OutRecord> = (0..7)
+            .map(|i| OutRecord {
+                key: (i % 2 == 0).then(|| Bytes::from(format!("k{i}"))),
+                value: Some(Bytes::from(format!("v{i}"))),
+                headers: vec![("h".to_string(), Bytes::from(format!("{i}")))],
+                timestamp: 100 + i,
+            })
+            .collect();
+        for compression in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            for sequenced in [
+                None,
+                Some(Sequenced {
+                    producer_id: 4,
+                    producer_epoch: 2,
+                    sequence: 30,
+                }),
+            ] {
+                let data = encode_batch(&records, compression, sequenced).unwrap();
+                // One batch, whatever the producer id.
+                let mut raw = data.clone();
+                let set = RecordBatchDecoder::decode(&mut raw).unwrap();
+                assert!(raw.is_empty(), "{compression:?}: more than one batch");
+                assert_eq!(set.records.len(), 7);
+                assert_eq!(set.records[3].key, None);
+                assert_eq!(set.records[4].key.as_deref(), Some(&b"k4"[..]));
+                assert_eq!(
+                    set.records[5]
+                        .headers
+                        .get(&StrBytes::from_static_str("h"))
+                        .cloned()
+                        .flatten()
+                        .as_deref(),
+                    Some(&b"5"[..])
+                );
+                let seq = sequenced.map_or(NO_SEQUENCE, |s| s.sequence);
+                assert_eq!(set.records[0].sequence, seq);
+                let got = decode_records(data, 2).unwrap();
+                assert_eq!(got.len(), 5, "records before the offset are dropped");
+                assert_eq!(
+                    (got[0].offset, got[0].batch_base, got[0].batch_last),
+                    (2, 0, 6)
+                );
+                assert_eq!(got[4].value.as_deref(), Some(&b"v6"[..]));
+            }
+        }
+        assert!(encode_batch(&[], Compression::None, None).is_err());
+    }
+
+    #[test]
+    fn multi_partition_requests_group_by_topic() {
+        let b = batch(0, &["x"]);
+        let req = produce_request_many(
+            &[
+                ("a", 0, b.clone()),
+                ("b", 1, b.clone()),
+                ("a", 2, b.clone()),
+            ],
+            -1,
+            500,
+        );
+        assert_eq!(req.topic_data.len(), 2);
+        assert_eq!(req.topic_data[0].partition_data.len(), 2);
+        assert_eq!(req.topic_data[1].partition_data[0].index, 1);
+        for v in 3..=9 {
+            assert_eq!(through_broker(&req, v), req);
+        }
+        let spec = |t: &str, p, o| FetchSpec {
+            topic: t.to_string(),
+            partition: p,
+            offset: o,
+            max_bytes: 300,
+        };
+        let req = fetch_request_many(
+            &[spec("a", 0, 5), spec("b", 0, 1), spec("a", 3, 9)],
+            100,
+            1 << 20,
+            0,
+        );
+        assert_eq!(req.topics.len(), 2);
+        assert_eq!(req.topics[0].partitions[1].fetch_offset, 9);
+        assert_eq!(req.topics[0].partitions[1].partition_max_bytes, 300);
+        for v in 4..=12 {
+            assert_eq!(through_broker(&req, v), req);
         }
     }
 

@@ -1,14 +1,16 @@
 //! One broker connection: a byte stream, correlation ids, negotiated API versions, and one request
-//! in flight at a time.
+//! in flight at a time ([`Connection`]) or several ([`Pipe`], for a pipelining producer).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::Request;
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
+use tokio::sync::oneshot;
 
 use crate::codec::{self, BrokerVersions};
 use crate::error::{codes, ClientError};
@@ -182,19 +184,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         timeout: Duration,
     ) -> Result<R::Response, ClientError> {
         let (body, corr) = self.exchange(req, version, timeout).await?;
-        codec::decode_response::<R>(body, version, corr).map_err(|reason| {
-            // Try one version lower from now on: a broker that encodes one version wrongly may
-            // get the one before right, and the run can go on testing its data path.
-            let mut caps = lock(&self.opts.version_caps);
-            let cap = caps.entry(R::KEY).or_insert(version);
-            if *cap >= version {
-                *cap = version - 1;
-                tracing::warn!(api = R::KEY, version, addr = %self.addr, %reason,
-                    "reply undecodable; this client now uses at most v{}", version - 1);
-            }
-            drop(caps);
-            self.malformed(reason)
+        decode_or_cap::<R>(&self.opts, &self.addr, body, version, corr).inspect_err(|_| {
+            // A broker that sent garbage once is not trusted again on this stream.
+            self.broken = true;
         })
+    }
+
+    /// Turns this (negotiated) connection into one that keeps several requests outstanding.
+    pub fn into_pipe(self) -> Pipe<S>
+    where
+        S: 'static,
+    {
+        Pipe::new(self)
     }
 
     /// Sends a request that gets no response (Produce with acks=0).
@@ -296,6 +297,217 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             addr: self.addr.clone(),
             reason,
         }
+    }
+}
+
+/// Decodes a response; when it cannot be decoded, caps the API one version lower for every
+/// connection sharing `opts`: a broker that encodes one version wrongly may get the one before
+/// right, and the run can go on testing its data path.
+fn decode_or_cap<R: Request>(
+    opts: &ConnectionOptions,
+    addr: &str,
+    body: Bytes,
+    version: i16,
+    corr: i32,
+) -> Result<R::Response, ClientError> {
+    codec::decode_response::<R>(body, version, corr).map_err(|reason| {
+        let mut caps = lock(&opts.version_caps);
+        let cap = caps.entry(R::KEY).or_insert(version);
+        if *cap >= version {
+            *cap = version - 1;
+            tracing::warn!(api = R::KEY, version, %addr, %reason,
+                "reply undecodable; this client now uses at most v{}", version - 1);
+        }
+        ClientError::Malformed {
+            addr: addr.to_string(),
+            reason,
+        }
+    })
+}
+
+/// Requests written and not yet answered, oldest first: Kafka answers in request order.
+type Waiting = Arc<Mutex<VecDeque<oneshot::Sender<Result<Bytes, ClientError>>>>>;
+
+/// A connection with several requests outstanding. Requests are written in order; a reader task
+/// reads the responses back and hands each to the oldest waiting request. Any transport failure
+/// breaks the pipe: every waiting request gets an indeterminate error.
+pub struct Pipe<S> {
+    writer: WriteHalf<S>,
+    addr: String,
+    opts: ConnectionOptions,
+    versions: BrokerVersions,
+    next_correlation_id: i32,
+    waiting: Waiting,
+    broken: Arc<AtomicBool>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl<S> Drop for Pipe<S> {
+    fn drop(&mut self) {
+        // Dropping the reader drops the waiting senders: their requests end indeterminate.
+        self.reader.abort();
+    }
+}
+
+/// One request written on a [`Pipe`]; [`Sent::response`] waits for its answer.
+pub struct Sent<R> {
+    rx: oneshot::Receiver<Result<Bytes, ClientError>>,
+    corr: i32,
+    version: i16,
+    addr: String,
+    opts: ConnectionOptions,
+    _request: std::marker::PhantomData<fn() -> R>,
+}
+
+impl<R: Request> Sent<R> {
+    /// The decoded response, or why there is none by `deadline` (then the request may or may
+    /// not have taken effect).
+    pub async fn response(
+        self,
+        deadline: tokio::time::Instant,
+    ) -> Result<R::Response, ClientError> {
+        let lost = |addr: &str| ClientError::Io {
+            addr: addr.to_string(),
+            reason: "connection closed with the request outstanding".to_string(),
+            written: true,
+        };
+        match tokio::time::timeout_at(deadline, self.rx).await {
+            Ok(Ok(Ok(body))) => {
+                decode_or_cap::<R>(&self.opts, &self.addr, body, self.version, self.corr)
+            }
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(_)) => Err(lost(&self.addr)),
+            Err(_) => Err(ClientError::Timeout {
+                addr: self.addr.clone(),
+                written: true,
+            }),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Pipe<S> {
+    fn new(conn: Connection<S>) -> Self {
+        let (mut rd, writer) = tokio::io::split(conn.stream);
+        let waiting: Waiting = Arc::default();
+        let broken = Arc::new(AtomicBool::new(conn.broken));
+        let reader = {
+            let (waiting, broken) = (waiting.clone(), broken.clone());
+            let (addr, max) = (conn.addr.clone(), conn.opts.max_frame_bytes);
+            tokio::spawn(async move {
+                let failure = loop {
+                    match codec::read_frame(&mut rd, max).await {
+                        Ok(body) => match lock(&waiting).pop_front() {
+                            // A receiver that gave up (timed out) just drops its answer.
+                            Some(tx) => {
+                                let _ = tx.send(Ok(body));
+                            }
+                            None => break "a response nobody asked for".to_string(),
+                        },
+                        Err(e) => break e.to_string(),
+                    }
+                };
+                broken.store(true, Ordering::SeqCst);
+                for tx in lock(&waiting).drain(..) {
+                    let _ = tx.send(Err(ClientError::Io {
+                        addr: addr.clone(),
+                        reason: failure.clone(),
+                        written: true,
+                    }));
+                }
+            })
+        };
+        Pipe {
+            writer,
+            addr: conn.addr,
+            opts: conn.opts,
+            versions: conn.versions,
+            next_correlation_id: conn.next_correlation_id,
+            waiting,
+            broken,
+            reader,
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    pub fn is_broken(&self) -> bool {
+        self.broken.load(Ordering::SeqCst)
+    }
+
+    /// Marks the pipe unusable (e.g. after a request timed out: later answers may never come).
+    pub fn break_off(&self) {
+        self.broken.store(true, Ordering::SeqCst);
+    }
+
+    /// Requests written and not answered yet.
+    pub fn in_flight(&self) -> usize {
+        lock(&self.waiting).len()
+    }
+
+    /// The version to use for `api` on this connection.
+    pub fn pick_version(&self, api: ApiKey) -> Result<i16, ClientError> {
+        let cap = lock(&self.opts.version_caps).get(&(api as i16)).copied();
+        self.versions.pick_capped(api, cap)
+    }
+
+    /// Writes `req` at `version`; the returned [`Sent`] waits for its response. An error here is
+    /// definite unless some of the request's bytes were written.
+    pub async fn send<R: Request>(
+        &mut self,
+        req: &R,
+        version: i16,
+    ) -> Result<Sent<R>, ClientError> {
+        if self.is_broken() {
+            return Err(ClientError::Io {
+                addr: self.addr.clone(),
+                reason: "connection already broken".to_string(),
+                written: false,
+            });
+        }
+        let corr = self.next_correlation_id;
+        self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
+        let frame = codec::encode_request(req, version, corr, self.opts.client_id.as_deref())?;
+        let (tx, rx) = oneshot::channel();
+        // Queued before writing: the answer cannot come before the request is whole, but the
+        // reader must find its slot when it does.
+        lock(&self.waiting).push_back(tx);
+        let mut written = false;
+        let write = async {
+            let mut pos = 0;
+            while pos < frame.len() {
+                let n = self.writer.write(&frame[pos..]).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                pos += n;
+                written = true;
+            }
+            self.writer.flush().await
+        };
+        let result: std::io::Result<()> =
+            match tokio::time::timeout(self.opts.request_timeout, write).await {
+                Ok(r) => r,
+                Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+            };
+        if let Err(e) = result {
+            self.break_off();
+            lock(&self.waiting).pop_back();
+            return Err(ClientError::Io {
+                addr: self.addr.clone(),
+                reason: e.to_string(),
+                written,
+            });
+        }
+        Ok(Sent {
+            rx,
+            corr,
+            version,
+            addr: self.addr.clone(),
+            opts: self.opts.clone(),
+            _request: std::marker::PhantomData,
+        })
     }
 }
 

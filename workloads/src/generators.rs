@@ -6,6 +6,7 @@ use crate::client::group::{needs_rejoin, Membership};
 use crate::client::{Client, OffsetSpec};
 use crate::net::Connector;
 use crate::recorder::Recorder;
+use crate::Topic;
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -160,30 +161,48 @@ pub async fn final_read<C: Connector>(
     cfg: &WorkloadConfig,
     give_up: Instant,
 ) {
-    for partition in 0..cfg.partitions {
-        rec.invoke(process, FinalReadValue::new(&cfg.topic, partition));
-        let mut last_error = String::new();
-        let outcome = loop {
-            match read_partition(client, &cfg.topic, partition, cfg.fetch_max_bytes).await {
-                Ok(v) => break Some(v),
-                Err(e) => last_error = e,
-            }
-            if Instant::now() >= give_up {
-                break None;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
-        match outcome {
-            Some(v) => {
-                rec.ok(process, v);
-            }
-            None => {
-                rec.failed(
-                    process,
-                    FinalReadValue::new(&cfg.topic, partition),
-                    true,
-                    last_error,
-                );
+    let topics = [Topic {
+        name: cfg.topic.clone(),
+        partitions: cfg.partitions,
+    }];
+    final_read_topics(client, rec, process, &topics, cfg.fetch_max_bytes, give_up).await
+}
+
+/// [`final_read`] of every partition of several topics, in order.
+pub async fn final_read_topics<C: Connector>(
+    client: &mut Client<C>,
+    rec: &Recorder,
+    process: u64,
+    topics: &[Topic],
+    max_bytes: i32,
+    give_up: Instant,
+) {
+    for topic in topics {
+        for partition in 0..topic.partitions {
+            rec.invoke(process, FinalReadValue::new(&topic.name, partition));
+            let mut last_error = String::new();
+            let outcome = loop {
+                match read_partition(client, &topic.name, partition, max_bytes).await {
+                    Ok(v) => break Some(v),
+                    Err(e) => last_error = e,
+                }
+                if Instant::now() >= give_up {
+                    break None;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
+            match outcome {
+                Some(v) => {
+                    rec.ok(process, v);
+                }
+                None => {
+                    rec.failed(
+                        process,
+                        FinalReadValue::new(&topic.name, partition),
+                        true,
+                        last_error,
+                    );
+                }
             }
         }
     }
@@ -242,8 +261,12 @@ pub async fn group_consumer<C: Connector>(
     while Instant::now() < until {
         if !member {
             rec.invoke(process, AssignValue::default());
-            let joined = match client.join_group(&mut m, &cfg.topic, cfg.partitions).await {
-                Ok(ps) => client.committed_offsets(&mut m, &cfg.topic, &ps).await,
+            let topics = [Topic {
+                name: cfg.topic.clone(),
+                partitions: cfg.partitions,
+            }];
+            let joined = match client.join_group(&mut m, &topics).await {
+                Ok(ps) => client.committed_offsets(&mut m, &ps).await,
                 Err(e) => Err(e),
             };
             match joined {
@@ -251,11 +274,14 @@ pub async fn group_consumer<C: Connector>(
                     let assign = AssignValue {
                         partitions: offsets
                             .iter()
-                            .map(|(p, _)| TopicPartition::new(&cfg.topic, *p))
+                            .map(|((t, p), _)| TopicPartition::new(t, *p))
                             .collect(),
                     };
                     rec.ok(process, assign);
-                    assigned = offsets.into_iter().map(|(p, o)| (p, o.max(0))).collect();
+                    assigned = offsets
+                        .into_iter()
+                        .map(|((_, p), o)| (p, o.max(0)))
+                        .collect();
                     for (p, o) in &assigned {
                         let seek = PartitionOffset {
                             topic: cfg.topic.clone(),
@@ -294,7 +320,11 @@ pub async fn group_consumer<C: Connector>(
                     .collect(),
             };
             rec.invoke(process, commit.clone());
-            match client.commit_offsets(&mut m, &cfg.topic, &consumed).await {
+            let offsets: Vec<(String, i32, i64)> = consumed
+                .iter()
+                .map(|(p, o)| (cfg.topic.clone(), *p, *o))
+                .collect();
+            match client.commit_offsets(&mut m, &offsets).await {
                 Ok(()) => {
                     rec.ok(process, commit);
                 }

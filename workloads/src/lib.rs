@@ -8,10 +8,14 @@
 pub mod client;
 pub mod codec;
 pub mod connection;
+pub mod consumer;
 pub mod error;
 pub mod generators;
+pub mod mix;
 pub mod net;
+pub mod producer;
 pub mod recorder;
+pub mod roster;
 
 pub use client::{Client, ClientConfig, Clock, FetchResult, OffsetSpec, ProduceAck, ProduceRetry};
 pub use codec::FetchedRecord;
@@ -19,3 +23,10 @@ pub use connection::{Connection, ConnectionOptions};
 pub use error::ClientError;
 pub use net::{Connector, TcpConnector};
 pub use recorder::Recorder;
+
+/// A topic a workload writes and reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topic {
+    pub name: String,
+    pub partitions: i32,
+}

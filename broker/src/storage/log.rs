@@ -272,6 +272,7 @@ impl PartitionLog {
         let mut next_seq = 0;
         let mut producers = Producers::default();
         producers.lenient = self.bug == Some(Bug::LoseProducerState);
+        producers.ignore_epoch = self.bug == Some(Bug::EpochBumpIgnored);
         for (seq, h) in seqs.iter().zip(headers) {
             let h =
                 h.ok_or_else(|| LogError::Corrupt(format!("commit {seq} listed but missing")))?;
@@ -523,7 +524,7 @@ impl PartitionLog {
         }
         loop {
             let base = self.high_watermark();
-            let mut plan = Plan::new(base, w.producers.clone());
+            let mut plan = Plan::new(base, w.producers.clone(), self.bug);
             let outcomes: Vec<_> = group.iter().map(|p| plan.add(&p.batches)).collect();
             if plan.offset == base {
                 // Nothing new (all duplicates or refused): no write needed.
@@ -610,7 +611,12 @@ impl PartitionLog {
         for r in refs {
             let data = self.commit_data(r.seq).await?;
             for (at, h) in batch::headers(&data) {
-                if h.last_offset() < offset {
+                let before = if self.bug == Some(Bug::MidBatchFetchSkip) {
+                    h.base_offset < offset
+                } else {
+                    h.last_offset() < offset
+                };
+                if before {
                     continue;
                 }
                 if !out.is_empty() && out.len() + h.size > max_bytes {
@@ -692,11 +698,14 @@ struct Plan {
     max_timestamp: i64,
     producers: Producers,
     touched: BTreeMap<i64, ProducerEntry>,
+    /// `Bug::CompressedBatchAsOne`.
+    compressed_as_one: bool,
 }
 
 impl Plan {
-    fn new(base: i64, producers: Producers) -> Self {
+    fn new(base: i64, producers: Producers, bug: Option<Bug>) -> Self {
         Plan {
+            compressed_as_one: bug == Some(Bug::CompressedBatchAsOne),
             data: BytesMut::new(),
             last_item_start: 0,
             offset: base,
@@ -737,7 +746,12 @@ impl Plan {
             if let Some(e) = self.producers.record(h, self.offset) {
                 self.touched.insert(e.producer_id, e);
             }
-            self.offset += h.records as i64;
+            let compressed = h.attributes & 0x07 != 0;
+            self.offset += if self.compressed_as_one && compressed {
+                1
+            } else {
+                h.records as i64
+            };
             self.max_timestamp = self.max_timestamp.max(h.max_timestamp);
         }
         self.last_item_start = item_start;

@@ -23,6 +23,9 @@ pub struct Producers {
     known: BTreeMap<i64, ProducerEntry>,
     /// `Bug::LoseProducerState`: take an unknown producer at any sequence.
     pub lenient: bool,
+    /// `Bug::EpochBumpIgnored`: a newer epoch's batch numbered at or below the last one seen
+    /// is answered as a duplicate of it.
+    pub ignore_epoch: bool,
 }
 
 fn last_seq(h: &BatchHeader) -> i32 {
@@ -58,6 +61,11 @@ impl Producers {
         };
         if h.producer_epoch < e.epoch {
             return Verdict::Fenced;
+        }
+        if self.ignore_epoch && h.producer_epoch > e.epoch {
+            if let Some(b) = e.batches.last().filter(|b| h.base_sequence <= b.last_seq) {
+                return Verdict::Duplicate(b.base_offset);
+            }
         }
         if h.producer_epoch > e.epoch {
             return if h.base_sequence == 0 {

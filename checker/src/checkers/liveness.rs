@@ -1,8 +1,9 @@
 //! **liveness-after-heal**: every partition that was written to (or whose final read was
 //! attempted) needs a successful final read after the faults healed. A missing or failed final
 //! read means the cluster did not recover. Likewise every producer that sent after the last fault
-//! event needs at least one of those sends acknowledged: a cluster that accepts nothing after
-//! healing is not live, even if it loses nothing.
+//! event needs an acknowledgement after it: a cluster that accepts nothing after healing is not
+//! live, even if it loses nothing. (The acknowledgement may be of a record handed over before the
+//! heal: a pipelining producer's new records can wait behind a request lost during a fault.)
 
 use std::collections::BTreeMap;
 
@@ -53,16 +54,16 @@ pub(crate) fn run(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
     out
 }
 
-/// A process's sends after the heal: their op indices, whether one was
-/// acknowledged, and the partition of the first.
+/// A process's sends invoked after the heal (op indices), whether any send of it was
+/// acknowledged after the heal, and the partition of the first.
 type AfterHeal<'a> = (Vec<u64>, bool, Option<(&'a str, i32)>);
 
 /// A producer needs this many unacknowledged sends after the grace period to
 /// count as stalled: one send can hang on a connection made before the heal.
 const STALLED_AFTER: usize = 3;
 
-/// Producers none of whose (at least `STALLED_AFTER`) sends invoked
-/// `grace_ns` after the last fault event succeeded.
+/// Producers that invoked at least `STALLED_AFTER` sends `grace_ns` after the last fault event
+/// and got no acknowledgement after that time.
 fn producers_stalled(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
     let healed_ns = grace_ns
         + ix.pairs
@@ -76,13 +77,15 @@ fn producers_stalled(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
         let Value::Send(s) = &p.invoke.value else {
             continue;
         };
-        if p.invoke.time_ns < healed_ns {
+        if p.last().time_ns < healed_ns {
             continue;
         }
         let e = after.entry(p.invoke.process).or_default();
-        e.0.push(p.invoke.index);
         e.1 |= p.outcome() == OpKind::Ok;
-        e.2.get_or_insert((s.topic.as_str(), s.partition));
+        if p.invoke.time_ns >= healed_ns {
+            e.0.push(p.invoke.index);
+            e.2.get_or_insert((s.topic.as_str(), s.partition));
+        }
     }
     after
         .into_iter()
@@ -149,6 +152,37 @@ mod tests {
             f[0].explanation
         );
         assert_eq!(f[0].ops.len(), 3);
+    }
+
+    #[test]
+    fn an_ack_after_the_heal_of_an_earlier_send_counts() {
+        use crate::history::{FaultValue, SendValue};
+        let mut b = HistoryBuilder::new();
+        b.call(
+            1000,
+            FaultValue::new("crash"),
+            OpKind::Ok,
+            FaultValue::new("crash"),
+        );
+        // A record handed over during the fault, acknowledged only after the heal (its request
+        // was lost and timed out); the records after the heal waited behind it and expired.
+        let early = b.invoke(1, SendValue::new(T, 0, "early"));
+        b.advance(4_000_000_000);
+        let late: Vec<u64> = (0..3)
+            .map(|i| b.invoke(1, SendValue::new(T, 0, format!("late{i}"))))
+            .collect();
+        b.advance(6_000_000_000);
+        b.complete(1, early, OpKind::Ok, SendValue::new(T, 0, "early").acked(0));
+        for (i, inv) in late.into_iter().enumerate() {
+            b.complete(
+                1,
+                inv,
+                OpKind::Fail,
+                SendValue::new(T, 0, format!("late{i}")),
+            );
+        }
+        final_read(&mut b, 20, 0, &["early"]);
+        assert!(check(&b.build()).is_empty());
     }
 
     #[test]

@@ -198,6 +198,8 @@ pub(crate) struct Send<'a> {
     pub batch: Option<u64>,
     /// How many times its batch was sent, from the completion.
     pub attempts: Option<u32>,
+    /// The broker that answered, from the completion.
+    pub broker: Option<&'a str>,
     /// Next send of the same value (a chain instead of a Vec per value).
     next: Option<usize>,
 }
@@ -388,9 +390,14 @@ impl<'a> Index<'a> {
         let last = pair.last();
         match (&pair.invoke.value, outcome, &last.value) {
             (Value::Send(s), _, done) => {
-                let (offset, batch, attempts) = match done {
-                    Value::Send(d) => (d.offset, s.batch.or(d.batch), d.attempts),
-                    _ => (None, s.batch, None),
+                let (offset, batch, attempts, broker) = match done {
+                    Value::Send(d) => (
+                        d.offset,
+                        s.batch.or(d.batch),
+                        d.attempts,
+                        d.broker.as_deref(),
+                    ),
+                    _ => (None, s.batch, None, None),
                 };
                 let tp = (s.topic.as_str(), s.partition);
                 let i = self.sends.len();
@@ -403,6 +410,7 @@ impl<'a> Index<'a> {
                     offset,
                     batch,
                     attempts,
+                    broker,
                     next: None,
                 });
                 let chain = self.sends_of_value.entry(&s.value).or_insert((i, i));
@@ -718,6 +726,7 @@ pub(crate) mod testkit {
         pub offset: Option<i64>,
         pub request: Option<u64>,
         pub attempts: Option<u32>,
+        pub broker: Option<&'static str>,
     }
 
     impl Done {
@@ -734,7 +743,13 @@ pub(crate) mod testkit {
                 offset: None,
                 request: None,
                 attempts: Some(1),
+                broker: None,
             }
+        }
+
+        pub fn broker(mut self, addr: &'static str) -> Done {
+            self.broker = Some(addr);
+            self
         }
 
         pub fn attempts(mut self, n: u32) -> Done {
@@ -761,6 +776,7 @@ pub(crate) mod testkit {
         s.offset = done.offset;
         s.request = done.request;
         s.attempts = done.attempts;
+        s.broker = done.broker.map(str::to_owned);
         b.complete(process, invoke, done.kind, s)
     }
 

@@ -5,8 +5,12 @@
 //! records when it retries: a batch that failed and is sent again lands after batches sent later.
 //! So for a process whose `client` op says `idempotent: false` and `max_in_flight > 1`, a pair in
 //! which either send was retried (`attempts > 1`) is not reported, and a retried send is not what
-//! later sends are compared with. Idempotent producers, `max_in_flight <= 1`, and processes
-//! without a `client` op are held to the strict rule. Two records of one record batch are
+//! later sends are compared with. Nor is a pair whose requests were answered by different brokers:
+//! with several requests outstanding while leadership moves, an earlier request can wait at one
+//! broker (in its socket, or while it takes the partition over) while a later one is committed by
+//! another; only one leader keeps a connection's order. Idempotent producers, `max_in_flight <= 1`
+//! (the client then waits for a partition's answer before its next batch), and processes without
+//! a `client` op are held to the strict rule. Two records of one record batch are
 //! [`super::int_nonmonotonic_send`]'s.
 
 use std::collections::BTreeMap;
@@ -18,8 +22,8 @@ pub fn check(history: &History) -> Vec<Finding> {
     run(&Index::new(history))
 }
 
-/// The send the next one is compared with: (offset, op, value, batch).
-type Prev<'a> = (i64, u64, &'a str, Option<u64>);
+/// The send the next one is compared with: (offset, op, value, batch, broker).
+type Prev<'a> = (i64, u64, &'a str, Option<u64>, Option<&'a str>);
 
 pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -28,9 +32,14 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         let Some(o) = s.acked() else { continue };
         // Checked only for retried sends, so strict histories pay no lookup.
         let excused = s.retried() && ix.may_reorder_on_retry(s.process);
-        if let Some(&(prev, prev_op, prev_value, prev_batch)) = last.get(&(s.process, s.tp)) {
+        if let Some(&(prev, prev_op, prev_value, prev_batch, prev_broker)) =
+            last.get(&(s.process, s.tp))
+        {
             let same_batch = s.batch.is_some() && s.batch == prev_batch;
-            if o <= prev && !excused && !same_batch {
+            let moved = o <= prev
+                && matches!((s.broker, prev_broker), (Some(a), Some(b)) if a != b)
+                && ix.may_reorder_on_retry(s.process);
+            if o <= prev && !excused && !same_batch && !moved {
                 out.push(Finding::new(
                     Anomaly::NonmonotonicSend,
                     s.tp,
@@ -46,7 +55,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             }
         }
         if !excused {
-            last.insert((s.process, s.tp), (o, s.op, s.value, s.batch));
+            last.insert((s.process, s.tp), (o, s.op, s.value, s.batch, s.broker));
         }
     }
     out
@@ -126,6 +135,31 @@ mod tests {
         let f = check(&b.build());
         assert_eq!(anomalies(&f), vec![Anomaly::NonmonotonicSend], "{f:#?}");
         assert_eq!(f[0].offsets, vec![4, 3]);
+    }
+
+    #[test]
+    fn answers_from_different_brokers_excuse_only_a_pipelined_non_idempotent_producer() {
+        let history =
+            |idempotent: bool, max_in_flight: u32, brokers: (&'static str, &'static str)| {
+                let mut b = HistoryBuilder::new();
+                client(&mut b, 1, "producer", idempotent, max_in_flight);
+                let a = invoke_send(&mut b, 1, 0, "a", Some(1));
+                let bb = invoke_send(&mut b, 1, 0, "b", Some(2));
+                complete_send(&mut b, 1, bb, 0, "b", Done::acked(0).broker(brokers.1));
+                complete_send(&mut b, 1, a, 0, "a", Done::acked(1).broker(brokers.0));
+                b.build()
+            };
+        // Leadership moved: "a" waited at x while y committed "b".
+        assert!(check(&history(false, 5, ("x:1", "y:1"))).is_empty());
+        // One broker keeps a connection's order; idempotence and one in flight keep it anywhere.
+        for h in [
+            history(false, 5, ("x:1", "x:1")),
+            history(true, 5, ("x:1", "y:1")),
+            history(false, 1, ("x:1", "y:1")),
+        ] {
+            let f = check(&h);
+            assert_eq!(anomalies(&f), vec![Anomaly::NonmonotonicSend], "{f:#?}");
+        }
     }
 
     #[test]

@@ -14,7 +14,8 @@ use riptide_checker::{check_all, CheckerConfig, Verdict};
 use riptide_faults::certify::{self, CertMix, NodeFault, PlannedNodeFault};
 use riptide_faults::proxy::{LinkFaults, Proxy};
 use riptide_sim::run::derive;
-use riptide_workloads::generators::{self, WorkloadConfig};
+use riptide_workloads::mix::WorkloadMix;
+use riptide_workloads::roster::{Roster, RosterSpec};
 use riptide_workloads::{Client, ClientConfig, Recorder, TcpConnector};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -102,6 +103,8 @@ pub struct CertifyArgs {
     /// fault) and exit without contacting the cluster.
     #[arg(long)]
     plan: bool,
+    #[command(flatten)]
+    workload: crate::workload_args::WorkloadArgs,
 }
 
 /// `90` (seconds), `90s`, `2m`, `1500ms`, `1m 30s`.
@@ -270,21 +273,31 @@ async fn certify(
                 args.bootstrap.join(",")
             )
         })?;
-    ensure_topic(&mut setup, &topic, args.partitions).await?;
-
-    let recorder = Recorder::new();
-    let workload = WorkloadConfig {
+    let mut clients = WorkloadMix::default();
+    args.workload.apply(&mut clients)?;
+    let roster = Arc::new(Roster::draw(&RosterSpec {
+        seed: args.seed,
         topic: topic.clone(),
         partitions: args.partitions,
+        producers: args.producers,
+        consumers: args.consumers,
+        group_consumers: args.group_consumers,
+        group: format!("{topic}-group"),
+        idempotent: args.idempotent,
         send_interval: Duration::from_millis(args.send_interval_ms),
-        ..WorkloadConfig::default()
-    };
+        fetch_max_wait_ms: 200,
+        mix: clients,
+    }));
+    for t in &roster.topics {
+        ensure_topic(&mut setup, &t.name, t.partitions).await?;
+    }
+
+    let recorder = Recorder::new();
     let start = Instant::now();
     let workload_end = start + args.duration;
     let schedule = schedule_for(args, &mix);
 
     let mut workers = tokio::task::JoinSet::new();
-    let mut process = 0u64;
     let new_client = |p: u64| {
         Client::new(
             TcpConnector,
@@ -292,47 +305,12 @@ async fn certify(
             client_config(args, derive(args.seed, &[2, p])),
         )
     };
-    for _ in 0..args.producers {
-        let (rec, cfg, mut c, p) = (
-            recorder.clone(),
-            workload.clone(),
-            new_client(process),
-            process,
-        );
-        let seed = derive(args.seed, &[3, p]);
+    for (k, proc) in roster.processes.iter().enumerate() {
+        let (rec, roster, mut c) = (recorder.clone(), roster.clone(), new_client(proc.process));
         workers.spawn(async move {
-            generators::producer(&mut c, &rec, p, &cfg, seed, workload_end).await;
+            let p = &roster.processes[k];
+            roster.run(p, &mut c, &rec, workload_end).await;
         });
-        process += 1;
-    }
-    for k in 0..args.consumers {
-        let (rec, cfg, mut c, p) = (
-            recorder.clone(),
-            workload.clone(),
-            new_client(process),
-            process,
-        );
-        let mine: Vec<i32> = (0..args.partitions)
-            .filter(|x| *x as usize % args.consumers == k)
-            .collect();
-        workers.spawn(async move {
-            generators::consumer(&mut c, &rec, p, &cfg, &mine, workload_end).await;
-        });
-        process += 1;
-    }
-    let group = format!("{topic}-group");
-    for _ in 0..args.group_consumers {
-        let (rec, cfg, mut c, p) = (
-            recorder.clone(),
-            workload.clone(),
-            new_client(process),
-            process,
-        );
-        let group = group.clone();
-        workers.spawn(async move {
-            generators::group_consumer(&mut c, &rec, p, &cfg, &group, workload_end).await;
-        });
-        process += 1;
     }
 
     let applied = Arc::new(Mutex::new(Vec::new()));
@@ -398,15 +376,10 @@ async fn certify(
     proxy.heal_all();
     heal_hooks(&hooks, &args.bootstrap, &applied, start, &recorder).await;
     bar.set_message("final read".to_string());
-    let mut reader = new_client(process);
-    generators::final_read(
-        &mut reader,
-        &recorder,
-        process,
-        &workload,
-        Instant::now() + args.final_read,
-    )
-    .await;
+    let mut reader = new_client(roster.reader);
+    roster
+        .final_read(&mut reader, &recorder, Instant::now() + args.final_read)
+        .await;
     ticker.abort();
     bar.finish_and_clear();
 

@@ -5,6 +5,7 @@
 use super::Client;
 use crate::error::ClientError;
 use crate::net::Connector;
+use crate::Topic;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::consumer_protocol_assignment::TopicPartition as AssignedPartitions;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
@@ -69,27 +70,33 @@ fn s(v: &str) -> StrBytes {
 }
 
 /// The consumer protocol's subscription metadata (version 0).
-fn subscription(topic: &str) -> Bytes {
+fn subscription(topics: &[Topic]) -> Bytes {
     let mut sub = ConsumerProtocolSubscription::default();
-    sub.topics = vec![s(topic)];
+    sub.topics = topics.iter().map(|t| s(&t.name)).collect();
     let mut buf = BytesMut::new();
     buf.put_i16(0);
     let _ = sub.encode(&mut buf, 0);
     buf.freeze()
 }
 
-fn assignment(topic: &str, partitions: Vec<i32>) -> Bytes {
+fn assignment(parts: &[(String, Vec<i32>)]) -> Bytes {
     let mut a = ConsumerProtocolAssignment::default();
-    a.assigned_partitions = vec![AssignedPartitions::default()
-        .with_topic(TopicName(s(topic)))
-        .with_partitions(partitions)];
+    a.assigned_partitions = parts
+        .iter()
+        .map(|(topic, partitions)| {
+            AssignedPartitions::default()
+                .with_topic(TopicName(s(topic)))
+                .with_partitions(partitions.clone())
+        })
+        .collect();
     let mut buf = BytesMut::new();
     buf.put_i16(0);
     let _ = a.encode(&mut buf, 0);
     buf.freeze()
 }
 
-fn decode_assignment(mut b: Bytes, topic: &str) -> Vec<i32> {
+/// The partitions assigned of the `topics` subscribed to, in assignment order.
+fn decode_assignment(mut b: Bytes, topics: &[Topic]) -> Vec<(String, i32)> {
     if b.remaining() < 2 {
         return vec![];
     }
@@ -98,8 +105,11 @@ fn decode_assignment(mut b: Bytes, topic: &str) -> Vec<i32> {
         .map(|a| {
             a.assigned_partitions
                 .into_iter()
-                .filter(|t| t.topic.0.as_str() == topic)
-                .flat_map(|t| t.partitions)
+                .filter(|t| topics.iter().any(|x| x.name == t.topic.0.as_str()))
+                .flat_map(|t| {
+                    let name = t.topic.0.to_string();
+                    t.partitions.into_iter().map(move |p| (name.clone(), p))
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -177,15 +187,15 @@ impl<C: Connector> Client<C> {
         result
     }
 
-    /// Joins (or rejoins) the group and returns this member's partitions.
+    /// Joins (or rejoins) the group subscribed to `topics` and returns this member's partitions
+    /// (range assignment per topic).
     pub async fn join_group(
         &mut self,
         m: &mut Membership,
-        topic: &str,
-        partitions: i32,
-    ) -> Result<Vec<i32>, ClientError> {
+        topics: &[Topic],
+    ) -> Result<Vec<(String, i32)>, ClientError> {
         let client_id = self.config.connection.client_id.clone().unwrap_or_default();
-        let meta = subscription(topic);
+        let meta = subscription(topics);
         loop {
             let (group, member_id) = (m.group.clone(), m.member_id.clone());
             let meta = meta.clone();
@@ -229,12 +239,19 @@ impl<C: Connector> Client<C> {
                     .map(|x| x.member_id.to_string())
                     .collect();
                 ids.sort();
-                assign_ranges(&ids, partitions)
-                    .into_iter()
-                    .map(|(id, ps)| {
+                // Member id → (topic, partitions) it is given.
+                type Plan = Vec<(String, Vec<(String, Vec<i32>)>)>;
+                let mut plan: Plan = ids.iter().map(|id| (id.clone(), Vec::new())).collect();
+                for t in topics {
+                    for (k, (_, ps)) in assign_ranges(&ids, t.partitions).into_iter().enumerate() {
+                        plan[k].1.push((t.name.clone(), ps));
+                    }
+                }
+                plan.into_iter()
+                    .map(|(id, parts)| {
                         SyncGroupRequestAssignment::default()
                             .with_member_id(s(&id))
-                            .with_assignment(assignment(topic, ps))
+                            .with_assignment(assignment(&parts))
                     })
                     .collect()
             } else {
@@ -259,7 +276,7 @@ impl<C: Connector> Client<C> {
                 return Err(self.group_error(m, ApiKey::SyncGroup, synced.error_code));
             }
             let _ = client_id;
-            return Ok(decode_assignment(synced.assignment, topic));
+            return Ok(decode_assignment(synced.assignment, topics));
         }
     }
 
@@ -283,15 +300,22 @@ impl<C: Connector> Client<C> {
         }
     }
 
-    /// Commits `offsets` (partition, next offset to read) for this member.
+    /// Commits `offsets` (topic, partition, next offset to read) for this member; a
+    /// [`Membership`] that never joined (no member id, generation -1) commits as a standalone
+    /// consumer.
     pub async fn commit_offsets(
         &mut self,
         m: &mut Membership,
-        topic: &str,
-        offsets: &[(i32, i64)],
+        offsets: &[(String, i32, i64)],
     ) -> Result<(), ClientError> {
         let (group, member_id, generation) = (m.group.clone(), m.member_id.clone(), m.generation);
-        let (topic, offsets) = (topic.to_string(), offsets.to_vec());
+        let mut topics: Vec<(String, Vec<(i32, i64)>)> = Vec::new();
+        for (t, p, o) in offsets {
+            match topics.iter_mut().find(|(name, _)| name == t) {
+                Some((_, list)) => list.push((*p, *o)),
+                None => topics.push((t.clone(), vec![(*p, *o)])),
+            }
+        }
         let resp = self
             .on_coordinator(m, move |conn| {
                 Box::pin(async move {
@@ -300,18 +324,23 @@ impl<C: Connector> Client<C> {
                     req.group_id = GroupId(s(&group));
                     req.generation_id_or_member_epoch = generation;
                     req.member_id = s(&member_id);
-                    req.topics = vec![OffsetCommitRequestTopic::default()
-                        .with_name(TopicName(s(&topic)))
-                        .with_partitions(
-                            offsets
-                                .iter()
-                                .map(|(p, o)| {
-                                    OffsetCommitRequestPartition::default()
-                                        .with_partition_index(*p)
-                                        .with_committed_offset(*o)
-                                })
-                                .collect(),
-                        )];
+                    req.topics = topics
+                        .iter()
+                        .map(|(topic, offsets)| {
+                            OffsetCommitRequestTopic::default()
+                                .with_name(TopicName(s(topic)))
+                                .with_partitions(
+                                    offsets
+                                        .iter()
+                                        .map(|(p, o)| {
+                                            OffsetCommitRequestPartition::default()
+                                                .with_partition_index(*p)
+                                                .with_committed_offset(*o)
+                                        })
+                                        .collect(),
+                                )
+                        })
+                        .collect();
                     conn.send(&req, v).await
                 })
             })
@@ -327,24 +356,36 @@ impl<C: Connector> Client<C> {
         }
     }
 
-    /// The group's committed offsets of `partitions` (-1 where none).
+    /// The group's committed offsets of `partitions` (topic, partition), -1 where none.
     pub async fn committed_offsets(
         &mut self,
         m: &mut Membership,
-        topic: &str,
-        partitions: &[i32],
-    ) -> Result<Vec<(i32, i64)>, ClientError> {
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<((String, i32), i64)>, ClientError> {
         let group = m.group.clone();
-        let (topic, partitions) = (topic.to_string(), partitions.to_vec());
+        let mut topics: Vec<(String, Vec<i32>)> = Vec::new();
+        for (t, p) in partitions {
+            match topics.iter_mut().find(|(name, _)| name == t) {
+                Some((_, list)) => list.push(*p),
+                None => topics.push((t.clone(), vec![*p])),
+            }
+        }
         let resp = self
             .on_coordinator(m, move |conn| {
                 Box::pin(async move {
                     let v = conn.pick_version(ApiKey::OffsetFetch)?;
                     let mut req = OffsetFetchRequest::default();
                     req.group_id = GroupId(s(&group));
-                    req.topics = Some(vec![OffsetFetchRequestTopic::default()
-                        .with_name(TopicName(s(&topic)))
-                        .with_partition_indexes(partitions)]);
+                    req.topics = Some(
+                        topics
+                            .into_iter()
+                            .map(|(topic, partitions)| {
+                                OffsetFetchRequestTopic::default()
+                                    .with_name(TopicName(s(&topic)))
+                                    .with_partition_indexes(partitions)
+                            })
+                            .collect(),
+                    );
                     conn.send(&req, v).await
                 })
             })
@@ -358,7 +399,10 @@ impl<C: Connector> Client<C> {
                 if p.error_code != 0 {
                     return Err(self.group_error(m, ApiKey::OffsetFetch, p.error_code));
                 }
-                out.push((p.partition_index, p.committed_offset));
+                out.push((
+                    (t.name.0.to_string(), p.partition_index),
+                    p.committed_offset,
+                ));
             }
         }
         Ok(out)
@@ -399,11 +443,17 @@ mod tests {
 
     #[test]
     fn assignments_round_trip() {
+        let t = |name: &str| Topic {
+            name: name.into(),
+            partitions: 4,
+        };
+        let two = assignment(&[("t".into(), vec![1, 3]), ("u".into(), vec![0])]);
         assert_eq!(
-            decode_assignment(assignment("t", vec![1, 3]), "t"),
-            vec![1, 3]
+            decode_assignment(two.clone(), &[t("t"), t("u")]),
+            vec![("t".into(), 1), ("t".into(), 3), ("u".into(), 0)]
         );
-        assert!(decode_assignment(assignment("t", vec![1]), "other").is_empty());
-        assert!(decode_assignment(Bytes::from_static(b"\x00"), "t").is_empty());
+        assert_eq!(decode_assignment(two, &[t("u")]), vec![("u".into(), 0)]);
+        assert!(decode_assignment(assignment(&[("t".into(), vec![1])]), &[t("other")]).is_empty());
+        assert!(decode_assignment(Bytes::from_static(b"\x00"), &[t("t")]).is_empty());
     }
 }
