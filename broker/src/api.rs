@@ -619,6 +619,12 @@ async fn fetch_partition(
         .log(&meta, partition)
         .await
         .map_err(|e| log_error_code(&e))?;
+    // An owner that lost the partition and got it back must not serve its old view: its high
+    // watermark would go back for a consumer that read from the other owner meanwhile.
+    // (Waiting for a commit in progress: one that hangs on the store may be ours being fenced.)
+    log.verify_tail_now()
+        .await
+        .map_err(|e| log_error_code(&e))?;
     let hwm = log.high_watermark();
     if offset < 0 || offset > hwm {
         return Err(code(ResponseError::OffsetOutOfRange));

@@ -112,7 +112,9 @@ impl Bug {
             Bug::OffsetsInMemory => "groups",
             Bug::HwmOffByOne | Bug::DropBatchTail => "baseline",
             Bug::MidBatchFetchSkip | Bug::CompressedBatchAsOne => "baseline",
-            Bug::OneErrorFailsAll => "crashes",
+            // Owners replaced while requests are in flight: a request that spans an old and a
+            // new owner's partitions is the one that gets a partition error.
+            Bug::OneErrorFailsAll => "ownership",
             Bug::EpochBumpIgnored => "idempotent",
         }
     }

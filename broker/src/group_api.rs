@@ -247,7 +247,14 @@ pub async fn offset_commit(b: &Broker, req: OffsetCommitRequest) -> OffsetCommit
 
 pub async fn offset_fetch(b: &Broker, req: OffsetFetchRequest, v: i16) -> OffsetFetchResponse {
     let mut r = OffsetFetchResponse::default();
+    // A coordinator that lost the group and got it back must not answer from memory: another
+    // may have committed in between.
     let group = match b.group(req.group_id.0.as_str()).await {
+        Ok(g) if g.verify_now().await => Ok(g),
+        Ok(_) => Err(codes::NOT_COORDINATOR),
+        Err(c) => Err(c),
+    };
+    let group = match group {
         Ok(g) => g,
         Err(c) => {
             // v1 has no top-level error: report it on every partition.

@@ -219,6 +219,19 @@ impl Group {
         }
     }
 
+    /// Catches up with the group's chain before an answer that must be current (committed
+    /// offsets): false if another coordinator took the group over.
+    pub async fn verify_now(&self) -> bool {
+        if let Err(e) = self.log.verify_tail_now().await {
+            tracing::info!(group = %self.name, error = %e, "group chain check failed");
+            if matches!(e, LogError::Fenced) {
+                self.close();
+            }
+            return false;
+        }
+        !self.is_closed()
+    }
+
     pub fn close(&self) {
         self.log.close();
         self.changed.notify_waiters();

@@ -50,6 +50,9 @@ pub struct ClientSummary {
     /// From the process's last `client` op that has counters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub counters: Option<ClientCounters>,
+    /// Records per batch on average, from the counters (producers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_records_per_batch: Option<f64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -259,9 +262,12 @@ fn clients(history: &History) -> BTreeMap<u64, ClientSummary> {
             max_in_flight: c.max_in_flight,
             profile: c.profile.clone(),
             counters: None,
+            mean_records_per_batch: None,
         });
-        if c.counters.is_some() {
-            e.counters.clone_from(&c.counters);
+        if let Some(counters) = &c.counters {
+            e.mean_records_per_batch =
+                (counters.batches > 0).then(|| counters.mean_records_per_batch());
+            e.counters = Some(counters.clone());
         }
     }
     out
@@ -281,19 +287,11 @@ fn clients_text(clients: &BTreeMap<u64, ClientSummary>) -> String {
     let traits_w = traits.iter().map(String::len).max().unwrap_or(0);
     let mut s = String::new();
     for ((process, c), traits) in clients.iter().zip(&traits) {
-        let profile: Vec<String> = c
-            .profile
-            .iter()
-            .map(|(k, v)| match v {
-                serde_json::Value::String(text) => format!("{k}={text}"),
-                other => format!("{k}={other}"),
-            })
-            .collect();
         let line = format!(
             "  {process:>process_w$} {:<name_w$} {:<role_w$}  {traits:<traits_w$}  {}",
             c.name,
             c.role,
-            profile.join(" ")
+            profile_text(c)
         );
         let _ = writeln!(s, "{}", line.trim_end());
         if let Some(counters) = c.counters.as_ref().map(counters_text) {
@@ -307,6 +305,37 @@ fn clients_text(clients: &BTreeMap<u64, ClientSummary>) -> String {
 }
 
 /// `idempotent in-flight 5`; producers only say what they are.
+impl ClientSummary {
+    /// `idempotent in-flight 5` (producers), else empty.
+    pub fn traits_text(&self) -> String {
+        traits(self)
+    }
+
+    /// What it drew, `key=value` separated by spaces.
+    pub fn profile_text(&self) -> String {
+        profile_text(self)
+    }
+
+    /// Its nonzero counters, comma-separated (empty without counters).
+    pub fn counters_text(&self) -> String {
+        self.counters
+            .as_ref()
+            .map(counters_text)
+            .unwrap_or_default()
+    }
+}
+
+fn profile_text(c: &ClientSummary) -> String {
+    c.profile
+        .iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(text) => format!("{k}={text}"),
+            other => format!("{k}={other}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn traits(c: &ClientSummary) -> String {
     let mut t = Vec::new();
     if c.idempotent {

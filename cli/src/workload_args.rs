@@ -26,6 +26,9 @@ pub struct WorkloadArgs {
     /// Most records the application hands over at once.
     #[arg(long, value_name = "N|A..=B")]
     pub burst_records: Option<Span>,
+    /// Records a producer makes per second on average.
+    #[arg(long, value_name = "N|A..=B")]
+    pub records_per_second: Option<Span>,
     /// Produce requests outstanding per connection (1..=5).
     #[arg(long, value_name = "N|A..=B")]
     pub max_in_flight: Option<Span>,
@@ -54,6 +57,9 @@ pub struct WorkloadArgs {
     /// Chance that a consumer fetches every partition of a broker in one request.
     #[arg(long, value_name = "P")]
     pub multi_partition_fetch: Option<f64>,
+    /// Least time between two commits of a consumer.
+    #[arg(long, value_name = "MS|A..=B")]
+    pub commit_interval_ms: Option<Span>,
     /// Chance per poll of seeking back to re-read earlier offsets.
     #[arg(long, value_name = "P")]
     pub seek_back: Option<f64>,
@@ -74,10 +80,12 @@ impl WorkloadArgs {
             (&self.batch_records, &mut mix.batch_records),
             (&self.batch_bytes, &mut mix.batch_bytes),
             (&self.burst_records, &mut mix.burst_records),
+            (&self.records_per_second, &mut mix.records_per_second),
             (&self.max_in_flight, &mut mix.max_in_flight),
             (&self.delivery_timeout_ms, &mut mix.delivery_timeout_ms),
             (&self.max_poll_records, &mut mix.max_poll_records),
             (&self.fetch_bytes, &mut mix.fetch_partition_bytes),
+            (&self.commit_interval_ms, &mut mix.commit_interval_ms),
         ];
         for (given, field) in spans {
             if let Some(v) = given {
@@ -117,11 +125,13 @@ impl WorkloadArgs {
             ("batch-records", self.batch_records),
             ("batch-bytes", self.batch_bytes),
             ("burst-records", self.burst_records),
+            ("records-per-second", self.records_per_second),
             ("max-in-flight", self.max_in_flight),
             ("delivery-timeout-ms", self.delivery_timeout_ms),
             ("max-poll-records", self.max_poll_records),
             ("fetch-bytes", self.fetch_bytes),
             ("client-timeout-ms", self.client_timeout_ms),
+            ("commit-interval-ms", self.commit_interval_ms),
         ];
         for (name, v) in spans {
             if let Some(v) = v {

@@ -174,6 +174,8 @@ impl BrokerStart {
 /// are counted, so it restarts only when the last one heals.
 pub(crate) struct Nemesis {
     down: BTreeMap<String, usize>,
+    /// Overlapping pauses of one broker: it resumes when the last one heals.
+    paused: BTreeMap<String, usize>,
     removed: BTreeSet<String>,
     store_faults: BTreeMap<String, Vec<(usize, Fault)>>,
     latency: (u64, u64),
@@ -246,10 +248,17 @@ impl Nemesis {
             Fault::Pause { broker } => {
                 // Nothing goes in or out until it resumes; what was sent is
                 // delivered then. Its store calls wait too.
+                let n = self.paused.entry(broker.clone()).or_default();
                 if start {
-                    world.pause(broker);
+                    *n += 1;
+                    if *n == 1 {
+                        world.pause(broker);
+                    }
                 } else {
-                    world.resume(broker);
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        world.resume(broker);
+                    }
                 }
                 self.store_fault(f, broker, id, fault, start);
             }
@@ -512,6 +521,7 @@ impl Plan {
         actions.sort_by_key(|(t, id, start)| (*t, *start, *id));
         let nemesis = Nemesis {
             down: BTreeMap::new(),
+            paused: BTreeMap::new(),
             removed: BTreeSet::new(),
             store_faults: BTreeMap::new(),
             latency: scenario.store_latency_ms,

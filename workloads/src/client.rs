@@ -846,10 +846,14 @@ impl<C: Connector> Client<C> {
         if self.metadata.brokers.is_empty() || self.metadata.stale {
             self.refresh_metadata(&[]).await?;
         }
-        self.metadata
-            .brokers
+        // The first one not just found unreachable (with a reconnect backoff).
+        let now = tokio::time::Instant::now();
+        let reachable = |a: &&String| self.unreachable.get(*a).is_none_or(|until| *until <= now);
+        let brokers = &self.metadata.brokers;
+        brokers
             .values()
-            .next()
+            .find(reachable)
+            .or_else(|| brokers.values().next())
             .cloned()
             .ok_or_else(|| ClientError::Invalid("metadata lists no brokers".to_string()))
     }

@@ -371,7 +371,9 @@ impl<R: Request> Sent<R> {
             reason: "connection closed with the request outstanding".to_string(),
             written: true,
         };
-        match tokio::time::timeout_at(deadline, self.rx).await {
+        // `timeout`, not `timeout_at`: madsim's tokio has only the former.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match tokio::time::timeout(left, self.rx).await {
             Ok(Ok(Ok(body))) => {
                 decode_or_cap::<R>(&self.opts, &self.addr, body, self.version, self.corr)
             }

@@ -78,6 +78,8 @@ struct Consumer<'a, C: Connector> {
     fetch_cursor: usize,
     poll_cursor: usize,
     next_heartbeat: Instant,
+    /// No commit before this (the drawn commit interval).
+    next_commit: Instant,
     counters: ClientCounters,
 }
 
@@ -99,6 +101,7 @@ pub async fn run<C: Connector>(
         fetch_cursor: 0,
         poll_cursor: 0,
         next_heartbeat: Instant::now(),
+        next_commit: Instant::now(),
         counters: ClientCounters::default(),
     };
     c.describe(None);
@@ -337,7 +340,12 @@ impl<C: Connector> Consumer<'_, C> {
                         max_bytes: self.setup.profile.fetch_partition_bytes.max(1),
                     });
                 }
-                Err(e) => last_error = Some(e),
+                Err(e) => {
+                    if e.needs_metadata_refresh() {
+                        self.client.mark_stale();
+                    }
+                    last_error = Some(e);
+                }
             }
         }
         let mut fetched = false;
@@ -388,8 +396,12 @@ impl<C: Connector> Consumer<'_, C> {
         }
     }
 
-    /// Commits every partition whose position moved past its last commit.
+    /// Commits every partition whose position moved past its last commit, at most once per
+    /// commit interval.
     async fn commit(&mut self) {
+        if Instant::now() < self.next_commit {
+            return;
+        }
         let moved: Vec<(String, i32, i64)> = self
             .parts
             .iter()

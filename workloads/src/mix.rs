@@ -185,6 +185,9 @@ pub struct WorkloadMix {
     pub batch_bytes: Span,
     /// Most records an application hands over at once (records come in bursts).
     pub burst_records: Span,
+    /// Records a producer makes per second, on average (the earlier client's pace is set by
+    /// the scenario's `send_interval_ms` and its round trips instead).
+    pub records_per_second: Span,
     /// Produce requests a producer keeps outstanding per connection.
     pub max_in_flight: Span,
     /// Codecs a producer picks one of.
@@ -209,6 +212,8 @@ pub struct WorkloadMix {
     pub fetch_partition_bytes: Span,
     /// Chance that a consumer fetches all the partitions one broker leads in one request.
     pub multi_partition_fetch: f64,
+    /// Least time between two commits of a consumer (0: after every poll that moved it).
+    pub commit_interval_ms: Span,
     /// Chance, per poll, that a consumer seeks back to re-read offsets it read before.
     pub seek_back: f64,
     /// Chance, per poll, that a consumer restarts from its committed offsets (a crash of the
@@ -225,6 +230,7 @@ impl Default for WorkloadMix {
             batch_records: Span::new(1, 64),
             batch_bytes: Span::new(1024, 16384),
             burst_records: Span::new(1, 24),
+            records_per_second: Span::new(8, 32),
             max_in_flight: Span::new(1, 5),
             codecs: Codec::ALL.to_vec(),
             delivery_timeout_ms: Span::new(4000, 15000),
@@ -234,6 +240,7 @@ impl Default for WorkloadMix {
             max_poll_records: Span::new(1, 50),
             fetch_partition_bytes: Span::new(64, 65536),
             multi_partition_fetch: 0.5,
+            commit_interval_ms: Span::new(0, 1000),
             seek_back: 0.02,
             restart: 0.01,
         }
@@ -247,6 +254,7 @@ impl WorkloadMix {
             ("batch_records", self.batch_records),
             ("batch_bytes", self.batch_bytes),
             ("burst_records", self.burst_records),
+            ("records_per_second", self.records_per_second),
             ("max_in_flight", self.max_in_flight),
             ("max_poll_records", self.max_poll_records),
             ("fetch_partition_bytes", self.fetch_partition_bytes),
@@ -305,6 +313,7 @@ pub struct ProducerProfile {
     pub batch_records: u32,
     pub batch_bytes: u32,
     pub burst_records: u32,
+    pub records_per_second: u32,
     pub codec: Codec,
     pub keyed: bool,
     pub epoch_bump: EpochBump,
@@ -324,6 +333,7 @@ impl ProducerProfile {
             batch_records: mix.batch_records.draw(rng) as u32,
             batch_bytes: mix.batch_bytes.draw(rng) as u32,
             burst_records: mix.burst_records.draw(rng) as u32,
+            records_per_second: mix.records_per_second.draw(rng) as u32,
             codec: mix.codecs[rng.gen_range(0..mix.codecs.len())],
             keyed: rng.gen_bool(mix.keyed_producers),
             epoch_bump: if rng.gen_bool(0.5) {
@@ -343,6 +353,7 @@ pub struct ConsumerProfile {
     pub max_poll_records: u32,
     pub fetch_partition_bytes: i32,
     pub multi_partition_fetch: bool,
+    pub commit_interval_ms: u64,
     pub seek_back: f64,
     pub restart: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -356,6 +367,7 @@ impl ConsumerProfile {
             fetch_partition_bytes: mix.fetch_partition_bytes.draw_log(rng).min(i32::MAX as u64)
                 as i32,
             multi_partition_fetch: rng.gen_bool(mix.multi_partition_fetch),
+            commit_interval_ms: mix.commit_interval_ms.draw(rng),
             seek_back: mix.seek_back,
             restart: mix.restart,
             request_timeout_ms: mix.request_timeout_ms.map(|s| s.draw(rng)),

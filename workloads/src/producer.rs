@@ -35,8 +35,10 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
 
-/// Keys a keyed producer uses (so that several records share a key and a partition).
+/// Keys a keyed producer uses (so that several records share a key and a partition), and the
+/// most keys one burst of records is about.
 const KEYS: u64 = 16;
+const BURST_KEYS: usize = 3;
 /// Beyond the request timeout (which the broker also waits at most), time for the answer to come.
 const ANSWER_MARGIN: Duration = Duration::from_millis(500);
 /// Bursts the loop missed by more than this (while it waited on the network) are skipped.
@@ -54,8 +56,6 @@ pub struct ProducerSetup {
     pub name: String,
     pub topics: Vec<Topic>,
     pub profile: ProducerProfile,
-    /// Mean time between two records.
-    pub send_interval: Duration,
     pub seed: u64,
 }
 
@@ -236,33 +236,39 @@ impl<C: Connector> Producer<'_, C> {
                 .all(|p| p.open.is_none() && p.queue.is_empty())
     }
 
-    /// Time to the next burst: bursts average (1 + burst) / 2 records, so records come one per
-    /// send interval on average.
+    /// Time to the next burst: bursts average (1 + burst) / 2 records, so that records come at
+    /// `records_per_second` on average.
     fn gap(&mut self) -> Duration {
-        let mean = self.setup.send_interval.as_micros() as u64
-            * (1 + self.profile().burst_records as u64)
-            / 2;
-        Duration::from_micros(self.rng.gen_range(0..=2 * mean.max(1)))
+        let p = self.profile();
+        let per_burst = (1 + p.burst_records.max(1) as u64) as f64 / 2.0;
+        let mean_us = per_burst * 1e6 / p.records_per_second.max(1) as f64;
+        Duration::from_micros(self.rng.gen_range(0..=(2.0 * mean_us) as u64))
     }
 
     /// The application hands over a burst of records.
+    /// A burst is what an application writes about a few things at once: one topic, and (keyed)
+    /// one to three keys, so its records share a few batches.
     fn burst(&mut self, now: Instant) {
         let n = self.rng.gen_range(1..=self.profile().burst_records.max(1));
+        let topic = self.rng.gen_range(0..self.setup.topics.len());
+        let keys: Vec<u64> = (0..self.rng.gen_range(1..=BURST_KEYS))
+            .map(|_| self.rng.gen_range(0..KEYS))
+            .collect();
         for _ in 0..n {
-            self.add_record(now);
+            let key = keys[self.rng.gen_range(0..keys.len())];
+            self.add_record(now, topic, key);
         }
     }
 
-    fn add_record(&mut self, now: Instant) {
+    fn add_record(&mut self, now: Instant, topic: usize, key: u64) {
         let setup = self.setup;
         let topics = &setup.topics;
-        let topic = self.rng.gen_range(0..topics.len());
         let partitions = topics[topic].partitions.max(1);
         let n = self.next_record;
         self.next_record += 1;
         let value = format!("p{}-{n}", self.setup.process);
         let (key, partition) = if self.profile().keyed {
-            let key = format!("k{}", self.rng.gen_range(0..KEYS));
+            let key = format!("k{key}");
             let partition = (fnv1a(key.as_bytes()) % partitions as u64) as i32;
             (Some(key), partition)
         } else {
@@ -440,22 +446,28 @@ impl<C: Connector> Producer<'_, C> {
         } else {
             now + Duration::from_millis(100)
         };
+        // Only future events: a batch that is ready but waits for room in flight (or for the
+        // epoch bump) is woken by an answer, not by polling.
+        let mut at = |t: Instant| {
+            if t > now {
+                wake = wake.min(t);
+            }
+        };
         for part in self.parts.values() {
             if let Some(b) = &part.open {
-                wake = wake.min(b.created + linger);
+                at(b.created + linger);
             }
             if let Some(b) = part.queue.front() {
-                wake = wake.min(b.created + timeout);
+                at(b.created + timeout);
                 if let Some(t) = part.not_before {
-                    wake = wake.min(t);
+                    at(t);
                 }
             }
         }
         if let Some(t) = self.init_not_before {
-            wake = wake.min(t);
+            at(t);
         }
-        // Something may be sendable right now: look again soon rather than never.
-        wake.max(now + Duration::from_millis(1))
+        wake
     }
 
     /// Sends every batch that can go: per broker, one request with the front batch of each ready
@@ -816,6 +828,9 @@ impl<C: Connector> Producer<'_, C> {
 
     fn backoff(&mut self, key: (usize, i32), e: &ClientError) {
         tracing::debug!(error = %e, "produce attempt failed; backing off");
+        if e.needs_metadata_refresh() {
+            self.client.mark_stale();
+        }
         let part = self.parts.entry(key).or_default();
         let cfg = self.client.config();
         let exp = cfg

@@ -34,6 +34,7 @@ pub struct RosterSpec {
     pub group: String,
     /// Every producer is idempotent (else each draws).
     pub idempotent: bool,
+    /// The earlier client's pause between sends (`WorkloadMix::legacy_client`).
     pub send_interval: Duration,
     pub fetch_max_wait_ms: i32,
     pub mix: WorkloadMix,
@@ -111,7 +112,6 @@ impl Roster {
                         idempotent,
                         &mut profile_rng(process),
                     ),
-                    send_interval: spec.send_interval,
                     seed: derive(spec.seed, &[3, process]),
                 })
             };

@@ -321,14 +321,29 @@ impl PartitionLog {
     /// commit found; a higher epoch fences us. A commit in progress is our
     /// own tail moving, so it skips the check.
     pub async fn verify_tail(&self) -> Result<(), LogError> {
+        self.check_tail(false).await
+    }
+
+    /// Like [`PartitionLog::verify_tail`], but waits for a commit in progress instead of
+    /// skipping the check: for answers that must not come from a stale view.
+    pub async fn verify_tail_now(&self) -> Result<(), LogError> {
+        self.check_tail(true).await
+    }
+
+    async fn check_tail(&self, wait: bool) -> Result<(), LogError> {
         if self.bug == Some(Bug::StaleCacheAfterMove)
             || !self.open.load(Ordering::Acquire)
             || self.is_closed()
         {
             return Ok(());
         }
-        let Ok(mut guard) = self.writer.try_lock() else {
-            return Ok(());
+        let mut guard = if wait {
+            self.writer.lock().await
+        } else {
+            let Ok(guard) = self.writer.try_lock() else {
+                return Ok(());
+            };
+            guard
         };
         let Some(w) = guard.as_mut() else {
             return Ok(());

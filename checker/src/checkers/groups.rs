@@ -29,6 +29,9 @@ struct Commit {
     invoked_ns: u64,
     completed_ns: u64,
     ok: bool,
+    /// Outcome unknown: it may take effect at any time after its invoke, even after a later
+    /// commit was acknowledged (a request the client gave up on, applied late).
+    unknown: bool,
     op: u64,
 }
 
@@ -52,6 +55,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
                     invoked_ns: p.invoke.time_ns,
                     completed_ns: p.last().time_ns,
                     ok: p.outcome() == OpKind::Ok,
+                    unknown: p.outcome() == OpKind::Info,
                     op: p.last().index,
                 });
         }
@@ -64,6 +68,15 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         let mut best: Option<&Commit> = None;
         for c in acked {
             if let Some(b) = best {
+                // A commit of unknown outcome invoked before `c` may have landed after `b`
+                // and set the group back; `c` then moves on from there.
+                let set_back = list
+                    .iter()
+                    .any(|u| u.unknown && u.offset <= c.offset && u.invoked_ns < c.invoked_ns);
+                if c.invoked_ns > b.completed_ns && c.offset < b.offset && set_back {
+                    best = Some(c);
+                    continue;
+                }
                 if c.invoked_ns > b.completed_ns && c.offset < b.offset {
                     out.push(Finding::new(
                         Anomaly::CommittedOffsetRegression,
@@ -106,8 +119,11 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             .filter(|c| c.invoked_ns <= p.last().time_ns)
             .map(|c| c.offset)
             .max();
+        let applied_late = list
+            .iter()
+            .any(|c| c.unknown && c.offset == s.offset && c.invoked_ns <= p.last().time_ns);
         if let Some(a) = acked_before {
-            if s.offset < a.offset {
+            if s.offset < a.offset && !applied_late {
                 out.push(Finding::new(
                     Anomaly::CommittedOffsetRegression,
                     (s.topic.as_str(), s.partition),
@@ -197,6 +213,39 @@ mod tests {
         commit(&mut b, 11, 0, 6, OpKind::Ok);
         let f = check(&b.build());
         assert_eq!(anomalies(&f), vec![Anomaly::CommittedOffsetRegression]);
+    }
+
+    #[test]
+    fn a_commit_of_unknown_outcome_may_land_after_a_later_one() {
+        // 5's request timed out; 8 was acknowledged; then 5 was applied after all.
+        let mut b = HistoryBuilder::new();
+        commit(&mut b, 10, 0, 5, OpKind::Info);
+        commit(&mut b, 10, 0, 8, OpKind::Ok);
+        seek(&mut b, 11, 0, 5);
+        // Going on from there, below the acknowledged 8, and then on up.
+        commit(&mut b, 11, 0, 6, OpKind::Ok);
+        commit(&mut b, 11, 0, 9, OpKind::Ok);
+        assert!(check(&b.build()).is_empty());
+        // ... but once moving on from 6, going back below it again is a regression.
+        let mut b = HistoryBuilder::new();
+        commit(&mut b, 10, 0, 5, OpKind::Info);
+        commit(&mut b, 10, 0, 8, OpKind::Ok);
+        commit(&mut b, 11, 0, 7, OpKind::Ok);
+        commit(&mut b, 11, 0, 4, OpKind::Ok);
+        assert_eq!(
+            anomalies(&check(&b.build())),
+            vec![Anomaly::CommittedOffsetRegression]
+        );
+        // A definitely failed commit cannot have landed.
+        let mut b = HistoryBuilder::new();
+        commit(&mut b, 10, 0, 5, OpKind::Fail);
+        commit(&mut b, 10, 0, 8, OpKind::Ok);
+        seek(&mut b, 11, 0, 5);
+        commit(&mut b, 11, 0, 9, OpKind::Ok);
+        assert_eq!(
+            anomalies(&check(&b.build())),
+            vec![Anomaly::CommittedOffsetRegression]
+        );
     }
 
     #[test]

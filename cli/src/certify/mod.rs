@@ -149,6 +149,10 @@ pub struct Certification {
 }
 
 pub fn run(args: CertifyArgs) -> anyhow::Result<u8> {
+    // Bad knobs are refused before anything contacts the cluster.
+    args.workload
+        .apply(&mut WorkloadMix::default())
+        .context("client workload")?;
     let Some(mut mix) = CertMix::named(&args.scenario) else {
         bail!(
             "unknown certification scenario '{}' (known: {})",

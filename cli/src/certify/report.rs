@@ -292,6 +292,28 @@ pub fn markdown(c: &Certification) -> String {
         let _ = writeln!(s, "**Warning:** {w}.\n");
     }
 
+    if !r.clients.is_empty() {
+        let _ = writeln!(
+            s,
+            "## Clients\n\nWhat each client process drew from the seed, and what it did.\n\n| process | client | drew | did |\n|---|---|---|---|"
+        );
+        for (p, c) in &r.clients {
+            let drew = [c.traits_text(), c.profile_text()]
+                .into_iter()
+                .filter(|t| !t.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let _ = writeln!(
+                s,
+                "| {p} | {} ({}) | {} | {} |",
+                c.name,
+                c.role,
+                drew,
+                c.counters_text()
+            );
+        }
+        s.push('\n');
+    }
     let _ = writeln!(s, "## Findings\n");
     if r.findings.is_empty() {
         let _ = writeln!(s, "None: every checker passed.\n");
