@@ -500,6 +500,35 @@ thread_local! {
         const { std::cell::RefCell::new(None) };
     static ZSTD_DECODER: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
         const { std::cell::RefCell::new(None) };
+    // Likewise a deflate state (hundreds of kilobytes, zeroed, for every gzip batch otherwise).
+    static DEFLATE: std::cell::RefCell<Option<flate2::Compress>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// A gzip member (RFC 1952: the 10-byte header flate2 writes, raw deflate, CRC-32 and size)
+/// from a reused deflate state.
+fn gzip(src: &[u8], out: &mut BytesMut) -> anyhow::Result<()> {
+    use flate2::{Compress, FlushCompress, Status};
+    DEFLATE.with(|cell| -> anyhow::Result<()> {
+        let mut cell = cell.borrow_mut();
+        let z = cell.get_or_insert_with(|| Compress::new(flate2::Compression::default(), false));
+        z.reset();
+        out.put_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff]);
+        let mut deflated = Vec::with_capacity(src.len() / 2 + 64);
+        loop {
+            let consumed = z.total_in() as usize;
+            match z.compress_vec(&src[consumed..], &mut deflated, FlushCompress::Finish)? {
+                Status::StreamEnd => break,
+                _ => deflated.reserve(deflated.capacity().max(64)),
+            }
+        }
+        out.put_slice(&deflated);
+        let mut crc = flate2::Crc::new();
+        crc.update(src);
+        out.put_u32_le(crc.sum());
+        out.put_u32_le(src.len() as u32);
+        Ok(())
+    })
 }
 
 /// Level 3, as kafka-protocol and Kafka's clients use by default.
@@ -508,14 +537,14 @@ const ZSTD_LEVEL: i32 = 3;
 /// Compresses a batch's records: zstd with a reused context, every other codec as kafka-protocol
 /// does it.
 fn compress(src: &mut BytesMut, out: &mut BytesMut, c: Compression) -> anyhow::Result<()> {
-    use kafka_protocol::compression::{Compressor, Gzip, Lz4, Snappy};
+    use kafka_protocol::compression::{Compressor, Lz4, Snappy};
     let copy = |tmp: &mut BytesMut| -> anyhow::Result<()> {
         tmp.put_slice(src);
         Ok(())
     };
     match c {
         Compression::None => out.put_slice(src),
-        Compression::Gzip => Gzip::compress(out, copy)?,
+        Compression::Gzip => gzip(src, out)?,
         Compression::Snappy => Snappy::compress(out, copy)?,
         Compression::Lz4 => Lz4::compress(out, copy)?,
         Compression::Zstd => ZSTD_ENCODER.with(|cell| -> anyhow::Result<()> {

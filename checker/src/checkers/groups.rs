@@ -61,11 +61,16 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         }
     }
     let mut out = Vec::new();
+    // The group's committed offset as the acknowledgements establish it, over time:
+    // (completion time, the commit that sets it), per group and partition.
+    let mut floors: BTreeMap<Gtp<'_>, Vec<(u64, &Commit)>> = BTreeMap::new();
     // Acknowledged commits must not go backwards in real time.
-    for ((group, topic, partition), list) in &commits {
+    for (key, list) in &commits {
+        let (group, topic, partition) = key;
         let mut acked: Vec<&Commit> = list.iter().filter(|c| c.ok).collect();
         acked.sort_by_key(|c| c.completed_ns);
         let mut best: Option<&Commit> = None;
+        let floor = floors.entry(*key).or_default();
         for c in acked {
             if let Some(b) = best {
                 // A commit of unknown outcome invoked before `c` may have landed after `b`
@@ -75,6 +80,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
                     .any(|u| u.unknown && u.offset <= c.offset && u.invoked_ns < c.invoked_ns);
                 if c.invoked_ns > b.completed_ns && c.offset < b.offset && set_back {
                     best = Some(c);
+                    floor.push((c.completed_ns, c));
                     continue;
                 }
                 if c.invoked_ns > b.completed_ns && c.offset < b.offset {
@@ -92,6 +98,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             }
             if best.is_none_or(|b| c.offset >= b.offset) {
                 best = Some(c);
+                floor.push((c.completed_ns, c));
             }
         }
     }
@@ -110,10 +117,10 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         let list = commits.get(&key).map(Vec::as_slice).unwrap_or(&[]);
         let start = p.invoke.time_ns;
         // What was certainly committed before the seek, and what might have been.
-        let acked_before = list
-            .iter()
-            .filter(|c| c.ok && c.completed_ns <= start)
-            .max_by_key(|c| c.offset);
+        let acked_before = floors.get(&key).and_then(|f| {
+            let at = f.partition_point(|(t, _)| *t <= start);
+            at.checked_sub(1).map(|i| f[i].1)
+        });
         let tried = list
             .iter()
             .filter(|c| c.invoked_ns <= p.last().time_ns)
@@ -242,6 +249,30 @@ mod tests {
         commit(&mut b, 10, 0, 8, OpKind::Ok);
         seek(&mut b, 11, 0, 5);
         commit(&mut b, 11, 0, 9, OpKind::Ok);
+        assert_eq!(
+            anomalies(&check(&b.build())),
+            vec![Anomaly::CommittedOffsetRegression]
+        );
+    }
+
+    #[test]
+    fn after_a_late_commit_set_the_group_back_a_member_starts_where_it_moved_on_to() {
+        let mut b = HistoryBuilder::new();
+        commit(&mut b, 10, 0, 13, OpKind::Info);
+        commit(&mut b, 10, 0, 23, OpKind::Ok);
+        seek(&mut b, 11, 0, 13);
+        commit(&mut b, 11, 0, 18, OpKind::Ok);
+        seek(&mut b, 12, 0, 18);
+        commit(&mut b, 12, 0, 20, OpKind::Ok);
+        assert!(check(&b.build()).is_empty());
+        // Starting below where it moved on to is still a regression.
+        let mut b = HistoryBuilder::new();
+        commit(&mut b, 10, 0, 13, OpKind::Info);
+        commit(&mut b, 10, 0, 23, OpKind::Ok);
+        seek(&mut b, 11, 0, 13);
+        commit(&mut b, 11, 0, 18, OpKind::Ok);
+        seek(&mut b, 12, 0, 15);
+        commit(&mut b, 12, 0, 20, OpKind::Ok);
         assert_eq!(
             anomalies(&check(&b.build())),
             vec![Anomaly::CommittedOffsetRegression]
