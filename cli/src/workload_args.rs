@@ -4,67 +4,69 @@
 use clap::Args;
 use riptide_workloads::mix::{Codec, Span, WorkloadMix};
 
+/// Where these flags show in `--help`.
+const HEADING: &str = "Client workload (a number pins a knob, A..=B draws it per process)";
+
 #[derive(Args, Debug, Clone, Default)]
-#[command(next_help_heading = "Client workload (a number pins a knob, A..=B draws it per process)")]
 pub struct WorkloadArgs {
     /// The earlier client exactly: one record per request, one request at a time, whole batches
     /// read from where the last read stopped (for comparisons; the other knobs are ignored).
-    #[arg(long)]
+    #[arg(long, help_heading = HEADING)]
     pub legacy_client: bool,
     /// Topics written and read (drawn once per run).
-    #[arg(long, value_name = "N|A..=B")]
+    #[arg(long, help_heading = HEADING, value_name = "N|A..=B")]
     pub topics: Option<Span>,
     /// How long a producer waits for more records before sending a batch that is not full.
-    #[arg(long, value_name = "MS|A..=B")]
+    #[arg(long, help_heading = HEADING, value_name = "MS|A..=B")]
     pub linger_ms: Option<Span>,
     /// Most records in one batch.
-    #[arg(long, value_name = "N|A..=B")]
+    #[arg(long, help_heading = HEADING, value_name = "N|A..=B")]
     pub batch_records: Option<Span>,
     /// Most bytes in one batch.
-    #[arg(long, value_name = "N|A..=B")]
+    #[arg(long, help_heading = HEADING, value_name = "N|A..=B")]
     pub batch_bytes: Option<Span>,
     /// Most records the application hands over at once.
-    #[arg(long, value_name = "N|A..=B")]
+    #[arg(long, help_heading = HEADING, value_name = "N|A..=B")]
     pub burst_records: Option<Span>,
     /// Records a producer makes per second on average.
-    #[arg(long, value_name = "N|A..=B")]
+    #[arg(long, help_heading = HEADING, value_name = "N|A..=B")]
     pub records_per_second: Option<Span>,
     /// Produce requests outstanding per connection (1..=5).
-    #[arg(long, value_name = "N|A..=B")]
+    #[arg(long, help_heading = HEADING, value_name = "N|A..=B")]
     pub max_in_flight: Option<Span>,
     /// Codecs producers pick from.
-    #[arg(long, value_delimiter = ',', value_name = "none,gzip,snappy,lz4,zstd")]
+    #[arg(long, help_heading = HEADING, value_delimiter = ',', value_name = "none,gzip,snappy,lz4,zstd")]
     pub codecs: Option<Vec<Codec>>,
     /// How long a batch may take before the producer gives up on it.
-    #[arg(long, value_name = "MS|A..=B")]
+    #[arg(long, help_heading = HEADING, value_name = "MS|A..=B")]
     pub delivery_timeout_ms: Option<Span>,
     /// How long each client process waits for one response (drawn per process, never above the
     /// scenario's or --request-timeout-ms).
-    #[arg(long, value_name = "MS|A..=B")]
+    #[arg(long, help_heading = HEADING, value_name = "MS|A..=B")]
     pub client_timeout_ms: Option<Span>,
     /// Chance that a producer is idempotent.
-    #[arg(long, value_name = "P")]
+    #[arg(long, help_heading = HEADING, value_name = "P")]
     pub idempotent_producers: Option<f64>,
     /// Chance that a producer keys its records.
-    #[arg(long, value_name = "P")]
+    #[arg(long, help_heading = HEADING, value_name = "P")]
     pub keyed_producers: Option<f64>,
     /// Most records one poll hands to the application.
-    #[arg(long, value_name = "N|A..=B")]
+    #[arg(long, help_heading = HEADING, value_name = "N|A..=B")]
     pub max_poll_records: Option<Span>,
     /// A consumer's per-partition fetch size in bytes (drawn log-uniformly).
-    #[arg(long, value_name = "N|A..=B")]
+    #[arg(long, help_heading = HEADING, value_name = "N|A..=B")]
     pub fetch_bytes: Option<Span>,
     /// Chance that a consumer fetches every partition of a broker in one request.
-    #[arg(long, value_name = "P")]
+    #[arg(long, help_heading = HEADING, value_name = "P")]
     pub multi_partition_fetch: Option<f64>,
     /// Least time between two commits of a consumer.
-    #[arg(long, value_name = "MS|A..=B")]
+    #[arg(long, help_heading = HEADING, value_name = "MS|A..=B")]
     pub commit_interval_ms: Option<Span>,
     /// Chance per poll of seeking back to re-read earlier offsets.
-    #[arg(long, value_name = "P")]
+    #[arg(long, help_heading = HEADING, value_name = "P")]
     pub seek_back: Option<f64>,
     /// Chance per poll of restarting from the committed offsets.
-    #[arg(long, value_name = "P")]
+    #[arg(long, help_heading = HEADING, value_name = "P")]
     pub restart: Option<f64>,
 }
 

@@ -304,6 +304,11 @@ impl<C: Connector> Consumer<'_, C> {
                 let Some(r) = pos.buffer.pop_front() else {
                     break;
                 };
+                // As real clients do, records below the position (a broker that sends a batch
+                // twice) are not handed out again.
+                if r.offset < pos.next {
+                    continue;
+                }
                 v = v.record(&key.0, key.1, r.offset, &text(&r));
                 pos.next = r.offset + 1;
                 pos.last_batch = Some((r.batch_base, r.batch_last));
@@ -423,6 +428,8 @@ impl<C: Connector> Consumer<'_, C> {
                 .collect(),
         };
         let process = self.setup.process;
+        self.next_commit =
+            Instant::now() + Duration::from_millis(self.setup.profile.commit_interval_ms);
         self.rec.invoke(process, value.clone());
         match self
             .client

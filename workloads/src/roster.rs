@@ -122,6 +122,18 @@ impl Roster {
             });
             process += 1;
         }
+        let consumer = |process: u64, name: String, kind: ConsumerKind, group: String| {
+            Role::Consumer(ConsumerSetup {
+                process,
+                name,
+                topics: topics.clone(),
+                kind,
+                group,
+                profile: ConsumerProfile::draw(&spec.mix, &mut profile_rng(process)),
+                fetch_max_wait_ms: spec.fetch_max_wait_ms,
+                seed: derive(spec.seed, &[7, process]),
+            })
+        };
         // Assigned consumers split every topic's partitions between them.
         let all: Vec<(String, i32)> = topics
             .iter()
@@ -141,16 +153,12 @@ impl Roster {
                     .filter(|(i, _)| i % spec.consumers == k)
                     .map(|(_, tp)| tp.clone())
                     .collect();
-                Role::Consumer(ConsumerSetup {
+                consumer(
                     process,
-                    name: format!("consumer-{k}"),
-                    topics: topics.clone(),
-                    kind: ConsumerKind::Assigned(mine),
-                    group: format!("{}-standalone-{process}", spec.group),
-                    profile: ConsumerProfile::draw(&spec.mix, &mut profile_rng(process)),
-                    fetch_max_wait_ms: spec.fetch_max_wait_ms,
-                    seed: derive(spec.seed, &[7, process]),
-                })
+                    format!("consumer-{k}"),
+                    ConsumerKind::Assigned(mine),
+                    format!("{}-standalone-{process}", spec.group),
+                )
             };
             processes.push(Process {
                 process,
@@ -163,16 +171,12 @@ impl Roster {
             let role = if legacy {
                 Role::LegacyMember
             } else {
-                Role::Consumer(ConsumerSetup {
+                consumer(
                     process,
-                    name: format!("member-{k}"),
-                    topics: topics.clone(),
-                    kind: ConsumerKind::Member,
-                    group: spec.group.clone(),
-                    profile: ConsumerProfile::draw(&spec.mix, &mut profile_rng(process)),
-                    fetch_max_wait_ms: spec.fetch_max_wait_ms,
-                    seed: derive(spec.seed, &[7, process]),
-                })
+                    format!("member-{k}"),
+                    ConsumerKind::Member,
+                    spec.group.clone(),
+                )
             };
             processes.push(Process {
                 process,
