@@ -376,6 +376,16 @@ pub struct ClientValue {
     pub counters: Option<ClientCounters>,
 }
 
+impl ClientValue {
+    /// How long the client waits for one response, if its profile says.
+    pub fn request_timeout_ns(&self) -> Option<u64> {
+        self.profile
+            .get("request_timeout_ms")
+            .and_then(serde_json::Value::as_u64)
+            .map(|ms| ms.saturating_mul(1_000_000))
+    }
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }

@@ -62,21 +62,34 @@ type AfterHeal<'a> = (Vec<u64>, bool, Option<(&'a str, i32)>);
 /// count as stalled: one send can hang on a connection made before the heal.
 const STALLED_AFTER: usize = 3;
 
-/// Producers that invoked at least `STALLED_AFTER` sends `grace_ns` after the last fault event
-/// and got no acknowledgement after that time.
+/// Time a client needs, after its request timeout freed a connection, to reconnect and be
+/// answered.
+const RECONNECT_NS: u64 = 1_000_000_000;
+
+/// Producers that invoked at least `STALLED_AFTER` sends a grace period after the last fault
+/// event and got no acknowledgement after that time. The grace is `grace_ns`, or longer for a
+/// client whose own request timeout (from its self-description) is longer: a request written
+/// into a partition that dropped it holds its connection, and every request pipelined behind
+/// it, until that timeout, as a real client's would.
 fn producers_stalled(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
-    let healed_ns = grace_ns
-        + ix.pairs
-            .iter()
-            .filter(|p| matches!(p.invoke.value, Value::Fault(_)))
-            .map(|p| p.last().time_ns)
-            .max()
-            .unwrap_or(0);
+    let last_fault_ns = ix
+        .pairs
+        .iter()
+        .filter(|p| matches!(p.invoke.value, Value::Fault(_)))
+        .map(|p| p.last().time_ns)
+        .max()
+        .unwrap_or(0);
+    let grace = |process: u64| {
+        ix.client(process)
+            .and_then(|c| c.request_timeout_ns())
+            .map_or(grace_ns, |t| grace_ns.max(t + RECONNECT_NS))
+    };
     let mut after: BTreeMap<u64, AfterHeal<'_>> = BTreeMap::new();
     for p in &ix.pairs {
         let Value::Send(s) = &p.invoke.value else {
             continue;
         };
+        let healed_ns = last_fault_ns + grace(p.invoke.process);
         if p.last().time_ns < healed_ns {
             continue;
         }
@@ -101,7 +114,7 @@ fn producers_stalled(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
                 ops,
                 format!(
                     "Process {process} sent or committed {n} time(s) more than {:.1} s after the last fault event and none was acknowledged.",
-                    grace_ns as f64 / 1e9
+                    grace(process) as f64 / 1e9
                 ),
             )
         })
@@ -200,5 +213,40 @@ mod tests {
         assert_eq!(anomalies(&f), vec![Anomaly::LivenessAfterHeal; 2]);
         assert_eq!((f[0].partition, f[0].ops.clone()), (0, vec![]));
         assert_eq!((f[1].partition, f[1].ops.clone()), (1, vec![5]));
+    }
+
+    #[test]
+    fn a_client_with_a_long_request_timeout_gets_that_long_to_recover() {
+        use crate::history::{ClientValue, FaultValue};
+        // Sends 3.5 s after the heal, none acknowledged: a stall for a client that gives up on a
+        // response after 1 s, not yet for one that waits 4 s (its connection may still hold a
+        // request the partition dropped).
+        let history = |timeout_ms: u64| {
+            let mut b = HistoryBuilder::new();
+            let mut v = ClientValue {
+                role: "producer".into(),
+                ..ClientValue::default()
+            };
+            v.profile
+                .insert("request_timeout_ms".into(), serde_json::json!(timeout_ms));
+            client_op(&mut b, 1, v);
+            b.call(
+                1000,
+                FaultValue::new("crash"),
+                OpKind::Ok,
+                FaultValue::new("crash"),
+            );
+            b.advance(3_500_000_000);
+            for k in ["b", "c", "d"] {
+                send_outcome(&mut b, 1, 0, k, OpKind::Fail);
+            }
+            final_read(&mut b, 20, 0, &[]);
+            b.build()
+        };
+        assert_eq!(
+            anomalies(&check(&history(1000))),
+            vec![Anomaly::LivenessAfterHeal]
+        );
+        assert!(check(&history(4000)).is_empty());
     }
 }
