@@ -534,8 +534,8 @@ fn gzip(src: &[u8], out: &mut BytesMut) -> anyhow::Result<()> {
 /// Level 3, as kafka-protocol and Kafka's clients use by default.
 const ZSTD_LEVEL: i32 = 3;
 
-/// Compresses a batch's records: zstd with a reused context, every other codec as kafka-protocol
-/// does it.
+/// Compresses a batch's records: zstd and gzip with reused contexts, snappy and lz4 as
+/// kafka-protocol does it.
 fn compress(src: &mut BytesMut, out: &mut BytesMut, c: Compression) -> anyhow::Result<()> {
     use kafka_protocol::compression::{Compressor, Lz4, Snappy};
     let copy = |tmp: &mut BytesMut| -> anyhow::Result<()> {

@@ -84,12 +84,16 @@ fn producers_stalled(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
             .and_then(|c| c.request_timeout_ns())
             .map_or(grace_ns, |t| grace_ns.max(t + RECONNECT_NS))
     };
+    // Once per process, not per send.
+    let mut healed: BTreeMap<u64, u64> = BTreeMap::new();
     let mut after: BTreeMap<u64, AfterHeal<'_>> = BTreeMap::new();
     for p in &ix.pairs {
         let Value::Send(s) = &p.invoke.value else {
             continue;
         };
-        let healed_ns = last_fault_ns + grace(p.invoke.process);
+        let healed_ns = *healed
+            .entry(p.invoke.process)
+            .or_insert_with(|| last_fault_ns + grace(p.invoke.process));
         if p.last().time_ns < healed_ns {
             continue;
         }
