@@ -5,7 +5,6 @@ use crate::batch::{self, BatchError};
 use crate::broker::Broker;
 use crate::bugs::Bug;
 use crate::group_api;
-use crate::server::{encode_response, SUPPORTED};
 use crate::storage::catalog::{valid_topic_name, TopicMeta};
 use crate::storage::log::LogError;
 use bytes::{Bytes, BytesMut};
@@ -22,10 +21,59 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use kafka_protocol::ResponseError;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Version ranges this broker serves: within what kafka-protocol decodes,
+/// and including the old versions older librdkafka probes for features.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 3),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 5),
+    (ApiKey::InitProducerId, 0, 4),
+    (ApiKey::FindCoordinator, 0, 3),
+    (ApiKey::JoinGroup, 0, 7),
+    (ApiKey::SyncGroup, 0, 5),
+    (ApiKey::Heartbeat, 0, 4),
+    (ApiKey::LeaveGroup, 0, 4),
+    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetFetch, 1, 7),
+];
+
+pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, lo, hi)| (*lo, *hi))
+}
+
+/// A response frame body: header then message, at the versions Kafka fixes.
+/// Empty if it cannot be encoded, which closes the connection.
+pub fn encode_response<R: Encodable + HeaderVersion>(
+    correlation_id: i32,
+    version: i16,
+    resp: &R,
+) -> BytesMut {
+    let mut out = BytesMut::new();
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let encoded = header
+        .encode(&mut out, R::header_version(version))
+        .and_then(|_| resp.encode(&mut out, version));
+    match encoded {
+        Ok(()) => out,
+        Err(e) => {
+            // Only reachable through a bug of ours.
+            tracing::error!(error = %e, "could not encode response; closing connection");
+            BytesMut::new()
+        }
+    }
+}
 
 /// What a request produces: a response now, one later, or none (acks=0).
 pub enum Reply {

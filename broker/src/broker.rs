@@ -10,6 +10,7 @@ use crate::storage::log::{Cache, LogError, LogOptions, PartitionLog};
 use crate::storage::topic_log_prefix;
 use futures::StreamExt;
 use object_store::ObjectStore;
+use riptide_wire::ResponseError;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
@@ -137,7 +138,7 @@ impl Broker {
     /// claimed) on first use.
     pub async fn group(&self, name: &str) -> Result<Arc<Group>, i16> {
         if self.coordinator_of(name) != Some(self.cfg.node_id) {
-            return Err(groups::codes::NOT_COORDINATOR);
+            return Err(ResponseError::NotCoordinator.code());
         }
         let cached = |b: &Self| {
             b.groups
@@ -160,10 +161,10 @@ impl Broker {
                 all.insert(name.to_string(), g.clone());
                 Ok(g)
             }
-            Err(LogError::Fenced) => Err(groups::codes::NOT_COORDINATOR),
+            Err(LogError::Fenced) => Err(ResponseError::NotCoordinator.code()),
             Err(e) => {
                 tracing::warn!(group = %name, error = %e, "could not open group");
-                Err(groups::codes::COORDINATOR_NOT_AVAILABLE)
+                Err(ResponseError::CoordinatorNotAvailable.code())
             }
         }
     }

@@ -12,6 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::hash::Hasher;
 use std::sync::{Arc, RwLock};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,16 +33,14 @@ pub struct Cluster {
     view: RwLock<BTreeMap<i32, Member>>,
 }
 
-/// 64-bit FNV-1a: stable across processes, platforms and Rust versions.
+/// 64-bit FNV-1a (std's hashers are not stable across Rust versions), then a
+/// final mix: FNV's low bits are weak for short keys.
 fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut hasher = fnv::FnvHasher::default();
     for p in parts {
-        for b in *p {
-            h ^= *b as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
+        hasher.write(p);
     }
-    // A final mix: FNV's low bits are weak for short keys.
+    let mut h = hasher.finish();
     h ^= h >> 33;
     h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
     h ^ (h >> 33)
@@ -159,6 +158,15 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ownership_hash_is_pinned() {
+        // Who owns a partition is in every trace hash: it must never change.
+        let h =
+            |t: &str, p: i32, n: i32| fnv1a(&[t.as_bytes(), &p.to_be_bytes(), &n.to_be_bytes()]);
+        assert_eq!(h("t", 0, 1), 0x14d0_c5ef_ed81_583c);
+        assert_eq!(h("orders", 5, 3), 0x425a_065f_6e3f_d333);
+    }
 
     #[test]
     fn ownership_spreads_and_moves_minimally() {

@@ -2,7 +2,7 @@
 //! SyncGroup, Heartbeat, LeaveGroup, OffsetCommit, OffsetFetch.
 
 use crate::broker::Broker;
-use crate::groups::{codes, JoinRequest};
+use crate::groups::JoinRequest;
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
@@ -14,6 +14,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::StrBytes;
+use riptide_wire::{ResponseError, NO_ERROR};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -38,7 +39,7 @@ pub fn find_coordinator(
             .with_node_id(BrokerId(-1));
         if req.key_type != 0 {
             // Transactions are not served.
-            c.error_code = codes::COORDINATOR_NOT_AVAILABLE;
+            c.error_code = ResponseError::CoordinatorNotAvailable.code();
         } else {
             let node = b.coordinator_of(key.as_str());
             match b
@@ -52,7 +53,7 @@ pub fn find_coordinator(
                     c.host = s(&m.host);
                     c.port = m.port;
                 }
-                None => c.error_code = codes::COORDINATOR_NOT_AVAILABLE,
+                None => c.error_code = ResponseError::CoordinatorNotAvailable.code(),
             }
         }
         r.coordinators.push(c);
@@ -178,7 +179,7 @@ pub async fn leave_group(b: &Broker, req: LeaveGroupRequest, v: i16) -> LeaveGro
         Ok(g) => {
             let results = g.leave(&ids).await;
             if v < 3 {
-                r.error_code = results.first().copied().unwrap_or(codes::NONE);
+                r.error_code = results.first().copied().unwrap_or(NO_ERROR);
                 return r;
             }
             r.members = ids
@@ -222,7 +223,7 @@ pub async fn offset_commit(b: &Broker, req: OffsetCommitRequest) -> OffsetCommit
         }
         Err(c) => Err(c),
     };
-    let code = outcome.err().unwrap_or(codes::NONE);
+    let code = outcome.err().unwrap_or(NO_ERROR);
     let mut r = OffsetCommitResponse::default();
     r.topics = req
         .topics
@@ -251,7 +252,7 @@ pub async fn offset_fetch(b: &Broker, req: OffsetFetchRequest, v: i16) -> Offset
     // may have committed in between.
     let group = match b.group(req.group_id.0.as_str()).await {
         Ok(g) if g.verify_now().await => Ok(g),
-        Ok(_) => Err(codes::NOT_COORDINATOR),
+        Ok(_) => Err(ResponseError::NotCoordinator.code()),
         Err(c) => Err(c),
     };
     let group = match group {

@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use riptide_wire::{ResponseError, NO_ERROR};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,18 +25,6 @@ use tokio::time::Instant;
 pub const INITIAL_REBALANCE_DELAY: Duration = Duration::from_millis(1000);
 /// How often expired members and rebalance deadlines are checked.
 const TICK: Duration = Duration::from_millis(100);
-
-/// Kafka error codes used here.
-pub mod codes {
-    pub const NONE: i16 = 0;
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    pub const NOT_COORDINATOR: i16 = 16;
-    pub const ILLEGAL_GENERATION: i16 = 22;
-    pub const INCONSISTENT_GROUP_PROTOCOL: i16 = 23;
-    pub const UNKNOWN_MEMBER_ID: i16 = 25;
-    pub const INVALID_SESSION_TIMEOUT: i16 = 26;
-    pub const REBALANCE_IN_PROGRESS: i16 = 27;
-}
 
 /// The pseudo-topic whose partition 0 decides a group's coordinator.
 pub fn coordinator_key(group: &str) -> String {
@@ -333,13 +322,16 @@ impl Group {
 
     pub async fn join(&self, req: JoinRequest) -> Joined {
         if req.session_timeout.is_zero() {
-            return Joined::error(codes::INVALID_SESSION_TIMEOUT, &req.member_id);
+            return Joined::error(ResponseError::InvalidSessionTimeout.code(), &req.member_id);
         }
         let member_id = {
             let mut s = self.state.lock().await;
             if let Some(t) = &s.protocol_type {
                 if !s.members.is_empty() && *t != req.protocol_type {
-                    return Joined::error(codes::INCONSISTENT_GROUP_PROTOCOL, &req.member_id);
+                    return Joined::error(
+                        ResponseError::InconsistentGroupProtocol.code(),
+                        &req.member_id,
+                    );
                 }
             }
             let member_id = if req.member_id.is_empty() {
@@ -351,7 +343,7 @@ impl Group {
             } else if s.members.contains_key(&req.member_id) {
                 req.member_id.clone()
             } else {
-                return Joined::error(codes::UNKNOWN_MEMBER_ID, &req.member_id);
+                return Joined::error(ResponseError::UnknownMemberId.code(), &req.member_id);
             };
             let now = Instant::now();
             let fresh = s.phase() == Phase::Empty;
@@ -392,10 +384,10 @@ impl Group {
             {
                 let s = self.state.lock().await;
                 if self.is_closed() {
-                    return Joined::error(codes::NOT_COORDINATOR, &member_id);
+                    return Joined::error(ResponseError::NotCoordinator.code(), &member_id);
                 }
                 if !s.members.contains_key(&member_id) {
-                    return Joined::error(codes::UNKNOWN_MEMBER_ID, &member_id);
+                    return Joined::error(ResponseError::UnknownMemberId.code(), &member_id);
                 }
                 if s.phase() == Phase::Syncing || s.phase() == Phase::Stable {
                     let leader = s.leader.clone().unwrap_or_default();
@@ -417,7 +409,7 @@ impl Group {
                         vec![]
                     };
                     return Joined {
-                        error: codes::NONE,
+                        error: NO_ERROR,
                         generation: s.generation,
                         protocol_type: s.protocol_type.clone(),
                         protocol: s.protocol.clone(),
@@ -458,7 +450,7 @@ impl Group {
             {
                 let mut s = self.state.lock().await;
                 if self.is_closed() {
-                    return Err(codes::NOT_COORDINATOR);
+                    return Err(ResponseError::NotCoordinator.code());
                 }
                 self.check(&mut s, member_id, generation)?;
                 if s.phase() == Phase::Stable {
@@ -480,25 +472,25 @@ impl Group {
         let current = s.generation;
         let joining = matches!(s.phase(), Phase::Joining { .. });
         let Some(m) = s.members.get_mut(member_id) else {
-            return Err(codes::UNKNOWN_MEMBER_ID);
+            return Err(ResponseError::UnknownMemberId.code());
         };
         m.last_seen = Instant::now();
         if joining {
-            return Err(codes::REBALANCE_IN_PROGRESS);
+            return Err(ResponseError::RebalanceInProgress.code());
         }
         if generation != current {
-            return Err(codes::ILLEGAL_GENERATION);
+            return Err(ResponseError::IllegalGeneration.code());
         }
         Ok(())
     }
 
     pub async fn heartbeat(&self, member_id: &str, generation: i32) -> i16 {
         if self.is_closed() {
-            return codes::NOT_COORDINATOR;
+            return ResponseError::NotCoordinator.code();
         }
         let mut s = self.state.lock().await;
         match self.check(&mut s, member_id, generation) {
-            Ok(()) => codes::NONE,
+            Ok(()) => NO_ERROR,
             Err(c) => c,
         }
     }
@@ -510,9 +502,9 @@ impl Group {
             .map(|id| {
                 if s.members.remove(id).is_some() {
                     tracing::info!(group = %self.name, member = %id, "member left");
-                    codes::NONE
+                    NO_ERROR
                 } else {
-                    codes::UNKNOWN_MEMBER_ID
+                    ResponseError::UnknownMemberId.code()
                 }
             })
             .collect();
@@ -529,7 +521,7 @@ impl Group {
         offsets: Vec<(String, i32, i64, Option<String>)>,
     ) -> Result<(), i16> {
         if self.is_closed() {
-            return Err(codes::NOT_COORDINATOR);
+            return Err(ResponseError::NotCoordinator.code());
         }
         if !(generation < 0 && member_id.is_empty()) {
             let mut s = self.state.lock().await;
@@ -551,12 +543,12 @@ impl Group {
         }
         let batches = encode(records).map_err(|e| {
             tracing::error!(group = %self.name, error = %e, "could not encode offsets");
-            codes::COORDINATOR_NOT_AVAILABLE
+            ResponseError::CoordinatorNotAvailable.code()
         })?;
         match self.log.append(batches).await {
             Ok(Ok(_)) => {}
-            Ok(Err(LogError::Fenced)) => return Err(codes::NOT_COORDINATOR),
-            _ => return Err(codes::COORDINATOR_NOT_AVAILABLE),
+            Ok(Err(LogError::Fenced)) => return Err(ResponseError::NotCoordinator.code()),
+            _ => return Err(ResponseError::CoordinatorNotAvailable.code()),
         }
         let mut s = self.state.lock().await;
         for (t, p, o, meta) in offsets {

@@ -5,8 +5,9 @@ use bytes::Bytes;
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
 use riptide_broker::env::Ids;
-use riptide_broker::groups::{codes, Group, JoinRequest};
+use riptide_broker::groups::{Group, JoinRequest};
 use riptide_broker::storage::log::{Cache, LogOptions};
+use riptide_wire::{ResponseError, NO_ERROR};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -39,7 +40,7 @@ async fn two_members_join_sync_and_get_their_assignments() {
     let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     let g = Group::open("g", &opts(store, 1)).await.unwrap();
     let (a, b) = tokio::join!(g.join(join("")), g.join(join("")));
-    assert_eq!((a.error, b.error), (codes::NONE, codes::NONE));
+    assert_eq!((a.error, b.error), (NO_ERROR, NO_ERROR));
     assert_eq!(a.generation, 1);
     assert_eq!(a.generation, b.generation);
     assert_eq!(a.leader, b.leader);
@@ -60,12 +61,15 @@ async fn two_members_join_sync_and_get_their_assignments() {
     );
     assert_eq!(l.unwrap().2, Bytes::from_static(b"p0"));
     assert_eq!(f.unwrap().2, Bytes::from_static(b"p1"));
-    assert_eq!(g.heartbeat(&follower.member_id, 1).await, codes::NONE);
+    assert_eq!(g.heartbeat(&follower.member_id, 1).await, NO_ERROR);
     assert_eq!(
         g.heartbeat(&follower.member_id, 0).await,
-        codes::ILLEGAL_GENERATION
+        ResponseError::IllegalGeneration.code()
     );
-    assert_eq!(g.heartbeat("stranger", 1).await, codes::UNKNOWN_MEMBER_ID);
+    assert_eq!(
+        g.heartbeat("stranger", 1).await,
+        ResponseError::UnknownMemberId.code()
+    );
 
     // The follower goes silent while the leader heartbeats: after the
     // follower's session timeout the group rebalances.
@@ -74,10 +78,14 @@ async fn two_members_join_sync_and_get_their_assignments() {
         tokio::time::sleep(Duration::from_secs(2)).await;
         seen.push(g.heartbeat(&leader.member_id, 1).await);
     }
-    assert_eq!(seen[0], codes::NONE);
-    assert_eq!(seen.last(), Some(&codes::REBALANCE_IN_PROGRESS), "{seen:?}");
+    assert_eq!(seen[0], NO_ERROR);
+    assert_eq!(
+        seen.last(),
+        Some(&ResponseError::RebalanceInProgress.code()),
+        "{seen:?}"
+    );
     let again = g.join(join(&leader.member_id)).await;
-    assert_eq!((again.error, again.generation), (codes::NONE, 2));
+    assert_eq!((again.error, again.generation), (NO_ERROR, 2));
     assert_eq!(again.members.len(), 1);
 }
 
@@ -94,7 +102,7 @@ async fn offsets_survive_a_coordinator_move_and_the_old_one_is_fenced() {
     assert_eq!(got[0].1, Some((42, None)));
 
     let stale = old.commit("", -1, vec![("t".into(), 0, 7, None)]).await;
-    assert_eq!(stale, Err(codes::NOT_COORDINATOR));
+    assert_eq!(stale, Err(ResponseError::NotCoordinator.code()));
     new.commit("", -1, vec![("t".into(), 0, 50, None)])
         .await
         .unwrap();
@@ -117,6 +125,6 @@ async fn a_reopened_group_never_reuses_a_member_id() {
     assert_ne!(stale.member_id, fresh.member_id);
     assert_eq!(
         second.heartbeat(&stale.member_id, fresh.generation).await,
-        codes::UNKNOWN_MEMBER_ID
+        ResponseError::UnknownMemberId.code()
     );
 }

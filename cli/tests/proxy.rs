@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::records::Compression;
+use kafka_protocol::ResponseError;
 use object_store::memory::InMemory;
 use riptide_broker::env::SystemClock;
 use riptide_broker::{Broker, BrokerConfig};
@@ -31,12 +32,12 @@ use tokio::time::{sleep, timeout, Instant};
 
 type Result<T = ()> = anyhow::Result<T>;
 
-const PRODUCE: i16 = 0;
-const FETCH: i16 = 1;
-const METADATA: i16 = 3;
-const API_VERSIONS: i16 = 18;
-const OFFSET_OUT_OF_RANGE: i16 = 1;
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const PRODUCE: i16 = ApiKey::Produce as i16;
+const FETCH: i16 = ApiKey::Fetch as i16;
+const METADATA: i16 = ApiKey::Metadata as i16;
+const API_VERSIONS: i16 = ApiKey::ApiVersions as i16;
+const OFFSET_OUT_OF_RANGE: i16 = ResponseError::OffsetOutOfRange.code();
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = ResponseError::UnknownTopicOrPartition.code();
 
 /// Every test body is bounded, so a proxy that hangs fails instead of stalling CI.
 async fn bounded(body: impl Future<Output = Result>) {

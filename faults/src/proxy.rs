@@ -10,7 +10,7 @@
 //!
 //! Real TCP only (`tokio::net`); it never runs inside the simulator.
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, DescribeClusterResponse, FindCoordinatorResponse,
     MetadataResponse, ResponseHeader,
@@ -18,17 +18,15 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use riptide_wire::{frame, versions, MAX_FRAME_BYTES};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-
-/// Frames larger than this are refused (the connection is closed).
-const MAX_FRAME: usize = 128 << 20;
 
 /// What is currently wrong with the link between clients and one node.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -329,8 +327,10 @@ impl Proxy {
             let proxy = self.clone();
             async move {
                 loop {
-                    let frame = read_frame(&mut client_rx).await?;
-                    if let Some((api, version, corr)) = request_header(&frame) {
+                    let frame = frame::read_owed_frame(&mut client_rx, MAX_FRAME_BYTES)
+                        .await?
+                        .freeze();
+                    if let Some((api, version, corr)) = versions::request_prefix(&frame) {
                         lock(&in_flight).insert(corr, (api, version));
                         proxy.count(api, version, |u| u.requests += 1);
                     }
@@ -344,7 +344,9 @@ impl Proxy {
             let upstream = upstream.to_string();
             async move {
                 loop {
-                    let frame = read_frame(&mut server_rx).await?;
+                    let frame = frame::read_owed_frame(&mut server_rx, MAX_FRAME_BYTES)
+                        .await?
+                        .freeze();
                     let corr = frame
                         .get(..4)
                         .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
@@ -396,11 +398,7 @@ impl Proxy {
         let Ok(key) = ApiKey::try_from(api) else {
             return frame;
         };
-        let header_version = if key == ApiKey::ApiVersions {
-            0 // always v0 (KIP-511)
-        } else {
-            key.response_header_version(version)
-        };
+        let header_version = versions::response_header_version(key, version);
         let mut body = frame.clone();
         let header = match ResponseHeader::decode(&mut body, header_version) {
             Ok(h) => h,
@@ -563,43 +561,18 @@ async fn forward<W: AsyncWrite + Unpin>(
     faults: &mut watch::Receiver<LinkFaults>,
     generation: u64,
     to: &mut W,
-    frame: &[u8],
+    body: &[u8],
 ) -> io::Result<()> {
     let delay = faults.borrow().delay_ms;
     if delay > 0 {
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     wait_passable(faults, generation).await?;
-    let mut buf = BytesMut::with_capacity(frame.len() + 4);
-    buf.put_u32(frame.len() as u32);
-    buf.extend_from_slice(frame);
-    to.write_all(&buf).await
-}
-
-/// One frame without its length prefix.
-async fn read_frame<R: AsyncRead + Unpin>(from: &mut R) -> io::Result<Bytes> {
-    let len = from.read_u32().await? as usize;
-    if len > MAX_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame of {len} bytes"),
-        ));
-    }
-    let mut buf = vec![0u8; len];
-    from.read_exact(&mut buf).await?;
-    Ok(Bytes::from(buf))
-}
-
-/// `(api key, version, correlation id)` of a request frame.
-fn request_header(frame: &[u8]) -> Option<(i16, i16, i32)> {
-    let mut b = frame.get(..8)?;
-    Some((b.get_i16(), b.get_i16(), b.get_i32()))
+    to.write_all(&frame::framed(body)).await
 }
 
 fn decode_api_versions(body: Bytes, version: i16) -> Option<ApiVersionsResponse> {
-    ApiVersionsResponse::decode(&mut body.clone(), version)
-        .or_else(|_| ApiVersionsResponse::decode(&mut body.clone(), 0))
-        .ok()
+    versions::decode_api_versions(body, version).ok()
 }
 
 /// The non-zero error codes in a reply to an API the workloads use; `None`

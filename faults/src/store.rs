@@ -127,7 +127,12 @@ impl FaultyStore {
 
 impl fmt::Debug for FaultyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "FaultyStore({})", self.name)
+        // The rng is left out: its state says nothing a reader can use.
+        f.debug_struct("FaultyStore")
+            .field("name", &self.name)
+            .field("inner", &self.inner)
+            .field("faults", &self.faults)
+            .finish_non_exhaustive()
     }
 }
 

@@ -15,8 +15,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::codec::{self, FetchedRecord};
 use crate::connection::{Connection, ConnectionOptions};
-use crate::error::{codes, ClientError};
+use crate::error::ClientError;
 use crate::net::Connector;
+use riptide_wire::{error_of, ResponseError};
 
 pub mod group;
 /// Whether a produce is retried after an attempt whose outcome is unknown.
@@ -512,14 +513,14 @@ impl<C: Connector> Client<C> {
         let Some(parts) = self.metadata.topics.get(topic) else {
             return Err(ClientError::broker(
                 ApiKey::Metadata,
-                codes::UNKNOWN_TOPIC_OR_PARTITION,
+                ResponseError::UnknownTopicOrPartition.code(),
                 None,
             ));
         };
         let Some(&leader) = parts.get(&partition) else {
             return Err(ClientError::broker(
                 ApiKey::Metadata,
-                codes::UNKNOWN_TOPIC_OR_PARTITION,
+                ResponseError::UnknownTopicOrPartition.code(),
                 None,
             ));
         };
@@ -708,11 +709,11 @@ impl<C: Connector> Client<C> {
                 addr: addr.clone(),
                 reason: "create topics response lacks the topic".to_string(),
             })?;
-        match t.error_code {
-            0 | codes::TOPIC_ALREADY_EXISTS => Ok(()),
-            code => Err(ClientError::broker(
+        match error_of(t.error_code) {
+            None | Some(ResponseError::TopicAlreadyExists) => Ok(()),
+            Some(_) => Err(ClientError::broker(
                 ApiKey::CreateTopics,
-                code,
+                t.error_code,
                 t.error_message.as_ref().map(|m| m.as_str().to_string()),
             )),
         }

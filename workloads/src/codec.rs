@@ -5,7 +5,6 @@
 //! may be arbitrarily wrong, and a malformed reply is a finding, not a crash.
 
 use std::collections::BTreeMap;
-use std::io;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -23,12 +22,9 @@ use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
     TimestampType, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
 };
-use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::error::{codes, ClientError};
-
-/// Largest response frame accepted by default. A length prefix beyond this is treated as garbage.
-pub const DEFAULT_MAX_FRAME_BYTES: usize = 64 << 20;
+use crate::error::ClientError;
+use riptide_wire::{frame, versions};
 
 /// The APIs this client speaks and the version range implemented for each (inclusive). Produce and
 /// Fetch stop before the versions that address topics by id (Produce v13, Fetch v13).
@@ -121,15 +117,12 @@ pub fn encode_request<R: Request>(
         .with_client_id(client_id.map(|s| StrBytes::from_string(s.to_owned())));
     let invalid =
         |e: anyhow::Error| ClientError::Invalid(format!("encode {api:?} v{version}: {e}"));
-    let mut buf = BytesMut::with_capacity(64);
-    buf.put_i32(0); // length, filled in below
+    let mut buf = frame::start(64);
     header
         .encode(&mut buf, api.request_header_version(version))
         .map_err(invalid)?;
     req.encode(&mut buf, version).map_err(invalid)?;
-    let len = i32::try_from(buf.len() - 4)
-        .map_err(|_| ClientError::Invalid(format!("request of {} bytes", buf.len())))?;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
+    frame::seal(&mut buf).map_err(|len| ClientError::Invalid(format!("request of {len} bytes")))?;
     Ok(buf)
 }
 
@@ -144,15 +137,15 @@ pub fn decode_response<R: Request>(
         let mut body = body;
         check_header(
             &mut body,
-            api.response_header_version(version),
+            versions::response_header_version(api, version),
             correlation_id,
         )?;
         R::Response::decode(&mut body, version).map_err(|e| format!("{api:?} v{version} body: {e}"))
     })
 }
 
-/// Decodes an ApiVersions response. Per KIP-511 a broker that does not support the requested
-/// version answers UNSUPPORTED_VERSION with a v0 body (header always v0), so fall back to v0.
+/// Decodes an ApiVersions response frame, KIP-511 refusals included (see
+/// [`versions::decode_api_versions`]).
 pub fn decode_api_versions(
     body: Bytes,
     version: i16,
@@ -160,18 +153,12 @@ pub fn decode_api_versions(
 ) -> Result<ApiVersionsResponse, String> {
     guarded(|| {
         let mut body = body;
-        check_header(&mut body, 0, correlation_id)?;
-        let code = body.get(..2).map(|b| i16::from_be_bytes([b[0], b[1]]));
-        if version > 0 && code == Some(codes::UNSUPPORTED_VERSION) {
-            return ApiVersionsResponse::decode(&mut body, 0)
-                .map_err(|e| format!("ApiVersions v0 body: {e}"));
-        }
-        match ApiVersionsResponse::decode(&mut body.clone(), version) {
-            Ok(r) => Ok(r),
-            Err(_) if version > 0 => ApiVersionsResponse::decode(&mut body, 0)
-                .map_err(|e| format!("ApiVersions v{version}/v0 body: {e}")),
-            Err(e) => Err(format!("ApiVersions v{version} body: {e}")),
-        }
+        check_header(
+            &mut body,
+            versions::response_header_version(ApiKey::ApiVersions, version),
+            correlation_id,
+        )?;
+        versions::decode_api_versions(body, version)
     })
 }
 
@@ -377,23 +364,6 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| Err("decoder panicked".to_string()))
 }
 
-/// Reads one length-prefixed frame. A negative or oversized length is `InvalidData`.
-pub async fn read_frame<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    max_bytes: usize,
-) -> io::Result<Bytes> {
-    let len = stream.read_i32().await?;
-    if len < 0 || len as usize > max_bytes {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("frame length {len} outside 0..={max_bytes}"),
-        ));
-    }
-    let mut buf = vec![0u8; len as usize];
-    stream.read_exact(&mut buf).await?;
-    Ok(Bytes::from(buf))
-}
-
 /// One record read back from a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchedRecord {
@@ -574,7 +544,7 @@ fn decompress(data: &mut Bytes, c: Compression) -> anyhow::Result<Bytes> {
             let size = zstd::zstd_safe::get_frame_content_size(data).ok().flatten();
             match size {
                 // A size a broker could lie about is bounded by what a fetch may carry.
-                Some(n) if n <= DEFAULT_MAX_FRAME_BYTES as u64 * 4 => {
+                Some(n) if n <= riptide_wire::MAX_FRAME_BYTES as u64 * 4 => {
                     ZSTD_DECODER.with(|cell| -> anyhow::Result<Bytes> {
                         let mut cell = cell.borrow_mut();
                         let dec = match cell.as_mut() {
@@ -1058,14 +1028,17 @@ mod tests {
     fn api_versions_falls_back_to_v0_per_kip_511() {
         // A broker that only knows ApiVersions v0..=2 answers a v3 request with a v0 body.
         let resp = ApiVersionsResponse::default()
-            .with_error_code(codes::UNSUPPORTED_VERSION)
+            .with_error_code(riptide_wire::ResponseError::UnsupportedVersion.code())
             .with_api_keys(vec![ApiVersion::default()
                 .with_api_key(ApiKey::ApiVersions as i16)
                 .with_min_version(0)
                 .with_max_version(2)]);
         let body = broker_response(ApiKey::ApiVersions, 0, 3, &resp);
         let decoded = decode_api_versions(body, 3, 3).unwrap();
-        assert_eq!(decoded.error_code, codes::UNSUPPORTED_VERSION);
+        assert_eq!(
+            decoded.error_code,
+            riptide_wire::ResponseError::UnsupportedVersion.code()
+        );
         assert_eq!(decoded.api_keys[0].max_version, 2);
 
         // The header of an ApiVersions response is v0 even when the body is flexible (v3).
@@ -1094,20 +1067,5 @@ mod tests {
             Err(ClientError::Unsupported { .. })
         ));
         assert!(v.pick(ApiKey::Metadata).unwrap_err().is_definite());
-    }
-
-    #[tokio::test]
-    async fn frames_with_bad_lengths_are_invalid_data() {
-        let mut neg: &[u8] = &(-1i32).to_be_bytes();
-        let e = read_frame(&mut neg, 100).await.unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
-        let mut big: &[u8] = &101i32.to_be_bytes();
-        let e = read_frame(&mut big, 100).await.unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
-        let mut short: &[u8] = &[0, 0, 0, 5, 1, 2];
-        let e = read_frame(&mut short, 100).await.unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
-        let mut ok: &[u8] = &[0, 0, 0, 2, 1, 2, 9];
-        assert_eq!(&read_frame(&mut ok, 100).await.unwrap()[..], &[1, 2]);
     }
 }

@@ -13,8 +13,9 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::oneshot;
 
 use crate::codec::{self, BrokerVersions};
-use crate::error::{codes, ClientError};
+use crate::error::ClientError;
 use crate::net::Connector;
+use riptide_wire::{frame, versions};
 
 /// Per-connection settings.
 #[derive(Debug, Clone)]
@@ -45,7 +46,7 @@ impl Default for ConnectionOptions {
             client_id: Some("riptide".to_string()),
             connect_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
-            max_frame_bytes: codec::DEFAULT_MAX_FRAME_BYTES,
+            max_frame_bytes: riptide_wire::MAX_FRAME_BYTES,
             api_versions_version: 3,
             version_caps: VersionCaps::default(),
         }
@@ -142,11 +143,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 .await?;
             let resp = codec::decode_api_versions(body, version, corr)
                 .map_err(|reason| self.malformed(reason))?;
-            if resp.error_code == codes::UNSUPPORTED_VERSION && version > 0 {
-                let broker_max = BrokerVersions::from_response(&resp)
-                    .range(ApiKey::ApiVersions)
-                    .map_or(0, |(_, hi)| hi);
-                version = broker_max.clamp(0, version - 1);
+            if let Some(lower) = versions::retry_version(&resp, version) {
+                version = lower;
                 continue;
             }
             if resp.error_code != 0 {
@@ -258,7 +256,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             }
             stream.flush().await?;
             if expect_response {
-                codec::read_frame(stream, max).await.map(Some)
+                frame::read_owed_frame(stream, max)
+                    .await
+                    .map(|f| Some(f.freeze()))
+                    .map_err(std::io::Error::from)
             } else {
                 Ok(None)
             }
@@ -397,11 +398,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send + 'static> Pipe<S> {
             let (addr, max) = (conn.addr.clone(), conn.opts.max_frame_bytes);
             tokio::spawn(async move {
                 let failure = loop {
-                    match codec::read_frame(&mut rd, max).await {
+                    match frame::read_owed_frame(&mut rd, max).await {
                         Ok(body) => match lock(&waiting).pop_front() {
                             // A receiver that gave up (timed out) just drops its answer.
                             Some(tx) => {
-                                let _ = tx.send(Ok(body));
+                                let _ = tx.send(Ok(body.freeze()));
                             }
                             None => break "a response nobody asked for".to_string(),
                         },
@@ -520,7 +521,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
     use kafka_protocol::messages::api_versions_response::ApiVersion;
     use kafka_protocol::messages::{
         ApiVersionsResponse, MetadataRequest, MetadataResponse, RequestHeader, ResponseHeader,
@@ -536,21 +536,22 @@ mod tests {
     }
 
     async fn read_request(server: &mut DuplexStream) -> RequestHeader {
-        let mut frame = codec::read_frame(server, 1 << 20).await.unwrap();
+        let mut frame = frame::read_owed_frame(server, 1 << 20)
+            .await
+            .unwrap()
+            .freeze();
         decode_request_header_from_buffer(&mut frame).unwrap()
     }
 
     async fn respond<R: Encodable>(server: &mut DuplexStream, h: &RequestHeader, corr: i32, r: &R) {
         let api = ApiKey::try_from(h.request_api_key).unwrap();
-        let mut buf = BytesMut::new();
-        buf.extend_from_slice(&[0; 4]);
+        let mut buf = frame::start(64);
         ResponseHeader::default()
             .with_correlation_id(corr)
             .encode(&mut buf, api.response_header_version(h.request_api_version))
             .unwrap();
         r.encode(&mut buf, h.request_api_version).unwrap();
-        let len = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
+        frame::seal(&mut buf).unwrap();
         server.write_all(&buf).await.unwrap();
     }
 
@@ -718,7 +719,7 @@ mod tests {
             let h = read_request(&mut server).await;
             assert_eq!(h.request_api_version, 3);
             let refuse = ApiVersionsResponse::default()
-                .with_error_code(codes::UNSUPPORTED_VERSION)
+                .with_error_code(riptide_wire::ResponseError::UnsupportedVersion.code())
                 .with_api_keys(vec![ApiVersion::default()
                     .with_api_key(ApiKey::ApiVersions as i16)
                     .with_max_version(1)]);

@@ -5,27 +5,8 @@
 //! "lost write"/"aborted read" finding, so when in doubt an error is indeterminate.
 
 use kafka_protocol::messages::ApiKey;
-use kafka_protocol::ResponseError;
-
-/// Kafka error codes the client reacts to.
-pub mod codes {
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-    pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const LEADER_NOT_AVAILABLE: i16 = 5;
-    pub const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-    pub const REQUEST_TIMED_OUT: i16 = 7;
-    pub const NETWORK_EXCEPTION: i16 = 13;
-    pub const NOT_ENOUGH_REPLICAS: i16 = 19;
-    pub const NOT_ENOUGH_REPLICAS_AFTER_APPEND: i16 = 20;
-    pub const UNSUPPORTED_VERSION: i16 = 35;
-    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
-    pub const NOT_CONTROLLER: i16 = 41;
-    pub const KAFKA_STORAGE_ERROR: i16 = 56;
-    pub const FENCED_LEADER_EPOCH: i16 = 74;
-    pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
-    pub const OFFSET_NOT_AVAILABLE: i16 = 78;
-}
+use riptide_wire::{error_of, ResponseError};
+use ResponseError::*;
 
 /// Why a client operation did not return a result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -102,14 +83,16 @@ impl ClientError {
     pub fn needs_metadata_refresh(&self) -> bool {
         match self {
             ClientError::Broker { code, .. } => matches!(
-                *code,
-                codes::UNKNOWN_TOPIC_OR_PARTITION
-                    | codes::LEADER_NOT_AVAILABLE
-                    | codes::NOT_LEADER_OR_FOLLOWER
-                    | codes::NOT_CONTROLLER
-                    | codes::FENCED_LEADER_EPOCH
-                    | codes::UNKNOWN_LEADER_EPOCH
-                    | codes::KAFKA_STORAGE_ERROR
+                error_of(*code),
+                Some(
+                    UnknownTopicOrPartition
+                        | LeaderNotAvailable
+                        | NotLeaderOrFollower
+                        | NotController
+                        | FencedLeaderEpoch
+                        | UnknownLeaderEpoch
+                        | KafkaStorageError
+                )
             ),
             ClientError::Connect { .. }
             | ClientError::Io { .. }
@@ -128,6 +111,11 @@ impl ClientError {
         }
     }
 
+    /// The Kafka error the broker sent, if any.
+    pub fn error(&self) -> Option<ResponseError> {
+        self.code().and_then(error_of)
+    }
+
     pub(crate) fn broker(api: ApiKey, code: i16, message: Option<String>) -> Self {
         ClientError::Broker { api, code, message }
     }
@@ -139,43 +127,40 @@ impl ClientError {
 /// KAFKA_STORAGE_ERROR). Codes this crate does not know are treated the same way.
 pub fn code_is_ambiguous(code: i16) -> bool {
     matches!(
-        code,
-        codes::UNKNOWN_SERVER_ERROR
-            | codes::REQUEST_TIMED_OUT
-            | codes::NETWORK_EXCEPTION
-            | codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND
-            | codes::KAFKA_STORAGE_ERROR
-    ) || matches!(
-        ResponseError::try_from_code(code),
-        Some(ResponseError::Unknown(_))
+        error_of(code),
+        Some(
+            UnknownServerError
+                | RequestTimedOut
+                | NetworkException
+                | NotEnoughReplicasAfterAppend
+                | KafkaStorageError
+                | Unknown(_)
+        )
     )
 }
 
 /// Error codes worth retrying: transient leadership, availability and timeout conditions.
 pub fn code_is_retriable(code: i16) -> bool {
     matches!(
-        code,
-        codes::UNKNOWN_TOPIC_OR_PARTITION
-            | codes::LEADER_NOT_AVAILABLE
-            | codes::NOT_LEADER_OR_FOLLOWER
-            | codes::REQUEST_TIMED_OUT
-            | codes::NETWORK_EXCEPTION
-            | codes::NOT_ENOUGH_REPLICAS
-            | codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND
-            | codes::NOT_CONTROLLER
-            | codes::KAFKA_STORAGE_ERROR
-            | codes::FENCED_LEADER_EPOCH
-            | codes::UNKNOWN_LEADER_EPOCH
-            | codes::OFFSET_NOT_AVAILABLE
+        error_of(code),
+        Some(
+            UnknownTopicOrPartition
+                | LeaderNotAvailable
+                | NotLeaderOrFollower
+                | RequestTimedOut
+                | NetworkException
+                | NotEnoughReplicas
+                | NotEnoughReplicasAfterAppend
+                | NotController
+                | KafkaStorageError
+                | FencedLeaderEpoch
+                | UnknownLeaderEpoch
+                | OffsetNotAvailable
+        )
     )
 }
 
-pub fn code_name(code: i16) -> String {
-    match ResponseError::try_from_code(code) {
-        Some(e) => format!("{e:?}"),
-        None => "NONE".to_string(),
-    }
-}
+pub use riptide_wire::code_name;
 
 #[cfg(test)]
 mod tests {
@@ -189,10 +174,10 @@ mod tests {
     fn definite_versus_indeterminate() {
         let addr = || "b:9092".to_string();
         let definite = [
-            broker(codes::NOT_LEADER_OR_FOLLOWER),
-            broker(codes::UNKNOWN_TOPIC_OR_PARTITION),
-            broker(codes::NOT_ENOUGH_REPLICAS),
-            broker(codes::OFFSET_OUT_OF_RANGE),
+            broker(NotLeaderOrFollower.code()),
+            broker(UnknownTopicOrPartition.code()),
+            broker(NotEnoughReplicas.code()),
+            broker(OffsetOutOfRange.code()),
             ClientError::Connect {
                 addr: addr(),
                 reason: "refused".into(),
@@ -220,10 +205,10 @@ mod tests {
             assert!(e.is_definite(), "{e}");
         }
         let indeterminate = [
-            broker(codes::REQUEST_TIMED_OUT),
-            broker(codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND),
-            broker(codes::UNKNOWN_SERVER_ERROR),
-            broker(codes::KAFKA_STORAGE_ERROR),
+            broker(RequestTimedOut.code()),
+            broker(NotEnoughReplicasAfterAppend.code()),
+            broker(UnknownServerError.code()),
+            broker(KafkaStorageError.code()),
             broker(9999), // unknown to this client: assume the worst
             ClientError::Io {
                 addr: addr(),
@@ -239,7 +224,7 @@ mod tests {
                 reason: "junk".into(),
             },
             ClientError::AfterIndeterminate {
-                last: Box::new(broker(codes::NOT_LEADER_OR_FOLLOWER)),
+                last: Box::new(broker(NotLeaderOrFollower.code())),
             },
         ];
         for e in &indeterminate {
@@ -249,13 +234,13 @@ mod tests {
 
     #[test]
     fn retriable_and_refresh() {
-        assert!(broker(codes::NOT_LEADER_OR_FOLLOWER).is_retriable());
-        assert!(broker(codes::NOT_LEADER_OR_FOLLOWER).needs_metadata_refresh());
-        assert!(broker(codes::LEADER_NOT_AVAILABLE).needs_metadata_refresh());
-        assert!(broker(codes::REQUEST_TIMED_OUT).is_retriable());
-        assert!(!broker(codes::REQUEST_TIMED_OUT).needs_metadata_refresh());
-        assert!(!broker(codes::OFFSET_OUT_OF_RANGE).is_retriable());
-        assert!(!broker(codes::TOPIC_ALREADY_EXISTS).is_retriable());
+        assert!(broker(NotLeaderOrFollower.code()).is_retriable());
+        assert!(broker(NotLeaderOrFollower.code()).needs_metadata_refresh());
+        assert!(broker(LeaderNotAvailable.code()).needs_metadata_refresh());
+        assert!(broker(RequestTimedOut.code()).is_retriable());
+        assert!(!broker(RequestTimedOut.code()).needs_metadata_refresh());
+        assert!(!broker(OffsetOutOfRange.code()).is_retriable());
+        assert!(!broker(TopicAlreadyExists.code()).is_retriable());
         let lost = ClientError::Io {
             addr: "b:1".into(),
             reason: "eof".into(),
@@ -268,15 +253,15 @@ mod tests {
         };
         assert!(!junk.is_retriable());
         let wrapped = ClientError::AfterIndeterminate {
-            last: Box::new(broker(6)),
+            last: Box::new(broker(NotLeaderOrFollower.code())),
         };
-        assert_eq!(wrapped.code(), Some(6));
+        assert_eq!(wrapped.code(), Some(NotLeaderOrFollower.code()));
         assert!(!wrapped.is_retriable());
     }
 
     #[test]
     fn display_names_the_code() {
-        let s = broker(codes::NOT_LEADER_OR_FOLLOWER).to_string();
+        let s = broker(NotLeaderOrFollower.code()).to_string();
         assert!(s.contains("NotLeaderOrFollower"), "{s}");
     }
 }

@@ -21,8 +21,8 @@ use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Enc
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use riptide_workloads::codec::read_frame;
-use riptide_workloads::error::codes;
+use riptide_wire::frame;
+use riptide_wire::ResponseError;
 use riptide_workloads::{
     Client, ClientConfig, ClientError, OffsetSpec, ProduceRetry, TcpConnector,
 };
@@ -61,20 +61,19 @@ async fn start_node(node: i32, state: State) -> String {
 }
 
 fn frame<R: Encodable>(api: ApiKey, version: i16, corr: i32, resp: &R) -> Vec<u8> {
-    let mut buf = BytesMut::new();
-    buf.extend_from_slice(&[0; 4]);
+    let mut buf = frame::start(64);
     ResponseHeader::default()
         .with_correlation_id(corr)
         .encode(&mut buf, api.response_header_version(version))
         .unwrap();
     resp.encode(&mut buf, version).unwrap();
-    let len = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&len.to_be_bytes());
+    frame::seal(&mut buf).unwrap();
     buf.to_vec()
 }
 
 async fn serve(mut stream: TcpStream, node: i32, state: State) {
-    while let Ok(mut body) = read_frame(&mut stream, 1 << 20).await {
+    while let Ok(Some(body)) = frame::read_frame(&mut stream, 1 << 20).await {
+        let mut body = body.freeze();
         let header = decode_request_header_from_buffer(&mut body).unwrap();
         let (v, corr) = (header.request_api_version, header.correlation_id);
         let api = ApiKey::try_from(header.request_api_key).unwrap();
@@ -89,7 +88,7 @@ async fn serve(mut stream: TcpStream, node: i32, state: State) {
                 if v > 2 {
                     // Like an older broker: refuse with a v0 body naming what it supports (KIP-511).
                     let resp = ApiVersionsResponse::default()
-                        .with_error_code(codes::UNSUPPORTED_VERSION)
+                        .with_error_code(ResponseError::UnsupportedVersion.code())
                         .with_api_keys(vec![range(ApiKey::ApiVersions, 0, 2)]);
                     frame(api, 0, corr, &resp)
                 } else {
@@ -133,7 +132,7 @@ async fn serve(mut stream: TcpStream, node: i32, state: State) {
                         } else {
                             MetadataResponseTopic::default()
                                 .with_name(Some(n))
-                                .with_error_code(codes::UNKNOWN_TOPIC_OR_PARTITION)
+                                .with_error_code(ResponseError::UnknownTopicOrPartition.code())
                         }
                     })
                     .collect();
@@ -156,7 +155,7 @@ async fn serve(mut stream: TcpStream, node: i32, state: State) {
                             .with_error_code(if fresh {
                                 0
                             } else {
-                                codes::TOPIC_ALREADY_EXISTS
+                                ResponseError::TopicAlreadyExists.code()
                             })
                     })
                     .collect();
@@ -176,7 +175,7 @@ async fn serve(mut stream: TcpStream, node: i32, state: State) {
                 let mut lose = false;
                 if node != s.leader {
                     s.not_leader_replies += 1;
-                    part = part.with_error_code(codes::NOT_LEADER_OR_FOLLOWER);
+                    part = part.with_error_code(ResponseError::NotLeaderOrFollower.code());
                 } else {
                     let mut data = p.records.clone().unwrap();
                     let set = RecordBatchDecoder::decode(&mut data).unwrap();
@@ -205,7 +204,7 @@ async fn serve(mut stream: TcpStream, node: i32, state: State) {
                     .with_high_watermark(s.log.len() as i64)
                     .with_log_start_offset(0);
                 if node != s.leader {
-                    part = part.with_error_code(codes::NOT_LEADER_OR_FOLLOWER);
+                    part = part.with_error_code(ResponseError::NotLeaderOrFollower.code());
                 } else if !s.log.is_empty() {
                     // One batch holding the whole log from offset 0: the client must drop what
                     // lies before the offset it asked for.
@@ -424,7 +423,10 @@ async fn unknown_topic_fails_definitely_after_bounded_retries() {
         .produce("missing", 0, None, Bytes::from_static(b"x"), -1)
         .await
         .unwrap_err();
-    assert_eq!(err.code(), Some(codes::UNKNOWN_TOPIC_OR_PARTITION));
+    assert_eq!(
+        err.code(),
+        Some(ResponseError::UnknownTopicOrPartition.code())
+    );
     assert!(err.is_definite());
     // First attempt plus `retries` (4), each refreshing metadata.
     assert_eq!(state.lock().unwrap().metadata_requests, 5);

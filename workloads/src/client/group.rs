@@ -16,16 +16,8 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-
-/// Kafka error codes the group protocol reacts to.
-pub mod codes {
-    pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-    pub const NOT_COORDINATOR: i16 = 16;
-    pub const ILLEGAL_GENERATION: i16 = 22;
-    pub const UNKNOWN_MEMBER_ID: i16 = 25;
-    pub const REBALANCE_IN_PROGRESS: i16 = 27;
-    pub const MEMBER_ID_REQUIRED: i16 = 79;
-}
+use riptide_wire::error_of;
+use riptide_wire::ResponseError::*;
 
 const SESSION_TIMEOUT_MS: i32 = 6_000;
 const REBALANCE_TIMEOUT_MS: i32 = 10_000;
@@ -52,16 +44,14 @@ impl Membership {
 /// Whether an error means "join again" (rather than "try again").
 pub fn needs_rejoin(e: &ClientError) -> bool {
     matches!(
-        e.code(),
-        Some(codes::ILLEGAL_GENERATION | codes::UNKNOWN_MEMBER_ID | codes::REBALANCE_IN_PROGRESS)
+        e.error(),
+        Some(IllegalGeneration | UnknownMemberId | RebalanceInProgress)
     )
 }
 
 fn coordinator_moved(e: &ClientError) -> bool {
-    matches!(
-        e.code(),
-        Some(codes::NOT_COORDINATOR | codes::COORDINATOR_NOT_AVAILABLE)
-    ) || !e.is_definite()
+    matches!(e.error(), Some(NotCoordinator | CoordinatorNotAvailable))
+        || !e.is_definite()
         || matches!(e, ClientError::Connect { .. } | ClientError::Io { .. })
 }
 
@@ -218,17 +208,17 @@ impl<C: Connector> Client<C> {
                     })
                 })
                 .await?;
-            match joined.error_code {
-                0 => {}
-                codes::MEMBER_ID_REQUIRED => {
+            match error_of(joined.error_code) {
+                None => {}
+                Some(MemberIdRequired) => {
                     m.member_id = joined.member_id.to_string();
                     continue;
                 }
-                codes::UNKNOWN_MEMBER_ID => {
+                Some(UnknownMemberId) => {
                     m.member_id.clear();
                     return Err(self.group_error(m, ApiKey::JoinGroup, joined.error_code));
                 }
-                code => return Err(self.group_error(m, ApiKey::JoinGroup, code)),
+                Some(_) => return Err(self.group_error(m, ApiKey::JoinGroup, joined.error_code)),
             }
             m.member_id = joined.member_id.to_string();
             m.generation = joined.generation_id;
