@@ -7,7 +7,8 @@
 //! `10.0.2.x`; broker names resolve through madsim's DNS, so clients connect
 //! to the advertised `broker-N:9092` exactly as on turmoil.
 
-use crate::run::{self, BrokerHost, Plan, RunOutcome, BROKER_PORT, TRACE_FILTER};
+use crate::host::{BrokerHost, BROKER_PORT};
+use crate::run::{self, Plan, RunOutcome, TRACE_FILTER};
 use crate::scenario::Scenario;
 use crate::trace::{self, Trace};
 use crate::world::{Task, World};
