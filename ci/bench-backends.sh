@@ -10,9 +10,12 @@ cd "$(dirname "$0")/.."
 scenario="${1:-chaos}" seeds="${2:-1..=20}"
 cargo build --release -p riptide-cli
 RUSTFLAGS="--cfg madsim --cfg tokio_unstable" cargo build --release --target-dir target/madsim -p riptide-cli
+# `--backend madsim` runs the madsim build; name it, since it is not next to the turmoil one when
+# CARGO_TARGET_DIR points elsewhere.
+export RIPTIDE_MADSIM_BIN="${RIPTIDE_MADSIM_BIN:-$PWD/target/madsim/release/riptide}"
 declare -A ratio
 for backend in turmoil madsim; do
-  out="$(target/release/riptide sweep --backend "$backend" --scenario "$scenario" --seeds "$seeds" \
+  out="$("${CARGO_TARGET_DIR:-target}/release/riptide" sweep --backend "$backend" --scenario "$scenario" --seeds "$seeds" \
     --jobs 1 --failures "/tmp/riptide-bench-$backend.txt" 2>/dev/null || true)"
   line="$(grep '^speed' <<<"$out")"
   ratio[$backend]="$(sed -E 's/.*: ([0-9.]+)x real time.*/\1/' <<<"$line")"

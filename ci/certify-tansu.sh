@@ -19,7 +19,7 @@ SEED=${SEED:-1}
 DURATION=${DURATION:-60s}
 SCENARIO=${SCENARIO:-chaos}
 OUT=${OUT:-$ROOT/certify-tansu}
-RIPTIDE_BIN=${RIPTIDE_BIN:-$ROOT/target/release/riptide}
+RIPTIDE_BIN=${RIPTIDE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/riptide}
 WORK=$(mktemp -d)
 
 if [ ! -x "$TANSU_ROOT/bin/tansu" ]; then

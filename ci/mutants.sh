@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -p riptide-cli
-exec target/release/riptide mutants --seeds "${SEEDS:-60}"
+exec "${CARGO_TARGET_DIR:-target}/release/riptide" mutants --seeds "${SEEDS:-60}"

@@ -9,11 +9,11 @@
 #   ci/riptide-cluster.sh resume I      SIGCONT broker I
 #   ci/riptide-cluster.sh down          kill every broker
 #
-# Environment: RIPTIDE_BIN (default target/release/riptide), CLUSTER_DIR
+# Environment: RIPTIDE_BIN (default $CARGO_TARGET_DIR or target, /release/riptide), CLUSTER_DIR
 # (default /tmp/riptide-cluster), BASE_PORT (default 19092), BROKER_ARGS (extra
 # flags for every broker, e.g. "--bug hwm-off-by-one").
 set -euo pipefail
-BIN=${RIPTIDE_BIN:-$(cd "$(dirname "$0")/.." && pwd)/target/release/riptide}
+BIN=${RIPTIDE_BIN:-${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}/release/riptide}
 DIR=${CLUSTER_DIR:-/tmp/riptide-cluster}
 BASE=${BASE_PORT:-19092}
 mkdir -p "$DIR"

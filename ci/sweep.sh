@@ -8,4 +8,4 @@ cd "$(dirname "$0")/.."
 scenario="${1:-chaos}" seeds="${2:-1..=500}" shard="${3:-1/1}"
 cargo build --release -p riptide-cli
 out="riptide-failures-${scenario}-${shard/\//-of-}.txt"
-exec target/release/riptide sweep --scenario "$scenario" --seeds "$seeds" --shard "$shard" --jobs "$(nproc)" --failures "$out"
+exec "${CARGO_TARGET_DIR:-target}/release/riptide" sweep --scenario "$scenario" --seeds "$seeds" --shard "$shard" --jobs "$(nproc)" --failures "$out"

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # riptide's test command: Rust tests, the release broker, then the end-to-end tests against real
-# clients (kcat, kafka-python, confluent-kafka, moto). Installs what it needs when it is missing.
+# clients (kcat, kafka-python, confluent-kafka, moto). Installs what it needs when it is missing:
+# kcat with apt-get, the Python packages into a virtual environment of its own (ci/python-env.sh:
+# .venv-ci/, or RIPTIDE_VENV; never the system Python), made from $PYTHON (default python3).
 #
 #   bash ci/test.sh              # everything
 #   E2E_ARGS='-k kcat' bash ci/test.sh   # extra pytest arguments for the e2e stage
 #   SKIP_CARGO_TEST=1 bash ci/test.sh    # only build + e2e
+#   bash ci/python-env.sh                # only the Python set-up
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -29,17 +32,10 @@ else
   kcat -V 2>&1 | head -3
 fi
 
-section "install: python packages"
-if $PYTHON -c 'import kafka, confluent_kafka, moto.server, boto3, pytest' >/dev/null 2>&1; then
-  echo "kafka-python, confluent-kafka, moto[server], boto3, pytest present"
-else
-  $PYTHON -m pip install --quiet --disable-pip-version-check kafka-python confluent-kafka 'moto[server]' boto3 pytest
-fi
-$PYTHON - <<'EOF'
-import importlib.metadata as md
-for p in ("kafka-python", "confluent-kafka", "moto", "boto3", "pytest"):
-    print(f"  {p} {md.version(p)}")
-EOF
+section "install: python packages (virtual environment, ci/python-env.sh)"
+# Sets VENV and VENV_PY; the e2e tests run under $VENV_PY (and start moto with it, sys.executable).
+# shellcheck source=ci/python-env.sh
+. ci/python-env.sh
 
 if [ -z "${SKIP_CARGO_TEST:-}" ]; then
   section "cargo test --workspace"
@@ -48,7 +44,7 @@ fi
 
 section "cargo build --release -p riptide-cli"
 cargo build --release -p riptide-cli
-export RIPTIDE_BIN="${RIPTIDE_BIN:-$ROOT/target/release/riptide}"
+export RIPTIDE_BIN="${RIPTIDE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/riptide}"
 echo "RIPTIDE_BIN=$RIPTIDE_BIN"
 test -x "$RIPTIDE_BIN"
 
@@ -61,4 +57,4 @@ bash ci/madsim.sh
 section "end-to-end tests (pytest tests/e2e)"
 # shellcheck disable=SC2086
 timeout --signal=INT --kill-after=30 900 \
-  $PYTHON -m pytest -v tests/e2e ${E2E_ARGS:-}
+  "$VENV_PY" -m pytest -v tests/e2e ${E2E_ARGS:-}

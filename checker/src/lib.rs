@@ -47,6 +47,6 @@ pub mod checkers;
 pub mod history;
 pub mod report;
 
-pub use checkers::{check_all, Anomaly, CheckerConfig, Finding};
+pub use checkers::{Anomaly, CheckerConfig, Finding};
 pub use history::{History, HistoryBuilder, HistoryError, Op, OpKind, Pair, Value, F};
-pub use report::{Report, Verdict};
+pub use report::{check_all, Report, Verdict};

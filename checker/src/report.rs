@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkers::{Anomaly, Finding, MAX_LISTED};
+use crate::checkers::{self, Anomaly, CheckerConfig, Finding, MAX_LISTED};
 use crate::history::{ClientCounters, History, OpKind, TopicPartition, Value, F};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +67,11 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub clients: BTreeMap<u64, ClientSummary>,
     pub faults: Vec<FaultEvent>,
+}
+
+/// Runs every checker and builds the report.
+pub fn check_all(history: &History, config: &CheckerConfig) -> Report {
+    Report::new(history, checkers::run_all(history, config))
 }
 
 impl Report {
@@ -434,7 +439,6 @@ mod tests {
     use super::*;
     use crate::checkers::testkit::{self, Mutation};
     use crate::history::{ClientValue, HistoryBuilder};
-    use crate::{check_all, CheckerConfig};
 
     #[test]
     fn clients_come_from_first_op_with_last_counters() {

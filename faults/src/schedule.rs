@@ -109,12 +109,6 @@ impl Default for FaultMix {
     }
 }
 
-impl FaultMix {
-    pub fn is_empty(&self) -> bool {
-        !(self.partitions || self.crashes || self.store || self.zone_loss || self.scale)
-    }
-}
-
 /// The hosts a schedule can name.
 #[derive(Clone, Debug, Default)]
 pub struct Topology {

@@ -13,6 +13,7 @@ pub mod backend;
 #[path = "turmoil_backend.rs"]
 pub mod backend;
 pub mod clock;
+pub mod host;
 pub mod net;
 pub mod run;
 pub mod scenario;

@@ -3,11 +3,14 @@
 //! are madsim's, so the broker and the client run unchanged over simulated
 //! TCP. The nemesis is the main task, sleeping until each fault's time.
 //!
-//! Hosts are madsim nodes with fixed addresses: brokers `10.0.1.x`, clients
-//! `10.0.2.x`; broker names resolve through madsim's DNS, so clients connect
-//! to the advertised `broker-N:9092` exactly as on turmoil.
+//! Hosts are madsim nodes with fixed addresses: brokers `10.0.1.x` by index,
+//! clients `10.0.100.x` in the order they are added (see `broker_ip` and
+//! `client_ip`). Broker names resolve through madsim's DNS, so clients
+//! connect to the advertised `broker-N:9092` exactly as on turmoil; client
+//! names resolve to nothing (nothing connects to a client).
 
-use crate::run::{self, BrokerHost, Plan, RunOutcome, BROKER_PORT, TRACE_FILTER};
+use crate::host::{BrokerHost, BROKER_PORT};
+use crate::run::{self, Plan, RunOutcome, TRACE_FILTER};
 use crate::scenario::Scenario;
 use crate::trace::{self, Trace};
 use crate::world::{Task, World};
@@ -38,6 +41,8 @@ pub fn config() -> madsim::Config {
     madsim::Config::default()
 }
 
+/// Broker `i` (`broker-{i}`, spares included): `10.0.1.{i + 1}`, then
+/// `10.0.2.x` past 250 brokers.
 fn broker_ip(i: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(
         10,
@@ -47,6 +52,9 @@ fn broker_ip(i: usize) -> IpAddr {
     ))
 }
 
+/// The `k`-th client added (the roster's processes in order, then the final
+/// reader): `10.0.100.{k + 1}`, then `10.0.101.x` past 250 clients; far from
+/// the brokers' range.
 fn client_ip(k: usize) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(
         10,

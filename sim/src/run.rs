@@ -15,12 +15,10 @@ use crate::world::{Task, World};
 use object_store::memory::InMemory;
 use object_store::ObjectStoreExt;
 use riptide_broker::env::Clock;
-use riptide_broker::net::Listener;
-use riptide_broker::{Broker, BrokerConfig};
 use riptide_checker::history::{FaultValue, History};
 use riptide_checker::{check_all, CheckerConfig, Report};
 use riptide_faults::store::FaultHandle;
-use riptide_faults::{Fault, FaultyStore, Planned, Schedule, StoreFaults, Topology};
+use riptide_faults::{Fault, Planned, Schedule, StoreFaults, Topology};
 use riptide_workloads::roster::{Roster, RosterSpec};
 use riptide_workloads::{Client, ClientConfig, Recorder};
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,7 +26,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-pub const BROKER_PORT: u16 = 9092;
+// They lived here once: the old paths keep working.
+pub use crate::host::{BrokerHost, BrokerStart, BROKER_PORT};
+
 /// The process id of the nemesis in histories.
 pub const NEMESIS: u64 = 1000;
 /// Workload time left after the last fault heals, for producers to progress.
@@ -100,73 +100,6 @@ impl BrokerFactory {
             handle,
             starts: Arc::new(AtomicU64::new(0)),
         });
-    }
-}
-
-/// One broker host: what a backend needs to start (and restart) it.
-#[derive(Clone)]
-pub struct BrokerHost {
-    /// The broker's index: `broker-{index}`, node id `index + 1`.
-    pub index: usize,
-    pub name: String,
-    zone: String,
-    seed: u64,
-    bug: Option<riptide_broker::bugs::Bug>,
-    region: Arc<InMemory>,
-    partitions: i32,
-    handle: FaultHandle,
-    starts: Arc<AtomicU64>,
-}
-
-/// One start of a broker host: a fresh process with empty memory.
-pub struct BrokerStart {
-    host: BrokerHost,
-    start: u64,
-}
-
-impl BrokerHost {
-    /// Called each time the host (re)starts, before its process runs.
-    pub fn start(&self) -> BrokerStart {
-        BrokerStart {
-            host: self.clone(),
-            start: self.starts.fetch_add(1, Ordering::SeqCst),
-        }
-    }
-}
-
-impl BrokerStart {
-    /// The broker process: joins the cluster (retrying, as a supervisor
-    /// would) and serves connections from `listener` (bound on
-    /// [`BROKER_PORT`] by the backend).
-    pub async fn serve<L: Listener>(self, listener: L) {
-        let BrokerHost {
-            index: i,
-            name,
-            zone,
-            seed,
-            bug,
-            region,
-            partitions,
-            handle,
-            ..
-        } = self.host;
-        let component = derive(seed, &[1, i as u64, self.start]);
-        let store = Arc::new(FaultyStore::new(region, &name, handle, component));
-        let mut cfg = BrokerConfig::new(i as i32 + 1, name.clone(), BROKER_PORT as i32);
-        cfg.zone = zone;
-        cfg.seed = derive(component, &[0]);
-        cfg.default_partitions = partitions;
-        cfg.bug = bug;
-        let broker = loop {
-            match Broker::start(cfg.clone(), store.clone(), Arc::new(SimClock)).await {
-                Ok(b) => break b,
-                Err(e) => {
-                    tracing::warn!(broker = %name, error = %e, "start failed; retrying");
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                }
-            }
-        };
-        broker.serve(listener).await;
     }
 }
 

@@ -2,8 +2,9 @@
 //! ([`Scenario::tick_ms`]); the nemesis applies faults between steps.
 
 use crate::clock::epoch;
+use crate::host::{BrokerHost, BROKER_PORT};
 use crate::net::SimListener;
-use crate::run::{self, BrokerHost, Plan, RunOutcome, BROKER_PORT, TRACE_FILTER};
+use crate::run::{self, Plan, RunOutcome, TRACE_FILTER};
 use crate::scenario::Scenario;
 use crate::trace::Trace;
 use crate::world::{Task, World};

@@ -3,7 +3,7 @@
 //! madsim in `--cfg madsim` builds; the broker, the workloads and the
 //! checkers never know which.
 
-use crate::run::BrokerHost;
+use crate::host::BrokerHost;
 use std::future::Future;
 use std::pin::Pin;
 

@@ -110,8 +110,8 @@ class Harness:
             import moto.server as _moto_server  # noqa: F401
             del _moto_server
         except ImportError as e:  # pragma: no cover - ci/test.sh installs it
-            pytest.fail(f"moto[server] is not installed ({e}); run ci/test.sh or pip install 'moto[server]'",
-                        pytrace=False)
+            pytest.fail(f"moto[server] is not installed in {sys.executable} ({e}); run the tests with "
+                        f"ci/test.sh, or with .venv-ci/bin/python after `bash ci/python-env.sh`", pytrace=False)
         port = free_port()
         m = MotoServer(port, self.tmp / f"moto-{port}.log", self.tmp / f"moto-cwd-{port}")
         self.procs.append(m)

@@ -39,15 +39,17 @@ MOTO_ENV = {
 
 
 def locate_binary() -> Path | None:
-    """RIPTIDE_BIN if set, else target/release/riptide, else target/debug/riptide."""
+    """RIPTIDE_BIN if set, else release/riptide, else debug/riptide under $CARGO_TARGET_DIR (default
+    target/)."""
     env = os.environ.get("RIPTIDE_BIN")
     if env:
         p = Path(env)
         if not p.is_absolute():
             p = REPO_ROOT / p
         return p if p.is_file() else None
+    target = REPO_ROOT / os.environ.get("CARGO_TARGET_DIR", "target")
     for sub in ("release", "debug"):
-        p = REPO_ROOT / "target" / sub / "riptide"
+        p = target / sub / "riptide"
         if p.is_file():
             return p
     return None

@@ -1,5 +1,5 @@
-//! The checkers. Each submodule has a pure `check(&History) -> Vec<Finding>`; [`check_all`]
-//! builds one shared index and runs them all.
+//! The checkers. Each submodule has a pure `check(&History) -> Vec<Finding>`; `run_all` builds
+//! one shared index and runs them all ([`crate::check_all`] turns that into a report).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -8,7 +8,6 @@ use std::hash::{BuildHasherDefault, Hasher};
 use serde::{Deserialize, Serialize};
 
 use crate::history::{ClientValue, History, OffsetValue, OpKind, Pair, Value};
-use crate::report::Report;
 
 pub mod duplicate;
 pub mod groups;
@@ -137,7 +136,7 @@ impl Finding {
     }
 }
 
-/// Knobs for [`check_all`].
+/// Knobs for [`crate::check_all`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct CheckerConfig {
@@ -158,8 +157,9 @@ impl Default for CheckerConfig {
     }
 }
 
-/// Runs every checker and builds the report.
-pub fn check_all(history: &History, config: &CheckerConfig) -> Report {
+/// Runs every checker over one shared index; their findings, in checker order
+/// ([`crate::check_all`] sorts them into a report).
+pub(crate) fn run_all(history: &History, config: &CheckerConfig) -> Vec<Finding> {
     let ix = Index::new(history);
     let mut findings = Vec::new();
     findings.extend(lost_write::run(&ix));
@@ -178,7 +178,7 @@ pub fn check_all(history: &History, config: &CheckerConfig) -> Report {
     findings.extend(unseen::run(&ix));
     findings.extend(groups::run(&ix));
     findings.extend(liveness::run(&ix, config.liveness_grace_ns));
-    Report::new(history, findings)
+    findings
 }
 
 /// A borrowed topic/partition.
@@ -937,8 +937,8 @@ mod tests {
 
     #[test]
     fn clean_history_passes_every_checker() {
-        let report = check_all(&testkit::clean(), &CheckerConfig::default());
-        assert!(report.findings.is_empty(), "{:#?}", report.findings);
+        let findings = run_all(&testkit::clean(), &CheckerConfig::default());
+        assert!(findings.is_empty(), "{findings:#?}");
     }
 
     #[test]
@@ -967,14 +967,14 @@ mod tests {
             5
         );
         assert!(pairs.iter().all(|p| p.outcome() != OpKind::Invoke));
-        let report = check_all(&h, &CheckerConfig::default());
-        assert!(report.findings.is_empty(), "{}", report.to_text());
+        let findings = run_all(&h, &CheckerConfig::default());
+        assert!(findings.is_empty(), "{findings:#?}");
         // Strict about retries too: nothing in it was written twice.
         let strict = CheckerConfig {
             allow_duplicates_from_retries: false,
             ..CheckerConfig::default()
         };
-        assert!(check_all(&h, &strict).findings.is_empty());
+        assert!(run_all(&h, &strict).is_empty());
     }
 
     #[test]
@@ -990,12 +990,11 @@ mod tests {
         for (m, expected) in cases {
             let h = testkit::pipelined(m);
             h.validate().unwrap();
-            let report = check_all(&h, &CheckerConfig::default());
+            let findings = run_all(&h, &CheckerConfig::default());
             assert_eq!(
-                testkit::anomalies(&report.findings),
+                testkit::anomalies(&findings),
                 expected,
-                "{m:?}: {}",
-                report.to_text()
+                "{m:?}: {findings:#?}"
             );
         }
     }
@@ -1023,8 +1022,8 @@ mod tests {
             .collect();
         assert_eq!(got, vec![("a", Some(0), Some(1)), ("c", Some(1), Some(2))]);
         assert!(ix.idempotent(1) && !ix.may_reorder_on_retry(1));
-        let report = check_all(&h, &CheckerConfig::default());
-        assert!(report.findings.is_empty(), "{}", report.to_text());
+        let findings = run_all(&h, &CheckerConfig::default());
+        assert!(findings.is_empty(), "{findings:#?}");
     }
 
     #[test]
