@@ -20,6 +20,9 @@ echo "repo: $ROOT"
 echo "rustc: $(rustc --version 2>/dev/null || echo missing)  cargo: $(cargo --version 2>/dev/null || echo missing)"
 echo "python: $($PYTHON --version 2>&1)"
 
+section "wire check (ci/wire-check.sh: framing, KIP-511 and error codes only in wire/)"
+bash ci/wire-check.sh
+
 section "install: kcat"
 if command -v kcat >/dev/null 2>&1; then
   echo "kcat present: $(kcat -V 2>&1 | grep -o 'librdkafka [0-9.]*' | head -1)"

@@ -3,10 +3,13 @@
 //! The correct code path is always the default; each bug is one small
 //! detour from it, marked `Bug::` where it happens.
 
+use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+/// Named in kebab case everywhere (`--bug`, scenario files): `Bug::name`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Bug {
     /// Acknowledges a produce even when its commit write failed.
     AckBeforeCommit,
@@ -78,6 +81,7 @@ impl Bug {
         }
     }
 
+    /// One line for `--help`.
     pub fn describe(self) -> &'static str {
         match self {
             Bug::AckBeforeCommit => "acknowledges a produce whose commit write failed",
@@ -133,5 +137,18 @@ impl FromStr for Bug {
             let names: Vec<&str> = Bug::ALL.iter().map(|b| b.name()).collect();
             format!("unknown bug '{s}' (known: {})", names.join(", "))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serde_names_are_the_cli_names() {
+        for bug in Bug::ALL {
+            assert_eq!(serde_json::to_value(bug).unwrap(), bug.name());
+            assert_eq!(bug.name().parse::<Bug>(), Ok(bug));
+        }
     }
 }

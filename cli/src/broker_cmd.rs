@@ -61,8 +61,8 @@ pub struct BrokerArgs {
     no_fsync: bool,
     /// Plant a bug, to test a test harness against a known-broken broker
     /// (`riptide mutants` lists them). Never in real use.
-    #[arg(long, value_name = "NAME")]
-    bug: Option<String>,
+    #[arg(long, value_parser = crate::values::bug())]
+    bug: Option<riptide_broker::bugs::Bug>,
     /// Largest request accepted, in bytes.
     #[arg(long, default_value_t = 100 * 1024 * 1024)]
     max_request_bytes: usize,
@@ -116,8 +116,8 @@ async fn serve(args: BrokerArgs) -> anyhow::Result<()> {
     cfg.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(10));
     cfg.session_timeout = Duration::from_millis(args.session_timeout_ms.max(args.heartbeat_ms * 2));
     cfg.max_request_bytes = args.max_request_bytes;
-    if let Some(b) = &args.bug {
-        cfg.bug = Some(b.parse().map_err(anyhow::Error::msg)?);
+    if let Some(b) = args.bug {
+        cfg.bug = Some(b);
         tracing::warn!(bug = %b, "PLANTED BUG enabled: this broker is broken on purpose");
     }
     cfg.seed = rand::random(); // allow-nondeterminism: a real broker's ids need real entropy

@@ -20,6 +20,7 @@ mod certify {
     }
 }
 mod sim_cmd;
+mod values;
 mod workload_args;
 
 use clap::{Parser, Subcommand};
@@ -81,13 +82,13 @@ fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let backend = match &cli.command {
-        Command::Sim(a) => a.scenario.backend.clone(),
-        Command::Sweep(a) => a.scenario.backend.clone(),
-        Command::Repro(a) => a.scenario.backend.clone(),
-        Command::Mutants(a) => a.backend.clone(),
+        Command::Sim(a) => a.scenario.backend,
+        Command::Sweep(a) => a.scenario.backend,
+        Command::Repro(a) => a.scenario.backend,
+        Command::Mutants(a) => a.backend,
         _ => None,
     };
-    match sim_cmd::elsewhere(backend.as_deref()) {
+    match sim_cmd::elsewhere(backend) {
         Ok(None) => {}
         Ok(Some(bin)) => {
             return match sim_cmd::hand_over(&bin) {

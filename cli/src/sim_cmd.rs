@@ -1,14 +1,20 @@
 //! `riptide sim`, `sweep`, `repro` and `check`: seeded simulations and their reports.
 
+use crate::values::{self, Backend, Seeds, Shard};
 use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
+use riptide_broker::bugs::Bug;
 use riptide_checker::history::History;
 use riptide_checker::{check_all, CheckerConfig};
+use riptide_sim::scenario::Preset;
 use riptide_sim::{RunOutcome, Scenario};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Exit codes a CI script can use.
@@ -20,34 +26,39 @@ pub const HARNESS_ERROR: u8 = 2;
 pub struct ScenarioArgs {
     /// Simulation backend: turmoil (ticks) or madsim (jumps to the next
     /// event). The ordinary build runs turmoil itself and hands madsim runs to
-    /// the `--cfg madsim` build of riptide (see `riptide_madsim_bin`); default:
+    /// the `--cfg madsim` build of riptide ($RIPTIDE_MADSIM_BIN, else
+    /// target/madsim/release/riptide); default:
     /// this binary's own backend.
-    #[arg(long, value_name = "turmoil|madsim")]
-    pub backend: Option<String>,
-    /// Named scenario: baseline, partitions, crashes, object-store, zone-loss,
-    /// scale or chaos (everything).
-    #[arg(long, default_value = "baseline")]
-    scenario: String,
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
+    /// Named scenario.
+    #[arg(long, default_value = "baseline", value_parser = values::scenario())]
+    scenario: &'static Preset,
     /// A scenario file (JSON; fields left out keep their defaults), used
     /// instead of --scenario.
     #[arg(long)]
     scenario_file: Option<PathBuf>,
+    /// Brokers at the start (overrides the scenario's).
     #[arg(long)]
     brokers: Option<usize>,
+    /// Availability zones the brokers spread over.
     #[arg(long)]
     zones: Option<usize>,
+    /// Partitions of each topic.
     #[arg(long)]
     partitions: Option<i32>,
+    /// Producer processes.
     #[arg(long)]
     producers: Option<usize>,
+    /// Consumer processes (outside any group).
     #[arg(long)]
     consumers: Option<usize>,
     /// Simulated seconds of workload.
     #[arg(long)]
     duration: Option<u64>,
     /// Plant a broker bug (see `riptide mutants`), to see the checkers catch it.
-    #[arg(long, value_name = "NAME")]
-    bug: Option<String>,
+    #[arg(long, value_parser = values::bug())]
+    bug: Option<Bug>,
     #[command(flatten)]
     pub workload: crate::workload_args::WorkloadArgs,
 }
@@ -61,13 +72,7 @@ impl ScenarioArgs {
                 Scenario::from_json(&text)
                     .with_context(|| format!("parsing scenario file {}", path.display()))?
             }
-            None => Scenario::named(&self.scenario).with_context(|| {
-                format!(
-                    "unknown scenario '{}' (known: {})",
-                    self.scenario,
-                    Scenario::names().join(", ")
-                )
-            })?,
+            None => self.scenario.scenario(),
         };
         if let Some(v) = self.brokers {
             s.brokers = v.max(1);
@@ -87,29 +92,25 @@ impl ScenarioArgs {
         if let Some(v) = self.duration {
             s.duration_s = v.max(1);
         }
-        if let Some(b) = &self.bug {
-            b.parse::<riptide_broker::bugs::Bug>()
-                .map_err(anyhow::Error::msg)?;
-            s.bug = Some(b.clone());
+        if let Some(b) = self.bug {
+            s.bug = Some(b);
         }
         self.workload.apply(&mut s.workload)?;
         Ok(s)
     }
 
-    /// The flags that reproduce this scenario, for repro lines.
-    fn flags(&self) -> String {
-        let mut f = match &self.scenario_file {
-            Some(path) => format!("--scenario-file {}", path.display()),
-            None => format!("--scenario {}", self.scenario),
-        };
+    /// The arguments that reproduce this scenario: for children of a sweep
+    /// (one element per argument, so a path with a space stays whole) and,
+    /// quoted, for repro lines.
+    fn args(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        match &self.scenario_file {
+            Some(path) => a.extend(["--scenario-file".into(), path.into()]),
+            None => a.extend(["--scenario".into(), self.scenario.name.into()]),
+        }
         // Runs on madsim say so; turmoil is the ordinary build's default.
-        if self
-            .backend
-            .as_deref()
-            .unwrap_or(riptide_sim::backend::NAME)
-            == "madsim"
-        {
-            f.push_str(" --backend madsim");
+        if self.backend.unwrap_or(Backend::own()) == Backend::Madsim {
+            a.extend(["--backend".into(), "madsim".into()]);
         }
         let opts = [
             ("brokers", self.brokers.map(|v| v.to_string())),
@@ -118,18 +119,15 @@ impl ScenarioArgs {
             ("producers", self.producers.map(|v| v.to_string())),
             ("consumers", self.consumers.map(|v| v.to_string())),
             ("duration", self.duration.map(|v| v.to_string())),
-            ("bug", self.bug.clone()),
+            ("bug", self.bug.map(|b| b.name().to_string())),
         ];
         for (k, v) in opts {
             if let Some(v) = v {
-                f.push_str(&format!(" --{k} {v}"));
+                a.extend([format!("--{k}").into(), v.into()]);
             }
         }
-        for arg in self.workload.flags() {
-            f.push(' ');
-            f.push_str(&arg);
-        }
-        f
+        a.extend(self.workload.flags().into_iter().map(OsString::from));
+        a
     }
 }
 
@@ -148,16 +146,20 @@ pub struct SimArgs {
     /// must the trace hashes); nondeterminism exits 2.
     #[arg(long)]
     check_determinism: bool,
+    /// Print one JSON object (verdict, trace hash, simulated time, anomaly
+    /// counts, output directory, repro line) instead of the text report.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
 pub struct SweepArgs {
     /// Seeds to run, as A..B (B excluded) or A..=B.
-    #[arg(long, default_value = "1..=100")]
-    seeds: String,
+    #[arg(long, default_value = "1..=100", value_parser = values::parse_seeds, value_name = "A..=B")]
+    seeds: Seeds,
     /// Run only shard I of N (seeds whose position modulo N is I-1).
-    #[arg(long, value_name = "I/N")]
-    shard: Option<String>,
+    #[arg(long, value_name = "I/N", value_parser = values::parse_shard)]
+    shard: Option<Shard>,
     /// Seeds run in parallel (each simulation stays on one thread).
     #[arg(long, default_value_t = 1)]
     jobs: usize,
@@ -197,7 +199,34 @@ pub struct CheckArgs {
 }
 
 fn repro_line(seed: u64, scenario: &ScenarioArgs) -> String {
-    format!("riptide sim --seed {seed} {}", scenario.flags())
+    let args: Vec<String> = scenario
+        .args()
+        .iter()
+        .map(|a| {
+            let a = a.to_string_lossy();
+            shlex::try_quote(&a).map_or_else(|_| a.to_string(), |q| q.into_owned())
+        })
+        .collect();
+    format!("riptide sim --seed {seed} {}", args.join(" "))
+}
+
+/// What `riptide sim --json` prints: everything a parent (a sweep) or a
+/// script needs, without parsing the text report.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SimSummary {
+    pub seed: u64,
+    pub scenario: String,
+    pub backend: String,
+    pub passed: bool,
+    pub trace_hash: String,
+    pub determinism_checked: bool,
+    pub operations: usize,
+    pub sim_time_s: f64,
+    pub wall_s: f64,
+    /// Anomaly kind -> findings, only kinds found.
+    pub anomalies: BTreeMap<String, usize>,
+    pub output: PathBuf,
+    pub repro: String,
 }
 
 fn write_outputs(dir: &Path, o: &RunOutcome) -> anyhow::Result<()> {
@@ -268,6 +297,24 @@ pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
         .out
         .unwrap_or_else(|| PathBuf::from(format!("riptide-out/seed-{}", args.seed)));
     write_outputs(&out, &outcome)?;
+    if args.json {
+        let summary = SimSummary {
+            seed: outcome.seed,
+            scenario: scenario.name.clone(),
+            backend: riptide_sim::backend::NAME.to_string(),
+            passed: outcome.passed(),
+            trace_hash: outcome.trace_hash.clone(),
+            determinism_checked: checked.is_some(),
+            operations: outcome.history.ops.len(),
+            sim_time_s: outcome.sim_time.as_secs_f64(),
+            wall_s: wall.as_secs_f64(),
+            anomalies: found(&outcome).map(|(a, n)| (a.to_string(), n)).collect(),
+            output: out,
+            repro: repro_line(args.seed, &args.scenario),
+        };
+        println!("{}", serde_json::to_string(&summary)?);
+        return Ok(if summary.passed { PASS } else { ANOMALY });
+    }
     print!("{}", outcome.report.to_text());
     println!();
     println!("seed        {}", outcome.seed);
@@ -289,97 +336,33 @@ pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
     Ok(if outcome.passed() { PASS } else { ANOMALY })
 }
 
-pub fn parse_seeds(spec: &str) -> anyhow::Result<Vec<u64>> {
-    let bad = || format!("--seeds takes A..B or A..=B, not '{spec}'");
-    if let Some((a, b)) = spec.split_once("..=") {
-        let (a, b): (u64, u64) = (a.parse().with_context(bad)?, b.parse().with_context(bad)?);
-        return Ok((a..=b).collect());
-    }
-    let (a, b) = spec.split_once("..").with_context(bad)?;
-    let (a, b): (u64, u64) = (a.parse().with_context(bad)?, b.parse().with_context(bad)?);
-    Ok((a..b).collect())
-}
-
-pub fn parse_shard(spec: &str) -> anyhow::Result<(usize, usize)> {
-    let bad = || format!("--shard takes I/N with 1 <= I <= N, not '{spec}'");
-    let (i, n) = spec.split_once('/').with_context(bad)?;
-    let (i, n): (usize, usize) = (i.parse().with_context(bad)?, n.parse().with_context(bad)?);
-    anyhow::ensure!(n >= 1 && i >= 1 && i <= n, bad());
-    Ok((i, n))
-}
-
-enum SeedResult {
-    Pass(Duration, String),
-    Fail(String, String),
-    Error(String),
-}
-
 pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
     let scenario = args.scenario.build()?;
-    let mut seeds = parse_seeds(&args.seeds)?;
-    if let Some(shard) = &args.shard {
-        let (i, n) = parse_shard(shard)?;
-        seeds = seeds
-            .into_iter()
-            .enumerate()
-            .filter(|(k, _)| k % n == i - 1)
-            .map(|(_, s)| s)
-            .collect();
-    }
-    let bar = ProgressBar::new(seeds.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:40} {pos}/{len} seeds  {elapsed_precise} (eta {eta})  {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
+    let seeds: Vec<u64> = args
+        .seeds
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| args.shard.is_none_or(|sh| sh.holds(*k)))
+        .map(|(_, s)| s)
+        .collect();
+    let bar = progress_bar(seeds.len(), "seeds");
     let wall = Instant::now();
-    let next = Arc::new(AtomicUsize::new(0));
-    let results = Arc::new(Mutex::new(Vec::<(u64, SeedResult)>::new()));
-    let seeds = Arc::new(seeds);
-    // Parallel seeds run in child processes: simulations sharing a process
-    // are not independent (process-wide state in the runtime stack leaks
-    // between them), and independence is what makes a seed reproducible.
-    let jobs = args.jobs.max(1);
-    let flags = args.scenario.flags();
-    let check = args.check_determinism;
-    std::thread::scope(|scope| {
-        for _ in 0..args.jobs.max(1) {
-            let (next, results, seeds, bar, scenario) = (
-                next.clone(),
-                results.clone(),
-                seeds.clone(),
-                bar.clone(),
-                scenario.clone(),
-            );
-            let flags = flags.clone();
-            scope.spawn(move || loop {
-                let k = next.fetch_add(1, Ordering::SeqCst);
-                let Some(&seed) = seeds.get(k) else { break };
-                let r = if jobs > 1 || check {
-                    run_in_child(seed, &flags, check)
-                } else {
-                    match riptide_sim::run(seed, &scenario) {
-                        Ok(o) if o.passed() => SeedResult::Pass(o.sim_time, o.trace_hash),
-                        Ok(o) => SeedResult::Fail(summary(&o), o.trace_hash),
-                        Err(e) => SeedResult::Error(format!("{e:#}")),
-                    }
-                };
-                let mut all = results.lock().unwrap_or_else(|e| e.into_inner());
-                all.push((seed, r));
-                let failed = all
-                    .iter()
-                    .filter(|(_, r)| !matches!(r, SeedResult::Pass(..)))
-                    .count();
-                bar.set_message(format!("{failed} failing"));
-                bar.inc(1);
-            });
-        }
-    });
+    let runner = SeedRunner {
+        in_child: args.jobs > 1 || args.check_determinism,
+        check_determinism: args.check_determinism,
+        scenario: scenario.clone(),
+        args: args.scenario.args(),
+    };
+    let results = parallel(
+        &seeds,
+        args.jobs,
+        &bar,
+        "failing",
+        |&seed| (seed, runner.run(seed)),
+        |(_, r)| !matches!(r, SeedResult::Pass(..)),
+    );
     bar.finish_and_clear();
     let wall = wall.elapsed();
-    let mut results = std::mem::take(&mut *results.lock().unwrap_or_else(|e| e.into_inner()));
-    results.sort_by_key(|(s, _)| *s);
     let passed = results
         .iter()
         .filter(|(_, r)| matches!(r, SeedResult::Pass(..)))
@@ -442,14 +425,145 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
     Ok(if any_error { HARNESS_ERROR } else { ANOMALY })
 }
 
-fn summary(o: &RunOutcome) -> String {
+/// The anomaly kinds a run found, with how many findings each.
+fn found(o: &RunOutcome) -> impl Iterator<Item = (riptide_checker::Anomaly, usize)> + '_ {
     o.report
         .counts
         .iter()
         .filter(|(_, n)| **n > 0)
+        .map(|(a, n)| (*a, *n))
+}
+
+fn summary<A: std::fmt::Display>(found: impl Iterator<Item = (A, usize)>) -> String {
+    found
         .map(|(a, n)| format!("{a} x{n}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+enum SeedResult {
+    Pass(Duration, String),
+    Fail(String, String),
+    Error(String),
+}
+
+impl SeedResult {
+    fn of(run: anyhow::Result<RunOutcome>) -> SeedResult {
+        match run {
+            Ok(o) if o.passed() => SeedResult::Pass(o.sim_time, o.trace_hash),
+            Ok(o) => SeedResult::Fail(summary(found(&o)), o.trace_hash),
+            Err(e) => SeedResult::Error(format!("{e:#}")),
+        }
+    }
+}
+
+/// How `sweep` and `mutants` run one seed: here, or as `riptide sim --json`
+/// in a child process. Parallel seeds always run in children: simulations
+/// sharing a process are not independent (process-wide state in the runtime
+/// stack leaks between them), and independence is what makes a seed
+/// reproducible.
+struct SeedRunner {
+    in_child: bool,
+    check_determinism: bool,
+    /// What an in-process run simulates.
+    scenario: Scenario,
+    /// The same scenario as `riptide sim` arguments, for a child.
+    args: Vec<OsString>,
+}
+
+impl SeedRunner {
+    fn run(&self, seed: u64) -> SeedResult {
+        if self.in_child {
+            self.run_in_child(seed)
+        } else {
+            SeedResult::of(riptide_sim::run(seed, &self.scenario))
+        }
+    }
+
+    fn run_in_child(&self, seed: u64) -> SeedResult {
+        let exe = match std::env::current_exe() {
+            Ok(e) => e,
+            Err(e) => return SeedResult::Error(format!("cannot find my own binary: {e}")),
+        };
+        let out_dir =
+            std::env::temp_dir().join(format!("riptide-sweep-{}-{seed}", std::process::id()));
+        let output = std::process::Command::new(exe)
+            .args(["sim", "--json", "--seed", &seed.to_string()])
+            .args(&self.args)
+            .args(self.check_determinism.then_some("--check-determinism"))
+            .arg("--out")
+            .arg(&out_dir)
+            .output();
+        let _ = std::fs::remove_dir_all(&out_dir);
+        let output = match output {
+            Ok(o) => o,
+            Err(e) => return SeedResult::Error(format!("could not run a child: {e}")),
+        };
+        let stderr = || String::from_utf8_lossy(&output.stderr).trim().to_string();
+        let code = output.status.code();
+        if code != Some(PASS.into()) && code != Some(ANOMALY.into()) {
+            // Exit 2 (or a signal): a harness error, said on stderr.
+            return SeedResult::Error(stderr());
+        }
+        match serde_json::from_slice::<SimSummary>(&output.stdout) {
+            Ok(s) if s.passed => {
+                SeedResult::Pass(Duration::from_secs_f64(s.sim_time_s), s.trace_hash)
+            }
+            Ok(s) => SeedResult::Fail(summary(s.anomalies.into_iter()), s.trace_hash),
+            Err(e) => SeedResult::Error(format!(
+                "a child's summary did not parse ({e}); its stderr: {}",
+                stderr()
+            )),
+        }
+    }
+}
+
+fn progress_bar(len: usize, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{prefix}} {{bar:40}} {{pos}}/{{len}} {what}  {{elapsed_precise}} (eta {{eta}})  {{msg}}"
+        ))
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// Runs `work` on each item from `jobs` threads (each item stays on one
+/// thread), ticking `bar` and counting the results `bad` calls `label`;
+/// returns the results in the items' order.
+fn parallel<T: Sync, R: Send>(
+    items: &[T],
+    jobs: usize,
+    bar: &ProgressBar,
+    label: &str,
+    work: impl Fn(&T) -> R + Sync,
+    bad: impl Fn(&R) -> bool + Sync,
+) -> Vec<R> {
+    let next = AtomicUsize::new(0);
+    let bad_so_far = AtomicUsize::new(0);
+    let results = Mutex::new(Vec::with_capacity(items.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.clamp(1, items.len().max(1)) {
+            scope.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                let Some(item) = items.get(k) else { break };
+                let r = work(item);
+                if bad(&r) {
+                    bad_so_far.fetch_add(1, Ordering::SeqCst);
+                }
+                results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push((k, r));
+                bar.set_message(format!("{} {label}", bad_so_far.load(Ordering::SeqCst)));
+                bar.inc(1);
+            });
+        }
+    });
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|(k, _)| *k);
+    results.into_iter().map(|(_, r)| r).collect()
 }
 
 pub fn repro(args: ReproArgs) -> anyhow::Result<u8> {
@@ -553,80 +667,83 @@ pub struct MutantsArgs {
     /// Seeds tried per planted bug before it counts as escaped.
     #[arg(long, default_value_t = 50)]
     seeds: u64,
-    /// Bugs checked in parallel.
+    /// Seeds run in parallel, each in a child process (as `sweep --jobs`).
     #[arg(long, default_value_t = 1)]
     jobs: usize,
-    /// Only these bugs (comma-separated names).
-    #[arg(long, value_delimiter = ',')]
-    only: Vec<String>,
+    /// Only these bugs (comma-separated).
+    #[arg(long, value_delimiter = ',', value_parser = values::bug())]
+    only: Vec<Bug>,
     /// Simulation backend, as for `riptide sim`.
-    #[arg(long, value_name = "turmoil|madsim")]
-    pub backend: Option<String>,
+    #[arg(long, value_enum)]
+    pub backend: Option<Backend>,
 }
 
 struct MutantResult {
-    bug: riptide_broker::bugs::Bug,
+    bug: Bug,
     caught_at: Option<(u64, String)>,
     seeds_run: u64,
     wall: Duration,
 }
 
-/// Runs each planted bug in its scenario until a seed catches it.
+/// Runs each planted bug in its scenario until a seed catches it. With
+/// `--jobs N`, N seeds of one bug at a time, in children: the first seed (in
+/// order) that catches it counts, whatever finished first.
 pub fn mutants(args: MutantsArgs) -> anyhow::Result<u8> {
-    use riptide_broker::bugs::Bug;
     let bugs: Vec<Bug> = if args.only.is_empty() {
         Bug::ALL.to_vec()
     } else {
-        args.only
-            .iter()
-            .map(|n| n.parse().map_err(anyhow::Error::msg))
-            .collect::<anyhow::Result<_>>()?
+        args.only.clone()
     };
-    let bar = ProgressBar::new(bugs.len() as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} bugs  {elapsed_precise}  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let next = AtomicUsize::new(0);
-    let results = Mutex::new(Vec::new());
-    std::thread::scope(|scope| {
-        for _ in 0..args.jobs.max(1) {
-            scope.spawn(|| loop {
-                let k = next.fetch_add(1, Ordering::SeqCst);
-                let Some(&bug) = bugs.get(k) else { break };
-                let mut scenario =
-                    Scenario::named(bug.scenario()).expect("a bug names a known scenario");
-                scenario.bug = Some(bug.name().to_string());
-                let wall = Instant::now();
-                let mut caught_at = None;
-                let mut seeds_run = 0;
-                for seed in 1..=args.seeds {
-                    seeds_run += 1;
-                    match riptide_sim::run(seed, &scenario) {
-                        Ok(o) if !o.passed() => {
-                            caught_at = Some((seed, summary(&o)));
-                            break;
-                        }
-                        _ => {}
-                    }
-                }
-                bar.set_message(format!("{bug} done"));
-                bar.inc(1);
-                results
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(MutantResult {
-                        bug,
-                        caught_at,
-                        seeds_run,
-                        wall: wall.elapsed(),
-                    });
-            });
+    let jobs = args.jobs.max(1);
+    let bar = progress_bar(bugs.len() * args.seeds as usize, "seeds");
+    let mut results = Vec::new();
+    for bug in bugs {
+        let mut scenario = Scenario::named(bug.scenario()).context("a bug names a preset")?;
+        scenario.bug = Some(bug);
+        let mut child_args: Vec<OsString> = ["--scenario", bug.scenario(), "--bug", bug.name()]
+            .map(OsString::from)
+            .into();
+        if Backend::own() == Backend::Madsim {
+            child_args.extend(["--backend".into(), "madsim".into()]);
         }
-    });
+        let runner = SeedRunner {
+            in_child: jobs > 1,
+            check_determinism: false,
+            scenario,
+            args: child_args,
+        };
+        bar.set_prefix(bug.name());
+        let wall = Instant::now();
+        let mut caught_at = None;
+        let mut seeds_run = 0;
+        let seeds: Vec<u64> = (1..=args.seeds).collect();
+        for chunk in seeds.chunks(jobs) {
+            let results = parallel(
+                chunk,
+                jobs,
+                &bar,
+                "caught",
+                |&seed| (seed, runner.run(seed)),
+                |(_, r)| matches!(r, SeedResult::Fail(..)),
+            );
+            seeds_run += chunk.len() as u64;
+            caught_at = results.into_iter().find_map(|(seed, r)| match r {
+                SeedResult::Fail(found, _) => Some((seed, found)),
+                _ => None,
+            });
+            if caught_at.is_some() {
+                break;
+            }
+        }
+        bar.inc(args.seeds - seeds_run);
+        results.push(MutantResult {
+            bug,
+            caught_at,
+            seeds_run,
+            wall: wall.elapsed(),
+        });
+    }
     bar.finish_and_clear();
-    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    results.sort_by_key(|r| r.bug);
     println!("backend: {}\n", riptide_sim::backend::NAME);
     println!("| bug | scenario | caught | seeds to detection | wall time | findings |");
     println!("|---|---|---|---|---|---|");
@@ -656,22 +773,17 @@ pub fn mutants(args: MutantsArgs) -> anyhow::Result<u8> {
 
 /// Where a run on `wanted` must go: `None` if this binary runs that backend
 /// itself, or the `--cfg madsim` build of riptide to hand the command to.
-pub fn elsewhere(wanted: Option<&str>) -> anyhow::Result<Option<PathBuf>> {
-    let own = riptide_sim::backend::NAME;
-    let wanted = match wanted {
-        None => return Ok(None),
-        Some(w) if w == own => return Ok(None),
-        Some(w) => w,
-    };
+pub fn elsewhere(wanted: Option<Backend>) -> anyhow::Result<Option<PathBuf>> {
     match wanted {
-        "madsim" => Ok(Some(madsim_bin()?)),
-        "turmoil" => anyhow::bail!(
+        None => Ok(None),
+        Some(w) if w == Backend::own() => Ok(None),
+        Some(Backend::Madsim) => Ok(Some(madsim_bin()?)),
+        Some(Backend::Turmoil) => anyhow::bail!(
             "this riptide is the madsim build ({}); run the ordinary build for --backend turmoil",
             std::env::current_exe()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()
         ),
-        other => anyhow::bail!("unknown backend '{other}' (known: turmoil, madsim)"),
     }
 }
 
@@ -713,60 +825,4 @@ pub fn hand_over(bin: &Path) -> anyhow::Result<u8> {
         .code()
         .and_then(|c| u8::try_from(c).ok())
         .unwrap_or(HARNESS_ERROR))
-}
-
-/// Runs one seed as `riptide sim` in a child process and reads its verdict.
-fn run_in_child(seed: u64, flags: &str, check_determinism: bool) -> SeedResult {
-    let exe = match std::env::current_exe() {
-        Ok(e) => e,
-        Err(e) => return SeedResult::Error(format!("cannot find my own binary: {e}")),
-    };
-    let out_dir = std::env::temp_dir().join(format!("riptide-sweep-{}-{seed}", std::process::id()));
-    let output = std::process::Command::new(exe)
-        .args(["sim", "--seed", &seed.to_string()])
-        .args(flags.split_whitespace())
-        .args(check_determinism.then_some("--check-determinism"))
-        .arg("--out")
-        .arg(&out_dir)
-        .output();
-    let _ = std::fs::remove_dir_all(&out_dir);
-    let output = match output {
-        Ok(o) => o,
-        Err(e) => return SeedResult::Error(format!("could not run a child: {e}")),
-    };
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let field = |name: &str| {
-        stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(name).map(|r| r.trim().to_string()))
-            .unwrap_or_default()
-    };
-    let hash = field("trace hash");
-    let sim_time = field("time")
-        .split_whitespace()
-        .next()
-        .and_then(|t| t.parse::<f64>().ok())
-        .map(Duration::from_secs_f64)
-        .unwrap_or_default();
-    match output.status.code() {
-        Some(0) => SeedResult::Pass(sim_time, hash),
-        Some(1) => {
-            // The report's count table: "  anomaly   n" rows with n > 0.
-            let names: Vec<&str> = riptide_checker::Anomaly::ALL
-                .iter()
-                .map(|a| a.as_str())
-                .collect();
-            let found: Vec<String> = stdout
-                .lines()
-                .filter_map(|l| {
-                    let mut parts = l.split_whitespace();
-                    let (a, n) = (parts.next()?, parts.next()?.parse::<usize>().ok()?);
-                    (names.contains(&a) && parts.next().is_none() && n > 0)
-                        .then(|| format!("{a} x{n}"))
-                })
-                .collect();
-            SeedResult::Fail(found.join(", "), hash)
-        }
-        _ => SeedResult::Error(String::from_utf8_lossy(&output.stderr).trim().to_string()),
-    }
 }

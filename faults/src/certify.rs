@@ -206,6 +206,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_listed_mix_is_named() {
+        for name in CertMix::NAMES {
+            assert!(CertMix::named(name).is_some(), "{name}");
+        }
+        assert!(CertMix::named("no-such").is_none());
+    }
+
+    #[test]
     fn same_seed_same_schedule_and_one_node_down_at_a_time() {
         let mix = CertMix::named("chaos").unwrap();
         let a = generate(7, &mix, 3, 2000, 50_000);

@@ -15,7 +15,7 @@ fn main() {
         .unwrap_or(20);
     let chosen: Vec<String> = match std::env::var("SCENARIOS") {
         Ok(list) => list.split(',').map(str::to_string).collect(),
-        Err(_) => Scenario::names().iter().map(|s| s.to_string()).collect(),
+        Err(_) => Scenario::names().map(str::to_string).collect(),
     };
     println!("backend {}", riptide_sim::backend::NAME);
     for name in &chosen {

@@ -321,10 +321,7 @@ impl Plan {
     ) -> anyhow::Result<Plan> {
         let workload_end = scenario.duration();
         let settle = SETTLE;
-        let bug = match &scenario.bug {
-            Some(name) => Some(name.parse().map_err(anyhow::Error::msg)?),
-            None => None,
-        };
+        let bug = scenario.bug;
         let mut factory = BrokerFactory {
             seed,
             bug,

@@ -1,5 +1,6 @@
 //! What a run simulates: the cluster's shape and the workload's size.
 
+use riptide_broker::bugs::Bug;
 use riptide_faults::{FaultMix, Planned};
 use riptide_workloads::mix::{Span, WorkloadMix};
 use serde::{Deserialize, Serialize};
@@ -37,9 +38,9 @@ pub struct Scenario {
     /// Producers are idempotent (and retry every failure): then a duplicate
     /// is always an anomaly.
     pub idempotent: bool,
-    /// A planted broker bug (see `riptide_broker::bugs`), by name.
+    /// A planted broker bug (see `riptide_broker::bugs`), by name in a file.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub bug: Option<String>,
+    pub bug: Option<Bug>,
     /// An explicit fault schedule to use instead of drawing one from the seed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fixed_faults: Option<Vec<Planned>>,
@@ -80,127 +81,176 @@ impl Default for Scenario {
     }
 }
 
-impl Scenario {
-    pub fn named(name: &str) -> Option<Scenario> {
-        let base = Scenario {
-            name: name.to_string(),
-            ..Scenario::default()
-        };
-        let mix = FaultMix::default();
-        let s = match name {
-            "baseline" => base,
-            "partitions" => Scenario {
-                faults: FaultMix {
-                    partitions: true,
-                    ..mix
-                },
-                ..base
-            },
-            "crashes" => Scenario {
-                faults: FaultMix {
-                    crashes: true,
-                    ..mix
-                },
-                ..base
-            },
-            "object-store" => Scenario {
-                faults: FaultMix { store: true, ..mix },
-                ..base
-            },
-            "zone-loss" => Scenario {
-                brokers: 6,
-                faults: FaultMix {
-                    zone_loss: true,
-                    mean_gap_ms: 3000,
-                    ..mix
-                },
-                ..base
-            },
-            "scale" => Scenario {
-                brokers: 3,
-                spare_brokers: 2,
-                faults: FaultMix {
-                    scale: true,
-                    mean_gap_ms: 2500,
-                    ..mix
-                },
-                ..base
-            },
-            "idempotent" => Scenario {
-                idempotent: true,
-                faults: FaultMix {
-                    crashes: true,
-                    store: true,
-                    ..mix
-                },
-                ..base
-            },
-            // Owners paused mid-commit, replaced, then back with an old view:
-            // where fencing, tail checks and producer state earn their keep.
-            // Pauses outlast the session timeout (3 s) and clients give up on a
-            // silent broker quickly, so ownership really moves while a paused
-            // owner has work in flight.
-            "ownership" => Scenario {
-                producers: 4,
-                send_interval_ms: 10,
-                client_request_timeout_ms: 2_000,
-                duration_s: 30,
-                faults: FaultMix {
-                    pauses: true,
-                    mean_gap_ms: 6000,
-                    max_duration_ms: 9000,
-                    ..mix
-                },
-                ..base
-            },
-            "groups" => Scenario {
-                brokers: 4,
-                spare_brokers: 1,
-                group_consumers: 3,
-                faults: FaultMix {
-                    partitions: true,
-                    crashes: true,
-                    scale: true,
-                    ..mix
-                },
-                ..base
-            },
-            "chaos" => Scenario {
-                brokers: 5,
-                spare_brokers: 1,
-                group_consumers: 2,
-                workload: WorkloadMix {
-                    topics: Span::new(1, 3),
-                    ..base.workload.clone()
-                },
-                faults: FaultMix {
-                    partitions: true,
-                    crashes: true,
-                    store: true,
-                    zone_loss: true,
-                    scale: true,
-                    ..mix
-                },
-                ..base
-            },
-            _ => return None,
-        };
-        Some(s)
+/// A named scenario: what it exercises, and how it differs from the default.
+/// [`PRESETS`] is the one list of them: `Scenario::named`, `riptide --help`
+/// and `--scenario`'s accepted values all read it.
+#[derive(Debug)]
+pub struct Preset {
+    pub name: &'static str,
+    pub about: &'static str,
+    shape: fn(Scenario, FaultMix) -> Scenario,
+}
+
+impl Preset {
+    pub fn get(name: &str) -> Option<&'static Preset> {
+        PRESETS.iter().find(|p| p.name == name)
     }
 
-    pub fn names() -> &'static [&'static str] {
-        &[
-            "baseline",
-            "partitions",
-            "crashes",
-            "object-store",
-            "zone-loss",
-            "scale",
-            "idempotent",
-            "ownership",
-            "groups",
-            "chaos",
-        ]
+    pub fn scenario(&self) -> Scenario {
+        let base = Scenario {
+            name: self.name.to_string(),
+            ..Scenario::default()
+        };
+        (self.shape)(base, FaultMix::default())
+    }
+}
+
+pub const PRESETS: &[Preset] = &[
+    Preset {
+        name: "baseline",
+        about: "no faults: the workload alone",
+        shape: |base, _| base,
+    },
+    Preset {
+        name: "partitions",
+        about: "network partitions between clients and brokers, and between brokers",
+        shape: |base, mix| Scenario {
+            faults: FaultMix {
+                partitions: true,
+                ..mix
+            },
+            ..base
+        },
+    },
+    Preset {
+        name: "crashes",
+        about: "brokers crash and restart (nothing survives but the object store)",
+        shape: |base, mix| Scenario {
+            faults: FaultMix {
+                crashes: true,
+                ..mix
+            },
+            ..base
+        },
+    },
+    Preset {
+        name: "object-store",
+        about: "object-store latency, errors and writes whose reply is lost",
+        shape: |base, mix| Scenario {
+            faults: FaultMix { store: true, ..mix },
+            ..base
+        },
+    },
+    Preset {
+        name: "zone-loss",
+        about: "six brokers over three zones; a whole zone vanishes",
+        shape: |base, mix| Scenario {
+            brokers: 6,
+            faults: FaultMix {
+                zone_loss: true,
+                mean_gap_ms: 3000,
+                ..mix
+            },
+            ..base
+        },
+    },
+    Preset {
+        name: "scale",
+        about: "brokers join and leave: partitions change owner",
+        shape: |base, mix| Scenario {
+            brokers: 3,
+            spare_brokers: 2,
+            faults: FaultMix {
+                scale: true,
+                mean_gap_ms: 2500,
+                ..mix
+            },
+            ..base
+        },
+    },
+    Preset {
+        name: "idempotent",
+        about: "idempotent producers under crashes and store faults: any duplicate is an anomaly",
+        shape: |base, mix| Scenario {
+            idempotent: true,
+            faults: FaultMix {
+                crashes: true,
+                store: true,
+                ..mix
+            },
+            ..base
+        },
+    },
+    // Owners paused mid-commit, replaced, then back with an old view: where
+    // fencing, tail checks and producer state earn their keep. Pauses outlast
+    // the session timeout (3 s) and clients give up on a silent broker
+    // quickly, so ownership really moves while a paused owner has work in
+    // flight.
+    Preset {
+        name: "ownership",
+        about: "owners paused past their session, replaced, then back with an old view",
+        shape: |base, mix| Scenario {
+            producers: 4,
+            send_interval_ms: 10,
+            client_request_timeout_ms: 2_000,
+            duration_s: 30,
+            faults: FaultMix {
+                pauses: true,
+                mean_gap_ms: 6000,
+                max_duration_ms: 9000,
+                ..mix
+            },
+            ..base
+        },
+    },
+    Preset {
+        name: "groups",
+        about: "a consumer group rebalancing through partitions, crashes and scale events",
+        shape: |base, mix| Scenario {
+            brokers: 4,
+            spare_brokers: 1,
+            group_consumers: 3,
+            faults: FaultMix {
+                partitions: true,
+                crashes: true,
+                scale: true,
+                ..mix
+            },
+            ..base
+        },
+    },
+    Preset {
+        name: "chaos",
+        about: "everything at once: partitions, crashes, store faults, zone loss, scale, groups, 1-3 topics",
+        shape: |base, mix| Scenario {
+            brokers: 5,
+            spare_brokers: 1,
+            group_consumers: 2,
+            workload: WorkloadMix {
+                topics: Span::new(1, 3),
+                ..base.workload.clone()
+            },
+            faults: FaultMix {
+                partitions: true,
+                crashes: true,
+                store: true,
+                zone_loss: true,
+                scale: true,
+                ..mix
+            },
+            ..base
+        },
+    },
+];
+
+impl Scenario {
+    /// A scenario of [`PRESETS`], by name.
+    pub fn named(name: &str) -> Option<Scenario> {
+        Preset::get(name).map(Preset::scenario)
+    }
+
+    pub fn names() -> impl Iterator<Item = &'static str> {
+        PRESETS.iter().map(|p| p.name)
     }
 
     /// Reads a scenario file (JSON): any field left out keeps its default.
@@ -210,5 +260,38 @@ impl Scenario {
 
     pub fn duration(&self) -> Duration {
         Duration::from_secs(self.duration_s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_have_unique_names_and_build_themselves() {
+        let mut names: Vec<&str> = Scenario::names().collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), PRESETS.len());
+        for p in PRESETS {
+            assert_eq!(Scenario::named(p.name).unwrap().name, p.name);
+        }
+        assert!(Scenario::named("no-such").is_none());
+    }
+
+    #[test]
+    fn every_bug_names_a_preset() {
+        for bug in Bug::ALL {
+            assert!(Preset::get(bug.scenario()).is_some(), "{bug}");
+        }
+    }
+
+    #[test]
+    fn a_bug_reads_and_writes_by_name() {
+        let s = Scenario::from_json(r#"{"bug": "no-fencing"}"#).unwrap();
+        assert_eq!(s.bug, Some(Bug::NoFencing));
+        let back = serde_json::to_value(&s).unwrap();
+        assert_eq!(back["bug"], "no-fencing");
+        assert!(Scenario::from_json(r#"{"bug": "no-such"}"#).is_err());
     }
 }

@@ -8,7 +8,7 @@ struct Entry {
     seed: u64,
     scenario: String,
     #[serde(default)]
-    bug: Option<String>,
+    bug: Option<riptide_broker::bugs::Bug>,
     expect: String,
     note: String,
     /// Run with the earlier client (`WorkloadMix::legacy_client`).
@@ -25,7 +25,7 @@ fn every_regression_seed_has_its_expected_verdict() {
     assert!(!entries.is_empty());
     for e in entries {
         let mut scenario = Scenario::named(&e.scenario).expect("known scenario");
-        scenario.bug = e.bug.clone();
+        scenario.bug = e.bug;
         scenario.workload.legacy_client = e.legacy_client;
         let o = run(e.seed, &scenario).expect("the run completes");
         let verdict = if o.passed() { "pass" } else { "fail" };

@@ -43,7 +43,7 @@ pub struct CertifyArgs {
     /// Fault mix: baseline (none), network (proxy partitions, delays, dropped
     /// replies, cut connections), crashes (kill/restart and pause hooks, cuts)
     /// or chaos (all). Hook faults are skipped when no hooks are given.
-    #[arg(long, default_value = "chaos")]
+    #[arg(long, default_value = "chaos", value_parser = clap::builder::PossibleValuesParser::new(CertMix::NAMES))]
     scenario: String,
     /// Directory for report.md, report.json, report.html and history.jsonl.
     #[arg(long, default_value = "certify-report")]

@@ -1,0 +1,153 @@
+//! Typed command-line values: backends, scenarios, bugs, seed ranges and shards. Each parser
+//! reads the one list of what exists (the scenario presets, `Bug::ALL`), so `--help`, the
+//! accepted values and the error for a wrong one never drift apart.
+
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::ValueEnum;
+use riptide_broker::bugs::Bug;
+use riptide_sim::scenario::{Preset, PRESETS};
+use std::fmt;
+
+/// A simulation backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Backend {
+    /// Steps the world by ticks of simulated time.
+    Turmoil,
+    /// Jumps to the next event; the `--cfg madsim` build of riptide.
+    Madsim,
+}
+
+impl Backend {
+    /// The backend this binary runs itself.
+    pub fn own() -> Backend {
+        match riptide_sim::backend::NAME {
+            "madsim" => Backend::Madsim,
+            _ => Backend::Turmoil,
+        }
+    }
+}
+
+/// `--scenario`: one of the presets, listed with what each exercises.
+pub fn scenario() -> impl TypedValueParser<Value = &'static Preset> {
+    PossibleValuesParser::new(
+        PRESETS
+            .iter()
+            .map(|p| PossibleValue::new(p.name).help(p.about)),
+    )
+    .map(|name| Preset::get(&name).expect("clap accepted only preset names"))
+}
+
+/// `--bug`: one of the planted bugs, listed with what each does wrong.
+pub fn bug() -> impl TypedValueParser<Value = Bug> {
+    PossibleValuesParser::new(
+        Bug::ALL
+            .iter()
+            .map(|b| PossibleValue::new(b.name()).help(b.describe())),
+    )
+    .map(|name| name.parse::<Bug>().expect("clap accepted only bug names"))
+}
+
+/// `--seeds A..B` (B excluded) or `A..=B`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Seeds {
+    pub first: u64,
+    /// Exclusive; `first >= end` is empty.
+    pub end: u64,
+}
+
+impl Seeds {
+    pub fn iter(self) -> impl Iterator<Item = u64> {
+        self.first..self.end
+    }
+}
+
+pub fn parse_seeds(spec: &str) -> Result<Seeds, String> {
+    let bad = || format!("takes A..B or A..=B (A, B whole numbers), not '{spec}'");
+    let num = |s: &str| s.trim().parse::<u64>().map_err(|_| bad());
+    if let Some((a, b)) = spec.split_once("..=") {
+        let end = num(b)?.checked_add(1).ok_or_else(bad)?;
+        return Ok(Seeds {
+            first: num(a)?,
+            end,
+        });
+    }
+    let (a, b) = spec.split_once("..").ok_or_else(bad)?;
+    Ok(Seeds {
+        first: num(a)?,
+        end: num(b)?,
+    })
+}
+
+/// `--shard I/N`: the seeds whose position modulo N is I-1.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    pub fn holds(self, position: usize) -> bool {
+        position % self.count == self.index - 1
+    }
+}
+
+impl fmt::Display for Shard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+pub fn parse_shard(spec: &str) -> Result<Shard, String> {
+    let bad = || format!("takes I/N with 1 <= I <= N, not '{spec}'");
+    let (i, n) = spec.split_once('/').ok_or_else(bad)?;
+    let (index, count): (usize, usize) = (
+        i.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if count == 0 || index == 0 || index > count {
+        return Err(bad());
+    }
+    Ok(Shard { index, count })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeds_parse_both_forms_and_refuse_others() {
+        let s = parse_seeds("3..=5").unwrap();
+        assert_eq!(s.iter().collect::<Vec<_>>(), vec![3, 4, 5]);
+        assert_eq!(parse_seeds("3..5").unwrap().iter().count(), 2);
+        assert_eq!(parse_seeds("5..5").unwrap().iter().count(), 0);
+        for bad in [
+            "",
+            "5",
+            "a..b",
+            "1..=x",
+            "1...3",
+            "0..=18446744073709551615",
+        ] {
+            assert!(parse_seeds(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn shards_partition_positions() {
+        let shards: Vec<Shard> = (1..=3)
+            .map(|i| parse_shard(&format!("{i}/3")).unwrap())
+            .collect();
+        for pos in 0..30 {
+            assert_eq!(shards.iter().filter(|s| s.holds(pos)).count(), 1);
+        }
+        for bad in ["0/3", "4/3", "1/0", "1", "a/b"] {
+            assert!(parse_shard(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn own_backend_round_trips() {
+        let own = Backend::own().to_possible_value().unwrap();
+        assert_eq!(own.get_name(), riptide_sim::backend::NAME);
+    }
+}
