@@ -21,8 +21,11 @@ use tokio::task::JoinHandle;
 /// Why a connection was closed instead of answered.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
+    /// Out of bounds or cut short (never an I/O error: see `From`).
     #[error(transparent)]
-    Frame(#[from] frame::FrameError),
+    Frame(frame::FrameError),
+    #[error("io: {0}")]
+    Io(std::io::Error),
     #[error("frame of {0} bytes is too short for a request header")]
     Short(usize),
     #[error("unknown API key {0}")]
@@ -31,6 +34,15 @@ pub enum RequestError {
     Version(ApiKey, i16),
     #[error("malformed {0:?} request: {1}")]
     Malformed(ApiKey, String),
+}
+
+impl From<frame::FrameError> for RequestError {
+    fn from(e: frame::FrameError) -> Self {
+        match e {
+            frame::FrameError::Io(e) => RequestError::Io(e),
+            e => RequestError::Frame(e),
+        }
+    }
 }
 
 impl Broker {
@@ -83,7 +95,7 @@ impl Broker {
                 Ok(Some(request)) => request,
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::warn!(%peer, error = %e, "bad frame; closing connection");
+                    tracing::warn!(%peer, error = %RequestError::from(e), "bad frame; closing connection");
                     break;
                 }
             };

@@ -123,7 +123,7 @@ async fn serve(args: BrokerArgs) -> anyhow::Result<()> {
     cfg.seed = rand::random(); // allow-nondeterminism: a real broker's ids need real entropy
     let store = open_store(&args)?;
     tracing::info!(listen = %local, advertise = %advertise, node_id = cfg.node_id, store = %store, "starting broker");
-    let broker = Broker::start(cfg, store, Arc::new(SystemClock))
+    let broker = Broker::start(cfg, store, Arc::new(SystemClock::new()))
         .await
         .context("joining the cluster (is the object store reachable?)")?;
     let serving = tokio::spawn(broker.clone().serve(listener));

@@ -62,7 +62,7 @@ async fn start_cluster(n: i32, partitions: i32) -> Result<Vec<String>> {
         cfg.session_timeout = Duration::from_secs(10);
         cfg.default_partitions = partitions;
         cfg.seed = node_id as u64;
-        let broker = Broker::start(cfg, store.clone(), Arc::new(SystemClock)).await?;
+        let broker = Broker::start(cfg, store.clone(), Arc::new(SystemClock::new())).await?;
         tokio::spawn(broker.clone().serve(listener));
         addrs.push(format!("127.0.0.1:{port}"));
     }
@@ -777,7 +777,8 @@ async fn aliases() -> Result {
     cfg.heartbeat_interval = Duration::from_millis(100);
     cfg.session_timeout = Duration::from_secs(10);
     cfg.default_partitions = 1;
-    let broker = Broker::start(cfg, Arc::new(InMemory::new()), Arc::new(SystemClock)).await?;
+    let broker =
+        Broker::start(cfg, Arc::new(InMemory::new()), Arc::new(SystemClock::new())).await?;
     tokio::spawn(broker.clone().serve(listener));
     let upstream = format!("127.0.0.1:{port}");
     let proxy = Proxy::start("127.0.0.1", std::slice::from_ref(&upstream), 1).await?;

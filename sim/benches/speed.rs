@@ -5,6 +5,9 @@
 //! `RUSTFLAGS="--cfg madsim --cfg tokio_unstable"` and `--target-dir
 //! target/madsim` runs madsim (`ci/bench-backends.sh` compares the two).
 
+// A benchmark times the simulation from outside it, in real wall time.
+#![allow(clippy::disallowed_methods)]
+
 use riptide_sim::Scenario;
 use std::time::{Duration, Instant};
 

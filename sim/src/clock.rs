@@ -10,6 +10,9 @@ pub fn epoch() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(EPOCH_SECS)
 }
 
+/// The simulation's clock for brokers, clients and the history: the
+/// backend's virtual time, whose origin is the run's start.
+#[derive(Debug)]
 pub struct SimClock;
 
 impl Clock for SimClock {
@@ -17,5 +20,9 @@ impl Clock for SimClock {
         crate::backend::since_epoch()
             .map(|d| d.as_millis() as i64)
             .unwrap_or(EPOCH_SECS as i64 * 1000)
+    }
+
+    fn elapsed(&self) -> Duration {
+        crate::backend::sim_elapsed().unwrap_or_default()
     }
 }

@@ -57,12 +57,6 @@ impl RunOutcome {
 /// A seed for one component, derived from the run's seed.
 pub use riptide_workloads::mix::derive;
 
-fn sim_now_ns() -> u64 {
-    backend::sim_elapsed()
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
-
 /// A tokio deadline at simulated time `at` (hosts' tokio clocks differ).
 fn deadline(at: Duration) -> tokio::time::Instant {
     let now = backend::sim_elapsed().unwrap_or_default();
@@ -338,7 +332,8 @@ impl Plan {
             .map(|i| format!("{}:{BROKER_PORT}", broker_name(i)))
             .collect();
 
-        let recorder = Recorder::with_time(Arc::new(sim_now_ns));
+        let clock: Arc<dyn Clock> = Arc::new(SimClock);
+        let recorder = Recorder::new(clock.clone());
         let roster = Arc::new(Roster::draw(&RosterSpec {
             seed,
             topic: "riptide".into(),
@@ -354,7 +349,7 @@ impl Plan {
         }));
         let client = |process: u64| {
             let config = ClientConfig {
-                clock: Some(Arc::new(|| SimClock.now_ms())),
+                clock: Some(clock.clone()),
                 ..ClientConfig::workload(
                     derive(seed, &[2, process]),
                     scenario.idempotent,

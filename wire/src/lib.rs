@@ -9,6 +9,7 @@
 //! - Error codes: use [`ResponseError`] (re-exported from `kafka-protocol`) and [`error_of`],
 //!   never a number written by hand (`ci/wire-check.sh` enforces it).
 
+pub mod clock;
 pub mod frame;
 pub mod versions;
 

@@ -17,6 +17,7 @@ use crate::codec::{self, FetchedRecord};
 use crate::connection::{Connection, ConnectionOptions};
 use crate::error::ClientError;
 use crate::net::Connector;
+pub use riptide_wire::clock::Clock;
 use riptide_wire::{error_of, ResponseError};
 
 pub mod group;
@@ -32,11 +33,8 @@ pub enum ProduceRetry {
     Always,
 }
 
-/// Source of record timestamps (ms). Injected so that simulation controls wall-clock time.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
 /// Client settings. `Default` is reasonable for both simulation and real clusters.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct ClientConfig {
     pub connection: ConnectionOptions,
     /// Retries after the first attempt (so at most `retries + 1` attempts per operation).
@@ -54,8 +52,8 @@ pub struct ClientConfig {
     pub replication_factor: i16,
     /// 0 = read_uncommitted, 1 = read_committed (Fetch, ListOffsets v2+).
     pub isolation_level: i8,
-    /// Record timestamps; `None` sends -1 (no timestamp).
-    pub clock: Option<Clock>,
+    /// Record timestamps (a simulation hands in its own clock); `None` sends -1 (no timestamp).
+    pub clock: Option<Arc<dyn Clock>>,
     /// Idempotent producer: a producer id from InitProducerId and a sequence
     /// number per partition, so the broker drops retried duplicates. Use with
     /// `ProduceRetry::Always`.
@@ -109,27 +107,6 @@ impl ClientConfig {
             },
             ..ClientConfig::default()
         }
-    }
-}
-
-impl fmt::Debug for ClientConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientConfig")
-            .field("connection", &self.connection)
-            .field("retries", &self.retries)
-            .field("backoff_base", &self.backoff_base)
-            .field("backoff_max", &self.backoff_max)
-            .field("seed", &self.seed)
-            .field("produce_retry", &self.produce_retry)
-            .field("broker_timeout_ms", &self.broker_timeout_ms)
-            .field("compression", &self.compression)
-            .field("replication_factor", &self.replication_factor)
-            .field("isolation_level", &self.isolation_level)
-            .field("clock", &self.clock.as_ref().map(|_| "<fn>"))
-            .field("idempotent", &self.idempotent)
-            .field("metadata_timeout", &self.metadata_timeout)
-            .field("reconnect_backoff", &self.reconnect_backoff)
-            .finish()
     }
 }
 
@@ -297,7 +274,11 @@ impl<C: Connector> Client<C> {
         value: Bytes,
         acks: i16,
     ) -> Result<ProduceAck, ClientError> {
-        let timestamp = self.config.clock.as_ref().map_or(NO_TIMESTAMP, |c| c());
+        let timestamp = self
+            .config
+            .clock
+            .as_ref()
+            .map_or(NO_TIMESTAMP, |c| c.now_ms());
         let sequenced = if self.config.idempotent {
             let (producer_id, producer_epoch) = self.producer_id().await?;
             let sequence = *self

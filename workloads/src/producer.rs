@@ -282,7 +282,12 @@ impl<C: Connector> Producer<'_, C> {
                 .or_insert_with(|| rng.gen_range(0..partitions));
             (None, p)
         };
-        let timestamp = self.client.config().clock.as_ref().map_or(-1, |c| c());
+        let timestamp = self
+            .client
+            .config()
+            .clock
+            .as_ref()
+            .map_or(-1, |c| c.now_ms());
         let out = OutRecord {
             key: key.clone().map(Bytes::from),
             value: Some(Bytes::from(value.clone())),

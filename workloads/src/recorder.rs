@@ -1,36 +1,32 @@
 //! Records a Jepsen-shaped history as operations happen. Shared by every
-//! process of a run. Time comes from an injected source: simulated time in a
-//! simulation (hosts' tokio clocks are not comparable), `tokio::time` else.
+//! process of a run. Times are the clock's `elapsed`: the simulation's time
+//! in a simulation (hosts' tokio clocks are not comparable), the machine's
+//! since the recorder's clock was made otherwise.
 
 use riptide_checker::history::{History, Op, OpKind, Value};
+use riptide_wire::clock::Clock;
 use std::sync::{Arc, Mutex};
-use tokio::time::Instant;
 
-/// Nanoseconds since the start of the run.
-pub type TimeSource = Arc<dyn Fn() -> u64 + Send + Sync>;
-
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Recorder {
     inner: Arc<Mutex<Vec<Op>>>,
-    now_ns: TimeSource,
+    clock: Arc<dyn Clock>,
 }
 
 impl Recorder {
-    /// A recorder whose times count from now, on `tokio::time`.
-    pub fn new() -> Self {
-        let start = Instant::now();
-        Self::with_time(Arc::new(move || start.elapsed().as_nanos() as u64))
-    }
-
-    pub fn with_time(now_ns: TimeSource) -> Self {
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
         Recorder {
             inner: Arc::new(Mutex::new(Vec::new())),
-            now_ns,
+            clock,
         }
     }
 
+    fn now_ns(&self) -> u64 {
+        self.clock.elapsed().as_nanos() as u64
+    }
+
     fn push(&self, kind: OpKind, process: u64, value: Value, error: Option<String>) -> u64 {
-        self.push_at((self.now_ns)(), kind, process, None, value, error)
+        self.push_at(self.now_ns(), kind, process, None, value, error)
     }
 
     fn push_at(
@@ -71,7 +67,7 @@ impl Recorder {
             Err((false, e)) => (OpKind::Info, Some(e)),
         };
         self.push_at(
-            (self.now_ns)(),
+            self.now_ns(),
             kind,
             process,
             Some(invoke),
@@ -112,7 +108,7 @@ impl Recorder {
     /// An event of a client process (its `client` description), now: one completed op, whose
     /// completion names its invoke (the process may have others outstanding).
     pub fn event(&self, process: u64, value: impl Into<Value>) {
-        let (now, value) = ((self.now_ns)(), value.into());
+        let (now, value) = (self.now_ns(), value.into());
         let invoke = self.push_at(now, OpKind::Invoke, process, None, value.clone(), None);
         self.push_at(now, OpKind::Ok, process, Some(invoke), value, None);
     }
@@ -127,11 +123,5 @@ impl Recorder {
 
     pub fn history(&self) -> History {
         History::new(self.inner.lock().unwrap_or_else(|e| e.into_inner()).clone())
-    }
-}
-
-impl Default for Recorder {
-    fn default() -> Self {
-        Self::new()
     }
 }

@@ -270,7 +270,7 @@ fn config() -> ClientConfig {
         backoff_base: Duration::from_millis(1),
         backoff_max: Duration::from_millis(10),
         seed: 42,
-        clock: Some(Arc::new(|| 1_000)),
+        clock: Some(Arc::new(riptide_wire::clock::FixedClock(1_000))),
         ..ClientConfig::default()
     };
     c.connection.request_timeout = Duration::from_secs(5);

@@ -14,6 +14,7 @@ use riptide_checker::{check_all, CheckerConfig, Verdict};
 use riptide_faults::certify::{self, CertMix, NodeFault, PlannedNodeFault};
 use riptide_faults::proxy::{LinkFaults, Proxy};
 use riptide_sim::run::derive;
+use riptide_wire::clock::SystemClock;
 use riptide_workloads::mix::WorkloadMix;
 use riptide_workloads::roster::{Roster, RosterSpec};
 use riptide_workloads::{Client, ClientConfig, Recorder, TcpConnector};
@@ -296,7 +297,7 @@ async fn certify(
         ensure_topic(&mut setup, &t.name, t.partitions).await?;
     }
 
-    let recorder = Recorder::new();
+    let recorder = Recorder::new(Arc::new(SystemClock::new()));
     let start = Instant::now();
     let workload_end = start + args.duration;
     let schedule = schedule_for(args, &mix);
