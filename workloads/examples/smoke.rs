@@ -1,6 +1,9 @@
 //! Manual smoke test against a running broker (not part of the test suite):
 //! `cargo run -p riptide-workloads --example smoke -- 127.0.0.1:9092 [topic]`
 
+// madsim's tokio::time::Instant is std's (see the crate root).
+#![cfg_attr(madsim, allow(clippy::disallowed_methods))]
+
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
 use riptide_workloads::{
