@@ -23,12 +23,13 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use kafka_protocol::ResponseError;
+use riptide_wire::versions::{range_in, VersionTable};
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Version ranges this broker serves: within what kafka-protocol decodes,
 /// and including the old versions older librdkafka probes for features.
-pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+pub const SUPPORTED: &VersionTable = &[
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 7),
@@ -47,10 +48,7 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 ];
 
 pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
-    SUPPORTED
-        .iter()
-        .find(|(k, _, _)| *k == key)
-        .map(|(_, lo, hi)| (*lo, *hi))
+    range_in(SUPPORTED, key)
 }
 
 /// A response frame body: header then message, at the versions Kafka fixes.

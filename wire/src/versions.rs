@@ -10,6 +10,18 @@ use kafka_protocol::ResponseError;
 
 /// The fixed start of every request header (v1+): api key, api version, correlation id, and the
 /// client id's length.
+/// Version ranges by API: (key, lowest, highest). What a broker serves, or what a client
+/// implements.
+pub type VersionTable = [(ApiKey, i16, i16)];
+
+/// `key`'s (lowest, highest) versions in `table`, if it is there at all.
+pub fn range_in(table: &VersionTable, key: ApiKey) -> Option<(i16, i16)> {
+    table
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(_, lo, hi)| (lo, hi))
+}
+
 pub const REQUEST_PREFIX_BYTES: usize = 10;
 
 /// `(api key, api version, correlation id)` from the start of a request frame; `None` if the
@@ -74,6 +86,13 @@ pub fn refuse_api_versions(mut supported: ApiVersionsResponse) -> ApiVersionsRes
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranges_are_found_by_key() {
+        let table: &VersionTable = &[(ApiKey::Produce, 3, 9), (ApiKey::Fetch, 4, 12)];
+        assert_eq!(range_in(table, ApiKey::Fetch), Some((4, 12)));
+        assert_eq!(range_in(table, ApiKey::Metadata), None);
+    }
     use bytes::BytesMut;
     use kafka_protocol::messages::api_versions_response::ApiVersion;
     use kafka_protocol::protocol::Encodable;

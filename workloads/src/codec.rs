@@ -24,11 +24,12 @@ use kafka_protocol::records::{
 };
 
 use crate::error::ClientError;
-use riptide_wire::{frame, versions};
+use riptide_wire::frame;
+use riptide_wire::versions::{self, range_in, VersionTable};
 
 /// The APIs this client speaks and the version range implemented for each (inclusive). Produce and
 /// Fetch stop before the versions that address topics by id (Produce v13, Fetch v13).
-pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
+pub const CLIENT_VERSIONS: &VersionTable = &[
     (ApiKey::Produce, 3, 9),
     (ApiKey::Fetch, 4, 12),
     (ApiKey::ListOffsets, 1, 7),
@@ -47,10 +48,7 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
 
 /// The version range this client implements for `api`, if any.
 pub fn client_range(api: ApiKey) -> Option<(i16, i16)> {
-    CLIENT_VERSIONS
-        .iter()
-        .find(|(k, _, _)| *k == api)
-        .map(|&(_, lo, hi)| (lo, hi))
+    range_in(CLIENT_VERSIONS, api)
 }
 
 /// Version ranges a broker advertised in its ApiVersions response, by API key.
