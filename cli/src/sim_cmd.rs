@@ -700,17 +700,14 @@ pub fn mutants(args: MutantsArgs) -> anyhow::Result<u8> {
     for bug in bugs {
         let mut scenario = Scenario::named(bug.scenario()).context("a bug names a preset")?;
         scenario.bug = Some(bug);
-        let mut child_args: Vec<OsString> = ["--scenario", bug.scenario(), "--bug", bug.name()]
-            .map(OsString::from)
-            .into();
-        if Backend::own() == Backend::Madsim {
-            child_args.extend(["--backend".into(), "madsim".into()]);
-        }
+        // A child is this very binary, so it runs this backend without being told.
         let runner = SeedRunner {
             in_child: jobs > 1,
             check_determinism: false,
             scenario,
-            args: child_args,
+            args: ["--scenario", bug.scenario(), "--bug", bug.name()]
+                .map(OsString::from)
+                .into(),
         };
         bar.set_prefix(bug.name());
         let wall = Instant::now();
