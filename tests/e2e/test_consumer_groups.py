@@ -22,6 +22,7 @@ PARTITIONS = 6
 RATE = 400.0          # msgs/s produced while the group consumes
 SECONDS = 10.0
 KILL_AFTER = 4.0
+CONSUME_TIMEOUT = 30.0  # how long after KILL_AFTER the group may take to consume its first record
 SETTLE_TIMEOUT = 90.0
 
 
@@ -170,12 +171,17 @@ def test_group_survives_killing_its_coordinator(harness, tmp_path, client):
     for m in members:
         m.start()
 
+    # Kill once the group is consuming: at least KILL_AFTER seconds in, and not before some member
+    # has records (joining three members can take longer than that on a loaded machine).
     time.sleep(KILL_AFTER)
+    deadline = time.monotonic() + CONSUME_TIMEOUT
+    while sum(len(m.consumed) for m in members) == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
     victim = by_id[coordinator_of(bootstrap, group)]
     consumed_before = sum(len(m.consumed) for m in members)
     victim.kill(signal.SIGKILL)
-    print(f"{client}: killed broker {victim.port}, the group's coordinator, after {consumed_before} records consumed")
-    assert consumed_before > 0, "the group consumed nothing before the kill"
+    print(f"{client}: killed broker {victim.port}, the group's coordinator, {time.monotonic() - start:.1f} s in, after {consumed_before} records consumed")
+    assert consumed_before > 0, f"the group consumed nothing in {KILL_AFTER + CONSUME_TIMEOUT:.0f} s"
 
     producer.join(timeout=120)
     assert not produce_errors, f"sends failed: {produce_errors[:5]}"
