@@ -2,7 +2,8 @@
 # The madsim backend (issue 8): builds riptide with --cfg madsim in its own target directory, then
 #   1. every fault kind takes effect on madsim (sim/tests/faults.rs under the cfg),
 #   2. madsim's determinism check on 20 chaos seeds (each seed run twice under madsim's random-draw
-#      check, plus a third run: same trace hash), and the same 20 seeds in two processes,
+#      check, plus a third run: same trace hash), and the same 20 seeds in other processes without
+#      coverage counting,
 #   3. a small sweep (SEEDS seeds, default 50, of chaos, ownership, groups, idempotent),
 #   4. every planted bug caught on madsim (riptide mutants).
 # Exit non-zero on the first failure. The ordinary build reaches this binary with --backend madsim.
@@ -18,17 +19,18 @@ section() { printf '\n==== %s ====\n' "$*"; }
 section "cargo build --release (cfg madsim, $target)"
 cargo build --release --target-dir "$target" -p riptide-cli
 
-section "fault kinds take effect on madsim (sim/tests/faults.rs)"
-cargo test --release --target-dir "$target" -p riptide-sim --test faults
+section "fault kinds take effect on madsim, coverage counts there (sim/tests/faults.rs, coverage.rs)"
+cargo test --release --target-dir "$target" -p riptide-sim --test faults --test coverage
 
 section "madsim determinism check: chaos 1..=20"
 tmp="$(mktemp -d)"
 "$bin" sweep --scenario chaos --seeds 1..=20 --check-determinism --jobs "$jobs" \
   --hashes "$tmp/checked" --failures riptide-failures-madsim-determinism.txt
-"$bin" sweep --scenario chaos --seeds 1..=20 --jobs "$jobs" --hashes "$tmp/again" \
+# Without coverage counting: the same runs.
+"$bin" sweep --scenario chaos --seeds 1..=20 --jobs "$jobs" --hashes "$tmp/again" --no-coverage \
   --failures "$tmp/again.failures" >/dev/null
 if diff "$tmp/checked" "$tmp/again"; then
-  echo "deterministic: 20 chaos seeds pass madsim's check and hash the same in other processes"
+  echo "deterministic: 20 chaos seeds pass madsim's check and hash the same in other processes, without coverage too"
 else
   echo "NONDETERMINISTIC across processes"; exit 1
 fi

@@ -23,6 +23,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use kafka_protocol::ResponseError;
+use riptide_coverage::reached;
 use riptide_wire::versions::{range_in, VersionTable};
 use std::sync::Arc;
 use std::time::Duration;
@@ -479,6 +480,12 @@ async fn produce(b: Arc<Broker>, req: ProduceRequest, corr: i32, v: i16) -> Repl
     for t in req.topic_data {
         let name = t.name.0.to_string();
         let mut parts = Vec::new();
+        if t.partition_data.len() > 1 {
+            reached!(
+                "produce.several_partitions",
+                "one produce request carried batches for several partitions of a topic"
+            );
+        }
         for p in t.partition_data {
             let outcome = if req.transactional_id.is_some() {
                 Err(code(ResponseError::TransactionalIdAuthorizationFailed))
@@ -515,7 +522,10 @@ async fn produce(b: Arc<Broker>, req: ProduceRequest, corr: i32, v: i16) -> Repl
                         Ok(Ok(Ok(base))) => Ok(base),
                         Ok(Ok(Err(e))) => Err(log_error_code(&e)),
                         Ok(Err(_)) => Err(code(ResponseError::UnknownServerError)),
-                        Err(_) => Err(code(ResponseError::RequestTimedOut)),
+                        Err(_) => {
+                            reached!("produce.timed_out", "a produce was answered REQUEST_TIMED_OUT while its commit was still pending");
+                            Err(code(ResponseError::RequestTimedOut))
+                        }
                     },
                 };
                 match result {
@@ -597,6 +607,10 @@ async fn fetch(b: &Broker, req: &FetchRequest) -> FetchResponse {
         {
             return fetch_once(b, req).await.0;
         }
+        reached!(
+            "fetch.long_poll_woken",
+            "a waiting fetch was woken by an append before its max wait"
+        );
     }
 }
 
@@ -673,6 +687,10 @@ async fn fetch_partition(
         .map_err(|e| log_error_code(&e))?;
     let hwm = log.high_watermark();
     if offset < 0 || offset > hwm {
+        reached!(
+            "fetch.offset_out_of_range",
+            "a fetch asked for an offset outside the log"
+        );
         return Err(code(ResponseError::OffsetOutOfRange));
     }
     let reported = hwm + i64::from(b.cfg.bug == Some(Bug::HwmOffByOne));

@@ -97,6 +97,10 @@ impl Broker {
         self.cluster.heartbeat(self.clock.now_ms()).await?;
         let timeout = self.cfg.session_timeout.as_millis() as i64;
         if self.cluster.refresh(self.clock.now_ms(), timeout).await? {
+            riptide_coverage::reached!(
+                "broker.membership_changed",
+                "a broker saw the set of live brokers change"
+            );
             let nodes: Vec<i32> = self.cluster.members().iter().map(|m| m.node_id).collect();
             tracing::info!(?nodes, "membership changed");
         }
@@ -118,6 +122,10 @@ impl Broker {
                 let keep =
                     !group.is_closed() && self.cluster.owns(&groups::coordinator_key(name), 0);
                 if !keep {
+                    riptide_coverage::reached!(
+                        "broker.group_released",
+                        "a broker let go of a group it no longer coordinates"
+                    );
                     group.close();
                     tracing::info!(group = %name, "no longer coordinator");
                 }
@@ -201,6 +209,10 @@ impl Broker {
                     .get(id)
                     .is_some_and(|name| self.cluster.owns(name, *p));
             if !keep {
+                riptide_coverage::reached!(
+                    "broker.partition_released",
+                    "a broker let go of a partition that moved to another owner"
+                );
                 log.close();
                 tracing::info!(topic_id = %id, partition = p, "released partition");
             }
@@ -225,6 +237,10 @@ impl Broker {
         partition: i32,
     ) -> Result<Arc<PartitionLog>, LogError> {
         if !self.cluster.owns(&topic.name, partition) {
+            riptide_coverage::reached!(
+                "broker.not_owner",
+                "a broker refused a produce or fetch for a partition it does not own"
+            );
             return Err(LogError::Fenced);
         }
         let log = {

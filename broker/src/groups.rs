@@ -14,6 +14,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use riptide_coverage::reached;
 use riptide_wire::{ResponseError, NO_ERROR};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -156,6 +157,12 @@ impl Group {
         log.open().await?;
         let mut state = State::default();
         let mut raw = log.read(0, usize::MAX).await?;
+        if !raw.is_empty() {
+            reached!(
+                "group.opened_with_history",
+                "a coordinator opened a group another coordinator had written (failover or move)"
+            );
+        }
         while !raw.is_empty() {
             let set = RecordBatchDecoder::decode(&mut raw)
                 .map_err(|e| LogError::Corrupt(e.to_string()))?;
@@ -214,6 +221,10 @@ impl Group {
         if let Err(e) = self.log.verify_tail_now().await {
             tracing::info!(group = %self.name, error = %e, "group chain check failed");
             if matches!(e, LogError::Fenced) {
+                reached!(
+                    "group.taken_over_behind_back",
+                    "a coordinator found before answering that another had taken its group over"
+                );
                 self.close();
             }
             return false;
@@ -238,6 +249,10 @@ impl Group {
             .map(|(id, _)| id.clone())
             .collect();
         for id in &expired {
+            reached!(
+                "group.member_expired",
+                "a member missed its session timeout and was removed"
+            );
             tracing::info!(group = %self.name, member = %id, "member expired");
             s.members.remove(id);
         }
@@ -260,6 +275,10 @@ impl Group {
             return;
         }
         if !matches!(s.phase(), Phase::Joining { .. }) {
+            reached!(
+                "group.rebalance_started",
+                "a group with members began a joining round"
+            );
             let wait = s
                 .members
                 .values()
@@ -280,7 +299,14 @@ impl Group {
     /// Ends a joining round: drops those who did not rejoin, picks a protocol
     /// and a leader, and opens the next generation.
     fn complete_join(&self, s: &mut State) {
+        let before = s.members.len();
         s.members.retain(|_, m| m.joined);
+        if s.members.len() < before {
+            reached!(
+                "group.laggard_dropped",
+                "a joining round ended without a member that did not rejoin in time"
+            );
+        }
         if s.members.is_empty() {
             s.phase = Some(Phase::Empty);
             self.changed.notify_waiters();
@@ -303,6 +329,10 @@ impl Group {
             s.leader = s.members.keys().next().cloned();
         }
         s.generation += 1;
+        reached!(
+            "group.generation_bumped",
+            "a joining round ended and a new generation began"
+        );
         for m in s.members.values_mut() {
             m.assignment = Bytes::new();
         }
@@ -472,13 +502,22 @@ impl Group {
         let current = s.generation;
         let joining = matches!(s.phase(), Phase::Joining { .. });
         let Some(m) = s.members.get_mut(member_id) else {
+            reached!("group.unknown_member", "a request named a member the coordinator does not know (expired, or a new coordinator)");
             return Err(ResponseError::UnknownMemberId.code());
         };
         m.last_seen = Instant::now();
         if joining {
+            reached!(
+                "group.rebalance_in_progress",
+                "a member's sync, heartbeat or commit came during a joining round"
+            );
             return Err(ResponseError::RebalanceInProgress.code());
         }
         if generation != current {
+            reached!(
+                "group.illegal_generation",
+                "a member's request carried an old generation"
+            );
             return Err(ResponseError::IllegalGeneration.code());
         }
         Ok(())
@@ -526,6 +565,11 @@ impl Group {
         if !(generation < 0 && member_id.is_empty()) {
             let mut s = self.state.lock().await;
             self.check(&mut s, member_id, generation)?;
+        } else {
+            reached!(
+                "group.standalone_commit",
+                "a consumer outside the group (assign mode) committed offsets"
+            );
         }
         let records = offsets
             .iter()
@@ -547,8 +591,20 @@ impl Group {
         })?;
         match self.log.append(batches).await {
             Ok(Ok(_)) => {}
-            Ok(Err(LogError::Fenced)) => return Err(ResponseError::NotCoordinator.code()),
-            _ => return Err(ResponseError::CoordinatorNotAvailable.code()),
+            Ok(Err(LogError::Fenced)) => {
+                reached!(
+                    "group.commit_fenced",
+                    "an offset commit found the group taken over by another coordinator"
+                );
+                return Err(ResponseError::NotCoordinator.code());
+            }
+            _ => {
+                reached!(
+                    "group.commit_not_durable",
+                    "an offset commit could not be made durable (store error or unknown outcome)"
+                );
+                return Err(ResponseError::CoordinatorNotAvailable.code());
+            }
         }
         let mut s = self.state.lock().await;
         for (t, p, o, meta) in offsets {

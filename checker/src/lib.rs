@@ -45,8 +45,9 @@
 
 pub mod checkers;
 pub mod history;
+pub mod jepsen;
 pub mod report;
 
-pub use checkers::{Anomaly, CheckerConfig, Finding};
+pub use checkers::{Anomaly, CheckerConfig, Finding, Severity};
 pub use history::{History, HistoryBuilder, HistoryError, Op, OpKind, Pair, Value, F};
 pub use report::{check_all, Report, Verdict};

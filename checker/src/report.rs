@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
-use crate::checkers::{self, Anomaly, CheckerConfig, Finding, MAX_LISTED};
+use crate::checkers::{self, Anomaly, CheckerConfig, Finding, Severity, MAX_LISTED};
 use crate::history::{ClientCounters, History, OpKind, TopicPartition, Value, F};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +67,13 @@ pub struct Report {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub clients: BTreeMap<u64, ClientSummary>,
     pub faults: Vec<FaultEvent>,
+    /// The worst class among the findings that are not allowed (none when it passes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worst: Option<Severity>,
+    /// Kinds allowed by the user (`--allow`, as Jepsen's allowed error types): their findings
+    /// are listed, apart, and do not fail the verdict.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub allowed: BTreeSet<Anomaly>,
 }
 
 /// Runs every checker and builds the report.
@@ -83,29 +90,82 @@ impl Report {
         for f in &findings {
             *counts.entry(f.anomaly).or_default() += 1;
         }
-        let verdict = if findings.is_empty() {
-            Verdict::Pass
-        } else {
-            Verdict::Fail
-        };
         Report {
-            verdict,
+            verdict: Verdict::Pass,
             counts,
             findings,
             summary: summarize(history),
             clients: clients(history),
             faults: faults(history),
+            worst: None,
+            allowed: BTreeSet::new(),
+        }
+        .allowing(&BTreeSet::new())
+    }
+
+    /// The same report with these kinds allowed: the verdict and the worst class count only
+    /// the other findings. Exit codes follow the verdict, so a run whose findings are all
+    /// allowed exits 0.
+    pub fn allowing(mut self, allowed: &BTreeSet<Anomaly>) -> Report {
+        self.allowed = allowed.clone();
+        self.worst = self
+            .findings
+            .iter()
+            .filter(|f| !allowed.contains(&f.anomaly))
+            .map(|f| f.anomaly.severity())
+            .max();
+        self.verdict = if self.worst.is_some() {
+            Verdict::Fail
+        } else {
+            Verdict::Pass
+        };
+        self
+    }
+
+    /// How many findings of each class, not counting allowed kinds.
+    pub fn by_severity(&self) -> BTreeMap<Severity, usize> {
+        let mut out = BTreeMap::new();
+        for f in self.findings.iter().filter(|f| !self.is_allowed(f)) {
+            *out.entry(f.anomaly.severity()).or_default() += 1;
+        }
+        out
+    }
+
+    pub fn is_allowed(&self, f: &Finding) -> bool {
+        self.allowed.contains(&f.anomaly)
+    }
+
+    /// The verdict line: PASS or FAIL, the worst class, counts by class, and allowed findings.
+    pub fn verdict_line(&self) -> String {
+        let allowed = self.findings.iter().filter(|f| self.is_allowed(f)).count();
+        let allowed_note = if allowed > 0 {
+            format!(", {allowed} allowed")
+        } else {
+            String::new()
+        };
+        match self.worst {
+            None if allowed == 0 => "PASS".to_string(),
+            None => format!("PASS (only allowed findings: {allowed})"),
+            Some(worst) => {
+                let classes: Vec<String> = self
+                    .by_severity()
+                    .iter()
+                    .rev()
+                    .map(|(c, n)| format!("{n} {c}"))
+                    .collect();
+                format!(
+                    "FAIL, worst: {} ({}{allowed_note})",
+                    worst.describe(),
+                    classes.join(", ")
+                )
+            }
         }
     }
 
     /// Human-readable text: verdict, history summary, anomaly counts, findings, faults.
     pub fn to_text(&self) -> String {
         let mut s = String::new();
-        let verdict = match self.verdict {
-            Verdict::Pass => "PASS",
-            Verdict::Fail => "FAIL",
-        };
-        let _ = writeln!(s, "verdict: {verdict} ({} finding(s))", self.findings.len());
+        let _ = writeln!(s, "verdict: {}", self.verdict_line());
         let sum = &self.summary;
         let mut parts: Vec<String> = sum
             .partitions
@@ -141,26 +201,45 @@ impl Report {
             let _ = writeln!(s, "\nclients:");
             s.push_str(&clients_text(&self.clients));
         }
-        let _ = writeln!(s, "\n  {:<28}{:>6}", "anomaly", "count");
+        let _ = writeln!(s, "\n  {:<28}{:<11}{:>6}", "anomaly", "severity", "count");
         for (a, n) in &self.counts {
-            let _ = writeln!(s, "  {:<28}{n:>6}", a.as_str());
+            let allowed = if self.allowed.contains(a) {
+                "  (allowed)"
+            } else {
+                ""
+            };
+            let _ = writeln!(
+                s,
+                "  {:<28}{:<11}{n:>6}{allowed}",
+                a.as_str(),
+                a.severity().as_str()
+            );
         }
-        if !self.findings.is_empty() {
-            let _ = writeln!(s, "\nfindings:");
-            for (i, f) in self.findings.iter().enumerate() {
+        // Worst class first, then the allowed findings: what to look at first comes first.
+        let mut number = 0;
+        let mut list = |s: &mut String, title: String, pick: &dyn Fn(&Finding) -> bool| {
+            let mut picked = self.findings.iter().filter(|f| pick(f)).peekable();
+            if picked.peek().is_none() {
+                return;
+            }
+            let _ = writeln!(s, "\n{title}:");
+            for f in picked {
+                number += 1;
                 let _ = writeln!(
                     s,
                     "  {}. {} {}/{} offsets {:?} ops {:?}\n     {}",
-                    i + 1,
-                    f.anomaly,
-                    f.topic,
-                    f.partition,
-                    f.offsets,
-                    f.ops,
-                    f.explanation
+                    number, f.anomaly, f.topic, f.partition, f.offsets, f.ops, f.explanation
                 );
             }
+        };
+        for class in Severity::WORST_FIRST {
+            list(&mut s, format!("findings ({})", class.describe()), &|f| {
+                !self.is_allowed(f) && f.anomaly.severity() == class
+            });
         }
+        list(&mut s, "allowed findings (--allow)".to_string(), &|f| {
+            self.is_allowed(f)
+        });
         if !self.faults.is_empty() {
             let _ = writeln!(s, "\nfaults:");
             for e in &self.faults {
@@ -439,6 +518,65 @@ mod tests {
     use super::*;
     use crate::checkers::testkit::{self, Mutation};
     use crate::history::{ClientValue, HistoryBuilder};
+
+    fn finding(anomaly: Anomaly) -> Finding {
+        Finding {
+            anomaly,
+            topic: "t".into(),
+            partition: 0,
+            offsets: vec![1],
+            ops: vec![],
+            explanation: "x".into(),
+        }
+    }
+
+    #[test]
+    fn the_verdict_names_the_worst_class_and_allowed_kinds_do_not_fail() {
+        let h = History::new(vec![]);
+        let found = vec![
+            finding(Anomaly::Unseen),
+            finding(Anomaly::Duplicate),
+            finding(Anomaly::LostWrite),
+        ];
+        let r = Report::new(&h, found.clone());
+        assert_eq!(r.worst, Some(Severity::DataLoss));
+        assert_eq!(
+            r.verdict_line(),
+            "FAIL, worst: data loss or corruption (1 data-loss, 1 contract, 1 freshness)"
+        );
+        let r = r.allowing(&[Anomaly::LostWrite].into());
+        assert_eq!(
+            (r.verdict, r.worst),
+            (Verdict::Fail, Some(Severity::Contract))
+        );
+        assert!(
+            r.verdict_line().ends_with("1 allowed)"),
+            "{}",
+            r.verdict_line()
+        );
+        let text = r.to_text();
+        let allowed_at = text.find("allowed findings (--allow):").unwrap();
+        assert!(text.find("findings (contract violation):").unwrap() < allowed_at);
+        assert!(text[allowed_at..].contains("lost-write"), "{text}");
+        let r = r.allowing(&[Anomaly::LostWrite, Anomaly::Duplicate, Anomaly::Unseen].into());
+        assert_eq!((r.verdict, r.worst), (Verdict::Pass, None));
+        assert_eq!(r.verdict_line(), "PASS (only allowed findings: 3)");
+        assert_eq!(Report::new(&h, vec![]).verdict_line(), "PASS");
+        // Allowing is a view: the findings stay.
+        assert_eq!(r.findings.len(), 3);
+    }
+
+    #[test]
+    fn every_kind_has_a_severity_and_a_name_that_parses_back() {
+        for a in Anomaly::ALL {
+            assert_eq!(Anomaly::from_name(a.as_str()), Some(a));
+            assert!(Severity::WORST_FIRST.contains(&a.severity()));
+        }
+        assert_eq!(Anomaly::from_name("no-such-kind"), None);
+        assert!(
+            Severity::DataLoss > Severity::Contract && Severity::Contract > Severity::Freshness
+        );
+    }
 
     #[test]
     fn clients_come_from_first_op_with_last_counters() {

@@ -6,7 +6,8 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use riptide_broker::bugs::Bug;
 use riptide_checker::history::History;
-use riptide_checker::{check_all, CheckerConfig};
+use riptide_checker::{check_all, Anomaly, CheckerConfig, Severity};
+use riptide_coverage::{Coverage, Tally};
 use riptide_sim::scenario::Preset;
 use riptide_sim::{RunOutcome, Scenario};
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,8 @@ pub struct ScenarioArgs {
     bug: Option<Bug>,
     #[command(flatten)]
     pub workload: crate::workload_args::WorkloadArgs,
+    #[command(flatten)]
+    pub allow: values::AllowArgs,
 }
 
 impl ScenarioArgs {
@@ -127,6 +130,7 @@ impl ScenarioArgs {
             }
         }
         a.extend(self.workload.flags().into_iter().map(OsString::from));
+        a.extend(self.allow.flags());
         a
     }
 }
@@ -147,9 +151,12 @@ pub struct SimArgs {
     #[arg(long)]
     check_determinism: bool,
     /// Print one JSON object (verdict, trace hash, simulated time, anomaly
-    /// counts, output directory, repro line) instead of the text report.
+    /// counts, coverage, output directory, repro line) instead of the text report.
     #[arg(long)]
     json: bool,
+    /// Do not count coverage points (the trace hash is the same either way).
+    #[arg(long)]
+    no_coverage: bool,
 }
 
 #[derive(Args, Debug)]
@@ -176,6 +183,13 @@ pub struct SweepArgs {
     /// `riptide sim --check-determinism`).
     #[arg(long)]
     check_determinism: bool,
+    /// Do not count coverage points (no coverage table; trace hashes are the same either way).
+    #[arg(long)]
+    no_coverage: bool,
+    /// Print one JSON object (seeds, failures with repro lines, the coverage tally) instead of
+    /// the text summary.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -193,6 +207,8 @@ pub struct ReproArgs {
 pub struct CheckArgs {
     /// A history in JSON lines.
     file: PathBuf,
+    #[command(flatten)]
+    allow: values::AllowArgs,
     /// Print the report as JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -225,6 +241,9 @@ pub struct SimSummary {
     pub wall_s: f64,
     /// Anomaly kind -> findings, only kinds found.
     pub anomalies: BTreeMap<String, usize>,
+    /// Coverage point -> times reached, every point of the binary (all zero with
+    /// `--no-coverage`).
+    pub coverage: Coverage,
     pub output: PathBuf,
     pub repro: String,
 }
@@ -240,6 +259,10 @@ fn write_outputs(dir: &Path, o: &RunOutcome) -> anyhow::Result<()> {
         serde_json::to_string_pretty(&o.report)?,
     )?;
     std::fs::write(dir.join("trace.log"), &o.trace)?;
+    std::fs::write(
+        dir.join("coverage.json"),
+        serde_json::to_string_pretty(&o.coverage)?,
+    )?;
     Ok(())
 }
 
@@ -259,6 +282,7 @@ fn determinism_check(_seed: u64, _scenario: &Scenario) -> anyhow::Result<String>
 
 pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
     let scenario = args.scenario.build()?;
+    riptide_coverage::set_enabled(!args.no_coverage);
     let wall = Instant::now();
     let checked = if args.check_determinism {
         match determinism_check(args.seed, &scenario) {
@@ -275,7 +299,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
     } else {
         None
     };
-    let outcome = match riptide_sim::run(args.seed, &scenario) {
+    let outcome = match run_seed(args.seed, &scenario, &args.scenario.allow) {
         Ok(o) if checked.as_ref().is_some_and(|h| *h != o.trace_hash) => {
             eprintln!(
                 "riptide: NONDETERMINISM: seed {}: a third run's trace hash {} differs from the checked runs' {}",
@@ -309,6 +333,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
             sim_time_s: outcome.sim_time.as_secs_f64(),
             wall_s: wall.as_secs_f64(),
             anomalies: found(&outcome).map(|(a, n)| (a.to_string(), n)).collect(),
+            coverage: outcome.coverage.clone(),
             output: out,
             repro: repro_line(args.seed, &args.scenario),
         };
@@ -325,6 +350,9 @@ pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
         println!("determinism checked: 3 runs, same random draws and trace hash");
     }
     println!("operations  {}", outcome.history.ops.len());
+    if riptide_coverage::enabled() {
+        print!("{}", outcome.coverage.to_text());
+    }
     println!(
         "time        {:.1} s simulated in {:.1} s wall ({:.1}x)",
         outcome.sim_time.as_secs_f64(),
@@ -347,11 +375,17 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
         .collect();
     let bar = progress_bar(seeds.len(), "seeds");
     let wall = Instant::now();
+    riptide_coverage::set_enabled(!args.no_coverage);
+    let mut child_args = args.scenario.args();
+    if args.no_coverage {
+        child_args.push("--no-coverage".into());
+    }
     let runner = SeedRunner {
         in_child: args.jobs > 1 || args.check_determinism,
         check_determinism: args.check_determinism,
         scenario: scenario.clone(),
-        args: args.scenario.args(),
+        allow: args.scenario.allow.clone(),
+        args: child_args,
     };
     let results = parallel(
         &seeds,
@@ -370,31 +404,70 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
     let sim_time: Duration = results
         .iter()
         .filter_map(|(_, r)| match r {
-            SeedResult::Pass(t, _) => Some(*t),
+            SeedResult::Pass(t, ..) => Some(*t),
             _ => None,
         })
         .sum();
+    let mut tally = Tally::new();
+    for (seed, r) in &results {
+        if let SeedResult::Pass(_, _, c) | SeedResult::Fail(_, _, c) = r {
+            tally.add(*seed, c);
+        }
+    }
+    let mut failed = Vec::new();
     let mut failures = String::new();
     for (seed, r) in &results {
-        let line = match r {
+        let (line, failure) = match r {
             SeedResult::Pass(..) => continue,
-            SeedResult::Fail(s, _) => format!("seed {seed}: anomalies: {s}"),
-            SeedResult::Error(e) => format!("seed {seed}: harness error: {e}"),
+            SeedResult::Fail(s, ..) => (
+                format!("seed {seed}: anomalies: {s}"),
+                SweepFailure::anomalies(*seed, s),
+            ),
+            SeedResult::Error(e) => (
+                format!("seed {seed}: harness error: {e}"),
+                SweepFailure::error(*seed, e),
+            ),
         };
-        failures.push_str(&format!(
-            "{line}\n  repro: {}\n",
-            repro_line(*seed, &args.scenario)
-        ));
+        let repro = repro_line(*seed, &args.scenario);
+        failures.push_str(&format!("{line}\n  repro: {repro}\n"));
+        failed.push(SweepFailure { repro, ..failure });
     }
     if let Some(path) = &args.hashes {
         let lines: String = results
             .iter()
             .map(|(seed, r)| match r {
-                SeedResult::Pass(_, h) | SeedResult::Fail(_, h) => format!("{seed} {h}\n"),
+                SeedResult::Pass(_, h, _) | SeedResult::Fail(_, h, _) => format!("{seed} {h}\n"),
                 SeedResult::Error(_) => format!("{seed} error\n"),
             })
             .collect();
         std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let any_error = results
+        .iter()
+        .any(|(_, r)| matches!(r, SeedResult::Error(_)));
+    let code = match (failures.is_empty(), any_error) {
+        (true, _) => PASS,
+        (false, true) => HARNESS_ERROR,
+        (false, false) => ANOMALY,
+    };
+    if !failures.is_empty() {
+        std::fs::write(&args.failures, &failures)
+            .with_context(|| format!("writing {}", args.failures.display()))?;
+    }
+    if args.json {
+        let summary = SweepSummary {
+            scenario: scenario.name.clone(),
+            backend: riptide_sim::backend::NAME.to_string(),
+            seeds: results.len(),
+            passed,
+            failed: failed.len(),
+            sim_time_s: sim_time.as_secs_f64(),
+            wall_s: wall.as_secs_f64(),
+            failures: failed,
+            coverage: riptide_coverage::enabled().then_some(tally),
+        };
+        println!("{}", serde_json::to_string(&summary)?);
+        return Ok(code);
     }
     println!("scenario     {}", scenario.name);
     println!("backend      {}", riptide_sim::backend::NAME);
@@ -411,18 +484,74 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
         sim_time.as_secs_f64() / wall.as_secs_f64().max(1e-9),
         results.len() as f64 * 60.0 / wall.as_secs_f64().max(1e-9)
     );
+    if riptide_coverage::enabled() {
+        print!("{}", tally.to_text());
+    }
     if failures.is_empty() {
         println!("verdict      PASS");
         return Ok(PASS);
     }
     print!("{failures}");
-    std::fs::write(&args.failures, &failures)
-        .with_context(|| format!("writing {}", args.failures.display()))?;
     println!("failing seeds written to {}", args.failures.display());
-    let any_error = results
-        .iter()
-        .any(|(_, r)| matches!(r, SeedResult::Error(_)));
-    Ok(if any_error { HARNESS_ERROR } else { ANOMALY })
+    Ok(code)
+}
+
+/// What `riptide sweep --json` prints.
+#[derive(Debug, Serialize)]
+struct SweepSummary {
+    scenario: String,
+    backend: String,
+    seeds: usize,
+    passed: usize,
+    failed: usize,
+    sim_time_s: f64,
+    wall_s: f64,
+    failures: Vec<SweepFailure>,
+    /// Per coverage point: seeds that reached it, hits, the first seed (absent with
+    /// `--no-coverage`).
+    coverage: Option<Tally>,
+}
+
+#[derive(Debug, Serialize)]
+struct SweepFailure {
+    seed: u64,
+    /// "kind xN, ..." for a seed with findings.
+    anomalies: Option<String>,
+    /// What went wrong for a harness error.
+    error: Option<String>,
+    repro: String,
+}
+
+impl SweepFailure {
+    fn anomalies(seed: u64, found: &str) -> Self {
+        SweepFailure {
+            seed,
+            anomalies: Some(found.to_string()),
+            error: None,
+            repro: String::new(),
+        }
+    }
+
+    fn error(seed: u64, e: &str) -> Self {
+        SweepFailure {
+            seed,
+            anomalies: None,
+            error: Some(e.to_string()),
+            repro: String::new(),
+        }
+    }
+}
+
+/// Runs one seed here and gives its report the kinds `--allow` allows.
+fn run_seed(
+    seed: u64,
+    scenario: &Scenario,
+    allow: &values::AllowArgs,
+) -> anyhow::Result<RunOutcome> {
+    riptide_sim::run(seed, scenario).map(|o| RunOutcome {
+        report: o.report.allowing(&allow.set()),
+        ..o
+    })
 }
 
 /// The anomaly kinds a run found, with how many findings each.
@@ -434,24 +563,38 @@ fn found(o: &RunOutcome) -> impl Iterator<Item = (riptide_checker::Anomaly, usiz
         .map(|(a, n)| (*a, *n))
 }
 
+/// "lost-write x1 [data-loss], duplicate x2 [contract]": worst class first.
 fn summary<A: std::fmt::Display>(found: impl Iterator<Item = (A, usize)>) -> String {
+    let mut found: Vec<(String, usize, Option<Severity>)> = found
+        .map(|(a, n)| {
+            let name = a.to_string();
+            let class = Anomaly::from_name(&name).map(Anomaly::severity);
+            (name, n, class)
+        })
+        .collect();
+    found.sort_by_key(|(_, _, class)| std::cmp::Reverse(*class));
     found
-        .map(|(a, n)| format!("{a} x{n}"))
+        .iter()
+        .map(|(a, n, class)| match class {
+            Some(c) => format!("{a} x{n} [{c}]"),
+            None => format!("{a} x{n}"),
+        })
         .collect::<Vec<_>>()
         .join(", ")
 }
 
+/// One seed's result: simulated time or findings, its trace hash, and its coverage.
 enum SeedResult {
-    Pass(Duration, String),
-    Fail(String, String),
+    Pass(Duration, String, Coverage),
+    Fail(String, String, Coverage),
     Error(String),
 }
 
 impl SeedResult {
     fn of(run: anyhow::Result<RunOutcome>) -> SeedResult {
         match run {
-            Ok(o) if o.passed() => SeedResult::Pass(o.sim_time, o.trace_hash),
-            Ok(o) => SeedResult::Fail(summary(found(&o)), o.trace_hash),
+            Ok(o) if o.passed() => SeedResult::Pass(o.sim_time, o.trace_hash, o.coverage),
+            Ok(o) => SeedResult::Fail(summary(found(&o)), o.trace_hash, o.coverage),
             Err(e) => SeedResult::Error(format!("{e:#}")),
         }
     }
@@ -467,6 +610,8 @@ struct SeedRunner {
     check_determinism: bool,
     /// What an in-process run simulates.
     scenario: Scenario,
+    /// The kinds whose findings do not fail a seed.
+    allow: values::AllowArgs,
     /// The same scenario as `riptide sim` arguments, for a child.
     args: Vec<OsString>,
 }
@@ -476,7 +621,7 @@ impl SeedRunner {
         if self.in_child {
             self.run_in_child(seed)
         } else {
-            SeedResult::of(riptide_sim::run(seed, &self.scenario))
+            SeedResult::of(run_seed(seed, &self.scenario, &self.allow))
         }
     }
 
@@ -506,10 +651,12 @@ impl SeedRunner {
             return SeedResult::Error(stderr());
         }
         match serde_json::from_slice::<SimSummary>(&output.stdout) {
-            Ok(s) if s.passed => {
-                SeedResult::Pass(Duration::from_secs_f64(s.sim_time_s), s.trace_hash)
-            }
-            Ok(s) => SeedResult::Fail(summary(s.anomalies.into_iter()), s.trace_hash),
+            Ok(s) if s.passed => SeedResult::Pass(
+                Duration::from_secs_f64(s.sim_time_s),
+                s.trace_hash,
+                s.coverage,
+            ),
+            Ok(s) => SeedResult::Fail(summary(s.anomalies.into_iter()), s.trace_hash, s.coverage),
             Err(e) => SeedResult::Error(format!(
                 "a child's summary did not parse ({e}); its stderr: {}",
                 stderr()
@@ -571,7 +718,7 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<u8> {
     if args.shrink {
         return shrink(args.seed, &scenario);
     }
-    match riptide_sim::run(args.seed, &scenario) {
+    match run_seed(args.seed, &scenario, &args.scenario.allow) {
         Ok(o) => {
             print!("{}", o.trace);
             println!();
@@ -596,7 +743,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<u8> {
             return Ok(HARNESS_ERROR);
         }
     };
-    let report = check_all(&history, &CheckerConfig::default());
+    let report = check_all(&history, &CheckerConfig::default()).allowing(&args.allow.set());
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -705,6 +852,7 @@ pub fn mutants(args: MutantsArgs) -> anyhow::Result<u8> {
             in_child: jobs > 1,
             check_determinism: false,
             scenario,
+            allow: values::AllowArgs::default(),
             args: ["--scenario", bug.scenario(), "--bug", bug.name()]
                 .map(OsString::from)
                 .into(),
@@ -725,7 +873,7 @@ pub fn mutants(args: MutantsArgs) -> anyhow::Result<u8> {
             );
             seeds_run += chunk.len() as u64;
             caught_at = results.into_iter().find_map(|(seed, r)| match r {
-                SeedResult::Fail(found, _) => Some((seed, found)),
+                SeedResult::Fail(found, ..) => Some((seed, found)),
                 _ => None,
             });
             if caught_at.is_some() {

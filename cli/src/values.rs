@@ -3,9 +3,12 @@
 //! accepted values and the error for a wrong one never drift apart.
 
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
-use clap::ValueEnum;
+use clap::{Args, ValueEnum};
 use riptide_broker::bugs::Bug;
+use riptide_checker::Anomaly;
 use riptide_sim::scenario::{Preset, PRESETS};
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::fmt;
 
 /// A simulation backend.
@@ -45,6 +48,40 @@ pub fn bug() -> impl TypedValueParser<Value = Bug> {
             .map(|b| PossibleValue::new(b.name()).help(b.describe())),
     )
     .map(|name| name.parse::<Bug>().expect("clap accepted only bug names"))
+}
+
+/// An anomaly kind, listed with its severity class.
+pub fn anomaly() -> impl TypedValueParser<Value = Anomaly> {
+    PossibleValuesParser::new(
+        Anomaly::ALL
+            .iter()
+            .map(|a| PossibleValue::new(a.as_str()).help(a.severity().describe())),
+    )
+    .map(|name| Anomaly::from_name(&name).expect("clap accepted only anomaly names"))
+}
+
+/// `--allow KIND`, for every command that gives a verdict.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AllowArgs {
+    /// Allow findings of this kind (repeatable, as Jepsen's allowed error types): they are
+    /// printed apart and do not fail the verdict, so a run whose findings are all allowed
+    /// exits 0.
+    #[arg(long = "allow", value_name = "KIND", value_parser = anomaly())]
+    pub kinds: Vec<Anomaly>,
+}
+
+impl AllowArgs {
+    pub fn set(&self) -> BTreeSet<Anomaly> {
+        self.kinds.iter().copied().collect()
+    }
+
+    /// The same, as arguments for a child or a repro line.
+    pub fn flags(&self) -> Vec<OsString> {
+        self.set()
+            .into_iter()
+            .flat_map(|a| ["--allow".into(), a.as_str().into()])
+            .collect()
+    }
 }
 
 /// `--seeds A..B` (B excluded) or `A..=B`.

@@ -48,6 +48,38 @@ impl NodeFault {
         }
     }
 
+    /// Marks that this fault began while operations were in flight (one coverage point per kind,
+    /// as [`crate::Fault::began_with_ops_in_flight`] for the simulator's faults).
+    pub fn began_with_ops_in_flight(&self) {
+        use riptide_coverage::reached;
+        match self {
+            NodeFault::Partition { .. } => reached!(
+                "in_flight.node_partition",
+                "certify: a node was partitioned with operations in flight"
+            ),
+            NodeFault::Delay { .. } => reached!(
+                "in_flight.node_delay",
+                "certify: a node's link slowed with operations in flight"
+            ),
+            NodeFault::DropReplies { .. } => reached!(
+                "in_flight.node_drop_replies",
+                "certify: a node's replies began to be dropped with operations in flight"
+            ),
+            NodeFault::Cut { .. } => reached!(
+                "in_flight.node_cut",
+                "certify: a node's connections were cut with operations in flight"
+            ),
+            NodeFault::Kill { .. } => reached!(
+                "in_flight.node_kill",
+                "certify: a node was killed with operations in flight"
+            ),
+            NodeFault::Pause { .. } => reached!(
+                "in_flight.node_pause",
+                "certify: a node was paused with operations in flight"
+            ),
+        }
+    }
+
     /// Whether the node is unreachable or not running while this lasts.
     pub fn takes_node_down(&self) -> bool {
         matches!(

@@ -18,6 +18,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use riptide_coverage::reached;
 use riptide_wire::{frame, versions, MAX_FRAME_BYTES};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -358,6 +359,10 @@ impl Proxy {
                     wait_passable(&mut faults, generation).await?;
                     let drop_rate = faults.borrow().drop_reply_rate;
                     if drop_rate > 0.0 && proxy.roll(drop_rate) {
+                        reached!(
+                            "proxy.reply_dropped",
+                            "the certify proxy dropped a reply and closed the connection"
+                        );
                         tracing::info!(%upstream, "proxy dropped a reply and closed the connection");
                         return Err::<(), io::Error>(io::Error::other("reply dropped by fault"));
                     }
@@ -368,7 +373,16 @@ impl Proxy {
         let cut = {
             let mut faults = faults.clone();
             async move {
-                let _ = faults.wait_for(|f| f.cut_generation != generation).await;
+                if faults
+                    .wait_for(|f| f.cut_generation != generation)
+                    .await
+                    .is_ok()
+                {
+                    reached!(
+                        "proxy.connection_cut",
+                        "the certify proxy cut a live connection"
+                    );
+                }
                 Err::<(), io::Error>(io::Error::other("connection cut by fault"))
             }
         };
@@ -378,6 +392,12 @@ impl Proxy {
             r = cut => r,
         };
         let unanswered: Vec<(i16, i16)> = lock(&in_flight).values().copied().collect();
+        if !unanswered.is_empty() {
+            reached!(
+                "proxy.closed_with_requests_unanswered",
+                "a proxied connection ended with requests the broker never answered"
+            );
+        }
         for (api, version) in unanswered {
             self.count(api, version, |u| u.unanswered += 1);
         }
@@ -545,6 +565,12 @@ async fn wait_passable(
     faults: &mut watch::Receiver<LinkFaults>,
     generation: u64,
 ) -> io::Result<()> {
+    if faults.borrow().partitioned {
+        reached!(
+            "proxy.held_by_partition",
+            "the certify proxy held a connection while its node was partitioned"
+        );
+    }
     let f = faults
         .wait_for(|f| !f.partitioned || f.cut_generation != generation)
         .await
@@ -565,6 +591,7 @@ async fn forward<W: AsyncWrite + Unpin>(
 ) -> io::Result<()> {
     let delay = faults.borrow().delay_ms;
     if delay > 0 {
+        reached!("proxy.frame_delayed", "the certify proxy delayed a frame");
         tokio::time::sleep(Duration::from_millis(delay)).await;
     }
     wait_passable(faults, generation).await?;

@@ -61,6 +61,66 @@ impl Fault {
             Fault::ScaleIn { .. } => "scale-in",
         }
     }
+
+    /// Marks that this fault began while operations were in flight: the interesting case, a
+    /// request caught by the fault rather than one sent after it. One coverage point per kind.
+    pub fn began_with_ops_in_flight(&self) {
+        use riptide_coverage::reached;
+        match self {
+            Fault::Partition { .. } => reached!(
+                "in_flight.partition",
+                "a network partition began with operations in flight"
+            ),
+            Fault::PartitionOneway { .. } => reached!(
+                "in_flight.partition_oneway",
+                "a one-way partition began with operations in flight"
+            ),
+            Fault::Crash { .. } => reached!(
+                "in_flight.crash",
+                "a broker crashed with operations in flight"
+            ),
+            Fault::Pause { .. } => reached!(
+                "in_flight.pause",
+                "a broker paused with operations in flight"
+            ),
+            Fault::StoreErrors { .. } => reached!(
+                "in_flight.store_errors",
+                "object-store errors began with operations in flight"
+            ),
+            Fault::StoreAmbiguous { .. } => reached!(
+                "in_flight.store_ambiguous",
+                "applied-reply-lost store writes began with operations in flight"
+            ),
+            Fault::StoreLate { .. } => reached!(
+                "in_flight.store_late",
+                "late store writes began with operations in flight"
+            ),
+            Fault::StoreSlow { .. } => reached!(
+                "in_flight.store_slow",
+                "store latency began with operations in flight"
+            ),
+            Fault::StoreCut { .. } => reached!(
+                "in_flight.store_cut",
+                "a broker's store link was cut with operations in flight"
+            ),
+            Fault::ZoneLoss { .. } => reached!(
+                "in_flight.zone_loss",
+                "a zone was lost with operations in flight"
+            ),
+            Fault::ZoneIsolate { .. } => reached!(
+                "in_flight.zone_isolate",
+                "a zone was isolated with operations in flight"
+            ),
+            Fault::ScaleOut { .. } => reached!(
+                "in_flight.scale_out",
+                "a broker joined with operations in flight"
+            ),
+            Fault::ScaleIn { .. } => reached!(
+                "in_flight.scale_in",
+                "a broker left with operations in flight"
+            ),
+        }
+    }
 }
 
 /// A fault with its window of simulated time. `end_ms: None` never heals

@@ -12,6 +12,7 @@ use object_store::{
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use riptide_coverage::reached;
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -96,6 +97,12 @@ impl FaultyStore {
 
     /// A paused process makes no progress; its calls resume with it.
     async fn wait_while_paused(&self) {
+        if self.faults().paused {
+            reached!(
+                "store.call_held_by_pause",
+                "an object-store call of a paused broker waited for it to resume"
+            );
+        }
         while self.faults().paused {
             tokio::time::sleep(PAUSE_POLL).await;
         }
@@ -108,13 +115,27 @@ impl FaultyStore {
         let f = self.faults();
         let (delay, roll) = self.draw(&f);
         if f.cut {
+            reached!(
+                "store.call_on_cut_link",
+                "an object-store call was made over a cut link and failed after its timeout"
+            );
             tokio::time::sleep(CUT_TIMEOUT).await;
             return Err(injected("object store unreachable (link cut)"));
         }
         tokio::time::sleep(delay).await;
         // Paused mid-call: the reply waits for the process to resume.
         self.wait_while_paused().await;
+        if f.extra_latency_ms > 0 {
+            reached!(
+                "store.call_slowed",
+                "an object-store call was slowed by a latency spike or throttling"
+            );
+        }
         if roll < f.error_rate {
+            reached!(
+                "store.error_injected",
+                "an object-store call failed with an injected 503"
+            );
             return Err(injected("503 Slow Down (injected)"));
         }
         // The rates of the write faults are drawn past the error band.
@@ -157,12 +178,27 @@ impl ObjectStore for FaultyStore {
             tokio::spawn(async move {
                 tokio::time::sleep(LATE_LANDING).await;
                 let r = inner.put_opts(&location, payload, opts).await;
+                if r.is_ok() {
+                    reached!(
+                        "store.late_write_landed",
+                        "a write its caller saw time out landed later"
+                    );
+                } else {
+                    reached!(
+                        "store.late_write_lost_race",
+                        "a late write found its object taken when it landed"
+                    );
+                }
                 tracing::info!(path = %location, landed = r.is_ok(), "late write");
             });
             return Err(injected("request timed out (write still in flight)"));
         }
         let r = self.inner.put_opts(location, payload, opts).await;
         if r.is_ok() && roll < f.late_rate + f.ambiguous_rate {
+            reached!(
+                "store.applied_reply_lost",
+                "a write was applied but its caller got an error (reply lost)"
+            );
             tracing::info!(path = %location, "write applied, reply lost");
             return Err(injected("connection reset after the write (reply lost)"));
         }

@@ -46,6 +46,8 @@ pub struct RunOutcome {
     pub trace: String,
     pub trace_hash: String,
     pub sim_time: Duration,
+    /// The coverage points this run reached (all zero when collection is off).
+    pub coverage: riptide_coverage::Coverage,
 }
 
 impl RunOutcome {
@@ -276,10 +278,12 @@ fn fault_value(p: &Planned, phase: &str) -> FaultValue {
     v
 }
 
-/// Runs one seed of a scenario on this build's backend ([`backend::NAME`]).
-/// `Err` is a harness failure (the world could not be run), not a finding.
+/// Runs one seed of a scenario on this build's backend ([`backend::NAME`]), counting the
+/// coverage points it reaches. `Err` is a harness failure (the world could not be run), not a
+/// finding.
 pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
-    backend::run(seed, scenario)
+    let (outcome, coverage) = riptide_coverage::collect(|| backend::run(seed, scenario));
+    outcome.map(|o| RunOutcome { coverage, ..o })
 }
 
 /// Time the workload settles after it ends, before the final read.
@@ -481,6 +485,9 @@ impl Plan {
             let planned = &self.schedule.faults[id];
             let phase = if start { "start" } else { "heal" };
             tracing::info!(at_ms = at, fault = ?planned.fault, "fault {phase}");
+            if start && self.recorder.in_flight() > 0 {
+                planned.fault.began_with_ops_in_flight();
+            }
             self.recorder
                 .event_at(now.as_nanos() as u64, NEMESIS, fault_value(planned, phase));
             self.nemesis
@@ -519,6 +526,7 @@ impl Plan {
             trace: text,
             trace_hash,
             sim_time,
+            coverage: Default::default(),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! One broker connection: a byte stream, correlation ids, negotiated API versions, and one request
 //! in flight at a time ([`Connection`]) or several ([`Pipe`], for a pipelining producer).
 
+use riptide_coverage::reached;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -99,8 +100,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         let stream = match tokio::time::timeout(opts.connect_timeout, connector.connect(addr)).await
         {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(connect_err(e.to_string())),
-            Err(_) => return Err(connect_err("timed out".to_string())),
+            Ok(Err(e)) => {
+                reached!(
+                    "connection.refused",
+                    "a connection attempt failed (refused, reset or unreachable)"
+                );
+                return Err(connect_err(e.to_string()));
+            }
+            Err(_) => {
+                reached!(
+                    "connection.connect_timed_out",
+                    "a connection attempt got no answer in time (a partition)"
+                );
+                return Err(connect_err("timed out".to_string()));
+            }
         };
         let mut conn = Connection::new(stream, addr, opts.clone());
         // Whatever goes wrong here, the caller's request was never sent: a definite failure.
@@ -144,6 +157,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             let resp = codec::decode_api_versions(body, version, corr)
                 .map_err(|reason| self.malformed(reason))?;
             if let Some(lower) = versions::retry_version(&resp, version) {
+                reached!(
+                    "connection.api_versions_fallback",
+                    "ApiVersions was refused at our version and retried lower (KIP-511)"
+                );
                 version = lower;
                 continue;
             }
@@ -284,6 +301,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 }
             }
             Err(_) => {
+                reached!(
+                    "connection.request_timed_out",
+                    "a request got no answer within the request timeout"
+                );
                 self.broken = true;
                 Err(ClientError::Timeout { addr, written })
             }
@@ -379,11 +400,23 @@ impl<R: Request> Sent<R> {
                 decode_or_cap::<R>(&self.opts, &self.addr, body, self.version, self.corr)
             }
             Ok(Ok(Err(e))) => Err(e),
-            Ok(Err(_)) => Err(lost(&self.addr)),
-            Err(_) => Err(ClientError::Timeout {
-                addr: self.addr.clone(),
-                written: true,
-            }),
+            Ok(Err(_)) => {
+                reached!(
+                    "connection.lost_with_requests_outstanding",
+                    "a pipelined connection closed with requests unanswered"
+                );
+                Err(lost(&self.addr))
+            }
+            Err(_) => {
+                reached!(
+                    "connection.pipelined_request_timed_out",
+                    "a pipelined request got no answer in time"
+                );
+                Err(ClientError::Timeout {
+                    addr: self.addr.clone(),
+                    written: true,
+                })
+            }
         }
     }
 }

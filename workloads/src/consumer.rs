@@ -22,6 +22,7 @@ use riptide_checker::history::{
     AssignValue, ClientCounters, ClientValue, CommitValue, PartitionOffset, PollValue, SeekReason,
     SeekValue, TopicPartition,
 };
+use riptide_coverage::reached;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -153,6 +154,7 @@ impl<C: Connector> Consumer<'_, C> {
                 self.next_heartbeat = Instant::now() + HEARTBEAT;
                 if let Err(e) = self.client.heartbeat(&mut self.membership).await {
                     if needs_rejoin(&e) {
+                        reached!("consumer.heartbeat_rejoin", "a member's heartbeat said rejoin (rebalance, new generation, unknown member)");
                         self.started = false;
                         continue;
                     }
@@ -241,6 +243,10 @@ impl<C: Connector> Consumer<'_, C> {
     /// An application crash: everything in memory is gone; a member may or may not have left
     /// its group cleanly.
     async fn restart(&mut self) {
+        reached!(
+            "consumer.restarted",
+            "a consumer restarted from its committed offsets (an application crash)"
+        );
         self.counters.restarts += 1;
         if self.member() {
             if self.rng.gen_bool(0.5) {
@@ -272,6 +278,10 @@ impl<C: Connector> Consumer<'_, C> {
         pos.next -= back;
         pos.buffer.clear();
         pos.last_batch = None;
+        reached!(
+            "consumer.seek_back",
+            "a consumer went back to read offsets again"
+        );
         let seek = SeekValue::new(&key.0, key.1, pos.next).because(SeekReason::Back);
         self.rec.invoke(self.setup.process, seek.clone());
         self.rec.ok(self.setup.process, seek);
@@ -307,6 +317,7 @@ impl<C: Connector> Consumer<'_, C> {
                 // As real clients do, records below the position (a broker that sends a batch
                 // twice) are not handed out again.
                 if r.offset < pos.next {
+                    reached!("consumer.records_below_position_skipped", "a fetch returned records below the position (a batch fetched from inside), not handed out");
                     continue;
                 }
                 v = v.record(&key.0, key.1, r.offset, &text(&r));
@@ -368,6 +379,10 @@ impl<C: Connector> Consumer<'_, C> {
             };
             self.counters.fetches += 1;
             if specs.len() > 1 {
+                reached!(
+                    "consumer.multi_partition_fetch",
+                    "one fetch asked a broker for several partitions"
+                );
                 self.counters.multi_partition_fetches += 1;
             }
             let mut inside = false;
@@ -392,6 +407,10 @@ impl<C: Connector> Consumer<'_, C> {
                 }
             }
             if inside {
+                reached!(
+                    "consumer.fetch_inside_batch",
+                    "a fetch from inside a batch got the whole batch back, from its base"
+                );
                 self.counters.fetches_inside_batch += 1;
             }
         }
@@ -449,13 +468,27 @@ impl<C: Connector> Consumer<'_, C> {
                     }
                 }
                 if inside {
+                    reached!(
+                        "consumer.commit_inside_batch",
+                        "a consumer committed an offset inside a record batch"
+                    );
                     self.counters.commits_inside_batch += 1;
                 }
             }
             Err(e) => {
                 self.rec
                     .failed(process, value, e.is_definite(), e.to_string());
+                if !e.is_definite() {
+                    reached!(
+                        "consumer.commit_outcome_unknown",
+                        "an offset commit's outcome is unknown"
+                    );
+                }
                 if self.member() && needs_rejoin(&e) {
+                    reached!(
+                        "consumer.commit_refused_rejoin",
+                        "a member's commit was refused by a rebalance: it rejoins"
+                    );
                     self.started = false;
                 }
             }

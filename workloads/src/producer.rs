@@ -31,6 +31,7 @@ use kafka_protocol::ResponseError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use riptide_checker::history::{ClientCounters, ClientValue, SendValue};
+use riptide_coverage::reached;
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::Hasher;
 use std::time::Duration;
@@ -384,6 +385,10 @@ impl<C: Connector> Producer<'_, C> {
             part.queue = keep;
         }
         for b in expired {
+            reached!(
+                "producer.delivery_timeout",
+                "a queued batch ran out of delivery time before it could be sent again"
+            );
             let why = format!("delivery timeout; last error: {}", b.last_error);
             self.give_up(b, &why);
         }
@@ -396,6 +401,17 @@ impl<C: Connector> Producer<'_, C> {
             self.need_bump = true;
         }
         let definite = !b.in_doubt;
+        if definite {
+            reached!(
+                "producer.gave_up_definitely",
+                "a producer gave up on a batch that certainly was not written (fail)"
+            );
+        } else {
+            reached!(
+                "producer.gave_up_in_doubt",
+                "a producer gave up on a batch that may have been written (info)"
+            );
+        }
         self.finish(&b, None, Err((definite, why.to_string())));
     }
 
@@ -656,6 +672,18 @@ impl<C: Connector> Producer<'_, C> {
                 return false;
             }
         };
+        if in_flight > 1 {
+            reached!(
+                "producer.pipelined",
+                "a producer had several requests in flight to one broker"
+            );
+        }
+        if batches.len() > 1 {
+            reached!(
+                "producer.request_several_partitions",
+                "one produce request carried batches for several partitions"
+            );
+        }
         let c = &mut self.counters;
         c.max_requests_in_flight = c.max_requests_in_flight.max(in_flight);
         let id = self.next_request;
@@ -749,6 +777,14 @@ impl<C: Connector> Producer<'_, C> {
             };
             match result {
                 Ok(base) => {
+                    if b.in_doubt {
+                        reached!("producer.acked_after_unknown_outcome", "a batch was acknowledged after an earlier attempt's outcome was unknown");
+                    } else if b.attempts > 1 {
+                        reached!(
+                            "producer.acked_after_retry",
+                            "a batch was acknowledged on a later attempt"
+                        );
+                    }
                     if let Some(part) = self.parts.get_mut(&(b.topic, b.partition)) {
                         part.failures = 0;
                         part.not_before = None;
@@ -771,7 +807,10 @@ impl<C: Connector> Producer<'_, C> {
             // The broker did not append this batch now. If an earlier batch of the partition is
             // still unresolved, this one simply follows it again; if not, the broker has lost
             // or never had our sequence: bump the epoch and start over at 0.
-            if !self.earlier_unresolved(&b) {
+            if self.earlier_unresolved(&b) {
+                reached!("producer.sequence_error_behind_earlier", "an idempotent batch was refused as out of order while an earlier one was unresolved");
+            } else {
+                reached!("producer.sequence_lost", "the broker lost or never had an idempotent producer's sequence: the epoch is bumped");
                 self.need_bump = true;
             }
             b.last_error = e.to_string();
@@ -807,6 +846,7 @@ impl<C: Connector> Producer<'_, C> {
         }
         let definite = e.is_definite();
         if !definite {
+            reached!("producer.outcome_unknown", "a produce attempt's outcome is unknown (timeout, lost connection, ambiguous error)");
             b.in_doubt = true;
         }
         b.last_error = e.to_string();
@@ -816,6 +856,9 @@ impl<C: Connector> Producer<'_, C> {
             && (definite || self.profile().idempotent)
             && Instant::now() < b.created + timeout;
         if retry {
+            if b.in_doubt {
+                reached!("producer.retry_in_doubt", "an idempotent producer sent again a batch whose earlier attempt may have been written");
+            }
             self.backoff((b.topic, b.partition), e);
             self.requeue(b);
         } else {
@@ -873,6 +916,10 @@ impl<C: Connector> Producer<'_, C> {
             }
         };
         tracing::debug!(producer = id, from = epoch, to = ?new, "bumped producer epoch");
+        reached!(
+            "producer.epoch_bumped",
+            "an idempotent producer bumped its epoch and numbered its batches from 0 again"
+        );
         self.producer = Some(new);
         self.need_bump = false;
         self.counters.epoch_bumps += 1;
@@ -892,6 +939,10 @@ impl<C: Connector> Producer<'_, C> {
             part.queue = keep;
         }
         for b in in_doubt {
+            reached!(
+                "producer.in_doubt_at_epoch_bump",
+                "a batch of unknown outcome ended info at an epoch bump"
+            );
             let why = format!(
                 "outcome unknown at epoch bump; last error: {}",
                 b.last_error

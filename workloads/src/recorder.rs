@@ -5,11 +5,14 @@
 
 use riptide_checker::history::{History, Op, OpKind, Value};
 use riptide_wire::clock::Clock;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 #[derive(Clone, Debug)]
 pub struct Recorder {
     inner: Arc<Mutex<Vec<Op>>>,
+    /// Invocations not yet completed (what a fault starting now would hit).
+    in_flight: Arc<AtomicI64>,
     clock: Arc<dyn Clock>,
 }
 
@@ -17,6 +20,7 @@ impl Recorder {
     pub fn new(clock: Arc<dyn Clock>) -> Self {
         Recorder {
             inner: Arc::new(Mutex::new(Vec::new())),
+            in_flight: Arc::default(),
             clock,
         }
     }
@@ -40,6 +44,8 @@ impl Recorder {
     ) -> u64 {
         let mut ops = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let index = ops.len() as u64;
+        let change = if kind == OpKind::Invoke { 1 } else { -1 };
+        self.in_flight.fetch_add(change, Ordering::Relaxed);
         ops.push(Op {
             index,
             kind,
@@ -111,6 +117,11 @@ impl Recorder {
         let (now, value) = (self.now_ns(), value.into());
         let invoke = self.push_at(now, OpKind::Invoke, process, None, value.clone(), None);
         self.push_at(now, OpKind::Ok, process, Some(invoke), value, None);
+    }
+
+    /// How many operations were invoked and have not completed yet.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed).max(0) as u64
     }
 
     pub fn len(&self) -> usize {

@@ -17,6 +17,7 @@ use crate::env::Ids;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions};
+use riptide_coverage::reached;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -262,6 +263,12 @@ impl PartitionLog {
             .filter_map(|m| commit_seq(&m.location))
             .collect();
         seqs.sort_unstable();
+        if !seqs.is_empty() {
+            reached!(
+                "log.open_existing_chain",
+                "a broker opened a log that already had commits (a take-over or a restart)"
+            );
+        }
         let headers: Vec<Option<CommitHeader>> = futures::stream::iter(seqs.iter().copied())
             .map(|seq| self.read_header(seq))
             .buffered(16)
@@ -351,6 +358,10 @@ impl PartitionLog {
         let before = w.next_seq;
         let r = self.catch_up(w).await;
         if w.next_seq != before {
+            reached!(
+                "log.tail_extended_elsewhere",
+                "an owner's tail check found commits another writer made"
+            );
             tracing::warn!(topic_id = %self.topic_id, partition = self.partition,
                 found = w.next_seq - before, "chain was extended by another writer");
             self.appended.notify_waiters();
@@ -362,6 +373,9 @@ impl PartitionLog {
     /// written by others (or by our own ambiguous writes).
     async fn catch_up(&self, w: &mut Writer) -> Result<(), LogError> {
         while let Some(h) = self.read_header(w.next_seq).await? {
+            if w.unsure {
+                reached!("log.catch_up_after_unknown_write", "after a write of unknown outcome, the writer re-read the tail and found a commit there");
+            }
             self.learn(w, &h)?;
         }
         w.unsure = false;
@@ -387,6 +401,10 @@ impl PartitionLog {
         w.producers.learn(&h.producers);
         w.next_seq += 1;
         if foreign {
+            reached!(
+                "log.fenced_by_newer_writer",
+                "a writer found a commit of a newer owner in its chain and stopped"
+            );
             self.close();
             return Err(LogError::Fenced);
         }
@@ -410,12 +428,20 @@ impl PartitionLog {
             };
             match self.create(&header, &[]).await {
                 Ok(()) => {
+                    reached!(
+                        "log.claimed",
+                        "a broker fenced a log by appending its epoch (took ownership)"
+                    );
                     w.next_seq += 1;
                     tracing::info!(topic_id = %self.topic_id, partition = self.partition,
                         epoch = w.epoch, seq = header.seq, "claimed partition");
                     return Ok(());
                 }
                 Err(Created::Exists) => {
+                    reached!(
+                        "log.claim_race_lost",
+                        "a claim lost the create-if-absent race for its sequence number"
+                    );
                     // Someone else wrote here: learn it, then fence above it.
                     while let Some(h) = self.read_header(w.next_seq).await? {
                         apply(&mut self.index_mut(), &h)?;
@@ -456,7 +482,10 @@ impl PartitionLog {
             Ok(Err(object_store::Error::AlreadyExists { .. })) => {
                 // A retried request may find its own earlier attempt.
                 match self.read_header(h.seq).await {
-                    Ok(Some(found)) if found.write_id == h.write_id => Ok(()),
+                    Ok(Some(found)) if found.write_id == h.write_id => {
+                        reached!("log.own_earlier_write_found", "a retried commit found its own earlier attempt applied (the reply had been lost)");
+                        Ok(())
+                    }
                     Ok(_) => Err(Created::Exists),
                     Err(e) => Err(Created::Failed(e)),
                 }
@@ -531,17 +560,28 @@ impl PartitionLog {
     async fn commit(&self, group: &[Pending]) -> Result<Vec<Result<i64, LogError>>, LogError> {
         let mut guard = self.writer.lock().await;
         if self.is_closed() {
+            reached!("log.append_after_ownership_moved", "appends queued for a commit failed because the partition moved away while they waited");
             return Err(LogError::Fenced);
         }
         let w = guard.as_mut().ok_or(LogError::Fenced)?;
         if w.unsure {
             self.catch_up(w).await?;
         }
+        if group.len() > 1 {
+            reached!(
+                "log.commit_groups_requests",
+                "one commit carried several produce requests"
+            );
+        }
         loop {
             let base = self.high_watermark();
             let mut plan = Plan::new(base, w.producers.clone(), self.bug);
             let outcomes: Vec<_> = group.iter().map(|p| plan.add(&p.batches)).collect();
             if plan.offset == base {
+                reached!(
+                    "log.commit_nothing_new",
+                    "every request of a commit was a duplicate or refused: nothing written"
+                );
                 // Nothing new (all duplicates or refused): no write needed.
                 return Ok(outcomes);
             }
@@ -568,14 +608,25 @@ impl PartitionLog {
                     return Ok(outcomes);
                 }
                 Err(Created::Exists) => {
+                    reached!(
+                        "log.commit_race_lost",
+                        "a data commit lost the race for its sequence number to another writer"
+                    );
                     // Lost the race for this sequence number: learn the winner.
                     let h = self.read_header(w.next_seq).await?.ok_or_else(|| {
                         LogError::Corrupt(format!("commit {} exists but unreadable", w.next_seq))
                     })?;
-                    self.learn(w, &h)?;
+                    if let Err(e) = self.learn(w, &h) {
+                        reached!("log.append_fenced_mid_commit", "a commit in progress lost its sequence number to a new owner: ownership moved mid-append");
+                        return Err(e);
+                    }
                     self.appended.notify_waiters();
                 }
                 Err(Created::Failed(e)) => {
+                    reached!(
+                        "log.commit_outcome_unknown",
+                        "a data commit failed or timed out: it may or may not be in the store"
+                    );
                     w.unsure = true;
                     match self.bug {
                         Some(Bug::AckBeforeCommit) => return Ok(outcomes),
@@ -634,7 +685,17 @@ impl PartitionLog {
                 if before {
                     continue;
                 }
+                if out.is_empty() && h.base_offset < offset {
+                    reached!(
+                        "log.read_inside_batch",
+                        "a read began at an offset inside a stored batch"
+                    );
+                }
                 if !out.is_empty() && out.len() + h.size > max_bytes {
+                    reached!(
+                        "log.read_cut_by_max_bytes",
+                        "a read stopped before the end of the log for want of bytes"
+                    );
                     return Ok(out.freeze());
                 }
                 out.extend_from_slice(&data[at..at + h.size]);
@@ -649,6 +710,10 @@ impl PartitionLog {
         let body = match self.cache.get(&key) {
             Some(b) => b,
             None => {
+                reached!(
+                    "log.read_from_store",
+                    "a read missed the commit cache and went to the object store"
+                );
                 let path = commit_path(&self.topic_id, self.partition, seq);
                 let b = timed(async { self.store.get(&path).await?.bytes().await }).await?;
                 self.cache.put(key, b.clone());
@@ -736,6 +801,10 @@ impl Plan {
         // A retried request is a duplicate as a whole.
         if let Some((h, _)) = batches.first() {
             if let Verdict::Duplicate(o) = self.producers.check(h) {
+                reached!(
+                    "idempotent.duplicate_answered",
+                    "an idempotent retry was answered with its original offset, not written again"
+                );
                 return Ok(o);
             }
         }
@@ -745,11 +814,29 @@ impl Plan {
             self.data.len(),
         );
         let item_start = self.data.len();
+        if batches.len() > 1 {
+            reached!(
+                "log.request_with_several_batches",
+                "one produce request carried several batches for one partition"
+            );
+        }
         for (h, raw) in batches {
             let refused = match self.producers.check(h) {
                 Verdict::Append => None,
-                Verdict::Fenced => Some(LogError::ProducerFenced),
-                Verdict::Duplicate(_) | Verdict::OutOfOrder => Some(LogError::OutOfOrderSequence),
+                Verdict::Fenced => {
+                    reached!(
+                        "idempotent.stale_epoch_refused",
+                        "a batch of an older producer epoch was refused"
+                    );
+                    Some(LogError::ProducerFenced)
+                }
+                Verdict::Duplicate(_) | Verdict::OutOfOrder => {
+                    reached!(
+                        "idempotent.out_of_order_refused",
+                        "a batch whose sequence does not follow the producer's last was refused"
+                    );
+                    Some(LogError::OutOfOrderSequence)
+                }
             };
             if let Some(e) = refused {
                 (self.producers, self.touched) = (undo.0, undo.1);
@@ -762,6 +849,13 @@ impl Plan {
                 self.touched.insert(e.producer_id, e);
             }
             let compressed = h.attributes & 0x07 != 0;
+            if compressed {
+                reached!(
+                    "log.compressed_batch_appended",
+                    "a compressed batch was appended"
+                );
+            }
+
             self.offset += if self.compressed_as_one && compressed {
                 1
             } else {

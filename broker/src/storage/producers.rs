@@ -103,6 +103,7 @@ impl Producers {
                 batches: Vec::new(),
             });
         if e.epoch != h.producer_epoch {
+            riptide_coverage::reached!("idempotent.epoch_bumped", "a producer's batch came with a newer epoch (KIP-360 bump): its sequences start again");
             e.epoch = h.producer_epoch;
             e.batches.clear();
         }

@@ -94,6 +94,81 @@ impl Anomaly {
     }
 }
 
+/// How bad a kind of anomaly is, for triage: the verdict names the worst class found. Ordered
+/// from least to most severe, so the worst of several is their maximum.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Severity {
+    /// The cluster was late or stalled, but nothing it said was wrong: a high watermark behind
+    /// an acknowledgement, a record never read back in time, no progress after the heal.
+    Freshness,
+    /// Kafka's promises to a client broken without losing data: a duplicate unknown outcomes
+    /// cannot explain, an offset hole, out-of-order polls or sends, offsets skipped by a
+    /// consumer, a committed offset that went back.
+    Contract,
+    /// An acknowledged record lost, or the log's contents not what they were: lost write,
+    /// two values at one offset, one value at two offsets, records a group never delivered.
+    DataLoss,
+}
+
+impl Severity {
+    /// Worst first, as reports list them.
+    pub const WORST_FIRST: [Severity; 3] =
+        [Severity::DataLoss, Severity::Contract, Severity::Freshness];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::DataLoss => "data-loss",
+            Severity::Contract => "contract",
+            Severity::Freshness => "freshness",
+        }
+    }
+
+    /// The class's name in a sentence.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Severity::DataLoss => "data loss or corruption",
+            Severity::Contract => "contract violation",
+            Severity::Freshness => "freshness or liveness",
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Anomaly {
+    /// The anomaly's class (the README's severity table lists them all).
+    pub fn severity(self) -> Severity {
+        match self {
+            Anomaly::LostWrite
+            | Anomaly::InconsistentOffsets
+            | Anomaly::ReplayMismatch
+            | Anomaly::RebalanceSkip => Severity::DataLoss,
+            Anomaly::Duplicate
+            | Anomaly::OffsetGap
+            | Anomaly::PollSkip
+            | Anomaly::IntPollSkip
+            | Anomaly::NonmonotonicPoll
+            | Anomaly::IntNonmonotonicPoll
+            | Anomaly::NonmonotonicSend
+            | Anomaly::IntNonmonotonicSend
+            | Anomaly::CommittedOffsetRegression => Severity::Contract,
+            Anomaly::HwmRegression | Anomaly::Unseen | Anomaly::LivenessAfterHeal => {
+                Severity::Freshness
+            }
+        }
+    }
+
+    /// The kind named `s` (as [`Anomaly::as_str`] writes it).
+    pub fn from_name(s: &str) -> Option<Anomaly> {
+        Anomaly::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
 impl fmt::Display for Anomaly {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

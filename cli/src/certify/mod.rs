@@ -49,6 +49,8 @@ pub struct CertifyArgs {
     /// Directory for report.md, report.json, report.html and history.jsonl.
     #[arg(long, default_value = "certify-report")]
     out: PathBuf,
+    #[command(flatten)]
+    allow: crate::values::AllowArgs,
     /// Topic to write (default: a fresh riptide-certify-* name). It must not
     /// hold earlier data.
     #[arg(long)]
@@ -145,6 +147,9 @@ pub struct Certification {
     pub history: History,
     pub report: riptide_checker::Report,
     pub observed: riptide_faults::proxy::Observed,
+    /// The coverage points certify can see (its clients, proxy and nemesis), and how often
+    /// each was reached.
+    pub coverage: riptide_coverage::Coverage,
     pub started_at: String,
     pub wall_time: Duration,
 }
@@ -250,6 +255,8 @@ async fn certify(
     let hooks = Arc::new(hooks);
     let started_at = wall_clock();
     let wall = std::time::Instant::now();
+    // Counts from before this run (none in a fresh process) are not this certification's.
+    riptide_coverage::reset_process();
     let proxy = Proxy::start(&args.proxy_host, &args.bootstrap, derive(args.seed, &[9]))
         .await
         .context("starting the proxy")?;
@@ -396,7 +403,9 @@ async fn certify(
             // A real cluster may take seconds to notice a dead node.
             liveness_grace_ns: Duration::from_secs(8).as_nanos() as u64,
         },
-    );
+    )
+    .allowing(&args.allow.set());
+    let coverage = riptide_coverage::process().only(certify_sees);
     let applied = applied.lock().unwrap_or_else(|e| e.into_inner()).clone();
     let observed = proxy.observed();
     let mut warnings = Vec::new();
@@ -446,9 +455,23 @@ under another address, faults set on this one did not reach them",
         history,
         report,
         observed,
+        coverage,
         started_at,
         wall_time: wall.elapsed(),
     })
+}
+
+/// The coverage points a certification can reach: its clients', its proxy's and its nemesis's,
+/// not a broker's (the target runs elsewhere) nor the simulator's.
+fn certify_sees(p: &riptide_coverage::Point) -> bool {
+    [
+        "riptide_workloads",
+        "riptide_faults::proxy",
+        "riptide_faults::certify",
+        "riptide::",
+    ]
+    .iter()
+    .any(|m| p.module.starts_with(m))
 }
 
 fn progress_bar(total: Duration) -> ProgressBar {
@@ -556,6 +579,9 @@ async fn run_nemesis(
             _ => None,
         };
         let phase = if begin { "start" } else { "heal" };
+        if begin && rec.in_flight() > 0 {
+            p.fault.began_with_ops_in_flight();
+        }
         let now_ms = start.elapsed().as_millis() as u64;
         rec.event_at(
             start.elapsed().as_nanos() as u64,

@@ -4,7 +4,7 @@
 use super::Certification;
 use kafka_protocol::messages::ApiKey;
 use riptide_checker::history::{History, Op, OpKind, Value};
-use riptide_checker::Verdict;
+use riptide_checker::{Finding, Report, Severity, Verdict};
 use riptide_workloads::codec::client_range;
 use riptide_workloads::error::code_name;
 use std::collections::{BTreeMap, BTreeSet};
@@ -223,11 +223,47 @@ fn errors_text(row: &CompatRow) -> String {
     parts.join(", ")
 }
 
-fn verdict_word(v: Verdict) -> &'static str {
-    match v {
-        Verdict::Pass => "PASS",
-        Verdict::Fail => "FAIL",
+/// The findings of one severity class (not allowed), in report order, with their numbers.
+fn findings_of(r: &Report, class: Severity) -> Vec<(usize, &Finding)> {
+    r.findings
+        .iter()
+        .enumerate()
+        .filter(|(_, f)| !r.is_allowed(f) && f.anomaly.severity() == class)
+        .collect()
+}
+
+/// Findings grouped as a reader should meet them: worst class first, allowed ones last.
+fn finding_groups(r: &Report) -> Vec<(String, Vec<(usize, &Finding)>)> {
+    let mut groups: Vec<(String, Vec<(usize, &Finding)>)> = Severity::WORST_FIRST
+        .into_iter()
+        .map(|c| (c.describe().to_string(), findings_of(r, c)))
+        .collect();
+    groups.push((
+        "allowed (--allow)".to_string(),
+        r.findings
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| r.is_allowed(f))
+            .collect(),
+    ));
+    groups.retain(|(_, g)| !g.is_empty());
+    // Numbered in the order they are shown.
+    let mut number = 0;
+    for (_, g) in &mut groups {
+        for (i, _) in g.iter_mut() {
+            *i = number;
+            number += 1;
+        }
     }
+    groups
+}
+
+/// "N of M points reached", the counts, and the points never reached.
+fn coverage_rows(c: &Certification) -> (Vec<(&str, u64)>, Vec<&str>) {
+    (
+        c.coverage.reached().collect(),
+        c.coverage.unreached().collect(),
+    )
 }
 
 /// A short text for the terminal.
@@ -239,9 +275,10 @@ pub fn summary_text(c: &Certification) -> String {
         c.bootstrap.join(","),
         c.scenario,
         c.seed,
-        verdict_word(c.report.verdict)
+        c.report.verdict_line()
     );
     let _ = writeln!(s, "{}", c.report.to_text().trim_end());
+    let _ = write!(s, "\n{}", c.coverage.to_text());
     let failed: Vec<String> = compat_rows(c)
         .into_iter()
         .filter(|r| r.status.starts_with("FAILED"))
@@ -278,7 +315,7 @@ fn header_rows(c: &Certification) -> Vec<(&'static str, String, bool)> {
 pub fn markdown(c: &Certification) -> String {
     let mut s = String::new();
     let r = &c.report;
-    let _ = writeln!(s, "# riptide certification: {}\n", verdict_word(r.verdict));
+    let _ = writeln!(s, "# riptide certification: {}\n", r.verdict_line());
     let _ = writeln!(s, "| | |\n|---|---|");
     for (k, v, code) in header_rows(c) {
         let v = if code { format!("`{v}`") } else { v };
@@ -319,32 +356,69 @@ pub fn markdown(c: &Certification) -> String {
         let _ = writeln!(s, "None: every checker passed.\n");
     }
     let ops = ops_by_index(&c.history);
-    for (i, f) in r.findings.iter().enumerate() {
-        let _ = writeln!(
-            s,
-            "### {}. {} on {}/{}\n\n{}\n\nOffsets: {:?}\n\nEvidence:\n",
-            i + 1,
-            f.anomaly,
-            f.topic,
-            f.partition,
-            f.explanation,
-            f.offsets
-        );
-        for idx in &f.ops {
-            match ops.get(idx) {
-                Some(op) => {
-                    let _ = writeln!(s, "- `{}`", describe_op(op).replace('`', "'"));
-                }
-                None => {
-                    let _ = writeln!(s, "- op #{idx} (not in the history)");
+    for (title, group) in finding_groups(r) {
+        let _ = writeln!(s, "### {title}\n");
+        for (i, f) in group {
+            let _ = writeln!(
+                s,
+                "#### {}. {} on {}/{}\n\n{}\n\nOffsets: {:?}\n\nEvidence:\n",
+                i + 1,
+                f.anomaly,
+                f.topic,
+                f.partition,
+                f.explanation,
+                f.offsets
+            );
+            for idx in &f.ops {
+                match ops.get(idx) {
+                    Some(op) => {
+                        let _ = writeln!(s, "- `{}`", describe_op(op).replace('`', "'"));
+                    }
+                    None => {
+                        let _ = writeln!(s, "- op #{idx} (not in the history)");
+                    }
                 }
             }
+            s.push('\n');
         }
-        s.push('\n');
     }
-    let _ = writeln!(s, "## Anomaly counts\n\n| anomaly | count |\n|---|---|");
+    let _ = writeln!(
+        s,
+        "## Anomaly counts\n\n| anomaly | severity | count |\n|---|---|---|"
+    );
     for (a, n) in &r.counts {
-        let _ = writeln!(s, "| {} | {n} |", a.as_str());
+        let allowed = if r.allowed.contains(a) {
+            " (allowed)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {n}{allowed} |",
+            a.as_str(),
+            a.severity().describe()
+        );
+    }
+    let (reached, unreached) = coverage_rows(c);
+    let _ = writeln!(
+        s,
+        "\n## Coverage\n\nThe states of riptide's clients, proxy and nemesis this run reached: {} of {} points.\n\n| point | times |\n|---|---|",
+        reached.len(),
+        reached.len() + unreached.len()
+    );
+    for (k, n) in &reached {
+        let _ = writeln!(s, "| `{k}` | {n} |");
+    }
+    if !unreached.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n**Never reached** (this run says nothing about them): {}",
+            unreached
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
 
     let _ = writeln!(
@@ -475,6 +549,7 @@ pub fn json(c: &Certification) -> serde_json::Value {
         }).collect::<Vec<_>>(),
         "compatibility": compat_rows(c),
         "proxy": c.observed,
+        "coverage": c.coverage,
     })
 }
 
@@ -490,7 +565,7 @@ fn esc(s: &str) -> String {
 pub fn html(c: &Certification) -> String {
     let r = &c.report;
     let mut s = String::new();
-    let verdict = verdict_word(r.verdict);
+    let verdict = r.verdict_line();
     let color = if r.verdict == Verdict::Pass {
         "#1a7f37"
     } else {
@@ -531,11 +606,22 @@ svg text{{font-size:10px;fill:#57606a}}summary{{cursor:pointer;font-weight:600;m
     // What a reader needs first: how bad, where, when; then the evidence.
     let _ = write!(
         s,
-        "<h2>Anomaly counts</h2><table><tr><th>anomaly</th><th>count</th></tr>"
+        "<h2>Anomaly counts</h2><table><tr><th>anomaly</th><th>severity</th><th>count</th></tr>"
     );
     for (a, n) in &r.counts {
-        let cls = if *n > 0 { " class=\"fail\"" } else { "" };
-        let _ = write!(s, "<tr><td>{}</td><td{cls}>{n}</td></tr>", a.as_str());
+        let allowed = r.allowed.contains(a);
+        let cls = if *n > 0 && !allowed {
+            " class=\"fail\""
+        } else {
+            ""
+        };
+        let note = if allowed { " (allowed)" } else { "" };
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td{cls}>{n}{note}</td></tr>",
+            a.as_str(),
+            a.severity().describe()
+        );
     }
     let _ = write!(s, "</table>");
 
@@ -552,21 +638,13 @@ labelled by node) and the ops of each finding (red rings).</p>"
         let _ = write!(s, "<p>None: every checker passed.</p>");
     }
     let ops = ops_by_index(&c.history);
-    let mut by_anomaly: BTreeMap<String, Vec<(usize, &riptide_checker::checkers::Finding)>> =
-        BTreeMap::new();
-    for (i, f) in r.findings.iter().enumerate() {
-        by_anomaly
-            .entry(f.anomaly.to_string())
-            .or_default()
-            .push((i, f));
-    }
-    for (k, (anomaly, group)) in by_anomaly.iter().enumerate() {
-        // The first kind is open; the others one click away.
+    for (k, (class, group)) in finding_groups(r).iter().enumerate() {
+        // The worst class is open; the others one click away.
         let open = if k == 0 { " open" } else { "" };
         let _ = write!(
             s,
             "<details{open}><summary class=\"fail\">{} ({})</summary>",
-            esc(anomaly),
+            esc(class),
             group.len()
         );
         for (i, f) in group {
@@ -590,6 +668,26 @@ labelled by node) and the ops of each finding (red rings).</p>"
             let _ = write!(s, "</ul>");
         }
         let _ = write!(s, "</details>");
+    }
+
+    let (reached, unreached) = coverage_rows(c);
+    let _ = write!(
+        s,
+        "<h2>Coverage</h2><p>The states of riptide's clients, proxy and nemesis this run reached: {} of {} points.</p>\
+<table><tr><th>point</th><th>times</th></tr>",
+        reached.len(),
+        reached.len() + unreached.len()
+    );
+    for (k, n) in &reached {
+        let _ = write!(s, "<tr><td><code>{}</code></td><td>{n}</td></tr>", esc(k));
+    }
+    let _ = write!(s, "</table>");
+    if !unreached.is_empty() {
+        let _ = write!(
+            s,
+            "<p class=\"fail\">Never reached (this run says nothing about them): {}</p>",
+            esc(&unreached.join(", "))
+        );
     }
 
     let _ = write!(s, "<h2>Faults</h2>");
@@ -989,6 +1087,13 @@ mod tests {
                 rewritten: 0,
                 rewrite_failures: 0,
             },
+            coverage: riptide_coverage::Coverage {
+                hits: [
+                    ("workloads/a".to_string(), 2),
+                    ("workloads/b".to_string(), 0),
+                ]
+                .into(),
+            },
             started_at: "now".into(),
             wall_time: Duration::from_secs(1),
         }
@@ -1017,12 +1122,41 @@ mod tests {
         assert!(html.contains("t&lt;&amp;&gt;/0"));
         assert_eq!(html.matches("<svg").count(), 1);
         assert_eq!(html.matches("<svg").count(), html.matches("</svg>").count());
-        assert!(html.contains("<details open><summary class=\"fail\">lost-write (1)"));
+        assert!(html.contains("<details open><summary class=\"fail\">data loss or corruption (1)"));
+        assert!(html.contains("Never reached (this run says nothing about them): workloads/b"));
+        assert!(
+            md.contains("FAIL, worst: data loss or corruption (1 data-loss, 1 contract)"),
+            "{md}"
+        );
+        assert!(md.contains("### data loss or corruption"), "{md}");
+        assert!(md.contains("| `workloads/a` | 2 |"), "{md}");
         assert!(html.contains("Warning: node 0 was never named"));
 
         let json = json(&c);
         assert_eq!(json["verdict"], "fail");
+        assert_eq!(json["report"]["worst"], "data-loss");
+        assert_eq!(json["coverage"]["workloads/a"], 2);
         assert_eq!(json["evidence"][0].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn allowed_findings_are_listed_apart_and_pass() {
+        let mut c = lossy();
+        let kinds: std::collections::BTreeSet<_> =
+            c.report.findings.iter().map(|f| f.anomaly).collect();
+        assert!(kinds.contains(&riptide_checker::Anomaly::LostWrite));
+        c.report = c.report.allowing(&kinds);
+        assert_eq!(c.report.verdict, Verdict::Pass);
+        let md = markdown(&c);
+        assert!(
+            md.contains("# riptide certification: PASS (only allowed findings: 2)"),
+            "{md}"
+        );
+        assert!(md.contains("### allowed (--allow)"), "{md}");
+        assert!(
+            md.contains("| lost-write | data loss or corruption | 1 (allowed) |"),
+            "{md}"
+        );
     }
 
     #[test]

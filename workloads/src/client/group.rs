@@ -16,6 +16,7 @@ use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use riptide_coverage::reached;
 use riptide_wire::error_of;
 use riptide_wire::ResponseError::*;
 
@@ -53,6 +54,17 @@ fn coordinator_moved(e: &ClientError) -> bool {
     matches!(e.error(), Some(NotCoordinator | CoordinatorNotAvailable))
         || !e.is_definite()
         || matches!(e, ClientError::Connect { .. } | ClientError::Io { .. })
+}
+
+/// A join or sync failed because the coordinator moved or died: a coordinator failover during
+/// a rebalance, as the member sees it.
+fn lost_during_rebalance(e: &ClientError) {
+    if coordinator_moved(e) {
+        reached!(
+            "group.coordinator_lost_during_rebalance",
+            "the coordinator moved or failed while a member was joining or syncing"
+        );
+    }
 }
 
 fn s(v: &str) -> StrBytes {
@@ -170,6 +182,10 @@ impl<C: Connector> Client<C> {
         };
         if let Err(e) = &result {
             if coordinator_moved(e) {
+                reached!(
+                    "group.coordinator_lost",
+                    "a group request found the coordinator moved or failed"
+                );
                 m.coordinator = None;
                 self.metadata.stale = true;
             }
@@ -207,10 +223,15 @@ impl<C: Connector> Client<C> {
                         conn.send(&req, v).await
                     })
                 })
-                .await?;
+                .await
+                .inspect_err(lost_during_rebalance)?;
             match error_of(joined.error_code) {
                 None => {}
                 Some(MemberIdRequired) => {
+                    reached!(
+                        "group.member_id_required",
+                        "a join was answered MEMBER_ID_REQUIRED (KIP-394) and sent again"
+                    );
                     m.member_id = joined.member_id.to_string();
                     continue;
                 }
@@ -261,8 +282,10 @@ impl<C: Connector> Client<C> {
                         conn.send(&req, v).await
                     })
                 })
-                .await?;
+                .await
+                .inspect_err(lost_during_rebalance)?;
             if synced.error_code != 0 {
+                reached!("group.sync_refused", "a member joined a generation but its sync was refused (the group moved on or the coordinator changed)");
                 return Err(self.group_error(m, ApiKey::SyncGroup, synced.error_code));
             }
             let _ = client_id;
