@@ -205,8 +205,19 @@ pub struct ReproArgs {
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// A history in JSON lines.
+    /// A history: JSON lines (riptide's), or EDN with --import jepsen.
     file: PathBuf,
+    /// The file's format: riptide's JSON lines, or Jepsen's Kafka workload history (EDN, one op
+    /// map per line or several per line).
+    #[arg(long = "import", value_enum, default_value = "jsonl")]
+    import: HistoryFormat,
+    /// Also write the history in this format: to --output, or else to stdout instead of the
+    /// report (the exit code still gives the verdict).
+    #[arg(long, value_enum)]
+    export: Option<HistoryFormat>,
+    /// Where --export writes.
+    #[arg(long, requires = "export")]
+    output: Option<PathBuf>,
     #[command(flatten)]
     allow: values::AllowArgs,
     /// Print the report as JSON instead of text.
@@ -733,27 +744,82 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<u8> {
     }
 }
 
+/// How a history is written down.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum HistoryFormat {
+    /// riptide's JSON lines (history.jsonl).
+    Jsonl,
+    /// Jepsen's Kafka workload: EDN :txn-shaped ops on integer keys, riptide's facts in
+    /// :riptide/* keys.
+    Jepsen,
+}
+
+fn read_history(path: &Path, format: HistoryFormat) -> anyhow::Result<History> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    match format {
+        HistoryFormat::Jsonl => History::from_jsonl(text.as_bytes())
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+        HistoryFormat::Jepsen => {
+            let imported = riptide_checker::jepsen::import(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            for (f, n) in &imported.skipped {
+                eprintln!("riptide: skipped {n} op(s) with :f :{f} (no riptide equivalent)");
+            }
+            Ok(imported.history)
+        }
+    }
+}
+
+fn write_history(
+    history: &History,
+    format: HistoryFormat,
+    to: &mut dyn std::io::Write,
+) -> anyhow::Result<()> {
+    match format {
+        HistoryFormat::Jsonl => history.to_jsonl(to)?,
+        HistoryFormat::Jepsen => riptide_checker::jepsen::export(history, &mut { to })?,
+    }
+    Ok(())
+}
+
 pub fn check(args: CheckArgs) -> anyhow::Result<u8> {
-    let file = std::fs::File::open(&args.file)
-        .with_context(|| format!("opening {}", args.file.display()))?;
-    let history = match History::from_jsonl(std::io::BufReader::new(file)) {
+    let history = match read_history(&args.file, args.import) {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("riptide: {}: {e}", args.file.display());
+            eprintln!("riptide: {e:#}");
             return Ok(HARNESS_ERROR);
         }
     };
     let report = check_all(&history, &CheckerConfig::default()).allowing(&args.allow.set());
+    let code = if report.verdict == riptide_checker::Verdict::Pass {
+        PASS
+    } else {
+        ANOMALY
+    };
+    if let Some(format) = args.export {
+        match &args.output {
+            Some(path) => {
+                let mut file = std::io::BufWriter::new(
+                    std::fs::File::create(path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                );
+                write_history(&history, format, &mut file)?;
+                std::io::Write::flush(&mut file)?;
+                eprintln!("wrote {}", path.display());
+            }
+            None => {
+                write_history(&history, format, &mut std::io::stdout().lock())?;
+                return Ok(code);
+            }
+        }
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", report.to_text());
     }
-    Ok(if report.verdict == riptide_checker::Verdict::Pass {
-        PASS
-    } else {
-        ANOMALY
-    })
+    Ok(code)
 }
 
 fn shrink(seed: u64, scenario: &Scenario) -> anyhow::Result<u8> {
