@@ -283,7 +283,20 @@ fn fault_value(p: &Planned, phase: &str) -> FaultValue {
 /// finding.
 pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
     let (outcome, coverage) = riptide_coverage::collect(|| backend::run(seed, scenario));
+    let coverage = coverage.only(simulated);
     outcome.map(|o| RunOutcome { coverage, ..o })
+}
+
+/// The coverage points a simulation can reach: not those of certify's proxy and node faults,
+/// which only a certification of a real cluster exercises.
+pub fn simulated(p: &riptide_coverage::Point) -> bool {
+    ![
+        "riptide_faults::proxy",
+        "riptide_faults::certify",
+        "riptide::",
+    ]
+    .iter()
+    .any(|m| p.module.starts_with(m))
 }
 
 /// Time the workload settles after it ends, before the final read.
