@@ -207,6 +207,13 @@ impl Coverage {
         Coverage { hits }
     }
 
+    /// Adds `other`'s counts to these.
+    pub fn add(&mut self, other: &Coverage) {
+        for (k, n) in &other.hits {
+            *self.hits.entry(k.clone()).or_insert(0) += n;
+        }
+    }
+
     pub fn reached(&self) -> impl Iterator<Item = (&str, u64)> {
         self.hits
             .iter()
@@ -412,6 +419,15 @@ mod tests {
         let json = serde_json::to_string(&c).unwrap();
         assert!(json.starts_with("{\"coverage/test.dead\":0"));
         assert_eq!(serde_json::from_str::<Coverage>(&json).unwrap(), c);
+        let mut twice = c.clone();
+        twice.add(&c);
+        assert_eq!(
+            twice.hits["coverage/test.live"],
+            2 * c.hits["coverage/test.live"]
+        );
+        let mut from_nothing = Coverage::default();
+        from_nothing.add(&c);
+        assert_eq!(from_nothing, c);
     }
 
     #[test]

@@ -214,9 +214,13 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
     // Here, not on the run's thread: building the subscriber draws HashMap keys.
     trace::install_global(TRACE_FILTER);
     std::thread::scope(|s| {
-        s.spawn(|| run_here(seed, scenario))
-            .join()
-            .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        // Coverage is counted on the thread a run runs on: this one's, not the caller's.
+        s.spawn(|| {
+            let (outcome, coverage) = riptide_coverage::collect(|| run_here(seed, scenario));
+            outcome.map(|o| RunOutcome { coverage, ..o })
+        })
+        .join()
+        .unwrap_or_else(|p| std::panic::resume_unwind(p))
     })
 }
 

@@ -282,9 +282,15 @@ fn fault_value(p: &Planned, phase: &str) -> FaultValue {
 /// coverage points it reaches. `Err` is a harness failure (the world could not be run), not a
 /// finding.
 pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
-    let (outcome, coverage) = riptide_coverage::collect(|| backend::run(seed, scenario));
-    let coverage = coverage.only(simulated);
-    outcome.map(|o| RunOutcome { coverage, ..o })
+    // Counted here, or (madsim, which runs each seed on a thread of its own) by the backend.
+    let (outcome, here) = riptide_coverage::collect(|| backend::run(seed, scenario));
+    outcome.map(|mut o| {
+        o.coverage.add(&here);
+        RunOutcome {
+            coverage: o.coverage.only(simulated),
+            ..o
+        }
+    })
 }
 
 /// The coverage points a simulation can reach: not those of certify's proxy and node faults,

@@ -109,6 +109,13 @@ def test_certify_three_brokers_with_hooks_passes(riptide_bin, tmp_path, cluster_
     assert "not deterministic" in md and "## Compatibility" in md
     html = (out / "report.html").read_text()
     assert html.count("<svg") == 4 and "<script" not in html
+    # Coverage: the points certify can see (its clients, proxy and nemesis), never a broker's.
+    cov = rep["coverage"]
+    assert cov and not [k for k in cov if k.startswith("broker/") or k.startswith("sim/")], sorted(cov)
+    assert cov["workloads/producer.pipelined"] > 0 or cov["workloads/consumer.commit_inside_batch"] > 0, cov
+    assert any(n > 0 for k, n in cov.items() if k.startswith("faults/in_flight.node_")), cov
+    assert "## Coverage" in md and "<h2>Coverage</h2>" in html
+    assert "coverage    " in r.stdout
 
 
 def test_certify_catches_a_planted_bug(riptide_bin, tmp_path, cluster_factory):
@@ -126,6 +133,9 @@ def test_certify_catches_a_planted_bug(riptide_bin, tmp_path, cluster_factory):
     assert rep["verdict"] == "fail"
     findings = rep["report"]["findings"]
     assert any(f["anomaly"] == "lost-write" for f in findings), findings[:3]
+    # Ranked: a lost write is the worst class, and the verdict says so.
+    assert rep["report"]["worst"] == "data-loss"
+    assert "FAIL, worst: data loss or corruption" in (out / "report.md").read_text()
     # Every finding comes with the ops that prove it.
     assert len(rep["evidence"]) == len(findings)
     for f, ev in zip(findings, rep["evidence"]):
