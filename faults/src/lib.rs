@@ -20,3 +20,15 @@ pub mod store;
 
 pub use schedule::{Fault, FaultMix, Planned, Schedule, Topology};
 pub use store::{FaultyStore, StoreFaults};
+
+/// Whether a coverage point belongs to certification alone (its proxy and node faults): a
+/// simulation cannot reach it, a certification can.
+pub fn certify_only(p: &riptide_coverage::Point) -> bool {
+    [
+        "riptide_faults::proxy",
+        "riptide_faults::certify",
+        "riptide::",
+    ]
+    .iter()
+    .any(|m| p.module.starts_with(m))
+}

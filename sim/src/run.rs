@@ -293,16 +293,9 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
     })
 }
 
-/// The coverage points a simulation can reach: not those of certify's proxy and node faults,
-/// which only a certification of a real cluster exercises.
+/// The coverage points a simulation can reach: not those of certify's proxy and node faults.
 pub fn simulated(p: &riptide_coverage::Point) -> bool {
-    ![
-        "riptide_faults::proxy",
-        "riptide_faults::certify",
-        "riptide::",
-    ]
-    .iter()
-    .any(|m| p.module.starts_with(m))
+    !riptide_faults::certify_only(p)
 }
 
 /// Time the workload settles after it ends, before the final read.

@@ -464,14 +464,7 @@ under another address, faults set on this one did not reach them",
 /// The coverage points a certification can reach: its clients', its proxy's and its nemesis's,
 /// not a broker's (the target runs elsewhere) nor the simulator's.
 fn certify_sees(p: &riptide_coverage::Point) -> bool {
-    [
-        "riptide_workloads",
-        "riptide_faults::proxy",
-        "riptide_faults::certify",
-        "riptide::",
-    ]
-    .iter()
-    .any(|m| p.module.starts_with(m))
+    p.module.starts_with("riptide_workloads") || riptide_faults::certify_only(p)
 }
 
 fn progress_bar(total: Duration) -> ProgressBar {
