@@ -11,7 +11,9 @@
 #
 # Environment: RIPTIDE_BIN (default $CARGO_TARGET_DIR or target, /release/riptide), CLUSTER_DIR
 # (default /tmp/riptide-cluster), BASE_PORT (default 19092), BROKER_ARGS (extra
-# flags for every broker, e.g. "--bug hwm-off-by-one").
+# flags for every broker, e.g. "--bug hwm-off-by-one"). S3_URL (s3://BUCKET) puts the cluster on S3
+# instead of the shared data directory, with S3_ENDPOINTS (comma-separated: the i-th broker's S3
+# endpoint, e.g. its own store proxy) and the usual AWS_* credentials.
 set -euo pipefail
 BIN=${RIPTIDE_BIN:-${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}/release/riptide}
 DIR=${CLUSTER_DIR:-/tmp/riptide-cluster}
@@ -20,9 +22,15 @@ mkdir -p "$DIR"
 
 start() {
   local i=$1 port=$((BASE + $1))
+  local store=(--data "$DIR/data")
+  if [ -n "${S3_URL:-}" ]; then
+    local endpoints
+    IFS=, read -ra endpoints <<<"${S3_ENDPOINTS:?S3_URL needs S3_ENDPOINTS}"
+    store=(--s3 "$S3_URL" --s3-endpoint "${endpoints[$i]:?no S3 endpoint for broker $i in S3_ENDPOINTS}")
+  fi
   # shellcheck disable=SC2086
   nohup "$BIN" broker --listen "127.0.0.1:$port" --node-id "$((i + 1))" \
-    --data "$DIR/data" --heartbeat-ms 500 --session-timeout-ms 3000 ${BROKER_ARGS:-} \
+    "${store[@]}" --heartbeat-ms 500 --session-timeout-ms 3000 ${BROKER_ARGS:-} \
     >>"$DIR/broker-$i.log" 2>&1 &
   echo $! >"$DIR/broker-$i.pid"
   for _ in $(seq 1 100); do
@@ -56,5 +64,5 @@ case ${1:-} in
       kill -KILL "$(cat "$f")" 2>/dev/null || true
       rm -f "$f"
     done ;;
-  *) sed -n '2,16p' "$0"; exit 2 ;;
+  *) sed -n '2,18p' "$0"; exit 2 ;;
 esac

@@ -5,7 +5,7 @@ use clap::Args;
 use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, RetryConfig};
 #[cfg(not(madsim))]
 use riptide_broker::env::SystemClock;
 #[cfg(not(madsim))]
@@ -37,6 +37,11 @@ pub struct BrokerArgs {
     /// Endpoint of an S3-compatible server, e.g. http://127.0.0.1:5000.
     #[arg(long, requires = "s3")]
     s3_endpoint: Option<String>,
+    /// With --s3: how often the S3 client retries a failed request (5xx,
+    /// reset, timeout, with backoff) before the broker sees the error. 0 shows
+    /// the broker every store fault, as the simulator does.
+    #[arg(long, default_value_t = 10, requires = "s3")]
+    s3_retries: usize,
     /// Broker id, unique in the cluster (default: the listen port).
     #[arg(long)]
     node_id: Option<i32>,
@@ -73,7 +78,11 @@ fn open_store(args: &BrokerArgs) -> anyhow::Result<Arc<dyn ObjectStore>> {
         return Ok(Arc::new(InMemory::new()));
     }
     if let Some(url) = &args.s3 {
-        let mut b = AmazonS3Builder::from_env().with_url(url);
+        let retry = RetryConfig {
+            max_retries: args.s3_retries,
+            ..RetryConfig::default()
+        };
+        let mut b = AmazonS3Builder::from_env().with_url(url).with_retry(retry);
         if let Some(endpoint) = &args.s3_endpoint {
             b = b
                 .with_endpoint(endpoint)
@@ -135,7 +144,7 @@ async fn serve(args: BrokerArgs) -> anyhow::Result<()> {
 }
 
 #[cfg(not(madsim))]
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {

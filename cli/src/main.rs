@@ -18,6 +18,18 @@ mod certify {
             "this is the madsim (simulation-only) build of riptide: run the ordinary build to certify a cluster"
         )
     }
+
+    #[derive(clap::Args, Debug)]
+    pub struct StoreProxyArgs {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        _args: Vec<String>,
+    }
+
+    pub fn store_proxy(_: StoreProxyArgs) -> anyhow::Result<u8> {
+        anyhow::bail!(
+            "this is the madsim (simulation-only) build of riptide: run the ordinary build for the store proxy"
+        )
+    }
 }
 mod sim_cmd;
 mod values;
@@ -60,6 +72,10 @@ enum Command {
     /// the history, write Markdown, JSON and HTML reports. Exit 0 pass, 1
     /// anomalies, 2 could not run.
     Certify(certify::CertifyArgs),
+    /// Run S3 fault proxies on their own (LISTEN=UPSTREAM each), for brokers that need their
+    /// object store before `certify` starts; `certify --store-proxy LISTEN` then drives their
+    /// faults. They forward requests unchanged until then.
+    StoreProxy(certify::StoreProxyArgs),
 }
 
 // A simulation allocates and frees on every message, record and op; mimalloc spends about half
@@ -117,6 +133,7 @@ fn main() -> ExitCode {
         Command::Check(args) => sim_cmd::check(args),
         Command::Mutants(args) => sim_cmd::mutants(args),
         Command::Certify(args) => certify::run(args),
+        Command::StoreProxy(args) => certify::store_proxy(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

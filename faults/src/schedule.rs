@@ -1,9 +1,14 @@
 //! Fault kinds and the nemesis: a schedule of faults drawn from a seed.
-//! The schedule is data; the simulator (or the certification proxy) applies it.
+//!
+//! One model for both worlds: the simulator applies a [`Fault`] to simulated links and hosts,
+//! certification to its proxies and hooks. The generator draws only what the world can apply
+//! ([`Capabilities`] in the [`Topology`]); adding a kind is one variant here plus one applier per
+//! world.
 
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use riptide_checker::history::FaultValue;
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -41,7 +46,21 @@ pub enum Fault {
     ScaleOut { broker: String },
     /// A broker leaves the cluster for good.
     ScaleIn { broker: String },
+    /// Every frame between clients and the broker waits `ms` more.
+    LinkSlow { broker: String, ms: u64 },
+    /// Replies to clients are dropped at this rate, closing the connection: the request took
+    /// effect but the client cannot know.
+    RepliesLost { broker: String, rate: f64 },
+    /// Clients' open connections to the broker are closed at once and new ones refused.
+    ConnectionsCut { broker: String },
 }
+
+/// The in-flight coverage points of the kinds only certification applies (its client proxy).
+pub const CERTIFY_ONLY_POINTS: [&str; 3] = [
+    "in_flight.link_slow",
+    "in_flight.replies_lost",
+    "in_flight.connections_cut",
+];
 
 impl Fault {
     pub fn kind(&self) -> &'static str {
@@ -59,7 +78,62 @@ impl Fault {
             Fault::ZoneIsolate { .. } => "zone-isolate",
             Fault::ScaleOut { .. } => "scale-out",
             Fault::ScaleIn { .. } => "scale-in",
+            Fault::LinkSlow { .. } => "link-slow",
+            Fault::RepliesLost { .. } => "replies-lost",
+            Fault::ConnectionsCut { .. } => "connections-cut",
         }
+    }
+
+    /// Every broker the fault names.
+    pub fn brokers(&self) -> Vec<&str> {
+        let all: Vec<&String> = match self {
+            Fault::Partition { a, b } => a.iter().chain(b).collect(),
+            Fault::PartitionOneway { from, to } => from.iter().chain(to).collect(),
+            Fault::ZoneLoss { brokers, .. } => brokers.iter().collect(),
+            Fault::ZoneIsolate {
+                brokers, others, ..
+            } => brokers.iter().chain(others).collect(),
+            Fault::Crash { broker }
+            | Fault::Pause { broker }
+            | Fault::StoreErrors { broker, .. }
+            | Fault::StoreAmbiguous { broker, .. }
+            | Fault::StoreLate { broker, .. }
+            | Fault::StoreSlow { broker, .. }
+            | Fault::StoreCut { broker }
+            | Fault::ScaleOut { broker }
+            | Fault::ScaleIn { broker }
+            | Fault::LinkSlow { broker, .. }
+            | Fault::RepliesLost { broker, .. }
+            | Fault::ConnectionsCut { broker } => vec![broker],
+        };
+        all.into_iter().map(String::as_str).collect()
+    }
+
+    /// Whether this acts on a broker's link to the object store.
+    pub fn is_store_fault(&self) -> bool {
+        matches!(
+            self,
+            Fault::StoreErrors { .. }
+                | Fault::StoreAmbiguous { .. }
+                | Fault::StoreLate { .. }
+                | Fault::StoreSlow { .. }
+                | Fault::StoreCut { .. }
+        )
+    }
+
+    /// Whether a broker is unreachable, stopped or cut off its store while this lasts.
+    pub fn takes_broker_down(&self) -> bool {
+        matches!(
+            self,
+            Fault::Partition { .. }
+                | Fault::PartitionOneway { .. }
+                | Fault::Crash { .. }
+                | Fault::Pause { .. }
+                | Fault::StoreCut { .. }
+                | Fault::ZoneLoss { .. }
+                | Fault::ZoneIsolate { .. }
+                | Fault::ConnectionsCut { .. }
+        )
     }
 
     /// Marks that this fault began while operations were in flight: the interesting case, a
@@ -119,6 +193,18 @@ impl Fault {
                 "in_flight.scale_in",
                 "a broker left with operations in flight"
             ),
+            Fault::LinkSlow { .. } => reached!(
+                "in_flight.link_slow",
+                "a broker's client links slowed with operations in flight"
+            ),
+            Fault::RepliesLost { .. } => reached!(
+                "in_flight.replies_lost",
+                "a broker's replies began to be dropped with operations in flight"
+            ),
+            Fault::ConnectionsCut { .. } => reached!(
+                "in_flight.connections_cut",
+                "a broker's client connections were cut with operations in flight"
+            ),
         }
     }
 }
@@ -130,6 +216,23 @@ pub struct Planned {
     pub start_ms: u64,
     pub end_ms: Option<u64>,
     pub fault: Fault,
+}
+
+impl Planned {
+    /// The fault as a nemesis event of the history: its kind, the phase (`start`, `heal`...) and
+    /// every field of the fault.
+    pub fn event(&self, phase: &str) -> FaultValue {
+        let detail = serde_json::to_value(&self.fault).unwrap_or_default();
+        let mut v = FaultValue::new(self.fault.kind()).with("phase", phase);
+        if let serde_json::Value::Object(m) = detail {
+            for (k, x) in m {
+                if k != "kind" {
+                    v = v.with(&k, x);
+                }
+            }
+        }
+        v
+    }
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -148,6 +251,8 @@ pub struct FaultMix {
     pub store: bool,
     pub zone_loss: bool,
     pub scale: bool,
+    /// Client links slowed, replies lost, connections cut (certification's proxy).
+    pub client_links: bool,
     /// Mean simulated time between two faults starting.
     pub mean_gap_ms: u64,
     /// Longest a fault lasts.
@@ -163,13 +268,54 @@ impl Default for FaultMix {
             store: false,
             zone_loss: false,
             scale: false,
+            client_links: false,
             mean_gap_ms: 1500,
             max_duration_ms: 4000,
         }
     }
 }
 
-/// The hosts a schedule can name.
+/// What a world can do to its hosts: the generator draws only faults it can apply.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Capabilities {
+    /// Links between brokers can be cut (the simulator); without, a partition cuts the clients
+    /// off one broker (a proxy in front of it).
+    pub broker_links: bool,
+    pub crashes: bool,
+    pub pauses: bool,
+    /// Faults on the brokers' links to the object store.
+    pub store: bool,
+    /// Whole zones lost or isolated, brokers joining and leaving.
+    pub zones_and_scale: bool,
+    /// Client links slowed, replies dropped, connections cut.
+    pub client_links: bool,
+    /// At most one broker down (unreachable, stopped, cut off its store) at a time, so that a
+    /// cluster that tolerates one failure stays available.
+    pub one_down_at_a_time: bool,
+}
+
+impl Capabilities {
+    /// The simulated world: everything but the client-link kinds of certify's proxy.
+    pub fn simulator() -> Capabilities {
+        Capabilities {
+            broker_links: true,
+            crashes: true,
+            pauses: true,
+            store: true,
+            zones_and_scale: true,
+            client_links: false,
+            one_down_at_a_time: false,
+        }
+    }
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities::simulator()
+    }
+}
+
+/// The hosts a schedule can name, and what the world can do to them.
 #[derive(Clone, Debug, Default)]
 pub struct Topology {
     /// Brokers present from the start, with their zone.
@@ -181,6 +327,7 @@ pub struct Topology {
     /// Brokers clients bootstrap from. Like a DNS name in production, at
     /// least one of them is never removed for good.
     pub bootstrap: Vec<String>,
+    pub can: Capabilities,
 }
 
 #[derive(Clone, Copy)]
@@ -191,6 +338,7 @@ enum Kind {
     Store,
     ZoneLoss,
     Scale,
+    ClientLink,
 }
 
 impl Schedule {
@@ -205,14 +353,16 @@ impl Schedule {
         until_ms: u64,
     ) -> Schedule {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let can = &topo.can;
         let mut kinds = Vec::new();
         for (on, k) in [
             (mix.partitions, Kind::Partition),
-            (mix.crashes, Kind::Crash),
-            (mix.pauses, Kind::Pause),
-            (mix.store, Kind::Store),
-            (mix.zone_loss, Kind::ZoneLoss),
-            (mix.scale, Kind::Scale),
+            (mix.crashes && can.crashes, Kind::Crash),
+            (mix.pauses && can.pauses, Kind::Pause),
+            (mix.store && can.store, Kind::Store),
+            (mix.zone_loss && can.zones_and_scale, Kind::ZoneLoss),
+            (mix.scale && can.zones_and_scale, Kind::Scale),
+            (mix.client_links && can.client_links, Kind::ClientLink),
         ] {
             if on {
                 kinds.push(k);
@@ -225,6 +375,8 @@ impl Schedule {
         let mut live: Vec<(String, usize)> = topo.brokers.clone();
         let mut spares = topo.spares.clone();
         let mut zones_lost_for_good = 0;
+        // When the broker down now (one_down_at_a_time) comes back.
+        let mut down_until = 0u64;
         let gap = mix.mean_gap_ms.max(1);
         let mut t = from_ms + rng.gen_range(0..=gap);
         while t + 200 < until_ms {
@@ -243,7 +395,10 @@ impl Schedule {
                         .chain(topo.clients.iter().cloned())
                         .filter(|h| *h != broker)
                         .collect();
-                    let fault = match rng.gen_range(0..3) {
+                    let shape = rng.gen_range(0..3);
+                    // Without broker links, only the clients' side of a broker can be cut.
+                    let shape = if can.broker_links { shape } else { 2 };
+                    let fault = match shape {
                         0 => Fault::Partition {
                             a: vec![broker],
                             b: others,
@@ -268,7 +423,8 @@ impl Schedule {
                 }
                 Kind::Crash | Kind::Pause => {
                     let broker = pick(&mut rng, &live);
-                    let fault = if matches!(kind, Kind::Crash) && rng.gen_bool(0.7) {
+                    let crash = matches!(kind, Kind::Crash) && (rng.gen_bool(0.7) || !can.pauses);
+                    let fault = if crash {
                         Fault::Crash { broker }
                     } else {
                         Fault::Pause { broker }
@@ -380,7 +536,33 @@ impl Schedule {
                         continue;
                     }
                 }
+                Kind::ClientLink => {
+                    let broker = pick(&mut rng, &live);
+                    let fault = match rng.gen_range(0..3) {
+                        0 => Fault::LinkSlow {
+                            broker,
+                            ms: rng.gen_range(20..=400),
+                        },
+                        1 => Fault::RepliesLost {
+                            broker,
+                            rate: [0.05, 0.2, 0.5][rng.gen_range(0..3)],
+                        },
+                        _ => Fault::ConnectionsCut { broker },
+                    };
+                    Planned {
+                        start_ms: t,
+                        end_ms: end,
+                        fault,
+                    }
+                }
             };
+            if can.one_down_at_a_time && planned.fault.takes_broker_down() {
+                if t < down_until {
+                    t += rng.gen_range(gap / 2..=gap * 3 / 2);
+                    continue;
+                }
+                down_until = planned.end_ms.unwrap_or(u64::MAX);
+            }
             faults.push(planned);
             t += rng.gen_range(gap / 2..=gap * 3 / 2);
         }
@@ -399,7 +581,127 @@ mod tests {
             clients: vec!["producer-0".into(), "reader".into()],
             spares: vec![("broker-6".into(), 0)],
             bootstrap: vec!["broker-0".into(), "broker-1".into()],
+            can: Capabilities::simulator(),
         }
+    }
+
+    /// Certification's world: three real nodes behind proxies, one zone.
+    fn real(can: Capabilities) -> Topology {
+        Topology {
+            brokers: (0..3)
+                .map(|i| (format!("127.0.0.1:{}", 9092 + i), 0))
+                .collect(),
+            zones: 1,
+            clients: vec!["clients".into()],
+            spares: vec![],
+            bootstrap: vec![],
+            can,
+        }
+    }
+
+    fn proxies_and_hooks() -> Capabilities {
+        Capabilities {
+            broker_links: false,
+            client_links: true,
+            zones_and_scale: false,
+            one_down_at_a_time: true,
+            ..Capabilities::simulator()
+        }
+    }
+
+    fn everything() -> FaultMix {
+        FaultMix {
+            pauses: true,
+            client_links: true,
+            mean_gap_ms: 3000,
+            max_duration_ms: 6000,
+            ..all()
+        }
+    }
+
+    #[test]
+    fn a_real_world_gets_only_what_it_can_apply_one_broker_down_at_a_time() {
+        let mut kinds = std::collections::BTreeSet::new();
+        for seed in 0..40 {
+            let s = Schedule::generate(
+                seed,
+                &everything(),
+                &real(proxies_and_hooks()),
+                2000,
+                50_000,
+            );
+            let down: Vec<&Planned> = s
+                .faults
+                .iter()
+                .filter(|p| p.fault.takes_broker_down())
+                .collect();
+            for w in down.windows(2) {
+                assert!(w[1].start_ms >= w[0].end_ms.unwrap(), "{w:?}");
+            }
+            for p in &s.faults {
+                kinds.insert(p.fault.kind());
+                assert!(p.end_ms.is_some_and(|e| e <= 50_000), "{p:?}");
+                if let Fault::Partition { b, .. } = &p.fault {
+                    assert_eq!(b, &vec!["clients".to_string()], "only client links");
+                }
+            }
+        }
+        for k in [
+            "partition",
+            "crash",
+            "pause",
+            "link-slow",
+            "replies-lost",
+            "connections-cut",
+        ] {
+            assert!(kinds.contains(k), "{k} never drawn: {kinds:?}");
+        }
+        for k in [
+            "partition-oneway",
+            "zone-loss",
+            "zone-isolate",
+            "scale-in",
+            "scale-out",
+        ] {
+            assert!(
+                !kinds.contains(k),
+                "{k} drawn for a world that cannot apply it"
+            );
+        }
+        assert!(kinds.iter().any(|k| k.starts_with("store-")));
+    }
+
+    #[test]
+    fn faults_without_hooks_or_store_links_are_never_drawn() {
+        let can = Capabilities {
+            crashes: false,
+            pauses: false,
+            store: false,
+            ..proxies_and_hooks()
+        };
+        for seed in 0..20 {
+            for p in Schedule::generate(seed, &everything(), &real(can.clone()), 0, 60_000).faults {
+                assert!(
+                    !matches!(p.fault, Fault::Crash { .. } | Fault::Pause { .. })
+                        && !p.fault.is_store_fault(),
+                    "{p:?}"
+                );
+            }
+        }
+        // Kills without pause hooks: crashes only.
+        let can = Capabilities {
+            pauses: false,
+            ..proxies_and_hooks()
+        };
+        let s = Schedule::generate(3, &everything(), &real(can), 0, 120_000);
+        assert!(s
+            .faults
+            .iter()
+            .any(|p| matches!(p.fault, Fault::Crash { .. })));
+        assert!(!s
+            .faults
+            .iter()
+            .any(|p| matches!(p.fault, Fault::Pause { .. })));
     }
 
     fn all() -> FaultMix {

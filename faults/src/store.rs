@@ -2,6 +2,7 @@
 //! link, and ambiguous outcomes both ways — applied but the reply lost, and a
 //! timeout reported before the write lands.
 
+use crate::schedule::Fault;
 use async_trait::async_trait;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -37,11 +38,65 @@ pub struct StoreFaults {
     pub paused: bool,
 }
 
+/// What becomes of one call, given its uniform roll: the same rule in the simulator's store and
+/// in certify's store proxy.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fate {
+    /// Fails with a 5xx before doing anything.
+    Fail,
+    /// A write that reports a timeout now and lands later (or loses its race).
+    Late,
+    /// Done; for a write whose reply is lost, the caller sees an error anyway.
+    Apply { reply_lost: bool },
+}
+
 impl StoreFaults {
     pub fn healthy(latency_ms: (u64, u64)) -> Self {
         StoreFaults {
             latency_ms,
             ..Default::default()
+        }
+    }
+
+    /// One broker's store faults while `active` faults are in force: overlapping rates take the
+    /// highest, latencies add up. A pause or an isolated zone holds or cuts the store link too.
+    pub fn combine<'a>(
+        latency_ms: (u64, u64),
+        active: impl IntoIterator<Item = &'a Fault>,
+    ) -> StoreFaults {
+        let mut s = StoreFaults::healthy(latency_ms);
+        for fault in active {
+            match fault {
+                Fault::StoreErrors { rate, .. } => s.error_rate = s.error_rate.max(*rate),
+                Fault::StoreAmbiguous { rate, .. } => {
+                    s.ambiguous_rate = s.ambiguous_rate.max(*rate)
+                }
+                Fault::StoreLate { rate, .. } => s.late_rate = s.late_rate.max(*rate),
+                Fault::StoreSlow { extra_ms, .. } => s.extra_latency_ms += extra_ms,
+                Fault::StoreCut { .. } | Fault::ZoneIsolate { .. } => s.cut = true,
+                Fault::Pause { .. } => s.paused = true,
+                _ => {}
+            }
+        }
+        s
+    }
+
+    /// The fate of a call that rolled `roll` (uniform in [0, 1)): errors first, then, for
+    /// writes, the late and reply-lost bands drawn past the error band.
+    pub fn fate(&self, roll: f64, write: bool) -> Fate {
+        if roll < self.error_rate {
+            return Fate::Fail;
+        }
+        if !write {
+            return Fate::Apply { reply_lost: false };
+        }
+        let roll = (roll - self.error_rate) / (1.0 - self.error_rate).max(f64::EPSILON);
+        if roll < self.late_rate {
+            Fate::Late
+        } else {
+            Fate::Apply {
+                reply_lost: roll < self.late_rate + self.ambiguous_rate,
+            }
         }
     }
 }
@@ -109,8 +164,8 @@ impl FaultyStore {
     }
 
     /// Latency, pauses, a cut link and plain errors: the faults common to
-    /// every call.
-    async fn enter(&self) -> Result<(StoreFaults, f64), object_store::Error> {
+    /// every call. Returns the faults in force and the call's fate.
+    async fn enter(&self, write: bool) -> Result<Fate, object_store::Error> {
         self.wait_while_paused().await;
         let f = self.faults();
         let (delay, roll) = self.draw(&f);
@@ -131,18 +186,15 @@ impl FaultyStore {
                 "an object-store call was slowed by a latency spike or throttling"
             );
         }
-        if roll < f.error_rate {
+        let fate = f.fate(roll, write);
+        if fate == Fate::Fail {
             reached!(
                 "store.error_injected",
                 "an object-store call failed with an injected 503"
             );
             return Err(injected("503 Slow Down (injected)"));
         }
-        // The rates of the write faults are drawn past the error band.
-        Ok((
-            f.clone(),
-            (roll - f.error_rate) / (1.0 - f.error_rate).max(f64::EPSILON),
-        ))
+        Ok(fate)
     }
 }
 
@@ -171,8 +223,8 @@ impl ObjectStore for FaultyStore {
         payload: PutPayload,
         opts: PutOptions,
     ) -> object_store::Result<PutResult> {
-        let (f, roll) = self.enter().await?;
-        if roll < f.late_rate {
+        let fate = self.enter(true).await?;
+        if fate == Fate::Late {
             // Report a timeout now; the write lands later (or loses its race).
             let (inner, location) = (self.inner.clone(), location.clone());
             tokio::spawn(async move {
@@ -194,7 +246,7 @@ impl ObjectStore for FaultyStore {
             return Err(injected("request timed out (write still in flight)"));
         }
         let r = self.inner.put_opts(location, payload, opts).await;
-        if r.is_ok() && roll < f.late_rate + f.ambiguous_rate {
+        if r.is_ok() && fate == (Fate::Apply { reply_lost: true }) {
             reached!(
                 "store.applied_reply_lost",
                 "a write was applied but its caller got an error (reply lost)"
@@ -210,7 +262,7 @@ impl ObjectStore for FaultyStore {
         location: &Path,
         opts: PutMultipartOptions,
     ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        self.enter().await?;
+        self.enter(false).await?;
         self.inner.put_multipart_opts(location, opts).await
     }
 
@@ -219,7 +271,7 @@ impl ObjectStore for FaultyStore {
         location: &Path,
         options: GetOptions,
     ) -> object_store::Result<GetResult> {
-        self.enter().await?;
+        self.enter(false).await?;
         self.inner.get_opts(location, options).await
     }
 
@@ -246,7 +298,7 @@ impl ObjectStore for FaultyStore {
                 return futures::stream::iter([Err(injected("object store unreachable"))]).boxed();
             }
             tokio::time::sleep(delay).await;
-            if roll < f.error_rate {
+            if f.fate(roll, false) == Fate::Fail {
                 return futures::stream::iter([Err(injected("503 Slow Down (injected)"))]).boxed();
             }
             inner.list(prefix.as_ref())
@@ -256,7 +308,7 @@ impl ObjectStore for FaultyStore {
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.enter().await?;
+        self.enter(false).await?;
         self.inner.list_with_delimiter(prefix).await
     }
 
@@ -266,7 +318,7 @@ impl ObjectStore for FaultyStore {
         to: &Path,
         options: CopyOptions,
     ) -> object_store::Result<()> {
-        self.enter().await?;
+        self.enter(false).await?;
         self.inner.copy_opts(from, to, options).await
     }
 }
@@ -335,6 +387,55 @@ mod tests {
             region.head(&p).await.is_ok(),
             "the call completes after the resume"
         );
+    }
+
+    #[test]
+    fn fates_follow_the_bands() {
+        let f = StoreFaults {
+            error_rate: 0.2,
+            late_rate: 0.25,
+            ambiguous_rate: 0.25,
+            ..StoreFaults::default()
+        };
+        assert_eq!(f.fate(0.1, true), Fate::Fail);
+        assert_eq!(f.fate(0.1, false), Fate::Fail);
+        // 0.3 is 0.125 past the error band: late. 0.5 is 0.375: reply lost. 0.9: fine.
+        assert_eq!(f.fate(0.3, true), Fate::Late);
+        assert_eq!(f.fate(0.5, true), Fate::Apply { reply_lost: true });
+        assert_eq!(f.fate(0.9, true), Fate::Apply { reply_lost: false });
+        assert_eq!(f.fate(0.3, false), Fate::Apply { reply_lost: false });
+        let healthy = StoreFaults::default();
+        assert_eq!(healthy.fate(0.0, true), Fate::Apply { reply_lost: false });
+    }
+
+    #[test]
+    fn overlapping_store_faults_combine() {
+        let b = || "b".to_string();
+        let s = StoreFaults::combine(
+            (1, 2),
+            &[
+                Fault::StoreErrors {
+                    broker: b(),
+                    rate: 0.2,
+                },
+                Fault::StoreErrors {
+                    broker: b(),
+                    rate: 0.5,
+                },
+                Fault::StoreSlow {
+                    broker: b(),
+                    extra_ms: 100,
+                },
+                Fault::StoreSlow {
+                    broker: b(),
+                    extra_ms: 50,
+                },
+                Fault::Crash { broker: b() },
+            ],
+        );
+        assert_eq!((s.error_rate, s.extra_latency_ms, s.cut), (0.5, 150, false));
+        assert_eq!(s.latency_ms, (1, 2));
+        assert!(StoreFaults::combine((0, 0), &[Fault::StoreCut { broker: b() }]).cut);
     }
 
     #[tokio::test(start_paused = true)]

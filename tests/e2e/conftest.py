@@ -8,6 +8,7 @@ killed at teardown, and when a test fails the tail of each process's log is atta
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,8 +17,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from e2e_util import (  # noqa: E402
+    CLUSTER,
     MOTO_ENV,
     Broker,
+    Cluster,
     MotoServer,
     Proc,
     free_port,
@@ -143,3 +146,20 @@ def pytest_runtest_makereport(item, call):
         for p in getattr(item, "_riptide_procs", []):
             status = "running" if p.alive() else f"exited with {p.returncode()}"
             rep.sections.append((f"{p.name} ({status}) log tail — full log: {p.log_path}", p.log_tail(60)))
+
+
+@pytest.fixture
+def cluster_factory(riptide_bin, tmp_path):
+    """Makes three-broker clusters (ci/riptide-cluster.sh), each in its own directory; all are
+    brought down at teardown."""
+    made = []
+
+    def make(broker_args: str = "", env: dict | None = None) -> Cluster:
+        c = Cluster(riptide_bin, tmp_path / f"cluster-{len(made)}", broker_args, env)
+        made.append(c)
+        c.sh("up", "3")
+        return c
+
+    yield make
+    for c in made:
+        subprocess.run([str(CLUSTER), "down"], env=c.env, timeout=60)

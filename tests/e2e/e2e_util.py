@@ -246,6 +246,60 @@ class MotoServer(Proc):
         return n
 
 
+# --------------------------------------------------------------------------------------------
+# a cluster of `riptide broker` processes for certify (ci/riptide-cluster.sh), and certify itself
+# --------------------------------------------------------------------------------------------
+
+CLUSTER = REPO_ROOT / "ci" / "riptide-cluster.sh"
+
+
+def free_base(n: int = 3) -> int:
+    """The first of n consecutive free ports."""
+    for base in range(21092, 29000, 17):
+        if not any(port_in_use(base + i) for i in range(n)):
+            return base
+    raise RuntimeError("no free port range for the cluster")
+
+
+class Cluster:
+    """Three brokers started by ci/riptide-cluster.sh, which is also certify's node hook."""
+
+    def __init__(self, binary: Path, dir: Path, broker_args: str = "", env: dict | None = None):
+        self.base = free_base()
+        self.dir = dir
+        self.env = dict(os.environ, RIPTIDE_BIN=str(binary), CLUSTER_DIR=str(dir),
+                        BASE_PORT=str(self.base), BROKER_ARGS=broker_args, NO_COLOR="1",
+                        **(env or {}))
+
+    def sh(self, *args: str):
+        subprocess.run([str(CLUSTER), *args], env=self.env, check=True, timeout=60)
+
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{self.base + i}" for i in range(3))
+
+    def logs(self) -> str:
+        out = []
+        for p in sorted(self.dir.glob("broker-*.log")):
+            lines = p.read_text(errors="replace").splitlines()[-30:]
+            out.append(f"--- {p.name}\n" + "\n".join(lines))
+        return "\n".join(out)
+
+
+def certify(binary: Path, bootstrap: str, out: Path, *extra: str, env=None, timeout=400):
+    argv = [str(binary), "certify", "--bootstrap", bootstrap, "--out", str(out), *extra]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def hooks_flags() -> list[str]:
+    """certify's node hooks, run by ci/riptide-cluster.sh."""
+    return [
+        "--kill", f"{CLUSTER} kill {{node}}",
+        "--start", f"{CLUSTER} start {{node}}",
+        "--pause", f"{CLUSTER} pause {{node}}",
+        "--resume", f"{CLUSTER} resume {{node}}",
+    ]
+
+
 def unique_topic(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

@@ -21,7 +21,7 @@ use kafka_protocol::ResponseError;
 use object_store::memory::InMemory;
 use riptide_broker::env::SystemClock;
 use riptide_broker::{Broker, BrokerConfig};
-use riptide_faults::proxy::{LinkFaults, NodeView, Proxy};
+use riptide_certify::client_proxy::{LinkFaults, NodeView, Proxy};
 use riptide_workloads::{
     codec, Client, ClientConfig, ClientError, Connection, ConnectionOptions, OffsetSpec,
     TcpConnector,

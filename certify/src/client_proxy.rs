@@ -19,6 +19,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use riptide_coverage::reached;
+use riptide_faults::Fault;
 use riptide_wire::{frame, versions, MAX_FRAME_BYTES};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -44,6 +45,25 @@ pub struct LinkFaults {
     pub refuse: bool,
     /// Bumped to close every open connection.
     pub cut_generation: u64,
+}
+
+impl LinkFaults {
+    /// The client-link faults of one broker while `active` faults are in force: overlapping
+    /// delays add up, the highest drop rate wins. Partitions cut the clients' side (the only
+    /// link the proxy holds).
+    pub fn combine<'a>(broker: &str, active: impl IntoIterator<Item = &'a Fault>) -> LinkFaults {
+        let mut l = LinkFaults::default();
+        for f in active.into_iter().filter(|f| f.brokers().contains(&broker)) {
+            match f {
+                Fault::Partition { .. } | Fault::PartitionOneway { .. } => l.partitioned = true,
+                Fault::LinkSlow { ms, .. } => l.delay_ms += ms,
+                Fault::RepliesLost { rate, .. } => l.drop_reply_rate = l.drop_reply_rate.max(*rate),
+                Fault::ConnectionsCut { .. } => l.refuse = true,
+                _ => {}
+            }
+        }
+        l
+    }
 }
 
 /// Per API key and version: what clients asked and what came back.
@@ -693,4 +713,40 @@ fn error_codes(key: ApiKey, version: i16, mut body: Bytes) -> Option<Vec<i16>> {
         _ => {}
     }
     Some(codes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlapping_faults_on_one_node_combine() {
+        let n = |i: usize| format!("n{i}");
+        let active = [
+            Fault::LinkSlow {
+                broker: n(1),
+                ms: 50,
+            },
+            Fault::LinkSlow {
+                broker: n(1),
+                ms: 20,
+            },
+            Fault::RepliesLost {
+                broker: n(1),
+                rate: 0.2,
+            },
+            Fault::Partition {
+                a: vec![n(0)],
+                b: vec!["clients".into()],
+            },
+            Fault::StoreCut { broker: n(1) },
+        ];
+        let l = LinkFaults::combine(&n(1), &active);
+        assert_eq!(
+            (l.delay_ms, l.drop_reply_rate, l.partitioned, l.refuse),
+            (70, 0.2, false, false)
+        );
+        assert!(LinkFaults::combine(&n(0), &active).partitioned);
+        assert!(LinkFaults::combine(&n(2), &[Fault::ConnectionsCut { broker: n(2) }]).refuse);
+    }
 }

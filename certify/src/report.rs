@@ -1,7 +1,8 @@
 //! The certification report: Markdown, JSON, and a self-contained HTML page
 //! with a per-partition timeline of offsets, faults and anomalies.
 
-use super::Certification;
+use crate::engine::{AppliedFault, Certification};
+use crate::store_proxy::StoreObserved;
 use kafka_protocol::messages::ApiKey;
 use riptide_checker::history::{History, Op, OpKind, Value};
 use riptide_checker::{Finding, Report, Severity, Verdict};
@@ -287,10 +288,158 @@ pub fn summary_text(c: &Certification) -> String {
     if !failed.is_empty() {
         let _ = writeln!(s, "\nprotocol failures: {}", failed.join("; "));
     }
+    for (k, o) in c.store.iter().enumerate() {
+        let requests: u64 = o.ops.values().map(|u| u.requests).sum();
+        let hit: u64 = o.hits_by_kind.values().sum();
+        let _ = writeln!(
+            s,
+            "store n{k} ({}): {requests} requests, {hit} hit by faults{}",
+            o.upstream,
+            if o.wrote_conditionally() {
+                ""
+            } else {
+                ", NO conditional writes"
+            }
+        );
+    }
     for w in &c.warnings {
         let _ = writeln!(s, "warning: {w}");
     }
     s
+}
+
+/// One node's use of one store operation, for the tables.
+struct StoreRow<'a> {
+    node: usize,
+    op: &'a str,
+    requests: u64,
+    statuses: String,
+    no_reply: u64,
+    faulted: u64,
+    mean_ms: f64,
+    max_ms: f64,
+}
+
+fn store_rows(store: &[StoreObserved]) -> Vec<StoreRow<'_>> {
+    let mut rows = Vec::new();
+    for (node, o) in store.iter().enumerate() {
+        for (op, u) in &o.ops {
+            let statuses = u
+                .statuses
+                .iter()
+                .map(|(code, n)| format!("{code}×{n}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            let answered = u.statuses.values().sum::<u64>() + u.no_reply;
+            rows.push(StoreRow {
+                node,
+                op: op.as_str(),
+                requests: u.requests,
+                statuses,
+                no_reply: u.no_reply,
+                faulted: u.faulted,
+                mean_ms: u.latency_us_total as f64 / answered.max(1) as f64 / 1000.0,
+                max_ms: u.latency_us_max as f64 / 1000.0,
+            });
+        }
+    }
+    rows
+}
+
+const STORE_INTRO: &str = "What each node did to its object store, as its store proxy saw it: \
+requests per operation, the status codes it got back (injected ones included), requests left \
+without a reply (cut link, reply lost, late write), requests a fault acted on, and latency.";
+
+fn store_markdown(s: &mut String, c: &Certification) {
+    if c.store.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "\n## Object store\n\n{STORE_INTRO}\n");
+    let _ = writeln!(
+        s,
+        "| node | operation | requests | statuses | no reply | faulted | mean ms | max ms |\n|---|---|---|---|---|---|---|---|"
+    );
+    for r in store_rows(&c.store) {
+        let _ = writeln!(
+            s,
+            "| n{} | {} | {} | {} | {} | {} | {:.1} | {:.1} |",
+            r.node, r.op, r.requests, r.statuses, r.no_reply, r.faulted, r.mean_ms, r.max_ms
+        );
+    }
+    let _ = writeln!(s);
+    for (k, o) in c.store.iter().enumerate() {
+        let hits = o
+            .hits_by_kind
+            .iter()
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let _ = writeln!(
+            s,
+            "- n{k} via `{}` → `{}`: {} connections ({} refused); requests hit by kind: {}; late writes landed {}, refused {}{}",
+            o.listen,
+            o.upstream,
+            o.connections,
+            o.refused,
+            if hits.is_empty() { "none".to_string() } else { hits },
+            o.late_landed,
+            o.late_refused,
+            if o.wrote() && !o.wrote_conditionally() {
+                ". **Never wrote conditionally**: nothing stops two brokers writing the same offsets."
+            } else {
+                ""
+            }
+        );
+    }
+}
+
+fn store_html(s: &mut String, c: &Certification) {
+    if c.store.is_empty() {
+        return;
+    }
+    let _ = write!(
+        s,
+        "<h2>Object store</h2><p>{}</p><table><tr><th>node</th><th>operation</th><th>requests</th>\
+<th>statuses</th><th>no reply</th><th>faulted</th><th>mean ms</th><th>max ms</th></tr>",
+        esc(STORE_INTRO)
+    );
+    for r in store_rows(&c.store) {
+        let _ = write!(
+            s,
+            "<tr><td>n{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
+<td>{:.1}</td><td>{:.1}</td></tr>",
+            r.node,
+            esc(r.op),
+            r.requests,
+            esc(&r.statuses),
+            r.no_reply,
+            r.faulted,
+            r.mean_ms,
+            r.max_ms
+        );
+    }
+    let _ = write!(s, "</table><ul>");
+    for (k, o) in c.store.iter().enumerate() {
+        let hits = o
+            .hits_by_kind
+            .iter()
+            .map(|(kind, n)| format!("{kind} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let flag = if o.wrote() && !o.wrote_conditionally() {
+            " <strong class=\"fail\">never wrote conditionally</strong>"
+        } else {
+            ""
+        };
+        let _ = write!(
+            s,
+            "<li>n{k} via <code>{}</code> → <code>{}</code>: requests hit by kind: {}{flag}</li>",
+            esc(&o.listen),
+            esc(&o.upstream),
+            esc(if hits.is_empty() { "none" } else { &hits })
+        );
+    }
+    let _ = write!(s, "</ul>");
 }
 
 /// What was certified, how and when: `(name, value, shown as code)`.
@@ -444,7 +593,7 @@ pub fn markdown(c: &Certification) -> String {
     } else {
         let _ = writeln!(
             s,
-            "| t (s) | phase | fault | node | hook |\n|---|---|---|---|---|"
+            "| t (s) | phase | fault | node | hook | requests hit |\n|---|---|---|---|---|---|"
         );
         for a in &c.applied {
             let detail = serde_json::to_string(&a.fault).unwrap_or_default();
@@ -461,16 +610,19 @@ pub fn markdown(c: &Certification) -> String {
                 .unwrap_or_default();
             let _ = writeln!(
                 s,
-                "| {:.1} | {} | {} | {} `{}` | {} |",
+                "| {:.1} | {} | {} | {} `{}` | {} | {} |",
                 a.at_ms as f64 / 1000.0,
                 a.phase,
                 detail.replace('|', "\\|"),
-                a.fault.node(),
+                a.node,
                 a.node_addr,
-                hook
+                hook,
+                a.hits.map(|n| n.to_string()).unwrap_or_default()
             );
         }
     }
+
+    store_markdown(&mut s, c);
 
     let _ = writeln!(s, "\n## Compatibility\n");
     let _ = writeln!(
@@ -549,6 +701,7 @@ pub fn json(c: &Certification) -> serde_json::Value {
         }).collect::<Vec<_>>(),
         "compatibility": compat_rows(c),
         "proxy": c.observed,
+        "store": c.store,
         "coverage": c.coverage,
     })
 }
@@ -696,7 +849,7 @@ labelled by node) and the ops of each finding (red rings).</p>"
     } else {
         let _ = write!(
             s,
-            "<table><tr><th>t (s)</th><th>phase</th><th>fault</th><th>node</th><th>hook</th></tr>"
+            "<table><tr><th>t (s)</th><th>phase</th><th>fault</th><th>node</th><th>hook</th><th>requests hit</th></tr>"
         );
         for a in &c.applied {
             let hook = a
@@ -706,17 +859,19 @@ labelled by node) and the ops of each finding (red rings).</p>"
                 .unwrap_or_default();
             let _ = write!(
                 s,
-                "<tr><td>{:.1}</td><td>{}</td><td><code>{}</code></td><td>{} {}</td><td><code>{}</code></td></tr>",
+                "<tr><td>{:.1}</td><td>{}</td><td><code>{}</code></td><td>{} {}</td><td><code>{}</code></td><td>{}</td></tr>",
                 a.at_ms as f64 / 1000.0,
                 a.phase,
                 esc(&serde_json::to_string(&a.fault).unwrap_or_default()),
-                a.fault.node(),
+                a.node,
                 esc(&a.node_addr),
-                esc(&hook)
+                esc(&hook),
+                a.hits.map(|n| n.to_string()).unwrap_or_default()
             );
         }
         let _ = write!(s, "</table>");
     }
+    store_html(&mut s, c);
 
     let _ = write!(
         s,
@@ -815,23 +970,23 @@ fn timelines(c: &Certification) -> String {
     }
     // Fault intervals: start/heal pairs of the applied list, by fault identity.
     let mut bands: Vec<(u64, u64, String)> = Vec::new();
-    let mut open: Vec<(u64, &super::AppliedFault)> = Vec::new();
+    let mut open: Vec<(u64, &AppliedFault)> = Vec::new();
     for a in &c.applied {
         if a.phase == "start" {
             open.push((a.at_ms, a));
         } else if a.phase == "heal" {
-            if let Some(i) = open.iter().position(|(_, o)| o.fault == a.fault) {
+            if let Some(i) = open.iter().position(|(_, o)| o.id == a.id) {
                 let (t0, o) = open.remove(i);
                 bands.push((
                     t0,
                     a.at_ms,
-                    o.fault.kind().to_string() + &format!(" n{}", o.fault.node()),
+                    o.fault.kind().to_string() + &format!(" n{}", o.node),
                 ));
             }
         }
     }
     for (t0, o) in open {
-        let label = format!("{} n{}", o.fault.kind(), o.fault.node());
+        let label = format!("{} n{}", o.fault.kind(), o.node);
         bands.push((t0, (t_max / 1e6) as u64, label));
     }
     bands.sort();
@@ -1020,10 +1175,11 @@ pub fn write_all(dir: &Path, c: &Certification) -> anyhow::Result<Vec<PathBuf>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client_proxy::{ApiUse, NodeView, Observed};
+    use crate::store_proxy::OpUse;
     use riptide_checker::history::{FinalReadValue, HistoryBuilder, SendValue};
     use riptide_checker::{check_all, CheckerConfig};
-    use riptide_faults::certify::{CertMix, NodeFault};
-    use riptide_faults::proxy::{ApiUse, NodeView, Observed};
+    use riptide_faults::{Capabilities, Fault, FaultMix};
     use std::time::Duration;
 
     /// A certification whose history lost an acknowledged write, on a topic
@@ -1064,16 +1220,22 @@ mod tests {
             scenario: "baseline".into(),
             topic: topic.into(),
             duration: Duration::from_secs(1),
-            mix: CertMix::none(),
+            mix: FaultMix::default(),
+            capabilities: Capabilities::default(),
             skipped: vec![],
             warnings: vec!["node 0 was never named".into()],
             schedule: vec![],
-            applied: vec![super::super::AppliedFault {
+            applied: vec![AppliedFault {
                 at_ms: 0,
                 phase: "start",
-                fault: NodeFault::Cut { node: 0 },
+                id: 0,
+                fault: Fault::ConnectionsCut {
+                    broker: "a:1".into(),
+                },
+                node: 0,
                 node_addr: "a:1".into(),
                 hook: None,
+                hits: None,
             }],
             history,
             report,
@@ -1087,6 +1249,24 @@ mod tests {
                 rewritten: 0,
                 rewrite_failures: 0,
             },
+            store: vec![StoreObserved {
+                listen: "127.0.0.1:7000".into(),
+                upstream: "http://moto<&>:5000".into(),
+                ops: [(
+                    "PUT".to_string(),
+                    OpUse {
+                        requests: 3,
+                        statuses: [(200, 2), (503, 1)].into(),
+                        faulted: 1,
+                        latency_us_total: 3000,
+                        latency_us_max: 2000,
+                        ..OpUse::default()
+                    },
+                )]
+                .into(),
+                hits_by_kind: [("store-errors".to_string(), 1)].into(),
+                ..StoreObserved::default()
+            }],
             coverage: riptide_coverage::Coverage {
                 hits: [
                     ("workloads/a".to_string(), 2),
