@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The madsim backend (issue 8): builds riptide with --cfg madsim in its own target directory, then
+# The madsim backend (issue 8): clippy on the --cfg madsim build, which builds riptide in its own
+# target directory, then
 #   1. every fault kind takes effect on madsim (sim/tests/faults.rs under the cfg),
 #   2. madsim's determinism check on 20 chaos seeds (each seed run twice under madsim's random-draw
 #      check, plus a third run: same trace hash), and the same 20 seeds in other processes without
@@ -14,7 +15,10 @@ target="${MADSIM_TARGET_DIR:-target/madsim}"
 bin="$target/release/riptide"
 seeds="${SEEDS:-50}"
 jobs="$(nproc)"
-section() { printf '\n==== %s ====\n' "$*"; }
+section() { printf '\n==== %s ==== (madsim %ss)\n' "$*" "$SECONDS"; }
+
+section "cargo clippy -D warnings (cfg madsim, $target)"
+cargo clippy --release --target-dir "$target" --workspace --all-targets -- -D warnings
 
 section "cargo build --release (cfg madsim, $target)"
 cargo build --release --target-dir "$target" -p riptide-cli

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# riptide's test command: Rust tests, the release broker, then the end-to-end tests against real
-# clients (kcat, kafka-python, confluent-kafka, moto). Installs what it needs when it is missing:
+# riptide's test command: fmt and clippy (the ordinary build here, the madsim build in
+# ci/madsim.sh), Rust tests, the release broker, planted bugs, the madsim backend, then the
+# end-to-end tests against real clients (kcat, kafka-python, confluent-kafka, moto). Installs what it needs when it is missing:
 # kcat with apt-get, the Python packages into a virtual environment of its own (ci/python-env.sh:
 # .venv-ci/, or RIPTIDE_VENV; never the system Python), made from $PYTHON (default python3).
 #
@@ -13,12 +14,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT="$(pwd)"
 PYTHON="${PYTHON:-python3}"
-section() { printf '\n==== %s ====\n' "$*"; }
+# Each section says how long the run has taken so far (seconds), so a slow stage shows.
+section() { printf '\n==== %s ==== (%ss)\n' "$*" "$SECONDS"; }
 
 section "environment"
 echo "repo: $ROOT"
 echo "rustc: $(rustc --version 2>/dev/null || echo missing)  cargo: $(cargo --version 2>/dev/null || echo missing)"
 echo "python: $($PYTHON --version 2>&1)"
+
+section "cargo fmt --check"
+cargo fmt --all -- --check
+
+section "cargo clippy -D warnings (ordinary build; the madsim build's in ci/madsim.sh)"
+cargo clippy --workspace --all-targets -- -D warnings
 
 section "wire check (ci/wire-check.sh: framing, KIP-511 and error codes only in wire/)"
 bash ci/wire-check.sh
@@ -61,3 +69,5 @@ section "end-to-end tests (pytest tests/e2e)"
 # shellcheck disable=SC2086
 timeout --signal=INT --kill-after=30 900 \
   "$VENV_PY" -m pytest -v tests/e2e ${E2E_ARGS:-}
+
+section "done"

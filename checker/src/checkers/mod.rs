@@ -1,7 +1,7 @@
 //! The checkers. Each submodule has a pure `check(&History) -> Vec<Finding>`; `run_all` builds
 //! one shared index and runs them all ([`crate::check_all`] turns that into a report).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 
@@ -592,7 +592,9 @@ impl<'a> Index<'a> {
 }
 
 /// A hash map with a small, fixed (so deterministic) FxHash-style hasher, for lookups only.
-pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+// The one std HashMap the determinism lints allow: its hasher is fixed, not RandomState.
+#[allow(clippy::disallowed_types)]
+pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<FxHasher>>;
 
 #[derive(Default)]
 pub(crate) struct FxHasher(u64);
