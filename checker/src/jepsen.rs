@@ -13,8 +13,9 @@
 //! the record's string), `:riptide/invoke` (the invoke a completion answers),
 //! `:riptide/f :final_read` (a final read, a poll to Jepsen), and `:riptide/extra` (the rest of
 //! the op's value: high watermarks, fetch offsets, batches, attempts...). Ops Jepsen has no
-//! shape for (commits, seeks, list-offsets, client descriptions) keep riptide's `:f` and carry
-//! their value as EDN. Importing a file written by hand or by Jepsen: key `k` is topic `t{k}`
+//! shape for (commits, seeks, list-offsets, client descriptions, protocol violations) keep
+//! riptide's `:f` and carry their value as EDN; a violation is also tagged
+//! `:riptide/f :violation`. Importing a file written by hand or by Jepsen: key `k` is topic `t{k}`
 //! partition 0 (as Jepsen's client names topics), values are their decimal text, `:nemesis` ops
 //! are faults named by their `:f`, and `:crash` and other client ops riptide cannot represent are
 //! skipped (and counted).
@@ -292,6 +293,12 @@ fn export_op(names: &Names, op: &Op) -> Edn {
             let detail = serde_json::to_value(&v.detail).unwrap_or_default();
             m.insert(rkw("f"), kw("fault"));
             (v.kind.as_str(), json_to_edn(&detail), None)
+        }
+        Value::Violation(v) => {
+            // Jepsen's checker passes over an `:f` it has no use for; the tag says whose it is.
+            m.insert(rkw("f"), kw("violation"));
+            let json = serde_json::to_value(v).unwrap_or_default();
+            ("violation", json_to_edn(&json), None)
         }
         other => {
             let f = other.f().as_str();
@@ -612,7 +619,7 @@ pub fn import(text: &str) -> Result<Imported, JepsenError> {
                         .collect::<Result<_, _>>()?;
                     vec![Value::Assign(AssignValue { partitions })]
                 }
-                "seek" | "list_offsets" | "commit" | "client" => {
+                "seek" | "list_offsets" | "commit" | "client" | "violation" => {
                     let body = match r.get(&kw("value")).map(edn_to_json) {
                         Some(Json::Object(m)) => m,
                         _ => return Err(r.bad(format!(":f :{f} without a map value"))),
@@ -644,8 +651,10 @@ pub fn import(text: &str) -> Result<Imported, JepsenError> {
             None => None,
         };
         let split = values.len() > 1;
+        // A violation completes nothing, so it leaves its process's split invoke open.
+        let standalone = matches!(values.as_slice(), [Value::Violation(_)]);
         // A completion of a split invoke answers each of its micro-ops in turn.
-        let answers = if kind != OpKind::Invoke && explicit_invoke.is_none() {
+        let answers = if kind != OpKind::Invoke && explicit_invoke.is_none() && !standalone {
             open_split.remove(&process)
         } else {
             None
@@ -806,6 +815,55 @@ mod tests {
             .ops
             .iter()
             .any(|o| matches!(&o.value, Value::Fault(v) if v.kind == "start-partition")));
+    }
+
+    #[test]
+    fn violations_survive_the_round_trip_amid_a_split_txn() {
+        use crate::history::{ViolationKind, ViolationValue};
+        let mut b = HistoryBuilder::new();
+        let s = SendValue::new(testkit::T, 0, "a");
+        let a = b.invoke(1, s.clone());
+        for (i, kind) in ViolationKind::ALL.into_iter().enumerate() {
+            b.ok(
+                1,
+                ViolationValue {
+                    kind,
+                    broker: "127.0.0.1:9092".into(),
+                    api: "Produce".into(),
+                    version: 9,
+                    partition: (i % 2 == 0).then(|| TopicPartition::new(testkit::T, 0)),
+                    op: (i % 3 == 0).then_some(a),
+                    detail: format!("detail {i}"),
+                },
+            );
+        }
+        b.complete(1, a, OpKind::Ok, s.acked(0));
+        let h = b.build();
+        h.validate().unwrap();
+        let mut edn = Vec::new();
+        export(&h, &mut edn).unwrap();
+        let text = String::from_utf8(edn).unwrap();
+        assert!(
+            text.lines()
+                .nth(1)
+                .unwrap()
+                .contains(":riptide/f :violation"),
+            "{text}"
+        );
+        assert!(text.contains(":kind \"no-base-offset\""), "{text}");
+        assert_eq!(round_trip(&h), h);
+        // In a file Jepsen wrote, a violation between a :txn's invoke and its completion leaves
+        // the txn's sends to that completion.
+        let text = "{:index 0, :type :invoke, :process 0, :f :txn, :value [[:send 5 1] [:send 5 2]]}
+{:index 1, :type :ok, :process 0, :f :violation, :riptide/f :violation, :value {:kind \"malformed\", :broker \"b\", :api \"Produce\", :version 3, :detail \"x\"}}
+{:index 2, :type :ok, :process 0, :f :txn, :value [[:send 5 [0 1]] [:send 5 [1 2]]]}";
+        let h = import(text).unwrap().history;
+        h.validate().unwrap();
+        assert_eq!(h.ops.len(), 5);
+        assert!(
+            matches!(&h.ops[2].value, Value::Violation(v) if v.kind == ViolationKind::Malformed)
+        );
+        assert_eq!((h.ops[3].invoke, h.ops[4].invoke), (Some(0), Some(1)));
     }
 
     #[test]

@@ -11,7 +11,8 @@
 //! `attempts`), `poll` (records, high watermarks, fetch offsets), `assign`, `seek` (optional
 //! reason: `committed` or `back`), `list_offsets`, `final_read` (a full read of one partition
 //! from offset 0 to its hwm after healing), `commit`, nemesis `fault` events, and `client` (a
-//! process describing itself: role, idempotence, requests in flight, counters). Workloads write
+//! process describing itself: role, idempotence, requests in flight, counters), and `violation`
+//! (a standalone `ok` fact: a reply the client judged contrary to the protocol). Workloads write
 //! unique values, so a value identifies a record. Checkers ignore ops they do not use.
 //!
 //! # Anomalies
@@ -37,6 +38,7 @@
 //! - **committed-offset-regression**: a group's committed offset goes backwards, or a member
 //!   starts below it (seeks `back` to replay are not starts).
 //! - **rebalance-skip**: a member starts beyond every offset the group tried to commit.
+//! - **protocol-violation**: a client recorded a reply contrary to the Kafka protocol.
 //! - **liveness-after-heal**: a written partition has no successful final read, or a producer
 //!   gets no ack after the faults healed.
 //!
@@ -49,5 +51,8 @@ pub mod jepsen;
 pub mod report;
 
 pub use checkers::{Anomaly, CheckerConfig, Finding, Severity};
-pub use history::{History, HistoryBuilder, HistoryError, Op, OpKind, Pair, Value, F};
+pub use history::{
+    History, HistoryBuilder, HistoryError, Op, OpKind, Pair, Value, ViolationKind, ViolationValue,
+    F,
+};
 pub use report::{check_all, Report, Verdict};

@@ -7,7 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
-use crate::history::{ClientValue, History, OffsetValue, OpKind, Pair, Value};
+use crate::history::{ClientValue, History, OffsetValue, OpKind, Pair, Value, ViolationValue};
 
 pub mod duplicate;
 pub mod groups;
@@ -22,6 +22,7 @@ pub mod nonmonotonic_poll;
 pub mod nonmonotonic_send;
 pub mod offset_gap;
 pub mod poll_skip;
+pub mod protocol_violation;
 pub mod replay_mismatch;
 pub mod unseen;
 
@@ -49,11 +50,12 @@ pub enum Anomaly {
     Unseen,
     CommittedOffsetRegression,
     RebalanceSkip,
+    ProtocolViolation,
     LivenessAfterHeal,
 }
 
 impl Anomaly {
-    pub const ALL: [Anomaly; 16] = [
+    pub const ALL: [Anomaly; 17] = [
         Anomaly::LostWrite,
         Anomaly::Duplicate,
         Anomaly::InconsistentOffsets,
@@ -69,6 +71,7 @@ impl Anomaly {
         Anomaly::Unseen,
         Anomaly::CommittedOffsetRegression,
         Anomaly::RebalanceSkip,
+        Anomaly::ProtocolViolation,
         Anomaly::LivenessAfterHeal,
     ];
 
@@ -89,6 +92,7 @@ impl Anomaly {
             Anomaly::Unseen => "unseen",
             Anomaly::CommittedOffsetRegression => "committed-offset-regression",
             Anomaly::RebalanceSkip => "rebalance-skip",
+            Anomaly::ProtocolViolation => "protocol-violation",
             Anomaly::LivenessAfterHeal => "liveness-after-heal",
         }
     }
@@ -156,7 +160,8 @@ impl Anomaly {
             | Anomaly::IntNonmonotonicPoll
             | Anomaly::NonmonotonicSend
             | Anomaly::IntNonmonotonicSend
-            | Anomaly::CommittedOffsetRegression => Severity::Contract,
+            | Anomaly::CommittedOffsetRegression
+            | Anomaly::ProtocolViolation => Severity::Contract,
             Anomaly::HwmRegression | Anomaly::Unseen | Anomaly::LivenessAfterHeal => {
                 Severity::Freshness
             }
@@ -252,6 +257,7 @@ pub(crate) fn run_all(history: &History, config: &CheckerConfig) -> Vec<Finding>
     findings.extend(hwm_regression::run(&ix));
     findings.extend(unseen::run(&ix));
     findings.extend(groups::run(&ix));
+    findings.extend(protocol_violation::run(&ix));
     findings.extend(liveness::run(&ix, config.liveness_grace_ns));
     findings
 }
@@ -385,6 +391,8 @@ pub(crate) struct Index<'a> {
     last_part: Option<(Tp<'a>, usize)>,
     /// Each process's first `client` op: what kind of client it is.
     clients: BTreeMap<u64, &'a ClientValue>,
+    /// Protocol violation facts (op, value), in history order.
+    pub violations: Vec<(u64, &'a ViolationValue)>,
 }
 
 impl<'a> Index<'a> {
@@ -403,6 +411,7 @@ impl<'a> Index<'a> {
             flagged: FastMap::default(),
             last_part: None,
             clients: BTreeMap::new(),
+            violations: Vec::new(),
         };
         for pair in &pairs {
             ix.add(pair);
@@ -541,6 +550,7 @@ impl<'a> Index<'a> {
             (Value::Client(c), _, _) => {
                 self.clients.entry(pair.invoke.process).or_insert(c);
             }
+            (Value::Violation(v), _, _) => self.violations.push((last.index, v)),
             _ => {}
         }
     }
