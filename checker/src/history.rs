@@ -120,6 +120,12 @@ pub struct SendValue {
     /// On a completion: the broker (address) that answered the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker: Option<String>,
+    /// On a send imported from a Jepsen op that sent several records (a `:txn`, or a `:send` of
+    /// several micro-ops): the index of the first op split from that op's invoke. Jepsen's
+    /// internal rules (`int-nonmonotonic-send`) judge one op's sends together; unlike `batch`,
+    /// it does not say they travelled in one record batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jepsen_op: Option<u64>,
 }
 
 impl SendValue {
@@ -134,6 +140,7 @@ impl SendValue {
             request: None,
             attempts: None,
             broker: None,
+            jepsen_op: None,
         }
     }
 

@@ -18,7 +18,9 @@
 //! `:riptide/f :violation`. Importing a file written by hand or by Jepsen: key `k` is topic `t{k}`
 //! partition 0 (as Jepsen's client names topics), values are their decimal text, `:nemesis` ops
 //! are faults named by their `:f`, and `:crash` and other client ops riptide cannot represent are
-//! skipped (and counted).
+//! skipped (and counted). An op with several micro-ops becomes one riptide op per micro-op; the
+//! sends of one op carry `jepsen_op` (the first new index of its invoke), so riptide judges them
+//! as one op where Jepsen does (`int-nonmonotonic-send`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -659,8 +661,21 @@ pub fn import(text: &str) -> Result<Imported, JepsenError> {
         } else {
             None
         };
+        // Several sends of one Jepsen op: Jepsen's int-* rules judge them together.
+        let sends = values
+            .iter()
+            .filter(|v| matches!(v, Value::Send(_)))
+            .count();
+        let jepsen_op = (sends > 1).then(|| {
+            explicit_invoke
+                .or_else(|| answers.as_ref().and_then(|a| a.first().copied()))
+                .unwrap_or(ops.len() as u64)
+        });
         let mut new_indices = Vec::new();
-        for (j, value) in values.into_iter().enumerate() {
+        for (j, mut value) in values.into_iter().enumerate() {
+            if let (Value::Send(s), Some(i)) = (&mut value, jepsen_op) {
+                s.jepsen_op.get_or_insert(i);
+            }
             let index = ops.len() as u64;
             let invoke =
                 explicit_invoke.or_else(|| answers.as_ref().and_then(|a| a.get(j).copied()));
@@ -803,12 +818,31 @@ mod tests {
             "int-nonmonotonic-poll",
             "nonmonotonic-send",
             "replay-mismatch",
-            // Jepsen's histories have no final read of each partition after the heal, and riptide
-            // says so (`--allow liveness-after-heal` for such files).
-            "liveness-after-heal",
+            "int-nonmonotonic-send",
+            // No liveness-after-heal: without final reads there is no read-back phase to judge.
         ]
         .into();
         assert_eq!(kinds, want, "{}", report.to_text());
+        // Jepsen's name for each shape: one op's sends out of order are int-nonmonotonic-send
+        // (not nonmonotonic-send), and a value acknowledged at 0 but read at 1 is a duplicate
+        // (not inconsistent-offsets).
+        let on = |topic: &str| -> Vec<&str> {
+            report
+                .findings
+                .iter()
+                .filter(|f| f.topic == topic)
+                .map(|f| f.anomaly.as_str())
+                .collect()
+        };
+        assert_eq!(on("t6"), vec!["nonmonotonic-send"], "{}", report.to_text());
+        assert_eq!(
+            on("t7"),
+            vec!["int-nonmonotonic-send"],
+            "{}",
+            report.to_text()
+        );
+        assert_eq!(on("t8"), vec!["duplicate"], "{}", report.to_text());
+        assert!(report.counts[&crate::Anomaly::LivenessAfterHeal] == 0);
         // Key 5 is topic t5, partition 0, as Jepsen's client names it; values are their text.
         assert!(report.findings.iter().all(|f| f.topic.starts_with('t')));
         assert!(h

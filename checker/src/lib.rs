@@ -18,9 +18,9 @@
 //! # Anomalies
 //!
 //! - **lost-write**: an acked send is absent although a read reached past its offset.
-//! - **duplicate**: one value sits at two positions (tolerable after non-ok retries, by config,
-//!   unless every send of it came from an idempotent producer).
-//! - **inconsistent-offsets**: an ack disagrees with another ack or with what reads show there.
+//! - **duplicate**: one value sits at two positions, by reads or acks (tolerable after non-ok
+//!   retries, by config, unless every send of it came from an idempotent producer).
+//! - **inconsistent-offsets**: an ack disagrees with another ack or with a read of its offset.
 //! - **offset-gap**: a final read (or a poll) is not contiguous from 0 to the hwm.
 //! - **poll-skip**: a consumer jumps over offsets that exist from one poll to the next, with no
 //!   assign/seek in between.
@@ -31,7 +31,8 @@
 //! - **nonmonotonic-send**: a producer's acked offsets on a partition do not increase (except
 //!   after retries of a non-idempotent producer with several requests in flight, which Kafka
 //!   allows to reorder).
-//! - **int-nonmonotonic-send**: the records of one record batch are not in order in the log.
+//! - **int-nonmonotonic-send**: the records of one record batch (or the sends of one imported
+//!   Jepsen op) are not in order in the log.
 //! - **replay-mismatch**: the same offset read twice returns different values.
 //! - **hwm-regression**: a process sees the hwm drop, or the final hwm is below an acked/seen one.
 //! - **unseen**: an acked send never read, and no read reached its offset.
@@ -40,7 +41,7 @@
 //! - **rebalance-skip**: a member starts beyond every offset the group tried to commit.
 //! - **protocol-violation**: a client recorded a reply contrary to the Kafka protocol.
 //! - **liveness-after-heal**: a written partition has no successful final read, or a producer
-//!   gets no ack after the faults healed.
+//!   gets no ack after the faults healed (only in histories with a final-read phase).
 //!
 //! Each checker module has `check(&History) -> Vec<Finding>`; [`check_all`] runs them all once
 //! over a shared index and returns a [`Report`].

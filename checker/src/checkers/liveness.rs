@@ -4,6 +4,10 @@
 //! event needs an acknowledgement after it: a cluster that accepts nothing after healing is not
 //! live, even if it loses nothing. (The acknowledgement may be of a record handed over before the
 //! heal: a pipelining producer's new records can wait behind a request lost during a fault.)
+//!
+//! A history gets only the checks its facts support: one without any final read (Jepsen's own
+//! histories, or one written by hand) has no read-back phase after the heal, so it gets no
+//! liveness finding at all. Jepsen has no liveness check.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +22,13 @@ pub fn check(history: &History) -> Vec<Finding> {
 }
 
 pub(crate) fn run(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
+    let read_back = ix
+        .pairs
+        .iter()
+        .any(|p| matches!(p.invoke.value, Value::FinalRead(_)));
+    if !read_back {
+        return Vec::new();
+    }
     // Final-read attempts per partition (any outcome), by their last op.
     let mut attempts: BTreeMap<Tp<'_>, Vec<u64>> = BTreeMap::new();
     for p in &ix.pairs {
@@ -169,6 +180,32 @@ mod tests {
             f[0].explanation
         );
         assert_eq!(f[0].ops.len(), 3);
+    }
+
+    #[test]
+    fn silent_on_a_history_without_final_reads() {
+        use crate::history::FaultValue;
+        // What a Jepsen history looks like: faults, a producer that stalls after them, a
+        // partition never read back; but no read-back phase, so nothing to judge.
+        let stalled = |with_final_read: bool| {
+            let mut b = HistoryBuilder::new();
+            send(&mut b, 1, 0, "a", 0);
+            b.info(1000, FaultValue::new("start-partition"));
+            b.info(1000, FaultValue::new("stop-partition"));
+            b.advance(10_000_000_000);
+            for v in ["b", "c", "d"] {
+                send_outcome(&mut b, 1, 1, v, OpKind::Info);
+            }
+            if with_final_read {
+                final_read(&mut b, 20, 0, &["a"]);
+            }
+            b.build()
+        };
+        assert!(check(&stalled(false)).is_empty());
+        // The same history with a read-back phase: partition 1 was never read back and the
+        // producer stalled.
+        let f = check(&stalled(true));
+        assert_eq!(anomalies(&f), vec![Anomaly::LivenessAfterHeal; 2], "{f:#?}");
     }
 
     #[test]

@@ -281,6 +281,8 @@ pub(crate) struct Send<'a> {
     pub attempts: Option<u32>,
     /// The broker that answered, from the completion.
     pub broker: Option<&'a str>,
+    /// The imported Jepsen op it was one of several sends of.
+    pub jepsen_op: Option<u64>,
     /// Next send of the same value (a chain instead of a Vec per value).
     next: Option<usize>,
 }
@@ -474,14 +476,15 @@ impl<'a> Index<'a> {
         let last = pair.last();
         match (&pair.invoke.value, outcome, &last.value) {
             (Value::Send(s), _, done) => {
-                let (offset, batch, attempts, broker) = match done {
+                let (offset, batch, attempts, broker, jepsen_op) = match done {
                     Value::Send(d) => (
                         d.offset,
                         s.batch.or(d.batch),
                         d.attempts,
                         d.broker.as_deref(),
+                        s.jepsen_op.or(d.jepsen_op),
                     ),
-                    _ => (None, s.batch, None, None),
+                    _ => (None, s.batch, None, None, s.jepsen_op),
                 };
                 let tp = (s.topic.as_str(), s.partition);
                 let i = self.sends.len();
@@ -495,6 +498,7 @@ impl<'a> Index<'a> {
                     batch,
                     attempts,
                     broker,
+                    jepsen_op,
                     next: None,
                 });
                 let chain = self.sends_of_value.entry(&s.value).or_insert((i, i));
