@@ -33,6 +33,7 @@
 //!   allows to reorder).
 //! - **int-nonmonotonic-send**: the records of one record batch (or the sends of one imported
 //!   Jepsen op) are not in order in the log.
+//! - **int-send-skip**: other records landed between the records of one record batch.
 //! - **replay-mismatch**: the same offset read twice returns different values.
 //! - **hwm-regression**: a process sees the hwm drop, or the final hwm is below an acked/seen one.
 //! - **unseen**: an acked send never read, and no read reached its offset.

@@ -26,7 +26,7 @@ pub fn check(history: &History) -> Vec<Finding> {
 }
 
 /// A record's place: (offset, the read op it came from when not acknowledged).
-fn position(ix: &Index<'_>, s: &Send<'_>) -> Option<(i64, Option<u64>)> {
+pub(crate) fn position(ix: &Index<'_>, s: &Send<'_>) -> Option<(i64, Option<u64>)> {
     if let Some(o) = s.acked() {
         return Some((o, None));
     }

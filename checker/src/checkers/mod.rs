@@ -16,6 +16,7 @@ pub mod inconsistent_offsets;
 pub mod int_nonmonotonic_poll;
 pub mod int_nonmonotonic_send;
 pub mod int_poll_skip;
+pub mod int_send_skip;
 pub mod liveness;
 pub mod lost_write;
 pub mod nonmonotonic_poll;
@@ -45,6 +46,7 @@ pub enum Anomaly {
     IntNonmonotonicPoll,
     NonmonotonicSend,
     IntNonmonotonicSend,
+    IntSendSkip,
     ReplayMismatch,
     HwmRegression,
     Unseen,
@@ -55,7 +57,7 @@ pub enum Anomaly {
 }
 
 impl Anomaly {
-    pub const ALL: [Anomaly; 17] = [
+    pub const ALL: [Anomaly; 18] = [
         Anomaly::LostWrite,
         Anomaly::Duplicate,
         Anomaly::InconsistentOffsets,
@@ -66,6 +68,7 @@ impl Anomaly {
         Anomaly::IntNonmonotonicPoll,
         Anomaly::NonmonotonicSend,
         Anomaly::IntNonmonotonicSend,
+        Anomaly::IntSendSkip,
         Anomaly::ReplayMismatch,
         Anomaly::HwmRegression,
         Anomaly::Unseen,
@@ -87,6 +90,7 @@ impl Anomaly {
             Anomaly::IntNonmonotonicPoll => "int-nonmonotonic-poll",
             Anomaly::NonmonotonicSend => "nonmonotonic-send",
             Anomaly::IntNonmonotonicSend => "int-nonmonotonic-send",
+            Anomaly::IntSendSkip => "int-send-skip",
             Anomaly::ReplayMismatch => "replay-mismatch",
             Anomaly::HwmRegression => "hwm-regression",
             Anomaly::Unseen => "unseen",
@@ -160,6 +164,7 @@ impl Anomaly {
             | Anomaly::IntNonmonotonicPoll
             | Anomaly::NonmonotonicSend
             | Anomaly::IntNonmonotonicSend
+            | Anomaly::IntSendSkip
             | Anomaly::CommittedOffsetRegression
             | Anomaly::ProtocolViolation => Severity::Contract,
             Anomaly::HwmRegression | Anomaly::Unseen | Anomaly::LivenessAfterHeal => {
@@ -253,6 +258,7 @@ pub(crate) fn run_all(history: &History, config: &CheckerConfig) -> Vec<Finding>
     findings.extend(walk.int_backwards);
     findings.extend(nonmonotonic_send::run(&ix));
     findings.extend(int_nonmonotonic_send::run(&ix));
+    findings.extend(int_send_skip::run(&ix));
     findings.extend(replay_mismatch::run(&ix));
     findings.extend(hwm_regression::run(&ix));
     findings.extend(unseen::run(&ix));
