@@ -43,6 +43,9 @@
 //! - **protocol-violation**: a client recorded a reply contrary to the Kafka protocol.
 //! - **liveness-after-heal**: a written partition has no successful final read, or a producer
 //!   gets no ack after the faults healed (only in histories with a final-read phase).
+//! - **realtime-lag** (only with `CheckerConfig::max_realtime_lag_ns`): a consumer polling a
+//!   partition went longer than the bound without seeing a record known to exist. Without the
+//!   bound the worst lag per partition is a figure of the report (Jepsen's `realtime-lag`).
 //!
 //! Each checker module has `check(&History) -> Vec<Finding>`; [`check_all`] runs them all once
 //! over a shared index and returns a [`Report`].
@@ -52,6 +55,7 @@ pub mod history;
 pub mod jepsen;
 pub mod report;
 
+pub use checkers::realtime_lag::PartitionLag;
 pub use checkers::{Anomaly, CheckerConfig, Finding, Severity};
 pub use history::{
     History, HistoryBuilder, HistoryError, Op, OpKind, Pair, Value, ViolationKind, ViolationValue,

@@ -24,6 +24,7 @@ pub mod nonmonotonic_send;
 pub mod offset_gap;
 pub mod poll_skip;
 pub mod protocol_violation;
+pub mod realtime_lag;
 pub mod replay_mismatch;
 pub mod unseen;
 
@@ -54,10 +55,11 @@ pub enum Anomaly {
     RebalanceSkip,
     ProtocolViolation,
     LivenessAfterHeal,
+    RealtimeLag,
 }
 
 impl Anomaly {
-    pub const ALL: [Anomaly; 18] = [
+    pub const ALL: [Anomaly; 19] = [
         Anomaly::LostWrite,
         Anomaly::Duplicate,
         Anomaly::InconsistentOffsets,
@@ -76,6 +78,7 @@ impl Anomaly {
         Anomaly::RebalanceSkip,
         Anomaly::ProtocolViolation,
         Anomaly::LivenessAfterHeal,
+        Anomaly::RealtimeLag,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -98,6 +101,7 @@ impl Anomaly {
             Anomaly::RebalanceSkip => "rebalance-skip",
             Anomaly::ProtocolViolation => "protocol-violation",
             Anomaly::LivenessAfterHeal => "liveness-after-heal",
+            Anomaly::RealtimeLag => "realtime-lag",
         }
     }
 }
@@ -167,9 +171,10 @@ impl Anomaly {
             | Anomaly::IntSendSkip
             | Anomaly::CommittedOffsetRegression
             | Anomaly::ProtocolViolation => Severity::Contract,
-            Anomaly::HwmRegression | Anomaly::Unseen | Anomaly::LivenessAfterHeal => {
-                Severity::Freshness
-            }
+            Anomaly::HwmRegression
+            | Anomaly::Unseen
+            | Anomaly::LivenessAfterHeal
+            | Anomaly::RealtimeLag => Severity::Freshness,
         }
     }
 
@@ -231,6 +236,10 @@ pub struct CheckerConfig {
     /// How long after the last fault event a producer may go without an
     /// acknowledgement before that counts against liveness.
     pub liveness_grace_ns: u64,
+    /// When set, a partition whose worst realtime lag (see [`realtime_lag`]) is above this many
+    /// nanoseconds is a `realtime-lag` finding. Unset (the default), the lag is only a figure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_realtime_lag_ns: Option<u64>,
 }
 
 impl Default for CheckerConfig {
@@ -238,13 +247,24 @@ impl Default for CheckerConfig {
         CheckerConfig {
             allow_duplicates_from_retries: true,
             liveness_grace_ns: 3_000_000_000,
+            max_realtime_lag_ns: None,
         }
     }
 }
 
 /// Runs every checker over one shared index; their findings, in checker order
 /// ([`crate::check_all`] sorts them into a report).
+#[cfg(test)]
 pub(crate) fn run_all(history: &History, config: &CheckerConfig) -> Vec<Finding> {
+    run_all_with_figures(history, config).0
+}
+
+/// Runs every checker over one shared index: their findings in checker order, and the report's
+/// figures from the same index (the worst realtime lag per partition).
+pub(crate) fn run_all_with_figures(
+    history: &History,
+    config: &CheckerConfig,
+) -> (Vec<Finding>, Vec<realtime_lag::PartitionLag>) {
     let ix = Index::new(history);
     let mut findings = Vec::new();
     findings.extend(lost_write::run(&ix));
@@ -265,7 +285,10 @@ pub(crate) fn run_all(history: &History, config: &CheckerConfig) -> Vec<Finding>
     findings.extend(groups::run(&ix));
     findings.extend(protocol_violation::run(&ix));
     findings.extend(liveness::run(&ix, config.liveness_grace_ns));
-    findings
+    if let Some(bound) = config.max_realtime_lag_ns {
+        findings.extend(realtime_lag::run(&ix, bound));
+    }
+    (findings, realtime_lag::worst(&ix))
 }
 
 /// A borrowed topic/partition.
