@@ -900,6 +900,75 @@ mod tests {
         assert_eq!((h.ops[3].invoke, h.ops[4].invoke), (Some(0), Some(1)));
     }
 
+    /// The histories of the README's table of anomalies shared with Jepsen, in Jepsen's shape:
+    /// what riptide names each (Jepsen's name in the comment).
+    #[test]
+    fn the_jepsen_parity_table_shapes_get_the_names_the_readme_gives() {
+        let cases: [(&str, &str, &[&str]); 6] = [
+            (
+                "Jepsen: duplicate (acked at 0, read at 1)",
+                "{:type :invoke, :process 0, :f :send, :value [[:send 8 40]]}
+{:type :ok, :process 0, :f :send, :value [[:send 8 [0 40]]]}
+{:type :invoke, :process 1, :f :poll, :value [[:poll]]}
+{:type :ok, :process 1, :f :poll, :value [[:poll {8 [[1 40]]}]]}",
+                &["duplicate"],
+            ),
+            (
+                "Jepsen: inconsistent-offsets (two polls disagree, no ack there)",
+                "{:type :invoke, :process 1, :f :poll, :value [[:poll]]}
+{:type :ok, :process 1, :f :poll, :value [[:poll {5 [[0 1] [1 2]]}]]}
+{:type :invoke, :process 2, :f :poll, :value [[:poll]]}
+{:type :ok, :process 2, :f :poll, :value [[:poll {5 [[0 1] [1 3]]}]]}",
+                &["replay-mismatch"],
+            ),
+            (
+                "Jepsen: lost-write and unseen (acked at 0, a poll returns offset 1 only)",
+                "{:type :invoke, :process 0, :f :send, :value [[:send 5 1]]}
+{:type :ok, :process 0, :f :send, :value [[:send 5 [0 1]]]}
+{:type :invoke, :process 1, :f :poll, :value [[:poll]]}
+{:type :ok, :process 1, :f :poll, :value [[:poll {5 [[1 2]]}]]}",
+                &["lost-write"],
+            ),
+            (
+                "Jepsen: nonmonotonic-poll (re-assigned the same key, read from 0 again)",
+                "{:type :invoke, :process 2, :f :assign, :value [5]}
+{:type :ok, :process 2, :f :assign, :value [5]}
+{:type :invoke, :process 2, :f :poll, :value [[:poll]]}
+{:type :ok, :process 2, :f :poll, :value [[:poll {5 [[0 1] [1 2] [2 3]]}]]}
+{:type :invoke, :process 2, :f :assign, :value [5]}
+{:type :ok, :process 2, :f :assign, :value [5]}
+{:type :invoke, :process 2, :f :poll, :value [[:poll]]}
+{:type :ok, :process 2, :f :poll, :value [[:poll {5 [[0 1]]}]]}",
+                &[],
+            ),
+            (
+                "Jepsen: int-nonmonotonic-send (one txn's sends acked backwards)",
+                "{:type :invoke, :process 0, :f :txn, :value [[:send 7 30] [:send 7 31]]}
+{:type :ok, :process 0, :f :txn, :value [[:send 7 [1 30]] [:send 7 [0 31]]]}
+{:type :invoke, :process 1, :f :poll, :value [[:poll]]}
+{:type :ok, :process 1, :f :poll, :value [[:poll {7 [[0 31] [1 30]]}]]}",
+                &["int-nonmonotonic-send"],
+            ),
+            (
+                "Jepsen: int-send-skip, allowed (another writer's record inside one txn's sends)",
+                "{:type :invoke, :process 0, :f :txn, :value [[:send 7 30] [:send 7 31]]}
+{:type :ok, :process 0, :f :txn, :value [[:send 7 [0 30]] [:send 7 [2 31]]]}
+{:type :invoke, :process 3, :f :send, :value [[:send 7 32]]}
+{:type :ok, :process 3, :f :send, :value [[:send 7 [1 32]]]}
+{:type :invoke, :process 1, :f :poll, :value [[:poll]]}
+{:type :ok, :process 1, :f :poll, :value [[:poll {7 [[0 30] [1 32] [2 31]]}]]}",
+                &[],
+            ),
+        ];
+        for (what, text, want) in cases {
+            let h = import(text).unwrap().history;
+            h.validate().unwrap();
+            let report = check_all(&h, &CheckerConfig::default());
+            let got: Vec<&str> = report.findings.iter().map(|f| f.anomaly.as_str()).collect();
+            assert_eq!(got, want, "{what}:\n{}", report.to_text());
+        }
+    }
+
     #[test]
     fn malformed_ops_are_errors_naming_the_op() {
         for (text, says) in [

@@ -77,8 +77,14 @@ fn known<'a>(ix: &Index<'a>) -> Known<'a> {
                 }
             }
             Value::Poll(poll) => {
+                // One event per partition of the poll: its highest offset.
+                let mut top: BTreeMap<Tp<'a>, i64> = BTreeMap::new();
                 for r in &poll.records {
-                    note((&r.topic, r.partition), r.offset);
+                    let e = top.entry((&r.topic, r.partition)).or_insert(r.offset);
+                    *e = (*e).max(r.offset);
+                }
+                for (tp, o) in top {
+                    note(tp, o);
                 }
             }
             Value::FinalRead(fr) => {
