@@ -213,9 +213,14 @@ pub fn figure(history: &History) -> Vec<PartitionLag> {
     worst(&Index::new(history))
 }
 
-/// Seconds with three decimals, for explanations.
+/// A duration or a time for people: `1.250 s`, `3.000 ms`, `14.000 µs`, `0 ns`.
 pub(crate) fn secs(ns: u64) -> String {
-    format!("{:.3} s", ns as f64 / 1e9)
+    match ns {
+        1_000_000_000.. => format!("{:.3} s", ns as f64 / 1e9),
+        1_000_000.. => format!("{:.3} ms", ns as f64 / 1e6),
+        1_000.. => format!("{:.3} µs", ns as f64 / 1e3),
+        _ => format!("{ns} ns"),
+    }
 }
 
 /// A finding for each partition whose worst lag is above `bound_ns`.
@@ -349,7 +354,7 @@ mod tests {
         );
         assert_eq!(
             f[0].explanation,
-            "Process 10 polled at 4.000 s without having seen offset 1 (\"b\"), known to exist since 3.000 s (op 7): a realtime lag of 1.000 s, above the bound of 0.500 s (1 of 3 poll measurements above it)."
+            "Process 10 polled at 4.000 s without having seen offset 1 (\"b\"), known to exist since 3.000 s (op 7): a realtime lag of 1.000 s, above the bound of 500.000 ms (1 of 3 poll measurements above it)."
         );
         assert!(run(&ix, S).is_empty());
         // Through check_all: only with the bound set.
@@ -383,6 +388,15 @@ mod tests {
         assert_eq!((lags[0].lag_ns, lags[0].polls), (0, 3));
         assert!(run(&Index::new(&h), 0).is_empty());
         assert!(figure(&clean()).iter().all(|l| l.lag_ns == 0));
+    }
+
+    #[test]
+    fn durations_read_in_a_unit_that_shows_them() {
+        let got: Vec<String> = [2_500_000_000, 3_000_000, 14_000, 7, 0]
+            .into_iter()
+            .map(secs)
+            .collect();
+        assert_eq!(got, ["2.500 s", "3.000 ms", "14.000 µs", "7 ns", "0 ns"]);
     }
 
     #[test]
