@@ -42,7 +42,8 @@
 //! - **rebalance-skip**: a member starts beyond every offset the group tried to commit.
 //! - **protocol-violation**: a client recorded a reply contrary to the Kafka protocol.
 //! - **liveness-after-heal**: a written partition has no successful final read, or a producer
-//!   gets no ack after the faults healed (only in histories with a final-read phase).
+//!   gets no ack after the faults healed (only in histories whose facts say a read-back was
+//!   due: final reads, riptide's fault phases or client descriptions; not Jepsen's).
 //! - **realtime-lag** (only with `CheckerConfig::max_realtime_lag_ns`): a consumer polling a
 //!   partition went longer than the bound without seeing a record known to exist. Without the
 //!   bound the worst lag per partition is a figure of the report (Jepsen's `realtime-lag`).

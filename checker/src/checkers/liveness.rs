@@ -5,9 +5,14 @@
 //! live, even if it loses nothing. (The acknowledgement may be of a record handed over before the
 //! heal: a pipelining producer's new records can wait behind a request lost during a fault.)
 //!
-//! A history gets only the checks its facts support: one without any final read (Jepsen's own
-//! histories, or one written by hand) has no read-back phase after the heal, so it gets no
-//! liveness finding at all. Jepsen has no liveness check.
+//! A history gets only the checks its facts support. This one needs a history from a run that
+//! heals and then reads back, which riptide's runs say in their facts: a `final_read` op (the
+//! read-back phase began), a nemesis event with a `phase` (riptide's nemesis records when each
+//! fault starts and heals), or a `client` op (a riptide client describing itself). A history
+//! with none of them (Jepsen's own, or one written by hand) gets no liveness finding at all:
+//! Jepsen has no liveness check, and nothing says a read-back was due. A riptide run stopped
+//! because a client never finished has its faults' and clients' facts, so its missing final
+//! reads are still reported.
 
 use std::collections::BTreeMap;
 
@@ -22,11 +27,7 @@ pub fn check(history: &History) -> Vec<Finding> {
 }
 
 pub(crate) fn run(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
-    let read_back = ix
-        .pairs
-        .iter()
-        .any(|p| matches!(p.invoke.value, Value::FinalRead(_)));
-    if !read_back {
+    if !judgeable(ix) {
         return Vec::new();
     }
     // Final-read attempts per partition (any outcome), by their last op.
@@ -63,6 +64,15 @@ pub(crate) fn run(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
     }
     out.extend(producers_stalled(ix, grace_ns));
     out
+}
+
+/// The history says it comes from a run that heals, then reads back (see the module doc).
+fn judgeable(ix: &Index<'_>) -> bool {
+    ix.pairs.iter().any(|p| match &p.invoke.value {
+        Value::FinalRead(_) | Value::Client(_) => true,
+        Value::Fault(f) => f.detail.contains_key("phase"),
+        _ => false,
+    })
 }
 
 /// A process's sends invoked after the heal (op indices), whether any send of it was
@@ -206,6 +216,33 @@ mod tests {
         // producer stalled.
         let f = check(&stalled(true));
         assert_eq!(anomalies(&f), vec![Anomaly::LivenessAfterHeal; 2], "{f:#?}");
+    }
+
+    #[test]
+    fn a_riptide_run_stopped_before_its_final_reads_still_fires() {
+        use crate::history::FaultValue;
+        // The run was stopped because a client never finished: no final read began, but
+        // riptide's facts (a client's description, or the nemesis's phases) say one was due.
+        for facts in ["client", "phase"] {
+            let mut b = HistoryBuilder::new();
+            if facts == "client" {
+                client(&mut b, 1, "producer", true, 5);
+            } else {
+                b.info(1000, FaultValue::new("crash").with("phase", "start"));
+                b.info(1000, FaultValue::new("crash").with("phase", "heal"));
+            }
+            send(&mut b, 1, 0, "a", 0);
+            let f = check(&b.build());
+            assert_eq!(
+                anomalies(&f),
+                vec![Anomaly::LivenessAfterHeal],
+                "{facts}: {f:#?}"
+            );
+            assert_eq!(
+                f[0].explanation,
+                "The partition was written to but no final read was attempted after healing."
+            );
+        }
     }
 
     #[test]
