@@ -52,6 +52,8 @@ pub enum F {
     /// A client process describing itself: what it drew from the seed when it started, what it
     /// did (counters) when it stopped.
     Client,
+    /// A reply a client judged contrary to the Kafka protocol: a standalone `ok` fact.
+    Violation,
 }
 
 impl F {
@@ -66,6 +68,7 @@ impl F {
             F::Commit => "commit",
             F::Fault => "fault",
             F::Client => "client",
+            F::Violation => "violation",
         }
     }
 }
@@ -117,6 +120,12 @@ pub struct SendValue {
     /// On a completion: the broker (address) that answered the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker: Option<String>,
+    /// On a send imported from a Jepsen op that sent several records (a `:txn`, or a `:send` of
+    /// several micro-ops): the index of the first op split from that op's invoke. Jepsen's
+    /// internal rules (`int-nonmonotonic-send`) judge one op's sends together; unlike `batch`,
+    /// it does not say they travelled in one record batch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jepsen_op: Option<u64>,
 }
 
 impl SendValue {
@@ -131,6 +140,7 @@ impl SendValue {
             request: None,
             attempts: None,
             broker: None,
+            jepsen_op: None,
         }
     }
 
@@ -431,6 +441,94 @@ impl ClientCounters {
     }
 }
 
+/// `f = violation`: a reply a client judged contrary to the protocol. Recorded as an `ok` op of
+/// the client's process, right after it saw the reply. It stands alone: it has no invoke and
+/// completes nothing, so it may sit between the invoke and the completion of the operation the
+/// reply belonged to (named by `op`). The client still treats the reply as a real client would;
+/// this fact only lets a checker judge it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ViolationValue {
+    /// What was wrong (see [`ViolationKind`]).
+    pub kind: ViolationKind,
+    /// The broker that sent the reply (`broker-0`, or host:port in certification).
+    pub broker: String,
+    /// The API name as kafka-protocol's ApiKey Debug prints it (`Produce`, `Fetch`,
+    /// `ListOffsets`, ...) and the request version.
+    pub api: String,
+    pub version: i16,
+    /// The partition concerned, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partition: Option<TopicPartition>,
+    /// The index of the invoke of the history operation the reply belonged to, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub op: Option<u64>,
+    /// One sentence, with the numbers: "base offset -1 on a successful produce".
+    pub detail: String,
+}
+
+/// What a [`ViolationValue`] says was wrong with a reply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ViolationKind {
+    /// A produce success without a valid (>= 0) base offset.
+    NoBaseOffset,
+    /// The response lacks a partition (or topic) the request asked for.
+    MissingPartition,
+    /// The response names a partition the request did not ask for.
+    UnrequestedPartition,
+    /// An error code this API/version cannot return.
+    UnexpectedErrorCode,
+    /// The correlation id does not match the request.
+    CorrelationMismatch,
+    /// A fetch returned records outside the requested range other than at a batch boundary.
+    RecordsOutOfRange,
+    /// A batch CRC or length is wrong.
+    CorruptBatch,
+    /// The high watermark is below the last stable offset.
+    HwmBelowLso,
+    /// The high watermark is below the log start offset.
+    HwmBelowLogStart,
+    /// Anything else undecodable or contrary to the protocol.
+    Malformed,
+}
+
+impl ViolationKind {
+    pub const ALL: [ViolationKind; 10] = [
+        ViolationKind::NoBaseOffset,
+        ViolationKind::MissingPartition,
+        ViolationKind::UnrequestedPartition,
+        ViolationKind::UnexpectedErrorCode,
+        ViolationKind::CorrelationMismatch,
+        ViolationKind::RecordsOutOfRange,
+        ViolationKind::CorruptBatch,
+        ViolationKind::HwmBelowLso,
+        ViolationKind::HwmBelowLogStart,
+        ViolationKind::Malformed,
+    ];
+
+    /// The name as it is written in a history.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ViolationKind::NoBaseOffset => "no-base-offset",
+            ViolationKind::MissingPartition => "missing-partition",
+            ViolationKind::UnrequestedPartition => "unrequested-partition",
+            ViolationKind::UnexpectedErrorCode => "unexpected-error-code",
+            ViolationKind::CorrelationMismatch => "correlation-mismatch",
+            ViolationKind::RecordsOutOfRange => "records-out-of-range",
+            ViolationKind::CorruptBatch => "corrupt-batch",
+            ViolationKind::HwmBelowLso => "hwm-below-lso",
+            ViolationKind::HwmBelowLogStart => "hwm-below-log-start",
+            ViolationKind::Malformed => "malformed",
+        }
+    }
+}
+
+impl fmt::Display for ViolationKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An op's value; the variant determines `f`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -444,6 +542,7 @@ pub enum Value {
     Commit(CommitValue),
     Fault(FaultValue),
     Client(ClientValue),
+    Violation(ViolationValue),
 }
 
 impl Value {
@@ -458,6 +557,7 @@ impl Value {
             Value::Commit(_) => F::Commit,
             Value::Fault(_) => F::Fault,
             Value::Client(_) => F::Client,
+            Value::Violation(_) => F::Violation,
         }
     }
 
@@ -479,6 +579,7 @@ impl Value {
             F::Commit => Value::Commit(de(value)?),
             F::Fault => Value::Fault(de(value)?),
             F::Client => Value::Client(de(value)?),
+            F::Violation => Value::Violation(de(value)?),
         })
     }
 }
@@ -501,7 +602,8 @@ value_from!(
     FinalRead(FinalReadValue),
     Commit(CommitValue),
     Fault(FaultValue),
-    Client(ClientValue)
+    Client(ClientValue),
+    Violation(ViolationValue)
 );
 
 impl From<PartitionOffset> for Value {
@@ -679,11 +781,20 @@ impl History {
         writer.flush().map_err(HistoryError::Write)
     }
 
-    /// Pairs every invoke with its completion, in invoke order. Lenient: see [`Pair`].
+    /// Pairs every invoke with its completion, in invoke order. Lenient: see [`Pair`]. A
+    /// violation fact pairs with itself and leaves its process's outstanding invokes alone.
     pub fn pairs(&self) -> Vec<Pair<'_>> {
         let mut pairs: Vec<Pair<'_>> = Vec::new();
         let mut open = Outstanding::default();
         for op in &self.ops {
+            if op.f() == F::Violation {
+                // A standalone fact: it completes nothing, even amid outstanding operations.
+                pairs.push(Pair {
+                    invoke: op,
+                    completion: Some(op),
+                });
+                continue;
+            }
             if op.kind == OpKind::Invoke {
                 open.add(op.process, op.index, pairs.len());
                 pairs.push(Pair {
@@ -705,7 +816,8 @@ impl History {
 
     /// Checks the structure: strictly increasing indices; completions matching an outstanding
     /// invoke of the same process and `f` (the one named by `invoke`, else the process's only
-    /// outstanding one; fault events may stand alone); every `ok` send carrying an offset.
+    /// outstanding one; fault events may stand alone); violations standing alone as `ok` facts
+    /// that complete nothing; every `ok` send carrying an offset.
     pub fn validate(&self) -> Result<(), HistoryError> {
         let invalid = |op: &Op, message: String| HistoryError::Invalid {
             index: op.index,
@@ -719,6 +831,15 @@ impl History {
                 return Err(invalid(op, "index does not increase".into()));
             }
             prev = Some(op.index);
+            if op.f() == F::Violation {
+                if op.kind != OpKind::Ok || op.invoke.is_some() {
+                    return Err(invalid(
+                        op,
+                        "a violation is a standalone ok fact (no invoke, completes nothing)".into(),
+                    ));
+                }
+                continue;
+            }
             if op.kind == OpKind::Invoke {
                 open.add(op.process, op.index, 0);
                 f_of.insert(op.index, op.f());
@@ -1049,6 +1170,76 @@ mod tests {
         b.complete(1, a, OpKind::Ok, PollValue::default());
         let err = b.build().validate().unwrap_err().to_string();
         assert!(err.contains("poll completes an outstanding send"), "{err}");
+    }
+
+    fn violation(kind: ViolationKind, op: Option<u64>) -> ViolationValue {
+        ViolationValue {
+            kind,
+            broker: "broker-0".into(),
+            api: "Produce".into(),
+            version: 9,
+            partition: Some(TopicPartition::new("t", 0)),
+            op,
+            detail: "base offset -1 on a successful produce".into(),
+        }
+    }
+
+    #[test]
+    fn a_violation_amid_outstanding_sends_stands_alone_and_round_trips() {
+        let mut b = HistoryBuilder::new();
+        let a = b.invoke(1, SendValue::new("t", 0, "a"));
+        let c = b.invoke(1, SendValue::new("t", 0, "c"));
+        let v = b.ok(1, violation(ViolationKind::NoBaseOffset, Some(a)));
+        b.complete(1, a, OpKind::Info, SendValue::new("t", 0, "a"));
+        b.complete(1, c, OpKind::Ok, SendValue::new("t", 0, "c").acked(0));
+        let h = b.build();
+        h.validate().unwrap();
+        let pairs = h.pairs();
+        let got: Vec<(u64, Option<u64>)> = pairs
+            .iter()
+            .map(|p| (p.invoke.index, p.completion.map(|c| c.index)))
+            .collect();
+        assert_eq!(got, vec![(a, Some(3)), (c, Some(4)), (v, Some(v))]);
+        let mut buf = Vec::new();
+        h.to_jsonl(&mut buf).unwrap();
+        let text = String::from_utf8(buf.clone()).unwrap();
+        assert_eq!(
+            text.lines().nth(2).unwrap(),
+            r#"{"index":2,"kind":"ok","process":1,"time_ns":0,"f":"violation","value":{"kind":"no-base-offset","broker":"broker-0","api":"Produce","version":9,"partition":{"topic":"t","partition":0},"op":0,"detail":"base offset -1 on a successful produce"}}"#
+        );
+        assert_eq!(History::from_jsonl(&buf[..]).unwrap(), h);
+    }
+
+    #[test]
+    fn every_violation_kind_reads_by_its_kebab_name_and_optional_fields_may_be_absent() {
+        for kind in ViolationKind::ALL {
+            let line = format!(
+                r#"{{"index":0,"kind":"ok","process":3,"time_ns":5,"f":"violation","value":{{"kind":"{kind}","broker":"b:9092","api":"Fetch","version":12,"detail":"x"}}}}"#
+            );
+            let h = History::from_jsonl(line.as_bytes()).unwrap();
+            h.validate().unwrap();
+            let Value::Violation(v) = &h.ops[0].value else {
+                panic!("{line}")
+            };
+            assert_eq!((v.kind, v.partition.as_ref(), v.op), (kind, None, None));
+            let mut buf = Vec::new();
+            h.to_jsonl(&mut buf).unwrap();
+            assert_eq!(String::from_utf8(buf).unwrap().trim_end(), line);
+        }
+        let bad = r#"{"index":0,"kind":"ok","process":3,"time_ns":5,"f":"violation","value":{"kind":"rude","broker":"b","api":"Fetch","version":1,"detail":"x"}}"#;
+        assert!(History::from_jsonl(bad.as_bytes()).is_err());
+    }
+
+    #[test]
+    fn validate_rejects_a_violation_that_is_not_a_standalone_ok() {
+        let mut b = HistoryBuilder::new();
+        b.invoke(1, violation(ViolationKind::Malformed, None));
+        let err = b.build().validate().unwrap_err().to_string();
+        assert!(err.contains("standalone ok fact"), "{err}");
+        let mut b = HistoryBuilder::new();
+        let a = b.invoke(1, SendValue::new("t", 0, "a"));
+        b.complete(1, a, OpKind::Ok, violation(ViolationKind::Malformed, None));
+        assert!(b.build().validate().is_err());
     }
 
     #[test]

@@ -13,11 +13,14 @@
 //! the record's string), `:riptide/invoke` (the invoke a completion answers),
 //! `:riptide/f :final_read` (a final read, a poll to Jepsen), and `:riptide/extra` (the rest of
 //! the op's value: high watermarks, fetch offsets, batches, attempts...). Ops Jepsen has no
-//! shape for (commits, seeks, list-offsets, client descriptions) keep riptide's `:f` and carry
-//! their value as EDN. Importing a file written by hand or by Jepsen: key `k` is topic `t{k}`
+//! shape for (commits, seeks, list-offsets, client descriptions, protocol violations) keep
+//! riptide's `:f` and carry their value as EDN; a violation is also tagged
+//! `:riptide/f :violation`. Importing a file written by hand or by Jepsen: key `k` is topic `t{k}`
 //! partition 0 (as Jepsen's client names topics), values are their decimal text, `:nemesis` ops
 //! are faults named by their `:f`, and `:crash` and other client ops riptide cannot represent are
-//! skipped (and counted).
+//! skipped (and counted). An op with several micro-ops becomes one riptide op per micro-op; the
+//! sends of one op carry `jepsen_op` (the first new index of its invoke), so riptide judges them
+//! as one op where Jepsen does (`int-nonmonotonic-send`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -292,6 +295,12 @@ fn export_op(names: &Names, op: &Op) -> Edn {
             let detail = serde_json::to_value(&v.detail).unwrap_or_default();
             m.insert(rkw("f"), kw("fault"));
             (v.kind.as_str(), json_to_edn(&detail), None)
+        }
+        Value::Violation(v) => {
+            // Jepsen's checker passes over an `:f` it has no use for; the tag says whose it is.
+            m.insert(rkw("f"), kw("violation"));
+            let json = serde_json::to_value(v).unwrap_or_default();
+            ("violation", json_to_edn(&json), None)
         }
         other => {
             let f = other.f().as_str();
@@ -612,7 +621,7 @@ pub fn import(text: &str) -> Result<Imported, JepsenError> {
                         .collect::<Result<_, _>>()?;
                     vec![Value::Assign(AssignValue { partitions })]
                 }
-                "seek" | "list_offsets" | "commit" | "client" => {
+                "seek" | "list_offsets" | "commit" | "client" | "violation" => {
                     let body = match r.get(&kw("value")).map(edn_to_json) {
                         Some(Json::Object(m)) => m,
                         _ => return Err(r.bad(format!(":f :{f} without a map value"))),
@@ -644,14 +653,29 @@ pub fn import(text: &str) -> Result<Imported, JepsenError> {
             None => None,
         };
         let split = values.len() > 1;
+        // A violation completes nothing, so it leaves its process's split invoke open.
+        let standalone = matches!(values.as_slice(), [Value::Violation(_)]);
         // A completion of a split invoke answers each of its micro-ops in turn.
-        let answers = if kind != OpKind::Invoke && explicit_invoke.is_none() {
+        let answers = if kind != OpKind::Invoke && explicit_invoke.is_none() && !standalone {
             open_split.remove(&process)
         } else {
             None
         };
+        // Several sends of one Jepsen op: Jepsen's int-* rules judge them together.
+        let sends = values
+            .iter()
+            .filter(|v| matches!(v, Value::Send(_)))
+            .count();
+        let jepsen_op = (sends > 1).then(|| {
+            explicit_invoke
+                .or_else(|| answers.as_ref().and_then(|a| a.first().copied()))
+                .unwrap_or(ops.len() as u64)
+        });
         let mut new_indices = Vec::new();
-        for (j, value) in values.into_iter().enumerate() {
+        for (j, mut value) in values.into_iter().enumerate() {
+            if let (Value::Send(s), Some(i)) = (&mut value, jepsen_op) {
+                s.jepsen_op.get_or_insert(i);
+            }
             let index = ops.len() as u64;
             let invoke =
                 explicit_invoke.or_else(|| answers.as_ref().and_then(|a| a.get(j).copied()));
@@ -794,18 +818,155 @@ mod tests {
             "int-nonmonotonic-poll",
             "nonmonotonic-send",
             "replay-mismatch",
-            // Jepsen's histories have no final read of each partition after the heal, and riptide
-            // says so (`--allow liveness-after-heal` for such files).
-            "liveness-after-heal",
+            "int-nonmonotonic-send",
+            // No liveness-after-heal: without final reads there is no read-back phase to judge.
         ]
         .into();
         assert_eq!(kinds, want, "{}", report.to_text());
+        // Jepsen's name for each shape: one op's sends out of order are int-nonmonotonic-send
+        // (not nonmonotonic-send), and a value acknowledged at 0 but read at 1 is a duplicate
+        // (not inconsistent-offsets).
+        let on = |topic: &str| -> Vec<&str> {
+            report
+                .findings
+                .iter()
+                .filter(|f| f.topic == topic)
+                .map(|f| f.anomaly.as_str())
+                .collect()
+        };
+        assert_eq!(on("t6"), vec!["nonmonotonic-send"], "{}", report.to_text());
+        assert_eq!(
+            on("t7"),
+            vec!["int-nonmonotonic-send"],
+            "{}",
+            report.to_text()
+        );
+        assert_eq!(on("t8"), vec!["duplicate"], "{}", report.to_text());
+        assert!(report.counts[&crate::Anomaly::LivenessAfterHeal] == 0);
         // Key 5 is topic t5, partition 0, as Jepsen's client names it; values are their text.
         assert!(report.findings.iter().all(|f| f.topic.starts_with('t')));
         assert!(h
             .ops
             .iter()
             .any(|o| matches!(&o.value, Value::Fault(v) if v.kind == "start-partition")));
+    }
+
+    #[test]
+    fn violations_survive_the_round_trip_amid_a_split_txn() {
+        use crate::history::{ViolationKind, ViolationValue};
+        let mut b = HistoryBuilder::new();
+        let s = SendValue::new(testkit::T, 0, "a");
+        let a = b.invoke(1, s.clone());
+        for (i, kind) in ViolationKind::ALL.into_iter().enumerate() {
+            b.ok(
+                1,
+                ViolationValue {
+                    kind,
+                    broker: "127.0.0.1:9092".into(),
+                    api: "Produce".into(),
+                    version: 9,
+                    partition: (i % 2 == 0).then(|| TopicPartition::new(testkit::T, 0)),
+                    op: (i % 3 == 0).then_some(a),
+                    detail: format!("detail {i}"),
+                },
+            );
+        }
+        b.complete(1, a, OpKind::Ok, s.acked(0));
+        let h = b.build();
+        h.validate().unwrap();
+        let mut edn = Vec::new();
+        export(&h, &mut edn).unwrap();
+        let text = String::from_utf8(edn).unwrap();
+        assert!(
+            text.lines()
+                .nth(1)
+                .unwrap()
+                .contains(":riptide/f :violation"),
+            "{text}"
+        );
+        assert!(text.contains(":kind \"no-base-offset\""), "{text}");
+        assert_eq!(round_trip(&h), h);
+        // In a file Jepsen wrote, a violation between a :txn's invoke and its completion leaves
+        // the txn's sends to that completion.
+        let text = "{:index 0, :type :invoke, :process 0, :f :txn, :value [[:send 5 1] [:send 5 2]]}
+{:index 1, :type :ok, :process 0, :f :violation, :riptide/f :violation, :value {:kind \"malformed\", :broker \"b\", :api \"Produce\", :version 3, :detail \"x\"}}
+{:index 2, :type :ok, :process 0, :f :txn, :value [[:send 5 [0 1]] [:send 5 [1 2]]]}";
+        let h = import(text).unwrap().history;
+        h.validate().unwrap();
+        assert_eq!(h.ops.len(), 5);
+        assert!(
+            matches!(&h.ops[2].value, Value::Violation(v) if v.kind == ViolationKind::Malformed)
+        );
+        assert_eq!((h.ops[3].invoke, h.ops[4].invoke), (Some(0), Some(1)));
+    }
+
+    /// The histories of the README's table of anomalies shared with Jepsen, in Jepsen's shape:
+    /// what riptide names each (Jepsen's name in the comment).
+    #[test]
+    fn the_jepsen_parity_table_shapes_get_the_names_the_readme_gives() {
+        let cases: [(&str, &str, &[&str]); 6] = [
+            (
+                "Jepsen: duplicate (acked at 0, read at 1)",
+                "{:type :invoke, :process 0, :f :send, :value [[:send 8 40]]}
+{:type :ok, :process 0, :f :send, :value [[:send 8 [0 40]]]}
+{:type :invoke, :process 1, :f :poll, :value [[:poll]]}
+{:type :ok, :process 1, :f :poll, :value [[:poll {8 [[1 40]]}]]}",
+                &["duplicate"],
+            ),
+            (
+                "Jepsen: inconsistent-offsets (two polls disagree, no ack there)",
+                "{:type :invoke, :process 1, :f :poll, :value [[:poll]]}
+{:type :ok, :process 1, :f :poll, :value [[:poll {5 [[0 1] [1 2]]}]]}
+{:type :invoke, :process 2, :f :poll, :value [[:poll]]}
+{:type :ok, :process 2, :f :poll, :value [[:poll {5 [[0 1] [1 3]]}]]}",
+                &["replay-mismatch"],
+            ),
+            (
+                "Jepsen: lost-write and unseen (acked at 0, a poll returns offset 1 only)",
+                "{:type :invoke, :process 0, :f :send, :value [[:send 5 1]]}
+{:type :ok, :process 0, :f :send, :value [[:send 5 [0 1]]]}
+{:type :invoke, :process 1, :f :poll, :value [[:poll]]}
+{:type :ok, :process 1, :f :poll, :value [[:poll {5 [[1 2]]}]]}",
+                &["lost-write"],
+            ),
+            (
+                "Jepsen: nonmonotonic-poll (re-assigned the same key, read from 0 again)",
+                "{:type :invoke, :process 2, :f :assign, :value [5]}
+{:type :ok, :process 2, :f :assign, :value [5]}
+{:type :invoke, :process 2, :f :poll, :value [[:poll]]}
+{:type :ok, :process 2, :f :poll, :value [[:poll {5 [[0 1] [1 2] [2 3]]}]]}
+{:type :invoke, :process 2, :f :assign, :value [5]}
+{:type :ok, :process 2, :f :assign, :value [5]}
+{:type :invoke, :process 2, :f :poll, :value [[:poll]]}
+{:type :ok, :process 2, :f :poll, :value [[:poll {5 [[0 1]]}]]}",
+                &[],
+            ),
+            (
+                "Jepsen: int-nonmonotonic-send (one txn's sends acked backwards)",
+                "{:type :invoke, :process 0, :f :txn, :value [[:send 7 30] [:send 7 31]]}
+{:type :ok, :process 0, :f :txn, :value [[:send 7 [1 30]] [:send 7 [0 31]]]}
+{:type :invoke, :process 1, :f :poll, :value [[:poll]]}
+{:type :ok, :process 1, :f :poll, :value [[:poll {7 [[0 31] [1 30]]}]]}",
+                &["int-nonmonotonic-send"],
+            ),
+            (
+                "Jepsen: int-send-skip, allowed (another writer's record inside one txn's sends)",
+                "{:type :invoke, :process 0, :f :txn, :value [[:send 7 30] [:send 7 31]]}
+{:type :ok, :process 0, :f :txn, :value [[:send 7 [0 30]] [:send 7 [2 31]]]}
+{:type :invoke, :process 3, :f :send, :value [[:send 7 32]]}
+{:type :ok, :process 3, :f :send, :value [[:send 7 [1 32]]]}
+{:type :invoke, :process 1, :f :poll, :value [[:poll]]}
+{:type :ok, :process 1, :f :poll, :value [[:poll {7 [[0 30] [1 32] [2 31]]}]]}",
+                &[],
+            ),
+        ];
+        for (what, text, want) in cases {
+            let h = import(text).unwrap().history;
+            h.validate().unwrap();
+            let report = check_all(&h, &CheckerConfig::default());
+            let got: Vec<&str> = report.findings.iter().map(|f| f.anomaly.as_str()).collect();
+            assert_eq!(got, want, "{what}:\n{}", report.to_text());
+        }
     }
 
     #[test]

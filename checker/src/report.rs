@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+use crate::checkers::realtime_lag::{self, PartitionLag};
 use crate::checkers::{self, Anomaly, CheckerConfig, Finding, Severity, MAX_LISTED};
 use crate::history::{ClientCounters, History, OpKind, TopicPartition, Value, F};
 
@@ -74,16 +75,29 @@ pub struct Report {
     /// are listed, apart, and do not fail the verdict.
     #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
     pub allowed: BTreeSet<Anomaly>,
+    /// The worst realtime lag of each partition a consumer polled (Jepsen's `realtime-lag`): a
+    /// figure, not a verdict (see `CheckerConfig::max_realtime_lag_ns`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub realtime_lag: Vec<PartitionLag>,
 }
 
 /// Runs every checker and builds the report.
 pub fn check_all(history: &History, config: &CheckerConfig) -> Report {
-    Report::new(history, checkers::run_all(history, config))
+    let (findings, lags) = checkers::run_all_with_figures(history, config);
+    Report::with_figures(history, findings, lags)
 }
 
 impl Report {
     /// Builds a report from a history and whatever findings the checkers produced.
-    pub fn new(history: &History, mut findings: Vec<Finding>) -> Report {
+    pub fn new(history: &History, findings: Vec<Finding>) -> Report {
+        Report::with_figures(history, findings, realtime_lag::figure(history))
+    }
+
+    fn with_figures(
+        history: &History,
+        mut findings: Vec<Finding>,
+        realtime_lag: Vec<PartitionLag>,
+    ) -> Report {
         findings.sort();
         findings.dedup();
         let mut counts: BTreeMap<Anomaly, usize> = Anomaly::ALL.iter().map(|&a| (a, 0)).collect();
@@ -99,6 +113,7 @@ impl Report {
             faults: faults(history),
             worst: None,
             allowed: BTreeSet::new(),
+            realtime_lag,
         }
         .allowing(&BTreeSet::new())
     }
@@ -240,6 +255,34 @@ impl Report {
         list(&mut s, "allowed findings (--allow)".to_string(), &|f| {
             self.is_allowed(f)
         });
+        if !self.realtime_lag.is_empty() {
+            let _ = writeln!(s, "\nrealtime lag (worst per partition):");
+            for l in &self.realtime_lag {
+                let _ = write!(
+                    s,
+                    "  {}/{}  {}  process {} poll op {} at {}",
+                    l.topic,
+                    l.partition,
+                    realtime_lag::secs(l.lag_ns),
+                    l.process,
+                    l.poll_op,
+                    realtime_lag::secs(l.poll_time_ns)
+                );
+                if let Some(o) = l.offset {
+                    let value = l
+                        .value
+                        .as_deref()
+                        .map(|v| format!(" {}", checkers::q(v)))
+                        .unwrap_or_default();
+                    let _ = write!(s, ": had not seen offset {o}{value}");
+                }
+                if let (Some(t), Some(op)) = (l.known_since_ns, l.known_by_op) {
+                    let _ = write!(s, ", known since {} (op {op})", realtime_lag::secs(t));
+                }
+                let polls = if l.polls == 1 { "poll" } else { "polls" };
+                let _ = writeln!(s, "  ({} {polls} measured)", l.polls);
+            }
+        }
         if !self.faults.is_empty() {
             let _ = writeln!(s, "\nfaults:");
             for e in &self.faults {
@@ -266,7 +309,7 @@ impl Report {
 
 fn summarize(history: &History) -> Summary {
     // In declaration order, so `f as usize` indexes it.
-    const FS: [F; 9] = [
+    const FS: [F; 10] = [
         F::Send,
         F::Poll,
         F::Assign,
@@ -276,6 +319,7 @@ fn summarize(history: &History) -> Summary {
         F::Commit,
         F::Fault,
         F::Client,
+        F::Violation,
     ];
     const KINDS: [OpKind; 4] = [OpKind::Invoke, OpKind::Ok, OpKind::Fail, OpKind::Info];
     // Counted in arrays (indexed like FS and KINDS) and turned into maps once.

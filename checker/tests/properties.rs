@@ -526,6 +526,52 @@ proptest! {
     }
 
     #[test]
+    fn a_violation_fact_anywhere_is_one_protocol_violation_and_nothing_else(
+        (mut h, i, j) in histories()
+    ) {
+        // A client records a bad reply at any point, amid its own outstanding operations.
+        let at = i.index(h.ops.len() + 1);
+        let index = h.ops.get(at).map_or(h.ops.len() as u64, |op| op.index);
+        for op in &mut h.ops {
+            if op.index >= index {
+                op.index += 1;
+            }
+            if let Some(inv) = op.invoke.as_mut().filter(|inv| **inv >= index) {
+                *inv += 1;
+            }
+        }
+        let kind = ViolationKind::ALL[j.index(ViolationKind::ALL.len())];
+        let process = h.ops.get(at).map_or(1, |op| op.process);
+        let fact = ViolationValue {
+            kind,
+            broker: "broker-0".into(),
+            api: "Fetch".into(),
+            version: 12,
+            partition: Some(TopicPartition::new(T, 0)),
+            op: None,
+            detail: "high watermark 3 below log start offset 5".into(),
+        };
+        let time_ns = h.ops.get(at).map_or(0, |op| op.time_ns);
+        h.ops.insert(at, Op {
+            index,
+            kind: OpKind::Ok,
+            process,
+            invoke: None,
+            time_ns,
+            value: Value::Violation(fact),
+            error: None,
+        });
+        h.validate().unwrap();
+        let report = check_all(&h, &CheckerConfig::default());
+        let found: Vec<Anomaly> = report.findings.iter().map(|f| f.anomaly).collect();
+        prop_assert_eq!(found, vec![Anomaly::ProtocolViolation], "{}", report.to_text());
+        prop_assert_eq!(&report.findings[0].ops, &vec![index]);
+        let mut buf = Vec::new();
+        h.to_jsonl(&mut buf).unwrap();
+        prop_assert_eq!(History::from_jsonl(&buf[..]).unwrap(), h);
+    }
+
+    #[test]
     fn retried_reorders_count_against_an_idempotent_producer((mut h, _, _) in histories()) {
         let reordered = reorders_across_batches(&h, 5);
         for op in &mut h.ops {

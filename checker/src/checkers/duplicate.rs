@@ -1,5 +1,9 @@
-//! **duplicate**: one value read at two or more positions (partition and offset). Values are
-//! unique per workload, so the log holds it twice. With
+//! **duplicate** (Jepsen's `duplicate`): one value at two or more positions (partition and
+//! offset) of the log, as the log is known from every read *and* every `ok` send's acknowledged
+//! offset (Jepsen's version order, built from polls and from sends whose effects were visible).
+//! Values are unique per workload, so the log holds it twice: a value acknowledged at 5 and read
+//! at 2 is a duplicate, whether or not offset 5 was ever read. (What offset 5 holds is
+//! [`super::inconsistent_offsets`]' business.) With
 //! [`CheckerConfig::allow_duplicates_from_retries`] a duplicate is tolerated when some send of the
 //! value did not end `ok` (a retry without idempotence may write twice), unless every send of it
 //! came from a process whose `client` op says it is an idempotent producer: those retries keep
@@ -7,7 +11,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{q, Anomaly, CheckerConfig, Finding, Index, Tp};
+use super::{q, Anomaly, CheckerConfig, FastMap, Finding, Index, Tp};
 use crate::history::{History, OpKind};
 
 pub fn check(history: &History) -> Vec<Finding> {
@@ -18,17 +22,49 @@ pub fn check_with(history: &History, config: &CheckerConfig) -> Vec<Finding> {
     run(&Index::new(history), config)
 }
 
+/// Values at two positions or more: those read at two (found while indexing), then those an ack
+/// puts somewhere a read or another ack does not, in send order.
+fn candidates<'a>(ix: &Index<'a>) -> Vec<&'a str> {
+    let mut out = ix.multi_position.clone();
+    // Lookups only.
+    let mut seen: FastMap<&str, ()> = out.iter().map(|&v| (v, ())).collect();
+    for s in &ix.sends {
+        let Some(o) = s.acked() else { continue };
+        if seen.contains_key(s.value) {
+            continue;
+        }
+        let elsewhere = ix.reads_of(s.value).any(|r| (r.tp, r.offset) != (s.tp, o))
+            || ix
+                .sends_of(s.value)
+                .any(|t| t.acked().is_some_and(|a| (t.tp, a) != (s.tp, o)));
+        if elsewhere {
+            seen.insert(s.value, ());
+            out.push(s.value);
+        }
+    }
+    out
+}
+
 pub(crate) fn run(ix: &Index<'_>, config: &CheckerConfig) -> Vec<Finding> {
     let mut out = Vec::new();
-    for &value in &ix.multi_position {
-        // Position → first read there (reads are in history order).
-        let mut positions: BTreeMap<Tp<'_>, BTreeMap<i64, u64>> = BTreeMap::new();
+    for value in candidates(ix) {
+        // Position → (first read there, else its ack's send; only acknowledged).
+        let mut positions: BTreeMap<Tp<'_>, BTreeMap<i64, (u64, bool)>> = BTreeMap::new();
         for r in ix.reads_of(value) {
             positions
                 .entry(r.tp)
                 .or_default()
                 .entry(r.offset)
-                .or_insert(r.op);
+                .or_insert((r.op, false));
+        }
+        for s in ix.sends_of(value) {
+            if let Some(o) = s.acked() {
+                positions
+                    .entry(s.tp)
+                    .or_default()
+                    .entry(o)
+                    .or_insert((s.op, true));
+            }
         }
         let count: usize = positions.values().map(BTreeMap::len).sum();
         let sends: Vec<_> = ix.sends_of(value).collect();
@@ -42,13 +78,18 @@ pub(crate) fn run(ix: &Index<'_>, config: &CheckerConfig) -> Vec<Finding> {
         };
         let where_: Vec<String> = positions
             .iter()
-            .flat_map(|(tp, offs)| offs.keys().map(move |o| format!("{}/{}@{o}", tp.0, tp.1)))
+            .flat_map(|(tp, offs)| {
+                offs.iter().map(move |(o, &(_, acked_only))| {
+                    let how = if acked_only { " (acknowledged)" } else { "" };
+                    format!("{}/{}@{o}{how}", tp.0, tp.1)
+                })
+            })
             .collect();
         let offsets = positions.values().flat_map(|o| o.keys().copied()).collect();
         let ops = sends
             .iter()
             .map(|s| s.op)
-            .chain(positions.values().flat_map(|o| o.values().copied()))
+            .chain(positions.values().flat_map(|o| o.values().map(|p| p.0)))
             .collect();
         let why = match (retried, idempotent) {
             (true, true) => {
@@ -157,6 +198,39 @@ mod tests {
         send_outcome(&mut b, 1, 0, "a", OpKind::Info);
         send(&mut b, 2, 0, "a", 1);
         final_read(&mut b, 20, 0, &["a", "a"]);
+        assert!(check(&b.build()).is_empty());
+    }
+
+    #[test]
+    fn fires_when_an_ack_and_a_read_put_a_value_at_two_offsets() {
+        // Acknowledged at 5, read at 2, offset 5 never read: Jepsen's duplicate.
+        let mut b = HistoryBuilder::new();
+        send(&mut b, 1, 0, "a", 5);
+        let p = poll(&mut b, 10, 0, &[(2, "a")], 6);
+        let f = check(&b.build());
+        assert_eq!(anomalies(&f), vec![Anomaly::Duplicate], "{f:#?}");
+        assert_eq!(f[0].offsets, vec![2, 5]);
+        assert_eq!(f[0].ops, vec![1, p]);
+        assert_eq!(
+            f[0].explanation,
+            "Value \"a\" appears at 2 positions: t/0@2, t/0@5 (acknowledged)."
+        );
+        // Two acks of one value at two offsets, never read, likewise.
+        let mut b = HistoryBuilder::new();
+        send(&mut b, 1, 0, "a", 3);
+        send(&mut b, 1, 0, "a", 7);
+        let f = check(&b.build());
+        assert_eq!(anomalies(&f), vec![Anomaly::Duplicate], "{f:#?}");
+        assert_eq!(f[0].offsets, vec![3, 7]);
+    }
+
+    #[test]
+    fn silent_when_ack_and_reads_agree_on_one_position() {
+        let mut b = HistoryBuilder::new();
+        send(&mut b, 1, 0, "a", 0);
+        send(&mut b, 1, 0, "b", 1);
+        poll(&mut b, 10, 0, &[(0, "a"), (1, "b")], 2);
+        final_read(&mut b, 20, 0, &["a", "b"]);
         assert!(check(&b.build()).is_empty());
     }
 

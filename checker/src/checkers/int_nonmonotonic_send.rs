@@ -5,8 +5,20 @@
 //! its acknowledged offset if its send is `ok`, else the offset of the first read of its value
 //! in that partition; records with neither are skipped, and so are sends without a `batch` tag.
 //! Out-of-order records of *different* sends of a process are [`super::nonmonotonic_send`].
+//!
+//! Jepsen's rule is the same over one *operation*: a pair of consecutive sends of one op to one
+//! key that go backwards (or stay) in the log. riptide records one send per record, so its unit is
+//! the record batch; the sends of one imported Jepsen op (`jepsen_op`) are judged together the
+//! same way, so a Jepsen history gets Jepsen's name.
 
 use super::{q, Anomaly, FastMap, Finding, Index, Send, Tp};
+
+/// What groups sends: a record batch, or an imported Jepsen op.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Group {
+    Batch(u64),
+    JepsenOp(u64),
+}
 use crate::history::History;
 
 pub fn check(history: &History) -> Vec<Finding> {
@@ -14,7 +26,7 @@ pub fn check(history: &History) -> Vec<Finding> {
 }
 
 /// A record's place: (offset, the read op it came from when not acknowledged).
-fn position(ix: &Index<'_>, s: &Send<'_>) -> Option<(i64, Option<u64>)> {
+pub(crate) fn position(ix: &Index<'_>, s: &Send<'_>) -> Option<(i64, Option<u64>)> {
     if let Some(o) = s.acked() {
         return Some((o, None));
     }
@@ -28,32 +40,45 @@ type Last<'a> = (i64, u64, Option<u64>, &'a str);
 
 pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
-    // (process, batch, partition) → its last placed record. Lookups only, never iterated.
-    let mut last: FastMap<(u64, u64, Tp<'_>), Last<'_>> = FastMap::default();
+    // (process, group, partition) → its last placed record. Lookups only, never iterated.
+    let mut last: FastMap<(u64, Group, Tp<'_>), Last<'_>> = FastMap::default();
     for s in &ix.sends {
-        let Some(batch) = s.batch else { continue };
+        let groups = [s.batch.map(Group::Batch), s.jepsen_op.map(Group::JepsenOp)];
+        if groups.iter().all(Option::is_none) {
+            continue;
+        }
         let Some((o, read_op)) = position(ix, s) else {
             continue;
         };
-        let key = (s.process, batch, s.tp);
-        if let Some(&(prev, prev_op, prev_read, prev_value)) = last.get(&key) {
-            if o <= prev {
-                let ops = [Some(prev_op), prev_read, Some(s.op), read_op];
-                out.push(Finding::new(
+        for group in groups.into_iter().flatten() {
+            let key = (s.process, group, s.tp);
+            if let Some(&(prev, prev_op, prev_read, prev_value)) = last.get(&key) {
+                if o <= prev {
+                    let ops = [Some(prev_op), prev_read, Some(s.op), read_op];
+                    out.push(Finding::new(
                     Anomaly::IntNonmonotonicSend,
                     s.tp,
                     vec![prev, o],
                     ops.into_iter().flatten().collect(),
                     format!(
-                        "Process {} sent {} then {} in record batch {batch}, but the second is at offset {o}, not after the first at {prev}: the broker reordered the batch.",
+                        "Process {} sent {} then {} in {}, but the second is at offset {o}, not after the first at {prev}: the broker reordered {}.",
                         s.process,
                         q(prev_value),
-                        q(s.value)
+                        q(s.value),
+                        match group {
+                            Group::Batch(b) => format!("record batch {b}"),
+                            Group::JepsenOp(i) => format!("one operation (op {i})"),
+                        },
+                        match group {
+                            Group::Batch(_) => "the batch",
+                            Group::JepsenOp(_) => "them",
+                        },
                     ),
                 ));
+                }
             }
+            last.insert(key, (o, s.op, read_op, s.value));
         }
-        last.insert(key, (o, s.op, read_op, s.value));
     }
     out
 }
@@ -102,6 +127,28 @@ mod tests {
         assert_eq!(anomalies(&f), vec![Anomaly::IntNonmonotonicSend], "{f:#?}");
         assert_eq!(f[0].offsets, vec![2, 0]);
         assert_eq!(f[0].ops, vec![2, 3, fr]);
+    }
+
+    #[test]
+    fn fires_when_two_sends_of_one_imported_jepsen_op_land_backwards() {
+        let text =
+            "{:index 0, :type :invoke, :process 0, :f :txn, :value [[:send 7 30] [:send 7 31]]}
+{:index 1, :type :ok, :process 0, :f :txn, :value [[:send 7 [1 30]] [:send 7 [0 31]]]}
+{:index 2, :type :invoke, :process 0, :f :send, :value [[:send 7 32] [:send 7 33]]}
+{:index 3, :type :ok, :process 0, :f :send, :value [[:send 7 [2 32]] [:send 7 [3 33]]]}";
+        let h = crate::jepsen::import(text).unwrap().history;
+        h.validate().unwrap();
+        let f = check(&h);
+        assert_eq!(anomalies(&f), vec![Anomaly::IntNonmonotonicSend], "{f:#?}");
+        assert_eq!(f[0].offsets, vec![1, 0]);
+        assert_eq!(f[0].ops, vec![2, 3]);
+        assert!(
+            f[0].explanation.contains("in one operation (op 0)"),
+            "{}",
+            f[0].explanation
+        );
+        // Not a nonmonotonic-send as well: the pair is one op's.
+        assert!(crate::checkers::nonmonotonic_send::check(&h).is_empty());
     }
 
     #[test]

@@ -4,6 +4,15 @@
 //! event needs an acknowledgement after it: a cluster that accepts nothing after healing is not
 //! live, even if it loses nothing. (The acknowledgement may be of a record handed over before the
 //! heal: a pipelining producer's new records can wait behind a request lost during a fault.)
+//!
+//! A history gets only the checks its facts support. This one needs a history from a run that
+//! heals and then reads back, which riptide's runs say in their facts: a `final_read` op (the
+//! read-back phase began), a nemesis event with a `phase` (riptide's nemesis records when each
+//! fault starts and heals), or a `client` op (a riptide client describing itself). A history
+//! with none of them (Jepsen's own, or one written by hand) gets no liveness finding at all:
+//! Jepsen has no liveness check, and nothing says a read-back was due. A riptide run stopped
+//! because a client never finished has its faults' and clients' facts, so its missing final
+//! reads are still reported.
 
 use std::collections::BTreeMap;
 
@@ -18,6 +27,9 @@ pub fn check(history: &History) -> Vec<Finding> {
 }
 
 pub(crate) fn run(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
+    if !judgeable(ix) {
+        return Vec::new();
+    }
     // Final-read attempts per partition (any outcome), by their last op.
     let mut attempts: BTreeMap<Tp<'_>, Vec<u64>> = BTreeMap::new();
     for p in &ix.pairs {
@@ -52,6 +64,15 @@ pub(crate) fn run(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
     }
     out.extend(producers_stalled(ix, grace_ns));
     out
+}
+
+/// The history says it comes from a run that heals, then reads back (see the module doc).
+fn judgeable(ix: &Index<'_>) -> bool {
+    ix.pairs.iter().any(|p| match &p.invoke.value {
+        Value::FinalRead(_) | Value::Client(_) => true,
+        Value::Fault(f) => f.detail.contains_key("phase"),
+        _ => false,
+    })
 }
 
 /// A process's sends invoked after the heal (op indices), whether any send of it was
@@ -169,6 +190,59 @@ mod tests {
             f[0].explanation
         );
         assert_eq!(f[0].ops.len(), 3);
+    }
+
+    #[test]
+    fn silent_on_a_history_without_final_reads() {
+        use crate::history::FaultValue;
+        // What a Jepsen history looks like: faults, a producer that stalls after them, a
+        // partition never read back; but no read-back phase, so nothing to judge.
+        let stalled = |with_final_read: bool| {
+            let mut b = HistoryBuilder::new();
+            send(&mut b, 1, 0, "a", 0);
+            b.info(1000, FaultValue::new("start-partition"));
+            b.info(1000, FaultValue::new("stop-partition"));
+            b.advance(10_000_000_000);
+            for v in ["b", "c", "d"] {
+                send_outcome(&mut b, 1, 1, v, OpKind::Info);
+            }
+            if with_final_read {
+                final_read(&mut b, 20, 0, &["a"]);
+            }
+            b.build()
+        };
+        assert!(check(&stalled(false)).is_empty());
+        // The same history with a read-back phase: partition 1 was never read back and the
+        // producer stalled.
+        let f = check(&stalled(true));
+        assert_eq!(anomalies(&f), vec![Anomaly::LivenessAfterHeal; 2], "{f:#?}");
+    }
+
+    #[test]
+    fn a_riptide_run_stopped_before_its_final_reads_still_fires() {
+        use crate::history::FaultValue;
+        // The run was stopped because a client never finished: no final read began, but
+        // riptide's facts (a client's description, or the nemesis's phases) say one was due.
+        for facts in ["client", "phase"] {
+            let mut b = HistoryBuilder::new();
+            if facts == "client" {
+                client(&mut b, 1, "producer", true, 5);
+            } else {
+                b.info(1000, FaultValue::new("crash").with("phase", "start"));
+                b.info(1000, FaultValue::new("crash").with("phase", "heal"));
+            }
+            send(&mut b, 1, 0, "a", 0);
+            let f = check(&b.build());
+            assert_eq!(
+                anomalies(&f),
+                vec![Anomaly::LivenessAfterHeal],
+                "{facts}: {f:#?}"
+            );
+            assert_eq!(
+                f[0].explanation,
+                "The partition was written to but no final read was attempted after healing."
+            );
+        }
     }
 
     #[test]

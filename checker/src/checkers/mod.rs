@@ -7,7 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
-use crate::history::{ClientValue, History, OffsetValue, OpKind, Pair, Value};
+use crate::history::{ClientValue, History, OffsetValue, OpKind, Pair, Value, ViolationValue};
 
 pub mod duplicate;
 pub mod groups;
@@ -16,12 +16,15 @@ pub mod inconsistent_offsets;
 pub mod int_nonmonotonic_poll;
 pub mod int_nonmonotonic_send;
 pub mod int_poll_skip;
+pub mod int_send_skip;
 pub mod liveness;
 pub mod lost_write;
 pub mod nonmonotonic_poll;
 pub mod nonmonotonic_send;
 pub mod offset_gap;
 pub mod poll_skip;
+pub mod protocol_violation;
+pub mod realtime_lag;
 pub mod replay_mismatch;
 pub mod unseen;
 
@@ -44,16 +47,19 @@ pub enum Anomaly {
     IntNonmonotonicPoll,
     NonmonotonicSend,
     IntNonmonotonicSend,
+    IntSendSkip,
     ReplayMismatch,
     HwmRegression,
     Unseen,
     CommittedOffsetRegression,
     RebalanceSkip,
+    ProtocolViolation,
     LivenessAfterHeal,
+    RealtimeLag,
 }
 
 impl Anomaly {
-    pub const ALL: [Anomaly; 16] = [
+    pub const ALL: [Anomaly; 19] = [
         Anomaly::LostWrite,
         Anomaly::Duplicate,
         Anomaly::InconsistentOffsets,
@@ -64,12 +70,15 @@ impl Anomaly {
         Anomaly::IntNonmonotonicPoll,
         Anomaly::NonmonotonicSend,
         Anomaly::IntNonmonotonicSend,
+        Anomaly::IntSendSkip,
         Anomaly::ReplayMismatch,
         Anomaly::HwmRegression,
         Anomaly::Unseen,
         Anomaly::CommittedOffsetRegression,
         Anomaly::RebalanceSkip,
+        Anomaly::ProtocolViolation,
         Anomaly::LivenessAfterHeal,
+        Anomaly::RealtimeLag,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -84,12 +93,15 @@ impl Anomaly {
             Anomaly::IntNonmonotonicPoll => "int-nonmonotonic-poll",
             Anomaly::NonmonotonicSend => "nonmonotonic-send",
             Anomaly::IntNonmonotonicSend => "int-nonmonotonic-send",
+            Anomaly::IntSendSkip => "int-send-skip",
             Anomaly::ReplayMismatch => "replay-mismatch",
             Anomaly::HwmRegression => "hwm-regression",
             Anomaly::Unseen => "unseen",
             Anomaly::CommittedOffsetRegression => "committed-offset-regression",
             Anomaly::RebalanceSkip => "rebalance-skip",
+            Anomaly::ProtocolViolation => "protocol-violation",
             Anomaly::LivenessAfterHeal => "liveness-after-heal",
+            Anomaly::RealtimeLag => "realtime-lag",
         }
     }
 }
@@ -156,10 +168,13 @@ impl Anomaly {
             | Anomaly::IntNonmonotonicPoll
             | Anomaly::NonmonotonicSend
             | Anomaly::IntNonmonotonicSend
-            | Anomaly::CommittedOffsetRegression => Severity::Contract,
-            Anomaly::HwmRegression | Anomaly::Unseen | Anomaly::LivenessAfterHeal => {
-                Severity::Freshness
-            }
+            | Anomaly::IntSendSkip
+            | Anomaly::CommittedOffsetRegression
+            | Anomaly::ProtocolViolation => Severity::Contract,
+            Anomaly::HwmRegression
+            | Anomaly::Unseen
+            | Anomaly::LivenessAfterHeal
+            | Anomaly::RealtimeLag => Severity::Freshness,
         }
     }
 
@@ -221,6 +236,10 @@ pub struct CheckerConfig {
     /// How long after the last fault event a producer may go without an
     /// acknowledgement before that counts against liveness.
     pub liveness_grace_ns: u64,
+    /// When set, a partition whose worst realtime lag (see [`realtime_lag`]) is above this many
+    /// nanoseconds is a `realtime-lag` finding. Unset (the default), the lag is only a figure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_realtime_lag_ns: Option<u64>,
 }
 
 impl Default for CheckerConfig {
@@ -228,13 +247,24 @@ impl Default for CheckerConfig {
         CheckerConfig {
             allow_duplicates_from_retries: true,
             liveness_grace_ns: 3_000_000_000,
+            max_realtime_lag_ns: None,
         }
     }
 }
 
 /// Runs every checker over one shared index; their findings, in checker order
 /// ([`crate::check_all`] sorts them into a report).
+#[cfg(test)]
 pub(crate) fn run_all(history: &History, config: &CheckerConfig) -> Vec<Finding> {
+    run_all_with_figures(history, config).0
+}
+
+/// Runs every checker over one shared index: their findings in checker order, and the report's
+/// figures from the same index (the worst realtime lag per partition).
+pub(crate) fn run_all_with_figures(
+    history: &History,
+    config: &CheckerConfig,
+) -> (Vec<Finding>, Vec<realtime_lag::PartitionLag>) {
     let ix = Index::new(history);
     let mut findings = Vec::new();
     findings.extend(lost_write::run(&ix));
@@ -248,12 +278,17 @@ pub(crate) fn run_all(history: &History, config: &CheckerConfig) -> Vec<Finding>
     findings.extend(walk.int_backwards);
     findings.extend(nonmonotonic_send::run(&ix));
     findings.extend(int_nonmonotonic_send::run(&ix));
+    findings.extend(int_send_skip::run(&ix));
     findings.extend(replay_mismatch::run(&ix));
     findings.extend(hwm_regression::run(&ix));
     findings.extend(unseen::run(&ix));
     findings.extend(groups::run(&ix));
+    findings.extend(protocol_violation::run(&ix));
     findings.extend(liveness::run(&ix, config.liveness_grace_ns));
-    findings
+    if let Some(bound) = config.max_realtime_lag_ns {
+        findings.extend(realtime_lag::run(&ix, bound));
+    }
+    (findings, realtime_lag::worst(&ix))
 }
 
 /// A borrowed topic/partition.
@@ -275,6 +310,8 @@ pub(crate) struct Send<'a> {
     pub attempts: Option<u32>,
     /// The broker that answered, from the completion.
     pub broker: Option<&'a str>,
+    /// The imported Jepsen op it was one of several sends of.
+    pub jepsen_op: Option<u64>,
     /// Next send of the same value (a chain instead of a Vec per value).
     next: Option<usize>,
 }
@@ -385,6 +422,8 @@ pub(crate) struct Index<'a> {
     last_part: Option<(Tp<'a>, usize)>,
     /// Each process's first `client` op: what kind of client it is.
     clients: BTreeMap<u64, &'a ClientValue>,
+    /// Protocol violation facts (op, value), in history order.
+    pub violations: Vec<(u64, &'a ViolationValue)>,
 }
 
 impl<'a> Index<'a> {
@@ -403,6 +442,7 @@ impl<'a> Index<'a> {
             flagged: FastMap::default(),
             last_part: None,
             clients: BTreeMap::new(),
+            violations: Vec::new(),
         };
         for pair in &pairs {
             ix.add(pair);
@@ -465,14 +505,15 @@ impl<'a> Index<'a> {
         let last = pair.last();
         match (&pair.invoke.value, outcome, &last.value) {
             (Value::Send(s), _, done) => {
-                let (offset, batch, attempts, broker) = match done {
+                let (offset, batch, attempts, broker, jepsen_op) = match done {
                     Value::Send(d) => (
                         d.offset,
                         s.batch.or(d.batch),
                         d.attempts,
                         d.broker.as_deref(),
+                        s.jepsen_op.or(d.jepsen_op),
                     ),
-                    _ => (None, s.batch, None, None),
+                    _ => (None, s.batch, None, None, s.jepsen_op),
                 };
                 let tp = (s.topic.as_str(), s.partition);
                 let i = self.sends.len();
@@ -486,6 +527,7 @@ impl<'a> Index<'a> {
                     batch,
                     attempts,
                     broker,
+                    jepsen_op,
                     next: None,
                 });
                 let chain = self.sends_of_value.entry(&s.value).or_insert((i, i));
@@ -541,6 +583,7 @@ impl<'a> Index<'a> {
             (Value::Client(c), _, _) => {
                 self.clients.entry(pair.invoke.process).or_insert(c);
             }
+            (Value::Violation(v), _, _) => self.violations.push((last.index, v)),
             _ => {}
         }
     }

@@ -10,8 +10,9 @@
 //! broker (in its socket, or while it takes the partition over) while a later one is committed by
 //! another; only one leader keeps a connection's order. Idempotent producers, `max_in_flight <= 1`
 //! (the client then waits for a partition's answer before its next batch), and processes without
-//! a `client` op are held to the strict rule. Two records of one record batch are
-//! [`super::int_nonmonotonic_send`]'s.
+//! a `client` op are held to the strict rule. Two records of one record batch, or two sends of one
+//! imported Jepsen op, are [`super::int_nonmonotonic_send`]'s (as in Jepsen, whose rule is this
+//! one without the excuses: Kafka's retry reordering is riptide's addition).
 
 use std::collections::BTreeMap;
 
@@ -22,8 +23,8 @@ pub fn check(history: &History) -> Vec<Finding> {
     run(&Index::new(history))
 }
 
-/// The send the next one is compared with: (offset, op, value, batch, broker).
-type Prev<'a> = (i64, u64, &'a str, Option<u64>, Option<&'a str>);
+/// The send the next one is compared with: (offset, op, value, batch, broker, Jepsen op).
+type Prev<'a> = (i64, u64, &'a str, Option<u64>, Option<&'a str>, Option<u64>);
 
 pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
@@ -32,10 +33,11 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         let Some(o) = s.acked() else { continue };
         // Checked only for retried sends, so strict histories pay no lookup.
         let excused = s.retried() && ix.may_reorder_on_retry(s.process);
-        if let Some(&(prev, prev_op, prev_value, prev_batch, prev_broker)) =
+        if let Some(&(prev, prev_op, prev_value, prev_batch, prev_broker, prev_jepsen_op)) =
             last.get(&(s.process, s.tp))
         {
-            let same_batch = s.batch.is_some() && s.batch == prev_batch;
+            let same_batch = (s.batch.is_some() && s.batch == prev_batch)
+                || (s.jepsen_op.is_some() && s.jepsen_op == prev_jepsen_op);
             let moved = o <= prev
                 && matches!((s.broker, prev_broker), (Some(a), Some(b)) if a != b)
                 && ix.may_reorder_on_retry(s.process);
@@ -55,7 +57,10 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             }
         }
         if !excused {
-            last.insert((s.process, s.tp), (o, s.op, s.value, s.batch, s.broker));
+            last.insert(
+                (s.process, s.tp),
+                (o, s.op, s.value, s.batch, s.broker, s.jepsen_op),
+            );
         }
     }
     out
