@@ -572,6 +572,11 @@ proptest! {
     }
 
     #[test]
+    fn realtime_lag_is_jepsens_computation_poll_by_poll((h, _, _) in histories()) {
+        prop_assert_eq!(riptide_checker::checkers::realtime_lag::figure(&h), naive_realtime_lag(&h));
+    }
+
+    #[test]
     fn retried_reorders_count_against_an_idempotent_producer((mut h, _, _) in histories()) {
         let reordered = reorders_across_batches(&h, 5);
         for op in &mut h.ops {
@@ -583,6 +588,146 @@ proptest! {
         prop_assert!(found.iter().all(|a| *a == Anomaly::NonmonotonicSend), "{:?}", found);
         prop_assert_eq!(!found.is_empty(), reordered, "{:?}", found);
     }
+}
+
+/// Jepsen's `realtime-lag`, the obvious way: every ok poll measures every partition in its
+/// process's map. The checker's walk, which visits only the last poll of each run of polls with
+/// the same offset seen, must give the same worst per partition.
+fn naive_realtime_lag(h: &History) -> Vec<riptide_checker::PartitionLag> {
+    use std::collections::BTreeMap;
+    type Tp = (String, i32);
+    /// (lag, poll op, poll invoke time, next offset, known since and by, measurements).
+    type Worst = (u64, u64, u64, i64, Option<(u64, u64)>, usize);
+    let pairs = h.pairs();
+    // (completion time, index, partition, highest offset it shows).
+    let mut events: Vec<(u64, u64, Tp, i64)> = Vec::new();
+    for p in pairs.iter().filter(|p| p.outcome() == OpKind::Ok) {
+        let c = p.last();
+        let mut note = |tp: Tp, o: i64| events.push((c.time_ns, c.index, tp, o));
+        match &c.value {
+            Value::Send(s) => s
+                .offset
+                .into_iter()
+                .for_each(|o| note((s.topic.clone(), s.partition), o)),
+            Value::Poll(v) => v
+                .records
+                .iter()
+                .for_each(|r| note((r.topic.clone(), r.partition), r.offset)),
+            Value::FinalRead(f) => f
+                .records
+                .iter()
+                .for_each(|r| note((f.topic.clone(), f.partition), r.offset)),
+            _ => {}
+        }
+    }
+    // Offset o of tp first known to exist: the earliest event showing o or above.
+    let known_at = |tp: &Tp, o: i64| {
+        events
+            .iter()
+            .filter(|e| &e.2 == tp && e.3 >= o)
+            .map(|e| (e.0, e.1))
+            .min()
+    };
+    let mut seen: BTreeMap<u64, BTreeMap<Tp, i64>> = BTreeMap::new();
+    let mut worst: BTreeMap<Tp, Worst> = BTreeMap::new();
+    for p in pairs.iter().filter(|p| p.outcome() == OpKind::Ok) {
+        let process = p.invoke.process;
+        match &p.last().value {
+            Value::Assign(a) => {
+                let before = seen.remove(&process).unwrap_or_default();
+                let now = a.partitions.iter().map(|t| {
+                    let tp = (t.topic.clone(), t.partition);
+                    let o = before.get(&tp).copied().unwrap_or(-1);
+                    (tp, o)
+                });
+                seen.insert(process, now.collect());
+            }
+            Value::Poll(v) => {
+                let mine = seen.entry(process).or_default();
+                for r in &v.records {
+                    let e = mine.entry((r.topic.clone(), r.partition)).or_insert(-1);
+                    *e = (*e).max(r.offset);
+                }
+                for (tp, &max_seen) in mine.iter() {
+                    let known = known_at(tp, max_seen + 1);
+                    let lag = known.map_or(0, |k| p.invoke.time_ns.saturating_sub(k.0));
+                    let m = (
+                        lag,
+                        p.last().index,
+                        p.invoke.time_ns,
+                        max_seen + 1,
+                        known,
+                        1,
+                    );
+                    match worst.get_mut(tp) {
+                        Some(w) => {
+                            w.5 += 1;
+                            if (m.0, std::cmp::Reverse(m.1)) > (w.0, std::cmp::Reverse(w.1)) {
+                                *w = (m.0, m.1, m.2, m.3, m.4, w.5);
+                            }
+                        }
+                        None => {
+                            worst.insert(tp.clone(), m);
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let value_at = |tp: &Tp, o: i64| {
+        h.ops
+            .iter()
+            .find_map(|op| match (&op.kind, &op.value) {
+                (OpKind::Ok, Value::Send(s))
+                    if (&s.topic, s.partition, s.offset) == (&tp.0, tp.1, Some(o)) =>
+                {
+                    Some(s.value.clone())
+                }
+                _ => None,
+            })
+            .or_else(|| {
+                h.ops.iter().find_map(|op| match (&op.kind, &op.value) {
+                    (OpKind::Ok, Value::Poll(v)) => v
+                        .records
+                        .iter()
+                        .find(|r| (&r.topic, r.partition, r.offset) == (&tp.0, tp.1, o))
+                        .map(|r| r.value.clone()),
+                    (OpKind::Ok, Value::FinalRead(f))
+                        if (&f.topic, f.partition) == (&tp.0, tp.1) =>
+                    {
+                        f.records
+                            .iter()
+                            .find(|r| r.offset == o)
+                            .map(|r| r.value.clone())
+                    }
+                    _ => None,
+                })
+            })
+    };
+    worst
+        .into_iter()
+        .map(|(tp, (lag, op, time, next, known, polls))| {
+            let lagging = lag > 0;
+            riptide_checker::PartitionLag {
+                value: lagging.then(|| value_at(&tp, next)).flatten(),
+                topic: tp.0,
+                partition: tp.1,
+                lag_ns: lag,
+                process: h
+                    .ops
+                    .iter()
+                    .find(|o| o.index == op)
+                    .map_or(0, |o| o.process),
+                poll_op: op,
+                poll_time_ns: time,
+                offset: lagging.then_some(next),
+                known_since_ns: known.filter(|_| lagging).map(|k| k.0),
+                known_by_op: known.filter(|_| lagging).map(|k| k.1),
+                polls,
+            }
+        })
+        .collect()
 }
 
 /// The generator does what the properties rely on: batches outstanding together, completions
@@ -633,4 +778,21 @@ fn generated_histories_pipeline() {
     let report = check_all(&h, &CheckerConfig::default());
     assert!(report.findings.is_empty(), "{}", report.to_text());
     assert_eq!(report.clients.len(), 4);
+}
+
+/// The realtime-lag property is not about empty figures: generated consumers do fall behind.
+#[test]
+fn generated_consumers_lag_behind_sometimes() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let lagging = (0..32)
+        .map(|_| histories().new_tree(&mut runner).unwrap().current().0)
+        .filter(|h| {
+            riptide_checker::checkers::realtime_lag::figure(h)
+                .iter()
+                .any(|l| l.lag_ns > 0 && l.offset.is_some())
+        })
+        .count();
+    assert!(lagging > 0, "{lagging} of 32");
 }

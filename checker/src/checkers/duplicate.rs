@@ -23,23 +23,28 @@ pub fn check_with(history: &History, config: &CheckerConfig) -> Vec<Finding> {
 }
 
 /// Values at two positions or more: those read at two (found while indexing), then those an ack
-/// puts somewhere a read or another ack does not, in send order.
+/// puts somewhere a read or another ack does not, in partition and offset order.
 fn candidates<'a>(ix: &Index<'a>) -> Vec<&'a str> {
     let mut out = ix.multi_position.clone();
     // Lookups only.
-    let mut seen: FastMap<&str, ()> = out.iter().map(|&v| (v, ())).collect();
-    for s in &ix.sends {
-        let Some(o) = s.acked() else { continue };
-        if seen.contains_key(s.value) {
-            continue;
-        }
-        let elsewhere = ix.reads_of(s.value).any(|r| (r.tp, r.offset) != (s.tp, o))
-            || ix
-                .sends_of(s.value)
-                .any(|t| t.acked().is_some_and(|a| (t.tp, a) != (s.tp, o)));
-        if elsewhere {
-            seen.insert(s.value, ());
-            out.push(s.value);
+    let mut seen: FastMap<&str, ()> = FastMap::default();
+    for (tp, part) in ix.parts() {
+        for &(o, i) in &part.acks {
+            let s = &ix.sends[i];
+            // The common case, cheaply: the ack's offset was read with its value, so the ack
+            // adds no position that reads lack. Another ok send of the value is looked for from
+            // the earlier of the two (whose chain goes on).
+            let confirmed = part.reads_at(o).any(|r| ix.reads[r].value == s.value);
+            if confirmed && s.next.is_none() {
+                continue;
+            }
+            let elsewhere = ix.reads_of(s.value).any(|r| (r.tp, r.offset) != (tp, o))
+                || ix
+                    .sends_of(s.value)
+                    .any(|t| t.acked().is_some_and(|a| (t.tp, a) != (tp, o)));
+            if elsewhere && !ix.flagged(s.value) && seen.insert(s.value, ()).is_none() {
+                out.push(s.value);
+            }
         }
     }
     out

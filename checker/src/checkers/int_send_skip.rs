@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 
 use super::int_nonmonotonic_send::position;
-use super::{q, ranges, Anomaly, Finding, Index, Tp};
+use super::{q, ranges, Anomaly, FastMap, Finding, Index, Tp};
 use crate::history::History;
 
 pub fn check(history: &History) -> Vec<Finding> {
@@ -33,20 +33,28 @@ pub fn check(history: &History) -> Vec<Finding> {
 type Placed<'a> = (i64, u64, Option<u64>, &'a str);
 
 pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
-    // (process, batch, partition) → its placed records in send order.
-    let mut batches: BTreeMap<(u64, u64, Tp<'_>), Vec<Placed<'_>>> = BTreeMap::new();
+    // (process, batch, partition) and its placed records in send order, in order of first
+    // send; the map only finds a batch's slot.
+    let mut batches: Vec<((u64, u64, Tp<'_>), Vec<Placed<'_>>)> = Vec::new();
+    let mut slot: FastMap<(u64, u64, Tp<'_>), usize> = FastMap::default();
     for s in &ix.sends {
         let Some(batch) = s.batch else { continue };
         if let Some((o, read_op)) = position(ix, s) {
-            batches
-                .entry((s.process, batch, s.tp))
-                .or_default()
-                .push((o, s.op, read_op, s.value));
+            let key = (s.process, batch, s.tp);
+            let i = *slot.entry(key).or_insert_with(|| {
+                batches.push((key, Vec::new()));
+                batches.len() - 1
+            });
+            batches[i].1.push((o, s.op, read_op, s.value));
         }
     }
     let mut out = Vec::new();
     for ((process, batch, tp), records) in batches {
-        if records.len() < 2 {
+        // Only a batch with room between two of its records can hold a foreign one.
+        if !records
+            .windows(2)
+            .any(|w| w[1].0 > w[0].0.saturating_add(1))
+        {
             continue;
         }
         let Some(part) = ix.part(tp) else { continue };

@@ -613,6 +613,11 @@ impl<'a> Index<'a> {
         self.part_mut(tp).reads.push((offset, i));
     }
 
+    /// `value` was read at two positions or more (it is in `multi_position`).
+    pub fn flagged(&self, value: &str) -> bool {
+        self.flagged.contains_key(value)
+    }
+
     /// Reads of `value`, in history order.
     pub fn reads_of(&self, value: &str) -> impl Iterator<Item = &Read<'a>> + '_ {
         let first = self.reads_of_value.get(value).map(|c| c.0);

@@ -14,6 +14,12 @@
 //! known to exist, or zero. It is a conservative lower bound: the poll could have been served as
 //! early as its invoke. Seeks are not followed (Jepsen has none): the highest offset seen stays.
 //! Final reads prove offsets exist but are not polls of a consumer, so they are not measured.
+//!
+//! The walk does not visit every (poll, partition): between two polls that raise a process's
+//! highest offset seen of a partition, the lag only grows with the invoke time, so the last poll
+//! of each such run is its worst, and how many of the run exceed a bound is a binary search over
+//! the process's poll times. (`tests/properties.rs` checks it against the poll-by-poll
+//! computation.)
 
 use std::collections::BTreeMap;
 
@@ -47,9 +53,10 @@ pub struct PartitionLag {
     pub polls: usize,
 }
 
-/// One measurement: at `poll_time`, `process` had not seen `offset`, known since `since`.
-struct Lag<'a> {
-    tp: Tp<'a>,
+/// One measurement of a partition: at `poll_time_ns`, `process` had not seen `offset`, known to
+/// exist since `known` (time, op).
+#[derive(Clone, Copy)]
+struct Lag {
     lag_ns: u64,
     process: u64,
     poll_op: u64,
@@ -58,47 +65,70 @@ struct Lag<'a> {
     known: Option<(u64, u64)>,
 }
 
-/// Per partition, the steps of the highest offset known to exist: (time, offset, op), both
-/// strictly increasing.
-type Known<'a> = BTreeMap<Tp<'a>, Vec<(u64, i64, u64)>>;
+/// The partitions met, numbered, and for each the steps of the highest offset known to exist:
+/// (time, offset, op), both strictly increasing.
+#[derive(Default)]
+struct Known<'a> {
+    ids: BTreeMap<Tp<'a>, usize>,
+    tps: Vec<Tp<'a>>,
+    steps: Vec<Vec<(u64, i64, u64)>>,
+}
+
+impl<'a> Known<'a> {
+    fn id(&mut self, tp: Tp<'a>) -> usize {
+        *self.ids.entry(tp).or_insert_with(|| {
+            self.tps.push(tp);
+            self.steps.push(Vec::new());
+            self.tps.len() - 1
+        })
+    }
+}
 
 fn known<'a>(ix: &Index<'a>) -> Known<'a> {
     let mut events: Vec<(u64, u64, Tp<'a>, i64)> = Vec::new();
+    let mut top: Vec<(Tp<'a>, i64)> = Vec::new();
     for p in &ix.pairs {
         if p.outcome() != OpKind::Ok {
             continue;
         }
         let last = p.last();
-        let mut note = |tp: Tp<'a>, o: i64| events.push((last.time_ns, last.index, tp, o));
+        let at = (last.time_ns, last.index);
         match &last.value {
             Value::Send(s) => {
                 if let Some(o) = s.offset {
-                    note((&s.topic, s.partition), o);
+                    events.push((at.0, at.1, (&s.topic, s.partition), o));
                 }
             }
             Value::Poll(poll) => {
                 // One event per partition of the poll: its highest offset.
-                let mut top: BTreeMap<Tp<'a>, i64> = BTreeMap::new();
+                top.clear();
                 for r in &poll.records {
-                    let e = top.entry((&r.topic, r.partition)).or_insert(r.offset);
-                    *e = (*e).max(r.offset);
+                    let tp = (r.topic.as_str(), r.partition);
+                    match top.iter_mut().find(|t| t.0 == tp) {
+                        Some(t) => t.1 = t.1.max(r.offset),
+                        None => top.push((tp, r.offset)),
+                    }
                 }
-                for (tp, o) in top {
-                    note(tp, o);
-                }
+                events.extend(top.iter().map(|&(tp, o)| (at.0, at.1, tp, o)));
             }
             Value::FinalRead(fr) => {
                 if let Some(o) = fr.records.iter().map(|r| r.offset).max() {
-                    note((&fr.topic, fr.partition), o);
+                    events.push((at.0, at.1, (&fr.topic, fr.partition), o));
                 }
             }
             _ => {}
         }
     }
-    events.sort_unstable();
-    let mut out: Known<'a> = BTreeMap::new();
+    events.sort_unstable_by_key(|e| (e.0, e.1));
+    let mut out = Known::default();
+    let mut last: Option<(Tp<'a>, usize)> = None;
     for (time, op, tp, o) in events {
-        let steps = out.entry(tp).or_default();
+        let id = match last {
+            Some((t, id)) if t == tp => id,
+            _ => out.id(tp),
+        };
+        last = Some((tp, id));
+        let steps = &mut out.steps[id];
         if steps.last().is_none_or(|s| o > s.1) {
             steps.push((time, o, op));
         }
@@ -106,10 +136,88 @@ fn known<'a>(ix: &Index<'a>) -> Known<'a> {
     out
 }
 
-fn measure<'a>(ix: &Index<'a>) -> Vec<Lag<'a>> {
-    let known = known(ix);
-    let mut seen: BTreeMap<u64, BTreeMap<Tp<'a>, i64>> = BTreeMap::new();
-    let mut out = Vec::new();
+/// The worst measurement of a partition so far, how many there were, how many above the bound.
+type Worst = Option<(Lag, usize, usize)>;
+
+/// One consumer process on its walk: its ok polls so far (invoke time, completion op), and for
+/// each partition in its map the highest offset seen and the first of its polls measured with
+/// it.
+#[derive(Default)]
+struct Walker {
+    polls: Vec<(u64, u64)>,
+    parts: BTreeMap<usize, (i64, usize)>,
+}
+
+/// One run of measurements: partition `part` of `process` at `polls`, all with the same highest
+/// offset seen, `max_seen`.
+struct Run<'p> {
+    process: u64,
+    part: usize,
+    max_seen: i64,
+    polls: &'p [(u64, u64)],
+}
+
+/// Folds a run of measurements into `worst`. Within a run the lag only grows with the poll's
+/// invoke time, so its last poll is its worst and the others need not be visited one by one.
+fn fold(worst: &mut Vec<Worst>, known: &Known<'_>, run: Run<'_>, bound_ns: u64) {
+    let Run {
+        process,
+        part,
+        max_seen,
+        polls,
+    } = run;
+    let Some(&(last_time, _)) = polls.last() else {
+        return;
+    };
+    let next = max_seen + 1;
+    let steps = &known.steps[part];
+    let step = steps.get(steps.partition_point(|s| s.1 < next));
+    let (lag_ns, at, above) = match step {
+        Some(&(since, _, _)) => {
+            let lag = last_time.saturating_sub(since);
+            // The first poll with the worst lag (the first of all when there is none).
+            let at = if lag == 0 {
+                0
+            } else {
+                polls.partition_point(|p| p.0 < last_time)
+            };
+            let threshold = since.saturating_add(bound_ns);
+            let above = polls.len() - polls.partition_point(|p| p.0 <= threshold);
+            (lag, at, above)
+        }
+        None => (0, 0, 0),
+    };
+    let m = Lag {
+        lag_ns,
+        process,
+        poll_op: polls[at].1,
+        poll_time_ns: polls[at].0,
+        offset: next,
+        known: step.map(|s| (s.0, s.2)),
+    };
+    if worst.len() <= part {
+        worst.resize(part + 1, None);
+    }
+    match &mut worst[part] {
+        Some((w, n, up)) => {
+            *n += polls.len();
+            *up += above;
+            let key = |l: &Lag| (l.lag_ns, std::cmp::Reverse(l.poll_op));
+            if key(&m) > key(w) {
+                *w = m;
+            }
+        }
+        slot @ None => *slot = Some((m, polls.len(), above)),
+    }
+}
+
+/// Walks the consumers' polls (see the module doc) and returns, for each partition some consumer
+/// polled, in partition order: its worst measurement (the earliest poll among equals), the
+/// number of measurements, and how many were above `bound_ns`.
+fn walk<'a>(ix: &Index<'a>, bound_ns: u64) -> Vec<(Tp<'a>, Lag, usize, usize)> {
+    let mut known = known(ix);
+    let mut worst: Vec<Worst> = Vec::new();
+    let mut walkers: BTreeMap<u64, Walker> = BTreeMap::new();
     for p in &ix.pairs {
         if p.outcome() != OpKind::Ok {
             continue;
@@ -117,45 +225,79 @@ fn measure<'a>(ix: &Index<'a>) -> Vec<Lag<'a>> {
         let process = p.invoke.process;
         match &p.last().value {
             Value::Assign(a) => {
-                let before = seen.remove(&process).unwrap_or_default();
-                let now = a
-                    .partitions
-                    .iter()
-                    .map(|t| {
-                        let tp = (t.topic.as_str(), t.partition);
-                        (tp, before.get(&tp).copied().unwrap_or(-1))
-                    })
-                    .collect();
-                seen.insert(process, now);
+                let w = walkers.entry(process).or_default();
+                let now = w.polls.len();
+                let mut parts = BTreeMap::new();
+                for t in &a.partitions {
+                    let id = known.id((t.topic.as_str(), t.partition));
+                    let kept = w.parts.remove(&id).unwrap_or((-1, now));
+                    parts.insert(id, kept);
+                }
+                // The partitions no longer assigned leave the map: their measurements end.
+                for (part, (max_seen, since)) in std::mem::replace(&mut w.parts, parts) {
+                    let polls = &w.polls[since..];
+                    let run = Run {
+                        process,
+                        part,
+                        max_seen,
+                        polls,
+                    };
+                    fold(&mut worst, &known, run, bound_ns);
+                }
             }
             Value::Poll(poll) => {
-                let mine = seen.entry(process).or_default();
+                let w = walkers.entry(process).or_default();
+                let k = w.polls.len();
+                w.polls.push((p.invoke.time_ns, p.last().index));
+                let mut last: Option<(Tp<'a>, usize)> = None;
                 for r in &poll.records {
-                    let e = mine.entry((&r.topic, r.partition)).or_insert(-1);
-                    *e = (*e).max(r.offset);
-                }
-                let invoked = p.invoke.time_ns;
-                for (&tp, &max_seen) in mine.iter() {
-                    let next = max_seen + 1;
-                    let step = known.get(&tp).and_then(|steps| {
-                        let i = steps.partition_point(|s| s.1 < next);
-                        steps.get(i)
-                    });
-                    let lag_ns = step.map_or(0, |s| invoked.saturating_sub(s.0));
-                    out.push(Lag {
-                        tp,
-                        lag_ns,
-                        process,
-                        poll_op: p.last().index,
-                        poll_time_ns: invoked,
-                        offset: next,
-                        known: step.map(|s| (s.0, s.2)),
-                    });
+                    let tp = (r.topic.as_str(), r.partition);
+                    let id = match last {
+                        Some((t, id)) if t == tp => id,
+                        _ => known.id(tp),
+                    };
+                    last = Some((tp, id));
+                    match w.parts.get_mut(&id) {
+                        None => {
+                            w.parts.insert(id, (r.offset, k));
+                        }
+                        Some(e) if r.offset > e.0 => {
+                            // The polls before this one were measured with the old offset.
+                            let polls = &w.polls[e.1..k];
+                            let run = Run {
+                                process,
+                                part: id,
+                                max_seen: e.0,
+                                polls,
+                            };
+                            fold(&mut worst, &known, run, bound_ns);
+                            *e = (r.offset, k);
+                        }
+                        Some(_) => {}
+                    }
                 }
             }
             _ => {}
         }
     }
+    for (&process, w) in &walkers {
+        for (&part, &(max_seen, since)) in &w.parts {
+            let polls = &w.polls[since..];
+            let run = Run {
+                process,
+                part,
+                max_seen,
+                polls,
+            };
+            fold(&mut worst, &known, run, bound_ns);
+        }
+    }
+    let mut out: Vec<(Tp<'a>, Lag, usize, usize)> = worst
+        .into_iter()
+        .enumerate()
+        .filter_map(|(id, w)| w.map(|(lag, n, up)| (known.tps[id], lag, n, up)))
+        .collect();
+    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     out
 }
 
@@ -173,33 +315,23 @@ fn value_at(ix: &Index<'_>, tp: Tp<'_>, offset: i64) -> Option<String> {
 
 /// The worst lag of each partition some consumer polled, in partition order.
 pub(crate) fn worst(ix: &Index<'_>) -> Vec<PartitionLag> {
-    let mut by_tp: BTreeMap<Tp<'_>, (Lag<'_>, usize)> = BTreeMap::new();
-    for m in measure(ix) {
-        match by_tp.get_mut(&m.tp) {
-            Some((w, n)) => {
-                *n += 1;
-                if m.lag_ns > w.lag_ns {
-                    *w = m;
-                }
-            }
-            None => {
-                by_tp.insert(m.tp, (m, 1));
-            }
-        }
-    }
-    by_tp
-        .into_values()
-        .map(|(w, polls)| {
+    figures(ix, &walk(ix, u64::MAX))
+}
+
+fn figures(ix: &Index<'_>, worst: &[(Tp<'_>, Lag, usize, usize)]) -> Vec<PartitionLag> {
+    worst
+        .iter()
+        .map(|&(tp, w, polls, _)| {
             let lagging = w.lag_ns > 0;
             PartitionLag {
-                topic: w.tp.0.to_owned(),
-                partition: w.tp.1,
+                topic: tp.0.to_owned(),
+                partition: tp.1,
                 lag_ns: w.lag_ns,
                 process: w.process,
                 poll_op: w.poll_op,
                 poll_time_ns: w.poll_time_ns,
                 offset: lagging.then_some(w.offset),
-                value: lagging.then(|| value_at(ix, w.tp, w.offset)).flatten(),
+                value: lagging.then(|| value_at(ix, tp, w.offset)).flatten(),
                 known_since_ns: w.known.filter(|_| lagging).map(|k| k.0),
                 known_by_op: w.known.filter(|_| lagging).map(|k| k.1),
                 polls,
@@ -225,18 +357,13 @@ pub(crate) fn secs(ns: u64) -> String {
 
 /// A finding for each partition whose worst lag is above `bound_ns`.
 pub(crate) fn run(ix: &Index<'_>, bound_ns: u64) -> Vec<Finding> {
-    let mut above: BTreeMap<Tp<'_>, usize> = BTreeMap::new();
-    for m in measure(ix) {
-        if m.lag_ns > bound_ns {
-            *above.entry(m.tp).or_default() += 1;
-        }
-    }
-    worst(ix)
+    let worst = walk(ix, bound_ns);
+    figures(ix, &worst)
         .into_iter()
-        .filter(|w| w.lag_ns > bound_ns)
-        .map(|w| {
+        .zip(worst.iter().map(|w| w.3))
+        .filter(|(w, _)| w.lag_ns > bound_ns)
+        .map(|(w, n)| {
             let tp = (w.topic.as_str(), w.partition);
-            let n = above.get(&tp).copied().unwrap_or(0);
             let record = match (&w.value, w.offset) {
                 (Some(v), Some(o)) => format!("offset {o} ({})", q(v)),
                 (None, Some(o)) => format!("offset {o}"),
