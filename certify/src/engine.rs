@@ -103,6 +103,9 @@ pub struct Config {
     pub scenario: String,
     /// Anomaly kinds reported but not failing the verdict.
     pub allow: BTreeSet<riptide_checker::Anomaly>,
+    /// Above this worst realtime lag (ns) a partition is a `realtime-lag` finding; without, the
+    /// lag is only a figure of the report.
+    pub max_realtime_lag_ns: Option<u64>,
     pub topic: Option<String>,
     pub partitions: i32,
     pub replication_factor: i16,
@@ -418,6 +421,7 @@ pub async fn certify(args: &Config) -> anyhow::Result<Certification> {
             allow_duplicates_from_retries: !args.idempotent,
             // A real cluster may take seconds to notice a dead node.
             liveness_grace_ns: Duration::from_secs(8).as_nanos() as u64,
+            max_realtime_lag_ns: args.max_realtime_lag_ns,
         },
     )
     .allowing(&args.allow);
@@ -830,6 +834,7 @@ mod tests {
             seed: 3,
             scenario: scenario.into(),
             allow: BTreeSet::new(),
+            max_realtime_lag_ns: None,
             topic: None,
             partitions: 4,
             replication_factor: -1,

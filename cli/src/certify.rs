@@ -2,6 +2,7 @@
 //! reports live in `riptide-certify`.
 
 use crate::sim_cmd::{ANOMALY, PASS};
+use crate::values::parse_duration;
 use anyhow::Context;
 use clap::Args;
 use riptide_certify::hooks::{HookSet, Hooks};
@@ -37,7 +38,7 @@ pub struct CertifyArgs {
     #[arg(long, default_value = "certify-report")]
     out: PathBuf,
     #[command(flatten)]
-    allow: crate::values::AllowArgs,
+    verdict: crate::values::VerdictArgs,
     /// Topic to write (default: a fresh riptide-certify-* name). It must not
     /// hold earlier data.
     #[arg(long)]
@@ -105,15 +106,6 @@ pub struct CertifyArgs {
     workload: crate::workload_args::WorkloadArgs,
 }
 
-/// `90` (seconds), `90s`, `2m`, `1500ms`, `1m 30s`.
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    humantime::parse_duration(s).map_err(|e| format!("not a duration: '{s}' ({e})"))
-}
-
 fn config(args: &CertifyArgs) -> anyhow::Result<engine::Config> {
     // Bad knobs are refused before anything contacts the cluster.
     let mut clients = WorkloadMix::default();
@@ -134,7 +126,8 @@ fn config(args: &CertifyArgs) -> anyhow::Result<engine::Config> {
         duration: args.duration,
         seed: args.seed,
         scenario: args.scenario.clone(),
-        allow: args.allow.set(),
+        allow: args.verdict.set(),
+        max_realtime_lag_ns: args.verdict.max_realtime_lag_ns(),
         topic: args.topic.clone(),
         partitions: args.partitions,
         replication_factor: args.replication_factor,

@@ -63,7 +63,7 @@ pub struct ScenarioArgs {
     #[command(flatten)]
     pub workload: crate::workload_args::WorkloadArgs,
     #[command(flatten)]
-    pub allow: values::AllowArgs,
+    pub verdict: values::VerdictArgs,
 }
 
 impl ScenarioArgs {
@@ -98,6 +98,9 @@ impl ScenarioArgs {
         if let Some(b) = self.bug {
             s.bug = Some(b);
         }
+        if let Some(ns) = self.verdict.max_realtime_lag_ns() {
+            s.max_realtime_lag_ms = Some(ns.div_ceil(1_000_000));
+        }
         self.workload.apply(&mut s.workload)?;
         Ok(s)
     }
@@ -130,7 +133,7 @@ impl ScenarioArgs {
             }
         }
         a.extend(self.workload.flags().into_iter().map(OsString::from));
-        a.extend(self.allow.flags());
+        a.extend(self.verdict.flags());
         a
     }
 }
@@ -219,7 +222,7 @@ pub struct CheckArgs {
     #[arg(long, requires = "export")]
     output: Option<PathBuf>,
     #[command(flatten)]
-    allow: values::AllowArgs,
+    verdict: values::VerdictArgs,
     /// Print the report as JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -252,6 +255,9 @@ pub struct SimSummary {
     pub wall_s: f64,
     /// Anomaly kind -> findings, only kinds found.
     pub anomalies: BTreeMap<String, usize>,
+    /// The worst realtime lag over the run's partitions (ns; the report has each partition's).
+    #[serde(default)]
+    pub realtime_lag_ns: u64,
     /// Coverage point -> times reached, every point of the binary (all zero with
     /// `--no-coverage`).
     pub coverage: Coverage,
@@ -310,7 +316,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
     } else {
         None
     };
-    let outcome = match run_seed(args.seed, &scenario, &args.scenario.allow) {
+    let outcome = match run_seed(args.seed, &scenario, &args.scenario.verdict) {
         Ok(o) if checked.as_ref().is_some_and(|h| *h != o.trace_hash) => {
             eprintln!(
                 "riptide: NONDETERMINISM: seed {}: a third run's trace hash {} differs from the checked runs' {}",
@@ -344,6 +350,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
             sim_time_s: outcome.sim_time.as_secs_f64(),
             wall_s: wall.as_secs_f64(),
             anomalies: found(&outcome).map(|(a, n)| (a.to_string(), n)).collect(),
+            realtime_lag_ns: worst_lag(&outcome.report),
             coverage: outcome.coverage.clone(),
             output: out,
             repro: repro_line(args.seed, &args.scenario),
@@ -395,7 +402,7 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
         in_child: args.jobs > 1 || args.check_determinism,
         check_determinism: args.check_determinism,
         scenario: scenario.clone(),
-        allow: args.scenario.allow.clone(),
+        verdict: args.scenario.verdict.clone(),
         args: child_args,
     };
     let results = parallel(
@@ -415,16 +422,21 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
     let sim_time: Duration = results
         .iter()
         .filter_map(|(_, r)| match r {
-            SeedResult::Pass(t, ..) => Some(*t),
+            SeedResult::Pass(ran) => Some(ran.sim_time),
             _ => None,
         })
         .sum();
     let mut tally = Tally::new();
     for (seed, r) in &results {
-        if let SeedResult::Pass(_, _, c) | SeedResult::Fail(_, _, c) = r {
-            tally.add(*seed, c);
+        if let Some(ran) = r.ran() {
+            tally.add(*seed, &ran.coverage);
         }
     }
+    let lag = LagDistribution::of(
+        results
+            .iter()
+            .filter_map(|(seed, r)| r.ran().map(|ran| (*seed, ran.realtime_lag_ns))),
+    );
     let mut failed = Vec::new();
     let mut failures = String::new();
     for (seed, r) in &results {
@@ -446,9 +458,9 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
     if let Some(path) = &args.hashes {
         let lines: String = results
             .iter()
-            .map(|(seed, r)| match r {
-                SeedResult::Pass(_, h, _) | SeedResult::Fail(_, h, _) => format!("{seed} {h}\n"),
-                SeedResult::Error(_) => format!("{seed} error\n"),
+            .map(|(seed, r)| match r.ran() {
+                Some(ran) => format!("{seed} {}\n", ran.trace_hash),
+                None => format!("{seed} error\n"),
             })
             .collect();
         std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
@@ -475,6 +487,7 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
             sim_time_s: sim_time.as_secs_f64(),
             wall_s: wall.as_secs_f64(),
             failures: failed,
+            realtime_lag: lag,
             coverage: riptide_coverage::enabled().then_some(tally),
         };
         println!("{}", serde_json::to_string(&summary)?);
@@ -495,6 +508,9 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
         sim_time.as_secs_f64() / wall.as_secs_f64().max(1e-9),
         results.len() as f64 * 60.0 / wall.as_secs_f64().max(1e-9)
     );
+    if let Some(lag) = &lag {
+        println!("{}", lag.to_text());
+    }
     if riptide_coverage::enabled() {
         print!("{}", tally.to_text());
     }
@@ -505,6 +521,44 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
     print!("{failures}");
     println!("failing seeds written to {}", args.failures.display());
     Ok(code)
+}
+
+/// The worst realtime lag of each seed, as a distribution across seeds (nanoseconds).
+#[derive(Debug, Serialize)]
+struct LagDistribution {
+    seeds: usize,
+    p50_ns: u64,
+    p99_ns: u64,
+    max_ns: u64,
+    /// The seed with the largest.
+    max_seed: u64,
+}
+
+impl LagDistribution {
+    fn of(lags: impl Iterator<Item = (u64, u64)>) -> Option<LagDistribution> {
+        let mut lags: Vec<(u64, u64)> = lags.map(|(seed, lag)| (lag, seed)).collect();
+        lags.sort_unstable();
+        let at = |q: f64| lags[((lags.len() - 1) as f64 * q).round() as usize].0;
+        let &(max_ns, max_seed) = lags.last()?;
+        Some(LagDistribution {
+            seeds: lags.len(),
+            p50_ns: at(0.5),
+            p99_ns: at(0.99),
+            max_ns,
+            max_seed,
+        })
+    }
+
+    fn to_text(&self) -> String {
+        let ms = |ns: u64| ns as f64 / 1e6;
+        format!(
+            "realtime lag worst per seed: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (seed {})",
+            ms(self.p50_ns),
+            ms(self.p99_ns),
+            ms(self.max_ns),
+            self.max_seed
+        )
+    }
 }
 
 /// What `riptide sweep --json` prints.
@@ -518,6 +572,8 @@ struct SweepSummary {
     sim_time_s: f64,
     wall_s: f64,
     failures: Vec<SweepFailure>,
+    /// Each seed's worst realtime lag, across seeds (absent when no seed ran).
+    realtime_lag: Option<LagDistribution>,
     /// Per coverage point: seeds that reached it, hits, the first seed (absent with
     /// `--no-coverage`).
     coverage: Option<Tally>,
@@ -557,10 +613,10 @@ impl SweepFailure {
 fn run_seed(
     seed: u64,
     scenario: &Scenario,
-    allow: &values::AllowArgs,
+    verdict: &values::VerdictArgs,
 ) -> anyhow::Result<RunOutcome> {
     riptide_sim::run(seed, scenario).map(|o| RunOutcome {
-        report: o.report.allowing(&allow.set()),
+        report: o.report.allowing(&verdict.set()),
         ..o
     })
 }
@@ -594,21 +650,55 @@ fn summary<A: std::fmt::Display>(found: impl Iterator<Item = (A, usize)>) -> Str
         .join(", ")
 }
 
-/// One seed's result: simulated time or findings, its trace hash, and its coverage.
+/// One seed's result: a run that passed, a run with findings (their summary), or a harness
+/// error.
 enum SeedResult {
-    Pass(Duration, String, Coverage),
-    Fail(String, String, Coverage),
+    Pass(Ran),
+    Fail(String, Ran),
     Error(String),
+}
+
+/// What a sweep keeps of a seed that ran.
+struct Ran {
+    sim_time: Duration,
+    trace_hash: String,
+    coverage: Coverage,
+    /// The worst realtime lag over its partitions (ns).
+    realtime_lag_ns: u64,
 }
 
 impl SeedResult {
     fn of(run: anyhow::Result<RunOutcome>) -> SeedResult {
         match run {
-            Ok(o) if o.passed() => SeedResult::Pass(o.sim_time, o.trace_hash, o.coverage),
-            Ok(o) => SeedResult::Fail(summary(found(&o)), o.trace_hash, o.coverage),
+            Ok(o) => {
+                let passed = o.passed();
+                let findings = summary(found(&o));
+                let ran = Ran {
+                    sim_time: o.sim_time,
+                    realtime_lag_ns: worst_lag(&o.report),
+                    trace_hash: o.trace_hash,
+                    coverage: o.coverage,
+                };
+                match passed {
+                    true => SeedResult::Pass(ran),
+                    false => SeedResult::Fail(findings, ran),
+                }
+            }
             Err(e) => SeedResult::Error(format!("{e:#}")),
         }
     }
+
+    fn ran(&self) -> Option<&Ran> {
+        match self {
+            SeedResult::Pass(r) | SeedResult::Fail(_, r) => Some(r),
+            SeedResult::Error(_) => None,
+        }
+    }
+}
+
+/// A run's worst realtime lag over all its partitions (0 without polls).
+fn worst_lag(report: &riptide_checker::Report) -> u64 {
+    report.realtime_lag.iter().map(|l| l.lag_ns).max().unwrap_or(0)
 }
 
 /// How `sweep` and `mutants` run one seed: here, or as `riptide sim --json`
@@ -622,7 +712,7 @@ struct SeedRunner {
     /// What an in-process run simulates.
     scenario: Scenario,
     /// The kinds whose findings do not fail a seed.
-    allow: values::AllowArgs,
+    verdict: values::VerdictArgs,
     /// The same scenario as `riptide sim` arguments, for a child.
     args: Vec<OsString>,
 }
@@ -632,7 +722,7 @@ impl SeedRunner {
         if self.in_child {
             self.run_in_child(seed)
         } else {
-            SeedResult::of(run_seed(seed, &self.scenario, &self.allow))
+            SeedResult::of(run_seed(seed, &self.scenario, &self.verdict))
         }
     }
 
@@ -662,12 +752,18 @@ impl SeedRunner {
             return SeedResult::Error(stderr());
         }
         match serde_json::from_slice::<SimSummary>(&output.stdout) {
-            Ok(s) if s.passed => SeedResult::Pass(
-                Duration::from_secs_f64(s.sim_time_s),
-                s.trace_hash,
-                s.coverage,
-            ),
-            Ok(s) => SeedResult::Fail(summary(s.anomalies.into_iter()), s.trace_hash, s.coverage),
+            Ok(s) => {
+                let ran = Ran {
+                    sim_time: Duration::from_secs_f64(s.sim_time_s),
+                    trace_hash: s.trace_hash,
+                    coverage: s.coverage,
+                    realtime_lag_ns: s.realtime_lag_ns,
+                };
+                match s.passed {
+                    true => SeedResult::Pass(ran),
+                    false => SeedResult::Fail(summary(s.anomalies.into_iter()), ran),
+                }
+            }
             Err(e) => SeedResult::Error(format!(
                 "a child's summary did not parse ({e}); its stderr: {}",
                 stderr()
@@ -729,7 +825,7 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<u8> {
     if args.shrink {
         return shrink(args.seed, &scenario);
     }
-    match run_seed(args.seed, &scenario, &args.scenario.allow) {
+    match run_seed(args.seed, &scenario, &args.scenario.verdict) {
         Ok(o) => {
             print!("{}", o.trace);
             println!();
@@ -791,7 +887,11 @@ pub fn check(args: CheckArgs) -> anyhow::Result<u8> {
             return Ok(HARNESS_ERROR);
         }
     };
-    let report = check_all(&history, &CheckerConfig::default()).allowing(&args.allow.set());
+    let config = CheckerConfig {
+        max_realtime_lag_ns: args.verdict.max_realtime_lag_ns(),
+        ..CheckerConfig::default()
+    };
+    let report = check_all(&history, &config).allowing(&args.verdict.set());
     let code = if report.verdict == riptide_checker::Verdict::Pass {
         PASS
     } else {
@@ -918,7 +1018,7 @@ pub fn mutants(args: MutantsArgs) -> anyhow::Result<u8> {
             in_child: jobs > 1,
             check_determinism: false,
             scenario,
-            allow: values::AllowArgs::default(),
+            verdict: values::VerdictArgs::default(),
             args: ["--scenario", bug.scenario(), "--bug", bug.name()]
                 .map(OsString::from)
                 .into(),

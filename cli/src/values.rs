@@ -10,6 +10,7 @@ use riptide_sim::scenario::{Preset, PRESETS};
 use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fmt;
+use std::time::Duration;
 
 /// A simulation backend.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -60,28 +61,54 @@ pub fn anomaly() -> impl TypedValueParser<Value = Anomaly> {
     .map(|name| Anomaly::from_name(&name).expect("clap accepted only anomaly names"))
 }
 
-/// `--allow KIND`, for every command that gives a verdict.
+/// What every command that gives a verdict takes: `--allow KIND` and `--max-realtime-lag`.
 #[derive(Args, Debug, Clone, Default)]
-pub struct AllowArgs {
+pub struct VerdictArgs {
     /// Allow findings of this kind (repeatable, as Jepsen's allowed error types): they are
     /// printed apart and do not fail the verdict, so a run whose findings are all allowed
     /// exits 0.
     #[arg(long = "allow", value_name = "KIND", value_parser = anomaly())]
     pub kinds: Vec<Anomaly>,
+    /// Fail (a `realtime-lag` finding, freshness class) when a consumer that kept polling a
+    /// partition went longer than this without seeing a record known to exist (e.g. `5s`).
+    /// Without it the worst lag per partition is reported as a figure only.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_realtime_lag: Option<Duration>,
 }
 
-impl AllowArgs {
+impl VerdictArgs {
     pub fn set(&self) -> BTreeSet<Anomaly> {
         self.kinds.iter().copied().collect()
     }
 
+    /// The realtime-lag bound in nanoseconds, as the checker takes it.
+    pub fn max_realtime_lag_ns(&self) -> Option<u64> {
+        self.max_realtime_lag
+            .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+    }
+
     /// The same, as arguments for a child or a repro line.
     pub fn flags(&self) -> Vec<OsString> {
-        self.set()
+        let mut flags: Vec<OsString> = self
+            .set()
             .into_iter()
             .flat_map(|a| ["--allow".into(), a.as_str().into()])
-            .collect()
+            .collect();
+        if let Some(d) = self.max_realtime_lag {
+            flags.push("--max-realtime-lag".into());
+            flags.push(humantime::format_duration(d).to_string().replace(' ', "").into());
+        }
+        flags
     }
+}
+
+/// `90` (seconds), `90s`, `2m`, `1500ms`, `1m 30s`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    humantime::parse_duration(s).map_err(|e| format!("not a duration: '{s}' ({e})"))
 }
 
 /// `--seeds A..B` (B excluded) or `A..=B`.

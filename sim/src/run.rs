@@ -507,6 +507,7 @@ impl Plan {
             &history,
             &CheckerConfig {
                 allow_duplicates_from_retries: !scenario.idempotent,
+                max_realtime_lag_ns: scenario.max_realtime_lag_ms.map(|ms| ms * 1_000_000),
                 ..CheckerConfig::default()
             },
         );

@@ -41,6 +41,10 @@ pub struct Scenario {
     /// A planted broker bug (see `riptide_broker::bugs`), by name in a file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bug: Option<Bug>,
+    /// Above this worst realtime lag (ms) a partition is a `realtime-lag` finding (freshness);
+    /// without it the lag is only a figure of the report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_realtime_lag_ms: Option<u64>,
     /// An explicit fault schedule to use instead of drawing one from the seed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fixed_faults: Option<Vec<Planned>>,
@@ -70,6 +74,7 @@ impl Default for Scenario {
             faults: FaultMix::default(),
             idempotent: false,
             bug: None,
+            max_realtime_lag_ms: None,
             fixed_faults: None,
             workload: WorkloadMix {
                 // Below the 5 s after the last heal, so that a request lost in a partition

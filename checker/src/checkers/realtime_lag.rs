@@ -8,11 +8,12 @@
 //! acknowledged send, a poll's records, a final read's records). Then each consumer process is
 //! walked through its `ok` polls, keeping the highest offset it has seen per partition: an
 //! `assign` keeps the partitions still assigned and starts the new ones at -1 (nothing seen), a
-//! partition first met in a poll joins the map. At every `ok` poll, for every partition in the
+//! partition first met in a poll joins the map, and a seek forward (a group member starting at its
+//! committed offset) counts the records below its offset as seen: another member consumed them. At every `ok` poll, for every partition in the
 //! process's map (whether the poll returned records of it or not), after merging the poll's own
 //! records: the lag is the poll's *invoke* time minus the time the next unseen offset was first
 //! known to exist, or zero. It is a conservative lower bound: the poll could have been served as
-//! early as its invoke. Seeks are not followed (Jepsen has none): the highest offset seen stays.
+//! early as its invoke. Jepsen's histories have no seeks; riptide follows forward ones only, so seeking back keeps the highest offset seen.
 //! Final reads prove offsets exist but are not polls of a consumer, so they are not measured.
 //!
 //! The walk does not visit every (poll, partition): between two polls that raise a process's
@@ -245,6 +246,30 @@ fn walk<'a>(ix: &Index<'a>, bound_ns: u64) -> Vec<(Tp<'a>, Lag, usize, usize)> {
                     fold(&mut worst, &known, run, bound_ns);
                 }
             }
+            Value::Seek(seek) => {
+                // A consumer placed at `offset` (its group's committed offset, say) is not behind
+                // the records below it: they are not its to see. Seeking back keeps what it saw.
+                let w = walkers.entry(process).or_default();
+                let now = w.polls.len();
+                let id = known.id((seek.topic.as_str(), seek.partition));
+                let position = seek.offset - 1;
+                match w.parts.get_mut(&id) {
+                    None => {
+                        w.parts.insert(id, (position, now));
+                    }
+                    Some(e) if position > e.0 => {
+                        let run = Run {
+                            process,
+                            part: id,
+                            max_seen: e.0,
+                            polls: &w.polls[e.1..now],
+                        };
+                        fold(&mut worst, &known, run, bound_ns);
+                        *e = (position, now);
+                    }
+                    Some(_) => {}
+                }
+            }
             Value::Poll(poll) => {
                 let w = walkers.entry(process).or_default();
                 let k = w.polls.len();
@@ -467,6 +492,36 @@ mod tests {
             (lags[0].lag_ns, lags[0].poll_op, lags[0].offset),
             (4 * S, p, Some(0))
         );
+    }
+
+    #[test]
+    fn a_member_that_starts_at_its_committed_offset_is_not_behind_the_records_below_it() {
+        // Offsets 0 and 1 exist since 1 s; assigned at 5 s, the member seeks to the committed
+        // offset 2 and polls at 6 s, seeing nothing new: no lag. Without the seek, 5 s.
+        let history = |seek_to: Option<i64>| {
+            let mut b = HistoryBuilder::new();
+            b.advance(S);
+            send(&mut b, 1, 0, "a", 0);
+            send(&mut b, 1, 0, "b", 1);
+            b.advance(4 * S);
+            assign(&mut b, 10, 0);
+            if let Some(offset) = seek_to {
+                let seek = crate::history::SeekValue {
+                    topic: T.into(),
+                    partition: 0,
+                    offset,
+                    reason: None,
+                };
+                b.call(10, seek.clone(), OpKind::Ok, seek);
+            }
+            b.advance(S);
+            poll(&mut b, 10, 0, &[], 1);
+            b.build()
+        };
+        assert_eq!(figure(&history(Some(2)))[0].lag_ns, 0);
+        // Placed at 0, both records are its to see: 5 s behind, as without a seek.
+        assert_eq!(figure(&history(Some(0)))[0].lag_ns, 5 * S);
+        assert_eq!(figure(&history(None))[0].lag_ns, 5 * S);
     }
 
     #[test]
