@@ -52,6 +52,9 @@ pub enum F {
     /// A client process describing itself: what it drew from the seed when it started, what it
     /// did (counters) when it stopped.
     Client,
+    /// An invariant the system under test asserts in its own code was broken (a fact the
+    /// simulator records; see [`InvariantValue`]).
+    Invariant,
 }
 
 impl F {
@@ -66,6 +69,7 @@ impl F {
             F::Commit => "commit",
             F::Fault => "fault",
             F::Client => "client",
+            F::Invariant => "invariant",
         }
     }
 }
@@ -353,6 +357,19 @@ impl FaultValue {
     }
 }
 
+/// `f = invariant`: the system under test broke an invariant it asserts in its own code
+/// (`always!`), seen by the simulator that ran it. A fact, not an operation: one event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvariantValue {
+    /// The invariant's key, e.g. `broker/log.offsets_contiguous`.
+    pub name: String,
+    /// `file:line` of the assertion.
+    pub place: String,
+    /// What was seen.
+    #[serde(default)]
+    pub detail: String,
+}
+
 /// `f = client`: a client process describing itself, as a completed op of its own process. At the
 /// start it says what it is and what it drew from the seed (`profile`); at the end it adds what it
 /// did (`counters`). Checkers read `idempotent` and `max_in_flight`; the rest is for people.
@@ -444,6 +461,7 @@ pub enum Value {
     Commit(CommitValue),
     Fault(FaultValue),
     Client(ClientValue),
+    Invariant(InvariantValue),
 }
 
 impl Value {
@@ -458,6 +476,7 @@ impl Value {
             Value::Commit(_) => F::Commit,
             Value::Fault(_) => F::Fault,
             Value::Client(_) => F::Client,
+            Value::Invariant(_) => F::Invariant,
         }
     }
 
@@ -479,6 +498,7 @@ impl Value {
             F::Commit => Value::Commit(de(value)?),
             F::Fault => Value::Fault(de(value)?),
             F::Client => Value::Client(de(value)?),
+            F::Invariant => Value::Invariant(de(value)?),
         })
     }
 }
@@ -501,7 +521,8 @@ value_from!(
     FinalRead(FinalReadValue),
     Commit(CommitValue),
     Fault(FaultValue),
-    Client(ClientValue)
+    Client(ClientValue),
+    Invariant(InvariantValue)
 );
 
 impl From<PartitionOffset> for Value {
@@ -705,7 +726,7 @@ impl History {
 
     /// Checks the structure: strictly increasing indices; completions matching an outstanding
     /// invoke of the same process and `f` (the one named by `invoke`, else the process's only
-    /// outstanding one; fault events may stand alone); every `ok` send carrying an offset.
+    /// outstanding one; fault and invariant events may stand alone); every `ok` send carrying an offset.
     pub fn validate(&self) -> Result<(), HistoryError> {
         let invalid = |op: &Op, message: String| HistoryError::Invalid {
             index: op.index,
@@ -747,7 +768,7 @@ impl History {
                         ),
                     ))
                 }
-                None if op.f() == F::Fault && op.invoke.is_none() => {}
+                None if matches!(op.f(), F::Fault | F::Invariant) && op.invoke.is_none() => {}
                 None => match op.invoke {
                     Some(i) => {
                         return Err(invalid(

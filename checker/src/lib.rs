@@ -39,6 +39,8 @@
 //! - **rebalance-skip**: a member starts beyond every offset the group tried to commit.
 //! - **liveness-after-heal**: a written partition has no successful final read, or a producer
 //!   gets no ack after the faults healed.
+//! - **broken-invariant**: the system broke an invariant it asserts in its own code (an
+//!   `invariant` event the simulator records).
 //!
 //! Each checker module has `check(&History) -> Vec<Finding>`; [`check_all`] runs them all once
 //! over a shared index and returns a [`Report`].

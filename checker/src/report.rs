@@ -266,7 +266,7 @@ impl Report {
 
 fn summarize(history: &History) -> Summary {
     // In declaration order, so `f as usize` indexes it.
-    const FS: [F; 9] = [
+    const FS: [F; 10] = [
         F::Send,
         F::Poll,
         F::Assign,
@@ -276,6 +276,7 @@ fn summarize(history: &History) -> Summary {
         F::Commit,
         F::Fault,
         F::Client,
+        F::Invariant,
     ];
     const KINDS: [OpKind; 4] = [OpKind::Invoke, OpKind::Ok, OpKind::Fail, OpKind::Info];
     // Counted in arrays (indexed like FS and KINDS) and turned into maps once.

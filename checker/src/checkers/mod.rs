@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::history::{ClientValue, History, OffsetValue, OpKind, Pair, Value};
 
+pub mod broken_invariant;
 pub mod duplicate;
 pub mod groups;
 pub mod hwm_regression;
@@ -34,6 +35,7 @@ pub const MAX_LISTED: usize = 32;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Anomaly {
+    BrokenInvariant,
     LostWrite,
     Duplicate,
     InconsistentOffsets,
@@ -53,7 +55,8 @@ pub enum Anomaly {
 }
 
 impl Anomaly {
-    pub const ALL: [Anomaly; 16] = [
+    pub const ALL: [Anomaly; 17] = [
+        Anomaly::BrokenInvariant,
         Anomaly::LostWrite,
         Anomaly::Duplicate,
         Anomaly::InconsistentOffsets,
@@ -74,6 +77,7 @@ impl Anomaly {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Anomaly::BrokenInvariant => "broken-invariant",
             Anomaly::LostWrite => "lost-write",
             Anomaly::Duplicate => "duplicate",
             Anomaly::InconsistentOffsets => "inconsistent-offsets",
@@ -107,7 +111,9 @@ pub enum Severity {
     /// consumer, a committed offset that went back.
     Contract,
     /// An acknowledged record lost, or the log's contents not what they were: lost write,
-    /// two values at one offset, one value at two offsets, records a group never delivered.
+    /// two values at one offset, one value at two offsets, records a group never delivered;
+    /// or the system broke an invariant it asserts itself (its durable state is not what it
+    /// promises).
     DataLoss,
 }
 
@@ -144,7 +150,8 @@ impl Anomaly {
     /// The anomaly's class (the README's severity table lists them all).
     pub fn severity(self) -> Severity {
         match self {
-            Anomaly::LostWrite
+            Anomaly::BrokenInvariant
+            | Anomaly::LostWrite
             | Anomaly::InconsistentOffsets
             | Anomaly::ReplayMismatch
             | Anomaly::RebalanceSkip => Severity::DataLoss,
@@ -237,6 +244,7 @@ impl Default for CheckerConfig {
 pub(crate) fn run_all(history: &History, config: &CheckerConfig) -> Vec<Finding> {
     let ix = Index::new(history);
     let mut findings = Vec::new();
+    findings.extend(broken_invariant::run(&ix));
     findings.extend(lost_write::run(&ix));
     findings.extend(duplicate::run(&ix, config));
     findings.extend(inconsistent_offsets::run(&ix));
