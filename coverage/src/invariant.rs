@@ -201,7 +201,11 @@ pub fn breaches_since(from: usize) -> Vec<Breach> {
 /// [`crate::reset_process`] (the breaches themselves are only logged).
 pub fn process() -> Invariants {
     let c = process_counts();
-    let load = |v: &[AtomicU64]| v.iter().map(|n| n.load(Ordering::Relaxed)).collect::<Vec<_>>();
+    let load = |v: &[AtomicU64]| {
+        v.iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .collect::<Vec<_>>()
+    };
     Invariants::from_run(&load(&c.checked), &load(&c.broken), Vec::new())
 }
 
@@ -344,12 +348,22 @@ mod tests {
         assert_eq!(inv.breaches.len(), 1);
         let b = &inv.breaches[0];
         assert_eq!(b.name, "coverage/test.not_negative");
-        assert!(b.place.starts_with("coverage/src/invariant.rs:"), "{}", b.place);
+        assert!(
+            b.place.starts_with("coverage/src/invariant.rs:"),
+            "{}",
+            b.place
+        );
         assert_eq!(b.detail, "got -2");
-        assert_eq!(inv.broken().collect::<Vec<_>>(), ["coverage/test.not_negative"]);
+        assert_eq!(
+            inv.broken().collect::<Vec<_>>(),
+            ["coverage/test.not_negative"]
+        );
         assert!(inv.unchecked().any(|k| k == "coverage/test.dead"));
         let text = inv.to_text();
-        assert!(text.contains("coverage/test.not_negative  BROKEN x1"), "{text}");
+        assert!(
+            text.contains("coverage/test.not_negative  BROKEN x1"),
+            "{text}"
+        );
         assert!(text.contains("never checked"), "{text}");
     }
 

@@ -65,7 +65,11 @@ mod tests {
     fn fires_once_for_each_breach_recorded_and_counts_as_data_loss() {
         let mut b = HistoryBuilder::new();
         send(&mut b, 1, 0, "a", 0);
-        breach(&mut b, "broker/log.offsets_contiguous", "commit 1 starts at 5");
+        breach(
+            &mut b,
+            "broker/log.offsets_contiguous",
+            "commit 1 starts at 5",
+        );
         breach(&mut b, "broker/log.chain_has_no_holes", "");
         let h = b.build();
         h.validate().unwrap();
@@ -80,7 +84,11 @@ mod tests {
             "The invariant broker/log.offsets_contiguous was broken at \
              broker/src/storage/log.rs:870: commit 1 starts at 5."
         );
-        assert!(f[1].explanation.ends_with("log.rs:870."), "{}", f[1].explanation);
+        assert!(
+            f[1].explanation.ends_with("log.rs:870."),
+            "{}",
+            f[1].explanation
+        );
     }
 
     #[test]
