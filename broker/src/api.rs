@@ -23,7 +23,7 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use kafka_protocol::ResponseError;
-use riptide_coverage::reached;
+use riptide_coverage::{always, reached};
 use riptide_wire::versions::{range_in, VersionTable};
 use std::sync::Arc;
 use std::time::Duration;
@@ -457,10 +457,17 @@ async fn offset_for(
     let off = i64::from(b.cfg.bug == Some(Bug::HwmOffByOne));
     let found = match ts {
         // "Latest" must not come from a stale view of the chain.
-        -1 => log
-            .verify_tail()
-            .await
-            .map(|()| Some((log.high_watermark() + off, -1))),
+        -1 => log.verify_tail().await.map(|()| {
+            let latest = log.high_watermark() + off;
+            always!(
+                latest <= log.high_watermark(),
+                "list_offsets.latest_not_above_log_end",
+                "the latest offset listed is never above the end of the durable log",
+                "{topic}/{partition}: listed {latest} with the log ending at {}",
+                log.high_watermark()
+            );
+            Some((latest, -1))
+        }),
         -2 => Ok(Some((0, -1))),
         -3 => log.max_timestamp().await,
         t if t >= 0 => log.offset_for_timestamp(t).await,
@@ -694,6 +701,13 @@ async fn fetch_partition(
         return Err(code(ResponseError::OffsetOutOfRange));
     }
     let reported = hwm + i64::from(b.cfg.bug == Some(Bug::HwmOffByOne));
+    always!(
+        reported <= log.high_watermark(),
+        "fetch.hwm_not_above_log_end",
+        "the high watermark a fetch reports is never above the end of the durable log",
+        "{topic}/{partition}: reported {reported} with the log ending at {}",
+        log.high_watermark()
+    );
     if offset == hwm || (!first && budget <= 1) {
         return Ok((reported, Bytes::new()));
     }

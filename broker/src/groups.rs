@@ -7,6 +7,9 @@
 //! new generation) are records in the group's own commit chain, written and
 //! fenced exactly like a partition's log. A coordinator that lost the group
 //! cannot commit, and a new one rebuilds everything from the chain.
+//!
+//! Asserted (`always!`, `group.*`): every record of a group's chain is a generation or an
+//! offset commit that parses, and the generations in it never go back.
 
 use crate::batch;
 use crate::storage::log::{LogError, LogOptions, PartitionLog};
@@ -14,7 +17,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use riptide_coverage::reached;
+use riptide_coverage::{always, reached};
 use riptide_wire::{ResponseError, NO_ERROR};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -638,17 +641,40 @@ impl Group {
 
 fn apply_record(s: &mut State, key: &str, value: &str) {
     if key == "generation" {
-        s.generation = s.generation.max(value.parse().unwrap_or(0));
+        let parsed = value.parse::<i32>();
+        always!(
+            parsed.is_ok(),
+            "group.records_well_formed",
+            "every record of a group's chain is a generation or an offset commit that parses",
+            "generation record {value:?}"
+        );
+        let generation = parsed.unwrap_or(0);
+        always!(
+            generation >= s.generation,
+            "group.generation_never_decreases",
+            "the generations recorded in a group's chain never go back",
+            "generation {generation} recorded after generation {}",
+            s.generation
+        );
+        s.generation = s.generation.max(generation);
         return;
     }
     let mut parts = key.split('\u{0}');
-    if let (Some("o"), Some(topic), Some(p)) = (parts.next(), parts.next(), parts.next()) {
-        let Ok(partition) = p.parse::<i32>() else {
-            return;
-        };
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(value) else {
-            return;
-        };
+    let parsed = match (parts.next(), parts.next(), parts.next()) {
+        (Some("o"), Some(topic), Some(p)) => p.parse::<i32>().ok().and_then(|partition| {
+            let v = serde_json::from_str::<serde_json::Value>(value).ok()?;
+            Some((topic, partition, v))
+        }),
+        _ => None,
+    };
+    let offset = parsed.as_ref().and_then(|(_, _, v)| v["offset"].as_i64());
+    always!(
+        offset.is_some(),
+        "group.offset_records_well_formed",
+        "every other record of a group's chain is an offset commit: topic, partition and an offset that parse",
+        "record {key:?} = {value:?}"
+    );
+    if let Some((topic, partition, v)) = parsed {
         let offset = v["offset"].as_i64().unwrap_or(-1);
         let meta = v["metadata"].as_str().map(str::to_owned);
         s.offsets

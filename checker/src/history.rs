@@ -54,6 +54,9 @@ pub enum F {
     Client,
     /// A reply a client judged contrary to the Kafka protocol: a standalone `ok` fact.
     Violation,
+    /// An invariant the system under test asserts in its own code was broken (a fact the
+    /// simulator records; see [`InvariantValue`]).
+    Invariant,
 }
 
 impl F {
@@ -69,6 +72,7 @@ impl F {
             F::Fault => "fault",
             F::Client => "client",
             F::Violation => "violation",
+            F::Invariant => "invariant",
         }
     }
 }
@@ -363,6 +367,19 @@ impl FaultValue {
     }
 }
 
+/// `f = invariant`: the system under test broke an invariant it asserts in its own code
+/// (`always!`), seen by the simulator that ran it. A fact, not an operation: one event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InvariantValue {
+    /// The invariant's key, e.g. `broker/log.offsets_contiguous`.
+    pub name: String,
+    /// `file:line` of the assertion.
+    pub place: String,
+    /// What was seen.
+    #[serde(default)]
+    pub detail: String,
+}
+
 /// `f = client`: a client process describing itself, as a completed op of its own process. At the
 /// start it says what it is and what it drew from the seed (`profile`); at the end it adds what it
 /// did (`counters`). Checkers read `idempotent` and `max_in_flight`; the rest is for people.
@@ -543,6 +560,7 @@ pub enum Value {
     Fault(FaultValue),
     Client(ClientValue),
     Violation(ViolationValue),
+    Invariant(InvariantValue),
 }
 
 impl Value {
@@ -558,6 +576,7 @@ impl Value {
             Value::Fault(_) => F::Fault,
             Value::Client(_) => F::Client,
             Value::Violation(_) => F::Violation,
+            Value::Invariant(_) => F::Invariant,
         }
     }
 
@@ -580,6 +599,7 @@ impl Value {
             F::Fault => Value::Fault(de(value)?),
             F::Client => Value::Client(de(value)?),
             F::Violation => Value::Violation(de(value)?),
+            F::Invariant => Value::Invariant(de(value)?),
         })
     }
 }
@@ -603,7 +623,8 @@ value_from!(
     Commit(CommitValue),
     Fault(FaultValue),
     Client(ClientValue),
-    Violation(ViolationValue)
+    Violation(ViolationValue),
+    Invariant(InvariantValue)
 );
 
 impl From<PartitionOffset> for Value {
@@ -816,8 +837,8 @@ impl History {
 
     /// Checks the structure: strictly increasing indices; completions matching an outstanding
     /// invoke of the same process and `f` (the one named by `invoke`, else the process's only
-    /// outstanding one; fault events may stand alone); violations standing alone as `ok` facts
-    /// that complete nothing; every `ok` send carrying an offset.
+    /// outstanding one; fault and invariant events may stand alone); violations standing alone
+    /// as `ok` facts that complete nothing; every `ok` send carrying an offset.
     pub fn validate(&self) -> Result<(), HistoryError> {
         let invalid = |op: &Op, message: String| HistoryError::Invalid {
             index: op.index,
@@ -868,7 +889,7 @@ impl History {
                         ),
                     ))
                 }
-                None if op.f() == F::Fault && op.invoke.is_none() => {}
+                None if matches!(op.f(), F::Fault | F::Invariant) && op.invoke.is_none() => {}
                 None => match op.invoke {
                     Some(i) => {
                         return Err(invalid(

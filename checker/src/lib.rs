@@ -47,6 +47,8 @@
 //! - **realtime-lag** (only with `CheckerConfig::max_realtime_lag_ns`): a consumer polling a
 //!   partition went longer than the bound without seeing a record known to exist. Without the
 //!   bound the worst lag per partition is a figure of the report (Jepsen's `realtime-lag`).
+//! - **broken-invariant**: the system broke an invariant it asserts in its own code (an
+//!   `invariant` event the simulator records).
 //!
 //! Each checker module has `check(&History) -> Vec<Finding>`; [`check_all`] runs them all once
 //! over a shared index and returns a [`Report`].

@@ -309,7 +309,7 @@ impl Report {
 
 fn summarize(history: &History) -> Summary {
     // In declaration order, so `f as usize` indexes it.
-    const FS: [F; 10] = [
+    const FS: [F; 11] = [
         F::Send,
         F::Poll,
         F::Assign,
@@ -320,6 +320,7 @@ fn summarize(history: &History) -> Summary {
         F::Fault,
         F::Client,
         F::Violation,
+        F::Invariant,
     ];
     const KINDS: [OpKind; 4] = [OpKind::Invoke, OpKind::Ok, OpKind::Fail, OpKind::Info];
     // Counted in arrays (indexed like FS and KINDS) and turned into maps once.

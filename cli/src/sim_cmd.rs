@@ -280,6 +280,10 @@ fn write_outputs(dir: &Path, o: &RunOutcome) -> anyhow::Result<()> {
         dir.join("coverage.json"),
         serde_json::to_string_pretty(&o.coverage)?,
     )?;
+    std::fs::write(
+        dir.join("invariants.json"),
+        serde_json::to_string_pretty(&o.invariants)?,
+    )?;
     Ok(())
 }
 
@@ -370,6 +374,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
     println!("operations  {}", outcome.history.ops.len());
     if riptide_coverage::enabled() {
         print!("{}", outcome.coverage.to_text());
+        print!("{}", outcome.invariants.to_text());
     }
     println!(
         "time        {:.1} s simulated in {:.1} s wall ({:.1}x)",

@@ -15,6 +15,10 @@
 //! ([`collect`]: a simulation runs on one thread, and several may share a process, as tests
 //! do) or, when none is, to process-wide counters ([`process`]: certify's real runtime spreads
 //! a run over threads).
+//!
+//! Invariants ([`always!`], in [`invariant`]) live in the same tables: each is registered at
+//! link time, a run counts how often each was checked, and a broken one is recorded for the run
+//! (a simulation turns it into a finding) or, outside a run, logged and counted, never a panic.
 
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -25,6 +29,9 @@ use std::sync::OnceLock;
 
 #[doc(hidden)]
 pub use linkme;
+
+pub mod invariant;
+pub use invariant::{invariants, Breach, Invariant, Invariants, INVARIANTS};
 
 /// One coverage point, as [`reached!`] registers it.
 #[derive(Debug)]
@@ -43,17 +50,22 @@ impl Point {
     /// Which part of riptide the point is in: the crate, without `riptide_` (`broker`,
     /// `workloads`, `faults`, `sim`, `cli`).
     pub fn component(&self) -> &'static str {
-        let krate = self.module.split("::").next().unwrap_or(self.module);
-        match krate.strip_prefix("riptide_") {
-            Some(c) => c,
-            None if krate == "riptide" => "cli",
-            None => krate,
-        }
+        component_of(self.module)
     }
 
     /// `component/name`: how reports name the point.
     pub fn key(&self) -> String {
         format!("{}/{}", self.component(), self.name)
+    }
+}
+
+/// The component of a `module_path!()`: the crate, without `riptide_`.
+pub(crate) fn component_of(module: &'static str) -> &'static str {
+    let krate = module.split("::").next().unwrap_or(module);
+    match krate.strip_prefix("riptide_") {
+        Some(c) => c,
+        None if krate == "riptide" => "cli",
+        None => krate,
     }
 }
 
@@ -82,9 +94,31 @@ macro_rules! reached {
 
 static ENABLED: AtomicBool = AtomicBool::new(true);
 
+/// What the run collecting on a thread has counted so far.
+pub(crate) struct Run {
+    /// By index in [`POINTS`].
+    pub(crate) hits: Vec<u64>,
+    /// By index in [`INVARIANTS`]: how often each was checked, and broken.
+    pub(crate) checked: Vec<u64>,
+    pub(crate) broken: Vec<u64>,
+    /// Every breach, in the order they happened.
+    pub(crate) breaches: Vec<Breach>,
+}
+
+impl Run {
+    fn new() -> Run {
+        Run {
+            hits: vec![0; POINTS.len()],
+            checked: vec![0; INVARIANTS.len()],
+            broken: vec![0; INVARIANTS.len()],
+            breaches: Vec::new(),
+        }
+    }
+}
+
 thread_local! {
-    /// The counts of the run collecting on this thread, by index in [`POINTS`].
-    static RUN: RefCell<Option<Vec<u64>>> = const { RefCell::new(None) };
+    /// The run collecting on this thread, if any.
+    pub(crate) static RUN: RefCell<Option<Run>> = const { RefCell::new(None) };
 }
 
 fn process_counts() -> &'static [AtomicU64] {
@@ -111,8 +145,8 @@ pub fn hit(p: &'static Point) {
     let Some(i) = index_of(p) else { return };
     let counted = RUN
         .try_with(|run| match run.borrow_mut().as_mut() {
-            Some(counts) => {
-                counts[i] += 1;
+            Some(run) => {
+                run.hits[i] += 1;
                 true
             }
             None => false,
@@ -144,7 +178,20 @@ pub fn points() -> Vec<&'static Point> {
 /// Runs `f` with its own counts on this thread (a simulation, which stays on one thread) and
 /// returns them with its result. Nested calls each get their own counts.
 pub fn collect<R>(f: impl FnOnce() -> R) -> (R, Coverage) {
-    struct Restore(Option<Option<Vec<u64>>>);
+    let (out, c) = collect_all(f);
+    (out, c.coverage)
+}
+
+/// What [`collect_all`] counted: coverage, and the invariants checked and broken.
+#[derive(Clone, Debug, Default)]
+pub struct Collected {
+    pub coverage: Coverage,
+    pub invariants: Invariants,
+}
+
+/// Like [`collect`], with the invariants as well: how often each was checked, and every breach.
+pub fn collect_all<R>(f: impl FnOnce() -> R) -> (R, Collected) {
+    struct Restore(Option<Option<Run>>);
     impl Drop for Restore {
         fn drop(&mut self) {
             if let Some(prev) = self.0.take() {
@@ -152,12 +199,22 @@ pub fn collect<R>(f: impl FnOnce() -> R) -> (R, Coverage) {
             }
         }
     }
-    let prev = RUN.with(|run| run.replace(Some(vec![0; POINTS.len()])));
+    let prev = RUN.with(|run| run.replace(Some(Run::new())));
     let mut restore = Restore(Some(prev));
     let out = f();
-    let counts = RUN.with(|run| run.replace(restore.0.take().flatten()));
+    let run = RUN.with(|run| run.replace(restore.0.take().flatten()));
     drop(restore);
-    (out, Coverage::from_counts(&counts.unwrap_or_default()))
+    let collected = match run {
+        Some(run) => Collected {
+            coverage: Coverage::from_counts(&run.hits),
+            invariants: Invariants::from_run(&run.checked, &run.broken, run.breaches),
+        },
+        None => Collected {
+            coverage: Coverage::from_counts(&[]),
+            invariants: Invariants::from_run(&[], &[], Vec::new()),
+        },
+    };
+    (out, collected)
 }
 
 /// What the process-wide counters hold: everything reached outside [`collect`] since the last
@@ -170,10 +227,12 @@ pub fn process() -> Coverage {
     Coverage::from_counts(&counts)
 }
 
+/// Sets every process-wide counter (points and invariants) back to zero.
 pub fn reset_process() {
     for c in process_counts() {
         c.store(0, Ordering::Relaxed);
     }
+    invariant::reset_process();
 }
 
 /// How often a run reached each point of the binary that ran it (zero for those it did not

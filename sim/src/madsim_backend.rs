@@ -216,8 +216,12 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
     std::thread::scope(|s| {
         // Coverage is counted on the thread a run runs on: this one's, not the caller's.
         s.spawn(|| {
-            let (outcome, coverage) = riptide_coverage::collect(|| run_here(seed, scenario));
-            outcome.map(|o| RunOutcome { coverage, ..o })
+            let (outcome, c) = riptide_coverage::collect_all(|| run_here(seed, scenario));
+            outcome.map(|o| RunOutcome {
+                coverage: c.coverage,
+                invariants: c.invariants,
+                ..o
+            })
         })
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p))

@@ -1,6 +1,12 @@
 //! One simulation run: build the world from the seed, run the workload while
 //! the nemesis applies its schedule, heal, read everything back, check it.
 //!
+//! Invariants the broker asserts (`always!`) are collected on the run's thread with coverage;
+//! each breach becomes an `invariant` event of the history (process [`INVARIANT_PROCESS`], at
+//! the simulated time the run noticed it), which the `broken-invariant` checker turns into a
+//! finding, so the run fails with its seed. The run goes on to the end as it would have: the
+//! broker code after a breach behaves as before.
+//!
 //! Everything here is backend-neutral: it talks to the simulated world only
 //! through [`World`]. The backend (turmoil in ordinary builds, madsim in
 //! `--cfg madsim` builds, see [`crate::backend`]) builds the world and drives
@@ -31,6 +37,8 @@ pub use crate::host::{BrokerHost, BrokerStart, BROKER_PORT};
 
 /// The process id of the nemesis in histories.
 pub const NEMESIS: u64 = 1000;
+/// The process id of invariant events (the system under test's own assertions) in histories.
+pub const INVARIANT_PROCESS: u64 = 1001;
 /// Workload time left after the last fault heals, for producers to progress.
 pub const LIVENESS_WINDOW_MS: u64 = 5000;
 /// Log events that go into the trace (and so into its hash).
@@ -48,6 +56,9 @@ pub struct RunOutcome {
     pub sim_time: Duration,
     /// The coverage points this run reached (all zero when collection is off).
     pub coverage: riptide_coverage::Coverage,
+    /// How often each invariant was checked (zero when collection is off) and broken, with
+    /// the breaches (also in the history as `invariant` events).
+    pub invariants: riptide_coverage::Invariants,
 }
 
 impl RunOutcome {
@@ -267,9 +278,10 @@ impl Nemesis {
 /// finding.
 pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
     // Counted here, or (madsim, which runs each seed on a thread of its own) by the backend.
-    let (outcome, here) = riptide_coverage::collect(|| backend::run(seed, scenario));
+    let (outcome, here) = riptide_coverage::collect_all(|| backend::run(seed, scenario));
     outcome.map(|mut o| {
-        o.coverage.add(&here);
+        o.coverage.add(&here.coverage);
+        o.invariants.add(&here.invariants);
         RunOutcome {
             coverage: o.coverage.only(simulated),
             ..o
@@ -304,6 +316,8 @@ pub(crate) struct Plan {
     next: usize,
     nemesis: Nemesis,
     factory: BrokerFactory,
+    /// Breaches of invariants already in the history.
+    breaches: usize,
 }
 
 impl Plan {
@@ -461,6 +475,7 @@ impl Plan {
             next: 0,
             nemesis,
             factory,
+            breaches: 0,
         })
     }
 
@@ -473,8 +488,24 @@ impl Plan {
             .map(|(at, _, _)| Duration::from_millis(*at))
     }
 
-    /// Applies every fault action due at or before `now`.
+    /// Puts the invariants broken since the last call into the history, at `now`.
+    fn record_breaches(&mut self, now: Duration) {
+        for b in riptide_coverage::invariant::breaches_since(self.breaches) {
+            self.breaches += 1;
+            let v = riptide_checker::history::InvariantValue {
+                name: b.name,
+                place: b.place,
+                detail: b.detail,
+            };
+            self.recorder
+                .event_at(now.as_nanos() as u64, INVARIANT_PROCESS, v);
+        }
+    }
+
+    /// Applies every fault action due at or before `now` (and records the invariants broken
+    /// so far).
     pub(crate) fn apply_due(&mut self, world: &mut impl World, now: Duration) {
+        self.record_breaches(now);
         while let Some(&(at, id, start)) = self.actions.get(self.next) {
             if Duration::from_millis(at) > now {
                 break;
@@ -494,7 +525,12 @@ impl Plan {
     }
 
     /// Checks the history once the world is gone.
-    pub(crate) fn finish(self, trace: &Trace, sim_time: Duration) -> anyhow::Result<RunOutcome> {
+    pub(crate) fn finish(
+        mut self,
+        trace: &Trace,
+        sim_time: Duration,
+    ) -> anyhow::Result<RunOutcome> {
+        self.record_breaches(sim_time);
         let Plan {
             scenario,
             seed,
@@ -525,6 +561,7 @@ impl Plan {
             trace_hash,
             sim_time,
             coverage: Default::default(),
+            invariants: Default::default(),
         })
     }
 }

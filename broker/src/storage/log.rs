@@ -7,6 +7,10 @@
 //! - data and offsets are one object, so an acknowledged record is durable;
 //! - an owner first appends a fence (an empty commit with a higher epoch);
 //!   a writer that finds a higher epoch in the chain is fenced and stops.
+//!
+//! These are asserted where the state changes (`always!`, named `log.*`): a broken one is a
+//! finding in the simulator and an error line plus a count in a real broker, and the code goes
+//! on as it did before (a corrupt chain still answers `Corrupt`).
 
 use super::commit::{self, CommitHeader, ProducerEntry};
 use super::producers::{Producers, Verdict};
@@ -17,7 +21,7 @@ use crate::env::Ids;
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode, PutOptions};
-use riptide_coverage::reached;
+use riptide_coverage::{always, reached};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -75,6 +79,8 @@ impl CommitRef {
 struct Index {
     hwm: i64,
     commits: Vec<CommitRef>,
+    /// The epoch and writer of the last commit applied (data or fence).
+    tail: Option<(u64, i32)>,
 }
 
 /// The writer's view of the chain's tail.
@@ -283,7 +289,15 @@ impl PartitionLog {
         for (seq, h) in seqs.iter().zip(headers) {
             let h =
                 h.ok_or_else(|| LogError::Corrupt(format!("commit {seq} listed but missing")))?;
-            if h.seq != next_seq || *seq != next_seq {
+            if !always!(
+                h.seq == next_seq && *seq == next_seq,
+                "log.chain_has_no_holes",
+                "the commits of a chain are numbered 0, 1, 2, ... with no hole, each naming its own number",
+                "{}/{}: commit {next_seq} expected, found object {seq} naming commit {}",
+                self.topic_id,
+                self.partition,
+                h.seq
+            ) {
                 return Err(LogError::Corrupt(format!(
                     "chain breaks at commit {next_seq}"
                 )));
@@ -312,15 +326,13 @@ impl PartitionLog {
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => return Err(LogError::Store("header read timed out".into())),
         };
-        let span = commit::header_span(&probe).map_err(|e| LogError::Corrupt(e.to_string()))?;
+        let span = well_formed(&path, commit::header_span(&probe))?;
         let bytes = if span as u64 > HEADER_PROBE {
             timed(self.store.get_range(&path, 0..span as u64)).await?
         } else {
             probe
         };
-        commit::decode_header(&bytes)
-            .map(Some)
-            .map_err(|e| LogError::Corrupt(e.to_string()))
+        well_formed(&path, commit::decode_header(&bytes)).map(Some)
     }
 
     /// Checks that nobody else extended the chain behind our back (ownership
@@ -384,7 +396,16 @@ impl PartitionLog {
 
     /// Adds a commit found in the chain to the index; fails if it fences us.
     fn learn(&self, w: &mut Writer, h: &CommitHeader) -> Result<(), LogError> {
-        if h.seq != w.next_seq {
+        if !always!(
+            h.seq == w.next_seq,
+            "log.commit_names_its_own_seq",
+            "the commit found at a chain's next number names that number",
+            "{}/{}: expected commit {} but found {}",
+            self.topic_id,
+            self.partition,
+            w.next_seq,
+            h.seq
+        ) {
             return Err(LogError::Corrupt(format!(
                 "expected commit {} but found {}",
                 w.next_seq, h.seq
@@ -432,6 +453,8 @@ impl PartitionLog {
                         "log.claimed",
                         "a broker fenced a log by appending its epoch (took ownership)"
                     );
+                    // A fence moves no offset; applying it only notes its epoch as the tail's.
+                    let _ = apply(&mut self.index_mut(), &header);
                     w.next_seq += 1;
                     tracing::info!(topic_id = %self.topic_id, partition = self.partition,
                         epoch = w.epoch, seq = header.seq, "claimed partition");
@@ -457,6 +480,14 @@ impl PartitionLog {
 
     async fn create(&self, h: &CommitHeader, data: &[u8]) -> Result<(), Created> {
         let path = commit_path(&self.topic_id, self.partition, h.seq);
+        let batches = batches_match(data, h.base_offset, h.records);
+        always!(
+            batches.is_ok(),
+            "log.written_batches_match_header",
+            "a commit written holds batches with exactly the offsets its header gives them (base offset, record count)",
+            "{path}: {}",
+            batches.as_ref().err().map_or("", String::as_str)
+        );
         let body = commit::encode(h, data);
         let put = self.store.put_opts(
             &path,
@@ -541,7 +572,20 @@ impl PartitionLog {
             };
             match self.commit(&group).await {
                 Ok(outcomes) => {
+                    let hwm = self.high_watermark();
                     for (p, outcome) in group.into_iter().zip(outcomes) {
+                        if let Ok(base) = outcome {
+                            let records: i64 =
+                                p.batches.iter().map(|(h, _)| h.records as i64).sum();
+                            always!(
+                                base >= 0 && (records == 0 || base < hwm),
+                                "log.acked_offsets_are_committed",
+                                "an append is answered with a base offset only once a durable commit holds it (0 <= base < high watermark)",
+                                "{}/{}: answered base offset {base} for {records} records with the log ending at {hwm}",
+                                self.topic_id,
+                                self.partition
+                            );
+                        }
                         let _ = p.done.send(outcome);
                     }
                 }
@@ -698,6 +742,18 @@ impl PartitionLog {
                     );
                     return Ok(out.freeze());
                 }
+                if out.is_empty() {
+                    always!(
+                        offset < 0 || (h.base_offset <= offset && offset <= h.last_offset()),
+                        "log.read_starts_at_the_requested_offset",
+                        "a read's first batch holds the offset asked for: nothing at or after it is skipped, nothing before it is returned but whole batches",
+                        "{}/{}: a read from offset {offset} began with the batch {}..={}",
+                        self.topic_id,
+                        self.partition,
+                        h.base_offset,
+                        h.last_offset()
+                    );
+                }
                 out.extend_from_slice(&data[at..at + h.size]);
             }
         }
@@ -720,7 +776,38 @@ impl PartitionLog {
                 b
             }
         };
-        let (_, data) = commit::decode(&body).map_err(|e| LogError::Corrupt(e.to_string()))?;
+        let path = commit_path(&self.topic_id, self.partition, seq);
+        let (h, data) = well_formed(&path, commit::decode(&body))?;
+        let known = {
+            let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
+            let i = idx.commits.partition_point(|c| c.seq < seq);
+            idx.commits.get(i).filter(|c| c.seq == seq).copied()
+        };
+        if let Some(c) = known {
+            always!(
+                (h.seq, h.base_offset, h.records, h.data_len)
+                    == (c.seq, c.base_offset, c.records, c.data_len),
+                "log.stored_commit_matches_index",
+                "a commit read (from the cache or the store) is the one the index learned: commits are immutable",
+                "{path}: read seq {} offsets {}+{} ({} bytes), the index has seq {} offsets {}+{} ({} bytes)",
+                h.seq,
+                h.base_offset,
+                h.records,
+                h.data_len,
+                c.seq,
+                c.base_offset,
+                c.records,
+                c.data_len
+            );
+        }
+        let batches = batches_match(&data, h.base_offset, h.records);
+        always!(
+            batches.is_ok(),
+            "log.stored_batches_match_header",
+            "a commit read holds batches with exactly the offsets its header gives them",
+            "{path}: {}",
+            batches.as_ref().err().map_or("", String::as_str)
+        );
         Ok(data)
     }
 
@@ -874,13 +961,96 @@ enum Created {
     Failed(LogError),
 }
 
+/// Whether `data`'s batches carry offsets `base..base + records`, one after another.
+fn batches_match(data: &[u8], base: i64, records: i64) -> Result<(), String> {
+    let mut next = base;
+    let mut at = 0;
+    for (start, b) in batch::headers(data) {
+        if b.base_offset != next {
+            return Err(format!(
+                "a batch starts at offset {} where {next} was due",
+                b.base_offset
+            ));
+        }
+        next = b.last_offset() + 1;
+        at = start + b.size;
+    }
+    if at != data.len() {
+        return Err(format!(
+            "{} of {} bytes are not record batches",
+            data.len() - at,
+            data.len()
+        ));
+    }
+    if next != base + records {
+        return Err(format!(
+            "the batches hold offsets {base}..{next}, the header says {records} records from {base}"
+        ));
+    }
+    Ok(())
+}
+
+/// A decoded commit object, or `Corrupt`; an object of a chain that does not decode breaks
+/// an invariant.
+fn well_formed<T>(
+    path: &object_store::path::Path,
+    r: Result<T, commit::CommitFormatError>,
+) -> Result<T, LogError> {
+    always!(
+        r.is_ok(),
+        "log.commit_is_well_formed",
+        "every object of a commit chain is a commit whose header decodes and whose data has the length it gives",
+        "{path}: {}",
+        r.as_ref().err().map(ToString::to_string).unwrap_or_default()
+    );
+    r.map_err(|e| LogError::Corrupt(e.to_string()))
+}
+
+/// Adds a commit to the index: its offsets must follow the log's end.
 fn apply(index: &mut Index, h: &CommitHeader) -> Result<(), LogError> {
-    if h.base_offset != index.hwm {
+    always!(
+        h.records >= 0,
+        "log.records_not_negative",
+        "a commit holds no records (a fence) or some, never fewer",
+        "commit {} holds {} records",
+        h.seq,
+        h.records
+    );
+    if let Some((epoch, node)) = index.tail {
+        always!(
+            h.epoch >= epoch,
+            "log.epochs_never_decrease",
+            "a commit's epoch is at least the one before it: no writer appends after a newer owner fenced it",
+            "commit {} (broker {}) has epoch {} after a commit of epoch {epoch}",
+            h.seq,
+            h.node_id,
+            h.epoch
+        );
+        always!(
+            h.epoch != epoch || h.node_id == node,
+            "log.one_owner_per_epoch",
+            "the commits of one epoch all come from one broker",
+            "commit {} of epoch {} is from broker {} but the one before it, same epoch, from broker {node}",
+            h.seq,
+            h.epoch,
+            h.node_id
+        );
+    }
+    if !always!(
+        h.base_offset == index.hwm,
+        "log.offsets_contiguous",
+        "each commit starts at the offset where the log before it ends: offsets are contiguous and never reused",
+        "commit {} starts at offset {} but the log ends at {}",
+        h.seq,
+        h.base_offset,
+        index.hwm
+    ) {
         return Err(LogError::Corrupt(format!(
             "commit {} starts at offset {} but the log ends at {}",
             h.seq, h.base_offset, index.hwm
         )));
     }
+    index.tail = Some((h.epoch, h.node_id));
     if h.records > 0 {
         index.commits.push(CommitRef {
             seq: h.seq,

@@ -1,5 +1,8 @@
 //! Idempotent producers: per-partition sequence checks, as Kafka does them.
 //! State comes from commit headers only (see `commit::ProducerEntry`).
+//!
+//! Asserted (`always!`, `producers.*`): a producer's epoch never goes back, and each batch
+//! recorded follows the producer's last (or starts a new producer or epoch at sequence 0).
 
 use super::commit::{ProducerEntry, SeqBatch, PRODUCER_BATCHES};
 use crate::batch::BatchHeader;
@@ -44,6 +47,17 @@ fn next_seq(seq: i32) -> i32 {
 impl Producers {
     pub fn learn(&mut self, entries: &[ProducerEntry]) {
         for e in entries {
+            if let Some(known) = self.known.get(&e.producer_id) {
+                riptide_coverage::always!(
+                    e.epoch >= known.epoch,
+                    "producers.learned_epoch_never_decreases",
+                    "a producer's state learned from a later commit never has an older epoch than what was known",
+                    "producer {} learned at epoch {} after epoch {}",
+                    e.producer_id,
+                    e.epoch,
+                    known.epoch
+                );
+            }
             self.known.insert(e.producer_id, e.clone());
         }
     }
@@ -102,6 +116,29 @@ impl Producers {
                 epoch: h.producer_epoch,
                 batches: Vec::new(),
             });
+        riptide_coverage::always!(
+            h.producer_epoch >= e.epoch,
+            "producers.epoch_never_decreases",
+            "a batch appended never carries an older epoch than its producer's last",
+            "producer {} appended a batch of epoch {} after epoch {}",
+            h.producer_id,
+            h.producer_epoch,
+            e.epoch
+        );
+        let follows = match e.batches.last() {
+            Some(b) if e.epoch == h.producer_epoch => h.base_sequence == next_seq(b.last_seq),
+            _ => h.base_sequence == 0,
+        };
+        riptide_coverage::always!(
+            follows,
+            "producers.sequence_follows",
+            "a batch appended follows its producer's last one in sequence, or starts a new producer or epoch at 0",
+            "producer {} epoch {} appended sequence {} after {:?}",
+            h.producer_id,
+            h.producer_epoch,
+            h.base_sequence,
+            e.batches.last().map(|b| (e.epoch, b.last_seq))
+        );
         if e.epoch != h.producer_epoch {
             riptide_coverage::reached!("idempotent.epoch_bumped", "a producer's batch came with a newer epoch (KIP-360 bump): its sequences start again");
             e.epoch = h.producer_epoch;
@@ -165,6 +202,56 @@ mod tests {
         }
         assert_eq!(p.check(&header(1, 0, 6, 1)), Verdict::Duplicate(6));
         assert_eq!(p.check(&header(1, 0, 0, 1)), Verdict::OutOfOrder);
+    }
+
+    fn breaches(f: impl FnOnce()) -> Vec<String> {
+        let ((), c) = riptide_coverage::collect_all(f);
+        c.invariants.breaches.into_iter().map(|b| b.name).collect()
+    }
+
+    #[test]
+    fn a_batch_of_an_older_epoch_recorded_breaks_epoch_never_decreases() {
+        let names = breaches(|| {
+            let mut p = Producers::default();
+            p.record(&header(7, 1, 0, 1), 0);
+            // `check` would have said Fenced; recording it anyway moves the epoch back.
+            p.record(&header(7, 0, 1, 1), 1);
+        });
+        assert!(
+            names.contains(&"broker/producers.epoch_never_decreases".to_string()),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn producer_state_learned_with_an_older_epoch_breaks_learned_epoch_never_decreases() {
+        let entry = |epoch| ProducerEntry {
+            producer_id: 7,
+            epoch,
+            batches: vec![SeqBatch {
+                first_seq: 0,
+                last_seq: 0,
+                base_offset: 0,
+            }],
+        };
+        let names = breaches(|| {
+            let mut p = Producers::default();
+            p.learn(&[entry(2)]);
+            p.learn(&[entry(3)]);
+            p.learn(&[entry(1)]);
+        });
+        assert_eq!(names, ["broker/producers.learned_epoch_never_decreases"]);
+    }
+
+    #[test]
+    fn batches_recorded_in_sequence_break_nothing() {
+        let names = breaches(|| {
+            let mut p = Producers::default();
+            p.record(&header(7, 0, 0, 3), 0);
+            p.record(&header(7, 0, 3, 2), 3);
+            p.record(&header(7, 1, 0, 1), 5);
+        });
+        assert!(names.is_empty(), "{names:?}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::history::{ClientValue, History, OffsetValue, OpKind, Pair, Value, ViolationValue};
 
+pub mod broken_invariant;
 pub mod duplicate;
 pub mod groups;
 pub mod hwm_regression;
@@ -37,6 +38,7 @@ pub const MAX_LISTED: usize = 32;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Anomaly {
+    BrokenInvariant,
     LostWrite,
     Duplicate,
     InconsistentOffsets,
@@ -59,7 +61,8 @@ pub enum Anomaly {
 }
 
 impl Anomaly {
-    pub const ALL: [Anomaly; 19] = [
+    pub const ALL: [Anomaly; 20] = [
+        Anomaly::BrokenInvariant,
         Anomaly::LostWrite,
         Anomaly::Duplicate,
         Anomaly::InconsistentOffsets,
@@ -83,6 +86,7 @@ impl Anomaly {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            Anomaly::BrokenInvariant => "broken-invariant",
             Anomaly::LostWrite => "lost-write",
             Anomaly::Duplicate => "duplicate",
             Anomaly::InconsistentOffsets => "inconsistent-offsets",
@@ -119,7 +123,9 @@ pub enum Severity {
     /// consumer, a committed offset that went back.
     Contract,
     /// An acknowledged record lost, or the log's contents not what they were: lost write,
-    /// two values at one offset, one value at two offsets, records a group never delivered.
+    /// two values at one offset, one value at two offsets, records a group never delivered;
+    /// or the system broke an invariant it asserts itself (its durable state is not what it
+    /// promises).
     DataLoss,
 }
 
@@ -156,7 +162,8 @@ impl Anomaly {
     /// The anomaly's class (the README's severity table lists them all).
     pub fn severity(self) -> Severity {
         match self {
-            Anomaly::LostWrite
+            Anomaly::BrokenInvariant
+            | Anomaly::LostWrite
             | Anomaly::InconsistentOffsets
             | Anomaly::ReplayMismatch
             | Anomaly::RebalanceSkip => Severity::DataLoss,
@@ -267,6 +274,7 @@ pub(crate) fn run_all_with_figures(
 ) -> (Vec<Finding>, Vec<realtime_lag::PartitionLag>) {
     let ix = Index::new(history);
     let mut findings = Vec::new();
+    findings.extend(broken_invariant::run(&ix));
     findings.extend(lost_write::run(&ix));
     findings.extend(duplicate::run(&ix, config));
     findings.extend(inconsistent_offsets::run(&ix));
