@@ -1,6 +1,6 @@
 //! Determinism inside one process: the same seed run twice in the same process
-//! (and on the same thread) must give the same trace hash, whatever ran
-//! before it. Nothing process-wide may leak from one simulation into the next.
+//! (and on the same thread) must give the same trace hash and reach the same
+//! coverage points, whatever ran before it. Nothing process-wide may leak from one simulation into the next.
 //! The same file runs on turmoil and, built with `--cfg madsim`, on madsim.
 
 use riptide_sim::{run, RunOutcome, Scenario};
@@ -51,6 +51,10 @@ fn the_same_seed_twice_in_one_process_hashes_the_same() {
                         &a.trace_hash[..16],
                         &o.trace_hash[..16],
                         first_difference(a, &o)
+                    ));
+                } else if a.coverage != o.coverage {
+                    failures.push(format!(
+                        "{name} seed {seed}: same trace, but different coverage counts"
                     ));
                 }
             }
