@@ -115,7 +115,7 @@ fn fresh_task_ids() {
             let id = tokio::spawn(async {}).id().to_string();
             // `Id` shows its number; nothing else of tokio's API gives it.
             let id: u64 = id.parse().expect("a tokio task id is a number");
-            if id % TASK_ID_PERIOD == 0 {
+            if id.is_multiple_of(TASK_ID_PERIOD) {
                 return;
             }
         }
