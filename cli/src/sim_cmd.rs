@@ -703,7 +703,12 @@ impl SeedResult {
 
 /// A run's worst realtime lag over all its partitions (0 without polls).
 fn worst_lag(report: &riptide_checker::Report) -> u64 {
-    report.realtime_lag.iter().map(|l| l.lag_ns).max().unwrap_or(0)
+    report
+        .realtime_lag
+        .iter()
+        .map(|l| l.lag_ns)
+        .max()
+        .unwrap_or(0)
 }
 
 /// How `sweep` and `mutants` run one seed: here, or as `riptide sim --json`
