@@ -136,7 +136,10 @@ mod tests {
         let (_, p) = pipes.usable(BROKER).unwrap();
         let third = p.send(&MetadataRequest::default(), 9).await.unwrap();
         assert!(second.response(soon()).await.is_err());
-        assert!(!pipes.close(BROKER, old), "the old connection is gone already");
+        assert!(
+            !pipes.close(BROKER, old),
+            "the old connection is gone already"
+        );
 
         let (id, p) = pipes
             .usable(BROKER)
