@@ -16,10 +16,10 @@
 
 use crate::client::Client;
 use crate::codec::{self, OutRecord, Sequenced};
-use crate::connection::Pipe;
 use crate::error::ClientError;
 use crate::mix::{profile_map, EpochBump, ProducerProfile};
 use crate::net::Connector;
+use crate::pipes::{PipeId, Pipes};
 use crate::recorder::Recorder;
 use crate::Topic;
 use bytes::Bytes;
@@ -98,6 +98,8 @@ struct Part {
 
 struct InFlight {
     addr: String,
+    /// The connection it went out on: its failure closes that one, not a newer one.
+    pipe: PipeId,
     batches: Vec<Batch>,
 }
 
@@ -109,7 +111,7 @@ struct Producer<'a, C: Connector> {
     setup: &'a ProducerSetup,
     rng: ChaCha8Rng,
     parts: BTreeMap<(usize, i32), Part>,
-    pipes: BTreeMap<String, Pipe<C::Stream>>,
+    pipes: Pipes<C::Stream>,
     requests: BTreeMap<u64, InFlight>,
     responses: FuturesUnordered<BoxFuture<'static, Done>>,
     producer: Option<(i64, i16)>,
@@ -139,7 +141,7 @@ pub async fn run<C: Connector>(
         setup,
         rng: ChaCha8Rng::seed_from_u64(setup.seed),
         parts: BTreeMap::new(),
-        pipes: BTreeMap::new(),
+        pipes: Pipes::default(),
         requests: BTreeMap::new(),
         responses: FuturesUnordered::new(),
         producer: None,
@@ -597,13 +599,10 @@ impl<C: Connector> Producer<'_, C> {
         if batches.is_empty() {
             return false;
         }
-        if self.pipes.get(addr).is_some_and(|p| p.is_broken()) {
-            self.pipes.remove(addr);
-        }
-        if !self.pipes.contains_key(addr) {
+        if self.pipes.usable(addr).is_none() {
             match self.client.open_pipe(addr).await {
                 Ok(p) => {
-                    self.pipes.insert(addr.to_string(), p);
+                    self.pipes.insert(addr, p);
                 }
                 Err(e) => {
                     self.client.mark_stale();
@@ -614,7 +613,7 @@ impl<C: Connector> Producer<'_, C> {
                 }
             }
         }
-        let Some(pipe) = self.pipes.get_mut(addr) else {
+        let Some((pipe_id, pipe)) = self.pipes.usable(addr) else {
             return false;
         };
         let version = match pipe.pick_version(ApiKey::Produce) {
@@ -664,7 +663,7 @@ impl<C: Connector> Producer<'_, C> {
         let sent = match sent {
             Ok(s) => s,
             Err(e) => {
-                self.pipes.remove(addr);
+                self.pipes.close(addr, pipe_id);
                 self.client.mark_stale();
                 for b in batches {
                     self.retry_or_give_up(b, &e);
@@ -696,6 +695,7 @@ impl<C: Connector> Producer<'_, C> {
             id,
             InFlight {
                 addr: addr.to_string(),
+                pipe: pipe_id,
                 batches,
             },
         );
@@ -739,11 +739,9 @@ impl<C: Connector> Producer<'_, C> {
         let resp = match result {
             Ok(r) => r,
             Err(e) => {
-                if let Some(p) = self.pipes.get(&req.addr) {
-                    // After a timeout the connection's later answers may never come.
-                    p.break_off();
-                }
-                self.pipes.remove(&req.addr);
+                // After a timeout the connection's later answers may never come. A failure
+                // handled after a newer connection to the broker was opened leaves that open.
+                self.pipes.close(&req.addr, req.pipe);
                 self.client.mark_stale();
                 for b in req.batches {
                     self.retry_or_give_up(b, &e);
