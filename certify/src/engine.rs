@@ -418,6 +418,7 @@ pub async fn certify(args: &Config) -> anyhow::Result<Certification> {
             allow_duplicates_from_retries: !args.idempotent,
             // A real cluster may take seconds to notice a dead node.
             liveness_grace_ns: Duration::from_secs(8).as_nanos() as u64,
+            ..CheckerConfig::default()
         },
     )
     .allowing(&args.allow);
