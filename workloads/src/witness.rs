@@ -31,12 +31,23 @@ use crate::recorder::Recorder;
 /// sink attached facts are only logged.
 ///
 /// [`ConnectionOptions`]: crate::ConnectionOptions
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Witness {
     inner: Arc<Mutex<Inner>>,
 }
 
-#[derive(Debug, Default)]
+impl std::fmt::Debug for Witness {
+    /// The process and the current op, not the recorder's whole history.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.lock();
+        f.debug_struct("Witness")
+            .field("process", &inner.sink.as_ref().map(|(_, p)| *p))
+            .field("op", &inner.op)
+            .finish()
+    }
+}
+
+#[derive(Default)]
 struct Inner {
     sink: Option<(Recorder, u64)>,
     op: Option<u64>,
