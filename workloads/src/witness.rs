@@ -8,6 +8,21 @@
 //! says which operation its requests are for ([`Witness::set_op`]); every check, in the client,
 //! the producer or a connection (correlation ids, undecodable replies), reports through it.
 //!
+//! What each kind is, where it is caught, and what the client then does (following the Java
+//! client, whose behaviour librdkafka shares here):
+//!
+//! | kind | caught in | then |
+//! |---|---|---|
+//! | no-base-offset | `Client::try_produce`, `producer::on_response` | accepted: `ok` at offset -1 (Java: RecordMetadata offset -1, `hasOffset()` false) |
+//! | missing-partition | produce, fetch, list offsets answers | produce: fails `info` (Java never completes the batch; it expires); fetch, list offsets: the attempt fails (the consumer asks again) |
+//! | unrequested-partition | the same | ignored (no request waits for it) |
+//! | unexpected-error-code | Produce, Fetch, ListOffsets codes (`riptide_wire::codes`) | handled as the code it is (Java: `Errors.forCode`, its exception class decides) |
+//! | correlation-mismatch | `connection` (every API) | indeterminate error, connection dropped (Java: IllegalStateException, disconnect) |
+//! | records-out-of-range | a fetched partition ([`judge_fetch`]) | accepted: records below the fetch offset dropped, the rest handed out (Java hands out what the broker sent at or after its position) |
+//! | corrupt-batch | `codec::decode_fetched` (length, CRC-32C) | rejected: the partition's fetch fails, nothing handed out (Java: CorruptRecordException) |
+//! | hwm-below-lso, hwm-below-log-start | a fetched partition | accepted (Java only uses them for lag) |
+//! | malformed | an undecodable header, body or frame | indeterminate error, connection dropped, the API capped a version lower |
+//!
 //! The rules for a fetched partition ([`judge_fetch`]), the partitions of a response
 //! ([`judge_partitions`]) and error codes (`riptide_wire::codes::may_return`) are pure, so they
 //! are tested without a broker. What is not judged: ApiVersions replies (a bad one fails the
