@@ -558,9 +558,18 @@ const PROCESS: u64 = 7;
 /// A client witnessing into a fresh recorder, its topic made and `n` records written (by a
 /// well-behaved broker), then the fake switched to `bad`.
 async fn witnessed(n: usize, bad: Misbehave) -> (State, Client<TcpConnector>, Recorder) {
+    let (state, client, rec, _) = witnessed_at(n, bad).await;
+    (state, client, rec)
+}
+
+/// [`witnessed`], also giving the fake's addresses.
+async fn witnessed_at(
+    n: usize,
+    bad: Misbehave,
+) -> (State, Client<TcpConnector>, Recorder, Vec<String>) {
     let (state, addrs) = cluster(&[1]).await;
     let rec = Recorder::new(Arc::new(riptide_wire::clock::FixedClock(0)));
-    let mut client = Client::new(TcpConnector, addrs, config());
+    let mut client = Client::new(TcpConnector, addrs.clone(), config());
     client.witness().attach(&rec, PROCESS);
     client.create_topic("t", 1).await.unwrap();
     for _ in 0..n {
@@ -570,7 +579,7 @@ async fn witnessed(n: usize, bad: Misbehave) -> (State, Client<TcpConnector>, Re
             .unwrap();
     }
     state.lock().unwrap().misbehave = Some(bad);
-    (state, client, rec)
+    (state, client, rec, addrs)
 }
 
 /// The violation facts recorded so far (each a standalone `ok` of the process).
@@ -757,4 +766,79 @@ async fn a_broker_that_keeps_the_protocol_leaves_no_fact() {
         .await
         .unwrap();
     assert_eq!(facts(&rec), vec![]);
+}
+
+#[tokio::test]
+async fn the_batching_producer_acks_without_offset_and_only_protocol_violation_fires() {
+    use riptide_checker::{check_all, Anomaly, CheckerConfig};
+    use riptide_workloads::mix::{Codec, EpochBump, ProducerProfile};
+    use riptide_workloads::producer::{self, ProducerSetup};
+    use riptide_workloads::{generators, Topic};
+
+    let (_state, mut client, rec, addrs) = witnessed_at(0, Misbehave::NoBaseOffset).await;
+    let topics = vec![Topic {
+        name: "t".into(),
+        partitions: 1,
+    }];
+    let setup = ProducerSetup {
+        process: PROCESS,
+        name: "producer-0".into(),
+        topics: topics.clone(),
+        profile: ProducerProfile {
+            idempotent: false,
+            max_in_flight: 2,
+            linger_ms: 5,
+            batch_records: 4,
+            batch_bytes: 1 << 14,
+            burst_records: 3,
+            records_per_second: 100,
+            codec: Codec::None,
+            keyed: false,
+            epoch_bump: EpochBump::Local,
+            delivery_timeout_ms: 2_000,
+            request_timeout_ms: None,
+        },
+        seed: 1,
+    };
+    let until = tokio::time::Instant::now() + Duration::from_millis(300);
+    producer::run(&mut client, &rec, &setup, until).await;
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut reader = Client::new(TcpConnector, addrs, config());
+    reader.witness().attach(&rec, 99);
+    generators::final_read_topics(&mut reader, &rec, 99, &topics, 1 << 20, give_up).await;
+
+    let h = rec.history();
+    h.validate().unwrap();
+    let f = facts(&rec);
+    assert!(!f.is_empty());
+    let sends: Vec<u64> = h
+        .ops
+        .iter()
+        .filter(|op| op.kind == OpKind::Invoke && matches!(op.value, Value::Send(_)))
+        .map(|op| op.index)
+        .collect();
+    for v in &f {
+        assert_eq!(v.kind, ViolationKind::NoBaseOffset);
+        assert!(v.op.is_some_and(|op| sends.contains(&op)), "{v:?}");
+    }
+    let acked: Vec<i64> = h
+        .ops
+        .iter()
+        .filter_map(|op| match (&op.kind, &op.value) {
+            (OpKind::Ok, Value::Send(s)) => s.offset,
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !acked.is_empty() && acked.iter().all(|&o| o == -1),
+        "{acked:?}"
+    );
+    let report = check_all(&h, &CheckerConfig::default());
+    let anomalies: BTreeSet<Anomaly> = report.findings.iter().map(|f| f.anomaly).collect();
+    assert_eq!(
+        anomalies,
+        BTreeSet::from([Anomaly::ProtocolViolation]),
+        "{:#?}",
+        report.findings
+    );
 }
