@@ -22,6 +22,7 @@ pub mod pipes;
 pub mod producer;
 pub mod recorder;
 pub mod roster;
+pub mod witness;
 
 pub use client::{Client, ClientConfig, Clock, FetchResult, OffsetSpec, ProduceAck, ProduceRetry};
 pub use codec::FetchedRecord;
@@ -29,6 +30,7 @@ pub use connection::{Connection, ConnectionOptions};
 pub use error::ClientError;
 pub use net::{Connector, TcpConnector};
 pub use recorder::Recorder;
+pub use witness::Witness;
 
 /// A topic a workload writes and reads.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -21,6 +21,7 @@ use crate::mix::{profile_map, EpochBump, ProducerProfile};
 use crate::net::Connector;
 use crate::pipes::{PipeId, Pipes};
 use crate::recorder::Recorder;
+use crate::witness::judge_partitions;
 use crate::Topic;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -30,7 +31,7 @@ use kafka_protocol::messages::{ApiKey, ProduceResponse};
 use kafka_protocol::ResponseError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use riptide_checker::history::{ClientCounters, ClientValue, SendValue};
+use riptide_checker::history::{ClientCounters, ClientValue, SendValue, ViolationKind};
 use riptide_coverage::reached;
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::Hasher;
@@ -100,6 +101,8 @@ struct InFlight {
     addr: String,
     /// The connection it went out on: its failure closes that one, not a newer one.
     pipe: PipeId,
+    /// The Produce version it was sent at.
+    version: i16,
     batches: Vec<Batch>,
 }
 
@@ -451,7 +454,8 @@ impl<C: Connector> Producer<'_, C> {
             v.attempts = Some(b.attempts);
             let result = match &outcome {
                 Ok(base) => {
-                    v.offset = Some(base + i as i64);
+                    // A base offset of -1 (no offset) is -1 for every record, as in Java.
+                    v.offset = Some(if *base < 0 { -1 } else { base + i as i64 });
                     Ok(())
                 }
                 Err(e) => Err(e.clone()),
@@ -696,6 +700,7 @@ impl<C: Connector> Producer<'_, C> {
             InFlight {
                 addr: addr.to_string(),
                 pipe: pipe_id,
+                version,
                 batches,
             },
         );
@@ -749,8 +754,30 @@ impl<C: Connector> Producer<'_, C> {
                 return;
             }
         };
+        let at = (ApiKey::Produce, req.version);
+        let topics = &self.setup.topics;
+        let asked = req
+            .batches
+            .iter()
+            .map(|b| (topics[b.topic].name.as_str(), b.partition));
+        let answered = resp.responses.iter().flat_map(|t| {
+            let name = t.name.0.as_str();
+            t.partition_responses.iter().map(move |p| (name, p.index))
+        });
+        // Partitions answered unasked are ignored (no batch waits for them); missing ones are
+        // reported below with their batch.
+        for (kind, tp, detail) in judge_partitions(asked, answered) {
+            if kind == ViolationKind::UnrequestedPartition {
+                self.client.report(kind, &req.addr, at, Some(tp), detail);
+            }
+        }
         for b in req.batches {
             let topic = &self.setup.topics[b.topic].name;
+            let tp = Some((topic.as_str(), b.partition));
+            // Facts about this batch's answer name its first record's send.
+            self.client
+                .witness()
+                .set_op(b.records.first().map(|r| r.invoke));
             let found = resp
                 .responses
                 .iter()
@@ -758,21 +785,41 @@ impl<C: Connector> Producer<'_, C> {
                 .flat_map(|t| t.partition_responses.iter())
                 .find(|p| p.index == b.partition);
             let result = match found {
-                None => Err(ClientError::Malformed {
-                    addr: req.addr.clone(),
-                    reason: format!("produce response lacks {topic}/{}", b.partition),
-                }),
-                Some(p) if p.error_code != 0 => Err(ClientError::Broker {
-                    api: ApiKey::Produce,
-                    code: p.error_code,
-                    message: p.error_message.as_ref().map(|m| m.to_string()),
-                }),
-                Some(p) if p.base_offset < 0 => Err(ClientError::Malformed {
-                    addr: req.addr.clone(),
-                    reason: "produce succeeded with a negative base offset".into(),
-                }),
+                // The batch fails with its outcome unknown: the Java producer never completes a
+                // batch its answer leaves out, and expires it after delivery.timeout.ms.
+                None => {
+                    let detail = format!(
+                        "the response lacks {topic}/{}, which the request asked for",
+                        b.partition
+                    );
+                    self.client
+                        .report(ViolationKind::MissingPartition, &req.addr, at, tp, detail);
+                    Err(ClientError::Malformed {
+                        addr: req.addr.clone(),
+                        reason: format!("produce response lacks {topic}/{}", b.partition),
+                        kind: Some(ViolationKind::MissingPartition),
+                    })
+                }
+                Some(p) if p.error_code != 0 => {
+                    self.client.judge_code(&req.addr, at, tp, p.error_code);
+                    Err(ClientError::Broker {
+                        api: ApiKey::Produce,
+                        code: p.error_code,
+                        message: p.error_message.as_ref().map(|m| m.to_string()),
+                    })
+                }
+                // Accepted as the Java producer accepts it: every record's RecordMetadata has
+                // offset -1 (hasOffset() false); librdkafka reports RD_KAFKA_OFFSET_INVALID. The
+                // sends are `ok` at offset -1, which the checkers read as an ack without offset.
+                Some(p) if p.base_offset < 0 => {
+                    let detail = format!("base offset {} on a successful produce", p.base_offset);
+                    self.client
+                        .report(ViolationKind::NoBaseOffset, &req.addr, at, tp, detail);
+                    Ok(-1)
+                }
                 Some(p) => Ok(p.base_offset),
             };
+            self.client.witness().set_op(None);
             match result {
                 Ok(base) => {
                     if b.in_doubt {
