@@ -124,7 +124,11 @@ pub async fn handle(
     match key {
         ApiKey::ApiVersions => {
             ApiVersionsRequest::decode(&mut body, v)?;
-            now(encode_response(corr, v, &api_versions()))
+            now(encode_response(
+                corr,
+                v,
+                &api_versions(b.cfg.api_versions_max),
+            ))
         }
         ApiKey::Metadata => {
             let req = MetadataRequest::decode(&mut body, v)?;
@@ -227,15 +231,20 @@ where
     })))
 }
 
-pub fn api_versions() -> ApiVersionsResponse {
+/// What this broker serves, ApiVersions itself at most `api_versions_max`.
+pub fn api_versions(api_versions_max: i16) -> ApiVersionsResponse {
     let mut r = ApiVersionsResponse::default();
     r.api_keys = SUPPORTED
         .iter()
         .map(|(k, lo, hi)| {
+            let hi = match k {
+                ApiKey::ApiVersions => (*hi).min(api_versions_max),
+                _ => *hi,
+            };
             ApiVersion::default()
                 .with_api_key(*k as i16)
                 .with_min_version(*lo)
-                .with_max_version(*hi)
+                .with_max_version(hi)
         })
         .collect();
     r
