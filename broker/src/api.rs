@@ -732,6 +732,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_older_broker_advertises_api_versions_only_up_to_its_release() {
+        let max = |r: &ApiVersionsResponse, key: ApiKey| {
+            r.api_keys
+                .iter()
+                .find(|k| k.api_key == key as i16)
+                .map(|k| k.max_version)
+        };
+        let (current, older) = (api_versions(3), api_versions(2));
+        assert_eq!(max(&current, ApiKey::ApiVersions), Some(3));
+        assert_eq!(max(&older, ApiKey::ApiVersions), Some(2));
+        assert_eq!(max(&older, ApiKey::Fetch), max(&current, ApiKey::Fetch));
+        assert_eq!(older.api_keys.len(), current.api_keys.len());
+    }
+
+    #[test]
     fn versions_are_within_what_the_codec_decodes() {
         use kafka_protocol::protocol::Message;
         let ranges = [

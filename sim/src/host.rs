@@ -71,7 +71,7 @@ impl BrokerStart {
         cfg.bug = bug;
         // One start in four runs the previous release (ApiVersions up to v2, before KIP-511), as
         // in a cluster halfway through a rolling upgrade: clients fall back on connecting.
-        if derive(component, &[2]) % 4 == 0 {
+        if derive(component, &[2]).is_multiple_of(4) {
             cfg.api_versions_max = 2;
         }
         let broker = loop {
