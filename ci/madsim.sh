@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The madsim backend (issue 8): clippy on the --cfg madsim build, which builds riptide in its own
 # target directory, then
-#   1. every fault kind takes effect on madsim (sim/tests/faults.rs under the cfg),
+#   1. every fault kind takes effect on madsim (sim/tests/faults.rs under the cfg), and the same
+#      seed twice in one process hashes the same (sim/tests/same_process.rs),
 #   2. madsim's determinism check on 20 chaos seeds (each seed run twice under madsim's random-draw
 #      check, plus a third run: same trace hash), and the same 20 seeds in other processes without
 #      coverage counting,
@@ -23,8 +24,8 @@ cargo clippy --release --target-dir "$target" --workspace --all-targets -- -D wa
 section "cargo build --release (cfg madsim, $target)"
 cargo build --release --target-dir "$target" -p riptide-cli
 
-section "fault kinds take effect on madsim, coverage counts there (sim/tests/faults.rs, coverage.rs)"
-cargo test --release --target-dir "$target" -p riptide-sim --test faults --test coverage
+section "fault kinds take effect on madsim, coverage counts there, a seed is the same twice in one process"
+cargo test --release --target-dir "$target" -p riptide-sim --test faults --test coverage --test same_process
 
 section "madsim determinism check: chaos 1..=20"
 tmp="$(mktemp -d)"

@@ -545,6 +545,9 @@ async fn produce(b: Arc<Broker>, req: ProduceRequest, corr: i32, v: i16) -> Repl
                     },
                 };
                 match result {
+                    Ok(base) if bug == Some(Bug::ProduceOffsetUnknown) && base % 5 == 3 => {
+                        pr.base_offset = -1;
+                    }
                     Ok(base) => pr.base_offset = base,
                     Err(c) => pr.error_code = c,
                 }

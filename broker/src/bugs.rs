@@ -46,10 +46,13 @@ pub enum Bug {
     /// batch numbered below the last one seen is taken for a retry of it, answered with its
     /// offset and not written.
     EpochBumpIgnored,
+    /// Answers some successful produces (those whose base offset is 3 modulo 5) with base offset
+    /// -1, though the data is committed at its offsets: only the reply breaks the protocol.
+    ProduceOffsetUnknown,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 12] = [
+    pub const ALL: [Bug; 13] = [
         Bug::AckBeforeCommit,
         Bug::ReserveThenWrite,
         Bug::StaleCacheAfterMove,
@@ -62,6 +65,7 @@ impl Bug {
         Bug::OneErrorFailsAll,
         Bug::CompressedBatchAsOne,
         Bug::EpochBumpIgnored,
+        Bug::ProduceOffsetUnknown,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +82,7 @@ impl Bug {
             Bug::OneErrorFailsAll => "one-error-fails-all",
             Bug::CompressedBatchAsOne => "compressed-batch-as-one",
             Bug::EpochBumpIgnored => "epoch-bump-ignored",
+            Bug::ProduceOffsetUnknown => "produce-offset-unknown",
         }
     }
 
@@ -104,6 +109,9 @@ impl Bug {
             Bug::EpochBumpIgnored => {
                 "answers an idempotent producer's batches after an epoch bump as old duplicates"
             }
+            Bug::ProduceOffsetUnknown => {
+                "answers some successful produces with base offset -1 (the data is committed)"
+            }
         }
     }
 
@@ -120,6 +128,8 @@ impl Bug {
             // new owner's partitions is the one that gets a partition error.
             Bug::OneErrorFailsAll => "ownership",
             Bug::EpochBumpIgnored => "idempotent",
+            // Any produce traffic shows it; only protocol-violation can see it.
+            Bug::ProduceOffsetUnknown => "baseline",
         }
     }
 }

@@ -260,6 +260,36 @@ fn finding_groups(r: &Report) -> Vec<(String, Vec<(usize, &Finding)>)> {
 }
 
 /// "N of M points reached", the counts, and the points never reached.
+const LAG_INTRO: &str = "Per partition, the longest a consumer that kept polling it went without \
+seeing a record known to exist (Jepsen's realtime lag): a figure, a finding only above \
+--max-realtime-lag.";
+
+/// The realtime-lag figure's rows: partition, lag, process and poll, the record behind.
+fn lag_rows(r: &Report) -> Vec<[String; 4]> {
+    let secs = |ns: u64| format!("{:.3} s", ns as f64 / 1e9);
+    r.realtime_lag
+        .iter()
+        .map(|l| {
+            let behind = match (l.offset, &l.value) {
+                (Some(o), Some(v)) => format!("offset {o} ({v})"),
+                (Some(o), None) => format!("offset {o}"),
+                _ => "nothing".to_string(),
+            };
+            [
+                format!("{}/{}", l.topic, l.partition),
+                secs(l.lag_ns),
+                format!(
+                    "process {} poll op {} at {}",
+                    l.process,
+                    l.poll_op,
+                    secs(l.poll_time_ns)
+                ),
+                behind,
+            ]
+        })
+        .collect()
+}
+
 fn coverage_rows(c: &Certification) -> (Vec<(&str, u64)>, Vec<&str>) {
     (
         c.coverage.reached().collect(),
@@ -548,6 +578,15 @@ pub fn markdown(c: &Certification) -> String {
             a.severity().describe()
         );
     }
+    if !r.realtime_lag.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Realtime lag\n\n{LAG_INTRO}\n\n| partition | worst lag | when | not yet seen |\n|---|---|---|---|"
+        );
+        for [tp, lag, when, behind] in lag_rows(r) {
+            let _ = writeln!(s, "| {tp} | {lag} | {when} | {behind} |");
+        }
+    }
     let (reached, unreached) = coverage_rows(c);
     let _ = writeln!(
         s,
@@ -777,6 +816,18 @@ svg text{{font-size:10px;fill:#57606a}}summary{{cursor:pointer;font-weight:600;m
         );
     }
     let _ = write!(s, "</table>");
+    if !r.realtime_lag.is_empty() {
+        let _ = write!(
+            s,
+            "<h2>Realtime lag</h2><p>{}</p><table><tr><th>partition</th><th>worst lag</th><th>when</th><th>not yet seen</th></tr>",
+            esc(LAG_INTRO)
+        );
+        for row in lag_rows(r) {
+            let cells: String = row.iter().map(|c| format!("<td>{}</td>", esc(c))).collect();
+            let _ = write!(s, "<tr>{cells}</tr>");
+        }
+        let _ = write!(s, "</table>");
+    }
 
     let _ = write!(
         s,
@@ -1317,6 +1368,37 @@ mod tests {
         assert_eq!(json["report"]["worst"], "data-loss");
         assert_eq!(json["coverage"]["workloads/a"], 2);
         assert_eq!(json["evidence"][0].as_array().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn the_realtime_lag_figure_is_in_every_format() {
+        use riptide_checker::history::{AssignValue, PollValue, TopicPartition};
+        let mut c = lossy();
+        let mut b = HistoryBuilder::new();
+        let assign = AssignValue {
+            partitions: vec![TopicPartition::new("t<&>", 0)],
+        };
+        b.call(2, assign.clone(), OpKind::Ok, assign);
+        let send = SendValue::new("t<&>", 0, "v0");
+        b.invoke(0, send.clone());
+        b.ok(0, send.acked(0));
+        b.advance(2_500_000_000);
+        b.call(2, PollValue::default(), OpKind::Ok, PollValue::default());
+        c.history = b.build();
+        c.report = check_all(&c.history, &CheckerConfig::default());
+        let md = markdown(&c);
+        assert!(md.contains("## Realtime lag"), "{md}");
+        assert!(md.contains("| t<&>/0 | 2.500 s |"), "{md}");
+        let html = html(&c);
+        assert!(
+            html.contains("<td>t&lt;&amp;&gt;/0</td><td>2.500 s</td>"),
+            "{html}"
+        );
+        let json = json(&c);
+        assert_eq!(
+            json["report"]["realtime_lag"][0]["lag_ns"],
+            2_500_000_000u64
+        );
     }
 
     #[test]

@@ -13,8 +13,8 @@
 //! the record's string), `:riptide/invoke` (the invoke a completion answers),
 //! `:riptide/f :final_read` (a final read, a poll to Jepsen), and `:riptide/extra` (the rest of
 //! the op's value: high watermarks, fetch offsets, batches, attempts...). Ops Jepsen has no
-//! shape for (commits, seeks, list-offsets, client descriptions, protocol violations) keep
-//! riptide's `:f` and carry their value as EDN; a violation is also tagged
+//! shape for (commits, seeks, list-offsets, client descriptions, protocol violations, broken
+//! invariants) keep riptide's `:f` and carry their value as EDN; a violation is also tagged
 //! `:riptide/f :violation`. Importing a file written by hand or by Jepsen: key `k` is topic `t{k}`
 //! partition 0 (as Jepsen's client names topics), values are their decimal text, `:nemesis` ops
 //! are faults named by their `:f`, and `:crash` and other client ops riptide cannot represent are
@@ -621,7 +621,7 @@ pub fn import(text: &str) -> Result<Imported, JepsenError> {
                         .collect::<Result<_, _>>()?;
                     vec![Value::Assign(AssignValue { partitions })]
                 }
-                "seek" | "list_offsets" | "commit" | "client" | "violation" => {
+                "seek" | "list_offsets" | "commit" | "client" | "violation" | "invariant" => {
                     let body = match r.get(&kw("value")).map(edn_to_json) {
                         Some(Json::Object(m)) => m,
                         _ => return Err(r.bad(format!(":f :{f} without a map value"))),
@@ -653,8 +653,11 @@ pub fn import(text: &str) -> Result<Imported, JepsenError> {
             None => None,
         };
         let split = values.len() > 1;
-        // A violation completes nothing, so it leaves its process's split invoke open.
-        let standalone = matches!(values.as_slice(), [Value::Violation(_)]);
+        // A violation or invariant event completes nothing: its process's split invoke stays open.
+        let standalone = matches!(
+            values.as_slice(),
+            [Value::Violation(_) | Value::Invariant(_)]
+        );
         // A completion of a split invoke answers each of its micro-ops in turn.
         let answers = if kind != OpKind::Invoke && explicit_invoke.is_none() && !standalone {
             open_split.remove(&process)

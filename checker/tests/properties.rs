@@ -590,8 +590,8 @@ proptest! {
     }
 }
 
-/// Jepsen's `realtime-lag`, the obvious way: every ok poll measures every partition in its
-/// process's map. The checker's walk, which visits only the last poll of each run of polls with
+/// Jepsen's `realtime-lag`, the obvious way (with riptide's forward seeks): every ok poll
+/// measures every partition in its process's map. The checker's walk, which visits only the last poll of each run of polls with
 /// the same offset seen, must give the same worst per partition.
 fn naive_realtime_lag(h: &History) -> Vec<riptide_checker::PartitionLag> {
     use std::collections::BTreeMap;
@@ -641,6 +641,12 @@ fn naive_realtime_lag(h: &History) -> Vec<riptide_checker::PartitionLag> {
                     (tp, o)
                 });
                 seen.insert(process, now.collect());
+            }
+            Value::Seek(s) => {
+                // A forward seek counts what lies below it as seen; seeking back keeps it.
+                let mine = seen.entry(process).or_default();
+                let e = mine.entry((s.topic.clone(), s.partition)).or_insert(-1);
+                *e = (*e).max(s.offset - 1);
             }
             Value::Poll(v) => {
                 let mine = seen.entry(process).or_default();

@@ -703,14 +703,20 @@ impl SeedResult {
 
 /// A run's worst realtime lag over all its partitions (0 without polls).
 fn worst_lag(report: &riptide_checker::Report) -> u64 {
-    report.realtime_lag.iter().map(|l| l.lag_ns).max().unwrap_or(0)
+    report
+        .realtime_lag
+        .iter()
+        .map(|l| l.lag_ns)
+        .max()
+        .unwrap_or(0)
 }
 
 /// How `sweep` and `mutants` run one seed: here, or as `riptide sim --json`
 /// in a child process. Parallel seeds always run in children: simulations
-/// sharing a process are not independent (process-wide state in the runtime
-/// stack leaks between them), and independence is what makes a seed
-/// reproducible.
+/// running at the same time in one process are not independent (they share
+/// tokio's process-wide task-id counter, which orders a crashed host's
+/// teardown), and independence is what makes a seed reproducible. One after
+/// another in one process they are (sim/tests/same_process.rs).
 struct SeedRunner {
     in_child: bool,
     check_determinism: bool,

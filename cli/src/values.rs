@@ -96,7 +96,12 @@ impl VerdictArgs {
             .collect();
         if let Some(d) = self.max_realtime_lag {
             flags.push("--max-realtime-lag".into());
-            flags.push(humantime::format_duration(d).to_string().replace(' ', "").into());
+            flags.push(
+                humantime::format_duration(d)
+                    .to_string()
+                    .replace(' ', "")
+                    .into(),
+            );
         }
         flags
     }

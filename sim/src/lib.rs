@@ -4,7 +4,10 @@
 //!
 //! Determinism: hosts run one at a time on one thread; tokio is seeded
 //! (`--cfg tokio_unstable`); wall-clock time comes from [`clock::SimClock`];
-//! every random choice derives from the run's seed ([`run::derive`]).
+//! every random choice derives from the run's seed ([`run::derive`]); nothing
+//! process-wide carries from one run into the next, so a seed gives the same
+//! trace hash in a fresh process or after other runs in the same one (on
+//! turmoil, see `fresh_task_ids` in the turmoil backend).
 
 // Under madsim, tokio::time::Instant is std's Instant, which madsim makes virtual: the
 // determinism lints (clippy.toml) cannot tell it from the real clock there, so they are

@@ -93,7 +93,42 @@ impl World for TurmoilWorld<'_, '_> {
     }
 }
 
+/// Tokio numbers tasks from one process-wide counter, and a runtime keeps its
+/// tasks in shards chosen by that number (`id % 4` for a current-thread
+/// runtime). Dropping a runtime, as turmoil does when a host crashes, shuts its
+/// tasks down shard by shard, so the order in which the crashed host's sockets
+/// close (and turmoil's random draws for those closes) would depend on how many
+/// tasks the process had spawned before this run. This spends task ids until
+/// the next one is `1` modulo [`TASK_ID_PERIOD`], as in a fresh process, so a
+/// run is the same first in a process or after any number of others.
+///
+/// It cannot help two simulations running at the same time on two threads of
+/// one process: they share the counter. (madsim numbers and schedules its
+/// tasks itself.)
+fn fresh_task_ids() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("a current-thread runtime without I/O or time builds");
+    rt.block_on(async {
+        // At most TASK_ID_PERIOD spawns, unless other threads spawn meanwhile.
+        loop {
+            let id = tokio::spawn(async {}).id().to_string();
+            // `Id` shows its number; nothing else of tokio's API gives it.
+            let id: u64 = id.parse().expect("a tokio task id is a number");
+            if id.is_multiple_of(TASK_ID_PERIOD) {
+                return;
+            }
+        }
+    });
+}
+
+/// A multiple of every shard count tokio uses for the runtimes of a
+/// simulation (4 for a current-thread runtime; 4 × cores, rounded up to a power
+/// of two, for a multi-thread one).
+const TASK_ID_PERIOD: u64 = 64;
+
 pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
+    fresh_task_ids();
     let trace = Trace::default();
     let _capture = trace.capture(TRACE_FILTER);
     tracing::info!(target: "riptide_sim::run", seed, scenario = %scenario.name, "run starts");

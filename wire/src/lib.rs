@@ -7,9 +7,11 @@
 //! - [`versions`]: the request header prefix and KIP-511 (ApiVersions answered in v0 when the
 //!   requested version is too new).
 //! - Error codes: use [`ResponseError`] (re-exported from `kafka-protocol`) and [`error_of`],
-//!   never a number written by hand (`ci/wire-check.sh` enforces it).
+//!   never a number written by hand (`ci/wire-check.sh` enforces it); [`codes::may_return`]
+//!   says which codes an API may answer with.
 
 pub mod clock;
+pub mod codes;
 pub mod frame;
 pub mod versions;
 

@@ -17,8 +17,11 @@ use crate::codec::{self, FetchedRecord};
 use crate::connection::{Connection, ConnectionOptions};
 use crate::error::ClientError;
 use crate::net::Connector;
+use crate::witness::{judge_fetch, judge_partitions, Fact, FetchedPartition, Witness};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use riptide_checker::history::ViolationKind;
 pub use riptide_wire::clock::Clock;
-use riptide_wire::{error_of, ResponseError};
+use riptide_wire::{codes, error_of, ResponseError};
 
 pub mod group;
 /// Whether a produce is retried after an attempt whose outcome is unknown.
@@ -216,6 +219,118 @@ impl<C: Connector> Client<C> {
 
     pub fn config_mut(&mut self) -> &mut ClientConfig {
         &mut self.config
+    }
+
+    /// Where this client (and every connection it opens) reports replies contrary to the
+    /// protocol, and which operation they were for (see [`crate::witness`]).
+    pub fn witness(&self) -> &Witness {
+        &self.config.connection.witness
+    }
+
+    /// Reports that a reply from `addr` broke the protocol (see [`crate::witness`]).
+    pub(crate) fn report(
+        &self,
+        kind: ViolationKind,
+        addr: &str,
+        (api, version): (ApiKey, i16),
+        partition: Option<(&str, i32)>,
+        detail: String,
+    ) {
+        self.witness().record(Fact {
+            kind,
+            broker: addr,
+            api,
+            version,
+            partition,
+            op: None,
+            detail,
+        });
+    }
+
+    /// Reports an error code `api` at `version` cannot return. The code is still handled as the
+    /// code it is, as the Java client does (`Errors.forCode`, then the exception's class decides).
+    pub(crate) fn judge_code(
+        &self,
+        addr: &str,
+        at: (ApiKey, i16),
+        partition: Option<(&str, i32)>,
+        code: i16,
+    ) {
+        if !codes::may_return(at.0, at.1, code) {
+            let name = riptide_wire::code_name(code);
+            let detail = format!(
+                "error code {code} ({name}), which {:?} v{} cannot return",
+                at.0, at.1
+            );
+            self.report(
+                ViolationKind::UnexpectedErrorCode,
+                addr,
+                at,
+                partition,
+                detail,
+            );
+        }
+    }
+
+    /// Reports partitions a response lacks or names unasked.
+    fn judge_answered<'a>(
+        &self,
+        addr: &str,
+        at: (ApiKey, i16),
+        asked: impl IntoIterator<Item = (&'a str, i32)>,
+        answered: impl IntoIterator<Item = (&'a str, i32)>,
+    ) {
+        for (kind, tp, detail) in judge_partitions(asked, answered) {
+            self.report(kind, addr, at, Some(tp), detail);
+        }
+    }
+
+    /// One partition of a fetch response (found, as asked for `topic`/`partition` from
+    /// `offset`): its records or its error, after judging it.
+    ///
+    /// Accepted as the Java consumer accepts them, with a fact: records at or above the high
+    /// watermark or the last stable offset (handed out; the consumer does not compare them), a
+    /// batch wholly below the fetch offset (dropped, as the consumer drops records below its
+    /// position), watermarks out of order (kept). Rejected as it rejects them: a corrupt batch
+    /// (CorruptRecordException: an error for this partition, nothing handed out).
+    fn take_fetched(
+        &self,
+        addr: &str,
+        version: i16,
+        (topic, partition, offset): (&str, i32, i64),
+        p: &PartitionData,
+    ) -> Result<FetchResult, ClientError> {
+        let at = (ApiKey::Fetch, version);
+        let tp = Some((topic, partition));
+        if p.error_code != 0 {
+            self.judge_code(addr, at, tp, p.error_code);
+            return Err(ClientError::broker(ApiKey::Fetch, p.error_code, None));
+        }
+        let fetched = match &p.records {
+            Some(data) => codec::decode_fetched(data.clone(), offset).map_err(|bad| {
+                if let Some(kind) = bad.kind {
+                    self.report(kind, addr, at, tp, bad.reason.clone());
+                }
+                bad.into_error(addr)
+            })?,
+            None => codec::Fetched::default(),
+        };
+        let judged = judge_fetch(&FetchedPartition {
+            offset,
+            isolation: self.config.isolation_level,
+            high_watermark: p.high_watermark,
+            last_stable_offset: p.last_stable_offset,
+            log_start_offset: p.log_start_offset,
+            batches: &fetched.batches,
+        });
+        for (kind, detail) in judged {
+            self.report(kind, addr, at, tp, detail);
+        }
+        Ok(FetchResult {
+            records: fetched.records,
+            high_watermark: p.high_watermark,
+            log_start_offset: p.log_start_offset,
+        })
     }
 
     /// Drops every pooled connection (e.g. after a fault is healed, to start clean).
@@ -568,23 +683,43 @@ impl<C: Connector> Client<C> {
             return Ok(-1);
         }
         let resp = conn.send(&req, version).await?;
-        let malformed = |reason: &str| ClientError::Malformed {
-            addr: addr.clone(),
-            reason: reason.to_string(),
-        };
+        let at = (ApiKey::Produce, version);
+        let tp = Some((topic, partition));
+        self.judge_answered(
+            &addr,
+            at,
+            [(topic, partition)],
+            resp.responses.iter().flat_map(|t| {
+                let name = t.name.0.as_str();
+                t.partition_responses.iter().map(move |p| (name, p.index))
+            }),
+        );
+        // A partition missing from the answer: the batch failed with its outcome unknown (the
+        // Java producer never completes it and expires it after delivery.timeout.ms).
         let p = resp
             .responses
             .iter()
             .filter(|t| t.name.0.as_str() == topic)
             .flat_map(|t| t.partition_responses.iter())
             .find(|p| p.index == partition)
-            .ok_or_else(|| malformed("produce response lacks the partition"))?;
+            .ok_or_else(|| ClientError::Malformed {
+                addr: addr.clone(),
+                reason: "produce response lacks the partition".to_string(),
+                kind: Some(ViolationKind::MissingPartition),
+            })?;
         if p.error_code != 0 {
+            self.judge_code(&addr, at, tp, p.error_code);
             let message = p.error_message.as_ref().map(|m| m.as_str().to_string());
             return Err(ClientError::broker(ApiKey::Produce, p.error_code, message));
         }
         if p.base_offset < 0 {
-            return Err(malformed("produce succeeded with a negative base offset"));
+            // Accepted as the Java producer accepts it: the send succeeds and its RecordMetadata
+            // has offset -1 (hasOffset() false); librdkafka likewise reports offset -1
+            // (RD_KAFKA_OFFSET_INVALID). Whatever then happens to the record is what
+            // applications live with, so the other checkers judge it as an ack without offset.
+            let detail = format!("base offset {} on a successful produce", p.base_offset);
+            self.report(ViolationKind::NoBaseOffset, &addr, at, tp, detail);
+            return Ok(-1);
         }
         Ok(p.base_offset)
     }
@@ -606,32 +741,26 @@ impl<C: Connector> Client<C> {
         let version = conn.pick_version(ApiKey::Fetch)?;
         let req = codec::fetch_request(topic, partition, offset, max_wait_ms, max_bytes, isolation);
         let resp = conn.send_with_timeout(&req, version, timeout).await?;
+        let at = (ApiKey::Fetch, version);
         if resp.error_code != 0 {
+            self.judge_code(&addr, at, None, resp.error_code);
             return Err(ClientError::broker(ApiKey::Fetch, resp.error_code, None));
         }
-        let malformed = |reason: String| ClientError::Malformed {
-            addr: addr.clone(),
-            reason,
-        };
+        self.judge_answered(&addr, at, [(topic, partition)], fetch_answered(&resp));
+        // A partition missing from a fetch: the Java consumer simply fetches it again; here the
+        // attempt fails (a fetch has no effect, so nothing is lost either way).
         let p = resp
             .responses
-            .into_iter()
+            .iter()
             .filter(|t| t.topic.0.as_str() == topic)
-            .flat_map(|t| t.partitions)
+            .flat_map(|t| t.partitions.iter())
             .find(|p| p.partition_index == partition)
-            .ok_or_else(|| malformed("fetch response lacks the partition".to_string()))?;
-        if p.error_code != 0 {
-            return Err(ClientError::broker(ApiKey::Fetch, p.error_code, None));
-        }
-        let records = match p.records {
-            Some(data) => codec::decode_records(data, offset).map_err(malformed)?,
-            None => Vec::new(),
-        };
-        Ok(FetchResult {
-            records,
-            high_watermark: p.high_watermark,
-            log_start_offset: p.log_start_offset,
-        })
+            .ok_or_else(|| ClientError::Malformed {
+                addr: addr.clone(),
+                reason: "fetch response lacks the partition".to_string(),
+                kind: Some(ViolationKind::MissingPartition),
+            })?;
+        self.take_fetched(&addr, version, (topic, partition, offset), p)
     }
 
     async fn try_list_offsets(
@@ -646,6 +775,18 @@ impl<C: Connector> Client<C> {
         let version = conn.pick_version(ApiKey::ListOffsets)?;
         let req = codec::list_offsets_request(topic, partition, which.wire(), isolation, version);
         let resp = conn.send(&req, version).await?;
+        let at = (ApiKey::ListOffsets, version);
+        self.judge_answered(
+            &addr,
+            at,
+            [(topic, partition)],
+            resp.topics.iter().flat_map(|t| {
+                let name = t.name.0.as_str();
+                t.partitions.iter().map(move |p| (name, p.partition_index))
+            }),
+        );
+        // Missing: the lookup fails (the Java consumer retries the partitions a ListOffsets
+        // answer left out); unrequested ones are ignored, as there.
         let p = resp
             .topics
             .iter()
@@ -655,8 +796,10 @@ impl<C: Connector> Client<C> {
             .ok_or_else(|| ClientError::Malformed {
                 addr: addr.clone(),
                 reason: "list offsets response lacks the partition".to_string(),
+                kind: Some(ViolationKind::MissingPartition),
             })?;
         if p.error_code != 0 {
+            self.judge_code(&addr, at, Some((topic, partition)), p.error_code);
             return Err(ClientError::broker(ApiKey::ListOffsets, p.error_code, None));
         }
         Ok(p.offset)
@@ -689,6 +832,7 @@ impl<C: Connector> Client<C> {
             .ok_or_else(|| ClientError::Malformed {
                 addr: addr.clone(),
                 reason: "create topics response lacks the topic".to_string(),
+                kind: Some(ViolationKind::MissingPartition),
             })?;
         match error_of(t.error_code) {
             None | Some(ResponseError::TopicAlreadyExists) => Ok(()),
@@ -777,9 +921,13 @@ impl<C: Connector> Client<C> {
                 return Err(e);
             }
         };
+        let at = (ApiKey::Fetch, version);
         if resp.error_code != 0 {
+            self.judge_code(addr, at, None, resp.error_code);
             return Err(ClientError::broker(ApiKey::Fetch, resp.error_code, None));
         }
+        let asked = parts.iter().map(|p| (p.topic.as_str(), p.partition));
+        self.judge_answered(addr, at, asked, fetch_answered(&resp));
         let mut out = Vec::with_capacity(parts.len());
         for spec in parts {
             let p = resp
@@ -792,27 +940,12 @@ impl<C: Connector> Client<C> {
                 None => Err(ClientError::Malformed {
                     addr: addr.to_string(),
                     reason: format!("fetch response lacks {}/{}", spec.topic, spec.partition),
+                    kind: Some(ViolationKind::MissingPartition),
                 }),
-                Some(p) if p.error_code != 0 => {
-                    Err(ClientError::broker(ApiKey::Fetch, p.error_code, None))
+                Some(p) => {
+                    let asked = (spec.topic.as_str(), spec.partition, spec.offset);
+                    self.take_fetched(addr, version, asked, p)
                 }
-                Some(p) => match &p.records {
-                    Some(data) => codec::decode_records(data.clone(), spec.offset)
-                        .map(|records| FetchResult {
-                            records,
-                            high_watermark: p.high_watermark,
-                            log_start_offset: p.log_start_offset,
-                        })
-                        .map_err(|reason| ClientError::Malformed {
-                            addr: addr.to_string(),
-                            reason,
-                        }),
-                    None => Ok(FetchResult {
-                        records: Vec::new(),
-                        high_watermark: p.high_watermark,
-                        log_start_offset: p.log_start_offset,
-                    }),
-                },
             };
             if result.as_ref().is_err_and(|e| e.needs_metadata_refresh()) {
                 self.metadata.stale = true;
@@ -904,6 +1037,16 @@ impl<C: Connector> Client<C> {
         // Seeded jitter in [d/2, d]: spreads retries of many clients without losing determinism.
         Duration::from_nanos(self.rng.gen_range(nanos / 2..=nanos))
     }
+}
+
+/// The (topic, partition) pairs a fetch response names.
+fn fetch_answered(
+    resp: &kafka_protocol::messages::FetchResponse,
+) -> impl Iterator<Item = (&str, i32)> {
+    resp.responses.iter().flat_map(|t| {
+        let name = t.topic.0.as_str();
+        t.partitions.iter().map(move |p| (name, p.partition_index))
+    })
 }
 
 #[cfg(test)]

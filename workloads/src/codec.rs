@@ -24,6 +24,7 @@ use kafka_protocol::records::{
 };
 
 use crate::error::ClientError;
+use riptide_checker::history::ViolationKind;
 use riptide_wire::frame;
 use riptide_wire::versions::{self, range_in, VersionTable};
 
@@ -129,8 +130,9 @@ pub fn decode_response<R: Request>(
     body: Bytes,
     version: i16,
     correlation_id: i32,
-) -> Result<R::Response, String> {
-    let api = ApiKey::try_from(R::KEY).map_err(|_| format!("unknown api key {}", R::KEY))?;
+) -> Result<R::Response, BadReply> {
+    let api = ApiKey::try_from(R::KEY)
+        .map_err(|_| BadReply::malformed(format!("unknown api key {}", R::KEY)))?;
     guarded(|| {
         let mut body = body;
         check_header(
@@ -138,7 +140,8 @@ pub fn decode_response<R: Request>(
             versions::response_header_version(api, version),
             correlation_id,
         )?;
-        R::Response::decode(&mut body, version).map_err(|e| format!("{api:?} v{version} body: {e}"))
+        R::Response::decode(&mut body, version)
+            .map_err(|e| BadReply::malformed(format!("{api:?} v{version} body: {e}")))
     })
 }
 
@@ -148,7 +151,7 @@ pub fn decode_api_versions(
     body: Bytes,
     version: i16,
     correlation_id: i32,
-) -> Result<ApiVersionsResponse, String> {
+) -> Result<ApiVersionsResponse, BadReply> {
     guarded(|| {
         let mut body = body;
         check_header(
@@ -156,7 +159,7 @@ pub fn decode_api_versions(
             versions::response_header_version(ApiKey::ApiVersions, version),
             correlation_id,
         )?;
-        versions::decode_api_versions(body, version)
+        versions::decode_api_versions(body, version).map_err(BadReply::malformed)
     })
 }
 
@@ -344,13 +347,58 @@ pub fn api_versions_request(version: i16) -> ApiVersionsRequest {
     }
 }
 
-fn check_header(body: &mut Bytes, header_version: i16, correlation_id: i32) -> Result<(), String> {
+/// Why a reply could not be taken: what the protocol forbids in it (`None`: nothing, riptide
+/// just cannot read it) and the details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BadReply {
+    pub kind: Option<ViolationKind>,
+    pub reason: String,
+}
+
+impl BadReply {
+    pub fn new(kind: ViolationKind, reason: impl Into<String>) -> Self {
+        BadReply {
+            kind: Some(kind),
+            reason: reason.into(),
+        }
+    }
+
+    /// Undecodable: contrary to the protocol's encoding.
+    pub fn malformed(reason: impl Into<String>) -> Self {
+        BadReply::new(ViolationKind::Malformed, reason)
+    }
+
+    /// The client error for a reply from `addr` (indeterminate and not retried, like every
+    /// malformed reply).
+    pub fn into_error(self, addr: &str) -> ClientError {
+        ClientError::Malformed {
+            addr: addr.to_string(),
+            reason: self.reason,
+            kind: self.kind,
+        }
+    }
+}
+
+impl std::fmt::Display for BadReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.reason)
+    }
+}
+
+fn check_header(
+    body: &mut Bytes,
+    header_version: i16,
+    correlation_id: i32,
+) -> Result<(), BadReply> {
     let header = ResponseHeader::decode(body, header_version)
-        .map_err(|e| format!("response header: {e}"))?;
+        .map_err(|e| BadReply::malformed(format!("response header: {e}")))?;
     if header.correlation_id != correlation_id {
-        return Err(format!(
-            "correlation id {} does not match request {correlation_id}",
-            header.correlation_id
+        return Err(BadReply::new(
+            ViolationKind::CorrelationMismatch,
+            format!(
+                "correlation id {} does not match request {correlation_id}",
+                header.correlation_id
+            ),
         ));
     }
     Ok(())
@@ -358,8 +406,9 @@ fn check_header(body: &mut Bytes, header_version: i16, correlation_id: i32) -> R
 
 /// Runs a decoder, turning a panic inside kafka-protocol into an error (belt and braces: the
 /// vendored crate bounds allocations, but a malformed reply must never take the harness down).
-fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| Err("decoder panicked".to_string()))
+fn guarded<T>(f: impl FnOnce() -> Result<T, BadReply>) -> Result<T, BadReply> {
+    catch_unwind(AssertUnwindSafe(f))
+        .unwrap_or_else(|_| Err(BadReply::malformed("decoder panicked")))
 }
 
 /// One record read back from a partition.
@@ -558,38 +607,80 @@ fn decompress(data: &mut Bytes, c: Compression) -> anyhow::Result<Bytes> {
     }
 }
 
+/// The records of a fetch response's partition, and the span of every whole batch it held.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fetched {
+    /// Records at or after the fetch offset, control records dropped.
+    pub records: Vec<FetchedRecord>,
+    /// (base offset, last offset) of each whole batch, in the order the broker sent them.
+    pub batches: Vec<(i64, i64)>,
+}
+
+/// A v2 record batch: base offset (8), batch length (4), leader epoch (4), magic (1), CRC (4),
+/// then the CRC-covered rest (attributes onwards); the header up to the record count is 61 bytes.
+const LOG_OVERHEAD: usize = 12;
+const CRC_AT: usize = 17;
+const BATCH_HEADER: usize = 61;
+
 /// Decodes the record batches of a fetch response, keeping records at or after `from_offset`
 /// (brokers return whole batches, which may start earlier). Control records are dropped. A trailing
 /// partial batch — normal when a batch crosses `max_bytes` — is ignored.
-pub fn decode_records(data: Bytes, from_offset: i64) -> Result<Vec<FetchedRecord>, String> {
-    // Batch layout: base offset (8), batch length (4), then `batch length` bytes; magic at byte 16.
-    const LOG_OVERHEAD: usize = 12;
+pub fn decode_records(data: Bytes, from_offset: i64) -> Result<Vec<FetchedRecord>, BadReply> {
+    decode_fetched(data, from_offset).map(|f| f.records)
+}
+
+/// Like [`decode_records`], also giving each batch's span. A batch shorter than its header, or
+/// whose CRC-32C does not match, is [`ViolationKind::CorruptBatch`] (the Java consumer raises
+/// CorruptRecordException for both, with `check.crcs` on by default); one in an older format
+/// (magic 0 or 1: legal, riptide reads only v2) is an error of no kind.
+pub fn decode_fetched(data: Bytes, from_offset: i64) -> Result<Fetched, BadReply> {
+    let corrupt = |reason: String| BadReply::new(ViolationKind::CorruptBatch, reason);
     let mut data = data;
-    let mut out = Vec::new();
+    let mut out = Fetched::default();
     while data.len() >= LOG_OVERHEAD {
         let batch_len = i32::from_be_bytes([data[8], data[9], data[10], data[11]]);
-        if batch_len < 0 {
-            return Err(format!("negative record batch length {batch_len}"));
+        if batch_len < (BATCH_HEADER - LOG_OVERHEAD) as i32 {
+            return Err(corrupt(format!(
+                "record batch length {batch_len} is shorter than a batch header"
+            )));
         }
         let total = LOG_OVERHEAD + batch_len as usize;
         if data.len() < total {
             break;
         }
         let mut batch = data.split_to(total);
-        match batch.get(16) {
-            Some(2) => {}
-            Some(magic) => return Err(format!("record batch magic {magic} unsupported")),
-            None => return Err("record batch too short".to_string()),
+        match batch[16] {
+            2 => {}
+            magic => {
+                return Err(BadReply {
+                    kind: None,
+                    reason: format!("record batch magic {magic} unsupported"),
+                })
+            }
         }
         let base = i64::from_be_bytes([
             batch[0], batch[1], batch[2], batch[3], batch[4], batch[5], batch[6], batch[7],
         ]);
+        let supplied = u32::from_be_bytes([
+            batch[CRC_AT],
+            batch[CRC_AT + 1],
+            batch[CRC_AT + 2],
+            batch[CRC_AT + 3],
+        ]);
+        let actual = crc32c::crc32c(&batch[CRC_AT + 4..]);
+        if supplied != actual {
+            return Err(corrupt(format!(
+                "record batch at offset {base}: CRC {supplied:#010x}, contents give {actual:#010x}"
+            )));
+        }
+        // The CRC held, so a batch that does not decode is inconsistent in itself.
         let set = guarded(|| {
             RecordBatchDecoder::decode_with_custom_compression(&mut batch, Some(decompress))
-                .map_err(|e| format!("record batch: {e}"))
+                .map_err(|e| corrupt(format!("record batch at offset {base}: {e}")))
         })?;
         let last = set.records.iter().map(|r| r.offset).max().unwrap_or(base);
-        out.extend(
+        out.batches.push((base, last));
+        out.records.extend(
             set.records
                 .into_iter()
                 .filter(|r| !r.control && r.offset >= from_offset)
@@ -970,7 +1061,7 @@ mod tests {
     fn correlation_mismatch_is_an_error() {
         let body = broker_response(ApiKey::Fetch, 4, 9, &FetchResponse::default());
         let err = decode_response::<FetchRequest>(body, 4, 10).unwrap_err();
-        assert!(err.contains("correlation"), "{err}");
+        assert_eq!(err.kind, Some(ViolationKind::CorrelationMismatch), "{err}");
     }
 
     #[test]
@@ -1013,13 +1104,19 @@ mod tests {
         let mut corrupt = BytesMut::from(&good[..]);
         let last = corrupt.len() - 1;
         corrupt[last] ^= 0xff; // breaks the CRC
-        assert!(decode_records(corrupt.freeze(), 0).is_err());
+        let err = decode_records(corrupt.freeze(), 0).unwrap_err();
+        assert_eq!(err.kind, Some(ViolationKind::CorruptBatch), "{err}");
         let mut old_magic = BytesMut::from(&good[..]);
         old_magic[16] = 1;
-        assert!(decode_records(old_magic.freeze(), 0).is_err());
+        // Legal (an older format), just not one riptide reads.
+        assert_eq!(
+            decode_records(old_magic.freeze(), 0).unwrap_err().kind,
+            None
+        );
         let mut negative = BytesMut::from(&good[..]);
         negative[8..12].copy_from_slice(&(-5i32).to_be_bytes());
-        assert!(decode_records(negative.freeze(), 0).is_err());
+        let err = decode_records(negative.freeze(), 0).unwrap_err();
+        assert_eq!(err.kind, Some(ViolationKind::CorruptBatch), "{err}");
     }
 
     #[test]

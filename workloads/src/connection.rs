@@ -13,9 +13,11 @@ use kafka_protocol::protocol::Request;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::oneshot;
 
-use crate::codec::{self, BrokerVersions};
+use crate::codec::{self, BadReply, BrokerVersions};
 use crate::error::ClientError;
 use crate::net::Connector;
+use crate::witness::{Fact, Witness};
+use riptide_checker::history::ViolationKind;
 use riptide_wire::{frame, versions};
 
 /// Per-connection settings.
@@ -36,6 +38,9 @@ pub struct ConnectionOptions {
     /// not be decoded. Shared by every connection made with these options (clones share it), so
     /// one client stops using a version the cluster gets wrong.
     pub version_caps: VersionCaps,
+    /// Where replies contrary to the protocol are reported (shared by clones, like
+    /// `version_caps`: one per client).
+    pub witness: Witness,
 }
 
 /// API key → highest version still trusted.
@@ -50,6 +55,7 @@ impl Default for ConnectionOptions {
             max_frame_bytes: riptide_wire::MAX_FRAME_BYTES,
             api_versions_version: 3,
             version_caps: VersionCaps::default(),
+            witness: Witness::default(),
         }
     }
 }
@@ -155,7 +161,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
                 .exchange(&req, version, self.opts.request_timeout)
                 .await?;
             let resp = codec::decode_api_versions(body, version, corr)
-                .map_err(|reason| self.malformed(reason))?;
+                .map_err(|bad| self.malformed(bad, version))?;
             if let Some(lower) = versions::retry_version(&resp, version) {
                 reached!(
                     "connection.api_versions_fallback",
@@ -239,8 +245,27 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         timeout: Duration,
     ) -> Result<(Bytes, i32), ClientError> {
         let (frame, corr) = self.frame(req, version)?;
-        let body = self.round_trip(&frame, true, timeout).await?;
-        Ok((body.unwrap_or_default(), corr))
+        let body = self.round_trip(&frame, true, timeout).await;
+        if let (
+            Err(ClientError::Malformed {
+                reason,
+                kind: Some(kind),
+                ..
+            }),
+            Ok(api),
+        ) = (&body, ApiKey::try_from(R::KEY))
+        {
+            self.opts.witness.record(Fact {
+                kind: *kind,
+                broker: &self.addr,
+                api,
+                version,
+                partition: None,
+                op: None,
+                detail: reason.clone(),
+            });
+        }
+        Ok((body?.unwrap_or_default(), corr))
     }
 
     /// Writes one frame and optionally reads one back, under `timeout`. Tracks whether any request
@@ -288,9 +313,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
             Ok(Err(e)) => {
                 self.broken = true;
                 if e.kind() == std::io::ErrorKind::InvalidData {
+                    // A frame whose length prefix is negative or beyond any sane size.
                     Err(ClientError::Malformed {
                         addr,
                         reason: e.to_string(),
+                        kind: Some(ViolationKind::Malformed),
                     })
                 } else {
                     Err(ClientError::Io {
@@ -311,14 +338,23 @@ impl<S: AsyncRead + AsyncWrite + Unpin + Send> Connection<S> {
         }
     }
 
-    fn malformed(&mut self, reason: String) -> ClientError {
+    /// An ApiVersions reply at `version` that could not be taken.
+    fn malformed(&mut self, bad: BadReply, version: i16) -> ClientError {
+        if let Some(kind) = bad.kind {
+            self.opts.witness.record(Fact {
+                kind,
+                broker: &self.addr,
+                api: ApiKey::ApiVersions,
+                version,
+                partition: None,
+                op: None,
+                detail: bad.reason.clone(),
+            });
+        }
         // The next frame boundary is still known, but a broker that sent garbage once is not
         // trusted again on this stream.
         self.broken = true;
-        ClientError::Malformed {
-            addr: self.addr.clone(),
-            reason,
-        }
+        bad.into_error(&self.addr)
     }
 }
 
@@ -332,18 +368,31 @@ fn decode_or_cap<R: Request>(
     version: i16,
     corr: i32,
 ) -> Result<R::Response, ClientError> {
-    codec::decode_response::<R>(body, version, corr).map_err(|reason| {
-        let mut caps = lock(&opts.version_caps);
-        let cap = caps.entry(R::KEY).or_insert(version);
-        if *cap >= version {
-            *cap = version - 1;
-            tracing::warn!(api = R::KEY, version, %addr, %reason,
-                "reply undecodable; this client now uses at most v{}", version - 1);
+    // A correlation id that does not match is answered as the Java client does (NetworkClient:
+    // IllegalStateException, the connection is closed): an indeterminate error, the stream is not
+    // used again; the client records the fact. Only an undecodable body lowers the version.
+    codec::decode_response::<R>(body, version, corr).map_err(|bad| {
+        if let (Some(kind), Ok(api)) = (bad.kind, ApiKey::try_from(R::KEY)) {
+            opts.witness.record(Fact {
+                kind,
+                broker: addr,
+                api,
+                version,
+                partition: None,
+                op: None,
+                detail: bad.reason.clone(),
+            });
         }
-        ClientError::Malformed {
-            addr: addr.to_string(),
-            reason,
+        if bad.kind != Some(ViolationKind::CorrelationMismatch) {
+            let mut caps = lock(&opts.version_caps);
+            let cap = caps.entry(R::KEY).or_insert(version);
+            if *cap >= version {
+                *cap = version - 1;
+                tracing::warn!(api = R::KEY, version, %addr, reason = %bad,
+                    "reply undecodable; this client now uses at most v{}", version - 1);
+            }
         }
+        bad.into_error(addr)
     })
 }
 

@@ -438,10 +438,13 @@ impl<C: Connector> Consumer<'_, C> {
     /// `Some(records handed out)`, or `None` if every fetch failed.
     async fn poll(&mut self) -> Option<usize> {
         let process = self.setup.process;
-        self.rec.invoke(process, PollValue::default());
+        let invoke = self.rec.invoke(process, PollValue::default());
         let mut v = PollValue::default();
         if self.parts.values().all(|p| p.buffer.is_empty()) && !self.parts.is_empty() {
-            if let Err(e) = self.fetch(&mut v).await {
+            self.client.witness().set_op(Some(invoke));
+            let fetched = self.fetch(&mut v).await;
+            self.client.witness().set_op(None);
+            if let Err(e) = fetched {
                 // Reads have no effect: a failed poll is always `fail`.
                 self.rec
                     .failed(process, PollValue::default(), true, e.to_string());

@@ -5,6 +5,7 @@
 //! "lost write"/"aborted read" finding, so when in doubt an error is indeterminate.
 
 use kafka_protocol::messages::ApiKey;
+use riptide_checker::history::ViolationKind;
 use riptide_wire::{error_of, ResponseError};
 use ResponseError::*;
 
@@ -31,9 +32,15 @@ pub enum ClientError {
     /// No response within the request timeout. `written` = some request bytes had left the client.
     #[error("request to {addr} timed out (request written: {written})")]
     Timeout { addr: String, written: bool },
-    /// The broker's reply could not be parsed (or did not match the request).
+    /// The broker's reply could not be parsed (or did not match the request). `kind` says what
+    /// the protocol forbids in it, for the client's `violation` fact ([`crate::witness`]); `None`
+    /// when riptide cannot read a reply the protocol allows (an old record batch format).
     #[error("malformed response from {addr}: {reason}")]
-    Malformed { addr: String, reason: String },
+    Malformed {
+        addr: String,
+        reason: String,
+        kind: Option<ViolationKind>,
+    },
     /// The broker does not support any version of an API this client implements; nothing was sent.
     #[error("{api:?} unsupported: {reason}")]
     Unsupported { api: ApiKey, reason: String },
@@ -222,6 +229,7 @@ mod tests {
             ClientError::Malformed {
                 addr: addr(),
                 reason: "junk".into(),
+                kind: Some(ViolationKind::Malformed),
             },
             ClientError::AfterIndeterminate {
                 last: Box::new(broker(NotLeaderOrFollower.code())),
@@ -250,6 +258,7 @@ mod tests {
         let junk = ClientError::Malformed {
             addr: "b:1".into(),
             reason: "junk".into(),
+            kind: Some(ViolationKind::Malformed),
         };
         assert!(!junk.is_retriable());
         let wrapped = ClientError::AfterIndeterminate {

@@ -56,9 +56,12 @@ pub async fn producer<C: Connector>(
         let value = format!("p{process}-{n}");
         n += 1;
         let send = SendValue::new(&cfg.topic, partition, &value);
-        rec.invoke(process, send.clone());
+        let invoke = rec.invoke(process, send.clone());
         let bytes = Bytes::from(value.clone().into_bytes());
-        match client.produce(&cfg.topic, partition, None, bytes, -1).await {
+        client.witness().set_op(Some(invoke));
+        let result = client.produce(&cfg.topic, partition, None, bytes, -1).await;
+        client.witness().set_op(None);
+        match result {
             Ok(offset) => {
                 rec.ok(process, send.acked(offset));
             }
@@ -114,7 +117,8 @@ async fn poll<C: Connector>(
     partition: i32,
     position: &mut i64,
 ) -> Option<bool> {
-    rec.invoke(process, PollValue::default());
+    let invoke = rec.invoke(process, PollValue::default());
+    client.witness().set_op(Some(invoke));
     let fetched = client
         .fetch(
             &cfg.topic,
@@ -124,6 +128,7 @@ async fn poll<C: Connector>(
             cfg.fetch_max_bytes,
         )
         .await;
+    client.witness().set_op(None);
     match fetched {
         Ok(r) => {
             let mut v = PollValue::default()
@@ -179,7 +184,8 @@ pub async fn final_read_topics<C: Connector>(
 ) {
     for topic in topics {
         for partition in 0..topic.partitions {
-            rec.invoke(process, FinalReadValue::new(&topic.name, partition));
+            let invoke = rec.invoke(process, FinalReadValue::new(&topic.name, partition));
+            client.witness().set_op(Some(invoke));
             let mut last_error = String::new();
             let outcome = loop {
                 match read_partition(client, &topic.name, partition, max_bytes).await {
@@ -191,6 +197,7 @@ pub async fn final_read_topics<C: Connector>(
                 }
                 tokio::time::sleep(Duration::from_millis(200)).await;
             };
+            client.witness().set_op(None);
             match outcome {
                 Some(v) => {
                     rec.ok(process, v);

@@ -18,9 +18,11 @@ pub mod error;
 pub mod generators;
 pub mod mix;
 pub mod net;
+pub mod pipes;
 pub mod producer;
 pub mod recorder;
 pub mod roster;
+pub mod witness;
 
 pub use client::{Client, ClientConfig, Clock, FetchResult, OffsetSpec, ProduceAck, ProduceRetry};
 pub use codec::FetchedRecord;
@@ -28,6 +30,7 @@ pub use connection::{Connection, ConnectionOptions};
 pub use error::ClientError;
 pub use net::{Connector, TcpConnector};
 pub use recorder::Recorder;
+pub use witness::Witness;
 
 /// A topic a workload writes and reads.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -16,11 +16,12 @@
 
 use crate::client::Client;
 use crate::codec::{self, OutRecord, Sequenced};
-use crate::connection::Pipe;
 use crate::error::ClientError;
 use crate::mix::{profile_map, EpochBump, ProducerProfile};
 use crate::net::Connector;
+use crate::pipes::{PipeId, Pipes};
 use crate::recorder::Recorder;
+use crate::witness::judge_partitions;
 use crate::Topic;
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -30,7 +31,7 @@ use kafka_protocol::messages::{ApiKey, ProduceResponse};
 use kafka_protocol::ResponseError;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use riptide_checker::history::{ClientCounters, ClientValue, SendValue};
+use riptide_checker::history::{ClientCounters, ClientValue, SendValue, ViolationKind};
 use riptide_coverage::reached;
 use std::collections::{BTreeMap, VecDeque};
 use std::hash::Hasher;
@@ -98,6 +99,10 @@ struct Part {
 
 struct InFlight {
     addr: String,
+    /// The connection it went out on: its failure closes that one, not a newer one.
+    pipe: PipeId,
+    /// The Produce version it was sent at.
+    version: i16,
     batches: Vec<Batch>,
 }
 
@@ -109,7 +114,7 @@ struct Producer<'a, C: Connector> {
     setup: &'a ProducerSetup,
     rng: ChaCha8Rng,
     parts: BTreeMap<(usize, i32), Part>,
-    pipes: BTreeMap<String, Pipe<C::Stream>>,
+    pipes: Pipes<C::Stream>,
     requests: BTreeMap<u64, InFlight>,
     responses: FuturesUnordered<BoxFuture<'static, Done>>,
     producer: Option<(i64, i16)>,
@@ -139,7 +144,7 @@ pub async fn run<C: Connector>(
         setup,
         rng: ChaCha8Rng::seed_from_u64(setup.seed),
         parts: BTreeMap::new(),
-        pipes: BTreeMap::new(),
+        pipes: Pipes::default(),
         requests: BTreeMap::new(),
         responses: FuturesUnordered::new(),
         producer: None,
@@ -449,7 +454,8 @@ impl<C: Connector> Producer<'_, C> {
             v.attempts = Some(b.attempts);
             let result = match &outcome {
                 Ok(base) => {
-                    v.offset = Some(base + i as i64);
+                    // A base offset of -1 (no offset) is -1 for every record, as in Java.
+                    v.offset = Some(if *base < 0 { -1 } else { base + i as i64 });
                     Ok(())
                 }
                 Err(e) => Err(e.clone()),
@@ -597,13 +603,10 @@ impl<C: Connector> Producer<'_, C> {
         if batches.is_empty() {
             return false;
         }
-        if self.pipes.get(addr).is_some_and(|p| p.is_broken()) {
-            self.pipes.remove(addr);
-        }
-        if !self.pipes.contains_key(addr) {
+        if self.pipes.usable(addr).is_none() {
             match self.client.open_pipe(addr).await {
                 Ok(p) => {
-                    self.pipes.insert(addr.to_string(), p);
+                    self.pipes.insert(addr, p);
                 }
                 Err(e) => {
                     self.client.mark_stale();
@@ -614,7 +617,7 @@ impl<C: Connector> Producer<'_, C> {
                 }
             }
         }
-        let Some(pipe) = self.pipes.get_mut(addr) else {
+        let Some((pipe_id, pipe)) = self.pipes.usable(addr) else {
             return false;
         };
         let version = match pipe.pick_version(ApiKey::Produce) {
@@ -664,7 +667,7 @@ impl<C: Connector> Producer<'_, C> {
         let sent = match sent {
             Ok(s) => s,
             Err(e) => {
-                self.pipes.remove(addr);
+                self.pipes.close(addr, pipe_id);
                 self.client.mark_stale();
                 for b in batches {
                     self.retry_or_give_up(b, &e);
@@ -696,6 +699,8 @@ impl<C: Connector> Producer<'_, C> {
             id,
             InFlight {
                 addr: addr.to_string(),
+                pipe: pipe_id,
+                version,
                 batches,
             },
         );
@@ -739,11 +744,9 @@ impl<C: Connector> Producer<'_, C> {
         let resp = match result {
             Ok(r) => r,
             Err(e) => {
-                if let Some(p) = self.pipes.get(&req.addr) {
-                    // After a timeout the connection's later answers may never come.
-                    p.break_off();
-                }
-                self.pipes.remove(&req.addr);
+                // After a timeout the connection's later answers may never come. A failure
+                // handled after a newer connection to the broker was opened leaves that open.
+                self.pipes.close(&req.addr, req.pipe);
                 self.client.mark_stale();
                 for b in req.batches {
                     self.retry_or_give_up(b, &e);
@@ -751,8 +754,30 @@ impl<C: Connector> Producer<'_, C> {
                 return;
             }
         };
+        let at = (ApiKey::Produce, req.version);
+        let topics = &self.setup.topics;
+        let asked = req
+            .batches
+            .iter()
+            .map(|b| (topics[b.topic].name.as_str(), b.partition));
+        let answered = resp.responses.iter().flat_map(|t| {
+            let name = t.name.0.as_str();
+            t.partition_responses.iter().map(move |p| (name, p.index))
+        });
+        // Partitions answered unasked are ignored (no batch waits for them); missing ones are
+        // reported below with their batch.
+        for (kind, tp, detail) in judge_partitions(asked, answered) {
+            if kind == ViolationKind::UnrequestedPartition {
+                self.client.report(kind, &req.addr, at, Some(tp), detail);
+            }
+        }
         for b in req.batches {
             let topic = &self.setup.topics[b.topic].name;
+            let tp = Some((topic.as_str(), b.partition));
+            // Facts about this batch's answer name its first record's send.
+            self.client
+                .witness()
+                .set_op(b.records.first().map(|r| r.invoke));
             let found = resp
                 .responses
                 .iter()
@@ -760,21 +785,41 @@ impl<C: Connector> Producer<'_, C> {
                 .flat_map(|t| t.partition_responses.iter())
                 .find(|p| p.index == b.partition);
             let result = match found {
-                None => Err(ClientError::Malformed {
-                    addr: req.addr.clone(),
-                    reason: format!("produce response lacks {topic}/{}", b.partition),
-                }),
-                Some(p) if p.error_code != 0 => Err(ClientError::Broker {
-                    api: ApiKey::Produce,
-                    code: p.error_code,
-                    message: p.error_message.as_ref().map(|m| m.to_string()),
-                }),
-                Some(p) if p.base_offset < 0 => Err(ClientError::Malformed {
-                    addr: req.addr.clone(),
-                    reason: "produce succeeded with a negative base offset".into(),
-                }),
+                // The batch fails with its outcome unknown: the Java producer never completes a
+                // batch its answer leaves out, and expires it after delivery.timeout.ms.
+                None => {
+                    let detail = format!(
+                        "the response lacks {topic}/{}, which the request asked for",
+                        b.partition
+                    );
+                    self.client
+                        .report(ViolationKind::MissingPartition, &req.addr, at, tp, detail);
+                    Err(ClientError::Malformed {
+                        addr: req.addr.clone(),
+                        reason: format!("produce response lacks {topic}/{}", b.partition),
+                        kind: Some(ViolationKind::MissingPartition),
+                    })
+                }
+                Some(p) if p.error_code != 0 => {
+                    self.client.judge_code(&req.addr, at, tp, p.error_code);
+                    Err(ClientError::Broker {
+                        api: ApiKey::Produce,
+                        code: p.error_code,
+                        message: p.error_message.as_ref().map(|m| m.to_string()),
+                    })
+                }
+                // Accepted as the Java producer accepts it: every record's RecordMetadata has
+                // offset -1 (hasOffset() false); librdkafka reports RD_KAFKA_OFFSET_INVALID. The
+                // sends are `ok` at offset -1, which the checkers read as an ack without offset.
+                Some(p) if p.base_offset < 0 => {
+                    let detail = format!("base offset {} on a successful produce", p.base_offset);
+                    self.client
+                        .report(ViolationKind::NoBaseOffset, &req.addr, at, tp, detail);
+                    Ok(-1)
+                }
                 Some(p) => Ok(p.base_offset),
             };
+            self.client.witness().set_op(None);
             match result {
                 Ok(base) => {
                     if b.in_doubt {

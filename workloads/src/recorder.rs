@@ -3,7 +3,7 @@
 //! in a simulation (hosts' tokio clocks are not comparable), the machine's
 //! since the recorder's clock was made otherwise.
 
-use riptide_checker::history::{History, Op, OpKind, Value};
+use riptide_checker::history::{History, Op, OpKind, Value, F};
 use riptide_wire::clock::Clock;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -44,7 +44,12 @@ impl Recorder {
     ) -> u64 {
         let mut ops = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let index = ops.len() as u64;
-        let change = if kind == OpKind::Invoke { 1 } else { -1 };
+        // A violation is a standalone fact: it completes nothing.
+        let change = match kind {
+            OpKind::Invoke => 1,
+            _ if value.f() == F::Violation => 0,
+            _ => -1,
+        };
         self.in_flight.fetch_add(change, Ordering::Relaxed);
         ops.push(Op {
             index,

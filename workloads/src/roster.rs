@@ -228,6 +228,8 @@ impl Roster {
             cfg.metadata_timeout = Some(timeout);
             cfg.reconnect_backoff = Some(RECONNECT_BACKOFF);
         }
+        // Replies contrary to the protocol become facts of this process (sim and certify alike).
+        client.witness().attach(rec, p.process);
         match &p.role {
             Role::Producer(setup) => producer::run(client, rec, setup, until).await,
             Role::Consumer(setup) => consumer::run(client, rec, setup, until).await,
@@ -251,6 +253,7 @@ impl Roster {
         rec: &Recorder,
         give_up: Instant,
     ) {
+        client.witness().attach(rec, self.reader);
         generators::final_read_topics(
             client,
             rec,

@@ -21,10 +21,11 @@ use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Enc
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
+use riptide_checker::history::{OpKind, SendValue, Value, ViolationKind, ViolationValue};
 use riptide_wire::frame;
 use riptide_wire::ResponseError;
 use riptide_workloads::{
-    Client, ClientConfig, ClientError, OffsetSpec, ProduceRetry, TcpConnector,
+    Client, ClientConfig, ClientError, OffsetSpec, ProduceRetry, Recorder, TcpConnector,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -40,6 +41,32 @@ struct Shared {
     appends_by_node: BTreeMap<i32, usize>,
     /// Append the next produce, then drop the connection instead of answering.
     lose_next_produce_reply: bool,
+    /// How every reply breaks the protocol, if it does.
+    misbehave: Option<Misbehave>,
+}
+
+/// Ways the fake breaks the protocol (one at a time, on every reply it concerns).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Misbehave {
+    /// Produce: success with base offset -1 (the record is appended).
+    NoBaseOffset,
+    /// Produce, Fetch, ListOffsets: the partition asked for is left out (a produce still
+    /// appends).
+    MissingPartition,
+    /// Produce: an extra partition nobody asked for, besides the right answer.
+    UnrequestedPartition,
+    /// Produce: OFFSET_OUT_OF_RANGE, which Produce cannot return (nothing appended).
+    ProduceOffsetOutOfRange,
+    /// Every reply after ApiVersions carries the wrong correlation id.
+    WrongCorrelation,
+    /// Fetch: the batch's CRC is wrong.
+    CorruptCrc,
+    /// Fetch: the high watermark reported one below the log end (the last record is above it).
+    HwmBelowRecords,
+    /// Fetch: last stable offset above the high watermark.
+    LsoAboveHwm,
+    /// Fetch: log start offset above the high watermark.
+    LogStartAboveHwm,
 }
 
 type State = Arc<Mutex<Shared>>;
@@ -75,8 +102,12 @@ async fn serve(mut stream: TcpStream, node: i32, state: State) {
     while let Ok(Some(body)) = frame::read_frame(&mut stream, 1 << 20).await {
         let mut body = body.freeze();
         let header = decode_request_header_from_buffer(&mut body).unwrap();
-        let (v, corr) = (header.request_api_version, header.correlation_id);
+        let (v, mut corr) = (header.request_api_version, header.correlation_id);
         let api = ApiKey::try_from(header.request_api_key).unwrap();
+        let wrong = state.lock().unwrap().misbehave == Some(Misbehave::WrongCorrelation);
+        if wrong && api != ApiKey::ApiVersions {
+            corr += 1000;
+        }
         let reply = match api {
             ApiKey::ApiVersions => {
                 let range = |k: ApiKey, lo: i16, hi: i16| {
@@ -173,7 +204,10 @@ async fn serve(mut stream: TcpStream, node: i32, state: State) {
                 let mut s = state.lock().unwrap();
                 let mut part = PartitionProduceResponse::default().with_index(p.index);
                 let mut lose = false;
-                if node != s.leader {
+                let bad = s.misbehave;
+                if bad == Some(Misbehave::ProduceOffsetOutOfRange) {
+                    part = part.with_error_code(ResponseError::OffsetOutOfRange.code());
+                } else if node != s.leader {
                     s.not_leader_replies += 1;
                     part = part.with_error_code(ResponseError::NotLeaderOrFollower.code());
                 } else {
@@ -182,36 +216,65 @@ async fn serve(mut stream: TcpStream, node: i32, state: State) {
                     let base = s.log.len() as i64;
                     s.log.extend(set.records);
                     *s.appends_by_node.entry(node).or_default() += 1;
-                    part = part.with_base_offset(base);
+                    let shown = if bad == Some(Misbehave::NoBaseOffset) {
+                        -1
+                    } else {
+                        base
+                    };
+                    part = part.with_base_offset(shown);
                     lose = std::mem::take(&mut s.lose_next_produce_reply);
                 }
                 if lose {
                     return; // appended, but the client never hears about it
                 }
+                let parts = match bad {
+                    Some(Misbehave::MissingPartition) => vec![],
+                    Some(Misbehave::UnrequestedPartition) => {
+                        vec![part, PartitionProduceResponse::default().with_index(5)]
+                    }
+                    _ => vec![part],
+                };
                 let resp =
                     ProduceResponse::default()
                         .with_responses(vec![TopicProduceResponse::default()
                             .with_name(t.name.clone())
-                            .with_partition_responses(vec![part])]);
+                            .with_partition_responses(parts)]);
                 frame(api, v, corr, &resp)
             }
             ApiKey::Fetch => {
                 let req = FetchRequest::decode(&mut body, v).unwrap();
                 let t = &req.topics[0];
                 let s = state.lock().unwrap();
+                let bad = s.misbehave;
+                let end = s.log.len() as i64;
+                let hwm = if bad == Some(Misbehave::HwmBelowRecords) {
+                    end - 1
+                } else {
+                    end
+                };
                 let mut part = PartitionData::default()
                     .with_partition_index(t.partitions[0].partition)
-                    .with_high_watermark(s.log.len() as i64)
-                    .with_log_start_offset(0);
+                    .with_high_watermark(hwm)
+                    .with_last_stable_offset(match bad {
+                        Some(Misbehave::LsoAboveHwm) => hwm + 1,
+                        _ => hwm,
+                    })
+                    .with_log_start_offset(match bad {
+                        Some(Misbehave::LogStartAboveHwm) => hwm + 1,
+                        _ => 0,
+                    });
                 if node != s.leader {
                     part = part.with_error_code(ResponseError::NotLeaderOrFollower.code());
-                } else if !s.log.is_empty() {
-                    // One batch holding the whole log from offset 0: the client must drop what
-                    // lies before the offset it asked for.
+                } else if t.partitions[0].fetch_offset < end {
+                    // The log from the fetch offset (the encoder makes a batch per record, each
+                    // as produced; a batch wholly below the fetch offset would break the
+                    // protocol).
+                    let from = t.partitions[0].fetch_offset.max(0) as usize;
                     let records: Vec<Record> = s
                         .log
                         .iter()
                         .enumerate()
+                        .skip(from)
                         .map(|(i, r)| Record {
                             offset: i as i64,
                             timestamp_type: TimestampType::Creation,
@@ -224,13 +287,20 @@ async fn serve(mut stream: TcpStream, node: i32, state: State) {
                         compression: Compression::None,
                     };
                     RecordBatchEncoder::encode(&mut buf, &records, &opts).unwrap();
+                    if bad == Some(Misbehave::CorruptCrc) {
+                        buf[17] ^= 0xff; // the first byte of the CRC
+                    }
                     part = part.with_records(Some(buf.freeze()));
                 }
+                let parts = match bad {
+                    Some(Misbehave::MissingPartition) => vec![],
+                    _ => vec![part],
+                };
                 let resp =
                     FetchResponse::default()
                         .with_responses(vec![FetchableTopicResponse::default()
                             .with_topic(t.topic.clone())
-                            .with_partitions(vec![part])]);
+                            .with_partitions(parts)]);
                 frame(api, v, corr, &resp)
             }
             ApiKey::ListOffsets => {
@@ -247,12 +317,16 @@ async fn serve(mut stream: TcpStream, node: i32, state: State) {
                         .position(|r| r.timestamp >= ts)
                         .map_or(-1, |i| i as i64),
                 };
+                let parts = match s.misbehave {
+                    Some(Misbehave::MissingPartition) => vec![],
+                    _ => vec![ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_offset(offset)],
+                };
                 let resp = ListOffsetsResponse::default().with_topics(vec![
                     ListOffsetsTopicResponse::default()
                         .with_name(t.name.clone())
-                        .with_partitions(vec![ListOffsetsPartitionResponse::default()
-                            .with_partition_index(p.partition_index)
-                            .with_offset(offset)]),
+                        .with_partitions(parts),
                 ]);
                 frame(api, v, corr, &resp)
             }
@@ -474,4 +548,297 @@ async fn connection_closed_during_api_versions_is_definite() {
         .unwrap_err();
     assert!(matches!(err, ClientError::Connect { .. }), "{err:?}");
     assert!(err.is_definite());
+}
+
+// ---- replies contrary to the protocol: each is a `violation` fact; the client accepts what
+// ---- the Java client accepts and rejects what it rejects.
+
+const PROCESS: u64 = 7;
+
+/// A client witnessing into a fresh recorder, its topic made and `n` records written (by a
+/// well-behaved broker), then the fake switched to `bad`.
+async fn witnessed(n: usize, bad: Misbehave) -> (State, Client<TcpConnector>, Recorder) {
+    let (state, client, rec, _) = witnessed_at(n, bad).await;
+    (state, client, rec)
+}
+
+/// [`witnessed`], also giving the fake's addresses.
+async fn witnessed_at(
+    n: usize,
+    bad: Misbehave,
+) -> (State, Client<TcpConnector>, Recorder, Vec<String>) {
+    let (state, addrs) = cluster(&[1]).await;
+    let rec = Recorder::new(Arc::new(riptide_wire::clock::FixedClock(0)));
+    let mut client = Client::new(TcpConnector, addrs.clone(), config());
+    client.witness().attach(&rec, PROCESS);
+    client.create_topic("t", 1).await.unwrap();
+    for _ in 0..n {
+        client
+            .produce("t", 0, None, Bytes::from_static(b"v"), -1)
+            .await
+            .unwrap();
+    }
+    state.lock().unwrap().misbehave = Some(bad);
+    (state, client, rec, addrs)
+}
+
+/// The violation facts recorded so far (each a standalone `ok` of the process).
+fn facts(rec: &Recorder) -> Vec<ViolationValue> {
+    rec.history()
+        .ops
+        .into_iter()
+        .filter_map(|op| match op.value {
+            Value::Violation(v) => {
+                assert_eq!(
+                    (op.kind, op.process, op.invoke),
+                    (OpKind::Ok, PROCESS, None)
+                );
+                Some(v)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn kinds(rec: &Recorder) -> Vec<ViolationKind> {
+    facts(rec).iter().map(|f| f.kind).collect()
+}
+
+#[tokio::test]
+async fn a_produce_without_base_offset_is_accepted_at_minus_one_and_recorded() {
+    let (state, mut client, rec) = witnessed(0, Misbehave::NoBaseOffset).await;
+    // The fact names the operation the workload said the request was for.
+    let invoke = rec.invoke(PROCESS, SendValue::new("t", 0, "x"));
+    client.witness().set_op(Some(invoke));
+    let offset = client
+        .produce("t", 0, None, Bytes::from_static(b"x"), -1)
+        .await
+        .unwrap();
+    client.witness().set_op(None);
+    // As the Java producer: a success whose RecordMetadata has offset -1.
+    assert_eq!(offset, -1);
+    assert_eq!(state.lock().unwrap().log.len(), 1);
+    let f = facts(&rec);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].kind, ViolationKind::NoBaseOffset);
+    assert_eq!(f[0].op, Some(invoke));
+    assert_eq!((f[0].api.as_str(), f[0].version), ("Produce", 9));
+    assert_eq!(f[0].partition.as_ref().map(|p| p.partition), Some(0));
+    assert!(f[0].detail.contains("-1"), "{}", f[0].detail);
+    assert_eq!(rec.in_flight(), 1, "a fact completes nothing");
+}
+
+#[tokio::test]
+async fn a_produce_answer_missing_its_partition_is_indeterminate_and_recorded() {
+    let (state, mut client, rec) = witnessed(0, Misbehave::MissingPartition).await;
+    let err = client
+        .produce("t", 0, None, Bytes::from_static(b"x"), -1)
+        .await
+        .unwrap_err();
+    // The batch may be written (it was): `info`, never `fail`; not retried.
+    assert!(!err.is_definite() && !err.is_retriable(), "{err:?}");
+    assert_eq!(state.lock().unwrap().log.len(), 1);
+    assert_eq!(kinds(&rec), vec![ViolationKind::MissingPartition]);
+}
+
+#[tokio::test]
+async fn a_partition_answered_unasked_is_ignored_and_recorded() {
+    let (_state, mut client, rec) = witnessed(0, Misbehave::UnrequestedPartition).await;
+    let offset = client
+        .produce("t", 0, None, Bytes::from_static(b"x"), -1)
+        .await
+        .unwrap();
+    assert_eq!(offset, 0);
+    let f = facts(&rec);
+    assert_eq!(kinds(&rec), vec![ViolationKind::UnrequestedPartition]);
+    assert_eq!(f[0].partition.as_ref().map(|p| p.partition), Some(5));
+}
+
+#[tokio::test]
+async fn an_error_code_the_api_cannot_return_is_handled_as_its_code_and_recorded() {
+    let (_state, mut client, rec) = witnessed(0, Misbehave::ProduceOffsetOutOfRange).await;
+    let err = client
+        .produce("t", 0, None, Bytes::from_static(b"x"), -1)
+        .await
+        .unwrap_err();
+    assert_eq!(err.error(), Some(ResponseError::OffsetOutOfRange));
+    assert!(err.is_definite(), "{err:?}");
+    assert_eq!(kinds(&rec), vec![ViolationKind::UnexpectedErrorCode]);
+}
+
+#[tokio::test]
+async fn a_wrong_correlation_id_breaks_the_connection_and_is_recorded() {
+    let (_state, mut client, rec) = witnessed(0, Misbehave::WrongCorrelation).await;
+    let err = client
+        .produce("t", 0, None, Bytes::from_static(b"x"), -1)
+        .await
+        .unwrap_err();
+    // As the Java client (IllegalStateException, disconnect): the outcome is unknown.
+    assert!(matches!(err, ClientError::Malformed { .. }), "{err:?}");
+    assert!(!err.is_definite());
+    let f = facts(&rec);
+    assert!(!f.is_empty());
+    assert!(
+        f.iter()
+            .all(|v| v.kind == ViolationKind::CorrelationMismatch),
+        "{f:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_corrupt_batch_is_rejected_and_recorded() {
+    let (_state, mut client, rec) = witnessed(2, Misbehave::CorruptCrc).await;
+    let err = client.fetch("t", 0, 0, 0, 1 << 20).await.unwrap_err();
+    // As the Java consumer (CorruptRecordException): nothing handed out.
+    assert!(matches!(err, ClientError::Malformed { .. }), "{err:?}");
+    assert_eq!(kinds(&rec), vec![ViolationKind::CorruptBatch]);
+}
+
+#[tokio::test]
+async fn records_above_the_high_watermark_are_handed_out_and_recorded() {
+    let (_state, mut client, rec) = witnessed(3, Misbehave::HwmBelowRecords).await;
+    let r = client.fetch("t", 0, 0, 0, 1 << 20).await.unwrap();
+    // The Java consumer does not compare records with the high watermark: all three.
+    assert_eq!(r.high_watermark, 2);
+    assert_eq!(r.records.len(), 3);
+    assert_eq!(kinds(&rec), vec![ViolationKind::RecordsOutOfRange]);
+}
+
+#[tokio::test]
+async fn watermarks_out_of_order_are_recorded() {
+    let (_state, mut client, rec) = witnessed(2, Misbehave::LsoAboveHwm).await;
+    assert_eq!(
+        client
+            .fetch("t", 0, 0, 0, 1 << 20)
+            .await
+            .unwrap()
+            .records
+            .len(),
+        2
+    );
+    assert_eq!(kinds(&rec), vec![ViolationKind::HwmBelowLso]);
+
+    let (_state, mut client, rec) = witnessed(2, Misbehave::LogStartAboveHwm).await;
+    assert_eq!(
+        client
+            .fetch("t", 0, 0, 0, 1 << 20)
+            .await
+            .unwrap()
+            .records
+            .len(),
+        2
+    );
+    assert_eq!(kinds(&rec), vec![ViolationKind::HwmBelowLogStart]);
+}
+
+#[tokio::test]
+async fn fetch_and_list_offsets_answers_missing_the_partition_are_recorded() {
+    let (_state, mut client, rec) = witnessed(1, Misbehave::MissingPartition).await;
+    assert!(client.fetch("t", 0, 0, 0, 1 << 20).await.is_err());
+    assert!(client
+        .list_offsets("t", 0, OffsetSpec::Latest)
+        .await
+        .is_err());
+    let f = facts(&rec);
+    let got: Vec<_> = f.iter().map(|v| (v.kind, v.api.as_str())).collect();
+    assert_eq!(
+        got,
+        vec![
+            (ViolationKind::MissingPartition, "Fetch"),
+            (ViolationKind::MissingPartition, "ListOffsets"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_broker_that_keeps_the_protocol_leaves_no_fact() {
+    let (state, mut client, rec) = witnessed(3, Misbehave::NoBaseOffset).await;
+    state.lock().unwrap().misbehave = None;
+    client
+        .produce("t", 0, None, Bytes::from_static(b"x"), -1)
+        .await
+        .unwrap();
+    for offset in 0..=4 {
+        client.fetch("t", 0, offset, 0, 1 << 20).await.unwrap();
+    }
+    client
+        .list_offsets("t", 0, OffsetSpec::Latest)
+        .await
+        .unwrap();
+    assert_eq!(facts(&rec), vec![]);
+}
+
+#[tokio::test]
+async fn the_batching_producer_acks_without_offset_and_only_protocol_violation_fires() {
+    use riptide_checker::{check_all, Anomaly, CheckerConfig};
+    use riptide_workloads::mix::{Codec, EpochBump, ProducerProfile};
+    use riptide_workloads::producer::{self, ProducerSetup};
+    use riptide_workloads::{generators, Topic};
+
+    let (_state, mut client, rec, addrs) = witnessed_at(0, Misbehave::NoBaseOffset).await;
+    let topics = vec![Topic {
+        name: "t".into(),
+        partitions: 1,
+    }];
+    let setup = ProducerSetup {
+        process: PROCESS,
+        name: "producer-0".into(),
+        topics: topics.clone(),
+        profile: ProducerProfile {
+            idempotent: false,
+            max_in_flight: 2,
+            linger_ms: 5,
+            batch_records: 4,
+            batch_bytes: 1 << 14,
+            burst_records: 3,
+            records_per_second: 100,
+            codec: Codec::None,
+            keyed: false,
+            epoch_bump: EpochBump::Local,
+            delivery_timeout_ms: 2_000,
+            request_timeout_ms: None,
+        },
+        seed: 1,
+    };
+    let until = tokio::time::Instant::now() + Duration::from_millis(300);
+    producer::run(&mut client, &rec, &setup, until).await;
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut reader = Client::new(TcpConnector, addrs, config());
+    reader.witness().attach(&rec, 99);
+    generators::final_read_topics(&mut reader, &rec, 99, &topics, 1 << 20, give_up).await;
+
+    let h = rec.history();
+    h.validate().unwrap();
+    let f = facts(&rec);
+    assert!(!f.is_empty());
+    let sends: Vec<u64> = h
+        .ops
+        .iter()
+        .filter(|op| op.kind == OpKind::Invoke && matches!(op.value, Value::Send(_)))
+        .map(|op| op.index)
+        .collect();
+    for v in &f {
+        assert_eq!(v.kind, ViolationKind::NoBaseOffset);
+        assert!(v.op.is_some_and(|op| sends.contains(&op)), "{v:?}");
+    }
+    let acked: Vec<i64> = h
+        .ops
+        .iter()
+        .filter_map(|op| match (&op.kind, &op.value) {
+            (OpKind::Ok, Value::Send(s)) => s.offset,
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !acked.is_empty() && acked.iter().all(|&o| o == -1),
+        "{acked:?}"
+    );
+    let report = check_all(&h, &CheckerConfig::default());
+    let anomalies: BTreeSet<Anomaly> = report.findings.iter().map(|f| f.anomaly).collect();
+    assert_eq!(
+        anomalies,
+        BTreeSet::from([Anomaly::ProtocolViolation]),
+        "{:#?}",
+        report.findings
+    );
 }

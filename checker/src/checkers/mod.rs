@@ -524,6 +524,11 @@ impl<'a> Index<'a> {
                     _ => (None, s.batch, None, None, s.jepsen_op),
                 };
                 let tp = (s.topic.as_str(), s.partition);
+                // A negative offset is none: a client records -1 when the broker acknowledged
+                // without a base offset (the Java client's RecordMetadata then says
+                // `hasOffset() == false`; the reply itself is a `protocol-violation` fact). An
+                // ack without an offset is judged only where none is needed (`unseen`).
+                let offset = offset.filter(|&o| o >= 0);
                 let i = self.sends.len();
                 self.sends.push(Send {
                     tp,

@@ -96,4 +96,26 @@ mod tests {
         final_read(&mut b, 20, 0, &["z"]);
         assert!(check(&b.build()).is_empty());
     }
+
+    #[test]
+    fn an_ack_without_offset_is_judged_by_whether_it_was_read() {
+        // Acked at -1 (no base offset): read back, no anomaly anywhere; never read, unseen.
+        let mut b = HistoryBuilder::new();
+        send(&mut b, 1, 0, "a", -1);
+        send(&mut b, 1, 0, "b", -1);
+        final_read(&mut b, 20, 0, &["a", "b"]);
+        let h = b.build();
+        h.validate().unwrap();
+        let all = crate::checkers::run_all(&h, &Default::default());
+        assert!(all.is_empty(), "{all:#?}");
+
+        let mut b = HistoryBuilder::new();
+        send(&mut b, 1, 0, "a", -1);
+        send(&mut b, 1, 0, "b", -1);
+        final_read(&mut b, 20, 0, &["a"]);
+        let all = crate::checkers::run_all(&b.build(), &Default::default());
+        let names: Vec<_> = all.iter().map(|f| f.anomaly).collect();
+        assert_eq!(names, vec![Anomaly::Unseen], "{all:#?}");
+        assert!(all[0].offsets.is_empty());
+    }
 }
