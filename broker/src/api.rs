@@ -124,7 +124,11 @@ pub async fn handle(
     match key {
         ApiKey::ApiVersions => {
             ApiVersionsRequest::decode(&mut body, v)?;
-            now(encode_response(corr, v, &api_versions()))
+            now(encode_response(
+                corr,
+                v,
+                &api_versions(b.cfg.api_versions_max),
+            ))
         }
         ApiKey::Metadata => {
             let req = MetadataRequest::decode(&mut body, v)?;
@@ -227,15 +231,20 @@ where
     })))
 }
 
-pub fn api_versions() -> ApiVersionsResponse {
+/// What this broker serves, ApiVersions itself at most `api_versions_max`.
+pub fn api_versions(api_versions_max: i16) -> ApiVersionsResponse {
     let mut r = ApiVersionsResponse::default();
     r.api_keys = SUPPORTED
         .iter()
         .map(|(k, lo, hi)| {
+            let hi = match k {
+                ApiKey::ApiVersions => (*hi).min(api_versions_max),
+                _ => *hi,
+            };
             ApiVersion::default()
                 .with_api_key(*k as i16)
                 .with_min_version(*lo)
-                .with_max_version(*hi)
+                .with_max_version(hi)
         })
         .collect();
     r
@@ -724,6 +733,21 @@ async fn fetch_partition(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_older_broker_advertises_api_versions_only_up_to_its_release() {
+        let max = |r: &ApiVersionsResponse, key: ApiKey| {
+            r.api_keys
+                .iter()
+                .find(|k| k.api_key == key as i16)
+                .map(|k| k.max_version)
+        };
+        let (current, older) = (api_versions(3), api_versions(2));
+        assert_eq!(max(&current, ApiKey::ApiVersions), Some(3));
+        assert_eq!(max(&older, ApiKey::ApiVersions), Some(2));
+        assert_eq!(max(&older, ApiKey::Fetch), max(&current, ApiKey::Fetch));
+        assert_eq!(older.api_keys.len(), current.api_keys.len());
+    }
 
     #[test]
     fn versions_are_within_what_the_codec_decodes() {

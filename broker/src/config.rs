@@ -26,6 +26,10 @@ pub struct BrokerConfig {
     pub seed: u64,
     /// A planted bug (testing the testers); `None` in any real use.
     pub bug: Option<crate::bugs::Bug>,
+    /// Highest ApiVersions version served: 3, or 2 to act as a broker of a release before
+    /// KIP-511 (as in a cluster halfway through a rolling upgrade): clients asking v3 are
+    /// refused and ask again lower.
+    pub api_versions_max: i16,
 }
 
 impl BrokerConfig {
@@ -44,6 +48,7 @@ impl BrokerConfig {
             cache_bytes: 256 * 1024 * 1024,
             seed: 0,
             bug: None,
+            api_versions_max: 3,
         }
     }
 }

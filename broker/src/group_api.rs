@@ -104,6 +104,7 @@ pub async fn join_group(
                 .collect(),
             session_timeout: session,
             rebalance_timeout: rebalance,
+            require_known_member_id: v >= 4,
         })
         .await;
     r.error_code = joined.error;

@@ -72,6 +72,9 @@ struct State {
     protocol: Option<String>,
     leader: Option<String>,
     members: BTreeMap<String, Member>,
+    /// KIP-394: member ids handed out with MEMBER_ID_REQUIRED, not yet joined with, and when
+    /// each expires (its session timeout after it was handed out).
+    pending: BTreeMap<String, Instant>,
     next_member: u64,
     /// Committed offsets: (topic, partition) → (offset, metadata).
     offsets: BTreeMap<(String, i32), (i64, Option<String>)>,
@@ -128,6 +131,9 @@ pub struct JoinRequest {
     pub protocols: Vec<(String, Bytes)>,
     pub session_timeout: Duration,
     pub rebalance_timeout: Duration,
+    /// KIP-394 (JoinGroup v4+): a join without a member id is answered MEMBER_ID_REQUIRED with
+    /// a new id, and the member is admitted only when it joins again with that id.
+    pub require_known_member_id: bool,
 }
 
 fn offset_key(topic: &str, partition: i32) -> String {
@@ -367,18 +373,30 @@ impl Group {
                     );
                 }
             }
+            let now = Instant::now();
+            s.pending.retain(|_, expiry| *expiry > now);
             let member_id = if req.member_id.is_empty() {
                 s.next_member += 1;
-                format!(
+                let id = format!(
                     "{}-{}-{:08x}-{}",
                     req.client_id, self.node_id, self.incarnation as u32, s.next_member
-                )
-            } else if s.members.contains_key(&req.member_id) {
+                );
+                if req.require_known_member_id {
+                    reached!(
+                        "group.member_id_handed_out",
+                        "a join without a member id was answered MEMBER_ID_REQUIRED with a new id (KIP-394)"
+                    );
+                    s.pending.insert(id.clone(), now + req.session_timeout);
+                    return Joined::error(ResponseError::MemberIdRequired.code(), &id);
+                }
+                id
+            } else if s.members.contains_key(&req.member_id)
+                || s.pending.remove(&req.member_id).is_some()
+            {
                 req.member_id.clone()
             } else {
                 return Joined::error(ResponseError::UnknownMemberId.code(), &req.member_id);
             };
-            let now = Instant::now();
             let fresh = s.phase() == Phase::Empty;
             let m = s
                 .members

@@ -125,8 +125,12 @@ impl Broker {
             versions::request_prefix(&frame).ok_or(RequestError::Short(frame.len()))?;
         let key = ApiKey::try_from(raw_key).map_err(|_| RequestError::UnknownApi(raw_key))?;
         let (lo, hi) = api::supported(key).ok_or(RequestError::Version(key, version))?;
+        let hi = match key {
+            ApiKey::ApiVersions => hi.min(self.cfg.api_versions_max),
+            _ => hi,
+        };
         if key == ApiKey::ApiVersions && version > hi {
-            let resp = versions::refuse_api_versions(api::api_versions());
+            let resp = versions::refuse_api_versions(api::api_versions(self.cfg.api_versions_max));
             return Ok(Reply::Now(Some(api::encode_response(
                 correlation_id,
                 0,

@@ -32,6 +32,7 @@ fn join(member: &str) -> JoinRequest {
         protocols: vec![("range".into(), Bytes::from_static(b"meta"))],
         session_timeout: Duration::from_secs(10),
         rebalance_timeout: Duration::from_secs(10),
+        require_known_member_id: false,
     }
 }
 
@@ -127,4 +128,42 @@ async fn a_reopened_group_never_reuses_a_member_id() {
         second.heartbeat(&stale.member_id, fresh.generation).await,
         ResponseError::UnknownMemberId.code()
     );
+}
+
+fn join_kip394(member: &str) -> JoinRequest {
+    JoinRequest {
+        require_known_member_id: true,
+        ..join(member)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_join_without_a_member_id_is_given_one_and_admitted_when_it_comes_back_with_it() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let g = Group::open("g", &opts(store, 1)).await.unwrap();
+    let first = g.join(join_kip394("")).await;
+    assert_eq!(first.error, ResponseError::MemberIdRequired.code());
+    assert!(!first.member_id.is_empty(), "the answer carries the new id");
+    assert_eq!(first.generation, -1);
+    assert_eq!(
+        g.heartbeat(&first.member_id, 0).await,
+        ResponseError::UnknownMemberId.code(),
+        "an id handed out is not yet a member"
+    );
+    let second = g.join(join_kip394(&first.member_id)).await;
+    assert_eq!(second.error, NO_ERROR);
+    assert_eq!(second.member_id, first.member_id);
+    assert_eq!(second.leader, first.member_id);
+    assert_eq!(second.generation, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_member_id_handed_out_and_never_used_expires_after_the_session_timeout() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let g = Group::open("g", &opts(store, 1)).await.unwrap();
+    let first = g.join(join_kip394("")).await;
+    assert_eq!(first.error, ResponseError::MemberIdRequired.code());
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    let late = g.join(join_kip394(&first.member_id)).await;
+    assert_eq!(late.error, ResponseError::UnknownMemberId.code());
 }

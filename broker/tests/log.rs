@@ -190,6 +190,25 @@ async fn an_ambiguous_write_is_never_overwritten_and_offsets_stay_contiguous() {
 }
 
 #[tokio::test]
+async fn a_commit_resent_by_the_store_client_finds_its_own_write_and_is_acked_once() {
+    // The store client re-sends a create-if-absent put whose reply was lost (as object_store's
+    // retry layer and S3 SDKs do): the re-send answers AlreadyExists over our own first attempt.
+    let (store, faults) = lossy_store();
+    let log = log_on(store.clone(), 1);
+    log.open().await.unwrap();
+    assert_eq!(log.append(batch_of(&["a"], 0)).await.unwrap().unwrap(), 0);
+    faults.lock().unwrap().resend_share = 1.0;
+    let resent = replies_lost(&faults, log.append(batch_of(&["b"], 0)))
+        .await
+        .unwrap();
+    assert_eq!(resent.unwrap(), 1, "our own earlier attempt is our commit");
+    assert_eq!(log.high_watermark(), 2);
+    assert_eq!(log.append(batch_of(&["c"], 0)).await.unwrap().unwrap(), 2);
+    let got = contents(&log).await;
+    assert_eq!(got, vec![(0, "a".into()), (1, "b".into()), (2, "c".into())]);
+}
+
+#[tokio::test]
 async fn an_idempotent_retry_after_an_ambiguous_write_is_not_written_twice() {
     let (store, faults) = lossy_store();
     let log = log_on(store.clone(), 1);

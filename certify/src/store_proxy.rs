@@ -440,7 +440,10 @@ impl StoreProxy {
                     "late write: held, forwarded after the caller gave up",
                 ))
             }
-            Fate::Apply { reply_lost } => {
+            // The broker's own S3 client re-sends a write whose connection closed: a lost reply
+            // here is re-sent by the real retry layer, so both fates close after applying.
+            fate @ (Fate::Apply { .. } | Fate::Resent) => {
+                let reply_lost = fate != (Fate::Apply { reply_lost: false });
                 let forward = self.prepare(req).await?;
                 let resp = match self.inner.client.request(forward).await {
                     Ok(r) => r,

@@ -250,6 +250,12 @@ pub enum SeekReason {
     Committed,
     /// Going back to an offset it read before, to read it again (the replay must match).
     Back,
+    /// To an offset the application keeps outside Kafka (an external offset store), which may
+    /// lie outside the log: not a position the group gave it, nor one it read.
+    External,
+    /// After OFFSET_OUT_OF_RANGE, to the log's earliest or latest offset, as the consumer's
+    /// `auto.offset.reset` says.
+    Reset,
 }
 
 impl SeekValue {

@@ -1,6 +1,10 @@
 //! Object-store faults, per broker: latency, 5xx errors, throttling, a cut
 //! link, and ambiguous outcomes both ways — applied but the reply lost, and a
-//! timeout reported before the write lands.
+//! timeout reported before the write lands. Half the writes whose reply is lost
+//! are re-sent by the store client's own retry layer, as object_store's HTTP
+//! retry and S3 SDKs do: the caller sees the re-send's answer, so a
+//! create-if-absent put comes back `AlreadyExists` although its first attempt
+//! applied.
 
 use crate::schedule::Fault;
 use async_trait::async_trait;
@@ -30,6 +34,8 @@ pub struct StoreFaults {
     pub error_rate: f64,
     /// Probability a write is applied but its reply is lost (caller sees an error).
     pub ambiguous_rate: f64,
+    /// Of those writes, the share the client's retry layer re-sends ([`Fate::Resent`]).
+    pub resend_share: f64,
     /// Probability a write reports a timeout and lands later anyway.
     pub late_rate: f64,
     /// The broker cannot reach the store at all: calls hang, then time out.
@@ -48,6 +54,10 @@ pub enum Fate {
     Late,
     /// Done; for a write whose reply is lost, the caller sees an error anyway.
     Apply { reply_lost: bool },
+    /// A write applied whose reply was lost, then re-sent by the client's retry
+    /// layer: the caller sees the re-send's answer (for a create-if-absent put,
+    /// `AlreadyExists` with its own first attempt in place).
+    Resent,
 }
 
 impl StoreFaults {
@@ -69,7 +79,8 @@ impl StoreFaults {
             match fault {
                 Fault::StoreErrors { rate, .. } => s.error_rate = s.error_rate.max(*rate),
                 Fault::StoreAmbiguous { rate, .. } => {
-                    s.ambiguous_rate = s.ambiguous_rate.max(*rate)
+                    s.ambiguous_rate = s.ambiguous_rate.max(*rate);
+                    s.resend_share = RESEND_SHARE;
                 }
                 Fault::StoreLate { rate, .. } => s.late_rate = s.late_rate.max(*rate),
                 Fault::StoreSlow { extra_ms, .. } => s.extra_latency_ms += extra_ms,
@@ -82,7 +93,8 @@ impl StoreFaults {
     }
 
     /// The fate of a call that rolled `roll` (uniform in [0, 1)): errors first, then, for
-    /// writes, the late and reply-lost bands drawn past the error band.
+    /// writes, the late and reply-lost bands drawn past the error band. The upper
+    /// `resend_share` of the reply-lost band is re-sent by the client ([`Fate::Resent`]).
     pub fn fate(&self, roll: f64, write: bool) -> Fate {
         if roll < self.error_rate {
             return Fate::Fail;
@@ -93,10 +105,12 @@ impl StoreFaults {
         let roll = (roll - self.error_rate) / (1.0 - self.error_rate).max(f64::EPSILON);
         if roll < self.late_rate {
             Fate::Late
+        } else if roll < self.late_rate + self.ambiguous_rate * (1.0 - self.resend_share) {
+            Fate::Apply { reply_lost: true }
+        } else if roll < self.late_rate + self.ambiguous_rate {
+            Fate::Resent
         } else {
-            Fate::Apply {
-                reply_lost: roll < self.late_rate + self.ambiguous_rate,
-            }
+            Fate::Apply { reply_lost: false }
         }
     }
 }
@@ -108,6 +122,12 @@ pub type FaultHandle = Arc<Mutex<StoreFaults>>;
 const CUT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long after its "timeout" a late write lands.
 const LATE_LANDING: Duration = Duration::from_millis(1500);
+/// The share of writes whose reply is lost that the client's retry layer re-sends, under a
+/// store-ambiguous fault.
+pub const RESEND_SHARE: f64 = 0.5;
+/// How long the client's retry layer waits before re-sending a write whose reply was lost
+/// (object_store's first backoff).
+const RESEND_BACKOFF: Duration = Duration::from_millis(100);
 /// How often a paused call checks whether its process resumed.
 const PAUSE_POLL: Duration = Duration::from_millis(10);
 
@@ -245,6 +265,23 @@ impl ObjectStore for FaultyStore {
             });
             return Err(injected("request timed out (write still in flight)"));
         }
+        if fate == Fate::Resent {
+            // The first attempt is applied (or refused); its reply is lost either way.
+            let first = self
+                .inner
+                .put_opts(location, payload.clone(), opts.clone())
+                .await;
+            tokio::time::sleep(RESEND_BACKOFF).await;
+            let r = self.inner.put_opts(location, payload, opts).await;
+            if first.is_ok() {
+                reached!(
+                    "store.write_resent_after_lost_reply",
+                    "a write applied whose reply was lost was re-sent by the client's retry layer"
+                );
+                tracing::info!(path = %location, resent = ?r.as_ref().map(|_| ()), "write applied, reply lost, re-sent");
+            }
+            return r;
+        }
         let r = self.inner.put_opts(location, payload, opts).await;
         if r.is_ok() && fate == (Fate::Apply { reply_lost: true }) {
             reached!(
@@ -348,6 +385,25 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_resent_create_is_applied_while_the_caller_sees_already_exists() {
+        let (region, s) = store(StoreFaults {
+            ambiguous_rate: 1.0,
+            resend_share: 1.0,
+            ..StoreFaults::healthy((1, 1))
+        });
+        let mut answers = Vec::new();
+        for i in 0..4 {
+            let p = Path::from(format!("x{i}"));
+            let r = s.put_opts(&p, "v".into(), PutMode::Create.into()).await;
+            assert!(region.head(&p).await.is_ok(), "every write lands");
+            answers.push(r.map(|_| ()));
+        }
+        assert!(answers
+            .iter()
+            .all(|r| matches!(r, Err(object_store::Error::AlreadyExists { .. }))));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_late_write_times_out_then_lands() {
         let (region, s) = store(StoreFaults {
             late_rate: 1.0,
@@ -395,13 +451,16 @@ mod tests {
             error_rate: 0.2,
             late_rate: 0.25,
             ambiguous_rate: 0.25,
+            resend_share: 0.5,
             ..StoreFaults::default()
         };
         assert_eq!(f.fate(0.1, true), Fate::Fail);
         assert_eq!(f.fate(0.1, false), Fate::Fail);
-        // 0.3 is 0.125 past the error band: late. 0.5 is 0.375: reply lost. 0.9: fine.
+        // 0.3 is 0.125 past the error band: late. 0.45 is 0.3125: reply lost. 0.55 is
+        // 0.4375: reply lost, re-sent. 0.9: fine.
         assert_eq!(f.fate(0.3, true), Fate::Late);
-        assert_eq!(f.fate(0.5, true), Fate::Apply { reply_lost: true });
+        assert_eq!(f.fate(0.45, true), Fate::Apply { reply_lost: true });
+        assert_eq!(f.fate(0.55, true), Fate::Resent);
         assert_eq!(f.fate(0.9, true), Fate::Apply { reply_lost: false });
         assert_eq!(f.fate(0.3, false), Fate::Apply { reply_lost: false });
         let healthy = StoreFaults::default();
@@ -434,6 +493,7 @@ mod tests {
             ],
         );
         assert_eq!((s.error_rate, s.extra_latency_ms, s.cut), (0.5, 150, false));
+        assert_eq!(s.resend_share, 0.0, "only a store-ambiguous fault re-sends");
         assert_eq!(s.latency_ms, (1, 2));
         assert!(StoreFaults::combine((0, 0), &[Fault::StoreCut { broker: b() }]).cut);
     }

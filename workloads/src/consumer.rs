@@ -5,11 +5,16 @@
 //! `max_poll_records` per poll, so that its position, and so its commits, often fall inside a
 //! record batch. It commits after every poll that moved it; it restarts now and then from its
 //! committed offsets (an application crash), and after every rebalance; it seeks back now and
-//! then to read offsets again. A consumer with fixed partitions commits as a standalone consumer
-//! of a group of its own; a group member joins, heartbeats and rejoins.
+//! then to read offsets again. Rarely, the application seeks to an offset it keeps itself (an
+//! external offset store) that lies past the log end: the fetch gets OFFSET_OUT_OF_RANGE and the
+//! consumer resets to the earliest or latest offset, as its `auto.offset.reset` says. A consumer
+//! with fixed partitions commits as a standalone consumer of a group of its own; a group member
+//! joins, heartbeats and rejoins, and now and then a commit it made before a rebalance reaches
+//! the coordinator only after it rejoined, with its old generation (a zombie commit: an async
+//! commit in flight across the rebalance), and is refused ILLEGAL_GENERATION.
 
 use crate::client::group::{needs_rejoin, Membership};
-use crate::client::Client;
+use crate::client::{Client, OffsetSpec};
 use crate::codec::{FetchSpec, FetchedRecord};
 use crate::error::ClientError;
 use crate::mix::{profile_map, ConsumerProfile};
@@ -23,6 +28,7 @@ use riptide_checker::history::{
     SeekValue, TopicPartition,
 };
 use riptide_coverage::reached;
+use riptide_wire::ResponseError;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -31,6 +37,12 @@ use tokio::time::Instant;
 const HEARTBEAT: Duration = Duration::from_millis(1000);
 /// Largest fetch response in bytes (all partitions together).
 const FETCH_MAX_BYTES: i32 = 1 << 20;
+/// Chance per step that the application seeks to an offset of its own past the log end.
+const SEEK_PAST_END: f64 = 0.002;
+/// How far past its position that offset lies: beyond any log a simulation writes.
+const PAST_END: std::ops::Range<i64> = 1_000_000..10_000_000;
+/// Chance that a member which rejoined sends, late, the commit it had queued before.
+const ZOMBIE_COMMIT: f64 = 0.3;
 
 /// Who a consumer is.
 #[derive(Clone, Debug)]
@@ -64,6 +76,8 @@ struct Position {
     committed: i64,
     /// First and last offset of the batch the last handed-out record came in.
     last_batch: Option<(i64, i64)>,
+    /// Placed past the log end by the application, not yet reset: not committed.
+    out_of_range: bool,
 }
 
 struct Consumer<'a, C: Connector> {
@@ -72,6 +86,10 @@ struct Consumer<'a, C: Connector> {
     setup: &'a ConsumerSetup,
     rng: ChaCha8Rng,
     membership: Membership,
+    /// `auto.offset.reset`: where an out-of-range position goes (latest, else earliest).
+    reset_to_latest: bool,
+    /// Partitions whose last fetch was out of range, to reset after the poll.
+    out_of_range: Vec<(String, i32)>,
     started: bool,
     parts: BTreeMap<(String, i32), Position>,
     /// Round-robin cursors: which partition a single-partition fetch takes next, and which
@@ -91,12 +109,16 @@ pub async fn run<C: Connector>(
     setup: &ConsumerSetup,
     until: Instant,
 ) {
+    let mut rng = ChaCha8Rng::seed_from_u64(setup.seed);
+    let reset_to_latest = rng.gen_bool(0.5);
     let mut c = Consumer {
         client,
         rec,
         setup,
-        rng: ChaCha8Rng::seed_from_u64(setup.seed),
+        rng,
         membership: Membership::new(&setup.group),
+        reset_to_latest,
+        out_of_range: Vec::new(),
         started: false,
         parts: BTreeMap::new(),
         fetch_cursor: 0,
@@ -168,6 +190,9 @@ impl<C: Connector> Consumer<'_, C> {
             if self.rng.gen_bool(profile.seek_back) {
                 self.seek_back();
             }
+            if self.rng.gen_bool(SEEK_PAST_END) {
+                self.seek_past_end();
+            }
             match self.poll().await {
                 Some(0) if self.parts.is_empty() => {
                     // A member with nothing assigned: wait for the next rebalance.
@@ -176,12 +201,20 @@ impl<C: Connector> Consumer<'_, C> {
                 Some(_) => self.commit().await,
                 None => tokio::time::sleep(Duration::from_millis(50)).await,
             }
+            for key in std::mem::take(&mut self.out_of_range) {
+                self.reset(key).await;
+            }
         }
     }
 
     /// (Re)starts from the committed offsets: joins first if a member. Records the assignment
     /// and a `committed` seek per partition. False if it could not.
     async fn start(&mut self) -> bool {
+        // What a member that rejoins had yet to commit, under its old generation.
+        let queued = (self.member() && self.membership.generation >= 0).then(|| {
+            let moved = self.uncommitted();
+            (self.membership.clone(), moved)
+        });
         self.rec.invoke(self.setup.process, AssignValue::default());
         let assigned = match &self.setup.kind {
             ConsumerKind::Assigned(parts) => Ok(parts.clone()),
@@ -232,12 +265,68 @@ impl<C: Connector> Consumer<'_, C> {
                     buffer: VecDeque::new(),
                     committed: start,
                     last_batch: None,
+                    out_of_range: false,
                 },
             );
         }
         self.started = true;
         self.next_heartbeat = Instant::now() + HEARTBEAT;
+        if let Some((old, moved)) = queued {
+            let rejoined = old.member_id == self.membership.member_id
+                && old.generation != self.membership.generation;
+            if rejoined && !moved.is_empty() && self.rng.gen_bool(ZOMBIE_COMMIT) {
+                self.zombie_commit(old, moved).await;
+            }
+        }
         true
+    }
+
+    /// Every partition whose position moved past its last commit.
+    fn uncommitted(&self) -> Vec<(String, i32, i64)> {
+        self.parts
+            .iter()
+            .filter(|(_, p)| p.next > p.committed && !p.out_of_range)
+            .map(|((t, p), pos)| (t.clone(), *p, pos.next))
+            .collect()
+    }
+
+    /// A commit queued before the rebalance reaches the (current) coordinator after the member
+    /// rejoined, with the old generation, as an async commit in flight across a rebalance does.
+    /// Recorded as the commit it is; the coordinator must refuse it.
+    async fn zombie_commit(&mut self, mut old: Membership, moved: Vec<(String, i32, i64)>) {
+        old.coordinator = self.membership.coordinator.clone();
+        let value = CommitValue {
+            group: Some(self.setup.group.clone()),
+            offsets: moved
+                .iter()
+                .map(|(t, p, o)| PartitionOffset {
+                    topic: t.clone(),
+                    partition: *p,
+                    offset: *o,
+                })
+                .collect(),
+        };
+        let process = self.setup.process;
+        self.rec.invoke(process, value.clone());
+        match self.client.commit_offsets(&mut old, &moved).await {
+            Ok(()) => {
+                self.rec.ok(process, value);
+            }
+            Err(e) => {
+                if e.error() == Some(ResponseError::IllegalGeneration) {
+                    reached!(
+                        "consumer.zombie_commit_refused",
+                        "a commit sent with the generation before a rebalance was refused ILLEGAL_GENERATION"
+                    );
+                }
+                self.rec
+                    .failed(process, value, e.is_definite(), e.to_string());
+            }
+        }
+        if old.coordinator.is_none() {
+            // The coordinator moved: the member finds the new one too.
+            self.membership.coordinator = None;
+        }
     }
 
     /// An application crash: everything in memory is gone; a member may or may not have left
@@ -288,6 +377,63 @@ impl<C: Connector> Consumer<'_, C> {
         self.counters.seeks_back += 1;
     }
 
+    /// The application seeks one partition to an offset it keeps itself, past the log end (a
+    /// stale external offset store): the next fetch of it is out of range.
+    fn seek_past_end(&mut self) {
+        let keys: Vec<(String, i32)> = self.parts.keys().cloned().collect();
+        if keys.is_empty() {
+            return;
+        }
+        let key = keys[self.rng.gen_range(0..keys.len())].clone();
+        let ahead = self.rng.gen_range(PAST_END);
+        let Some(pos) = self.parts.get_mut(&key) else {
+            return;
+        };
+        pos.next += ahead;
+        pos.buffer.clear();
+        pos.last_batch = None;
+        pos.out_of_range = true;
+        reached!(
+            "consumer.seek_past_end",
+            "the application sought a partition to an offset of its own past the log end"
+        );
+        let seek = SeekValue::new(&key.0, key.1, pos.next).because(SeekReason::External);
+        self.rec.invoke(self.setup.process, seek.clone());
+        self.rec.ok(self.setup.process, seek);
+    }
+
+    /// OFFSET_OUT_OF_RANGE: moves to the earliest or latest offset (ListOffsets), as
+    /// `auto.offset.reset` says, and records the move as a `reset` seek. If the lookup fails the
+    /// position stays, and the next fetch tries again.
+    async fn reset(&mut self, key: (String, i32)) {
+        let which = if self.reset_to_latest {
+            OffsetSpec::Latest
+        } else {
+            OffsetSpec::Earliest
+        };
+        if !self.parts.contains_key(&key) {
+            return;
+        }
+        let offset = match self.client.list_offsets(&key.0, key.1, which).await {
+            Ok(offset) if offset >= 0 => offset,
+            Ok(_) | Err(_) => return,
+        };
+        let Some(pos) = self.parts.get_mut(&key) else {
+            return;
+        };
+        reached!(
+            "consumer.offset_reset",
+            "a fetch out of range moved the consumer to the earliest or latest offset (auto.offset.reset)"
+        );
+        pos.next = offset;
+        pos.buffer.clear();
+        pos.last_batch = None;
+        pos.out_of_range = false;
+        let seek = SeekValue::new(&key.0, key.1, offset).because(SeekReason::Reset);
+        self.rec.invoke(self.setup.process, seek.clone());
+        self.rec.ok(self.setup.process, seek);
+    }
+
     /// One poll: fetches when nothing is buffered, then hands out up to `max_poll_records`.
     /// `Some(records handed out)`, or `None` if every fetch failed.
     async fn poll(&mut self) -> Option<usize> {
@@ -317,8 +463,10 @@ impl<C: Connector> Consumer<'_, C> {
                 let Some(r) = pos.buffer.pop_front() else {
                     break;
                 };
-                // As real clients do, records below the position (a broker that sends a batch
-                // twice) are not handed out again.
+                // As real clients do (the Java client's fetcher), records below the position are
+                // not handed out again. The fetch already drops those below its own offset, so
+                // only a response with a partition's records out of order (a batch sent twice)
+                // gets here: the reference broker never sends one.
                 if r.offset < pos.next {
                     reached!("consumer.records_below_position_skipped", "a fetch returned records below the position (a batch fetched from inside), not handed out");
                     continue;
@@ -368,6 +516,7 @@ impl<C: Connector> Consumer<'_, C> {
             }
         }
         let mut fetched = false;
+        let mut out_of_range = Vec::new();
         for (addr, specs) in by_leader {
             let results = match self
                 .client
@@ -393,6 +542,9 @@ impl<C: Connector> Consumer<'_, C> {
                 let r = match result {
                     Ok(r) => r,
                     Err(e) => {
+                        if e.error() == Some(ResponseError::OffsetOutOfRange) {
+                            out_of_range.push((spec.topic.clone(), spec.partition));
+                        }
                         last_error = Some(e);
                         continue;
                     }
@@ -417,6 +569,8 @@ impl<C: Connector> Consumer<'_, C> {
                 self.counters.fetches_inside_batch += 1;
             }
         }
+        // Reset after the poll completes: a process has one operation in flight at a time.
+        self.out_of_range.extend(out_of_range);
         match (fetched, last_error) {
             (false, Some(e)) => Err(e),
             _ => Ok(()),
@@ -429,12 +583,7 @@ impl<C: Connector> Consumer<'_, C> {
         if Instant::now() < self.next_commit {
             return;
         }
-        let moved: Vec<(String, i32, i64)> = self
-            .parts
-            .iter()
-            .filter(|(_, p)| p.next > p.committed)
-            .map(|((t, p), pos)| (t.clone(), *p, pos.next))
-            .collect();
+        let moved = self.uncommitted();
         if moved.is_empty() {
             return;
         }

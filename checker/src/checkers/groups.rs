@@ -9,8 +9,10 @@
 //!   member tried to commit: the records in between were skipped.
 //!
 //! A seek with reason `back` is a member replaying records it read before,
-//! not a starting position: both checks ignore it. Seeks with reason
-//! `committed` or without a reason are starting positions.
+//! not a starting position: both checks ignore it, and seeks the application
+//! makes on its own (`external`, and the `reset` after an offset out of range)
+//! too. Seeks with reason `committed` or without a reason are starting
+//! positions.
 
 use std::collections::BTreeMap;
 
@@ -107,7 +109,12 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         let Value::Seek(s) = &p.invoke.value else {
             continue;
         };
-        if p.outcome() != OpKind::Ok || s.reason == Some(SeekReason::Back) {
+        if p.outcome() != OpKind::Ok
+            || matches!(
+                s.reason,
+                Some(SeekReason::Back | SeekReason::External | SeekReason::Reset)
+            )
+        {
             continue;
         }
         let Some(group) = group_of.get(&p.invoke.process) else {
@@ -305,6 +312,30 @@ mod tests {
         seek_because(&mut b, 10, 2, SeekReason::Back);
         commit(&mut b, 10, 0, 6, OpKind::Ok);
         seek_because(&mut b, 10, 9, SeekReason::Back);
+        assert!(check(&b.build()).is_empty());
+    }
+
+    #[test]
+    fn silent_when_a_member_seeks_past_the_log_end_and_resets() {
+        let mut b = HistoryBuilder::new();
+        seek_because(&mut b, 10, 0, SeekReason::Committed);
+        commit(&mut b, 10, 0, 5, OpKind::Ok);
+        // The application's own offset, past every commit; then auto.offset.reset to earliest.
+        seek_because(&mut b, 10, 3_000_000, SeekReason::External);
+        seek_because(&mut b, 10, 0, SeekReason::Reset);
+        commit(&mut b, 10, 0, 6, OpKind::Ok);
+        assert!(check(&b.build()).is_empty());
+    }
+
+    #[test]
+    fn silent_when_a_zombie_commit_of_an_old_generation_is_refused() {
+        let mut b = HistoryBuilder::new();
+        seek_because(&mut b, 10, 0, SeekReason::Committed);
+        commit(&mut b, 10, 0, 5, OpKind::Ok);
+        seek_because(&mut b, 11, 5, SeekReason::Committed);
+        commit(&mut b, 11, 0, 8, OpKind::Ok);
+        // Member 10's commit from before the rebalance, refused ILLEGAL_GENERATION.
+        commit(&mut b, 10, 0, 6, OpKind::Fail);
         assert!(check(&b.build()).is_empty());
     }
 

@@ -14,6 +14,8 @@
 //! records: the lag is the poll's *invoke* time minus the time the next unseen offset was first
 //! known to exist, or zero. It is a conservative lower bound: the poll could have been served as
 //! early as its invoke. Jepsen's histories have no seeks; riptide follows forward ones only, so seeking back keeps the highest offset seen.
+//! A seek to an application's own offset (reason `external`) is not followed: it may lie past
+//! the log end, where the consumer reads nothing until a `reset` seek places it in the log.
 //! Final reads prove offsets exist but are not polls of a consumer, so they are not measured.
 //!
 //! The walk does not visit every (poll, partition): between two polls that raise a process's
@@ -27,7 +29,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{q, Anomaly, Finding, Index, Tp};
-use crate::history::{History, OpKind, Value};
+use crate::history::{History, OpKind, SeekReason, Value};
 
 /// The worst realtime lag measured on one partition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -246,6 +248,9 @@ fn walk<'a>(ix: &Index<'a>, bound_ns: u64) -> Vec<(Tp<'a>, Lag, usize, usize)> {
                     fold(&mut worst, &known, run, bound_ns);
                 }
             }
+            // An application's own offset may lie past the log end: it places the consumer
+            // nowhere it can read (an out-of-range fetch and a `reset` seek follow).
+            Value::Seek(seek) if seek.reason == Some(SeekReason::External) => {}
             Value::Seek(seek) => {
                 // A consumer placed at `offset` (its group's committed offset, say) is not behind
                 // the records below it: they are not its to see. Seeking back keeps what it saw.
@@ -522,6 +527,29 @@ mod tests {
         // Placed at 0, both records are its to see: 5 s behind, as without a seek.
         assert_eq!(figure(&history(Some(0)))[0].lag_ns, 5 * S);
         assert_eq!(figure(&history(None))[0].lag_ns, 5 * S);
+    }
+
+    #[test]
+    fn a_seek_past_the_log_end_does_not_hide_the_lag_after_a_reset_to_earliest() {
+        // Offsets 0 and 1 exist since 1 s; the consumer is placed past the log end by the
+        // application at 5 s, reset to 0 (auto.offset.reset) and polls at 6 s seeing nothing:
+        // it is 5 s behind, as if the first seek had never happened.
+        let mut b = HistoryBuilder::new();
+        b.advance(S);
+        send(&mut b, 1, 0, "a", 0);
+        send(&mut b, 1, 0, "b", 1);
+        b.advance(4 * S);
+        assign(&mut b, 10, 0);
+        for (offset, reason) in [
+            (5_000_000, crate::history::SeekReason::External),
+            (0, crate::history::SeekReason::Reset),
+        ] {
+            let seek = crate::history::SeekValue::new(T, 0, offset).because(reason);
+            b.call(10, seek.clone(), OpKind::Ok, seek);
+        }
+        b.advance(S);
+        poll(&mut b, 10, 0, &[], 1);
+        assert_eq!(figure(&b.build())[0].lag_ns, 5 * S);
     }
 
     #[test]
