@@ -3,6 +3,7 @@
 //! GET, HEAD) that shows what really landed. One test per store fault kind shows that it takes
 //! effect, and that the proxy counts the requests it hit; faults are set over the proxy's HTTP
 //! control endpoints, as `certify` sets them.
+#![cfg(not(madsim))]
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
