@@ -151,6 +151,29 @@ struct Walker {
     parts: BTreeMap<usize, (i64, usize)>,
 }
 
+impl Walker {
+    /// The process has seen up to `offset` of `part` from its poll `at` on: a higher offset than
+    /// before ends the run measured with the old one (handed to `end`); a lower one changes
+    /// nothing.
+    fn raise(&mut self, process: u64, part: usize, offset: i64, at: usize, end: impl FnOnce(Run)) {
+        match self.parts.get_mut(&part) {
+            None => {
+                self.parts.insert(part, (offset, at));
+            }
+            Some(e) if offset > e.0 => {
+                end(Run {
+                    process,
+                    part,
+                    max_seen: e.0,
+                    polls: &self.polls[e.1..at],
+                });
+                *e = (offset, at);
+            }
+            Some(_) => {}
+        }
+    }
+}
+
 /// One run of measurements: partition `part` of `process` at `polls`, all with the same highest
 /// offset seen, `max_seen`.
 struct Run<'p> {
@@ -257,23 +280,9 @@ fn walk<'a>(ix: &Index<'a>, bound_ns: u64) -> Vec<(Tp<'a>, Lag, usize, usize)> {
                 let w = walkers.entry(process).or_default();
                 let now = w.polls.len();
                 let id = known.id((seek.topic.as_str(), seek.partition));
-                let position = seek.offset - 1;
-                match w.parts.get_mut(&id) {
-                    None => {
-                        w.parts.insert(id, (position, now));
-                    }
-                    Some(e) if position > e.0 => {
-                        let run = Run {
-                            process,
-                            part: id,
-                            max_seen: e.0,
-                            polls: &w.polls[e.1..now],
-                        };
-                        fold(&mut worst, &known, run, bound_ns);
-                        *e = (position, now);
-                    }
-                    Some(_) => {}
-                }
+                w.raise(process, id, seek.offset - 1, now, |run| {
+                    fold(&mut worst, &known, run, bound_ns)
+                });
             }
             Value::Poll(poll) => {
                 let w = walkers.entry(process).or_default();
@@ -287,24 +296,10 @@ fn walk<'a>(ix: &Index<'a>, bound_ns: u64) -> Vec<(Tp<'a>, Lag, usize, usize)> {
                         _ => known.id(tp),
                     };
                     last = Some((tp, id));
-                    match w.parts.get_mut(&id) {
-                        None => {
-                            w.parts.insert(id, (r.offset, k));
-                        }
-                        Some(e) if r.offset > e.0 => {
-                            // The polls before this one were measured with the old offset.
-                            let polls = &w.polls[e.1..k];
-                            let run = Run {
-                                process,
-                                part: id,
-                                max_seen: e.0,
-                                polls,
-                            };
-                            fold(&mut worst, &known, run, bound_ns);
-                            *e = (r.offset, k);
-                        }
-                        Some(_) => {}
-                    }
+                    // The polls before this one were measured with the old offset.
+                    w.raise(process, id, r.offset, k, |run| {
+                        fold(&mut worst, &known, run, bound_ns)
+                    });
                 }
             }
             _ => {}
