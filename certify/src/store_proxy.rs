@@ -32,7 +32,7 @@ use riptide_coverage::reached;
 use riptide_faults::store::Fate;
 use riptide_faults::{Fault, StoreFaults};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -173,6 +173,10 @@ struct State {
     /// Store faults in force, with their ids in the schedule.
     active: Vec<(usize, Fault)>,
     faults: StoreFaults,
+    /// Rate faults (errors, ambiguous, late) in force that have not acted on a request yet: the
+    /// next request they apply to is theirs, whatever its roll. A window of real time is dear
+    /// and may see few writes; a fault that never acts tests nothing.
+    owed: BTreeSet<usize>,
     rng: ChaCha8Rng,
     observed: StoreObserved,
 }
@@ -183,6 +187,7 @@ impl State {
         for (id, f) in &self.active {
             if f.kind() == kind {
                 *self.observed.hits.entry(*id).or_default() += 1;
+                self.owed.remove(id);
             }
         }
         *self
@@ -191,6 +196,25 @@ impl State {
             .entry(kind.to_string())
             .or_default() += 1;
         self.observed.ops.entry(op.to_string()).or_default().faulted += 1;
+    }
+
+    /// The fate an owed rate fault claims for this request, if one applies to it: errors to
+    /// any request, late and reply-lost to writes only.
+    fn owed_fate(&self, write: bool) -> Option<Fate> {
+        let owed = |kind: &str| {
+            self.active
+                .iter()
+                .any(|(id, f)| f.kind() == kind && self.owed.contains(id))
+        };
+        if owed("store-errors") {
+            Some(Fate::Fail)
+        } else if write && owed("store-late") {
+            Some(Fate::Late)
+        } else if write && owed("store-ambiguous") {
+            Some(Fate::Apply { reply_lost: true })
+        } else {
+            None
+        }
     }
 
     fn done(&mut self, op: &str, status: Option<u16>, began: Instant) {
@@ -244,6 +268,7 @@ impl StoreProxy {
                 state: Mutex::new(State {
                     active: Vec::new(),
                     faults: StoreFaults::default(),
+                    owed: BTreeSet::new(),
                     rng: ChaCha8Rng::seed_from_u64(seed),
                     observed: StoreObserved {
                         listen: addr.to_string(),
@@ -276,6 +301,23 @@ impl StoreProxy {
         let cut_begins = {
             let mut st = self.inner.state();
             let was_cut = st.faults.cut;
+            let before: BTreeSet<usize> = st.active.iter().map(|(id, _)| *id).collect();
+            let owed: BTreeSet<usize> = active
+                .iter()
+                .filter(|(id, f)| {
+                    !before.contains(id)
+                        && matches!(
+                            f,
+                            Fault::StoreErrors { .. }
+                                | Fault::StoreAmbiguous { .. }
+                                | Fault::StoreLate { .. }
+                        )
+                })
+                .map(|(id, _)| *id)
+                .chain(st.owed.iter().copied())
+                .filter(|id| active.iter().any(|(a, _)| a == id))
+                .collect();
+            st.owed = owed;
             st.active = active;
             st.faults = faults;
             st.faults.cut && !was_cut
@@ -394,7 +436,8 @@ impl StoreProxy {
         }
         // As in the simulator's store: only object puts can be late or lose their reply.
         let write = op.starts_with("PUT");
-        match faults.fate(roll, write) {
+        let owed = self.inner.state().owed_fate(write);
+        match owed.unwrap_or_else(|| faults.fate(roll, write)) {
             Fate::Fail => {
                 // Half the injected errors are 500s, half 503 SlowDown (throttling).
                 let slow_down = roll >= faults.error_rate / 2.0;

@@ -308,6 +308,37 @@ async fn a_late_write_fails_for_its_caller_then_lands() {
 }
 
 #[tokio::test]
+async fn a_rate_fault_acts_on_the_first_request_it_applies_to_whatever_its_rate() {
+    let r = rig().await;
+    // A rate so low that the roll alone would almost never pick a request.
+    let late = |id| {
+        (
+            id,
+            Fault::StoreLate {
+                broker: b(),
+                rate: 1e-9,
+            },
+        )
+    };
+    r.control.set_faults(&[late(3)]).await.unwrap();
+    // A read is not a write: the late fault is still owed after it.
+    let _ = r.store.get(&Path::from("nothing")).await;
+    assert!(r.store.put(&Path::from("first"), "v".into()).await.is_err());
+    assert!(r.store.put(&Path::from("second"), "v".into()).await.is_ok());
+    // Still in force (same id): nothing more is owed. A new window of the kind owes again.
+    r.control.set_faults(&[late(3)]).await.unwrap();
+    assert!(r.store.put(&Path::from("third"), "v".into()).await.is_ok());
+    r.control.set_faults(&[late(4)]).await.unwrap();
+    assert!(r
+        .store
+        .put(&Path::from("fourth"), "v".into())
+        .await
+        .is_err());
+    let o = r.control.observed().await.unwrap();
+    assert_eq!((o.hits[&3], o.hits[&4]), (1, 1), "{o:?}");
+}
+
+#[tokio::test]
 async fn control_requests_that_make_no_sense_get_a_clear_error() {
     let r = rig().await;
     let err = StoreControl::new(r.control.addr()).set_faults(&[]).await;
