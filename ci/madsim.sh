@@ -25,7 +25,9 @@ section "cargo build --release (cfg madsim, $target)"
 cargo build --release --target-dir "$target" -p riptide-cli
 
 section "fault kinds take effect on madsim, coverage counts there, a seed is the same twice in one process"
-cargo test --release --target-dir "$target" -p riptide-sim --test faults --test coverage --test same_process
+# With -p riptide-cli: the same packages as the build above, so the same features, so only the
+# test targets compile here (riptide-sim alone would compile 14 crates again with fewer features).
+cargo test --release --target-dir "$target" -p riptide-cli -p riptide-sim --test faults --test coverage --test same_process
 
 section "madsim determinism check: chaos 1..=20"
 tmp="$(mktemp -d)"

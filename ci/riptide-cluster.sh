@@ -14,24 +14,49 @@
 # flags for every broker, e.g. "--bug hwm-off-by-one"). S3_URL (s3://BUCKET) puts the cluster on S3
 # instead of the shared data directory, with S3_ENDPOINTS (comma-separated: the i-th broker's S3
 # endpoint, e.g. its own store proxy) and the usual AWS_* credentials.
+#
+# TARGET=tansu or TARGET=nisshi (with TARGET_BIN, the broker binary) starts that broker instead,
+# with the same hooks: memory storage without S3_URL (then one node only: nodes do not share
+# memory), else its S3 engine on S3_URL, the i-th node's AWS_ENDPOINT from S3_ENDPOINTS.
 set -euo pipefail
 BIN=${RIPTIDE_BIN:-${CARGO_TARGET_DIR:-$(cd "$(dirname "$0")/.." && pwd)/target}/release/riptide}
 DIR=${CLUSTER_DIR:-/tmp/riptide-cluster}
 BASE=${BASE_PORT:-19092}
 mkdir -p "$DIR"
 
+# The i-th node's S3 endpoint, from S3_ENDPOINTS.
+endpoint() {
+  local endpoints
+  IFS=, read -ra endpoints <<<"${S3_ENDPOINTS:?S3_URL needs S3_ENDPOINTS}"
+  echo "${endpoints[$1]:?no S3 endpoint for broker $1 in S3_ENDPOINTS}"
+}
+
 start() {
   local i=$1 port=$((BASE + $1))
-  local store=(--data "$DIR/data")
-  if [ -n "${S3_URL:-}" ]; then
-    local endpoints
-    IFS=, read -ra endpoints <<<"${S3_ENDPOINTS:?S3_URL needs S3_ENDPOINTS}"
-    store=(--s3 "$S3_URL" --s3-endpoint "${endpoints[$i]:?no S3 endpoint for broker $i in S3_ENDPOINTS}")
-  fi
-  # shellcheck disable=SC2086
-  nohup "$BIN" broker --listen "127.0.0.1:$port" --node-id "$((i + 1))" \
-    "${store[@]}" --heartbeat-ms 500 --session-timeout-ms 3000 ${BROKER_ARGS:-} \
-    >>"$DIR/broker-$i.log" 2>&1 &
+  case ${TARGET:-riptide} in
+    riptide)
+      local store=(--data "$DIR/data")
+      if [ -n "${S3_URL:-}" ]; then
+        store=(--s3 "$S3_URL" --s3-endpoint "$(endpoint "$i")")
+      fi
+      # shellcheck disable=SC2086
+      nohup "$BIN" broker --listen "127.0.0.1:$port" --node-id "$((i + 1))" \
+        "${store[@]}" --heartbeat-ms 500 --session-timeout-ms 3000 ${BROKER_ARGS:-} \
+        >>"$DIR/broker-$i.log" 2>&1 &
+      ;;
+    tansu | nisshi)
+      local engine="memory://$TARGET/" env=()
+      if [ -n "${S3_URL:-}" ]; then
+        engine="${S3_URL%/}/"
+        env=(AWS_ENDPOINT="$(endpoint "$i")" AWS_ALLOW_HTTP=true)
+      fi
+      # shellcheck disable=SC2086
+      env "${env[@]}" nohup "${TARGET_BIN:?TARGET=$TARGET needs TARGET_BIN}" broker \
+        --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
+        --storage-engine "$engine" ${BROKER_ARGS:-} >>"$DIR/broker-$i.log" 2>&1 &
+      ;;
+    *) echo "unknown TARGET=$TARGET (riptide, tansu or nisshi)" >&2; return 2 ;;
+  esac
   echo $! >"$DIR/broker-$i.pid"
   for _ in $(seq 1 100); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
@@ -64,5 +89,5 @@ case ${1:-} in
       kill -KILL "$(cat "$f")" 2>/dev/null || true
       rm -f "$f"
     done ;;
-  *) sed -n '2,18p' "$0"; exit 2 ;;
+  *) sed -n '2,/^set -euo/{/^#/p}' "$0"; exit 2 ;;
 esac

@@ -55,8 +55,12 @@ if [ -z "${SKIP_CARGO_TEST:-}" ]; then
   cargo test --release --workspace
 fi
 
-section "cargo build --release -p riptide-cli"
-cargo build --release -p riptide-cli
+if [ -n "${SKIP_CARGO_TEST:-}" ]; then
+  section "cargo build --release -p riptide-cli"
+  cargo build --release -p riptide-cli
+fi
+# Otherwise the test build made it (cli/tests run the binary): building it again with
+# `-p riptide-cli` would compile 17 crates a second time, with the features of that package alone.
 export RIPTIDE_BIN="${RIPTIDE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/riptide}"
 echo "RIPTIDE_BIN=$RIPTIDE_BIN"
 test -x "$RIPTIDE_BIN"

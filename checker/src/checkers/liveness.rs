@@ -14,7 +14,7 @@
 //! because a client never finished has its faults' and clients' facts, so its missing final
 //! reads are still reported.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Anomaly, Finding, Index, Tp};
 use crate::history::{History, OpKind, Value};
@@ -75,12 +75,27 @@ fn judgeable(ix: &Index<'_>) -> bool {
     })
 }
 
-/// A process's sends invoked after the heal (op indices), whether any send of it was
-/// acknowledged after the heal, and the partition of the first.
-type AfterHeal<'a> = (Vec<u64>, bool, Option<(&'a str, i32)>);
+/// A process's sends invoked after the heal (op indices), the record batches they travelled in,
+/// whether any send of it was acknowledged after the heal, and the partition of the first.
+#[derive(Default)]
+struct AfterHeal<'a> {
+    ops: Vec<u64>,
+    batches: BTreeSet<Batch>,
+    acked: bool,
+    tp: Option<(&'a str, i32)>,
+}
 
-/// A producer needs this many unacknowledged sends after the grace period to
-/// count as stalled: one send can hang on a connection made before the heal.
+/// One record batch of a process: its number, or, in a history that does not say, the send
+/// alone.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Batch {
+    Numbered(u64),
+    Send(u64),
+}
+
+/// A producer needs this many unacknowledged record batches after the grace period to count as
+/// stalled: one batch can fail on a connection made before the heal (say, to a broker that
+/// restarted since, which resets it when written to), and all its records share its fate.
 const STALLED_AFTER: usize = 3;
 
 /// Time a client needs, after its request timeout freed a connection, to reconnect and be
@@ -119,26 +134,28 @@ fn producers_stalled(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
             continue;
         }
         let e = after.entry(p.invoke.process).or_default();
-        e.1 |= p.outcome() == OpKind::Ok;
+        e.acked |= p.outcome() == OpKind::Ok;
         if p.invoke.time_ns >= healed_ns {
-            e.0.push(p.invoke.index);
-            e.2.get_or_insert((s.topic.as_str(), s.partition));
+            e.ops.push(p.invoke.index);
+            e.batches
+                .insert(s.batch.map_or(Batch::Send(p.invoke.index), Batch::Numbered));
+            e.tp.get_or_insert((s.topic.as_str(), s.partition));
         }
     }
     after
         .into_iter()
-        .filter(|(_, (ops, acked, _))| !acked && ops.len() >= STALLED_AFTER)
-        .map(|(process, (ops, _, tp))| {
-            let n = ops.len();
-            let mut ops = ops;
+        .filter(|(_, a)| !a.acked && a.batches.len() >= STALLED_AFTER)
+        .map(|(process, a)| {
+            let (n, batches) = (a.ops.len(), a.batches.len());
+            let mut ops = a.ops;
             ops.truncate(super::MAX_LISTED);
             Finding::new(
                 Anomaly::LivenessAfterHeal,
-                tp.unwrap_or(("", -1)),
+                a.tp.unwrap_or(("", -1)),
                 Vec::new(),
                 ops,
                 format!(
-                    "Process {process} sent or committed {n} time(s) more than {:.1} s after the last fault event and none was acknowledged.",
+                    "Process {process} sent {n} record(s) in {batches} batch(es) more than {:.1} s after the last fault event and none was acknowledged.",
                     grace(process) as f64 / 1e9
                 ),
             )
@@ -190,6 +207,43 @@ mod tests {
             f[0].explanation
         );
         assert_eq!(f[0].ops.len(), 3);
+    }
+
+    #[test]
+    fn counts_record_batches_not_records() {
+        use crate::history::{FaultValue, SendValue};
+        // After the grace period, `batches` record batches of five records each fail with their
+        // outcome unknown: one batch failing (say on a connection to a broker that restarted)
+        // is not a stall; three are.
+        let history = |batches: u64| {
+            let mut b = HistoryBuilder::new();
+            send(&mut b, 1, 0, "a", 0);
+            b.call(
+                1000,
+                FaultValue::new("crash"),
+                OpKind::Ok,
+                FaultValue::new("crash"),
+            );
+            b.advance(10_000_000_000);
+            for batch in 0..batches {
+                for i in 0..5 {
+                    let mut s = SendValue::new(T, 0, format!("b{batch}-{i}"));
+                    s.batch = Some(batch);
+                    b.call(1, s.clone(), OpKind::Info, s);
+                }
+            }
+            final_read(&mut b, 20, 0, &["a"]);
+            b.build()
+        };
+        assert!(check(&history(1)).is_empty());
+        assert!(check(&history(2)).is_empty());
+        let f = check(&history(3));
+        assert_eq!(anomalies(&f), vec![Anomaly::LivenessAfterHeal], "{f:#?}");
+        assert!(
+            f[0].explanation.contains("15 record(s) in 3 batch(es)"),
+            "{}",
+            f[0].explanation
+        );
     }
 
     #[test]
