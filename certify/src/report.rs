@@ -540,11 +540,10 @@ pub fn markdown(c: &Certification) -> String {
         for (i, f) in group {
             let _ = writeln!(
                 s,
-                "#### {}. {} on {}/{}\n\n{}\n\nOffsets: {:?}\n\nEvidence:\n",
+                "#### {}. {} on {}\n\n{}\n\nOffsets: {:?}\n\nEvidence:\n",
                 i + 1,
                 f.anomaly,
-                f.topic,
-                f.partition,
+                f.place(),
                 f.explanation,
                 f.offsets
             );
@@ -854,11 +853,10 @@ labelled by node) and the ops of each finding (red rings).</p>"
         for (i, f) in group {
             let _ = write!(
                 s,
-                "<h3 class=\"fail\">{}. {} on {}/{}</h3><p>{}</p><p>Offsets: {:?}</p><ul>",
+                "<h3 class=\"fail\">{}. {} on {}</h3><p>{}</p><p>Offsets: {:?}</p><ul>",
                 i + 1,
                 esc(&f.anomaly.to_string()),
-                esc(&f.topic),
-                f.partition,
+                esc(&f.place()),
                 esc(&f.explanation),
                 f.offsets
             );

@@ -242,8 +242,13 @@ impl Report {
                 number += 1;
                 let _ = writeln!(
                     s,
-                    "  {}. {} {}/{} offsets {:?} ops {:?}\n     {}",
-                    number, f.anomaly, f.topic, f.partition, f.offsets, f.ops, f.explanation
+                    "  {}. {} {} offsets {:?} ops {:?}\n     {}",
+                    number,
+                    f.anomaly,
+                    f.place(),
+                    f.offsets,
+                    f.ops,
+                    f.explanation
                 );
             }
         };
@@ -609,6 +614,19 @@ mod tests {
         assert_eq!(Report::new(&h, vec![]).verdict_line(), "PASS");
         // Allowing is a view: the findings stay.
         assert_eq!(r.findings.len(), 3);
+    }
+
+    #[test]
+    fn a_finding_without_a_partition_says_so() {
+        let h = History::new(vec![]);
+        let mut run_wide = finding(Anomaly::BrokenInvariant);
+        (run_wide.topic, run_wide.partition) = (String::new(), -1);
+        let text = Report::new(&h, vec![run_wide, finding(Anomaly::LostWrite)]).to_text();
+        assert!(
+            text.contains("broken-invariant no partition offsets"),
+            "{text}"
+        );
+        assert!(!text.contains("/-1"), "{text}");
     }
 
     #[test]

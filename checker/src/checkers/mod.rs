@@ -212,6 +212,16 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// Where it was found, for people: `topic/partition`, or "no partition" for a finding about
+    /// the run as a whole (a broken invariant's place, a stalled producer with no send).
+    pub fn place(&self) -> String {
+        if self.topic.is_empty() || self.partition < 0 {
+            "no partition".to_string()
+        } else {
+            format!("{}/{}", self.topic, self.partition)
+        }
+    }
+
     pub(crate) fn new(
         anomaly: Anomaly,
         tp: Tp<'_>,
