@@ -301,23 +301,22 @@ impl StoreProxy {
         let cut_begins = {
             let mut st = self.inner.state();
             let was_cut = st.faults.cut;
-            let before: BTreeSet<usize> = st.active.iter().map(|(id, _)| *id).collect();
-            let owed: BTreeSet<usize> = active
+            // Still owed if still in force; newly in force rate faults are owed from now.
+            st.owed.retain(|id| active.iter().any(|(a, _)| a == id));
+            let new_rate_faults: Vec<usize> = active
                 .iter()
                 .filter(|(id, f)| {
-                    !before.contains(id)
-                        && matches!(
-                            f,
-                            Fault::StoreErrors { .. }
-                                | Fault::StoreAmbiguous { .. }
-                                | Fault::StoreLate { .. }
-                        )
+                    let is_rate = matches!(
+                        f,
+                        Fault::StoreErrors { .. }
+                            | Fault::StoreAmbiguous { .. }
+                            | Fault::StoreLate { .. }
+                    );
+                    is_rate && !st.active.iter().any(|(a, _)| a == id)
                 })
                 .map(|(id, _)| *id)
-                .chain(st.owed.iter().copied())
-                .filter(|id| active.iter().any(|(a, _)| a == id))
                 .collect();
-            st.owed = owed;
+            st.owed.extend(new_rate_faults);
             st.active = active;
             st.faults = faults;
             st.faults.cut && !was_cut
