@@ -57,6 +57,9 @@ pub enum F {
     /// An invariant the system under test asserts in its own code was broken (a fact the
     /// simulator records; see [`InvariantValue`]).
     Invariant,
+    /// A Kafka transaction: its sends and polls between InitTransactions/BeginTransaction and
+    /// EndTxn, as one operation (see [`TxnValue`]).
+    Txn,
 }
 
 impl F {
@@ -73,6 +76,7 @@ impl F {
             F::Client => "client",
             F::Violation => "violation",
             F::Invariant => "invariant",
+            F::Txn => "txn",
         }
     }
 }
@@ -130,6 +134,10 @@ pub struct SendValue {
     /// it does not say they travelled in one record batch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jepsen_op: Option<u64>,
+    /// In a consume-transform-produce pipeline: the value of the input record this one was
+    /// derived from (the `exactly-once` checker counts committed outputs per input).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 impl SendValue {
@@ -145,6 +153,7 @@ impl SendValue {
             attempts: None,
             broker: None,
             jepsen_op: None,
+            source: None,
         }
     }
 
@@ -172,6 +181,44 @@ pub struct PartitionHwm {
     pub hwm: i64,
 }
 
+/// A partition's last stable offset as a fetch reply gave it to a consumer (read_committed:
+/// the offset below which every transaction is decided).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionLso {
+    pub topic: String,
+    pub partition: i32,
+    pub lso: i64,
+}
+
+/// Why offsets hold no data for a reader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Hidden {
+    /// A control batch: a transaction's commit or abort marker. No reader sees it as data.
+    Control,
+    /// Records of an aborted transaction, which a read_committed consumer skips.
+    Aborted,
+}
+
+/// Offsets `from..to` (exclusive) of a partition that a poll passed over as holding no data
+/// for it: present in the log, not records to the reader.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HiddenRange {
+    pub topic: String,
+    pub partition: i32,
+    pub from: i64,
+    pub to: i64,
+    pub why: Hidden,
+}
+
+/// Offsets `from..to` (exclusive) of a final read's partition that held no data for it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HiddenSpan {
+    pub from: i64,
+    pub to: i64,
+    pub why: Hidden,
+}
+
 /// A partition and an offset (fetch positions, seeks, commits).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionOffset {
@@ -191,6 +238,13 @@ pub struct PollValue {
     pub high_watermarks: Vec<PartitionHwm>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub fetch_offsets: Vec<PartitionOffset>,
+    /// Offsets the fetch passed over as holding no data for this consumer: control batches,
+    /// and aborted records for a read_committed one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hidden: Vec<HiddenRange>,
+    /// The last stable offsets the fetch reply gave (read_committed consumers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_stable_offsets: Vec<PartitionLso>,
 }
 
 impl PollValue {
@@ -218,6 +272,27 @@ impl PollValue {
             topic: topic.to_owned(),
             partition,
             offset,
+        });
+        self
+    }
+
+    /// Offsets `from..to` of the partition held no data for this consumer.
+    pub fn hidden(mut self, topic: &str, partition: i32, from: i64, to: i64, why: Hidden) -> Self {
+        self.hidden.push(HiddenRange {
+            topic: topic.to_owned(),
+            partition,
+            from,
+            to,
+            why,
+        });
+        self
+    }
+
+    pub fn lso(mut self, topic: &str, partition: i32, lso: i64) -> Self {
+        self.last_stable_offsets.push(PartitionLso {
+            topic: topic.to_owned(),
+            partition,
+            lso,
         });
         self
     }
@@ -315,6 +390,10 @@ pub struct FinalReadValue {
     pub hwm: Option<i64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub records: Vec<OffsetValue>,
+    /// Offsets below the hwm that held no data for the reader (control batches; aborted
+    /// records for a read_committed reader): present, not holes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hidden: Vec<HiddenSpan>,
 }
 
 impl FinalReadValue {
@@ -324,6 +403,7 @@ impl FinalReadValue {
             partition,
             hwm: None,
             records: Vec::new(),
+            hidden: Vec::new(),
         }
     }
 
@@ -402,6 +482,11 @@ pub struct ClientValue {
     /// Most produce requests it keeps outstanding per connection (0: not a producer, or unknown).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub max_in_flight: u32,
+    /// A consumer with `isolation.level=read_committed`: it must see only committed
+    /// transactions' records. (In a history with transactions the final reads count as
+    /// read_committed too.)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_committed: bool,
     /// What else it drew (batching, codec, poll size, ...), free-form.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub profile: BTreeMap<String, serde_json::Value>,
@@ -552,6 +637,89 @@ impl fmt::Display for ViolationKind {
     }
 }
 
+/// How the client will end a transaction (the seed decides): EndTxn with commit or abort.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TxnEnd {
+    Commit,
+    Abort,
+}
+
+/// One operation inside a transaction, tagged by `f` like an op.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "f", rename_all = "snake_case")]
+pub enum MicroOp {
+    /// A record produced in the transaction; on an `ok` completion it carries the offset the
+    /// broker acknowledged.
+    Send(SendValue),
+    /// A poll made inside the transaction (its records, hwms, hidden ranges, LSOs).
+    Poll(PollValue),
+}
+
+/// `f = txn`: one Kafka transaction of a transactional producer. The invoke lists what the
+/// client will do; the completion repeats it with outcomes (sends' offsets, polls' records).
+///
+/// The completion says what became of it: `ok` = EndTxn with `end` succeeded (committed if
+/// `end` is commit, aborted if abort); `fail` = definitely not committed, whatever `end` said;
+/// `info` = unknown: committed or aborted, but all or nothing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnValue {
+    pub transactional_id: String,
+    pub end: TxnEnd,
+    /// In the order the client did them.
+    #[serde(default)]
+    pub ops: Vec<MicroOp>,
+    /// Consume-transform-produce: the group whose offsets the transaction committed
+    /// (TxnOffsetCommit), and those offsets (the next offset to consume, as Kafka commits).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offsets: Vec<PartitionOffset>,
+    /// On a completion: when EndTxn was sent (the op's `time_ns` clock); absent when it never
+    /// was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub end_sent_ns: Option<u64>,
+}
+
+impl TxnValue {
+    pub fn new(transactional_id: impl Into<String>, end: TxnEnd) -> Self {
+        TxnValue {
+            transactional_id: transactional_id.into(),
+            end,
+            ops: Vec::new(),
+            group: None,
+            offsets: Vec::new(),
+            end_sent_ns: None,
+        }
+    }
+
+    pub fn send(mut self, s: SendValue) -> Self {
+        self.ops.push(MicroOp::Send(s));
+        self
+    }
+
+    pub fn poll(mut self, p: PollValue) -> Self {
+        self.ops.push(MicroOp::Poll(p));
+        self
+    }
+
+    /// The sends, in order.
+    pub fn sends(&self) -> impl Iterator<Item = &SendValue> {
+        self.ops.iter().filter_map(|m| match m {
+            MicroOp::Send(s) => Some(s),
+            MicroOp::Poll(_) => None,
+        })
+    }
+
+    /// The polls, in order.
+    pub fn polls(&self) -> impl Iterator<Item = &PollValue> {
+        self.ops.iter().filter_map(|m| match m {
+            MicroOp::Poll(p) => Some(p),
+            MicroOp::Send(_) => None,
+        })
+    }
+}
+
 /// An op's value; the variant determines `f`.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(untagged)]
@@ -567,6 +735,7 @@ pub enum Value {
     Client(ClientValue),
     Violation(ViolationValue),
     Invariant(InvariantValue),
+    Txn(TxnValue),
 }
 
 impl Value {
@@ -583,6 +752,7 @@ impl Value {
             Value::Client(_) => F::Client,
             Value::Violation(_) => F::Violation,
             Value::Invariant(_) => F::Invariant,
+            Value::Txn(_) => F::Txn,
         }
     }
 
@@ -606,6 +776,7 @@ impl Value {
             F::Client => Value::Client(de(value)?),
             F::Violation => Value::Violation(de(value)?),
             F::Invariant => Value::Invariant(de(value)?),
+            F::Txn => Value::Txn(de(value)?),
         })
     }
 }
@@ -630,7 +801,8 @@ value_from!(
     Fault(FaultValue),
     Client(ClientValue),
     Violation(ViolationValue),
-    Invariant(InvariantValue)
+    Invariant(InvariantValue),
+    Txn(TxnValue)
 );
 
 impl From<PartitionOffset> for Value {
@@ -844,7 +1016,8 @@ impl History {
     /// Checks the structure: strictly increasing indices; completions matching an outstanding
     /// invoke of the same process and `f` (the one named by `invoke`, else the process's only
     /// outstanding one; fault and invariant events may stand alone); violations standing alone
-    /// as `ok` facts that complete nothing; every `ok` send carrying an offset.
+    /// as `ok` facts that complete nothing; every `ok` send, and every send of an `ok`
+    /// committed txn, carrying an offset.
     pub fn validate(&self) -> Result<(), HistoryError> {
         let invalid = |op: &Op, message: String| HistoryError::Invalid {
             index: op.index,
@@ -914,6 +1087,14 @@ impl History {
                     return Err(invalid(op, "ok send without an offset".into()));
                 }
             }
+            if let (OpKind::Ok, Value::Txn(t)) = (op.kind, &op.value) {
+                if t.end == TxnEnd::Commit && t.sends().any(|s| s.offset.is_none()) {
+                    return Err(invalid(
+                        op,
+                        "ok committed txn with a send without an offset".into(),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -973,6 +1154,11 @@ pub struct HistoryBuilder {
 impl HistoryBuilder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The time the next op will carry.
+    pub fn now_ns(&self) -> u64 {
+        self.now_ns
     }
 
     /// Moves the clock forward; ops recorded afterwards carry the new time.
@@ -1267,6 +1453,45 @@ mod tests {
         let a = b.invoke(1, SendValue::new("t", 0, "a"));
         b.complete(1, a, OpKind::Ok, violation(ViolationKind::Malformed, None));
         assert!(b.build().validate().is_err());
+    }
+
+    #[test]
+    fn a_txn_op_round_trips_and_must_carry_offsets_when_committed() {
+        let inv = TxnValue::new("tx-1", TxnEnd::Commit)
+            .poll(PollValue::default())
+            .send(SendValue::new("t", 0, "a"));
+        let mut done = TxnValue::new("tx-1", TxnEnd::Commit)
+            .poll(
+                PollValue::default()
+                    .record("in", 0, 3, "i3")
+                    .hidden("in", 0, 4, 5, Hidden::Control)
+                    .lso("in", 0, 5),
+            )
+            .send(SendValue::new("t", 0, "a").acked(7));
+        done.group = Some("g".into());
+        done.end_sent_ns = Some(5);
+        let mut b = HistoryBuilder::new();
+        b.call(1, inv.clone(), OpKind::Ok, done.clone());
+        let h = b.build();
+        h.validate().unwrap();
+        let mut buf = Vec::new();
+        h.to_jsonl(&mut buf).unwrap();
+        let text = String::from_utf8(buf.clone()).unwrap();
+        assert_eq!(
+            text.lines().nth(1).unwrap(),
+            r#"{"index":1,"kind":"ok","process":1,"time_ns":0,"f":"txn","value":{"transactional_id":"tx-1","end":"commit","ops":[{"f":"poll","records":[{"topic":"in","partition":0,"offset":3,"value":"i3"}],"hidden":[{"topic":"in","partition":0,"from":4,"to":5,"why":"control"}],"last_stable_offsets":[{"topic":"in","partition":0,"lso":5}]},{"f":"send","topic":"t","partition":0,"value":"a","offset":7}],"group":"g","end_sent_ns":5}}"#
+        );
+        assert_eq!(History::from_jsonl(&buf[..]).unwrap(), h);
+        // Committed without an offset for its send: invalid; aborted: fine.
+        let mut b = HistoryBuilder::new();
+        b.call(1, inv.clone(), OpKind::Ok, inv.clone());
+        let err = b.build().validate().unwrap_err().to_string();
+        assert!(err.contains("without an offset"), "{err}");
+        let mut aborted = inv.clone();
+        aborted.end = TxnEnd::Abort;
+        let mut b = HistoryBuilder::new();
+        b.call(1, aborted.clone(), OpKind::Ok, aborted);
+        b.build().validate().unwrap();
     }
 
     #[test]

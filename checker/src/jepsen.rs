@@ -21,6 +21,11 @@
 //! skipped (and counted). An op with several micro-ops becomes one riptide op per micro-op; the
 //! sends of one op carry `jepsen_op` (the first new index of its invoke), so riptide judges them
 //! as one op where Jepsen does (`int-nonmonotonic-send`).
+//!
+//! A riptide transaction (`f = txn`) is exported as Jepsen's `:f :txn` with its `[:send k v]`
+//! and `[:poll {...}]` micro-ops, and its whole value (transactional id, end, group, offsets,
+//! hidden ranges...) under `:riptide/txn`, from which [`import`] restores it as one op. A
+//! `:txn` without that key is Jepsen's own and is split as above.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -29,8 +34,8 @@ use edn_format::{Keyword, Value as Edn};
 use serde_json::{json, Map as JsonMap, Value as Json};
 
 use crate::history::{
-    AssignValue, FaultValue, FinalReadValue, History, Op, OpKind, PollValue, SendValue,
-    TopicPartition, Value,
+    AssignValue, FaultValue, FinalReadValue, History, MicroOp, Op, OpKind, PollValue, SendValue,
+    TopicPartition, TxnValue, Value,
 };
 
 /// riptide's nemesis process (faults in histories of `sim` and `certify`).
@@ -143,6 +148,16 @@ impl Names {
                 Value::FinalRead(r) => {
                     tps.insert((r.topic.clone(), r.partition));
                     strings.extend(r.records.iter().map(|o| o.value.clone()));
+                }
+                Value::Txn(t) => {
+                    for s in t.sends() {
+                        tps.insert((s.topic.clone(), s.partition));
+                        strings.push(s.value.clone());
+                    }
+                    for r in t.polls().flat_map(|p| &p.records) {
+                        tps.insert((r.topic.clone(), r.partition));
+                        strings.push(r.value.clone());
+                    }
                 }
                 _ => {}
             }
@@ -295,6 +310,39 @@ fn export_op(names: &Names, op: &Op) -> Edn {
             let detail = serde_json::to_value(&v.detail).unwrap_or_default();
             m.insert(rkw("f"), kw("fault"));
             (v.kind.as_str(), json_to_edn(&detail), None)
+        }
+        Value::Txn(t) => {
+            let micro =
+                t.ops
+                    .iter()
+                    .map(|mop| match mop {
+                        MicroOp::Send(s) => {
+                            let k = names.key(&s.topic, s.partition, &mut keys);
+                            let v = names.value(&s.value, &mut values);
+                            let v = match s.offset {
+                                Some(o) if op.kind != OpKind::Invoke => {
+                                    Edn::Vector(vec![Edn::Integer(o), v])
+                                }
+                                _ => v,
+                            };
+                            Edn::Vector(vec![kw("send"), k, v])
+                        }
+                        MicroOp::Poll(p) if op.kind == OpKind::Invoke && p.records.is_empty() => {
+                            Edn::Vector(vec![kw("poll")])
+                        }
+                        MicroOp::Poll(p) => {
+                            let records = p.records.iter().map(|r| {
+                                (r.topic.as_str(), r.partition, r.offset, r.value.as_str())
+                            });
+                            let (map, _) = poll_map(names, records, &mut keys, &mut values);
+                            Edn::Vector(vec![kw("poll"), map])
+                        }
+                    })
+                    .collect();
+            // All of it, for riptide to read back as one op.
+            let json = serde_json::to_value(t).unwrap_or_default();
+            m.insert(rkw("txn"), json_to_edn(&json));
+            ("txn", Edn::Vector(micro), None)
         }
         Value::Violation(v) => {
             // Jepsen's checker passes over an `:f` it has no use for; the tag says whose it is.
@@ -607,35 +655,42 @@ pub fn import(text: &str) -> Result<Imported, JepsenError> {
             }
             vec![Value::Fault(v)]
         } else {
-            match f.as_str() {
-                "send" | "poll" | "txn" => micro_ops(&r, &f)?,
-                "assign" | "subscribe" => {
-                    let ks = match r.get(&kw("value")) {
-                        Some(Edn::Vector(ks) | Edn::List(ks)) => ks.clone(),
-                        Some(Edn::Set(ks)) => ks.iter().cloned().collect(),
-                        _ => vec![],
-                    };
-                    let partitions = ks
-                        .iter()
-                        .map(|k| r.tp(k).map(|(t, p)| TopicPartition::new(t, p)))
-                        .collect::<Result<_, _>>()?;
-                    vec![Value::Assign(AssignValue { partitions })]
+            match (f.as_str(), r.get(&rkw("txn"))) {
+                ("txn", Some(txn)) => {
+                    let v: TxnValue = serde_json::from_value(edn_to_json(txn))
+                        .map_err(|e| r.bad(format!(":riptide/txn: {e}")))?;
+                    vec![Value::Txn(v)]
                 }
-                "seek" | "list_offsets" | "commit" | "client" | "violation" | "invariant" => {
-                    let body = match r.get(&kw("value")).map(edn_to_json) {
-                        Some(Json::Object(m)) => m,
-                        _ => return Err(r.bad(format!(":f :{f} without a map value"))),
-                    };
-                    let op = json!({"index": 0, "kind": "ok", "process": 0, "time_ns": 0,
+                _ => match f.as_str() {
+                    "send" | "poll" | "txn" => micro_ops(&r, &f)?,
+                    "assign" | "subscribe" => {
+                        let ks = match r.get(&kw("value")) {
+                            Some(Edn::Vector(ks) | Edn::List(ks)) => ks.clone(),
+                            Some(Edn::Set(ks)) => ks.iter().cloned().collect(),
+                            _ => vec![],
+                        };
+                        let partitions = ks
+                            .iter()
+                            .map(|k| r.tp(k).map(|(t, p)| TopicPartition::new(t, p)))
+                            .collect::<Result<_, _>>()?;
+                        vec![Value::Assign(AssignValue { partitions })]
+                    }
+                    "seek" | "list_offsets" | "commit" | "client" | "violation" | "invariant" => {
+                        let body = match r.get(&kw("value")).map(edn_to_json) {
+                            Some(Json::Object(m)) => m,
+                            _ => return Err(r.bad(format!(":f :{f} without a map value"))),
+                        };
+                        let op = json!({"index": 0, "kind": "ok", "process": 0, "time_ns": 0,
                                     "f": f, "value": Json::Object(body)});
-                    let parsed: Op =
-                        serde_json::from_value(op).map_err(|e| r.bad(e.to_string()))?;
-                    vec![parsed.value]
-                }
-                other => {
-                    *skipped.entry(other.to_string()).or_default() += 1;
-                    continue;
-                }
+                        let parsed: Op =
+                            serde_json::from_value(op).map_err(|e| r.bad(e.to_string()))?;
+                        vec![parsed.value]
+                    }
+                    other => {
+                        *skipped.entry(other.to_string()).or_default() += 1;
+                        continue;
+                    }
+                },
             }
         };
         let old_index = match r.get(&kw("index")) {
@@ -749,6 +804,41 @@ mod tests {
         }
         // The mutations do find something: the comparison is not of empty lists.
         assert!(all.iter().any(|h| !findings(h).is_empty()));
+    }
+
+    #[test]
+    fn transactions_export_as_jepsen_txns_and_come_back_whole() {
+        use crate::history::TxnEnd;
+        let mut b = HistoryBuilder::new();
+        testkit::rc_client(&mut b, 10);
+        testkit::txn(
+            &mut b,
+            1,
+            TxnEnd::Commit,
+            OpKind::Ok,
+            &[(0, "a", 0), (1, "b", 0)],
+        );
+        testkit::txn(&mut b, 2, TxnEnd::Abort, OpKind::Ok, &[(0, "x", 2)]);
+        // An aborted read, so the findings compared are not empty.
+        testkit::poll(&mut b, 10, 0, &[(0, "a"), (2, "x")], 4);
+        testkit::final_read_hidden(&mut b, 20, 0, &[(0, "a")], &[(1, 4)], 4);
+        testkit::final_read_hidden(&mut b, 20, 1, &[(0, "b")], &[(1, 2)], 2);
+        let h = b.build();
+        let mut out = Vec::new();
+        export(&h, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        let ok = text.lines().nth(3).unwrap();
+        assert!(
+            ok.contains(":f :txn") && ok.contains("[[:send 0 [0 "),
+            "{ok}"
+        );
+        let back = round_trip(&h);
+        assert_eq!(back, h);
+        assert_eq!(findings(&back), findings(&h));
+        assert_eq!(
+            crate::checkers::testkit::anomalies(&findings(&h)),
+            vec![crate::Anomaly::AbortedRead]
+        );
     }
 
     #[test]

@@ -50,6 +50,23 @@
 //! - **broken-invariant**: the system broke an invariant it asserts in its own code (an
 //!   `invariant` event the simulator records).
 //!
+//! Transactions (`txn` ops: a transactional producer's sends and polls, ended with commit or
+//! abort; `ok` = ended as said, `fail` = not committed, `info` = all or nothing, unknown). Their
+//! sends count as acknowledged when committed, as failed when not, as unknown when unknown;
+//! offsets that hold no data for a reader (`hidden`: control batches, aborted records) are
+//! present, not holes. Only histories with transactions get these:
+//!
+//! - **aborted-read**: a read_committed reader returned a record of a transaction that did not
+//!   commit.
+//! - **precommitted-read**: a read_committed poll returned a record before its transaction
+//!   sent EndTxn.
+//! - **torn-transaction**: a transaction that committed, or may have, is visible in part.
+//! - **txn-lost-write**: a committed transaction is missing from the final reads.
+//! - **exactly-once**: a consume-transform-produce input with two committed outputs, or none
+//!   below its group's committed offset.
+//! - **lso-regression**: a later poll saw a lower last stable offset (any history).
+//! - **g0**, **g1c** and their **-process** / **-realtime** variants: dependency cycles.
+//!
 //! Each checker module has `check(&History) -> Vec<Finding>`; [`check_all`] runs them all once
 //! over a shared index and returns a [`Report`].
 

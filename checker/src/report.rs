@@ -59,7 +59,8 @@ pub struct ClientSummary {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     pub verdict: Verdict,
-    /// Every anomaly kind, including those with zero findings.
+    /// Every anomaly kind, including those with zero findings (the transactional kinds only
+    /// for a history with transactions, or when found).
     pub counts: BTreeMap<Anomaly, usize>,
     /// Sorted by anomaly, partition, offsets, ops.
     pub findings: Vec<Finding>,
@@ -100,7 +101,12 @@ impl Report {
     ) -> Report {
         findings.sort();
         findings.dedup();
-        let mut counts: BTreeMap<Anomaly, usize> = Anomaly::ALL.iter().map(|&a| (a, 0)).collect();
+        let txns = history.ops.iter().any(|op| op.f() == F::Txn);
+        let mut counts: BTreeMap<Anomaly, usize> = Anomaly::ALL
+            .iter()
+            .filter(|a| txns || !a.transactional())
+            .map(|&a| (a, 0))
+            .collect();
         for f in &findings {
             *counts.entry(f.anomaly).or_default() += 1;
         }
@@ -135,6 +141,18 @@ impl Report {
             Verdict::Pass
         };
         self
+    }
+
+    /// The same report restricted to these kinds (`riptide check --only`): the other kinds'
+    /// findings and counts are left out, and the verdict counts only these.
+    pub fn only(mut self, kinds: &BTreeSet<Anomaly>) -> Report {
+        self.findings.retain(|f| kinds.contains(&f.anomaly));
+        self.counts.retain(|a, _| kinds.contains(a));
+        for &a in kinds {
+            self.counts.entry(a).or_insert(0);
+        }
+        let allowed = self.allowed.clone();
+        self.allowing(&allowed)
     }
 
     /// How many findings of each class, not counting allowed kinds.
@@ -314,7 +332,7 @@ impl Report {
 
 fn summarize(history: &History) -> Summary {
     // In declaration order, so `f as usize` indexes it.
-    const FS: [F; 11] = [
+    const FS: [F; 12] = [
         F::Send,
         F::Poll,
         F::Assign,
@@ -326,6 +344,7 @@ fn summarize(history: &History) -> Summary {
         F::Client,
         F::Violation,
         F::Invariant,
+        F::Txn,
     ];
     const KINDS: [OpKind; 4] = [OpKind::Invoke, OpKind::Ok, OpKind::Fail, OpKind::Info];
     // Counted in arrays (indexed like FS and KINDS) and turned into maps once.
@@ -355,6 +374,14 @@ fn summarize(history: &History) -> Summary {
                 .iter()
                 .for_each(|r| mention((&r.topic, r.partition))),
             Value::FinalRead(v) => mention((&v.topic, v.partition)),
+            Value::Txn(t) => {
+                for s in t.sends() {
+                    mention((&s.topic, s.partition));
+                }
+                for r in t.polls().flat_map(|p| &p.records) {
+                    mention((&r.topic, r.partition));
+                }
+            }
             _ => {}
         }
     }
@@ -614,6 +641,25 @@ mod tests {
         assert_eq!(Report::new(&h, vec![]).verdict_line(), "PASS");
         // Allowing is a view: the findings stay.
         assert_eq!(r.findings.len(), 3);
+    }
+
+    #[test]
+    fn transactional_kinds_are_counted_only_for_histories_with_transactions_and_only_narrows() {
+        use crate::history::{HistoryBuilder, TxnEnd, TxnValue};
+        let plain = History::default();
+        let r = Report::new(&plain, Vec::new());
+        assert!(r.counts.keys().all(|a| !a.transactional()));
+        let mut b = HistoryBuilder::new();
+        let t = TxnValue::new("tx", TxnEnd::Abort);
+        b.call(1, t.clone(), OpKind::Ok, t);
+        let r = Report::new(&b.build(), vec![finding(Anomaly::LostWrite)]);
+        assert_eq!(r.counts.len(), Anomaly::ALL.len());
+        assert_eq!(r.verdict, Verdict::Fail);
+        let only: BTreeSet<Anomaly> = [Anomaly::ExactlyOnce, Anomaly::AbortedRead].into();
+        let r = r.only(&only);
+        assert_eq!(r.verdict, Verdict::Pass);
+        assert!(r.findings.is_empty());
+        assert_eq!(r.counts.keys().copied().collect::<BTreeSet<_>>(), only);
     }
 
     #[test]

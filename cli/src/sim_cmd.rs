@@ -223,6 +223,10 @@ pub struct CheckArgs {
     output: Option<PathBuf>,
     #[command(flatten)]
     verdict: values::VerdictArgs,
+    /// Check only for this kind (repeatable): the report's findings, counts and verdict
+    /// leave every other kind out.
+    #[arg(long = "only", value_name = "KIND", value_parser = values::anomaly())]
+    only: Vec<Anomaly>,
     /// Print the report as JSON instead of text.
     #[arg(long)]
     json: bool,
@@ -902,7 +906,10 @@ pub fn check(args: CheckArgs) -> anyhow::Result<u8> {
         max_realtime_lag_ns: args.verdict.max_realtime_lag_ns(),
         ..CheckerConfig::default()
     };
-    let report = check_all(&history, &config).allowing(&args.verdict.set());
+    let mut report = check_all(&history, &config).allowing(&args.verdict.set());
+    if !args.only.is_empty() {
+        report = report.only(&args.only.iter().copied().collect());
+    }
     let code = if report.verdict == riptide_checker::Verdict::Pass {
         PASS
     } else {

@@ -184,6 +184,7 @@ impl<C: Connector> Producer<'_, C> {
                 name: self.setup.name.clone(),
                 idempotent: p.idempotent,
                 max_in_flight: p.max_in_flight,
+                read_committed: false,
                 profile: profile_map(p),
                 counters,
             },

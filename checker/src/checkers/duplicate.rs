@@ -8,6 +8,10 @@
 //! value did not end `ok` (a retry without idempotence may write twice), unless every send of it
 //! came from a process whose `client` op says it is an idempotent producer: those retries keep
 //! their sequence numbers, so the broker must not write them twice.
+//!
+//! A value sent in a transaction that did not (or may not have) committed is never a
+//! duplicate: an aborted transaction's records stay in the log, so the client may rightly
+//! send the value again in a later one.
 
 use std::collections::BTreeMap;
 
@@ -73,6 +77,12 @@ pub(crate) fn run(ix: &Index<'_>, config: &CheckerConfig) -> Vec<Finding> {
         }
         let count: usize = positions.values().map(BTreeMap::len).sum();
         let sends: Vec<_> = ix.sends_of(value).collect();
+        if sends
+            .iter()
+            .any(|s| s.txn.is_some_and(|t| !ix.txns[t].committed()))
+        {
+            continue;
+        }
         let retried = sends.iter().any(|s| s.outcome != OpKind::Ok);
         let idempotent = !sends.is_empty() && sends.iter().all(|s| ix.idempotent(s.process));
         if config.allow_duplicates_from_retries && retried && !idempotent {

@@ -13,11 +13,14 @@
 //! makes on its own (`external`, and the `reset` after an offset out of range)
 //! too. Seeks with reason `committed` or without a reason are starting
 //! positions.
+//!
+//! A transaction's offsets (consume-transform-produce: TxnOffsetCommit) are a commit of its
+//! group too: acknowledged if it committed, failed if it did not, unknown if unknown.
 
 use std::collections::BTreeMap;
 
 use super::{Anomaly, Finding, Index};
-use crate::history::{History, OpKind, SeekReason, Value};
+use crate::history::{History, OpKind, SeekReason, TxnEnd, Value};
 
 pub fn check(history: &History) -> Vec<Finding> {
     run(&Index::new(history))
@@ -41,14 +44,33 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     let mut group_of: BTreeMap<u64, &str> = BTreeMap::new();
     let mut commits: BTreeMap<Gtp<'_>, Vec<Commit>> = BTreeMap::new();
     for p in &ix.pairs {
-        let Value::Commit(c) = &p.invoke.value else {
-            continue;
+        let (group, offsets, ok, unknown) = match (&p.invoke.value, &p.last().value) {
+            (Value::Commit(c), _) => (
+                c.group.as_deref(),
+                &c.offsets,
+                p.outcome() == OpKind::Ok,
+                p.outcome() == OpKind::Info,
+            ),
+            (Value::Txn(inv), last) => {
+                let t = match last {
+                    Value::Txn(t) if !t.offsets.is_empty() => t,
+                    _ => inv,
+                };
+                let committed = p.outcome() == OpKind::Ok && t.end == TxnEnd::Commit;
+                (
+                    t.group.as_deref(),
+                    &t.offsets,
+                    committed,
+                    p.outcome() == OpKind::Info,
+                )
+            }
+            _ => continue,
         };
-        let Some(group) = c.group.as_deref() else {
+        let Some(group) = group else {
             continue;
         };
         group_of.entry(p.invoke.process).or_insert(group);
-        for o in &c.offsets {
+        for o in offsets {
             commits
                 .entry((group, o.topic.as_str(), o.partition))
                 .or_default()
@@ -56,8 +78,8 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
                     offset: o.offset,
                     invoked_ns: p.invoke.time_ns,
                     completed_ns: p.last().time_ns,
-                    ok: p.outcome() == OpKind::Ok,
-                    unknown: p.outcome() == OpKind::Info,
+                    ok,
+                    unknown,
                     op: p.last().index,
                 });
         }

@@ -17,7 +17,9 @@
 //! among its allowed error types: the sends of a transaction may interleave with other writers
 //! in Kafka's model. riptide's unit is the record batch, where interleaving breaks the protocol,
 //! so it is a contract violation; the sends of an imported Jepsen op (`jepsen_op`) are not
-//! judged by it.
+//! judged by it. Nor are the sends of one transaction as such: other producers append between
+//! them all the time in Kafka (Jepsen's reason to allow it); a transaction's records that
+//! travelled in one record batch are judged like any batch's.
 
 use std::collections::BTreeMap;
 

@@ -5,8 +5,11 @@
 //! returned an offset above `o` and no read ever returned the value.
 //!
 //! Compare [`super::unseen`]: an acked value that no read returned, where no read reached it.
+//!
+//! The sends of a transaction are judged by [`super::txn_lost_write`] and
+//! [`super::torn_transaction`] instead, one finding per transaction, never here too.
 
-use super::{q, Anomaly, Finding, Index};
+use super::{q, Anomaly, Finding, Index, Send};
 use crate::history::History;
 
 pub fn check(history: &History) -> Vec<Finding> {
@@ -16,46 +19,54 @@ pub fn check(history: &History) -> Vec<Finding> {
 pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     for s in &ix.sends {
-        let Some(o) = s.acked() else { continue };
-        let Some(part) = ix.part(s.tp) else {
+        if s.txn.is_some() {
             continue;
-        };
-        if let Some((hwm, fr_op)) = part.max_final_hwm {
-            if hwm <= o || ix.reads_of(s.value).any(|r| r.final_read) {
-                continue;
-            }
-            let polled = ix.reads_of(s.value).count();
-            let seen = match polled {
-                0 => String::new(),
-                n => format!(", though {n} earlier poll(s) had returned it"),
-            };
-            out.push(Finding::new(
-                Anomaly::LostWrite,
-                s.tp,
-                vec![o],
-                vec![s.op, fr_op],
-                format!(
-                    "Send of {} was acknowledged at offset {o} but the final read up to hwm {hwm} does not contain it{seen}.",
-                    q(s.value)
-                ),
-            ));
-        } else if let Some((max, poll_op)) = part.max_poll_offset {
-            if max <= o || ix.reads_of(s.value).next().is_some() {
-                continue;
-            }
-            out.push(Finding::new(
-                Anomaly::LostWrite,
-                s.tp,
-                vec![o, max],
-                vec![s.op, poll_op],
-                format!(
-                    "Send of {} was acknowledged at offset {o} but was never read, although polls reached offset {max}.",
-                    q(s.value)
-                ),
-            ));
+        }
+        if let Some(f) = missing(ix, s) {
+            out.push(f);
         }
     }
     out
+}
+
+/// The lost-write finding for one send, if its value is missing although a read reached past
+/// its acknowledged offset.
+pub(crate) fn missing(ix: &Index<'_>, s: &Send<'_>) -> Option<Finding> {
+    let o = s.acked()?;
+    let part = ix.part(s.tp)?;
+    if let Some((hwm, fr_op)) = part.max_final_hwm {
+        if hwm <= o || ix.reads_of(s.value).any(|r| r.final_read) {
+            return None;
+        }
+        let seen = match ix.reads_of(s.value).count() {
+            0 => String::new(),
+            n => format!(", though {n} earlier poll(s) had returned it"),
+        };
+        return Some(Finding::new(
+            Anomaly::LostWrite,
+            s.tp,
+            vec![o],
+            vec![s.op, fr_op],
+            format!(
+                "Send of {} was acknowledged at offset {o} but the final read up to hwm {hwm} does not contain it{seen}.",
+                q(s.value)
+            ),
+        ));
+    }
+    let (max, poll_op) = part.max_poll_offset?;
+    if max <= o || ix.reads_of(s.value).next().is_some() {
+        return None;
+    }
+    Some(Finding::new(
+        Anomaly::LostWrite,
+        s.tp,
+        vec![o, max],
+        vec![s.op, poll_op],
+        format!(
+            "Send of {} was acknowledged at offset {o} but was never read, although polls reached offset {max}.",
+            q(s.value)
+        ),
+    ))
 }
 
 #[cfg(test)]

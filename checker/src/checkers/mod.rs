@@ -7,10 +7,16 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
-use crate::history::{ClientValue, History, OffsetValue, OpKind, Pair, Value, ViolationValue};
+use crate::history::{
+    ClientValue, HiddenSpan, History, OffsetValue, Op, OpKind, Pair, PollValue, SendValue, TxnEnd,
+    TxnValue, Value, ViolationValue,
+};
 
+pub mod aborted_read;
 pub mod broken_invariant;
+pub mod cycles;
 pub mod duplicate;
+pub mod exactly_once;
 pub mod groups;
 pub mod hwm_regression;
 pub mod inconsistent_offsets;
@@ -20,13 +26,17 @@ pub mod int_poll_skip;
 pub mod int_send_skip;
 pub mod liveness;
 pub mod lost_write;
+pub mod lso_regression;
 pub mod nonmonotonic_poll;
 pub mod nonmonotonic_send;
 pub mod offset_gap;
 pub mod poll_skip;
+pub mod precommitted_read;
 pub mod protocol_violation;
 pub mod realtime_lag;
 pub mod replay_mismatch;
+pub mod torn_transaction;
+pub mod txn_lost_write;
 pub mod unseen;
 
 mod poll_walk;
@@ -58,10 +68,22 @@ pub enum Anomaly {
     ProtocolViolation,
     LivenessAfterHeal,
     RealtimeLag,
+    AbortedRead,
+    PrecommittedRead,
+    TornTransaction,
+    TxnLostWrite,
+    ExactlyOnce,
+    LsoRegression,
+    G0,
+    G0Process,
+    G0Realtime,
+    G1c,
+    G1cProcess,
+    G1cRealtime,
 }
 
 impl Anomaly {
-    pub const ALL: [Anomaly; 20] = [
+    pub const ALL: [Anomaly; 32] = [
         Anomaly::BrokenInvariant,
         Anomaly::LostWrite,
         Anomaly::Duplicate,
@@ -82,6 +104,18 @@ impl Anomaly {
         Anomaly::ProtocolViolation,
         Anomaly::LivenessAfterHeal,
         Anomaly::RealtimeLag,
+        Anomaly::AbortedRead,
+        Anomaly::PrecommittedRead,
+        Anomaly::TornTransaction,
+        Anomaly::TxnLostWrite,
+        Anomaly::ExactlyOnce,
+        Anomaly::LsoRegression,
+        Anomaly::G0,
+        Anomaly::G0Process,
+        Anomaly::G0Realtime,
+        Anomaly::G1c,
+        Anomaly::G1cProcess,
+        Anomaly::G1cRealtime,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -106,7 +140,25 @@ impl Anomaly {
             Anomaly::ProtocolViolation => "protocol-violation",
             Anomaly::LivenessAfterHeal => "liveness-after-heal",
             Anomaly::RealtimeLag => "realtime-lag",
+            Anomaly::AbortedRead => "aborted-read",
+            Anomaly::PrecommittedRead => "precommitted-read",
+            Anomaly::TornTransaction => "torn-transaction",
+            Anomaly::TxnLostWrite => "txn-lost-write",
+            Anomaly::ExactlyOnce => "exactly-once",
+            Anomaly::LsoRegression => "lso-regression",
+            Anomaly::G0 => "g0",
+            Anomaly::G0Process => "g0-process",
+            Anomaly::G0Realtime => "g0-realtime",
+            Anomaly::G1c => "g1c",
+            Anomaly::G1cProcess => "g1c-process",
+            Anomaly::G1cRealtime => "g1c-realtime",
         }
+    }
+
+    /// Only histories with transactions (`txn` ops) can have it; reports list these kinds only
+    /// for such histories (or when found).
+    pub fn transactional(self) -> bool {
+        self >= Anomaly::AbortedRead
     }
 }
 
@@ -166,7 +218,15 @@ impl Anomaly {
             | Anomaly::LostWrite
             | Anomaly::InconsistentOffsets
             | Anomaly::ReplayMismatch
-            | Anomaly::RebalanceSkip => Severity::DataLoss,
+            | Anomaly::RebalanceSkip
+            // A read_committed reader shown records that were never committed, a committed
+            // transaction seen in part or not at all, an input processed twice or never: the
+            // committed log is not what the transactions made it (Jepsen treats G1a as
+            // serious too).
+            | Anomaly::AbortedRead
+            | Anomaly::TornTransaction
+            | Anomaly::TxnLostWrite
+            | Anomaly::ExactlyOnce => Severity::DataLoss,
             Anomaly::Duplicate
             | Anomaly::OffsetGap
             | Anomaly::PollSkip
@@ -177,11 +237,21 @@ impl Anomaly {
             | Anomaly::IntNonmonotonicSend
             | Anomaly::IntSendSkip
             | Anomaly::CommittedOffsetRegression
-            | Anomaly::ProtocolViolation => Severity::Contract,
+            | Anomaly::ProtocolViolation
+            // Isolation broken without losing data: a read before the commit, a cycle of
+            // dependencies no order of the transactions explains.
+            | Anomaly::PrecommittedRead
+            | Anomaly::G0
+            | Anomaly::G0Process
+            | Anomaly::G0Realtime
+            | Anomaly::G1c
+            | Anomaly::G1cProcess
+            | Anomaly::G1cRealtime => Severity::Contract,
             Anomaly::HwmRegression
             | Anomaly::Unseen
             | Anomaly::LivenessAfterHeal
-            | Anomaly::RealtimeLag => Severity::Freshness,
+            | Anomaly::RealtimeLag
+            | Anomaly::LsoRegression => Severity::Freshness,
         }
     }
 
@@ -306,11 +376,24 @@ pub(crate) fn run_all_with_figures(
     if let Some(bound) = config.max_realtime_lag_ns {
         findings.extend(realtime_lag::run(&ix, bound));
     }
+    if !ix.txns.is_empty() {
+        findings.extend(aborted_read::run(&ix));
+        findings.extend(precommitted_read::run(&ix));
+        findings.extend(torn_transaction::run(&ix));
+        findings.extend(txn_lost_write::run(&ix));
+        findings.extend(exactly_once::run(&ix));
+        findings.extend(cycles::run(&ix));
+    }
+    findings.extend(lso_regression::run(&ix));
     (findings, realtime_lag::worst(&ix))
 }
 
 /// A borrowed topic/partition.
 pub(crate) type Tp<'a> = (&'a str, i32);
+
+/// Records of a writer transaction seen by readers, per (transaction, partition): offsets,
+/// reader ops, the first value.
+pub(crate) type SeenOfTxn<'a> = BTreeMap<(usize, Tp<'a>), (Vec<i64>, Vec<u64>, &'a str)>;
 
 /// One send operation (invoke plus completion).
 pub(crate) struct Send<'a> {
@@ -328,8 +411,14 @@ pub(crate) struct Send<'a> {
     pub attempts: Option<u32>,
     /// The broker that answered, from the completion.
     pub broker: Option<&'a str>,
-    /// The imported Jepsen op it was one of several sends of.
+    /// The op it was one of several sends of: an imported Jepsen op, or a transaction (its
+    /// invoke's index).
     pub jepsen_op: Option<u64>,
+    /// The transaction it was sent in (index into `Index::txns`). Its outcome is the
+    /// transaction's: `ok` if committed, `fail` if definitely not, else `info`.
+    pub txn: Option<usize>,
+    /// The input value it was derived from (consume-transform-produce).
+    pub source: Option<&'a str>,
     /// Next send of the same value (a chain instead of a Vec per value).
     next: Option<usize>,
 }
@@ -349,6 +438,47 @@ impl Send<'_> {
     }
 }
 
+/// One transaction (a `txn` op).
+pub(crate) struct Txn<'a> {
+    pub process: u64,
+    pub id: &'a str,
+    pub end: TxnEnd,
+    pub outcome: OpKind,
+    /// The invoke's index.
+    pub invoke: u64,
+    /// The op carrying the evidence: the completion if any, else the invoke; and the
+    /// completion's time if there is one.
+    pub op: u64,
+    pub done_ns: Option<u64>,
+    /// What the completion says (else the invoke).
+    pub value: &'a TxnValue,
+    /// Its sends, in order: `Index::sends[sends]`.
+    pub sends: std::ops::Range<usize>,
+}
+
+impl Txn<'_> {
+    /// EndTxn with commit succeeded.
+    pub fn committed(&self) -> bool {
+        self.outcome == OpKind::Ok && self.end == TxnEnd::Commit
+    }
+
+    /// Definitely not committed: failed, or ended with a successful abort.
+    pub fn aborted(&self) -> bool {
+        self.outcome == OpKind::Fail || (self.outcome == OpKind::Ok && self.end == TxnEnd::Abort)
+    }
+
+    /// Short description for explanations: `txn op 7 ("tx-1", committed)`.
+    pub fn describe(&self) -> String {
+        let how = match (self.outcome, self.end) {
+            (OpKind::Ok, TxnEnd::Commit) => "committed",
+            (OpKind::Ok, TxnEnd::Abort) => "aborted",
+            (OpKind::Fail, _) => "failed",
+            _ => "outcome unknown",
+        };
+        format!("txn op {} ({}, {how})", self.op, q(self.id))
+    }
+}
+
 /// One record observed by a poll or a final read.
 pub(crate) struct Read<'a> {
     pub tp: Tp<'a>,
@@ -356,6 +486,9 @@ pub(crate) struct Read<'a> {
     pub value: &'a str,
     pub op: u64,
     pub final_read: bool,
+    /// The reader's process, and the time of the op that returned it.
+    pub process: u64,
+    pub time_ns: u64,
     /// Next read of the same value.
     next: Option<usize>,
 }
@@ -366,6 +499,8 @@ pub(crate) struct FinalRead<'a> {
     pub hwm: i64,
     pub op: u64,
     pub records: &'a [OffsetValue],
+    /// Offsets it said hold no data.
+    pub hidden: &'a [HiddenSpan],
 }
 
 /// What is known about one partition.
@@ -385,6 +520,11 @@ pub(crate) struct Part {
     pub max_ack: Option<(i64, u64)>,
     /// Some send (of any outcome) targeted this partition.
     pub written: bool,
+    /// Some send of a transaction targeted it: control batches occupy offsets.
+    pub txn_written: bool,
+    /// Offset ranges `[from, to)` some reader said hold no data (control batches, aborted
+    /// records), merged and sorted once indexed.
+    pub hidden: Vec<(i64, i64)>,
 }
 
 /// The entries of a sorted `(offset, index)` list whose offset is in `from..to`.
@@ -418,6 +558,44 @@ impl Part {
     pub fn ack_groups(&self) -> impl Iterator<Item = &[(i64, usize)]> {
         self.acks.chunk_by(|a, b| a.0 == b.0)
     }
+
+    /// Some reader said offset `o` holds no data (a control batch or an aborted record).
+    pub fn hidden_at(&self, o: i64) -> bool {
+        let i = self.hidden.partition_point(|h| h.0 <= o);
+        i > 0 && self.hidden[i - 1].1 > o
+    }
+
+    /// The parts of `[from, to)` no reader said hold no data, as ranges.
+    pub fn unhidden(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
+        let mut out = Vec::new();
+        let mut at = from;
+        let start = self.hidden.partition_point(|h| h.1 <= from);
+        for &(hf, ht) in &self.hidden[start..] {
+            if hf >= to {
+                break;
+            }
+            if hf > at {
+                out.push((at, hf));
+            }
+            at = at.max(ht);
+        }
+        if at < to {
+            out.push((at, to));
+        }
+        out
+    }
+
+    fn merge_hidden(&mut self) {
+        self.hidden.sort_unstable();
+        let mut merged: Vec<(i64, i64)> = Vec::with_capacity(self.hidden.len());
+        for &(f, t) in &self.hidden {
+            match merged.last_mut() {
+                Some(last) if f <= last.1 => last.1 = last.1.max(t),
+                _ => merged.push((f, t)),
+            }
+        }
+        self.hidden = merged;
+    }
 }
 
 /// Lookups shared by the checkers, built in one pass over the history.
@@ -426,6 +604,8 @@ pub(crate) struct Index<'a> {
     pub sends: Vec<Send<'a>>,
     pub reads: Vec<Read<'a>>,
     pub final_reads: Vec<FinalRead<'a>>,
+    /// Transactions, in invoke order.
+    pub txns: Vec<Txn<'a>>,
     /// Partition → index into `part_list`; iterated in partition order.
     part_ids: BTreeMap<Tp<'a>, usize>,
     part_list: Vec<Part>,
@@ -452,6 +632,7 @@ impl<'a> Index<'a> {
             sends: Vec::new(),
             reads: Vec::new(),
             final_reads: Vec::new(),
+            txns: Vec::new(),
             part_ids: BTreeMap::new(),
             part_list: Vec::new(),
             reads_of_value: FastMap::default(),
@@ -468,6 +649,7 @@ impl<'a> Index<'a> {
         for part in &mut ix.part_list {
             part.reads.sort_unstable();
             part.acks.sort_unstable();
+            part.merge_hidden();
         }
         ix.pairs = pairs;
         ix
@@ -511,6 +693,37 @@ impl<'a> Index<'a> {
         self.client(process).is_some_and(|c| c.idempotent)
     }
 
+    /// Its client op says it reads with `isolation.level=read_committed`.
+    pub fn read_committed(&self, process: u64) -> bool {
+        self.client(process).is_some_and(|c| c.read_committed)
+    }
+
+    /// Final reads count as read_committed: in a history with transactions, or when the
+    /// reader's client op says so.
+    pub fn final_reads_committed(&self, process: u64) -> bool {
+        !self.txns.is_empty() || self.read_committed(process)
+    }
+
+    /// Every send of `value` was in a transaction that did not (or may not have) committed:
+    /// a read_committed reader may rightly pass over it.
+    pub fn maybe_aborted(&self, value: &str) -> bool {
+        let mut sends = self.sends_of(value).peekable();
+        sends.peek().is_some() && sends.all(|s| s.txn.is_some_and(|t| !self.txns[t].committed()))
+    }
+
+    /// Offset `o` of `tp` may hold no data for a read_committed reader: a reader said so, or
+    /// a read there returned a record of a transaction that did not commit.
+    pub fn hidden_at(&self, tp: Tp<'_>, o: i64) -> bool {
+        let Some(part) = self.part(tp) else {
+            return false;
+        };
+        part.hidden_at(o)
+            || (!self.txns.is_empty()
+                && part
+                    .reads_at(o)
+                    .any(|i| self.maybe_aborted(self.reads[i].value)))
+    }
+
     /// A non-idempotent producer with more than one request in flight: Kafka lets a retried batch
     /// land after batches sent later.
     pub fn may_reorder_on_retry(&self, process: u64) -> bool {
@@ -533,50 +746,27 @@ impl<'a> Index<'a> {
                     ),
                     _ => (None, s.batch, None, None, s.jepsen_op),
                 };
-                let tp = (s.topic.as_str(), s.partition);
-                // A negative offset is none: a client records -1 when the broker acknowledged
-                // without a base offset (the Java client's RecordMetadata then says
-                // `hasOffset() == false`; the reply itself is a `protocol-violation` fact). An
-                // ack without an offset is judged only where none is needed (`unseen`).
-                let offset = offset.filter(|&o| o >= 0);
-                let i = self.sends.len();
-                self.sends.push(Send {
-                    tp,
-                    value: &s.value,
-                    process: pair.invoke.process,
-                    op: last.index,
-                    outcome,
-                    offset,
-                    batch,
-                    attempts,
-                    broker,
-                    jepsen_op,
-                    next: None,
-                });
-                let chain = self.sends_of_value.entry(&s.value).or_insert((i, i));
-                if chain.1 != i {
-                    self.sends[chain.1].next = Some(i);
-                    chain.1 = i;
-                }
-                let part = self.part_mut(tp);
-                part.written = true;
-                if let (OpKind::Ok, Some(o)) = (outcome, offset) {
-                    part.acks.push((o, i));
-                    if part.max_ack.is_none_or(|(m, _)| o > m) {
-                        part.max_ack = Some((o, last.index));
-                    }
-                }
+                self.add_send(
+                    s,
+                    Send {
+                        tp: (s.topic.as_str(), s.partition),
+                        value: &s.value,
+                        process: pair.invoke.process,
+                        op: last.index,
+                        outcome,
+                        offset,
+                        batch,
+                        attempts,
+                        broker,
+                        jepsen_op,
+                        txn: None,
+                        source: s.source.as_deref(),
+                        next: None,
+                    },
+                );
             }
-            (Value::Poll(_), OpKind::Ok, Value::Poll(p)) => {
-                for r in &p.records {
-                    let tp = (r.topic.as_str(), r.partition);
-                    self.add_read(tp, r.offset, &r.value, last.index, false);
-                    let part = self.part_mut(tp);
-                    if part.max_poll_offset.is_none_or(|(o, _)| r.offset > o) {
-                        part.max_poll_offset = Some((r.offset, last.index));
-                    }
-                }
-            }
+            (Value::Txn(inv), _, done) => self.add_txn(pair, inv, done),
+            (Value::Poll(_), OpKind::Ok, Value::Poll(p)) => self.add_poll(p, last),
             (Value::FinalRead(_), OpKind::Ok, Value::FinalRead(fr)) => {
                 let tp = (fr.topic.as_str(), fr.partition);
                 // A final read without an hwm ends after its last record.
@@ -584,14 +774,17 @@ impl<'a> Index<'a> {
                     .hwm
                     .unwrap_or_else(|| fr.records.iter().map(|r| r.offset + 1).max().unwrap_or(0));
                 for r in &fr.records {
-                    self.add_read(tp, r.offset, &r.value, last.index, true);
+                    self.add_read(tp, r.offset, &r.value, last, true);
                 }
+                let spans = fr.hidden.iter().map(|h| (h.from, h.to));
+                self.part_mut(tp).hidden.extend(spans);
                 let i = self.final_reads.len();
                 self.final_reads.push(FinalRead {
                     tp,
                     hwm,
                     op: last.index,
                     records: &fr.records,
+                    hidden: &fr.hidden,
                 });
                 let part = self.part_mut(tp);
                 part.final_reads.push(i);
@@ -611,14 +804,124 @@ impl<'a> Index<'a> {
         }
     }
 
-    fn add_read(&mut self, tp: Tp<'a>, offset: i64, value: &'a str, op: u64, final_read: bool) {
+    /// Indexes one send; `s` is the value whose string the send's value borrows.
+    fn add_send(&mut self, s: &'a SendValue, mut send: Send<'a>) {
+        // A negative offset is none: a client records -1 when the broker acknowledged
+        // without a base offset (the Java client's RecordMetadata then says
+        // `hasOffset() == false`; the reply itself is a `protocol-violation` fact). An
+        // ack without an offset is judged only where none is needed (`unseen`).
+        send.offset = send.offset.filter(|&o| o >= 0);
+        let (tp, outcome, offset, op) = (send.tp, send.outcome, send.offset, send.op);
+        let in_txn = send.txn.is_some();
+        let i = self.sends.len();
+        self.sends.push(send);
+        let chain = self.sends_of_value.entry(&s.value).or_insert((i, i));
+        if chain.1 != i {
+            self.sends[chain.1].next = Some(i);
+            chain.1 = i;
+        }
+        let part = self.part_mut(tp);
+        part.written = true;
+        part.txn_written |= in_txn;
+        if let (OpKind::Ok, Some(o)) = (outcome, offset) {
+            part.acks.push((o, i));
+            if part.max_ack.is_none_or(|(m, _)| o > m) {
+                part.max_ack = Some((o, op));
+            }
+        }
+    }
+
+    /// Indexes a transaction: its sends take its outcome, its polls' records are reads.
+    fn add_txn(&mut self, pair: &Pair<'a>, inv: &'a TxnValue, done: &'a Value) {
+        let last = pair.last();
+        let value = match (pair.completion, done) {
+            (Some(_), Value::Txn(d)) => d,
+            _ => inv,
+        };
+        let t = self.txns.len();
+        let mut txn = Txn {
+            process: pair.invoke.process,
+            id: &value.transactional_id,
+            end: value.end,
+            outcome: pair.outcome(),
+            invoke: pair.invoke.index,
+            op: last.index,
+            done_ns: pair.completion.map(|c| c.time_ns),
+            value,
+            sends: 0..0,
+        };
+        let outcome = if txn.committed() {
+            OpKind::Ok
+        } else if txn.aborted() {
+            OpKind::Fail
+        } else {
+            OpKind::Info
+        };
+        // The completion's sends when it lists them (with offsets), else the invoke's.
+        let from = if value.sends().next().is_some() {
+            value
+        } else {
+            inv
+        };
+        let start = self.sends.len();
+        for (k, s) in from.sends().enumerate() {
+            let batch = s.batch.or_else(|| inv.sends().nth(k).and_then(|i| i.batch));
+            self.add_send(
+                s,
+                Send {
+                    tp: (s.topic.as_str(), s.partition),
+                    value: &s.value,
+                    process: txn.process,
+                    op: last.index,
+                    outcome,
+                    offset: s.offset,
+                    batch,
+                    attempts: s.attempts,
+                    broker: s.broker.as_deref(),
+                    jepsen_op: Some(txn.invoke),
+                    txn: Some(t),
+                    source: s.source.as_deref(),
+                    next: None,
+                },
+            );
+        }
+        txn.sends = start..self.sends.len();
+        if pair.completion.is_some() {
+            for p in value.polls() {
+                self.add_poll(p, last);
+            }
+        }
+        self.txns.push(txn);
+    }
+
+    /// Indexes the records and hidden ranges of a poll (or a transaction's poll) seen by `op`.
+    fn add_poll(&mut self, p: &'a PollValue, last: &'a Op) {
+        let op = last.index;
+        for r in &p.records {
+            let tp = (r.topic.as_str(), r.partition);
+            self.add_read(tp, r.offset, &r.value, last, false);
+            let part = self.part_mut(tp);
+            if part.max_poll_offset.is_none_or(|(o, _)| r.offset > o) {
+                part.max_poll_offset = Some((r.offset, op));
+            }
+        }
+        for h in &p.hidden {
+            self.part_mut((&h.topic, h.partition))
+                .hidden
+                .push((h.from, h.to));
+        }
+    }
+
+    fn add_read(&mut self, tp: Tp<'a>, offset: i64, value: &'a str, by: &Op, final_read: bool) {
         let i = self.reads.len();
         self.reads.push(Read {
             tp,
             offset,
             value,
-            op,
+            op: by.index,
             final_read,
+            process: by.process,
+            time_ns: by.time_ns,
             next: None,
         });
         let chain = self.reads_of_value.entry(value).or_insert((i, i));
@@ -639,6 +942,12 @@ impl<'a> Index<'a> {
     /// `value` was read at two positions or more (it is in `multi_position`).
     pub fn flagged(&self, value: &str) -> bool {
         self.flagged.contains_key(value)
+    }
+
+    /// Indices into `sends` of the sends of `value`, in history order.
+    pub fn send_indices_of(&self, value: &str) -> impl Iterator<Item = usize> + '_ {
+        let first = self.sends_of_value.get(value).map(|c| c.0);
+        std::iter::successors(first, |&i| self.sends[i].next)
     }
 
     /// Reads of `value`, in history order.
@@ -823,6 +1132,73 @@ pub(crate) mod testkit {
         final_read(&mut b, 20, 0, &["a", "b", "c"]);
         final_read(&mut b, 20, 1, &["x"]);
         b.build()
+    }
+
+    /// A read_committed consumer describing itself.
+    pub fn rc_client(b: &mut HistoryBuilder, process: u64) -> u64 {
+        let v = ClientValue {
+            role: "consumer".into(),
+            name: format!("consumer-{process}"),
+            read_committed: true,
+            ..ClientValue::default()
+        };
+        client_op(b, process, v)
+    }
+
+    /// A transaction of `process` (id `tx-{process}`) sending `(partition, value, offset)`
+    /// records, completed `kind` and ended with `end`: an `ok` completion carries the offsets
+    /// and, like `fail`, says EndTxn was sent when it completed. Returns the completion's index.
+    pub fn txn(
+        b: &mut HistoryBuilder,
+        process: u64,
+        end: TxnEnd,
+        kind: OpKind,
+        sends: &[(i32, &str, i64)],
+    ) -> u64 {
+        let mut inv = TxnValue::new(format!("tx-{process}"), end);
+        let mut done = inv.clone();
+        for &(p, v, o) in sends {
+            inv = inv.send(SendValue::new(T, p, v));
+            let s = SendValue::new(T, p, v);
+            done = done.send(if kind == OpKind::Ok { s.acked(o) } else { s });
+        }
+        let i = b.invoke(process, inv);
+        b.advance(1_000);
+        if kind != OpKind::Info {
+            done.end_sent_ns = Some(b.now_ns());
+        }
+        b.advance(1_000);
+        b.complete(process, i, kind, done)
+    }
+
+    /// A final read of `partition`: `records`, `hidden` spans `(from, to)` of control batches,
+    /// up to `hwm`.
+    pub fn final_read_hidden(
+        b: &mut HistoryBuilder,
+        process: u64,
+        partition: i32,
+        records: &[(i64, &str)],
+        hidden: &[(i64, i64)],
+        hwm: i64,
+    ) -> u64 {
+        let mut v = FinalReadValue::new(T, partition);
+        v.hwm = Some(hwm);
+        v.records = records
+            .iter()
+            .map(|(o, val)| OffsetValue {
+                offset: *o,
+                value: (*val).to_owned(),
+            })
+            .collect();
+        v.hidden = hidden
+            .iter()
+            .map(|&(from, to)| HiddenSpan {
+                from,
+                to,
+                why: Hidden::Control,
+            })
+            .collect();
+        b.call(process, FinalReadValue::new(T, partition), OpKind::Ok, v)
     }
 
     pub fn anomalies(findings: &[crate::Finding]) -> Vec<crate::Anomaly> {
@@ -1172,6 +1548,77 @@ mod tests {
         assert!(ix.idempotent(1) && !ix.may_reorder_on_retry(1));
         let findings = run_all(&h, &CheckerConfig::default());
         assert!(findings.is_empty(), "{findings:#?}");
+    }
+
+    /// Partition 0 holds "a" (tx-1, committed) at 0, its commit marker at 1, "x" (tx-2,
+    /// aborted) at 2, its abort marker at 3, "b" (tx-3, committed) at 4, its marker at 5. A
+    /// read_committed consumer passes over 1..4 and 5 (saying so, or not when `quiet`); a
+    /// read_uncommitted one reads "x" too; the final read says `final_hidden` hold no data.
+    fn transactional(quiet: bool, final_hidden: &[(i64, i64)]) -> History {
+        use crate::history::{Hidden, HistoryBuilder, PollValue, TxnEnd};
+        use testkit::*;
+        let mut b = HistoryBuilder::new();
+        rc_client(&mut b, 10);
+        txn(&mut b, 1, TxnEnd::Commit, OpKind::Ok, &[(0, "a", 0)]);
+        txn(&mut b, 2, TxnEnd::Abort, OpKind::Ok, &[(0, "x", 2)]);
+        txn(&mut b, 3, TxnEnd::Commit, OpKind::Ok, &[(0, "b", 4)]);
+        assign(&mut b, 10, 0);
+        let mut first = PollValue::default().record(T, 0, 0, "a").hwm(T, 0, 6);
+        let mut second = PollValue::default().record(T, 0, 4, "b").hwm(T, 0, 6);
+        if !quiet {
+            first = first
+                .hidden(T, 0, 1, 2, Hidden::Control)
+                .hidden(T, 0, 2, 3, Hidden::Aborted)
+                .hidden(T, 0, 3, 4, Hidden::Control)
+                .lso(T, 0, 6);
+            second = second.hidden(T, 0, 5, 6, Hidden::Control).lso(T, 0, 6);
+        }
+        b.call(10, PollValue::default(), OpKind::Ok, first);
+        b.call(10, PollValue::default(), OpKind::Ok, second);
+        assign(&mut b, 11, 0);
+        poll(&mut b, 11, 0, &[(0, "a"), (2, "x"), (4, "b")], 6);
+        final_read_hidden(&mut b, 20, 0, &[(0, "a"), (4, "b")], final_hidden, 6);
+        b.build()
+    }
+
+    #[test]
+    fn a_transactional_history_with_hidden_offsets_is_clean() {
+        for quiet in [false, true] {
+            let h = transactional(quiet, &[(1, 4), (5, 6)]);
+            h.validate().unwrap();
+            let findings = run_all(&h, &CheckerConfig::default());
+            assert!(findings.is_empty(), "{quiet}: {findings:#?}");
+        }
+    }
+
+    #[test]
+    fn holes_that_no_reader_says_are_hidden_are_still_offset_gaps() {
+        let h = transactional(true, &[(5, 6)]);
+        let findings = run_all(&h, &CheckerConfig::default());
+        assert_eq!(testkit::anomalies(&findings), vec![Anomaly::OffsetGap]);
+        assert_eq!(findings[0].offsets, vec![1, 3]);
+    }
+
+    #[test]
+    fn a_read_committed_consumer_that_skips_a_committed_record_is_a_poll_skip() {
+        use crate::history::{HistoryBuilder, TxnEnd};
+        use testkit::*;
+        let mut b = HistoryBuilder::new();
+        rc_client(&mut b, 10);
+        txn(&mut b, 1, TxnEnd::Commit, OpKind::Ok, &[(0, "a", 0)]);
+        txn(&mut b, 3, TxnEnd::Commit, OpKind::Ok, &[(0, "b", 2)]);
+        assign(&mut b, 10, 0);
+        poll(&mut b, 10, 0, &[(2, "b")], 4);
+        poll(&mut b, 10, 0, &[(0, "a")], 4);
+        assign(&mut b, 10, 0);
+        poll(&mut b, 10, 0, &[(0, "a")], 4);
+        poll(&mut b, 10, 0, &[(4, "c")], 5);
+        final_read_hidden(&mut b, 20, 0, &[(0, "a"), (2, "b")], &[(1, 2), (3, 4)], 4);
+        let findings = run_all(&b.build(), &CheckerConfig::default());
+        assert!(
+            testkit::anomalies(&findings).contains(&Anomaly::PollSkip),
+            "{findings:#?}"
+        );
     }
 
     #[test]

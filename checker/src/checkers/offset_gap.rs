@@ -2,6 +2,12 @@
 //! `0..hwm`. A poll's records for one partition must be consecutive unless the skipped offsets
 //! are known to exist (that is a [`super::poll_skip`]); a poll gap is reported here only when no
 //! read ever returned those offsets and no final read already covers them.
+//!
+//! Offsets a reader said hold no data (control batches, aborted records: `hidden` ranges of
+//! polls and final reads), or that another reader saw holding a record of a transaction that
+//! did not commit, are present, not holes. In a partition written by transactions, a
+//! reader that reports no hidden ranges at all cannot tell a control batch from a hole, so its
+//! reads are not judged.
 
 use super::{ranges, Anomaly, Finding, Index};
 use crate::history::{History, OpKind, Value};
@@ -13,6 +19,10 @@ pub fn check(history: &History) -> Vec<Finding> {
 pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     for fr in &ix.final_reads {
+        let Some(part) = ix.part(fr.tp) else { continue };
+        if part.txn_written && fr.hidden.is_empty() {
+            continue;
+        }
         let mut offsets: Vec<i64> = fr.records.iter().map(|r| r.offset).collect();
         offsets.sort_unstable();
         offsets.dedup();
@@ -21,10 +31,20 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         let mut expected = 0;
         for o in offsets.into_iter().chain(std::iter::once(fr.hwm)) {
             if o > expected {
-                let to = o.min(fr.hwm);
-                count += to - expected;
-                missing
-                    .extend((expected..to).take(super::MAX_LISTED.saturating_sub(missing.len())));
+                for (from, to) in part.unhidden(expected, o.min(fr.hwm)) {
+                    // Offsets another reader saw holding an aborted transaction's record.
+                    let aborted = if ix.txns.is_empty() {
+                        Vec::new()
+                    } else {
+                        let read = part.read_offsets_in(from, to);
+                        read.into_iter()
+                            .filter(|&o| ix.hidden_at(fr.tp, o))
+                            .collect()
+                    };
+                    count += to - from - aborted.len() as i64;
+                    let room = super::MAX_LISTED.saturating_sub(missing.len());
+                    missing.extend((from..to).filter(|o| !aborted.contains(o)).take(room));
+                }
             }
             expected = expected.max(o + 1);
             if expected >= fr.hwm {
@@ -67,7 +87,19 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             if !known.is_empty() {
                 continue;
             }
-            let missing: Vec<i64> = (covered..b.offset).take(super::MAX_LISTED).collect();
+            let Some(part) = ix.part(tp) else { continue };
+            if part.txn_written && p.hidden.is_empty() {
+                continue;
+            }
+            let missing: Vec<i64> = part
+                .unhidden(covered, b.offset)
+                .into_iter()
+                .flat_map(|(from, to)| from..to)
+                .take(super::MAX_LISTED)
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
             out.push(Finding::new(
                 Anomaly::OffsetGap,
                 tp,

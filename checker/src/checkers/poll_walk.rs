@@ -10,11 +10,16 @@
 //! *internal* (`int-poll-skip`, `int-nonmonotonic-poll`: the broker's response itself is out of
 //! order). Every other step is between polls: a poll's first record (or its fetch offset)
 //! against where the previous poll, seek or the poll's own fetch offset left the process.
+//!
+//! Transactions: the polls of an `ok` transaction are walked like polls; a transaction that did
+//! not commit forgets the process's positions afterwards (a consume-transform-produce client goes back to
+//! its group's offsets after an abort). Offsets that hold no data for a read_committed reader
+//! (control batches, aborted records: see [`super::Index::hidden_at`]) are never skipped.
 
 use std::collections::hash_map::Entry;
 
 use super::{ranges, Anomaly, FastMap, Finding, Index, Tp};
-use crate::history::{OpKind, Value};
+use crate::history::{OpKind, PollValue, TxnEnd, Value};
 
 /// Where a process expects to read next: (offset, op that set it, set by a record of that op
 /// rather than a fetch offset or a seek). Kept in a hash map that is only looked up, never
@@ -30,7 +35,7 @@ pub(crate) struct Walk {
     pub int_backwards: Vec<Finding>,
 }
 
-pub(crate) fn run(ix: &Index<'_>) -> Walk {
+pub(crate) fn run<'a>(ix: &Index<'a>) -> Walk {
     let mut w = Walker {
         ix,
         out: Walk::default(),
@@ -40,8 +45,22 @@ pub(crate) fn run(ix: &Index<'_>) -> Walk {
         let process = pair.invoke.process;
         let outcome = pair.outcome();
         match (&pair.invoke.value, outcome) {
-            (Value::Assign(_), _) | (Value::Poll(_), OpKind::Info) => {
+            (Value::Assign(_), _)
+            | (Value::Poll(_), OpKind::Info)
+            | (Value::Txn(_), OpKind::Fail | OpKind::Info) => {
                 cursors.retain(|(p, _), _| *p != process);
+            }
+            (Value::Txn(_), OpKind::Ok) => {
+                let Value::Txn(t) = &pair.last().value else {
+                    continue;
+                };
+                for p in t.polls() {
+                    w.poll(&mut cursors, process, p, pair.last().index);
+                }
+                if t.end == TxnEnd::Abort {
+                    // After an abort the client rewinds to its group's offsets.
+                    cursors.retain(|(p, _), _| *p != process);
+                }
             }
             (Value::Seek(s), OpKind::Ok) => {
                 let key = (process, (s.topic.as_str(), s.partition));
@@ -54,21 +73,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Walk {
                 let Value::Poll(p) = &pair.last().value else {
                     continue;
                 };
-                let op = pair.last().index;
-                for f in &p.fetch_offsets {
-                    let tp = (f.topic.as_str(), f.partition);
-                    w.step(&mut cursors, process, tp, f.offset, (f.offset, op, false));
-                }
-                for r in &p.records {
-                    let tp = (r.topic.as_str(), r.partition);
-                    w.step(
-                        &mut cursors,
-                        process,
-                        tp,
-                        r.offset,
-                        (r.offset + 1, op, true),
-                    );
-                }
+                w.poll(&mut cursors, process, p, pair.last().index);
             }
             _ => {}
         }
@@ -82,6 +87,24 @@ struct Walker<'i, 'a> {
 }
 
 impl<'a> Walker<'_, 'a> {
+    /// One successful poll `op` of `process`: its fetch offsets, then its records.
+    fn poll(
+        &mut self,
+        cursors: &mut FastMap<(u64, Tp<'a>), Cursor>,
+        process: u64,
+        p: &'a PollValue,
+        op: u64,
+    ) {
+        for f in &p.fetch_offsets {
+            let tp = (f.topic.as_str(), f.partition);
+            self.step(cursors, process, tp, f.offset, (f.offset, op, false));
+        }
+        for r in &p.records {
+            let tp = (r.topic.as_str(), r.partition);
+            self.step(cursors, process, tp, r.offset, (r.offset + 1, op, true));
+        }
+    }
+
     /// The process reads (or fetches from) `offset`; compare with where it should be, then
     /// move its cursor to `then` (one lookup for both).
     fn step(
@@ -131,7 +154,10 @@ impl<'a> Walker<'_, 'a> {
                 self.out.backwards.push(finding);
             }
         } else if offset > next {
-            let skipped = self.ix.read_offsets_in(tp, next, offset);
+            let mut skipped = self.ix.read_offsets_in(tp, next, offset);
+            if !skipped.is_empty() {
+                skipped.retain(|&o| !self.ix.hidden_at(tp, o));
+            }
             if skipped.is_empty() {
                 return;
             }

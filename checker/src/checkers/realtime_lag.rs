@@ -301,6 +301,14 @@ fn walk<'a>(ix: &Index<'a>, bound_ns: u64) -> Vec<(Tp<'a>, Lag, usize, usize)> {
                         fold(&mut worst, &known, run, bound_ns)
                     });
                 }
+                // Offsets that hold no data for it (control batches, aborted records) are
+                // passed, not awaited.
+                for h in &poll.hidden {
+                    let id = known.id((h.topic.as_str(), h.partition));
+                    w.raise(process, id, h.to - 1, k, |run| {
+                        fold(&mut worst, &known, run, bound_ns)
+                    });
+                }
             }
             _ => {}
         }
