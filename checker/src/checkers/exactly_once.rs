@@ -88,10 +88,10 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     // (group, input partition) → (highest committed offset, the transaction that committed it).
     let mut committed: BTreeMap<(&str, Tp<'_>), (i64, usize)> = BTreeMap::new();
     for (t, txn) in ix.txns.iter().enumerate() {
-        let (true, Some(group)) = (txn.committed(), txn.value.group.as_deref()) else {
+        let (true, Some(group)) = (txn.committed(), txn.group) else {
             continue;
         };
-        for o in &txn.value.offsets {
+        for o in txn.offsets {
             let e = committed
                 .entry((group, (o.topic.as_str(), o.partition)))
                 .or_insert((o.offset, t));

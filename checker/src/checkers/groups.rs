@@ -58,7 +58,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
                 };
                 let committed = p.outcome() == OpKind::Ok && t.end == TxnEnd::Commit;
                 (
-                    t.group.as_deref(),
+                    t.group.as_deref().or(inv.group.as_deref()),
                     &t.offsets,
                     committed,
                     p.outcome() == OpKind::Info,
@@ -216,6 +216,30 @@ mod tests {
         };
         b.advance(1_000);
         b.call(process, v.clone(), OpKind::Ok, v);
+    }
+
+    #[test]
+    fn a_transaction_s_offsets_are_a_commit_of_its_group() {
+        use crate::history::{TxnEnd, TxnValue};
+        let history = |start: i64| {
+            let mut b = HistoryBuilder::new();
+            let mut t = TxnValue::new("pipe", TxnEnd::Commit);
+            t.group = Some("g".into());
+            t.offsets = vec![PartitionOffset {
+                topic: T.into(),
+                partition: 0,
+                offset: 3,
+            }];
+            b.call(1, t.clone(), OpKind::Ok, t);
+            seek(&mut b, 1, 0, start);
+            b.build()
+        };
+        assert!(check(&history(3)).is_empty());
+        assert_eq!(anomalies(&check(&history(5))), vec![Anomaly::RebalanceSkip]);
+        assert_eq!(
+            anomalies(&check(&history(1))),
+            vec![Anomaly::CommittedOffsetRegression]
+        );
     }
 
     #[test]

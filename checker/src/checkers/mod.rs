@@ -8,8 +8,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 use serde::{Deserialize, Serialize};
 
 use crate::history::{
-    ClientValue, HiddenSpan, History, OffsetValue, Op, OpKind, Pair, PollValue, SendValue, TxnEnd,
-    TxnValue, Value, ViolationValue,
+    ClientValue, HiddenSpan, History, OffsetValue, Op, OpKind, Pair, PartitionOffset, PollValue,
+    SendValue, TxnEnd, TxnValue, Value, ViolationValue,
 };
 
 pub mod aborted_read;
@@ -452,6 +452,9 @@ pub(crate) struct Txn<'a> {
     pub done_ns: Option<u64>,
     /// What the completion says (else the invoke).
     pub value: &'a TxnValue,
+    /// The group and offsets it committed: the completion's, else the invoke's.
+    pub group: Option<&'a str>,
+    pub offsets: &'a [PartitionOffset],
     /// Its sends, in order: `Index::sends[sends]`.
     pub sends: std::ops::Range<usize>,
 }
@@ -848,6 +851,12 @@ impl<'a> Index<'a> {
             op: last.index,
             done_ns: pair.completion.map(|c| c.time_ns),
             value,
+            group: value.group.as_deref().or(inv.group.as_deref()),
+            offsets: if value.offsets.is_empty() {
+                &inv.offsets
+            } else {
+                &value.offsets
+            },
             sends: 0..0,
         };
         let outcome = if txn.committed() {
