@@ -7,12 +7,15 @@ use crate::bugs::Bug;
 use crate::group_api;
 use crate::storage::catalog::{valid_topic_name, TopicMeta};
 use crate::storage::log::LogError;
+use crate::txn_api;
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -46,6 +49,11 @@ pub const SUPPORTED: &VersionTable = &[
     (ApiKey::LeaveGroup, 0, 4),
     (ApiKey::OffsetCommit, 2, 8),
     (ApiKey::OffsetFetch, 1, 7),
+    (ApiKey::AddPartitionsToTxn, 0, 4),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::WriteTxnMarkers, 1, 1),
+    (ApiKey::TxnOffsetCommit, 0, 3),
 ];
 
 pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
@@ -86,12 +94,15 @@ fn code(e: ResponseError) -> i16 {
     e.code()
 }
 
-fn log_error_code(e: &LogError) -> i16 {
+pub fn log_error_code(e: &LogError) -> i16 {
     match e {
         LogError::Fenced => code(ResponseError::NotLeaderOrFollower),
         LogError::Store(_) => code(ResponseError::KafkaStorageError),
         LogError::OutOfOrderSequence => code(ResponseError::OutOfOrderSequenceNumber),
         LogError::ProducerFenced => code(ResponseError::InvalidProducerEpoch),
+        LogError::InvalidTxnState => code(ResponseError::InvalidTxnState),
+        // Only markers meet it, and they count it as done.
+        LogError::NoOpenTransaction => 0,
         LogError::Corrupt(msg) => {
             tracing::error!(error = %msg, "log is corrupt");
             code(ResponseError::UnknownServerError)
@@ -213,7 +224,49 @@ pub async fn handle(
         }
         ApiKey::InitProducerId => {
             let req = InitProducerIdRequest::decode(&mut body, v)?;
-            now(encode_response(corr, v, &init_producer_id(&b, req)))
+            if req.transactional_id.is_none() {
+                // Answered at once, in arrival order, as ever.
+                return now(encode_response(
+                    corr,
+                    v,
+                    &txn_api::init_idempotent(&b, &req),
+                ));
+            }
+            later(corr, v, async move {
+                txn_api::init_transactional(&b, req).await
+            })
+        }
+        ApiKey::AddPartitionsToTxn => {
+            let req = AddPartitionsToTxnRequest::decode(&mut body, v)?;
+            later(corr, v, async move {
+                txn_api::add_partitions_to_txn(&b, req, v).await
+            })
+        }
+        ApiKey::AddOffsetsToTxn => {
+            let req = AddOffsetsToTxnRequest::decode(&mut body, v)?;
+            later(corr, v, async move {
+                txn_api::add_offsets_to_txn(&b, req).await
+            })
+        }
+        ApiKey::EndTxn => {
+            let req = EndTxnRequest::decode(&mut body, v)?;
+            later(corr, v, async move { txn_api::end_txn(&b, req).await })
+        }
+        ApiKey::TxnOffsetCommit => {
+            let req = TxnOffsetCommitRequest::decode(&mut body, v)?;
+            later(
+                corr,
+                v,
+                async move { txn_api::txn_offset_commit(&b, req).await },
+            )
+        }
+        ApiKey::WriteTxnMarkers => {
+            let req = WriteTxnMarkersRequest::decode(&mut body, v)?;
+            later(
+                corr,
+                v,
+                async move { txn_api::write_txn_markers(&b, req).await },
+            )
         }
         other => anyhow::bail!("{other:?} is not served"),
     }
@@ -247,27 +300,6 @@ pub fn api_versions(api_versions_max: i16) -> ApiVersionsResponse {
                 .with_max_version(hi)
         })
         .collect();
-    r
-}
-
-/// Producer ids are drawn at random from 2^62: no coordination needed, and a
-/// collision is as unlikely as a lost write to the store. A client that
-/// re-initialises (KIP-360) keeps its id with the next epoch.
-fn init_producer_id(b: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
-    let mut r = InitProducerIdResponse::default();
-    if req.transactional_id.is_some() {
-        r.error_code = code(ResponseError::TransactionalIdAuthorizationFailed);
-        r.producer_id = ProducerId(-1);
-        r.producer_epoch = -1;
-        return r;
-    }
-    if req.producer_id.0 >= 0 && (0..i16::MAX).contains(&req.producer_epoch) {
-        r.producer_id = req.producer_id;
-        r.producer_epoch = req.producer_epoch + 1;
-    } else {
-        r.producer_id = ProducerId(b.new_producer_id());
-        r.producer_epoch = 0;
-    }
     r
 }
 
@@ -436,7 +468,15 @@ async fn list_offsets(b: &Broker, req: ListOffsetsRequest) -> ListOffsetsRespons
                 .with_timestamp(-1)
                 .with_offset(-1)
                 .with_leader_epoch(-1);
-            match offset_for(b, &name, p.partition_index, p.timestamp).await {
+            match offset_for(
+                b,
+                &name,
+                p.partition_index,
+                p.timestamp,
+                req.isolation_level == 1,
+            )
+            .await
+            {
                 Ok(Some((offset, ts))) => {
                     pr.offset = offset;
                     pr.timestamp = ts;
@@ -457,6 +497,7 @@ async fn offset_for(
     topic: &str,
     partition: i32,
     ts: i64,
+    read_committed: bool,
 ) -> Result<Option<(i64, i64)>, i16> {
     let meta = lookup(b, topic, Some(partition)).await?;
     let log = b
@@ -475,7 +516,15 @@ async fn offset_for(
                 "{topic}/{partition}: listed {latest} with the log ending at {}",
                 log.high_watermark()
             );
-            Some((latest, -1))
+            // read_committed consumers see up to the last stable offset only.
+            Some((
+                if read_committed {
+                    latest.min(log.last_stable_offset())
+                } else {
+                    latest
+                },
+                -1,
+            ))
         }),
         -2 => Ok(Some((0, -1))),
         -3 => log.max_timestamp().await,
@@ -503,12 +552,14 @@ async fn produce(b: Arc<Broker>, req: ProduceRequest, corr: i32, v: i16) -> Repl
             );
         }
         for p in t.partition_data {
-            let outcome = if req.transactional_id.is_some() {
-                Err(code(ResponseError::TransactionalIdAuthorizationFailed))
-            } else if !matches!(acks, -1..=1) {
+            let txn = req.transactional_id.as_ref().map(|t| t.0.as_str());
+            let outcome = if !matches!(acks, -1..=1) {
+                Err(code(ResponseError::InvalidRequiredAcks))
+            } else if txn.is_some() && acks != -1 {
+                // Kafka requires acks=all of transactional producers.
                 Err(code(ResponseError::InvalidRequiredAcks))
             } else {
-                start_append(&b, &name, p.index, p.records).await
+                start_append(&b, &name, p.index, p.records, txn).await
             };
             if let Err(c) = outcome {
                 tracing::debug!(topic = %name, partition = p.index, code = c, "produce refused");
@@ -582,6 +633,7 @@ async fn start_append(
     topic: &str,
     partition: i32,
     records: Option<Bytes>,
+    transactional_id: Option<&str>,
 ) -> Result<Waiting, i16> {
     let meta = lookup(b, topic, Some(partition)).await?;
     let records = records.ok_or(code(ResponseError::CorruptMessage))?;
@@ -589,17 +641,57 @@ async fn start_append(
         tracing::info!(topic, partition, error = %e, "rejected record batch");
         batch_error_code(&e)
     })?;
-    if batches
-        .iter()
-        .any(|(h, _)| h.is_transactional() || h.is_control())
-    {
+    // Transactional batches come in transactional requests only, all of one producer; control
+    // batches only from a coordinator's markers.
+    let transactional = transactional_id.is_some();
+    let first = batches
+        .first()
+        .map(|(h, _)| (h.producer_id, h.producer_epoch));
+    if batches.iter().any(|(h, _)| {
+        h.is_control()
+            || h.is_transactional() != transactional
+            || (transactional
+                && (h.producer_id < 0 || Some((h.producer_id, h.producer_epoch)) != first))
+    }) {
         return Err(code(ResponseError::InvalidRecord));
     }
     let log = b
         .log(&meta, partition)
         .await
         .map_err(|e| log_error_code(&e))?;
-    Ok(log.append(batches))
+    let (Some(id), Some((pid, epoch))) = (transactional_id, first) else {
+        return Ok(log.append(batches));
+    };
+    // Taken before the check, so a marker that comes after it refuses the batch (KIP-890).
+    let guard = log.txn_guard(pid);
+    if !log.in_transaction(pid) {
+        let verdict = txn_api::verify(b, id, pid, epoch, topic, partition).await;
+        if verdict != 0 {
+            tracing::debug!(
+                topic,
+                partition,
+                code = verdict,
+                "transaction verification refused"
+            );
+            // Clients before KIP-890 retry NOT_ENOUGH_REPLICAS, not the coordinator's codes.
+            let retriable = [
+                ResponseError::NotCoordinator,
+                ResponseError::CoordinatorNotAvailable,
+                ResponseError::CoordinatorLoadInProgress,
+                ResponseError::ConcurrentTransactions,
+            ];
+            return Err(if retriable.iter().any(|e| e.code() == verdict) {
+                code(ResponseError::NotEnoughReplicas)
+            } else {
+                verdict
+            });
+        }
+        reached!(
+            "txn.produce_verified",
+            "a partition owner verified a transaction with its coordinator before taking its first batch"
+        );
+    }
+    Ok(log.append_transactional(batches, guard))
 }
 
 async fn fetch(b: &Broker, req: &FetchRequest) -> FetchResponse {
@@ -663,15 +755,19 @@ async fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bo
                 p.fetch_offset,
                 budget.max(1),
                 total == 0,
+                req.isolation_level == 1,
             )
             .await
             {
-                Ok((hwm, records)) => {
-                    total += records.len();
-                    pd.high_watermark = hwm;
-                    pd.last_stable_offset = hwm;
+                Ok(found) => {
+                    total += found.records.len();
+                    pd.high_watermark = found.hwm;
+                    pd.last_stable_offset = found.lso;
                     pd.log_start_offset = 0;
-                    pd.records = Some(records);
+                    pd.records = Some(found.records);
+                    if req.isolation_level == 1 {
+                        pd.aborted_transactions = Some(found.aborted);
+                    }
                 }
                 Err(c) => {
                     errors = true;
@@ -685,6 +781,15 @@ async fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bo
     (r, total, errors)
 }
 
+/// What a fetch found in one partition.
+struct Found {
+    hwm: i64,
+    lso: i64,
+    records: Bytes,
+    /// read_committed: the aborted transactions with records among `records`.
+    aborted: Vec<AbortedTransaction>,
+}
+
 async fn fetch_partition(
     b: &Broker,
     topic: &str,
@@ -692,7 +797,8 @@ async fn fetch_partition(
     offset: i64,
     budget: usize,
     first: bool,
-) -> Result<(i64, Bytes), i16> {
+    read_committed: bool,
+) -> Result<Found, i16> {
     let meta = lookup(b, topic, Some(partition)).await?;
     let log = b
         .log(&meta, partition)
@@ -720,14 +826,49 @@ async fn fetch_partition(
         "{topic}/{partition}: reported {reported} with the log ending at {}",
         log.high_watermark()
     );
-    if offset == hwm || (!first && budget <= 1) {
-        return Ok((reported, Bytes::new()));
+    let lso = log.last_stable_offset().min(reported);
+    let end = if read_committed { lso } else { hwm };
+    let mut found = Found {
+        hwm: reported,
+        lso,
+        records: Bytes::new(),
+        aborted: vec![],
+    };
+    if offset >= end || (!first && budget <= 1) {
+        if read_committed && offset < hwm {
+            reached!(
+                "fetch.held_at_last_stable_offset",
+                "a read_committed fetch waited at the last stable offset of an open transaction"
+            );
+        }
+        return Ok(found);
     }
-    let records = log
+    let mut records = log
         .read(offset, budget)
         .await
         .map_err(|e| log_error_code(&e))?;
-    Ok((reported, records))
+    if read_committed {
+        // Whole batches below the last stable offset only.
+        let below: usize = batch::headers(&records)
+            .take_while(|(_, h)| h.last_offset() < lso)
+            .map(|(_, h)| h.size)
+            .sum();
+        records.truncate(below);
+        let upto = batch::headers(&records)
+            .last()
+            .map_or(offset, |(_, h)| h.last_offset() + 1);
+        let (_, _, aborted) = log.txn_view(offset, upto);
+        found.aborted = aborted
+            .into_iter()
+            .map(|a| {
+                AbortedTransaction::default()
+                    .with_producer_id(ProducerId(a.producer_id))
+                    .with_first_offset(a.first_offset)
+            })
+            .collect();
+    }
+    found.records = records;
+    Ok(found)
 }
 
 #[cfg(test)]
@@ -768,6 +909,14 @@ mod tests {
             (ApiKey::LeaveGroup, LeaveGroupRequest::VERSIONS),
             (ApiKey::OffsetCommit, OffsetCommitRequest::VERSIONS),
             (ApiKey::OffsetFetch, OffsetFetchRequest::VERSIONS),
+            (
+                ApiKey::AddPartitionsToTxn,
+                AddPartitionsToTxnRequest::VERSIONS,
+            ),
+            (ApiKey::AddOffsetsToTxn, AddOffsetsToTxnRequest::VERSIONS),
+            (ApiKey::EndTxn, EndTxnRequest::VERSIONS),
+            (ApiKey::WriteTxnMarkers, WriteTxnMarkersRequest::VERSIONS),
+            (ApiKey::TxnOffsetCommit, TxnOffsetCommitRequest::VERSIONS),
         ];
         for (key, lo, hi) in SUPPORTED {
             let (_, range) = ranges.iter().find(|(k, _)| k == key).unwrap();

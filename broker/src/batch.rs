@@ -131,6 +131,60 @@ pub fn rebase(raw: &[u8], base_offset: i64, out: &mut BytesMut) {
     out.extend_from_slice(&raw[8..]);
 }
 
+/// A transaction marker: one control batch of the producer's id and `epoch` holding one
+/// control record (key: version 0 and type 1 commit / 0 abort; value: version 0 and the
+/// coordinator epoch), at offset 0 until [`rebase`]d.
+pub fn control(
+    producer_id: i64,
+    epoch: i16,
+    commit: bool,
+    coordinator_epoch: i32,
+    timestamp: i64,
+) -> (BatchHeader, Bytes) {
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let mut key = BytesMut::with_capacity(4);
+    key.extend_from_slice(&0i16.to_be_bytes());
+    key.extend_from_slice(&i16::from(commit).to_be_bytes());
+    let mut value = BytesMut::with_capacity(6);
+    value.extend_from_slice(&0i16.to_be_bytes());
+    value.extend_from_slice(&coordinator_epoch.to_be_bytes());
+    let record = Record {
+        transactional: true,
+        control: true,
+        partition_leader_epoch: 0,
+        producer_id,
+        producer_epoch: epoch,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp,
+        key: Some(key.freeze()),
+        value: Some(value.freeze()),
+        headers: Default::default(),
+        delete_horizon: false,
+    };
+    let mut buf = BytesMut::new();
+    let opts = RecordEncodeOptions {
+        version: 2,
+        compression: Compression::None,
+    };
+    RecordBatchEncoder::encode(&mut buf, std::iter::once(&record), &opts)
+        .expect("a control record encodes");
+    let raw = buf.freeze();
+    let header = peek(&raw).expect("a control batch has a header");
+    (header, raw)
+}
+
+/// Whether a control batch marks a commit (else an abort), from its record's key.
+pub fn control_commits(raw: &Bytes) -> Option<bool> {
+    let mut b = raw.clone();
+    let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut b).ok()?;
+    let key = set.records.first()?.key.clone()?;
+    (key.len() >= 4).then(|| i16::from_be_bytes([key[2], key[3]]) == 1)
+}
+
 /// Iterates over the headers of the (already validated) batches in `b`.
 pub fn headers(b: &[u8]) -> impl Iterator<Item = (usize, BatchHeader)> + '_ {
     let mut at = 0;
@@ -214,6 +268,18 @@ mod tests {
         magic[MAGIC_AT] = 1;
         assert_eq!(validate(&Bytes::from(magic)), Err(BatchError::Magic(1)));
         assert!(validate(&Bytes::new()).is_err());
+    }
+
+    #[test]
+    fn a_control_batch_is_a_valid_transactional_control_batch_of_one_record() {
+        for commit in [true, false] {
+            let (h, raw) = control(7, 3, commit, 0, 1000);
+            let (vh, _) = validate(&raw).unwrap().remove(0);
+            assert_eq!(vh, h);
+            assert!(h.is_control() && h.is_transactional());
+            assert_eq!((h.producer_id, h.producer_epoch, h.records), (7, 3, 1));
+            assert_eq!(control_commits(&raw), Some(commit));
+        }
     }
 
     #[test]

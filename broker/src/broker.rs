@@ -5,11 +5,14 @@ use crate::cluster::{Cluster, Member};
 use crate::config::BrokerConfig;
 use crate::env::{Clock, Ids};
 use crate::groups::{self, Group};
+use crate::net::Dialer;
 use crate::storage::catalog::{Catalog, TopicMeta};
 use crate::storage::log::{Cache, LogError, LogOptions, PartitionLog};
 use crate::storage::topic_log_prefix;
+use crate::txn::{self, Marker, TxnCoordinator};
 use futures::StreamExt;
 use object_store::ObjectStore;
+use riptide_coverage::reached;
 use riptide_wire::ResponseError;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -30,6 +33,12 @@ pub struct Broker {
     groups: Mutex<BTreeMap<String, Arc<Group>>>,
     /// Serialises opening groups, so one group is claimed once.
     opening_group: tokio::sync::Mutex<()>,
+    /// Transactional ids this broker coordinates.
+    txns: Mutex<BTreeMap<String, Arc<TxnCoordinator>>>,
+    opening_txn: tokio::sync::Mutex<()>,
+    /// Opens connections to other brokers (markers, transaction verification).
+    pub dialer: Dialer,
+    me: std::sync::Weak<Broker>,
 }
 
 impl Broker {
@@ -39,6 +48,16 @@ impl Broker {
         cfg: BrokerConfig,
         store: Arc<dyn ObjectStore>,
         clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Arc<Broker>> {
+        Self::start_with_dialer(cfg, store, clock, crate::net::tcp_dialer()).await
+    }
+
+    /// Like [`Broker::start`], reaching other brokers through `dialer` (a simulator's TCP).
+    pub async fn start_with_dialer(
+        cfg: BrokerConfig,
+        store: Arc<dyn ObjectStore>,
+        clock: Arc<dyn Clock>,
+        dialer: Dialer,
     ) -> anyhow::Result<Arc<Broker>> {
         let ids = Arc::new(Ids::new(cfg.seed));
         let me = Member {
@@ -50,7 +69,7 @@ impl Broker {
             time_ms: clock.now_ms(),
         };
         let appended = Arc::new(Notify::new());
-        let broker = Arc::new(Broker {
+        let broker = Arc::new_cyclic(|weak| Broker {
             catalog: Catalog::new(store.clone(), clock.clone(), ids.clone()),
             cluster: Cluster::new(store.clone(), me),
             logs: Mutex::new(BTreeMap::new()),
@@ -67,6 +86,10 @@ impl Broker {
             shutdown: Notify::new(),
             groups: Mutex::new(BTreeMap::new()),
             opening_group: tokio::sync::Mutex::new(()),
+            txns: Mutex::new(BTreeMap::new()),
+            opening_txn: tokio::sync::Mutex::new(()),
+            dialer,
+            me: weak.clone(),
             cfg,
             store,
             clock,
@@ -111,7 +134,153 @@ impl Broker {
         self.release_unowned();
         self.verify_open_logs().await;
         self.release_groups().await;
+        self.release_txns().await;
         Ok(())
+    }
+
+    /// Lets go of transactional ids we no longer coordinate, and checks the rest.
+    async fn release_txns(&self) {
+        let open: Vec<Arc<TxnCoordinator>> = {
+            let mut t = self.txns.lock().unwrap_or_else(|e| e.into_inner());
+            t.retain(|id, c| {
+                let keep = !c.is_closed() && self.cluster.owns(&txn::coordinator_key(id), 0);
+                if !keep {
+                    c.close();
+                    tracing::info!(transactional_id = %id, "no longer transaction coordinator");
+                }
+                keep
+            });
+            t.values().cloned().collect()
+        };
+        for c in open {
+            c.verify().await;
+        }
+    }
+
+    pub fn txn_coordinator_of(&self, transactional_id: &str) -> Option<i32> {
+        self.cluster
+            .owner(&txn::coordinator_key(transactional_id), 0)
+    }
+
+    /// The transaction coordinator of `transactional_id`, if this broker is it; opened (its
+    /// chain claimed and replayed) on first use.
+    pub async fn txn(&self, transactional_id: &str) -> Result<Arc<TxnCoordinator>, i16> {
+        if self.txn_coordinator_of(transactional_id) != Some(self.cfg.node_id) {
+            return Err(ResponseError::NotCoordinator.code());
+        }
+        let cached = |b: &Self| {
+            b.txns
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(transactional_id)
+                .filter(|c| !c.is_closed())
+                .cloned()
+        };
+        if let Some(c) = cached(self) {
+            return Ok(c);
+        }
+        let _opening = self.opening_txn.lock().await;
+        if let Some(c) = cached(self) {
+            return Ok(c);
+        }
+        match TxnCoordinator::open(transactional_id, &self.log_options, self.me.clone()).await {
+            Ok(c) => {
+                let mut all = self.txns.lock().unwrap_or_else(|e| e.into_inner());
+                all.insert(transactional_id.to_string(), c.clone());
+                Ok(c)
+            }
+            Err(LogError::Fenced) => Err(ResponseError::NotCoordinator.code()),
+            Err(e) => {
+                tracing::warn!(transactional_id, error = %e, "could not open transaction coordinator");
+                Err(ResponseError::CoordinatorNotAvailable.code())
+            }
+        }
+    }
+
+    /// Writes a transaction's markers in every partition and group it spans: here for what
+    /// this broker owns, by WriteTxnMarkers for the rest. True once every one is written (or
+    /// had nothing to mark).
+    pub async fn deliver_markers(
+        &self,
+        marker: Marker,
+        partitions: &[(String, i32)],
+        groups: &[String],
+    ) -> bool {
+        let mut by_owner: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+        let mut unowned = false;
+        for (topic, p) in partitions {
+            match self.cluster.owner(topic, *p) {
+                Some(node) => by_owner.entry(node).or_default().push((topic.clone(), *p)),
+                None => unowned = true,
+            }
+        }
+        for g in groups {
+            match self.coordinator_of(g) {
+                Some(node) => by_owner
+                    .entry(node)
+                    .or_default()
+                    .push((crate::txn_api::group_marker_topic(g), 0)),
+                None => unowned = true,
+            }
+        }
+        let deliveries = by_owner.into_iter().map(|(node, targets)| async move {
+            if node == self.cfg.node_id {
+                let all = futures::future::join_all(
+                    targets
+                        .iter()
+                        .map(|(t, p)| self.write_marker(t, *p, marker)),
+                )
+                .await;
+                all.into_iter().all(|code| code == 0)
+            } else {
+                crate::txn_api::send_markers(self, node, marker, &targets).await
+            }
+        });
+        let done = futures::future::join_all(deliveries).await;
+        !unowned && done.into_iter().all(|ok| ok)
+    }
+
+    /// Writes one marker in a partition (or a group, by its marker topic) this broker owns;
+    /// the Kafka error code (0 when written or nothing was open).
+    pub async fn write_marker(&self, topic: &str, partition: i32, marker: Marker) -> i16 {
+        if let Some(group) = crate::txn_api::marker_group(topic) {
+            return match self.group(group).await {
+                Ok(g) => match g.end_txn(marker.producer_id, marker.commit).await {
+                    Ok(()) => 0,
+                    Err(c) => c,
+                },
+                Err(c) => c,
+            };
+        }
+        let meta = match self.catalog.get(topic).await {
+            Ok(Some(m)) if partition >= 0 && partition < m.partitions => m,
+            // A deleted topic has nothing left to mark.
+            Ok(_) => return 0,
+            Err(_) => return ResponseError::KafkaStorageError.code(),
+        };
+        let log = match self.log(&meta, partition).await {
+            Ok(l) => l,
+            Err(e) => return crate::api::log_error_code(&e),
+        };
+        let written = log.append_marker(
+            marker.producer_id,
+            marker.epoch,
+            marker.commit,
+            0,
+            self.clock.now_ms(),
+        );
+        match written.await {
+            Ok(Ok(_)) => {
+                reached!(
+                    "txn.marker_written",
+                    "a transaction marker was written in a partition"
+                );
+                0
+            }
+            Ok(Err(LogError::NoOpenTransaction)) => 0,
+            Ok(Err(e)) => crate::api::log_error_code(&e),
+            Err(_) => ResponseError::UnknownServerError.code(),
+        }
     }
 
     /// Lets go of groups we no longer coordinate, and checks the rest.

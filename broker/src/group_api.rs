@@ -37,11 +37,15 @@ pub fn find_coordinator(
         let mut c = Coordinator::default()
             .with_key(key.clone())
             .with_node_id(BrokerId(-1));
-        if req.key_type != 0 {
-            // Transactions are not served.
-            c.error_code = ResponseError::CoordinatorNotAvailable.code();
+        if req.key_type > 1 {
+            c.error_code = ResponseError::InvalidRequest.code();
         } else {
-            let node = b.coordinator_of(key.as_str());
+            // 0: a group's coordinator, 1: a transactional id's.
+            let node = if req.key_type == 0 {
+                b.coordinator_of(key.as_str())
+            } else {
+                b.txn_coordinator_of(key.as_str())
+            };
             match b
                 .cluster
                 .members()
@@ -295,12 +299,21 @@ pub async fn offset_fetch(b: &Broker, req: OffsetFetchRequest, v: i16) -> Offset
     let mut by_topic: BTreeMap<String, Vec<OffsetFetchResponsePartition>> = BTreeMap::new();
     for ((topic, partition), v) in group.committed(wanted).await {
         let (offset, meta) = v.unwrap_or((-1, None));
-        by_topic.entry(topic).or_default().push(
-            OffsetFetchResponsePartition::default()
-                .with_partition_index(partition)
-                .with_committed_offset(offset)
-                .with_metadata(Some(s(meta.as_deref().unwrap_or("")))),
-        );
+        let mut p = OffsetFetchResponsePartition::default()
+            .with_partition_index(partition)
+            .with_committed_offset(offset)
+            .with_metadata(Some(s(meta.as_deref().unwrap_or(""))));
+        // KIP-447: a consumer that asks for stable offsets waits out open transactions.
+        if req.require_stable && group.unstable(&topic, partition).await {
+            riptide_coverage::reached!(
+                "group.unstable_offset_refused",
+                "an offset fetch asking for stable offsets met offsets pending in a transaction"
+            );
+            p = p
+                .with_committed_offset(-1)
+                .with_error_code(ResponseError::UnstableOffsetCommit.code());
+        }
+        by_topic.entry(topic).or_default().push(p);
     }
     r.topics = by_topic
         .into_iter()

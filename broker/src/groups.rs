@@ -78,7 +78,12 @@ struct State {
     next_member: u64,
     /// Committed offsets: (topic, partition) → (offset, metadata).
     offsets: BTreeMap<(String, i32), (i64, Option<String>)>,
+    /// Offsets committed inside open transactions (TxnOffsetCommit), by producer id: they
+    /// become committed offsets with the transaction's commit marker, and vanish with its abort.
+    txn_offsets: BTreeMap<i64, Offsets>,
 }
+
+type Offsets = BTreeMap<(String, i32), (i64, Option<String>)>;
 
 impl State {
     fn phase(&self) -> Phase {
@@ -138,6 +143,14 @@ pub struct JoinRequest {
 
 fn offset_key(topic: &str, partition: i32) -> String {
     format!("o\u{0}{topic}\u{0}{partition}")
+}
+
+fn txn_offset_key(producer_id: i64, topic: &str, partition: i32) -> String {
+    format!("t\u{0}{producer_id}\u{0}{topic}\u{0}{partition}")
+}
+
+fn txn_marker_key(producer_id: i64) -> String {
+    format!("m\u{0}{producer_id}")
 }
 
 fn record(key: String, value: String) -> Record {
@@ -634,6 +647,87 @@ impl Group {
         Ok(())
     }
 
+    /// TxnOffsetCommit: offsets committed inside the producer's transaction, durable now and
+    /// visible once its commit marker comes.
+    pub async fn txn_commit(
+        &self,
+        producer_id: i64,
+        offsets: Vec<(String, i32, i64, Option<String>)>,
+    ) -> Result<(), i16> {
+        if self.is_closed() {
+            return Err(ResponseError::NotCoordinator.code());
+        }
+        let records = offsets
+            .iter()
+            .map(|(t, p, o, meta)| {
+                let value = serde_json::json!({ "offset": o, "metadata": meta }).to_string();
+                record(txn_offset_key(producer_id, t, *p), value)
+            })
+            .collect();
+        self.append_records(records).await?;
+        let mut s = self.state.lock().await;
+        let pending = s.txn_offsets.entry(producer_id).or_default();
+        for (t, p, o, meta) in offsets {
+            pending.insert((t, p), (o, meta));
+        }
+        Ok(())
+    }
+
+    /// A transaction marker for this group: its pending offsets become committed (commit) or
+    /// are dropped (abort). Nothing to do (and nothing written) if it has none pending.
+    pub async fn end_txn(&self, producer_id: i64, commit: bool) -> Result<(), i16> {
+        if self.is_closed() {
+            return Err(ResponseError::NotCoordinator.code());
+        }
+        if !self
+            .state
+            .lock()
+            .await
+            .txn_offsets
+            .contains_key(&producer_id)
+        {
+            reached!(
+                "group.txn_marker_without_offsets",
+                "a transaction marker came for a group with no offsets pending for that producer"
+            );
+            return Ok(());
+        }
+        let value = if commit { "commit" } else { "abort" };
+        self.append_records(vec![record(txn_marker_key(producer_id), value.into())])
+            .await?;
+        let mut s = self.state.lock().await;
+        end_pending(&mut s, producer_id, commit);
+        reached!(
+            "group.txn_offsets_ended",
+            "offsets committed in a transaction were applied or dropped by its marker"
+        );
+        Ok(())
+    }
+
+    /// Whether a partition has offsets pending in an open transaction (KIP-447: a consumer
+    /// asking for stable offsets must wait for them).
+    pub async fn unstable(&self, topic: &str, partition: i32) -> bool {
+        let s = self.state.lock().await;
+        let key = (topic.to_string(), partition);
+        s.txn_offsets.values().any(|o| o.contains_key(&key))
+    }
+
+    async fn append_records(&self, records: Vec<Record>) -> Result<(), i16> {
+        let batches = encode(records).map_err(|e| {
+            tracing::error!(group = %self.name, error = %e, "could not encode group records");
+            ResponseError::CoordinatorNotAvailable.code()
+        })?;
+        match self.log.append(batches).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(LogError::Fenced)) => Err(ResponseError::NotCoordinator.code()),
+            _ => {
+                // Memory may now differ from the chain: reopen from it next time.
+                self.close();
+                Err(ResponseError::CoordinatorNotAvailable.code())
+            }
+        }
+    }
+
     /// Committed offsets of the given partitions (all when `None`).
     pub async fn committed(
         &self,
@@ -657,7 +751,28 @@ impl Group {
     }
 }
 
+fn end_pending(s: &mut State, producer_id: i64, commit: bool) {
+    if let Some(offsets) = s.txn_offsets.remove(&producer_id) {
+        if commit {
+            s.offsets.extend(offsets);
+        }
+    }
+}
+
 fn apply_record(s: &mut State, key: &str, value: &str) {
+    if let Some(pid) = key.strip_prefix("m\u{0}") {
+        let pid = pid.parse::<i64>();
+        always!(
+            pid.is_ok() && (value == "commit" || value == "abort"),
+            "group.records_well_formed",
+            "every record of a group's chain is a generation, an offset commit or a transaction marker that parses",
+            "marker record {key:?} = {value:?}"
+        );
+        if let Ok(pid) = pid {
+            end_pending(s, pid, value == "commit");
+        }
+        return;
+    }
     if key == "generation" {
         let parsed = value.parse::<i32>();
         always!(
@@ -678,11 +793,22 @@ fn apply_record(s: &mut State, key: &str, value: &str) {
         return;
     }
     let mut parts = key.split('\u{0}');
+    let mut txn = None;
     let parsed = match (parts.next(), parts.next(), parts.next()) {
         (Some("o"), Some(topic), Some(p)) => p.parse::<i32>().ok().and_then(|partition| {
             let v = serde_json::from_str::<serde_json::Value>(value).ok()?;
             Some((topic, partition, v))
         }),
+        (Some("t"), Some(pid), Some(topic)) => {
+            txn = pid.parse::<i64>().ok();
+            parts
+                .next()
+                .and_then(|p| p.parse::<i32>().ok())
+                .and_then(|partition| {
+                    let v = serde_json::from_str::<serde_json::Value>(value).ok()?;
+                    Some((topic, partition, v))
+                })
+        }
         _ => None,
     };
     let offset = parsed.as_ref().and_then(|(_, _, v)| v["offset"].as_i64());
@@ -695,8 +821,11 @@ fn apply_record(s: &mut State, key: &str, value: &str) {
     if let Some((topic, partition, v)) = parsed {
         let offset = v["offset"].as_i64().unwrap_or(-1);
         let meta = v["metadata"].as_str().map(str::to_owned);
-        s.offsets
-            .insert((topic.to_string(), partition), (offset, meta));
+        let offsets = match txn {
+            Some(pid) => s.txn_offsets.entry(pid).or_default(),
+            None => &mut s.offsets,
+        };
+        offsets.insert((topic.to_string(), partition), (offset, meta));
     }
 }
 

@@ -20,8 +20,11 @@ pub mod env;
 pub mod group_api;
 pub mod groups;
 pub mod net;
+pub mod peer;
 pub mod server;
 pub mod storage;
+pub mod txn;
+pub mod txn_api;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;

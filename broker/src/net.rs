@@ -21,3 +21,27 @@ impl Listener for tokio::net::TcpListener {
         Ok((stream, peer))
     }
 }
+
+/// An outbound byte stream to another broker.
+pub trait PeerStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> PeerStream for T {}
+
+/// Opens streams to other brokers (`host:port`): the transaction coordinator asks partition
+/// owners to write markers, and owners ask coordinators to verify a transaction (KIP-890).
+/// Whoever builds the broker chooses real or simulated TCP, as for [`Listener`].
+pub type Dialer = std::sync::Arc<
+    dyn Fn(String) -> futures::future::BoxFuture<'static, io::Result<Box<dyn PeerStream>>>
+        + Send
+        + Sync,
+>;
+
+/// Real TCP via `tokio::net` (madsim's simulated TCP in `--cfg madsim` builds).
+pub fn tcp_dialer() -> Dialer {
+    std::sync::Arc::new(|addr: String| {
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect(addr).await?;
+            let _ = stream.set_nodelay(true);
+            Ok(Box::new(stream) as Box<dyn PeerStream>)
+        })
+    })
+}

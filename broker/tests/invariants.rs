@@ -116,6 +116,8 @@ fn header(seq: u64, base_offset: i64, records: i64, epoch: u64, node_id: i32) ->
         max_timestamp: -1,
         data_len: 0,
         producers: vec![],
+        txn_begins: vec![],
+        txn_ends: vec![],
     }
 }
 

@@ -75,7 +75,14 @@ impl BrokerStart {
             cfg.api_versions_max = 2;
         }
         let broker = loop {
-            match Broker::start(cfg.clone(), store.clone(), Arc::new(SimClock)).await {
+            match Broker::start_with_dialer(
+                cfg.clone(),
+                store.clone(),
+                Arc::new(SimClock),
+                crate::net::sim_dialer(),
+            )
+            .await
+            {
                 Ok(b) => break b,
                 Err(e) => {
                     // The target this event had when it lived in run.rs: targets are part

@@ -3,6 +3,8 @@
 //! the real-network types of the seam are the simulated ones.
 
 #[cfg(madsim)]
+pub use riptide_broker::net::tcp_dialer as sim_dialer;
+#[cfg(madsim)]
 pub use riptide_workloads::TcpConnector as SimConnector;
 #[cfg(not(madsim))]
 pub use turmoil_net::*;
@@ -25,6 +27,16 @@ mod turmoil_net {
     }
 
     pub struct SimConnector;
+
+    /// Brokers reach each other over turmoil's TCP too (markers, transaction verification).
+    pub fn sim_dialer() -> riptide_broker::net::Dialer {
+        std::sync::Arc::new(|addr: String| {
+            Box::pin(async move {
+                let stream = turmoil::net::TcpStream::connect(addr).await?;
+                Ok(Box::new(stream) as Box<dyn riptide_broker::net::PeerStream>)
+            })
+        })
+    }
 
     impl Connector for SimConnector {
         type Stream = turmoil::net::TcpStream;

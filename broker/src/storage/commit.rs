@@ -34,6 +34,30 @@ pub struct CommitHeader {
     /// ownership moves without a store of its own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub producers: Vec<ProducerEntry>,
+    /// Transactions that began in this commit: a producer's first transactional batch in this
+    /// partition since its last marker. With `txn_ends`, replaying headers rebuilds the open
+    /// transactions (so the last stable offset) and the aborted ones (so what read_committed
+    /// consumers skip), like producer state: no store of their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub txn_begins: Vec<TxnBegin>,
+    /// Transaction markers (control batches) in this commit.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub txn_ends: Vec<TxnEnd>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnBegin {
+    pub producer_id: i64,
+    /// The offset of the transaction's first record in this partition.
+    pub first_offset: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnEnd {
+    pub producer_id: i64,
+    pub commit: bool,
+    /// The offset of the marker.
+    pub offset: i64,
 }
 
 /// How many recent batches per producer are remembered for deduplication
@@ -140,6 +164,8 @@ mod tests {
             max_timestamp: 5,
             data_len: 3,
             producers: vec![],
+            txn_begins: vec![],
+            txn_ends: vec![],
         };
         let obj = encode(&h, b"abc");
         let (h2, data) = decode(&obj).unwrap();

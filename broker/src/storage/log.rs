@@ -12,7 +12,7 @@
 //! finding in the simulator and an error line plus a count in a real broker, and the code goes
 //! on as it did before (a corrupt chain still answers `Corrupt`).
 
-use super::commit::{self, CommitHeader, ProducerEntry};
+use super::commit::{self, CommitHeader, ProducerEntry, TxnBegin, TxnEnd};
 use super::producers::{Producers, Verdict};
 use super::{commit_path, commit_seq, log_prefix};
 use crate::batch::{self, BatchHeader};
@@ -33,7 +33,7 @@ const STORE_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes read to get a commit header in one request (headers are ~200 bytes).
 const HEADER_PROBE: u64 = 512;
 
-#[derive(Debug, thiserror::Error, Clone)]
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum LogError {
     /// Another broker owns the partition now (it wrote a higher epoch).
     #[error("fenced: another broker owns this partition")]
@@ -50,6 +50,14 @@ pub enum LogError {
     /// An idempotent producer's epoch is older than the partition has seen.
     #[error("producer epoch is stale")]
     ProducerFenced,
+    /// A transactional batch the partition cannot take: its transaction was not verified with
+    /// the coordinator, or ended (a marker came) since; or a plain batch from a producer whose
+    /// transaction is open here.
+    #[error("invalid transaction state")]
+    InvalidTxnState,
+    /// A marker for a producer with no open transaction here: nothing to write.
+    #[error("no open transaction")]
+    NoOpenTransaction,
 }
 
 impl From<object_store::Error> for LogError {
@@ -81,6 +89,41 @@ struct Index {
     commits: Vec<CommitRef>,
     /// The epoch and writer of the last commit applied (data or fence).
     tail: Option<(u64, i32)>,
+    txns: TxnIndex,
+}
+
+/// A partition's transactions, rebuilt from commit headers.
+#[derive(Debug, Clone, Default)]
+pub struct TxnIndex {
+    /// Open transactions: producer id → the offset of its first record here.
+    pub ongoing: BTreeMap<i64, i64>,
+    /// Aborted transactions in marker order (so sorted by `last_offset`).
+    pub aborted: Vec<AbortedTxn>,
+}
+
+/// An aborted transaction's records here: from its first record to its marker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AbortedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
+
+impl TxnIndex {
+    /// The last stable offset: below it every transaction has ended.
+    pub fn last_stable(&self, hwm: i64) -> i64 {
+        self.ongoing.values().copied().min().unwrap_or(hwm).min(hwm)
+    }
+
+    /// Aborted transactions with records in `from..to`.
+    pub fn aborted_in(&self, from: i64, to: i64) -> Vec<AbortedTxn> {
+        let start = self.aborted.partition_point(|a| a.last_offset < from);
+        self.aborted[start..]
+            .iter()
+            .filter(|a| a.first_offset < to)
+            .copied()
+            .collect()
+    }
 }
 
 /// The writer's view of the chain's tail.
@@ -95,7 +138,23 @@ struct Writer {
 struct Pending {
     batches: Vec<(BatchHeader, Bytes)>,
     bytes: usize,
+    kind: Item,
     done: oneshot::Sender<Result<i64, LogError>>,
+}
+
+/// What a queued append is.
+#[derive(Debug, Clone, Copy)]
+enum Item {
+    /// Produced batches. `guard`: the producer's marker guard when its transaction was verified
+    /// with the coordinator (KIP-890): a transaction may begin here only if no marker for the
+    /// producer came since.
+    Data { guard: Option<u64> },
+    /// A transaction marker (one control batch).
+    Marker {
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    },
 }
 
 #[derive(Default)]
@@ -168,6 +227,9 @@ pub struct PartitionLog {
     /// Set when ownership is lost; pending and future writes fail.
     closed: AtomicBool,
     queue: Mutex<Queue>,
+    /// Per producer, how many marker requests came (in memory: it orders a verification
+    /// against markers that arrive while the verified batch waits, on this broker only).
+    guards: Mutex<BTreeMap<i64, u64>>,
 }
 
 pub struct LogOptions {
@@ -206,6 +268,7 @@ impl PartitionLog {
             open: AtomicBool::new(false),
             closed: AtomicBool::new(false),
             queue: Mutex::new(Queue::default()),
+            guards: Mutex::new(BTreeMap::new()),
         })
     }
 
@@ -228,6 +291,37 @@ impl PartitionLog {
 
     pub fn high_watermark(&self) -> i64 {
         self.index.read().unwrap_or_else(|e| e.into_inner()).hwm
+    }
+
+    /// The last stable offset: the first offset of the oldest open transaction, else the high
+    /// watermark. read_committed consumers read below it only.
+    pub fn last_stable_offset(&self) -> i64 {
+        let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
+        idx.txns.last_stable(idx.hwm)
+    }
+
+    /// The high watermark, the last stable offset, and the aborted transactions with records
+    /// in `from..to`, read together.
+    pub fn txn_view(&self, from: i64, to: i64) -> (i64, i64, Vec<AbortedTxn>) {
+        let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
+        (
+            idx.hwm,
+            idx.txns.last_stable(idx.hwm),
+            idx.txns.aborted_in(from, to),
+        )
+    }
+
+    /// Whether `producer_id` has an open transaction here.
+    pub fn in_transaction(&self, producer_id: i64) -> bool {
+        let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
+        idx.txns.ongoing.contains_key(&producer_id)
+    }
+
+    /// The producer's marker guard now: taken before verifying its transaction with the
+    /// coordinator, handed to [`PartitionLog::append_transactional`].
+    pub fn txn_guard(&self, producer_id: i64) -> u64 {
+        let g = self.guards.lock().unwrap_or_else(|e| e.into_inner());
+        g.get(&producer_id).copied().unwrap_or(0)
     }
 
     /// Loads the chain and claims ownership with a fence. Idempotent.
@@ -446,6 +540,8 @@ impl PartitionLog {
                 max_timestamp: -1,
                 data_len: 0,
                 producers: vec![],
+                txn_begins: vec![],
+                txn_ends: vec![],
             };
             match self.create(&header, &[]).await {
                 Ok(()) => {
@@ -532,6 +628,49 @@ impl PartitionLog {
         self: &Arc<Self>,
         batches: Vec<(BatchHeader, Bytes)>,
     ) -> oneshot::Receiver<Result<i64, LogError>> {
+        self.enqueue(batches, Item::Data { guard: None })
+    }
+
+    /// Like [`PartitionLog::append`], for batches that may begin a transaction here: `guard` is
+    /// what [`PartitionLog::txn_guard`] said before the coordinator verified the transaction.
+    pub fn append_transactional(
+        self: &Arc<Self>,
+        batches: Vec<(BatchHeader, Bytes)>,
+        guard: u64,
+    ) -> oneshot::Receiver<Result<i64, LogError>> {
+        self.enqueue(batches, Item::Data { guard: Some(guard) })
+    }
+
+    /// Queues a transaction marker. Answers the marker's offset, or `NoOpenTransaction` when
+    /// the producer has no open transaction here (already ended, or never began).
+    pub fn append_marker(
+        self: &Arc<Self>,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+        timestamp: i64,
+    ) -> oneshot::Receiver<Result<i64, LogError>> {
+        {
+            let mut g = self.guards.lock().unwrap_or_else(|e| e.into_inner());
+            *g.entry(producer_id).or_default() += 1;
+        }
+        let batch = batch::control(producer_id, epoch, commit, coordinator_epoch, timestamp);
+        self.enqueue(
+            vec![batch],
+            Item::Marker {
+                producer_id,
+                epoch,
+                commit,
+            },
+        )
+    }
+
+    fn enqueue(
+        self: &Arc<Self>,
+        batches: Vec<(BatchHeader, Bytes)>,
+        kind: Item,
+    ) -> oneshot::Receiver<Result<i64, LogError>> {
         let (tx, rx) = oneshot::channel();
         let bytes = batches.iter().map(|(_, b)| b.len()).sum();
         let start = {
@@ -539,6 +678,7 @@ impl PartitionLog {
             q.items.push_back(Pending {
                 batches,
                 bytes,
+                kind,
                 done: tx,
             });
             !std::mem::replace(&mut q.committer_running, true)
@@ -574,7 +714,8 @@ impl PartitionLog {
                 Ok(outcomes) => {
                     let hwm = self.high_watermark();
                     for (p, outcome) in group.into_iter().zip(outcomes) {
-                        if let Ok(base) = outcome {
+                        if let (Ok(base), Item::Data { .. }) = (outcome.as_ref(), p.kind) {
+                            let base = *base;
                             let records: i64 =
                                 p.batches.iter().map(|(h, _)| h.records as i64).sum();
                             always!(
@@ -619,8 +760,18 @@ impl PartitionLog {
         }
         loop {
             let base = self.high_watermark();
-            let mut plan = Plan::new(base, w.producers.clone(), self.bug);
-            let outcomes: Vec<_> = group.iter().map(|p| plan.add(&p.batches)).collect();
+            let ongoing = self
+                .index
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .txns
+                .ongoing
+                .clone();
+            let mut plan = Plan::new(base, w.producers.clone(), ongoing, self.bug);
+            let outcomes: Vec<_> = {
+                let guards = self.guards.lock().unwrap_or_else(|e| e.into_inner());
+                group.iter().map(|p| plan.add(p, &guards)).collect()
+            };
             if plan.offset == base {
                 reached!(
                     "log.commit_nothing_new",
@@ -642,6 +793,8 @@ impl PartitionLog {
                 max_timestamp: plan.max_timestamp,
                 data_len: plan.data.len() as u64,
                 producers: plan.touched.into_values().collect(),
+                txn_begins: plan.begins,
+                txn_ends: plan.ends,
             };
             match self.create(&header, &plan.data).await {
                 Ok(()) => {
@@ -690,6 +843,8 @@ impl PartitionLog {
             write_id: self.ids.next_u64(),
             data_len: 0,
             producers: vec![],
+            txn_begins: vec![],
+            txn_ends: vec![],
             ..failed.clone()
         };
         if self.create(&reservation, &[]).await.is_ok()
@@ -865,12 +1020,16 @@ struct Plan {
     max_timestamp: i64,
     producers: Producers,
     touched: BTreeMap<i64, ProducerEntry>,
+    /// Open transactions (producer id → first offset) as of this plan.
+    ongoing: BTreeMap<i64, i64>,
+    begins: Vec<TxnBegin>,
+    ends: Vec<TxnEnd>,
     /// `Bug::CompressedBatchAsOne`.
     compressed_as_one: bool,
 }
 
 impl Plan {
-    fn new(base: i64, producers: Producers, bug: Option<Bug>) -> Self {
+    fn new(base: i64, producers: Producers, ongoing: BTreeMap<i64, i64>, bug: Option<Bug>) -> Self {
         Plan {
             compressed_as_one: bug == Some(Bug::CompressedBatchAsOne),
             data: BytesMut::new(),
@@ -879,11 +1038,81 @@ impl Plan {
             max_timestamp: -1,
             producers,
             touched: BTreeMap::new(),
+            ongoing,
+            begins: Vec::new(),
+            ends: Vec::new(),
         }
     }
 
+    /// Adds one queued item: a produce request's batches for this partition (all or none), or
+    /// a marker.
+    fn add(&mut self, item: &Pending, guards: &BTreeMap<i64, u64>) -> Result<i64, LogError> {
+        match item.kind {
+            Item::Data { guard } => self.add_data(&item.batches, guard, guards),
+            Item::Marker {
+                producer_id,
+                epoch,
+                commit,
+            } => self.add_marker(&item.batches, producer_id, epoch, commit),
+        }
+    }
+
+    /// Ends the producer's open transaction here with a control batch.
+    fn add_marker(
+        &mut self,
+        batches: &[(BatchHeader, Bytes)],
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<i64, LogError> {
+        let Some(&first_offset) = self.ongoing.get(&producer_id) else {
+            reached!(
+                "txn.marker_without_open_transaction",
+                "a marker came for a producer with no open transaction in the partition (already ended, or it never wrote here)"
+            );
+            return Err(LogError::NoOpenTransaction);
+        };
+        if self
+            .producers
+            .epoch_of(producer_id)
+            .is_some_and(|e| e > epoch)
+        {
+            reached!(
+                "txn.stale_marker_refused",
+                "a marker of an older producer epoch than the partition knows was refused"
+            );
+            return Err(LogError::ProducerFenced);
+        }
+        let at = self.offset;
+        for (_, raw) in batches {
+            batch::rebase(raw, at, &mut self.data);
+        }
+        if let Some(e) = self.producers.bump_epoch(producer_id, epoch) {
+            self.touched.insert(producer_id, e);
+        }
+        self.ongoing.remove(&producer_id);
+        self.ends.push(TxnEnd {
+            producer_id,
+            commit,
+            offset: at,
+        });
+        always!(
+            first_offset < at,
+            "txn.marker_after_first_record",
+            "a transaction's marker comes after its first record in the partition",
+            "producer {producer_id}: marker at {at}, first record at {first_offset}"
+        );
+        self.offset += 1;
+        Ok(at)
+    }
+
     /// Adds one produce request's batches for this partition, all or none.
-    fn add(&mut self, batches: &[(BatchHeader, Bytes)]) -> Result<i64, LogError> {
+    fn add_data(
+        &mut self,
+        batches: &[(BatchHeader, Bytes)],
+        guard: Option<u64>,
+        guards: &BTreeMap<i64, u64>,
+    ) -> Result<i64, LogError> {
         let item_base = self.offset;
         // A retried request is a duplicate as a whole.
         if let Some((h, _)) = batches.first() {
@@ -899,6 +1128,7 @@ impl Plan {
             self.producers.clone(),
             self.touched.clone(),
             self.data.len(),
+            (self.ongoing.clone(), self.begins.len()),
         );
         let item_start = self.data.len();
         if batches.len() > 1 {
@@ -909,7 +1139,7 @@ impl Plan {
         }
         for (h, raw) in batches {
             let refused = match self.producers.check(h) {
-                Verdict::Append => None,
+                Verdict::Append => self.txn_refusal(h, guard, guards),
                 Verdict::Fenced => {
                     reached!(
                         "idempotent.stale_epoch_refused",
@@ -928,8 +1158,21 @@ impl Plan {
             if let Some(e) = refused {
                 (self.producers, self.touched) = (undo.0, undo.1);
                 self.data.truncate(undo.2);
+                self.ongoing = undo.3 .0;
+                self.begins.truncate(undo.3 .1);
                 self.offset = item_base;
                 return Err(e);
+            }
+            if h.is_transactional() && !self.ongoing.contains_key(&h.producer_id) {
+                reached!(
+                    "txn.began_in_partition",
+                    "a transaction wrote its first batch in a partition"
+                );
+                self.ongoing.insert(h.producer_id, self.offset);
+                self.begins.push(TxnBegin {
+                    producer_id: h.producer_id,
+                    first_offset: self.offset,
+                });
             }
             batch::rebase(raw, self.offset, &mut self.data);
             if let Some(e) = self.producers.record(h, self.offset) {
@@ -952,6 +1195,40 @@ impl Plan {
         }
         self.last_item_start = item_start;
         Ok(item_base)
+    }
+}
+
+impl Plan {
+    /// Why a batch the producer checks accept is still refused for transactional reasons.
+    fn txn_refusal(
+        &self,
+        h: &BatchHeader,
+        guard: Option<u64>,
+        guards: &BTreeMap<i64, u64>,
+    ) -> Option<LogError> {
+        let open = self.ongoing.contains_key(&h.producer_id);
+        if !h.is_transactional() {
+            if open && h.producer_id >= 0 {
+                reached!(
+                    "txn.plain_batch_in_open_transaction",
+                    "a producer with an open transaction sent a non-transactional batch"
+                );
+                return Some(LogError::InvalidTxnState);
+            }
+            return None;
+        }
+        if open {
+            return None;
+        }
+        let now = guards.get(&h.producer_id).copied().unwrap_or(0);
+        if guard != Some(now) {
+            reached!(
+                "txn.late_batch_refused",
+                "a transactional batch not verified, or whose transaction ended while it waited, was refused (KIP-890)"
+            );
+            return Some(LogError::InvalidTxnState);
+        }
+        None
     }
 }
 
@@ -1051,6 +1328,50 @@ fn apply(index: &mut Index, h: &CommitHeader) -> Result<(), LogError> {
         )));
     }
     index.tail = Some((h.epoch, h.node_id));
+    // In offset order: one commit may end a producer's transaction and begin its next.
+    let mut events: Vec<(i64, Option<&TxnBegin>, Option<&TxnEnd>)> = h
+        .txn_begins
+        .iter()
+        .map(|b| (b.first_offset, Some(b), None))
+        .chain(h.txn_ends.iter().map(|e| (e.offset, None, Some(e))))
+        .collect();
+    events.sort_by_key(|(offset, _, _)| *offset);
+    for (_, begin, end) in events {
+        if let Some(b) = begin {
+            let fresh = index
+                .txns
+                .ongoing
+                .insert(b.producer_id, b.first_offset)
+                .is_none();
+            always!(
+                fresh,
+                "txn.one_open_transaction_per_producer",
+                "a transaction begins in a partition only when its producer has none open there",
+                "commit {} begins a transaction of producer {} at {} while one is open",
+                h.seq,
+                b.producer_id,
+                b.first_offset
+            );
+        }
+        let Some(e) = end else { continue };
+        let first = index.txns.ongoing.remove(&e.producer_id);
+        always!(
+            first.is_some(),
+            "txn.marker_ends_an_open_transaction",
+            "every marker written ends a transaction open in its partition",
+            "commit {} has a marker of producer {} at {} with no open transaction",
+            h.seq,
+            e.producer_id,
+            e.offset
+        );
+        if let (Some(first_offset), false) = (first, e.commit) {
+            index.txns.aborted.push(AbortedTxn {
+                producer_id: e.producer_id,
+                first_offset,
+                last_offset: e.offset,
+            });
+        }
+    }
     if h.records > 0 {
         index.commits.push(CommitRef {
             seq: h.seq,

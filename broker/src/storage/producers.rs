@@ -103,6 +103,33 @@ impl Producers {
         }
     }
 
+    /// The producer's epoch, if it is known here.
+    pub fn epoch_of(&self, producer_id: i64) -> Option<i16> {
+        self.known.get(&producer_id).map(|e| e.epoch)
+    }
+
+    /// A transaction marker of `epoch` was written: a newer epoch (the coordinator fenced the
+    /// producer, or aborted its transaction on a timeout) restarts its sequences, and batches
+    /// of older epochs are refused from now on. Returns the new state if it changed.
+    pub fn bump_epoch(&mut self, producer_id: i64, epoch: i16) -> Option<ProducerEntry> {
+        let e = self
+            .known
+            .entry(producer_id)
+            .or_insert_with(|| ProducerEntry {
+                producer_id,
+                epoch,
+                batches: Vec::new(),
+            });
+        if e.epoch >= epoch && !e.batches.is_empty() {
+            return None;
+        }
+        if e.epoch < epoch {
+            e.epoch = epoch;
+            e.batches.clear();
+        }
+        Some(e.clone())
+    }
+
     /// Records an appended batch; returns the producer's new state.
     pub fn record(&mut self, h: &BatchHeader, base_offset: i64) -> Option<ProducerEntry> {
         if h.producer_id < 0 {
