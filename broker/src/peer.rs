@@ -72,6 +72,8 @@ pub async fn call<R: Request>(
             error: format!("request of {len} bytes"),
         })?;
         stream.write_all(&buf).await.map_err(io)?;
+        // madsim's stream sends what was written only on flush.
+        stream.flush().await.map_err(io)?;
         let mut body: BytesMut = frame::read_owed_frame(&mut stream, frame::MAX_FRAME_BYTES)
             .await
             .map_err(|e| io(e.into()))?;

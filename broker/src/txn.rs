@@ -373,6 +373,12 @@ impl TxnCoordinator {
     /// asks before it takes the transaction's first batch there.
     pub async fn verify_partition(&self, pid: i64, epoch: i16, partition: &(String, i32)) -> i16 {
         let state = self.state.lock().await;
+        // Not from memory alone: another coordinator may have ended the transaction meanwhile,
+        // and a batch let in now would open a transaction nobody ends.
+        if self.log.verify_tail_now().await.is_err() || self.is_closed() {
+            self.close();
+            return error(ResponseError::NotCoordinator);
+        }
         match Self::current(&state, pid, epoch) {
             Err(c) => c,
             Ok(m) if m.status == Status::Ongoing && m.partitions.contains(partition) => 0,

@@ -310,6 +310,8 @@ pub async fn certify(args: &Config) -> anyhow::Result<Certification> {
         producers: args.producers,
         consumers: args.consumers,
         group_consumers: args.group_consumers,
+        txn_producers: 0,
+        txn_timeout_ms: 6_000,
         group: format!("{topic}-group"),
         idempotent: args.idempotent,
         send_interval: Duration::from_millis(args.send_interval_ms),

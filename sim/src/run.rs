@@ -355,6 +355,8 @@ impl Plan {
             producers: scenario.producers,
             consumers: scenario.consumers,
             group_consumers: scenario.group_consumers,
+            txn_producers: scenario.txn_producers,
+            txn_timeout_ms: scenario.txn_timeout_ms as i32,
             group: "riptide-group".into(),
             idempotent: scenario.idempotent,
             send_interval: Duration::from_millis(scenario.send_interval_ms),

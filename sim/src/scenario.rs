@@ -20,6 +20,11 @@ pub struct Scenario {
     /// Members of one consumer group reading the topic (joining, committing,
     /// rebalancing as brokers and coordinators come and go).
     pub group_consumers: usize,
+    /// Transactional producers (Jepsen's transactional shape); with any, half the consumers
+    /// and the final read are read_committed.
+    pub txn_producers: usize,
+    /// Their `transaction.timeout.ms`.
+    pub txn_timeout_ms: u64,
     /// Simulated seconds of workload.
     pub duration_s: u64,
     /// How long a client waits for one response before giving up on it.
@@ -65,6 +70,8 @@ impl Default for Scenario {
             producers: 3,
             consumers: 2,
             group_consumers: 0,
+            txn_producers: 0,
+            txn_timeout_ms: 6_000,
             duration_s: 15,
             send_interval_ms: 20,
             client_request_timeout_ms: 10_000,
@@ -219,6 +226,31 @@ pub const PRESETS: &[Preset] = &[
                 partitions: true,
                 crashes: true,
                 scale: true,
+                ..mix
+            },
+            ..base
+        },
+    },
+    // Transactions across partitions and topics, committed and aborted, with read_committed and
+    // read_uncommitted consumers side by side, through coordinator crashes (between marker
+    // writes), ambiguous store writes, and producers paused past their transaction timeout.
+    Preset {
+        name: "transactions",
+        about: "transactional producers and read_committed consumers through crashes, store faults and pauses",
+        shape: |base, mix| Scenario {
+            brokers: 4,
+            txn_producers: 3,
+            group_consumers: 2,
+            duration_s: 30,
+            workload: WorkloadMix {
+                topics: Span::new(1, 2),
+                ..base.workload.clone()
+            },
+            faults: FaultMix {
+                crashes: true,
+                store: true,
+                pauses: true,
+                partitions: true,
                 ..mix
             },
             ..base

@@ -2,7 +2,7 @@
 //! retries with seeded backoff. Identical in simulation and over real TCP; the difference is the
 //! [`Connector`].
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,11 +19,12 @@ use crate::error::ClientError;
 use crate::net::Connector;
 use crate::witness::{judge_fetch, judge_partitions, Fact, FetchedPartition, Witness};
 use kafka_protocol::messages::fetch_response::PartitionData;
-use riptide_checker::history::ViolationKind;
+use riptide_checker::history::{Hidden, ViolationKind};
 pub use riptide_wire::clock::Clock;
 use riptide_wire::{codes, error_of, ResponseError};
 
 pub mod group;
+pub mod txn;
 /// Whether a produce is retried after an attempt whose outcome is unknown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProduceRetry {
@@ -131,6 +132,71 @@ pub struct FetchResult {
     pub records: Vec<FetchedRecord>,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+    pub last_stable_offset: i64,
+    /// Offsets at or after the fetch offset that hold no data for this reader: control batches
+    /// (transaction markers), and with read_committed the records of aborted transactions.
+    pub hidden: Vec<(i64, i64, Hidden)>,
+    /// The offset after the last whole batch returned (where the next fetch starts when every
+    /// record was handed out), if any batch came.
+    pub next_offset: Option<i64>,
+}
+
+/// A fetch's records as a reader sees them, the offsets hidden from it, and where its batches
+/// ended.
+type Settled = (Vec<FetchedRecord>, Vec<(i64, i64, Hidden)>, Option<i64>);
+
+/// Which batches a reader does not see as data, and the records it does. With read_committed,
+/// Kafka's rule: a transactional batch of a producer with an aborted transaction that began at
+/// or before it is skipped until that producer's abort marker.
+fn settle(
+    fetched: codec::Fetched,
+    offset: i64,
+    read_committed: bool,
+    aborted: &[(i64, i64)],
+) -> Settled {
+    let mut pending: Vec<(i64, i64)> = aborted.to_vec();
+    pending.sort_by_key(|&(pid, first)| (first, pid));
+    let mut pending = pending.into_iter().peekable();
+    let mut aborting: BTreeSet<i64> = BTreeSet::new();
+    let mut hidden = Vec::new();
+    let mut dropped: BTreeSet<i64> = BTreeSet::new();
+    for (&(base, last), kind) in fetched.batches.iter().zip(&fetched.kinds) {
+        if read_committed {
+            while let Some(&(pid, _)) = pending.peek().filter(|(_, first)| *first <= last) {
+                aborting.insert(pid);
+                pending.next();
+            }
+        }
+        let why = match kind.marker {
+            Some(commit) => {
+                if !commit {
+                    aborting.remove(&kind.producer_id);
+                }
+                Some(Hidden::Control)
+            }
+            None if read_committed
+                && kind.transactional
+                && aborting.contains(&kind.producer_id) =>
+            {
+                dropped.insert(base);
+                Some(Hidden::Aborted)
+            }
+            None => None,
+        };
+        if let Some(why) = why {
+            let from = base.max(offset);
+            if from <= last {
+                hidden.push((from, last + 1, why));
+            }
+        }
+    }
+    let next = fetched.batches.last().map(|&(_, last)| last + 1);
+    let records = fetched
+        .records
+        .into_iter()
+        .filter(|r| !dropped.contains(&r.batch_base))
+        .collect();
+    (records, hidden, next)
 }
 
 /// Which offset `list_offsets` asks for.
@@ -326,10 +392,21 @@ impl<C: Connector> Client<C> {
         for (kind, detail) in judged {
             self.report(kind, addr, at, tp, detail);
         }
+        let read_committed = self.config.isolation_level == 1;
+        let aborted: Vec<(i64, i64)> = p
+            .aborted_transactions
+            .iter()
+            .flatten()
+            .map(|a| (a.producer_id.0, a.first_offset))
+            .collect();
+        let (records, hidden, next_offset) = settle(fetched, offset, read_committed, &aborted);
         Ok(FetchResult {
-            records: fetched.records,
+            records,
             high_watermark: p.high_watermark,
             log_start_offset: p.log_start_offset,
+            last_stable_offset: p.last_stable_offset,
+            hidden,
+            next_offset,
         })
     }
 

@@ -45,6 +45,10 @@ pub const CLIENT_VERSIONS: &VersionTable = &[
     (ApiKey::LeaveGroup, 0, 2),
     (ApiKey::OffsetCommit, 2, 7),
     (ApiKey::OffsetFetch, 1, 5),
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::TxnOffsetCommit, 0, 3),
 ];
 
 /// The version range this client implements for `api`, if any.
@@ -465,6 +469,24 @@ pub fn encode_batch(
     compression: Compression,
     sequenced: Option<Sequenced>,
 ) -> Result<Bytes, ClientError> {
+    encode_batch_as(records, compression, sequenced, false)
+}
+
+/// Like [`encode_batch`], for a transactional producer: the batch is marked transactional.
+pub fn encode_txn_batch(
+    records: &[OutRecord],
+    compression: Compression,
+    sequenced: Sequenced,
+) -> Result<Bytes, ClientError> {
+    encode_batch_as(records, compression, Some(sequenced), true)
+}
+
+fn encode_batch_as(
+    records: &[OutRecord],
+    compression: Compression,
+    sequenced: Option<Sequenced>,
+    transactional: bool,
+) -> Result<Bytes, ClientError> {
     if records.is_empty() {
         return Err(ClientError::Invalid("an empty record batch".to_string()));
     }
@@ -473,7 +495,7 @@ pub fn encode_batch(
         .iter()
         .enumerate()
         .map(|(i, r)| Record {
-            transactional: false,
+            transactional,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
@@ -614,6 +636,17 @@ pub struct Fetched {
     pub records: Vec<FetchedRecord>,
     /// (base offset, last offset) of each whole batch, in the order the broker sent them.
     pub batches: Vec<(i64, i64)>,
+    /// What each of those batches is to transactions (same order).
+    pub kinds: Vec<BatchKind>,
+}
+
+/// A batch's producer and what it is to transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchKind {
+    pub producer_id: i64,
+    pub transactional: bool,
+    /// A control batch: `Some(true)` a commit marker, `Some(false)` an abort marker.
+    pub marker: Option<bool>,
 }
 
 /// A v2 record batch: base offset (8), batch length (4), leader epoch (4), magic (1), CRC (4),
@@ -680,6 +713,17 @@ pub fn decode_fetched(data: Bytes, from_offset: i64) -> Result<Fetched, BadReply
         })?;
         let last = set.records.iter().map(|r| r.offset).max().unwrap_or(base);
         out.batches.push((base, last));
+        let first = set.records.first();
+        out.kinds.push(BatchKind {
+            producer_id: first.map_or(-1, |r| r.producer_id),
+            transactional: first.is_some_and(|r| r.transactional),
+            marker: first.filter(|r| r.control).map(|r| {
+                // The control record's key: version (i16), type (i16: 0 abort, 1 commit).
+                r.key
+                    .as_ref()
+                    .is_some_and(|k| k.len() >= 4 && i16::from_be_bytes([k[2], k[3]]) == 1)
+            }),
+        });
         out.records.extend(
             set.records
                 .into_iter()
@@ -1019,6 +1063,12 @@ mod tests {
                     | ApiKey::LeaveGroup
                     | ApiKey::OffsetCommit
                     | ApiKey::OffsetFetch => {}
+                    // Built in client::txn and exercised against the broker in the
+                    // simulation's transactions workload.
+                    ApiKey::AddPartitionsToTxn
+                    | ApiKey::AddOffsetsToTxn
+                    | ApiKey::EndTxn
+                    | ApiKey::TxnOffsetCommit => {}
                     other => panic!("untested api {other:?}"),
                 }
             }

@@ -24,8 +24,8 @@ use crate::Topic;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use riptide_checker::history::{
-    AssignValue, ClientCounters, ClientValue, CommitValue, PartitionOffset, PollValue, SeekReason,
-    SeekValue, TopicPartition,
+    AssignValue, ClientCounters, ClientValue, CommitValue, HiddenRange, PartitionOffset, PollValue,
+    SeekReason, SeekValue, TopicPartition,
 };
 use riptide_coverage::reached;
 use riptide_wire::ResponseError;
@@ -64,6 +64,8 @@ pub struct ConsumerSetup {
     /// How long a fetch may wait for data.
     pub fetch_max_wait_ms: i32,
     pub seed: u64,
+    /// Reads committed records only (isolation level read_committed).
+    pub read_committed: bool,
 }
 
 /// One assigned partition.
@@ -78,6 +80,9 @@ struct Position {
     last_batch: Option<(i64, i64)>,
     /// Placed past the log end by the application, not yet reset: not committed.
     out_of_range: bool,
+    /// Where the last fetch's batches ended: once the buffer is handed out, the position moves
+    /// here, past control batches and aborted records it held (as Kafka consumers move).
+    skip_to: i64,
 }
 
 struct Consumer<'a, C: Connector> {
@@ -157,6 +162,7 @@ impl<C: Connector> Consumer<'_, C> {
             ClientValue {
                 role: role.into(),
                 name: self.setup.name.clone(),
+                read_committed: self.setup.read_committed,
                 profile,
                 counters,
                 ..ClientValue::default()
@@ -266,6 +272,7 @@ impl<C: Connector> Consumer<'_, C> {
                     committed: start,
                     last_batch: None,
                     out_of_range: false,
+                    skip_to: start,
                 },
             );
         }
@@ -366,6 +373,7 @@ impl<C: Connector> Consumer<'_, C> {
         let back = self.rng.gen_range(1..=pos.next.min(reach));
         pos.next -= back;
         pos.buffer.clear();
+        pos.skip_to = pos.next;
         pos.last_batch = None;
         reached!(
             "consumer.seek_back",
@@ -391,6 +399,7 @@ impl<C: Connector> Consumer<'_, C> {
         };
         pos.next += ahead;
         pos.buffer.clear();
+        pos.skip_to = pos.next;
         pos.last_batch = None;
         pos.out_of_range = true;
         reached!(
@@ -427,6 +436,7 @@ impl<C: Connector> Consumer<'_, C> {
         );
         pos.next = offset;
         pos.buffer.clear();
+        pos.skip_to = pos.next;
         pos.last_batch = None;
         pos.out_of_range = false;
         let seek = SeekValue::new(&key.0, key.1, offset).because(SeekReason::Reset);
@@ -475,6 +485,13 @@ impl<C: Connector> Consumer<'_, C> {
                 pos.next = r.offset + 1;
                 pos.last_batch = Some((r.batch_base, r.batch_last));
                 handed += 1;
+            }
+            if pos.buffer.is_empty() && pos.skip_to > pos.next {
+                reached!(
+                    "consumer.moved_past_hidden_offsets",
+                    "a consumer moved past offsets that held no data for it (markers, aborted records)"
+                );
+                pos.next = pos.skip_to;
             }
         }
         self.poll_cursor = self.poll_cursor.wrapping_add(1);
@@ -553,12 +570,27 @@ impl<C: Connector> Consumer<'_, C> {
                 *v = std::mem::take(v)
                     .fetch_offset(&spec.topic, spec.partition, spec.offset)
                     .hwm(&spec.topic, spec.partition, r.high_watermark);
+                if self.setup.read_committed {
+                    *v = std::mem::take(v).lso(&spec.topic, spec.partition, r.last_stable_offset);
+                }
+                for &(from, to, why) in &r.hidden {
+                    v.hidden.push(HiddenRange {
+                        topic: spec.topic.clone(),
+                        partition: spec.partition,
+                        from,
+                        to,
+                        why,
+                    });
+                }
                 inside |= r
                     .records
                     .first()
                     .is_some_and(|f| f.batch_base < spec.offset);
                 if let Some(pos) = self.parts.get_mut(&(spec.topic.clone(), spec.partition)) {
                     pos.buffer.extend(r.records);
+                    if let Some(next) = r.next_offset {
+                        pos.skip_to = next;
+                    }
                 }
             }
             if inside {

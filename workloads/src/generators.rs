@@ -11,8 +11,8 @@ use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use riptide_checker::history::{
-    AssignValue, CommitValue, FinalReadValue, OffsetValue, PartitionOffset, PollValue, SendValue,
-    TopicPartition,
+    AssignValue, CommitValue, FinalReadValue, HiddenSpan, OffsetValue, PartitionOffset, PollValue,
+    SendValue, TopicPartition,
 };
 use std::time::Duration;
 use tokio::time::Instant;
@@ -221,10 +221,31 @@ async fn read_partition<C: Connector>(
     partition: i32,
     max_bytes: i32,
 ) -> Result<FinalReadValue, String> {
-    let hwm = client
-        .list_offsets(topic, partition, OffsetSpec::Latest)
-        .await
-        .map_err(|e| e.to_string())?;
+    let hwm = if client.config().isolation_level == 1 {
+        // Read committed: all the way to the end of the log, once every transaction in it
+        // has ended (the last stable offset caught up with the high watermark).
+        client.config_mut().isolation_level = 0;
+        let end = client
+            .list_offsets(topic, partition, OffsetSpec::Latest)
+            .await;
+        client.config_mut().isolation_level = 1;
+        let end = end.map_err(|e| e.to_string())?;
+        let stable = client
+            .list_offsets(topic, partition, OffsetSpec::Latest)
+            .await
+            .map_err(|e| e.to_string())?;
+        if stable < end {
+            return Err(format!(
+                "a transaction is open below the end of the log (stable {stable}, end {end})"
+            ));
+        }
+        end
+    } else {
+        client
+            .list_offsets(topic, partition, OffsetSpec::Latest)
+            .await
+            .map_err(|e| e.to_string())?
+    };
     let mut v = FinalReadValue::new(topic, partition);
     v.hwm = Some(hwm);
     let mut position = 0;
@@ -233,8 +254,17 @@ async fn read_partition<C: Connector>(
             .fetch(topic, partition, position, 100, max_bytes)
             .await
             .map_err(|e| e.to_string())?;
-        if r.records.is_empty() {
+        if r.records.is_empty() && r.next_offset.is_none_or(|n| n <= position) {
             return Err(format!("no records at offset {position} below hwm {hwm}"));
+        }
+        for &(from, to, why) in &r.hidden {
+            if from < hwm {
+                v.hidden.push(HiddenSpan {
+                    from,
+                    to: to.min(hwm),
+                    why,
+                });
+            }
         }
         for record in r.records {
             if record.offset >= hwm {
@@ -245,6 +275,9 @@ async fn read_partition<C: Connector>(
                 offset: record.offset,
                 value: text(&record.value),
             });
+        }
+        if let Some(next) = r.next_offset {
+            position = position.max(next);
         }
     }
     Ok(v)

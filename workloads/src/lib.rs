@@ -22,6 +22,7 @@ pub mod pipes;
 pub mod producer;
 pub mod recorder;
 pub mod roster;
+pub mod transactions;
 pub mod witness;
 
 pub use client::{Client, ClientConfig, Clock, FetchResult, OffsetSpec, ProduceAck, ProduceRetry};

@@ -29,6 +29,11 @@ impl Recorder {
         self.clock.elapsed().as_nanos() as u64
     }
 
+    /// Now, on the clock of the history's `time_ns`.
+    pub fn now(&self) -> u64 {
+        self.now_ns()
+    }
+
     fn push(&self, kind: OpKind, process: u64, value: Value, error: Option<String>) -> u64 {
         self.push_at(self.now_ns(), kind, process, None, value, error)
     }

@@ -8,7 +8,9 @@ use crate::mix::{derive, ConsumerProfile, ProducerProfile, WorkloadMix};
 use crate::net::Connector;
 use crate::producer::{self, ProducerSetup};
 use crate::recorder::Recorder;
+use crate::transactions::{self, TxnSetup};
 use crate::Topic;
+use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::time::Duration;
@@ -30,6 +32,11 @@ pub struct RosterSpec {
     pub producers: usize,
     pub consumers: usize,
     pub group_consumers: usize,
+    /// Transactional producers (each its own transactional id); with any, half the consumers
+    /// (by draw) and the final reader read committed records only.
+    pub txn_producers: usize,
+    /// Their `transaction.timeout.ms`.
+    pub txn_timeout_ms: i32,
     /// The consumer group's name (assigned consumers commit to `GROUP-standalone-N`).
     pub group: String,
     /// Every producer is idempotent (else each draws).
@@ -61,6 +68,7 @@ pub enum Role {
         partitions: Vec<i32>,
     },
     LegacyMember,
+    TxnProducer(TxnSetup),
 }
 
 /// Every client process of a run, and the process that reads everything back at the end.
@@ -71,6 +79,8 @@ pub struct Roster {
     /// The final reader's process id (after every other).
     pub reader: u64,
     pub group: String,
+    /// Transactions run: the final read is read_committed.
+    pub transactional: bool,
     legacy: WorkloadConfig,
 }
 
@@ -122,8 +132,15 @@ impl Roster {
             });
             process += 1;
         }
+        // Drawn apart from the profiles, so runs without transactions draw what they always did.
+        let transactional = spec.txn_producers > 0;
+        let read_committed = |process: u64| {
+            transactional
+                && ChaCha8Rng::seed_from_u64(derive(spec.seed, &[8, process])).gen_bool(0.5)
+        };
         let consumer = |process: u64, name: String, kind: ConsumerKind, group: String| {
             Role::Consumer(ConsumerSetup {
+                read_committed: read_committed(process),
                 process,
                 name,
                 topics: topics.clone(),
@@ -185,7 +202,23 @@ impl Roster {
             });
             process += 1;
         }
+        for k in 0..spec.txn_producers {
+            let name = format!("txn-producer-{k}");
+            processes.push(Process {
+                process,
+                name: name.clone(),
+                role: Role::TxnProducer(TxnSetup {
+                    process,
+                    name,
+                    topics: topics.clone(),
+                    seed: derive(spec.seed, &[9, process]),
+                    timeout_ms: spec.txn_timeout_ms,
+                }),
+            });
+            process += 1;
+        }
         Roster {
+            transactional,
             legacy: WorkloadConfig {
                 topic: spec.topic.clone(),
                 partitions: spec.partitions,
@@ -213,6 +246,9 @@ impl Roster {
             Role::Consumer(s) => Some(s.profile.request_timeout_ms),
             _ => None,
         };
+        if let Role::Consumer(s) = &p.role {
+            client.config_mut().isolation_level = i8::from(s.read_committed);
+        }
         if let Some(drawn) = drawn {
             let c = &mut client.config_mut().connection;
             if let Some(ms) = drawn {
@@ -243,6 +279,7 @@ impl Roster {
                 generators::group_consumer(client, rec, p.process, &self.legacy, &self.group, until)
                     .await
             }
+            Role::TxnProducer(setup) => transactions::run(client, rec, setup, until).await,
         }
     }
 
@@ -254,6 +291,18 @@ impl Roster {
         give_up: Instant,
     ) {
         client.witness().attach(rec, self.reader);
+        if self.transactional {
+            client.config_mut().isolation_level = 1;
+            rec.event(
+                self.reader,
+                riptide_checker::history::ClientValue {
+                    role: "reader".into(),
+                    name: "final-read".into(),
+                    read_committed: true,
+                    ..Default::default()
+                },
+            );
+        }
         generators::final_read_topics(
             client,
             rec,

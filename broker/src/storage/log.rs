@@ -749,7 +749,11 @@ impl PartitionLog {
             return Err(LogError::Fenced);
         }
         let w = guard.as_mut().ok_or(LogError::Fenced)?;
-        if w.unsure {
+        // A marker is judged against the open transactions: from the chain as it is now, not
+        // from a view that missed another owner's commits (which may have begun the
+        // transaction). Skipping a marker on a stale view would leave it open forever.
+        let marking = group.iter().any(|p| matches!(p.kind, Item::Marker { .. }));
+        if w.unsure || marking {
             self.catch_up(w).await?;
         }
         if group.len() > 1 {

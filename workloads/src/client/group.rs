@@ -158,7 +158,12 @@ impl<C: Connector> Client<C> {
 
     /// A group API's error code as an error; forgets the coordinator when the
     /// code says it moved (codes inside a reply, not only failed requests).
-    fn group_error(&mut self, m: &mut Membership, api: ApiKey, code: i16) -> ClientError {
+    pub(super) fn group_error(
+        &mut self,
+        m: &mut Membership,
+        api: ApiKey,
+        code: i16,
+    ) -> ClientError {
         let e = ClientError::broker(api, code, None);
         if coordinator_moved(&e) {
             m.coordinator = None;
@@ -169,7 +174,11 @@ impl<C: Connector> Client<C> {
 
     /// Runs one group request against the coordinator; forgets the coordinator
     /// when it moved, so the next call finds the new one.
-    async fn on_coordinator<F, R>(&mut self, m: &mut Membership, call: F) -> Result<R, ClientError>
+    pub(super) async fn on_coordinator<F, R>(
+        &mut self,
+        m: &mut Membership,
+        call: F,
+    ) -> Result<R, ClientError>
     where
         F: for<'a> FnOnce(
             &'a mut crate::connection::Connection<C::Stream>,
