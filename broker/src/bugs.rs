@@ -49,10 +49,21 @@ pub enum Bug {
     /// Answers some successful produces (those whose base offset is 3 modulo 5) with base offset
     /// -1, though the data is committed at its offsets: only the reply breaks the protocol.
     ProduceOffsetUnknown,
+    /// Reports (and serves read_committed consumers up to) a last stable offset one past the
+    /// first record of the oldest open transaction.
+    LsoOffByOne,
+    /// The transaction coordinator writes no marker in the last partition of a transaction
+    /// that spans several: that partition's transaction stays open until the producer's next
+    /// marker there, which ends both transactions the same way.
+    MarkerSkipsPartition,
+    /// Takes a producer's first transactional batch in a partition without asking the
+    /// coordinator whether its transaction holds the partition (no KIP-890 check): a batch
+    /// that arrives after its transaction was aborted opens a transaction nobody will end.
+    NoTxnVerification,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 13] = [
+    pub const ALL: [Bug; 16] = [
         Bug::AckBeforeCommit,
         Bug::ReserveThenWrite,
         Bug::StaleCacheAfterMove,
@@ -66,6 +77,9 @@ impl Bug {
         Bug::CompressedBatchAsOne,
         Bug::EpochBumpIgnored,
         Bug::ProduceOffsetUnknown,
+        Bug::LsoOffByOne,
+        Bug::MarkerSkipsPartition,
+        Bug::NoTxnVerification,
     ];
 
     pub fn name(self) -> &'static str {
@@ -83,6 +97,9 @@ impl Bug {
             Bug::CompressedBatchAsOne => "compressed-batch-as-one",
             Bug::EpochBumpIgnored => "epoch-bump-ignored",
             Bug::ProduceOffsetUnknown => "produce-offset-unknown",
+            Bug::LsoOffByOne => "lso-off-by-one",
+            Bug::MarkerSkipsPartition => "marker-skips-partition",
+            Bug::NoTxnVerification => "no-txn-verification",
         }
     }
 
@@ -112,6 +129,15 @@ impl Bug {
             Bug::ProduceOffsetUnknown => {
                 "answers some successful produces with base offset -1 (the data is committed)"
             }
+            Bug::LsoOffByOne => {
+                "serves read_committed consumers one record into the oldest open transaction"
+            }
+            Bug::MarkerSkipsPartition => {
+                "writes no transaction marker in the last partition of a multi-partition transaction"
+            }
+            Bug::NoTxnVerification => {
+                "lets a late transactional batch open a transaction without asking its coordinator"
+            }
         }
     }
 
@@ -130,6 +156,7 @@ impl Bug {
             Bug::EpochBumpIgnored => "idempotent",
             // Any produce traffic shows it; only protocol-violation can see it.
             Bug::ProduceOffsetUnknown => "baseline",
+            Bug::LsoOffByOne | Bug::MarkerSkipsPartition | Bug::NoTxnVerification => "transactions",
         }
     }
 }

@@ -297,7 +297,11 @@ impl PartitionLog {
     /// watermark. read_committed consumers read below it only.
     pub fn last_stable_offset(&self) -> i64 {
         let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
-        idx.txns.last_stable(idx.hwm)
+        let lso = idx.txns.last_stable(idx.hwm);
+        if self.bug == Some(Bug::LsoOffByOne) && lso < idx.hwm {
+            return lso + 1;
+        }
+        lso
     }
 
     /// The high watermark, the last stable offset, and the aborted transactions with records
