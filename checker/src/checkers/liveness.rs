@@ -3,7 +3,11 @@
 //! read means the cluster did not recover. Likewise every producer that sent after the last fault
 //! event needs an acknowledgement after it: a cluster that accepts nothing after healing is not
 //! live, even if it loses nothing. (The acknowledgement may be of a record handed over before the
-//! heal: a pipelining producer's new records can wait behind a request lost during a fault.)
+//! heal: a pipelining producer's new records can wait behind a request lost during a fault.) A
+//! transactional producer's `txn` ops count like its sends, one transaction as one record batch:
+//! a transaction that ends `ok` (its commit or its abort went through) after the heal is
+//! progress; transactions begun after it that fail, end `info` or never end are stalled
+//! attempts.
 //!
 //! A history gets only the checks its facts support. This one needs a history from a run that
 //! heals and then reads back, which riptide's runs say in their facts: a `final_read` op (the
@@ -75,14 +79,24 @@ fn judgeable(ix: &Index<'_>) -> bool {
     })
 }
 
-/// A process's sends invoked after the heal (op indices), the record batches they travelled in,
-/// whether any send of it was acknowledged after the heal, and the partition of the first.
+/// A process's sends and transactions invoked after the heal (op indices), the record batches
+/// its sends travelled in, how many of the ops were transactions, whether any send of it was
+/// acknowledged or any transaction of it ended `ok` after the heal, and the partition of the
+/// first send (a transaction's first send).
 #[derive(Default)]
 struct AfterHeal<'a> {
     ops: Vec<u64>,
     batches: BTreeSet<Batch>,
+    txns: usize,
     acked: bool,
     tp: Option<(&'a str, i32)>,
+}
+
+impl AfterHeal<'_> {
+    /// Record batches and transactions: the attempts [`STALLED_AFTER`] counts.
+    fn attempts(&self) -> usize {
+        self.batches.len() + self.txns
+    }
 }
 
 /// One record batch of a process: its number, or, in a history that does not say, the send
@@ -102,8 +116,9 @@ const STALLED_AFTER: usize = 3;
 /// answered.
 const RECONNECT_NS: u64 = 1_000_000_000;
 
-/// Producers that invoked at least `STALLED_AFTER` sends a grace period after the last fault
-/// event and got no acknowledgement after that time. The grace is `grace_ns`, or longer for a
+/// Producers that invoked sends in at least `STALLED_AFTER` record batches (a transaction counts
+/// as one) a grace period after the last fault event and got no acknowledgement (no transaction
+/// ended `ok`) after that time. The grace is `grace_ns`, or longer for a
 /// client whose own request timeout (from its self-description) is longer: a request written
 /// into a partition that dropped it holds its connection, and every request pipelined behind
 /// it, until that timeout, as a real client's would.
@@ -124,8 +139,14 @@ fn producers_stalled(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
     let mut healed: BTreeMap<u64, u64> = BTreeMap::new();
     let mut after: BTreeMap<u64, AfterHeal<'_>> = BTreeMap::new();
     for p in &ix.pairs {
-        let Value::Send(s) = &p.invoke.value else {
-            continue;
+        // A send's record batch, or a transaction (and its first send, for the partition).
+        let (batch, first) = match &p.invoke.value {
+            Value::Send(s) => (
+                Some(s.batch.map_or(Batch::Send(p.invoke.index), Batch::Numbered)),
+                Some(s),
+            ),
+            Value::Txn(t) => (None, t.sends().next()),
+            _ => continue,
         };
         let healed_ns = *healed
             .entry(p.invoke.process)
@@ -137,16 +158,34 @@ fn producers_stalled(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
         e.acked |= p.outcome() == OpKind::Ok;
         if p.invoke.time_ns >= healed_ns {
             e.ops.push(p.invoke.index);
-            e.batches
-                .insert(s.batch.map_or(Batch::Send(p.invoke.index), Batch::Numbered));
-            e.tp.get_or_insert((s.topic.as_str(), s.partition));
+            match batch {
+                Some(b) => {
+                    e.batches.insert(b);
+                }
+                None => e.txns += 1,
+            }
+            if let Some(s) = first {
+                e.tp.get_or_insert((s.topic.as_str(), s.partition));
+            }
         }
     }
     after
         .into_iter()
-        .filter(|(_, a)| !a.acked && a.batches.len() >= STALLED_AFTER)
+        .filter(|(_, a)| !a.acked && a.attempts() >= STALLED_AFTER)
         .map(|(process, a)| {
-            let (n, batches) = (a.ops.len(), a.batches.len());
+            let (records, batches, txns) = (a.ops.len() - a.txns, a.batches.len(), a.txns);
+            let secs = grace(process) as f64 / 1e9;
+            let explanation = match (records, txns) {
+                (_, 0) => format!(
+                    "Process {process} sent {records} record(s) in {batches} batch(es) more than {secs:.1} s after the last fault event and none was acknowledged."
+                ),
+                (0, _) => format!(
+                    "Process {process} began {txns} transaction(s) more than {secs:.1} s after the last fault event and none ended with its commit or abort."
+                ),
+                _ => format!(
+                    "Process {process} sent {records} record(s) in {batches} batch(es) and began {txns} transaction(s) more than {secs:.1} s after the last fault event; no record was acknowledged and no transaction ended with its commit or abort."
+                ),
+            };
             let mut ops = a.ops;
             ops.truncate(super::MAX_LISTED);
             Finding::new(
@@ -154,10 +193,7 @@ fn producers_stalled(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
                 a.tp.unwrap_or(("", -1)),
                 Vec::new(),
                 ops,
-                format!(
-                    "Process {process} sent {n} record(s) in {batches} batch(es) more than {:.1} s after the last fault event and none was acknowledged.",
-                    grace(process) as f64 / 1e9
-                ),
+                explanation,
             )
         })
         .collect()
@@ -244,6 +280,59 @@ mod tests {
             "{}",
             f[0].explanation
         );
+    }
+
+    /// A transactional producer (process 1) that, a grace period after a fault, begins
+    /// transactions that fail, end `info` and never end; with `one_ok`, one more commits.
+    fn txn_producer_after_the_heal(one_ok: bool) -> crate::History {
+        use crate::history::{FaultValue, TxnEnd, TxnValue};
+        let mut b = HistoryBuilder::new();
+        txn(&mut b, 1, TxnEnd::Commit, OpKind::Ok, &[(0, "a", 0)]);
+        b.call(
+            1000,
+            FaultValue::new("crash"),
+            OpKind::Ok,
+            FaultValue::new("crash"),
+        );
+        b.advance(10_000_000_000);
+        txn(&mut b, 1, TxnEnd::Commit, OpKind::Fail, &[(0, "b", -1)]);
+        txn(&mut b, 1, TxnEnd::Abort, OpKind::Info, &[(0, "c", -1)]);
+        if one_ok {
+            txn(&mut b, 1, TxnEnd::Commit, OpKind::Ok, &[(0, "d", 2)]);
+        }
+        final_read_hidden(&mut b, 20, 0, &[(0, "a")], &[(1, 2)], 2);
+        // Begun, never ended: the run stopped first.
+        b.invoke(
+            1,
+            TxnValue::new("tx-1", TxnEnd::Commit).send(crate::history::SendValue::new(T, 0, "e")),
+        );
+        b.build()
+    }
+
+    #[test]
+    fn fires_when_a_transactional_producer_ends_no_transaction_after_the_faults() {
+        let h = txn_producer_after_the_heal(false);
+        let f = check(&h);
+        assert_eq!(anomalies(&f), vec![Anomaly::LivenessAfterHeal], "{f:#?}");
+        assert_eq!(
+            f[0].explanation,
+            "Process 1 began 3 transaction(s) more than 3.0 s after the last fault event and none ended with its commit or abort."
+        );
+        assert_eq!((f[0].topic.as_str(), f[0].partition), (T, 0));
+        // The invokes of the three transactions after the heal.
+        let invokes: Vec<u64> = h
+            .pairs()
+            .iter()
+            .filter(|p| matches!(p.invoke.value, Value::Txn(_)))
+            .skip(1)
+            .map(|p| p.invoke.index)
+            .collect();
+        assert_eq!(f[0].ops, invokes);
+    }
+
+    #[test]
+    fn one_transaction_ended_after_the_heal_is_progress() {
+        assert!(check(&txn_producer_after_the_heal(true)).is_empty());
     }
 
     #[test]
