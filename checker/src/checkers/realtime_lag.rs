@@ -18,6 +18,14 @@
 //! the log end, where the consumer reads nothing until a `reset` seek places it in the log.
 //! Final reads prove offsets exist but are not polls of a consumer, so they are not measured.
 //!
+//! Transactions (`txn` ops): a committed one (`ok`, ended with a commit) makes its sends'
+//! acknowledged offsets known at its completion, as an `ok` send does, for every reader alike
+//! (a read_committed one may see them a little later, once the commit markers are written: that
+//! wait counts as lag). An aborted or undecided one makes nothing known. An `ok` transaction
+//! with polls among its micro-ops (consume-transform-produce) is one poll of its process,
+//! measured at the transaction's invoke time: its polls' records and hidden ranges count as seen
+//! and their records as known to exist, as a top-level poll's do.
+//!
 //! The walk does not visit every (poll, partition): between two polls that raise a process's
 //! highest offset seen of a partition, the lag only grows with the invoke time, so the last poll
 //! of each such run is its worst, and how many of the run exceed a bound is a binary search over
@@ -29,7 +37,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{q, Anomaly, Finding, Index, Tp};
-use crate::history::{History, OpKind, SeekReason, Value};
+use crate::history::{History, OpKind, PollValue, SeekReason, TxnEnd, Value};
 
 /// The worst realtime lag measured on one partition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,14 +113,23 @@ fn known<'a>(ix: &Index<'a>) -> Known<'a> {
             Value::Poll(poll) => {
                 // One event per partition of the poll: its highest offset.
                 top.clear();
-                for r in &poll.records {
-                    let tp = (r.topic.as_str(), r.partition);
-                    match top.iter_mut().find(|t| t.0 == tp) {
-                        Some(t) => t.1 = t.1.max(r.offset),
-                        None => top.push((tp, r.offset)),
-                    }
+                highest(&mut top, poll);
+                events.extend(top.iter().map(|&(tp, o)| (at.0, at.1, tp, o)));
+            }
+            Value::Txn(t) => {
+                // Its polls' records, and a committed one's acknowledged sends.
+                top.clear();
+                for poll in t.polls() {
+                    highest(&mut top, poll);
                 }
                 events.extend(top.iter().map(|&(tp, o)| (at.0, at.1, tp, o)));
+                if t.end == TxnEnd::Commit {
+                    for s in t.sends() {
+                        if let Some(o) = s.offset.filter(|&o| o >= 0) {
+                            events.push((at.0, at.1, (&s.topic, s.partition), o));
+                        }
+                    }
+                }
             }
             Value::FinalRead(fr) => {
                 if let Some(o) = fr.records.iter().map(|r| r.offset).max() {
@@ -137,6 +154,17 @@ fn known<'a>(ix: &Index<'a>) -> Known<'a> {
         }
     }
     out
+}
+
+/// Raises `top`'s highest offset per partition by the poll's records.
+fn highest<'a>(top: &mut Vec<(Tp<'a>, i64)>, poll: &'a PollValue) {
+    for r in &poll.records {
+        let tp = (r.topic.as_str(), r.partition);
+        match top.iter_mut().find(|t| t.0 == tp) {
+            Some(t) => t.1 = t.1.max(r.offset),
+            None => top.push((tp, r.offset)),
+        }
+    }
 }
 
 /// The worst measurement of a partition so far, how many there were, how many above the bound.
@@ -237,6 +265,40 @@ fn fold(worst: &mut Vec<Worst>, known: &Known<'_>, run: Run<'_>, bound_ns: u64) 
     }
 }
 
+/// Raises the highest offsets `process` has seen by a poll's records and hidden ranges; the
+/// poll is its walker's last (already pushed).
+fn see<'a>(
+    w: &mut Walker,
+    process: u64,
+    poll: &'a PollValue,
+    known: &mut Known<'a>,
+    worst: &mut Vec<Worst>,
+    bound_ns: u64,
+) {
+    let k = w.polls.len() - 1;
+    let mut last: Option<(Tp<'a>, usize)> = None;
+    for r in &poll.records {
+        let tp = (r.topic.as_str(), r.partition);
+        let id = match last {
+            Some((t, id)) if t == tp => id,
+            _ => known.id(tp),
+        };
+        last = Some((tp, id));
+        // The polls before this one were measured with the old offset.
+        w.raise(process, id, r.offset, k, |run| {
+            fold(worst, known, run, bound_ns)
+        });
+    }
+    // Offsets that hold no data for it (control batches, aborted records) are passed, not
+    // awaited.
+    for h in &poll.hidden {
+        let id = known.id((h.topic.as_str(), h.partition));
+        w.raise(process, id, h.to - 1, k, |run| {
+            fold(worst, known, run, bound_ns)
+        });
+    }
+}
+
 /// Walks the consumers' polls (see the module doc) and returns, for each partition some consumer
 /// polled, in partition order: its worst measurement (the earliest poll among equals), the
 /// number of measurements, and how many were above `bound_ns`.
@@ -286,28 +348,15 @@ fn walk<'a>(ix: &Index<'a>, bound_ns: u64) -> Vec<(Tp<'a>, Lag, usize, usize)> {
             }
             Value::Poll(poll) => {
                 let w = walkers.entry(process).or_default();
-                let k = w.polls.len();
                 w.polls.push((p.invoke.time_ns, p.last().index));
-                let mut last: Option<(Tp<'a>, usize)> = None;
-                for r in &poll.records {
-                    let tp = (r.topic.as_str(), r.partition);
-                    let id = match last {
-                        Some((t, id)) if t == tp => id,
-                        _ => known.id(tp),
-                    };
-                    last = Some((tp, id));
-                    // The polls before this one were measured with the old offset.
-                    w.raise(process, id, r.offset, k, |run| {
-                        fold(&mut worst, &known, run, bound_ns)
-                    });
-                }
-                // Offsets that hold no data for it (control batches, aborted records) are
-                // passed, not awaited.
-                for h in &poll.hidden {
-                    let id = known.id((h.topic.as_str(), h.partition));
-                    w.raise(process, id, h.to - 1, k, |run| {
-                        fold(&mut worst, &known, run, bound_ns)
-                    });
+                see(w, process, poll, &mut known, &mut worst, bound_ns);
+            }
+            // A consume-transform-produce transaction: its polls are one poll, invoked with it.
+            Value::Txn(t) if t.polls().next().is_some() => {
+                let w = walkers.entry(process).or_default();
+                w.polls.push((p.invoke.time_ns, p.last().index));
+                for poll in t.polls() {
+                    see(w, process, poll, &mut known, &mut worst, bound_ns);
                 }
             }
             _ => {}
@@ -610,6 +659,104 @@ mod tests {
             .map(secs)
             .collect();
         assert_eq!(got, ["2.500 s", "3.000 ms", "14.000 µs", "7 ns", "0 ns"]);
+    }
+
+    /// A read_committed consumer assigned at 0; a transaction of process 1 writes offset 0 and
+    /// ends with `end` at about 1 s; at 5 s the consumer polls, returning that record when
+    /// `seen`. Returns the history and the transaction's completion.
+    fn after_a_txn(end: crate::history::TxnEnd, seen: bool) -> (crate::History, u64) {
+        let mut b = HistoryBuilder::new();
+        rc_client(&mut b, 10);
+        assign(&mut b, 10, 0);
+        b.advance(S);
+        let done = txn(&mut b, 1, end, OpKind::Ok, &[(0, "a", 0)]);
+        b.advance(4 * S);
+        let records: &[(i64, &str)] = if seen { &[(0, "a")] } else { &[] };
+        poll(&mut b, 10, 0, records, 2);
+        (b.build(), done)
+    }
+
+    #[test]
+    fn a_committed_transactions_records_are_known_from_its_completion() {
+        use crate::history::TxnEnd;
+        let (h, done) = after_a_txn(TxnEnd::Commit, false);
+        let lags = figure(&h);
+        let done_ns = h.ops[done as usize].time_ns;
+        assert_eq!(
+            (lags[0].lag_ns, lags[0].offset, lags[0].known_by_op),
+            (5 * S + 2_000 - done_ns, Some(0), Some(done))
+        );
+        assert_eq!(lags[0].value.as_deref(), Some("a"));
+        let f = run(&Index::new(&h), S);
+        assert_eq!(anomalies(&f), vec![Anomaly::RealtimeLag], "{f:#?}");
+        assert!(f[0].ops.contains(&done), "{f:#?}");
+    }
+
+    #[test]
+    fn silent_when_the_committed_records_are_seen_or_the_transaction_aborted() {
+        use crate::history::TxnEnd;
+        for (end, seen) in [(TxnEnd::Commit, true), (TxnEnd::Abort, false)] {
+            let h = after_a_txn(end, seen).0;
+            assert_eq!(figure(&h)[0].lag_ns, 0, "{end:?} {seen}");
+            assert!(run(&Index::new(&h), 0).is_empty(), "{end:?} {seen}");
+        }
+    }
+
+    /// Partition 0: "x" of an aborted transaction at 0, its marker at 1, then "b" at 2 (a plain
+    /// send at 5.5 s). A read_uncommitted consumer reads "x" at 1 s. At 5 s a
+    /// consume-transform-produce process (5) runs a transaction whose poll returns nothing but
+    /// says 0..2 hold no data for it (when `hidden`) and, at 6 s, one whose poll returns "b".
+    fn pipeline_past_an_aborted_txn(hidden: bool) -> crate::History {
+        use crate::history::{Hidden, TxnEnd, TxnValue};
+        let mut b = HistoryBuilder::new();
+        rc_client(&mut b, 5);
+        assign(&mut b, 5, 0);
+        txn(&mut b, 2, TxnEnd::Abort, OpKind::Ok, &[(0, "x", 0)]);
+        b.advance(S);
+        poll(&mut b, 11, 0, &[(0, "x")], 2);
+        b.advance(4 * S);
+        let mut first = PollValue::default().hwm(T, 0, 3);
+        if hidden {
+            first = first
+                .hidden(T, 0, 0, 1, Hidden::Aborted)
+                .hidden(T, 0, 1, 2, Hidden::Control);
+        }
+        let inv = TxnValue::new("tx-5", TxnEnd::Commit);
+        let done = inv.clone().poll(first);
+        b.call(5, inv.clone(), OpKind::Ok, done);
+        b.advance(S / 2);
+        send(&mut b, 1, 0, "b", 2);
+        b.advance(S / 2);
+        let done = inv
+            .clone()
+            .poll(PollValue::default().record(T, 0, 2, "b").hwm(T, 0, 3));
+        b.call(5, inv, OpKind::Ok, done);
+        b.build()
+    }
+
+    #[test]
+    fn hidden_ranges_of_a_transactions_polls_count_as_seen() {
+        let h = pipeline_past_an_aborted_txn(true);
+        let lags = figure(&h);
+        // Not behind offset 0 at 5 s: it passed it. Its two transactions are two measurements;
+        // the read_uncommitted poll is the third.
+        assert_eq!((lags[0].lag_ns, lags[0].polls), (0, 3), "{lags:#?}");
+        assert!(run(&Index::new(&h), 0).is_empty());
+    }
+
+    #[test]
+    fn without_hidden_ranges_a_transactions_poll_is_behind_the_aborted_record() {
+        let h = pipeline_past_an_aborted_txn(false);
+        let lags = figure(&h);
+        assert_eq!(
+            (lags[0].process, lags[0].lag_ns, lags[0].offset),
+            (5, 4 * S, Some(0)),
+            "{lags:#?}"
+        );
+        assert_eq!(
+            anomalies(&run(&Index::new(&h), S)),
+            vec![Anomaly::RealtimeLag]
+        );
     }
 
     #[test]
