@@ -691,7 +691,7 @@ async fn start_append(
             "a partition owner verified a transaction with its coordinator before taking its first batch"
         );
     }
-    Ok(log.append_transactional(batches, guard))
+    Ok(log.append_transactional(batches, guard, id, b.clock.now_ms()))
 }
 
 async fn fetch(b: &Broker, req: &FetchRequest) -> FetchResponse {

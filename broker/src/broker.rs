@@ -18,6 +18,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::Notify;
 
+/// How long a transaction stays open in a partition before its owner wakes its coordinator,
+/// and how often after that.
+const NUDGE_AFTER_MS: i64 = 5_000;
+
 pub struct Broker {
     pub cfg: BrokerConfig,
     pub store: Arc<dyn ObjectStore>,
@@ -38,6 +42,8 @@ pub struct Broker {
     opening_txn: tokio::sync::Mutex<()>,
     /// Opens connections to other brokers (markers, transaction verification).
     pub dialer: Dialer,
+    /// When each transactional id's coordinator was last woken (see [`Broker::nudge_open_txns`]).
+    nudged: Mutex<BTreeMap<String, i64>>,
     me: std::sync::Weak<Broker>,
 }
 
@@ -89,6 +95,7 @@ impl Broker {
             txns: Mutex::new(BTreeMap::new()),
             opening_txn: tokio::sync::Mutex::new(()),
             dialer,
+            nudged: Mutex::new(BTreeMap::new()),
             me: weak.clone(),
             cfg,
             store,
@@ -135,7 +142,49 @@ impl Broker {
         self.verify_open_logs().await;
         self.release_groups().await;
         self.release_txns().await;
+        self.nudge_open_txns();
         Ok(())
+    }
+
+    /// Wakes the coordinators of transactions open for a while in partitions this broker
+    /// owns. A coordinator is opened by its transactional id's requests; if its broker died
+    /// and the producer never came back, nobody would open it again, and its open transaction
+    /// would hold back the last stable offset forever. Woken, it finishes a prepared
+    /// transaction and aborts one past its timeout.
+    fn nudge_open_txns(&self) {
+        let now = self.clock.now_ms();
+        let open: Vec<Arc<PartitionLog>> = self
+            .logs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let ids: std::collections::BTreeSet<String> = open
+            .iter()
+            .flat_map(|log| log.open_since(now - NUDGE_AFTER_MS))
+            .collect();
+        let due: Vec<String> = {
+            let mut nudged = self.nudged.lock().unwrap_or_else(|e| e.into_inner());
+            nudged.retain(|id, _| ids.contains(id));
+            let due: Vec<String> = ids
+                .into_iter()
+                .filter(|id| nudged.get(id).is_none_or(|t| now - t >= NUDGE_AFTER_MS))
+                .collect();
+            for id in &due {
+                nudged.insert(id.clone(), now);
+            }
+            due
+        };
+        let Some(me) = self.me.upgrade() else { return };
+        for id in due {
+            reached!(
+                "txn.coordinator_nudged",
+                "a partition owner woke the coordinator of a transaction open for a while"
+            );
+            let b = me.clone();
+            tokio::spawn(async move { crate::txn_api::wake(&b, &id).await });
+        }
     }
 
     /// Lets go of transactional ids we no longer coordinate, and checks the rest.

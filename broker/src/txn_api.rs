@@ -344,6 +344,13 @@ pub async fn send_markers(
     }
 }
 
+/// Makes sure the coordinator of `transactional_id` is open (its ticker then ends what is
+/// overdue): opened here if this broker is it, else asked by a verification it refuses.
+pub async fn wake(b: &Broker, transactional_id: &str) {
+    let code = verify(b, transactional_id, -1, -1, "", 0).await;
+    tracing::debug!(transactional_id, code, "woke transaction coordinator");
+}
+
 /// KIP-890 part 1: asks the coordinator of `transactional_id` whether the producer's open
 /// transaction holds the partition; 0 if it does, else the error code to answer the produce.
 pub async fn verify(

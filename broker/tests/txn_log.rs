@@ -70,7 +70,7 @@ async fn append_txn(
     seq: i32,
 ) -> Result<i64, LogError> {
     let guard = log.txn_guard(pid);
-    log.append_transactional(batch(values, pid, epoch, seq, true), guard)
+    log.append_transactional(batch(values, pid, epoch, seq, true), guard, "tx", 1000)
         .await
         .unwrap()
 }
@@ -135,11 +135,16 @@ async fn an_open_transaction_survives_a_change_of_owner() {
     let next = log_on(store, 2);
     next.open().await.unwrap();
     assert_eq!(next.last_stable_offset(), 0);
+    // Which transactional id holds it open, and since when, came with it: the owner can wake
+    // that id's coordinator.
+    assert_eq!(next.open_since(1001), vec!["tx".to_string()]);
+    assert!(next.open_since(1000).is_empty());
     // The rest of the transaction needs no new verification on the new owner.
-    let more = next.append_transactional(batch(&["b"], 7, 0, 1, true), 99);
+    let more = next.append_transactional(batch(&["b"], 7, 0, 1, true), 99, "tx", 2000);
     assert_eq!(more.await.unwrap(), Ok(1));
     assert_eq!(mark(&next, 7, 0, true).await, Ok(2));
     assert_eq!(next.last_stable_offset(), 3);
+    assert!(next.open_since(i64::MAX).is_empty());
 }
 
 #[tokio::test]
@@ -154,7 +159,7 @@ async fn a_batch_whose_transaction_ended_while_it_waited_is_refused() {
         mark(&log, 7, 0, false).await,
         Err(LogError::NoOpenTransaction)
     );
-    let late = log.append_transactional(batch(&["late"], 7, 0, 0, true), guard);
+    let late = log.append_transactional(batch(&["late"], 7, 0, 0, true), guard, "tx", 1000);
     assert_eq!(late.await.unwrap(), Err(LogError::InvalidTxnState));
     assert_eq!(log.high_watermark(), 0);
     // Unverified transactional batches never begin a transaction.

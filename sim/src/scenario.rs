@@ -258,11 +258,12 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "chaos",
-        about: "everything at once: partitions, crashes, store faults, zone loss, scale, groups, 1-3 topics",
+        about: "everything at once: partitions, crashes, store faults, zone loss, scale, groups, transactions, 1-3 topics",
         shape: |base, mix| Scenario {
             brokers: 5,
             spare_brokers: 1,
             group_consumers: 2,
+            txn_producers: 1,
             workload: WorkloadMix {
                 topics: Span::new(1, 3),
                 ..base.workload.clone()

@@ -244,6 +244,9 @@ impl Roster {
         let drawn = match &p.role {
             Role::Producer(s) => Some(s.profile.request_timeout_ms),
             Role::Consumer(s) => Some(s.profile.request_timeout_ms),
+            // Kafka's default request timeout is 30 s; a transactional producer that waits that
+            // long for a dead coordinator outlives its transaction timeout.
+            Role::TxnProducer(_) => Some(None),
             _ => None,
         };
         if let Role::Consumer(s) = &p.role {

@@ -280,7 +280,10 @@ impl<C: Connector> Producer<'_, C> {
                     attempt += 1;
                     self.retry_pause(attempt).await;
                 }
-                r => return r,
+                r => {
+                    tracing::debug!(topic, partition, result = ?r, "txn batch done");
+                    return r;
+                }
             }
         }
     }

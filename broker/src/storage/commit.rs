@@ -45,11 +45,17 @@ pub struct CommitHeader {
     pub txn_ends: Vec<TxnEnd>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TxnBegin {
     pub producer_id: i64,
     /// The offset of the transaction's first record in this partition.
     pub first_offset: i64,
+    /// Its transactional id and when it began here (the writer's clock, ms): so that any
+    /// owner can wake the coordinator of a transaction left open (see `Broker::nudge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transactional_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_ms: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

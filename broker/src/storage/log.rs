@@ -99,6 +99,8 @@ pub struct TxnIndex {
     pub ongoing: BTreeMap<i64, i64>,
     /// Aborted transactions in marker order (so sorted by `last_offset`).
     pub aborted: Vec<AbortedTxn>,
+    /// Of the open ones: transactional id and when it began here, where the begin says.
+    pub origins: BTreeMap<i64, (String, i64)>,
 }
 
 /// An aborted transaction's records here: from its first record to its marker.
@@ -139,6 +141,8 @@ struct Pending {
     batches: Vec<(BatchHeader, Bytes)>,
     bytes: usize,
     kind: Item,
+    /// Transactional batches: the transactional id and the clock (ms) when they came.
+    origin: Option<(String, i64)>,
     done: oneshot::Sender<Result<i64, LogError>>,
 }
 
@@ -632,7 +636,18 @@ impl PartitionLog {
         self: &Arc<Self>,
         batches: Vec<(BatchHeader, Bytes)>,
     ) -> oneshot::Receiver<Result<i64, LogError>> {
-        self.enqueue(batches, Item::Data { guard: None })
+        self.enqueue(batches, Item::Data { guard: None }, None)
+    }
+
+    /// Transactional ids of transactions open here since before `before_ms` (writer clocks).
+    pub fn open_since(&self, before_ms: i64) -> Vec<String> {
+        let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
+        idx.txns
+            .origins
+            .values()
+            .filter(|(_, since)| *since < before_ms)
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     /// Like [`PartitionLog::append`], for batches that may begin a transaction here: `guard` is
@@ -641,8 +656,11 @@ impl PartitionLog {
         self: &Arc<Self>,
         batches: Vec<(BatchHeader, Bytes)>,
         guard: u64,
+        transactional_id: &str,
+        now_ms: i64,
     ) -> oneshot::Receiver<Result<i64, LogError>> {
-        self.enqueue(batches, Item::Data { guard: Some(guard) })
+        let origin = Some((transactional_id.to_string(), now_ms));
+        self.enqueue(batches, Item::Data { guard: Some(guard) }, origin)
     }
 
     /// Queues a transaction marker. Answers the marker's offset, or `NoOpenTransaction` when
@@ -667,6 +685,7 @@ impl PartitionLog {
                 epoch,
                 commit,
             },
+            None,
         )
     }
 
@@ -674,6 +693,7 @@ impl PartitionLog {
         self: &Arc<Self>,
         batches: Vec<(BatchHeader, Bytes)>,
         kind: Item,
+        origin: Option<(String, i64)>,
     ) -> oneshot::Receiver<Result<i64, LogError>> {
         let (tx, rx) = oneshot::channel();
         let bytes = batches.iter().map(|(_, b)| b.len()).sum();
@@ -683,6 +703,7 @@ impl PartitionLog {
                 batches,
                 bytes,
                 kind,
+                origin,
                 done: tx,
             });
             !std::mem::replace(&mut q.committer_running, true)
@@ -1056,7 +1077,7 @@ impl Plan {
     /// a marker.
     fn add(&mut self, item: &Pending, guards: &BTreeMap<i64, u64>) -> Result<i64, LogError> {
         match item.kind {
-            Item::Data { guard } => self.add_data(&item.batches, guard, guards),
+            Item::Data { guard } => self.add_data(&item.batches, guard, guards, &item.origin),
             Item::Marker {
                 producer_id,
                 epoch,
@@ -1120,6 +1141,7 @@ impl Plan {
         batches: &[(BatchHeader, Bytes)],
         guard: Option<u64>,
         guards: &BTreeMap<i64, u64>,
+        origin: &Option<(String, i64)>,
     ) -> Result<i64, LogError> {
         let item_base = self.offset;
         // A retried request is a duplicate as a whole.
@@ -1180,6 +1202,8 @@ impl Plan {
                 self.begins.push(TxnBegin {
                     producer_id: h.producer_id,
                     first_offset: self.offset,
+                    transactional_id: origin.as_ref().map(|(id, _)| id.clone()),
+                    time_ms: origin.as_ref().map(|(_, ms)| *ms),
                 });
             }
             batch::rebase(raw, self.offset, &mut self.data);
@@ -1346,6 +1370,9 @@ fn apply(index: &mut Index, h: &CommitHeader) -> Result<(), LogError> {
     events.sort_by_key(|(offset, _, _)| *offset);
     for (_, begin, end) in events {
         if let Some(b) = begin {
+            if let (Some(id), Some(ms)) = (&b.transactional_id, b.time_ms) {
+                index.txns.origins.insert(b.producer_id, (id.clone(), ms));
+            }
             let fresh = index
                 .txns
                 .ongoing
@@ -1363,6 +1390,7 @@ fn apply(index: &mut Index, h: &CommitHeader) -> Result<(), LogError> {
         }
         let Some(e) = end else { continue };
         let first = index.txns.ongoing.remove(&e.producer_id);
+        index.txns.origins.remove(&e.producer_id);
         always!(
             first.is_some(),
             "txn.marker_ends_an_open_transaction",

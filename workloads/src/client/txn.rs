@@ -95,7 +95,14 @@ impl<C: Connector> Client<C> {
             &'a mut crate::connection::Connection<C::Stream>,
         ) -> futures::future::BoxFuture<'a, Result<(R, i16), ClientError>>,
     {
-        let addr = self.txn_coordinator(t).await?;
+        let addr = match self.txn_coordinator(t).await {
+            Ok(addr) => addr,
+            Err(e) => {
+                // The broker asked may be gone: ask the next one after a metadata refresh.
+                self.metadata.stale = true;
+                return Err(e);
+            }
+        };
         let result = match self.conn(&addr).await {
             Ok(conn) => call(conn).await,
             Err(e) => Err(e),
