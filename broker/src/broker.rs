@@ -3,6 +3,7 @@
 
 use crate::cluster::{Cluster, Member};
 use crate::config::BrokerConfig;
+use crate::coordinators::Coordinators;
 use crate::env::{Clock, Ids};
 use crate::groups::{self, Group};
 use crate::net::Dialer;
@@ -33,13 +34,9 @@ pub struct Broker {
     log_options: LogOptions,
     pub appended: Arc<Notify>,
     shutdown: Notify,
-    /// Groups this broker coordinates.
-    groups: Mutex<BTreeMap<String, Arc<Group>>>,
-    /// Serialises opening groups, so one group is claimed once.
-    opening_group: tokio::sync::Mutex<()>,
-    /// Transactional ids this broker coordinates.
-    txns: Mutex<BTreeMap<String, Arc<TxnCoordinator>>>,
-    opening_txn: tokio::sync::Mutex<()>,
+    /// Groups and transactional ids this broker coordinates.
+    groups: Coordinators<Group>,
+    txns: Coordinators<TxnCoordinator>,
     /// Opens connections to other brokers (markers, transaction verification).
     pub dialer: Dialer,
     /// When each transactional id's coordinator was last woken (see [`Broker::nudge_open_txns`]).
@@ -90,10 +87,8 @@ impl Broker {
             },
             appended,
             shutdown: Notify::new(),
-            groups: Mutex::new(BTreeMap::new()),
-            opening_group: tokio::sync::Mutex::new(()),
-            txns: Mutex::new(BTreeMap::new()),
-            opening_txn: tokio::sync::Mutex::new(()),
+            groups: Coordinators::new("group"),
+            txns: Coordinators::new("transactional id"),
             dialer,
             nudged: Mutex::new(BTreeMap::new()),
             me: weak.clone(),
@@ -140,8 +135,12 @@ impl Broker {
         }
         self.release_unowned();
         self.verify_open_logs().await;
-        self.release_groups().await;
-        self.release_txns().await;
+        self.groups
+            .release(|name| self.cluster.owns(&groups::coordinator_key(name), 0))
+            .await;
+        self.txns
+            .release(|id| self.cluster.owns(&txn::coordinator_key(id), 0))
+            .await;
         self.nudge_open_txns();
         Ok(())
     }
@@ -187,25 +186,6 @@ impl Broker {
         }
     }
 
-    /// Lets go of transactional ids we no longer coordinate, and checks the rest.
-    async fn release_txns(&self) {
-        let open: Vec<Arc<TxnCoordinator>> = {
-            let mut t = self.txns.lock().unwrap_or_else(|e| e.into_inner());
-            t.retain(|id, c| {
-                let keep = !c.is_closed() && self.cluster.owns(&txn::coordinator_key(id), 0);
-                if !keep {
-                    c.close();
-                    tracing::info!(transactional_id = %id, "no longer transaction coordinator");
-                }
-                keep
-            });
-            t.values().cloned().collect()
-        };
-        for c in open {
-            c.verify().await;
-        }
-    }
-
     pub fn txn_coordinator_of(&self, transactional_id: &str) -> Option<i32> {
         self.cluster
             .owner(&txn::coordinator_key(transactional_id), 0)
@@ -217,33 +197,8 @@ impl Broker {
         if self.txn_coordinator_of(transactional_id) != Some(self.cfg.node_id) {
             return Err(ResponseError::NotCoordinator.code());
         }
-        let cached = |b: &Self| {
-            b.txns
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(transactional_id)
-                .filter(|c| !c.is_closed())
-                .cloned()
-        };
-        if let Some(c) = cached(self) {
-            return Ok(c);
-        }
-        let _opening = self.opening_txn.lock().await;
-        if let Some(c) = cached(self) {
-            return Ok(c);
-        }
-        match TxnCoordinator::open(transactional_id, &self.log_options, self.me.clone()).await {
-            Ok(c) => {
-                let mut all = self.txns.lock().unwrap_or_else(|e| e.into_inner());
-                all.insert(transactional_id.to_string(), c.clone());
-                Ok(c)
-            }
-            Err(LogError::Fenced) => Err(ResponseError::NotCoordinator.code()),
-            Err(e) => {
-                tracing::warn!(transactional_id, error = %e, "could not open transaction coordinator");
-                Err(ResponseError::CoordinatorNotAvailable.code())
-            }
-        }
+        let open = TxnCoordinator::open(transactional_id, &self.log_options, self.me.clone());
+        self.txns.get_or_open(transactional_id, open).await
     }
 
     /// Writes a transaction's markers in every partition and group it spans: here for what
@@ -341,30 +296,6 @@ impl Broker {
         }
     }
 
-    /// Lets go of groups we no longer coordinate, and checks the rest.
-    async fn release_groups(&self) {
-        let open: Vec<Arc<Group>> = {
-            let mut g = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-            g.retain(|name, group| {
-                let keep =
-                    !group.is_closed() && self.cluster.owns(&groups::coordinator_key(name), 0);
-                if !keep {
-                    riptide_coverage::reached!(
-                        "broker.group_released",
-                        "a broker let go of a group it no longer coordinates"
-                    );
-                    group.close();
-                    tracing::info!(group = %name, "no longer coordinator");
-                }
-                keep
-            });
-            g.values().cloned().collect()
-        };
-        for group in open {
-            group.verify().await;
-        }
-    }
-
     pub fn coordinator_of(&self, group: &str) -> Option<i32> {
         self.cluster.owner(&groups::coordinator_key(group), 0)
     }
@@ -375,33 +306,8 @@ impl Broker {
         if self.coordinator_of(name) != Some(self.cfg.node_id) {
             return Err(ResponseError::NotCoordinator.code());
         }
-        let cached = |b: &Self| {
-            b.groups
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(name)
-                .filter(|g| !g.is_closed())
-                .cloned()
-        };
-        if let Some(g) = cached(self) {
-            return Ok(g);
-        }
-        let _opening = self.opening_group.lock().await;
-        if let Some(g) = cached(self) {
-            return Ok(g);
-        }
-        match Group::open(name, &self.log_options).await {
-            Ok(g) => {
-                let mut all = self.groups.lock().unwrap_or_else(|e| e.into_inner());
-                all.insert(name.to_string(), g.clone());
-                Ok(g)
-            }
-            Err(LogError::Fenced) => Err(ResponseError::NotCoordinator.code()),
-            Err(e) => {
-                tracing::warn!(group = %name, error = %e, "could not open group");
-                Err(ResponseError::CoordinatorNotAvailable.code())
-            }
-        }
+        let open = Group::open(name, &self.log_options);
+        self.groups.get_or_open(name, open).await
     }
 
     /// Bounds how long an open log can miss commits made by another broker

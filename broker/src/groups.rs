@@ -843,6 +843,18 @@ fn encode(mut records: Vec<Record>) -> Result<Vec<(batch::BatchHeader, Bytes)>, 
     batch::validate(&buf.freeze()).map_err(|e| e.to_string())
 }
 
+impl crate::coordinators::Coordinator for Group {
+    fn is_closed(&self) -> bool {
+        Group::is_closed(self)
+    }
+    fn close(&self) {
+        Group::close(self)
+    }
+    async fn verify(&self) {
+        Group::verify(self).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ pub mod broker;
 pub mod bugs;
 pub mod cluster;
 pub mod config;
+pub mod coordinators;
 pub mod env;
 pub mod group_api;
 pub mod groups;

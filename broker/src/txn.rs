@@ -509,3 +509,15 @@ fn encode(value: Vec<u8>) -> Result<Vec<(crate::batch::BatchHeader, Bytes)>, Str
         .map_err(|e| e.to_string())?;
     crate::batch::validate(&buf.freeze()).map_err(|e| e.to_string())
 }
+
+impl crate::coordinators::Coordinator for TxnCoordinator {
+    fn is_closed(&self) -> bool {
+        TxnCoordinator::is_closed(self)
+    }
+    fn close(&self) {
+        TxnCoordinator::close(self)
+    }
+    async fn verify(&self) {
+        TxnCoordinator::verify(self).await
+    }
+}
