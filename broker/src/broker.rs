@@ -282,7 +282,17 @@ impl Broker {
             0,
             self.clock.now_ms(),
         );
-        match written.await {
+        let outcome = written.await;
+        tracing::debug!(
+            topic,
+            partition,
+            producer_id = marker.producer_id,
+            epoch = marker.epoch,
+            commit = marker.commit,
+            ?outcome,
+            "marker"
+        );
+        match outcome {
             Ok(Ok(_)) => {
                 reached!(
                     "txn.marker_written",

@@ -210,6 +210,8 @@ impl TxnCoordinator {
             tracing::error!(transactional_id = %self.id, error = %e, "could not encode txn state");
             error(ResponseError::UnknownServerError)
         })?;
+        tracing::debug!(transactional_id = %self.id, producer_id = meta.producer_id,
+            epoch = meta.epoch, status = ?meta.status, partitions = ?meta.partitions, "txn state");
         match self.log.append(batches).await {
             Ok(Ok(_)) => {
                 *state = Some(meta);

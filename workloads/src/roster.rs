@@ -246,6 +246,9 @@ impl Roster {
             Role::Consumer(s) => Some(s.profile.request_timeout_ms),
             // Kafka's default request timeout is 30 s; a transactional producer that waits that
             // long for a dead coordinator outlives its transaction timeout.
+            // The scenario's request timeout (10 s): a shorter one (2 s) lets a timed-out
+            // EndTxn(commit) arrive after its retry succeeded and commit the producer's next
+            // transaction (same epoch, no KIP-890 part 2): a finding kept for issue 16.
             Role::TxnProducer(_) => Some(None),
             _ => None,
         };
