@@ -6,7 +6,7 @@
 #   2. madsim's determinism check on 20 chaos seeds (each seed run twice under madsim's random-draw
 #      check, plus a third run: same trace hash), and the same 20 seeds in other processes without
 #      coverage counting,
-#   3. a small sweep (SEEDS seeds, default 50, of chaos, ownership, groups, idempotent),
+#   3. a small sweep (SEEDS seeds, default 50, of chaos, ownership, groups, idempotent, transactions),
 #   4. every planted bug caught on madsim (riptide mutants).
 # Exit non-zero on the first failure. The ordinary build reaches this binary with --backend madsim.
 set -euo pipefail
@@ -42,7 +42,7 @@ else
   echo "NONDETERMINISTIC across processes"; exit 1
 fi
 
-for scenario in chaos ownership groups idempotent; do
+for scenario in chaos ownership groups idempotent transactions; do
   section "sweep: $scenario 1..=$seeds on madsim"
   "$bin" sweep --scenario "$scenario" --seeds "1..=$seeds" --jobs "$jobs" \
     --failures "riptide-failures-madsim-$scenario.txt"
