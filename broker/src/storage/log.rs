@@ -801,7 +801,15 @@ impl PartitionLog {
                 let guards = self.guards.lock().unwrap_or_else(|e| e.into_inner());
                 group.iter().map(|p| plan.add(p, &guards)).collect()
             };
-            if plan.offset == base {
+            // A marker that found nothing open decided on the chain as read; a write of unknown
+            // outcome may still land in the next slot and begin the transaction behind that
+            // decision. An empty commit in that slot settles it: it wins (the late write can
+            // never land) or loses to the late write, which is then learned and marked.
+            let seal = plan.offset == base
+                && outcomes
+                    .iter()
+                    .any(|o| matches!(o, Err(LogError::NoOpenTransaction)));
+            if plan.offset == base && !seal {
                 reached!(
                     "log.commit_nothing_new",
                     "every request of a commit was a duplicate or refused: nothing written"
@@ -827,6 +835,12 @@ impl PartitionLog {
             };
             match self.create(&header, &plan.data).await {
                 Ok(()) => {
+                    if seal {
+                        reached!(
+                            "txn.marker_sealed_the_tail",
+                            "a marker that found nothing open sealed the partition's next slot with an empty commit"
+                        );
+                    }
                     apply(&mut self.index_mut(), &header)?;
                     w.producers = plan.producers;
                     w.next_seq += 1;
