@@ -15,7 +15,7 @@ use crate::batch;
 use crate::storage::log::{LogError, LogOptions, PartitionLog};
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use riptide_coverage::{always, reached};
 use riptide_wire::{ResponseError, NO_ERROR};
@@ -153,7 +153,7 @@ fn txn_marker_key(producer_id: i64) -> String {
     format!("m\u{0}{producer_id}")
 }
 
-fn record(key: String, value: String) -> Record {
+pub(crate) fn record(key: String, value: String) -> Record {
     Record {
         transactional: false,
         control: false,
@@ -178,27 +178,23 @@ impl Group {
         let log = PartitionLog::new(&log_id(name), 0, opts);
         log.open().await?;
         let mut state = State::default();
-        let mut raw = log.read(0, usize::MAX).await?;
-        if !raw.is_empty() {
+        let records = log.records().await?;
+        if !records.is_empty() {
             reached!(
                 "group.opened_with_history",
                 "a coordinator opened a group another coordinator had written (failover or move)"
             );
         }
-        while !raw.is_empty() {
-            let set = RecordBatchDecoder::decode(&mut raw)
-                .map_err(|e| LogError::Corrupt(e.to_string()))?;
-            for r in set.records {
-                let key = r
-                    .key
-                    .map(|k| String::from_utf8_lossy(&k).into_owned())
-                    .unwrap_or_default();
-                let value = r
-                    .value
-                    .map(|v| String::from_utf8_lossy(&v).into_owned())
-                    .unwrap_or_default();
-                apply_record(&mut state, &key, &value);
-            }
+        for r in records {
+            let key = r
+                .key
+                .map(|k| String::from_utf8_lossy(&k).into_owned())
+                .unwrap_or_default();
+            let value = r
+                .value
+                .map(|v| String::from_utf8_lossy(&v).into_owned())
+                .unwrap_or_default();
+            apply_record(&mut state, &key, &value);
         }
         let group = Arc::new(Group {
             name: name.to_string(),
@@ -830,7 +826,7 @@ fn apply_record(s: &mut State, key: &str, value: &str) {
 }
 
 /// Group records as one record batch, ready to append to the chain.
-fn encode(mut records: Vec<Record>) -> Result<Vec<(batch::BatchHeader, Bytes)>, String> {
+pub(crate) fn encode(mut records: Vec<Record>) -> Result<Vec<(batch::BatchHeader, Bytes)>, String> {
     for (i, r) in records.iter_mut().enumerate() {
         r.offset = i as i64;
     }
@@ -870,7 +866,7 @@ mod tests {
         let mut state = State::default();
         for (_, raw) in batches {
             let mut raw = raw;
-            let set = RecordBatchDecoder::decode(&mut raw).unwrap();
+            let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut raw).unwrap();
             for r in set.records {
                 let k = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
                 let v = String::from_utf8(r.value.unwrap().to_vec()).unwrap();

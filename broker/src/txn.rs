@@ -17,11 +17,8 @@
 //! never goes back while the producer id stays.
 
 use crate::broker::Broker;
+use crate::groups;
 use crate::storage::log::{LogError, LogOptions, PartitionLog};
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use riptide_coverage::{always, reached};
 use riptide_wire::ResponseError;
 use serde::{Deserialize, Serialize};
@@ -125,41 +122,37 @@ impl TxnCoordinator {
         let log = PartitionLog::new(&log_id(id), 0, opts);
         log.open().await?;
         let mut state: Option<TxnMeta> = None;
-        let mut raw = log.read(0, usize::MAX).await?;
-        if !raw.is_empty() {
+        let records = log.records().await?;
+        if !records.is_empty() {
             reached!(
                 "txn.coordinator_opened_with_history",
                 "a transaction coordinator opened a transactional id another had written"
             );
         }
-        while !raw.is_empty() {
-            let set = RecordBatchDecoder::decode(&mut raw)
-                .map_err(|e| LogError::Corrupt(e.to_string()))?;
-            for r in set.records {
-                let parsed = r
-                    .value
-                    .as_deref()
-                    .and_then(|v| serde_json::from_slice::<TxnMeta>(v).ok());
+        for r in records {
+            let parsed = r
+                .value
+                .as_deref()
+                .and_then(|v| serde_json::from_slice::<TxnMeta>(v).ok());
+            always!(
+                parsed.is_some(),
+                "txn.records_well_formed",
+                "every record of a transactional id's chain is a state that parses",
+                "transactional id {id}: record {:?}",
+                r.value
+            );
+            if let (Some(before), Some(after)) = (&state, &parsed) {
                 always!(
-                    parsed.is_some(),
-                    "txn.records_well_formed",
-                    "every record of a transactional id's chain is a state that parses",
-                    "transactional id {id}: record {:?}",
-                    r.value
+                    after.producer_id != before.producer_id || after.epoch >= before.epoch,
+                    "txn.epoch_never_decreases",
+                    "a transactional id's producer epoch never goes back while its producer id stays",
+                    "transactional id {id}: epoch {} after {}",
+                    after.epoch,
+                    before.epoch
                 );
-                if let (Some(before), Some(after)) = (&state, &parsed) {
-                    always!(
-                        after.producer_id != before.producer_id || after.epoch >= before.epoch,
-                        "txn.epoch_never_decreases",
-                        "a transactional id's producer epoch never goes back while its producer id stays",
-                        "transactional id {id}: epoch {} after {}",
-                        after.epoch,
-                        before.epoch
-                    );
-                }
-                if parsed.is_some() {
-                    state = parsed;
-                }
+            }
+            if parsed.is_some() {
+                state = parsed;
             }
         }
         let c = Arc::new(TxnCoordinator {
@@ -205,8 +198,8 @@ impl TxnCoordinator {
     /// match the chain (an unknown outcome), so the next request reopens it from the chain.
     async fn persist(&self, state: &mut Option<TxnMeta>, meta: TxnMeta) -> Result<(), i16> {
         let value =
-            serde_json::to_vec(&meta).map_err(|_| error(ResponseError::UnknownServerError))?;
-        let batches = encode(value).map_err(|e| {
+            serde_json::to_string(&meta).map_err(|_| error(ResponseError::UnknownServerError))?;
+        let batches = groups::encode(vec![groups::record("txn".into(), value)]).map_err(|e| {
             tracing::error!(transactional_id = %self.id, error = %e, "could not encode txn state");
             error(ResponseError::UnknownServerError)
         })?;
@@ -483,33 +476,6 @@ impl TxnCoordinator {
         );
         Ok(true)
     }
-}
-
-/// A state record as one record batch, ready to append to the chain.
-fn encode(value: Vec<u8>) -> Result<Vec<(crate::batch::BatchHeader, Bytes)>, String> {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 0,
-        key: Some(Bytes::from_static(b"txn")),
-        value: Some(Bytes::from(value)),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    let opts = RecordEncodeOptions {
-        version: 2,
-        compression: Compression::None,
-    };
-    RecordBatchEncoder::encode(&mut buf, std::iter::once(&record), &opts)
-        .map_err(|e| e.to_string())?;
-    crate::batch::validate(&buf.freeze()).map_err(|e| e.to_string())
 }
 
 impl crate::coordinators::Coordinator for TxnCoordinator {

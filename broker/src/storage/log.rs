@@ -958,6 +958,19 @@ impl PartitionLog {
         Ok(out.freeze())
     }
 
+    /// Every record of the chain, decoded: how coordinators (groups, transactional ids) replay
+    /// the state they keep as records.
+    pub async fn records(&self) -> Result<Vec<kafka_protocol::records::Record>, LogError> {
+        let mut raw = self.read(0, usize::MAX).await?;
+        let mut out = Vec::new();
+        while !raw.is_empty() {
+            let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut raw)
+                .map_err(|e| LogError::Corrupt(e.to_string()))?;
+            out.extend(set.records);
+        }
+        Ok(out)
+    }
+
     /// The batch bytes of commit `seq`, from the cache or the store.
     async fn commit_data(&self, seq: u64) -> Result<Bytes, LogError> {
         let key = self.key(seq);
