@@ -51,7 +51,7 @@ pub const SUPPORTED: &VersionTable = &[
     (ApiKey::OffsetFetch, 1, 7),
     (ApiKey::AddPartitionsToTxn, 0, 4),
     (ApiKey::AddOffsetsToTxn, 0, 3),
-    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 5),
     (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::TxnOffsetCommit, 0, 3),
 ];
@@ -250,7 +250,7 @@ pub async fn handle(
         }
         ApiKey::EndTxn => {
             let req = EndTxnRequest::decode(&mut body, v)?;
-            later(corr, v, async move { txn_api::end_txn(&b, req).await })
+            later(corr, v, async move { txn_api::end_txn(&b, req, v).await })
         }
         ApiKey::TxnOffsetCommit => {
             let req = TxnOffsetCommitRequest::decode(&mut body, v)?;

@@ -258,7 +258,10 @@ impl Broker {
     pub async fn write_marker(&self, topic: &str, partition: i32, marker: Marker) -> i16 {
         if let Some(group) = crate::txn_api::marker_group(topic) {
             return match self.group(group).await {
-                Ok(g) => match g.end_txn(marker.producer_id, marker.commit).await {
+                Ok(g) => match g
+                    .end_txn(marker.producer_id, marker.epoch, marker.commit)
+                    .await
+                {
                     Ok(()) => 0,
                     Err(c) => c,
                 },

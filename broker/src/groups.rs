@@ -81,6 +81,10 @@ struct State {
     /// Offsets committed inside open transactions (TxnOffsetCommit), by producer id: they
     /// become committed offsets with the transaction's commit marker, and vanish with its abort.
     txn_offsets: BTreeMap<i64, Offsets>,
+    /// The epoch of each producer's latest marker here. A TxnOffsetCommit of an older epoch
+    /// belongs to a transaction that already ended (KIP-890 part 2 markers carry the bumped
+    /// epoch): it is refused live and ignored on replay, never left pending for the next one.
+    marker_epochs: BTreeMap<i64, i16>,
 }
 
 type Offsets = BTreeMap<(String, i32), (i64, Option<String>)>;
@@ -101,6 +105,10 @@ pub struct Group {
     state: Mutex<State>,
     changed: Notify,
     log: Arc<PartitionLog>,
+    /// Serialises TxnOffsetCommit and markers from append to apply, so that memory takes them
+    /// in the chain's order (a marker applied before offsets written ahead of it would leave
+    /// them pending for the producer's next transaction).
+    txn_writes: Mutex<()>,
 }
 
 /// The answer to a JoinGroup.
@@ -203,6 +211,7 @@ impl Group {
             bug: opts.bug,
             state: Mutex::new(state),
             changed: Notify::new(),
+            txn_writes: Mutex::new(()),
             log,
         });
         let ticker = Arc::downgrade(&group);
@@ -644,59 +653,84 @@ impl Group {
     }
 
     /// TxnOffsetCommit: offsets committed inside the producer's transaction, durable now and
-    /// visible once its commit marker comes.
+    /// visible once its commit marker comes. Refused for an epoch older than the producer's
+    /// last marker here: that transaction has ended.
     pub async fn txn_commit(
         &self,
         producer_id: i64,
+        epoch: i16,
         offsets: Vec<(String, i32, i64, Option<String>)>,
     ) -> Result<(), i16> {
         if self.is_closed() {
             return Err(ResponseError::NotCoordinator.code());
         }
-        let records = offsets
+        let _order = self.txn_writes.lock().await;
+        if self.state.lock().await.fenced(producer_id, epoch) {
+            reached!(
+                "group.stale_txn_offsets_refused",
+                "a TxnOffsetCommit of a transaction that had already ended (older epoch than its marker) was refused"
+            );
+            return Err(ResponseError::InvalidProducerEpoch.code());
+        }
+        let records: Vec<(String, String)> = offsets
             .iter()
             .map(|(t, p, o, meta)| {
-                let value = serde_json::json!({ "offset": o, "metadata": meta }).to_string();
-                record(txn_offset_key(producer_id, t, *p), value)
+                let value = serde_json::json!({ "offset": o, "metadata": meta, "epoch": epoch })
+                    .to_string();
+                (txn_offset_key(producer_id, t, *p), value)
             })
             .collect();
-        self.append_records(records).await?;
+        self.append_records(
+            records
+                .iter()
+                .map(|(k, v)| record(k.clone(), v.clone()))
+                .collect(),
+        )
+        .await?;
         let mut s = self.state.lock().await;
-        let pending = s.txn_offsets.entry(producer_id).or_default();
-        for (t, p, o, meta) in offsets {
-            pending.insert((t, p), (o, meta));
+        for (k, v) in &records {
+            apply_record(&mut s, k, v);
         }
         Ok(())
     }
 
     /// A transaction marker for this group: its pending offsets become committed (commit) or
-    /// are dropped (abort). Nothing to do (and nothing written) if it has none pending.
-    pub async fn end_txn(&self, producer_id: i64, commit: bool) -> Result<(), i16> {
+    /// are dropped (abort). Written when offsets are pending or the marker's epoch is new here
+    /// (so that the fence it sets survives a new coordinator); else nothing to do.
+    pub async fn end_txn(&self, producer_id: i64, epoch: i16, commit: bool) -> Result<(), i16> {
         if self.is_closed() {
             return Err(ResponseError::NotCoordinator.code());
         }
-        if !self
-            .state
-            .lock()
-            .await
-            .txn_offsets
-            .contains_key(&producer_id)
-        {
+        let _order = self.txn_writes.lock().await;
+        let (pending, new_epoch) = {
+            let s = self.state.lock().await;
+            (
+                s.txn_offsets.contains_key(&producer_id),
+                s.marker_epochs.get(&producer_id).is_none_or(|e| *e < epoch),
+            )
+        };
+        if !pending {
             reached!(
                 "group.txn_marker_without_offsets",
                 "a transaction marker came for a group with no offsets pending for that producer"
             );
-            return Ok(());
+            if !new_epoch {
+                return Ok(());
+            }
         }
-        let value = if commit { "commit" } else { "abort" };
-        self.append_records(vec![record(txn_marker_key(producer_id), value.into())])
+        let key = txn_marker_key(producer_id);
+        let value = serde_json::json!({ "result": if commit { "commit" } else { "abort" }, "epoch": epoch })
+            .to_string();
+        self.append_records(vec![record(key.clone(), value.clone())])
             .await?;
         let mut s = self.state.lock().await;
-        end_pending(&mut s, producer_id, commit);
-        reached!(
-            "group.txn_offsets_ended",
-            "offsets committed in a transaction were applied or dropped by its marker"
-        );
+        apply_record(&mut s, &key, &value);
+        if pending {
+            reached!(
+                "group.txn_offsets_ended",
+                "offsets committed in a transaction were applied or dropped by its marker"
+            );
+        }
         Ok(())
     }
 
@@ -747,6 +781,15 @@ impl Group {
     }
 }
 
+impl State {
+    /// Whether `epoch` is older than the producer's last marker here.
+    fn fenced(&self, producer_id: i64, epoch: i16) -> bool {
+        self.marker_epochs
+            .get(&producer_id)
+            .is_some_and(|m| epoch < *m)
+    }
+}
+
 fn end_pending(s: &mut State, producer_id: i64, commit: bool) {
     if let Some(offsets) = s.txn_offsets.remove(&producer_id) {
         if commit {
@@ -758,14 +801,26 @@ fn end_pending(s: &mut State, producer_id: i64, commit: bool) {
 fn apply_record(s: &mut State, key: &str, value: &str) {
     if let Some(pid) = key.strip_prefix("m\u{0}") {
         let pid = pid.parse::<i64>();
+        let marker = serde_json::from_str::<serde_json::Value>(value)
+            .ok()
+            .and_then(|v| {
+                let commit = match v["result"].as_str()? {
+                    "commit" => true,
+                    "abort" => false,
+                    _ => return None,
+                };
+                Some((commit, i16::try_from(v["epoch"].as_i64()?).ok()?))
+            });
         always!(
-            pid.is_ok() && (value == "commit" || value == "abort"),
+            pid.is_ok() && marker.is_some(),
             "group.records_well_formed",
             "every record of a group's chain is a generation, an offset commit or a transaction marker that parses",
             "marker record {key:?} = {value:?}"
         );
-        if let Ok(pid) = pid {
-            end_pending(s, pid, value == "commit");
+        if let (Ok(pid), Some((commit, epoch))) = (pid, marker) {
+            end_pending(s, pid, commit);
+            let known = s.marker_epochs.entry(pid).or_insert(epoch);
+            *known = (*known).max(epoch);
         }
         return;
     }
@@ -818,7 +873,14 @@ fn apply_record(s: &mut State, key: &str, value: &str) {
         let offset = v["offset"].as_i64().unwrap_or(-1);
         let meta = v["metadata"].as_str().map(str::to_owned);
         let offsets = match txn {
-            Some(pid) => s.txn_offsets.entry(pid).or_default(),
+            Some(pid) => {
+                let epoch = v["epoch"].as_i64().and_then(|e| i16::try_from(e).ok());
+                if epoch.is_none_or(|e| s.fenced(pid, e)) {
+                    // Written after its transaction's marker: that transaction has ended.
+                    return;
+                }
+                s.txn_offsets.entry(pid).or_default()
+            }
             None => &mut s.offsets,
         };
         offsets.insert((topic.to_string(), partition), (offset, meta));

@@ -78,6 +78,12 @@ pub struct TxnMeta {
     pub groups: BTreeSet<String>,
     /// When it began (the broker clock, ms); timeouts count from here.
     pub started_ms: i64,
+    /// KIP-890 part 2 (EndTxn v5): the epoch the ending transaction ran under, when its end
+    /// bumped the epoch. A retry of that EndTxn is answered from here; any other request of
+    /// that epoch (a delayed EndTxn above all) is fenced instead of acting on the next
+    /// transaction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_epoch: Option<i16>,
 }
 
 impl TxnMeta {
@@ -253,6 +259,7 @@ impl TxnCoordinator {
                 partitions: BTreeSet::new(),
                 groups: BTreeSet::new(),
                 started_ms: b.clock.now_ms(),
+                last_epoch: None,
             };
             let out = (meta.producer_id, meta.epoch);
             self.persist(&mut state, meta).await?;
@@ -271,6 +278,7 @@ impl TxnCoordinator {
             let prepared = TxnMeta {
                 epoch: meta.epoch + 1,
                 status: Status::PrepareAbort,
+                last_epoch: None,
                 ..meta.clone()
             };
             self.persist(&mut state, prepared.clone()).await?;
@@ -297,6 +305,7 @@ impl TxnCoordinator {
             status: Status::Empty,
             partitions: BTreeSet::new(),
             groups: BTreeSet::new(),
+            last_epoch: None,
             ..next
         };
         let out = (next.producer_id, next.epoch);
@@ -388,25 +397,69 @@ impl TxnCoordinator {
     }
 
     /// EndTxn. The durable prepare record decides; the markers follow (here if they can be
-    /// written now, else from the ticker or the next coordinator).
-    pub async fn end(&self, b: &Broker, pid: i64, epoch: i16, commit: bool) -> Result<(), i16> {
+    /// written now, else from the ticker or the next coordinator). With `bump` (EndTxn v5,
+    /// KIP-890 part 2) the end moves the producer to the next epoch, which the answer carries:
+    /// the markers are written with it, so nothing of the ended transaction's epoch (a late
+    /// produce, a delayed EndTxn) can act on the producer's next transaction.
+    pub async fn end(
+        &self,
+        b: &Broker,
+        pid: i64,
+        epoch: i16,
+        commit: bool,
+        bump: bool,
+    ) -> Result<(i64, i16), i16> {
         let mut state = self.state.lock().await;
-        let meta = Self::current(&state, pid, epoch)?;
         let (prepare, complete) = if commit {
             (Status::PrepareCommit, Status::CompleteCommit)
         } else {
             (Status::PrepareAbort, Status::CompleteAbort)
         };
+        let meta = match Self::current(&state, pid, epoch) {
+            Ok(meta) => meta,
+            Err(code) => {
+                let retried = state.clone().filter(|m| {
+                    bump && m.producer_id == pid
+                        && m.last_epoch == Some(epoch)
+                        && (m.status == prepare || m.status == complete)
+                });
+                let Some(m) = retried else { return Err(code) };
+                reached!(
+                    "txn.end_retried_after_bump",
+                    "an EndTxn v5 came again after its first attempt ended the transaction and bumped the epoch"
+                );
+                let _ = self.finish(b, &mut state).await;
+                return Ok((m.producer_id, m.epoch));
+            }
+        };
         match meta.status {
             Status::Ongoing => {
-                self.persist(
-                    &mut state,
+                let next = if bump {
+                    // At the top of the range the producer must initialise again (a new id).
+                    if meta.epoch >= i16::MAX - 1 {
+                        return Err(error(ResponseError::InvalidProducerEpoch));
+                    }
+                    TxnMeta {
+                        status: prepare,
+                        epoch: meta.epoch + 1,
+                        last_epoch: Some(meta.epoch),
+                        ..meta
+                    }
+                } else {
                     TxnMeta {
                         status: prepare,
                         ..meta
-                    },
-                )
-                .await?;
+                    }
+                };
+                self.persist(&mut state, next).await?;
+            }
+            // No transaction open in this epoch (it ended with a bump, or never began).
+            _ if bump && !meta.status.is_prepared() => {
+                return if commit {
+                    Err(error(ResponseError::InvalidTxnState))
+                } else {
+                    Ok((meta.producer_id, meta.epoch))
+                };
             }
             s if s == prepare || s == complete => {
                 reached!(
@@ -414,12 +467,15 @@ impl TxnCoordinator {
                     "an EndTxn came again for a transaction already ending the same way"
                 );
             }
-            Status::Empty if !commit => return Ok(()),
+            Status::Empty if !commit => return Ok((meta.producer_id, meta.epoch)),
             _ => return Err(error(ResponseError::InvalidTxnState)),
         }
         // Best effort: the producer's next transaction waits until these are written.
         let _ = self.finish(b, &mut state).await;
-        Ok(())
+        let now = state
+            .as_ref()
+            .map_or((pid, epoch), |m| (m.producer_id, m.epoch));
+        Ok(now)
     }
 
     /// Aborts a transaction open past its timeout, bumping the epoch so the producer is fenced.
@@ -438,6 +494,8 @@ impl TxnCoordinator {
             let prepared = TxnMeta {
                 epoch: meta.epoch.saturating_add(1),
                 status: Status::PrepareAbort,
+                // Not the producer's own end: none of its requests is a retry of this one.
+                last_epoch: None,
                 ..meta
             };
             if self.persist(&mut state, prepared).await.is_err() {

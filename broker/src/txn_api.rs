@@ -202,19 +202,33 @@ pub async fn add_offsets_to_txn(
     AddOffsetsToTxnResponse::default().with_error_code(outcome.err().unwrap_or(0))
 }
 
-pub async fn end_txn(b: &Broker, req: EndTxnRequest) -> EndTxnResponse {
+/// EndTxn; from v5 (KIP-890 part 2) the end bumps the producer's epoch and the answer carries it.
+pub async fn end_txn(b: &Broker, req: EndTxnRequest, v: i16) -> EndTxnResponse {
     let id = req.transactional_id.0.to_string();
+    let bump = v >= 5;
     let outcome = match b.txn(&id).await {
         Ok(c) => {
-            c.end(b, req.producer_id.0, req.producer_epoch, req.committed)
-                .await
+            c.end(
+                b,
+                req.producer_id.0,
+                req.producer_epoch,
+                req.committed,
+                bump,
+            )
+            .await
         }
         Err(c) => Err(c),
     };
-    EndTxnResponse::default()
-        .with_error_code(outcome.err().unwrap_or(0))
+    let r = EndTxnResponse::default()
         .with_producer_id(ProducerId(-1))
-        .with_producer_epoch(-1)
+        .with_producer_epoch(-1);
+    match outcome {
+        Ok((pid, epoch)) if bump => r
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch),
+        Ok(_) => r,
+        Err(c) => r.with_error_code(c),
+    }
 }
 
 pub async fn txn_offset_commit(b: &Broker, req: TxnOffsetCommitRequest) -> TxnOffsetCommitResponse {
@@ -233,7 +247,10 @@ pub async fn txn_offset_commit(b: &Broker, req: TxnOffsetCommitRequest) -> TxnOf
         })
         .collect();
     let outcome = match b.group(req.group_id.0.as_str()).await {
-        Ok(g) => g.txn_commit(req.producer_id.0, offsets).await,
+        Ok(g) => {
+            g.txn_commit(req.producer_id.0, req.producer_epoch, offsets)
+                .await
+        }
         Err(c) => Err(c),
     };
     if outcome.is_ok() {

@@ -167,3 +167,39 @@ async fn a_member_id_handed_out_and_never_used_expires_after_the_session_timeout
     let late = g.join(join_kip394(&first.member_id)).await;
     assert_eq!(late.error, ResponseError::UnknownMemberId.code());
 }
+
+/// KIP-890 part 2: a transaction's marker carries the bumped epoch, so offsets of that
+/// transaction that arrive after it (a delayed TxnOffsetCommit) are refused, and ignored if
+/// they reached the chain anyway; they never ride on the producer's next transaction.
+#[tokio::test(start_paused = true)]
+async fn offsets_of_a_transaction_that_ended_never_commit_with_the_next_one() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let g = Group::open("g", &opts(store.clone(), 1)).await.unwrap();
+    let pid = 7;
+    g.txn_commit(pid, 0, vec![("t".into(), 0, 10, None)])
+        .await
+        .unwrap();
+    assert!(g.unstable("t", 0).await);
+    g.end_txn(pid, 1, true).await.unwrap();
+    assert_eq!(g.committed(None).await[0].1, Some((10, None)));
+
+    // The ended transaction's epoch is fenced; the next transaction's is not.
+    let late = g.txn_commit(pid, 0, vec![("t".into(), 0, 99, None)]).await;
+    assert_eq!(late, Err(ResponseError::InvalidProducerEpoch.code()));
+    assert!(!g.unstable("t", 0).await);
+    g.txn_commit(pid, 1, vec![("t".into(), 0, 20, None)])
+        .await
+        .unwrap();
+    g.end_txn(pid, 2, true).await.unwrap();
+    assert_eq!(g.committed(None).await[0].1, Some((20, None)));
+
+    // A marker with nothing pending still records its epoch, durably: a new coordinator
+    // refuses the old epoch too.
+    g.end_txn(pid, 3, false).await.unwrap();
+    let moved = Group::open("g", &opts(store, 2)).await.unwrap();
+    let late = moved
+        .txn_commit(pid, 2, vec![("t".into(), 0, 5, None)])
+        .await;
+    assert_eq!(late, Err(ResponseError::InvalidProducerEpoch.code()));
+    assert_eq!(moved.committed(None).await[0].1, Some((20, None)));
+}

@@ -47,7 +47,7 @@ pub const CLIENT_VERSIONS: &VersionTable = &[
     (ApiKey::OffsetFetch, 1, 5),
     (ApiKey::AddPartitionsToTxn, 0, 3),
     (ApiKey::AddOffsetsToTxn, 0, 3),
-    (ApiKey::EndTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 5),
     (ApiKey::TxnOffsetCommit, 0, 3),
 ];
 

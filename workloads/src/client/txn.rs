@@ -284,24 +284,37 @@ impl<C: Connector> Client<C> {
         }
     }
 
-    /// EndTxn: commit or abort the open transaction.
+    /// EndTxn: commit or abort the open transaction. From EndTxn v5 (KIP-890 part 2) the end
+    /// bumps the producer's epoch: the next transaction runs under the epoch the answer
+    /// carries, with its sequences from 0, so a delayed retry of this EndTxn is fenced rather
+    /// than ending that next transaction.
     pub async fn end_txn(&mut self, t: &mut Txn, commit: bool) -> Result<(), ClientError> {
         let (pid, epoch) = Self::producer_of(t)?;
         let id = t.id.clone();
-        self.on_txn_coordinator(t, ApiKey::EndTxn, move |conn| {
-            Box::pin(async move {
-                let v = conn.pick_version(ApiKey::EndTxn)?;
-                let req = EndTxnRequest::default()
-                    .with_transactional_id(TransactionalId(s(&id)))
-                    .with_producer_id(ProducerId(pid))
-                    .with_producer_epoch(epoch)
-                    .with_committed(commit);
-                let resp = conn.send(&req, v).await?;
-                Ok(((), resp.error_code))
+        let bumped = self
+            .on_txn_coordinator(t, ApiKey::EndTxn, move |conn| {
+                Box::pin(async move {
+                    let v = conn.pick_version(ApiKey::EndTxn)?;
+                    let req = EndTxnRequest::default()
+                        .with_transactional_id(TransactionalId(s(&id)))
+                        .with_producer_id(ProducerId(pid))
+                        .with_producer_epoch(epoch)
+                        .with_committed(commit);
+                    let resp = conn.send(&req, v).await?;
+                    let bumped = (v >= 5).then_some((resp.producer_id.0, resp.producer_epoch));
+                    Ok((bumped, resp.error_code))
+                })
             })
-        })
-        .await?;
+            .await?;
         t.partitions.clear();
+        if let Some(next) = bumped.filter(|next| *next != (pid, epoch)) {
+            reached!(
+                "client.txn_epoch_bumped_by_end",
+                "a transactional producer's EndTxn v5 moved it to the next epoch"
+            );
+            t.producer = Some(next);
+            t.sequences.clear();
+        }
         reached!(
             "client.txn_ended",
             "a transactional producer's EndTxn succeeded"
