@@ -21,6 +21,7 @@ use rand_chacha::ChaCha8Rng;
 use riptide_coverage::reached;
 use riptide_faults::Fault;
 use riptide_wire::{frame, versions, MAX_FRAME_BYTES};
+use riptide_workloads::codec::client_range;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::io;
@@ -104,6 +105,39 @@ pub struct Observed {
     /// Replies whose addresses were rewritten, and ones that could not be.
     pub rewritten: u64,
     pub rewrite_failures: u64,
+}
+
+/// The APIs a transactional producer cannot do without (FindCoordinator and Produce aside, which
+/// every workload needs).
+pub const TXN_APIS: [ApiKey; 3] = [
+    ApiKey::InitProducerId,
+    ApiKey::AddPartitionsToTxn,
+    ApiKey::EndTxn,
+];
+
+/// The further APIs of consume-transform-produce: input offsets committed in the transaction.
+pub const TXN_OFFSET_APIS: [ApiKey; 2] = [ApiKey::AddOffsetsToTxn, ApiKey::TxnOffsetCommit];
+
+impl Observed {
+    /// The APIs of `apis` that some node which answered ApiVersions does not advertise at any
+    /// version riptide's client speaks. Nodes never heard from say nothing.
+    pub fn missing(&self, apis: &[ApiKey]) -> Vec<ApiKey> {
+        apis.iter()
+            .copied()
+            .filter(|api| {
+                let Some((clo, chi)) = client_range(*api) else {
+                    return true;
+                };
+                self.nodes
+                    .iter()
+                    .filter(|n| !n.advertised.is_empty())
+                    .any(|n| match n.advertised.get(&(*api as i16)) {
+                        Some((lo, hi)) => clo.max(*lo) > chi.min(*hi),
+                        None => true,
+                    })
+            })
+            .collect()
+    }
 }
 
 struct Node {
@@ -701,6 +735,32 @@ fn error_codes(key: ApiKey, version: i16, mut body: Bytes) -> Option<Vec<i16>> {
                 .flat_map(|t| &t.partitions)
                 .for_each(|p| push(p.error_code));
         }
+        ApiKey::AddPartitionsToTxn => {
+            let r = AddPartitionsToTxnResponse::decode(&mut body, version).ok()?;
+            push(r.error_code);
+            r.results_by_topic_v3_and_below
+                .iter()
+                .flat_map(|t| &t.results_by_partition)
+                .for_each(|p| push(p.partition_error_code));
+            r.results_by_transaction
+                .iter()
+                .flat_map(|t| &t.topic_results)
+                .flat_map(|t| &t.results_by_partition)
+                .for_each(|p| push(p.partition_error_code));
+        }
+        ApiKey::AddOffsetsToTxn => push(
+            AddOffsetsToTxnResponse::decode(&mut body, version)
+                .ok()?
+                .error_code,
+        ),
+        ApiKey::EndTxn => push(EndTxnResponse::decode(&mut body, version).ok()?.error_code),
+        ApiKey::TxnOffsetCommit => {
+            let r = TxnOffsetCommitResponse::decode(&mut body, version).ok()?;
+            r.topics
+                .iter()
+                .flat_map(|t| &t.partitions)
+                .for_each(|p| push(p.error_code));
+        }
         ApiKey::OffsetFetch => {
             let r = OffsetFetchResponse::decode(&mut body, version).ok()?;
             push(r.error_code);
@@ -718,6 +778,116 @@ fn error_codes(key: ApiKey, version: i16, mut body: Bytes) -> Option<Vec<i16>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::messages::find_coordinator_response::Coordinator;
+    use kafka_protocol::messages::BrokerId;
+
+    /// A FindCoordinator reply at `version` through [`Proxy::rewrite`], decoded again.
+    fn through(
+        proxy: &Proxy,
+        version: i16,
+        r: &FindCoordinatorResponse,
+    ) -> FindCoordinatorResponse {
+        let key = ApiKey::FindCoordinator;
+        let header_version = versions::response_header_version(key, version);
+        let mut body = BytesMut::new();
+        r.encode(&mut body, version).unwrap();
+        let mut out = proxy
+            .rewrite(
+                key,
+                version,
+                &ResponseHeader::default(),
+                header_version,
+                body.freeze(),
+            )
+            .expect("rewritten");
+        ResponseHeader::decode(&mut out, header_version).unwrap();
+        FindCoordinatorResponse::decode(&mut out, version).unwrap()
+    }
+
+    /// Transaction coordinators (key type 1) are found with FindCoordinator like group
+    /// coordinators: the one-key form (v0-v3) and the batched `coordinator_keys` form (v4+) are
+    /// both rewritten, so a transactional producer keeps going through the proxy. No other
+    /// transactional API (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn, EndTxn,
+    /// TxnOffsetCommit) carries a broker address.
+    #[tokio::test]
+    async fn transaction_coordinators_are_rewritten_in_both_reply_forms() {
+        let (a, b) = ("127.0.0.1:1".to_string(), "127.0.0.1:2".to_string());
+        let proxy = Proxy::start("127.0.0.1", std::slice::from_ref(&a), 1)
+            .await
+            .unwrap();
+        let listen_a = proxy.bootstrap()[0].clone();
+        let split = |l: &str| {
+            let (h, p) = l.rsplit_once(':').unwrap();
+            (h.to_string(), p.parse::<i32>().unwrap())
+        };
+
+        let mut one = FindCoordinatorResponse::default();
+        one.node_id = BrokerId(1);
+        one.host = StrBytes::from_static_str("127.0.0.1");
+        one.port = 1;
+        let r = through(&proxy, 3, &one);
+        assert_eq!((r.host.to_string(), r.port), split(&listen_a));
+
+        let coordinator = |key: &'static str, node: i32, port: i32| {
+            Coordinator::default()
+                .with_key(StrBytes::from_static_str(key))
+                .with_node_id(BrokerId(node))
+                .with_host(StrBytes::from_static_str("127.0.0.1"))
+                .with_port(port)
+        };
+        let mut batched = FindCoordinatorResponse::default();
+        batched.coordinators = vec![coordinator("txn-a", 1, 1), coordinator("txn-b", 2, 2)];
+        let r = through(&proxy, 4, &batched);
+        let listen_b = proxy
+            .observed()
+            .nodes
+            .iter()
+            .find(|n| n.upstream == b)
+            .map(|n| n.listen.clone())
+            .expect("the second coordinator is fronted");
+        let got: Vec<(String, i32)> = r
+            .coordinators
+            .iter()
+            .map(|c| (c.host.to_string(), c.port))
+            .collect();
+        assert_eq!(got, vec![split(&listen_a), split(&listen_b)]);
+        let ids: Vec<Option<i32>> = proxy.observed().nodes.iter().map(|n| n.node_id).collect();
+        assert_eq!(ids, vec![Some(1), Some(2)]);
+    }
+
+    #[test]
+    fn an_api_one_node_lacks_is_missing() {
+        let node = |keys: &[(ApiKey, i16, i16)]| NodeView {
+            advertised: keys
+                .iter()
+                .map(|(k, lo, hi)| (*k as i16, (*lo, *hi)))
+                .collect(),
+            ..NodeView::default()
+        };
+        let full = node(&[
+            (ApiKey::InitProducerId, 0, 5),
+            (ApiKey::AddPartitionsToTxn, 0, 5),
+            (ApiKey::EndTxn, 0, 5),
+        ]);
+        let no_end = node(&[
+            (ApiKey::InitProducerId, 0, 5),
+            (ApiKey::AddPartitionsToTxn, 4, 5),
+        ]);
+        let silent = NodeView::default();
+        let o = |nodes: Vec<NodeView>| Observed {
+            nodes,
+            ..Observed::default()
+        };
+        assert!(o(vec![full.clone(), silent.clone()])
+            .missing(&TXN_APIS)
+            .is_empty());
+        // AddPartitionsToTxn only from v4, which riptide's client does not speak (v0-v3).
+        assert_eq!(
+            o(vec![full, no_end]).missing(&TXN_APIS),
+            vec![ApiKey::AddPartitionsToTxn, ApiKey::EndTxn]
+        );
+        assert!(o(vec![silent]).missing(&TXN_APIS).is_empty());
+    }
 
     #[test]
     fn overlapping_faults_on_one_node_combine() {

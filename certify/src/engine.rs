@@ -2,7 +2,7 @@
 //! Kafka-compatible cluster, through the client proxy, the store proxies and the hooks, which
 //! apply the seed's schedule of [`Fault`]s (the simulator's fault model).
 
-use crate::client_proxy::{LinkFaults, Proxy};
+use crate::client_proxy::{LinkFaults, Proxy, TXN_APIS};
 use crate::hooks::{Action, HookRun, Hooks};
 use crate::store_proxy::{Mode, StoreControl, StoreObserved, StoreProxy};
 use anyhow::{bail, Context};
@@ -11,9 +11,11 @@ use riptide_checker::history::{FaultValue, History};
 use riptide_checker::{check_all, CheckerConfig};
 use riptide_faults::{Capabilities, Fault, FaultMix, Planned, Schedule, Topology};
 use riptide_wire::clock::SystemClock;
+use riptide_wire::ResponseError;
+use riptide_workloads::client::txn::Txn;
 use riptide_workloads::mix::{derive, WorkloadMix};
 use riptide_workloads::roster::{Roster, RosterSpec};
-use riptide_workloads::{Client, ClientConfig, Recorder, TcpConnector};
+use riptide_workloads::{Client, ClientConfig, ClientError, Recorder, TcpConnector};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,11 +25,20 @@ use tokio::time::Instant;
 const NEMESIS: u64 = 1000;
 
 /// The certifiable scenarios: which fault kinds a certification draws from.
-pub const SCENARIOS: [&str; 5] = ["baseline", "network", "crashes", "store", "chaos"];
+pub const SCENARIOS: [&str; 6] = [
+    "baseline",
+    "network",
+    "crashes",
+    "store",
+    "transactions",
+    "chaos",
+];
 
 /// A named scenario's fault mix: `baseline` (none), `network` (the client proxy's partitions,
 /// delays, dropped replies and cuts), `crashes` (kill/restart and pause hooks, cuts), `store` (the
-/// store proxies' faults) or `chaos` (all). Kinds the set-up cannot apply are skipped.
+/// store proxies' faults), `transactions` (crashes, pauses, store faults and partitions, the
+/// simulator's `transactions` preset as far as certify can apply it) or `chaos` (all). Kinds the
+/// set-up cannot apply are skipped.
 pub fn scenario(name: &str) -> Option<FaultMix> {
     let none = FaultMix {
         mean_gap_ms: 4000,
@@ -52,6 +63,14 @@ pub fn scenario(name: &str) -> Option<FaultMix> {
             mean_gap_ms: 3000,
             ..none
         },
+        "transactions" => FaultMix {
+            crashes: true,
+            pauses: true,
+            store: true,
+            partitions: true,
+            mean_gap_ms: 3000,
+            ..none
+        },
         "chaos" => FaultMix {
             partitions: true,
             client_links: true,
@@ -63,6 +82,16 @@ pub fn scenario(name: &str) -> Option<FaultMix> {
         },
         _ => return None,
     })
+}
+
+/// How many transactional producers a scenario runs unless `--txn-producers` says: three in
+/// `transactions`, one in `chaos` (as the simulator's presets), none elsewhere.
+pub fn scenario_txn_producers(name: &str) -> usize {
+    match name {
+        "transactions" => 3,
+        "chaos" => 1,
+        _ => 0,
+    }
 }
 
 /// A broker's link to its object store, through a store proxy.
@@ -112,6 +141,10 @@ pub struct Config {
     pub producers: usize,
     pub consumers: usize,
     pub group_consumers: usize,
+    /// Transactional producers; `None`: the scenario's number ([`scenario_txn_producers`]).
+    pub txn_producers: Option<usize>,
+    /// Their `transaction.timeout.ms`.
+    pub txn_timeout_ms: i32,
     pub idempotent: bool,
     pub send_interval_ms: u64,
     pub request_timeout_ms: u64,
@@ -198,6 +231,11 @@ pub struct Certification {
     pub scenario: String,
     pub topic: String,
     pub duration: Duration,
+    /// Transactional producers asked for (by the scenario or `--txn-producers`).
+    pub txn_producers: usize,
+    /// Why the target does not serve transactions, found before the workload started; then
+    /// no transactional producer ran.
+    pub txn_not_served: Option<NotServed>,
     pub mix: FaultMix,
     pub capabilities: Capabilities,
     pub skipped: Vec<String>,
@@ -237,6 +275,12 @@ pub fn plan(config: &Config) -> anyhow::Result<(FaultMix, Capabilities, Vec<Stri
             config.recovery
         );
     }
+    if config.txn_timeout_ms <= 0 {
+        bail!(
+            "--txn-timeout-ms {} must be positive",
+            config.txn_timeout_ms
+        );
+    }
     if !config.store_links.is_empty() && config.store_links.len() != config.bootstrap.len() {
         bail!(
             "{} store proxies for {} bootstrap nodes: give one --store-proxy per node, in \
@@ -247,6 +291,79 @@ pub fn plan(config: &Config) -> anyhow::Result<(FaultMix, Capabilities, Vec<Stri
     }
     let (can, skipped) = capabilities(config, &mix);
     Ok((mix, can, skipped))
+}
+
+/// Why a target does not serve transactions.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub enum NotServed {
+    /// APIs a transactional producer needs that a node does not advertise at a version
+    /// riptide's client speaks.
+    Missing(Vec<String>),
+    /// InitProducerId with a transactional id was refused with this error, as Kafka clients
+    /// take it: fatal for a transactional producer.
+    Refused(String),
+}
+
+impl std::fmt::Display for NotServed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotServed::Missing(apis) => write!(f, "{} missing", apis.join(", ")),
+            NotServed::Refused(e) => {
+                write!(f, "InitProducerId with a transactional id refused: {e}")
+            }
+        }
+    }
+}
+
+/// Errors after which Kafka clients give a transactional producer up: the target does not
+/// serve what it needs (not advertised, UNSUPPORTED_VERSION), or refuses the transactional id
+/// (TRANSACTIONAL_ID_AUTHORIZATION_FAILED: Kafka's answer to a principal without rights to
+/// it, and the answer of brokers without transactions, such as Nisshi 0.8.1, to any).
+pub fn refuses_transactions(e: &ClientError) -> bool {
+    matches!(e, ClientError::Unsupported { .. })
+        || matches!(
+            e.error(),
+            Some(
+                ResponseError::UnsupportedVersion
+                    | ResponseError::TransactionalIdAuthorizationFailed
+            )
+        )
+}
+
+/// Whether the target serves transactions, before any transactional producer starts: every
+/// node heard from advertises what a transactional producer needs, and InitProducerId with a
+/// transactional id of the run's own (`TOPIC-probe`, used by no producer) is not refused.
+/// `None` when served, or when the probe could not tell (the run then shows what happens).
+async fn transactions_served(
+    proxy: &Proxy,
+    client: &mut Client<TcpConnector>,
+    topic: &str,
+    timeout_ms: i32,
+) -> Option<NotServed> {
+    let missing = proxy.observed().missing(&TXN_APIS);
+    if !missing.is_empty() {
+        return Some(NotServed::Missing(
+            missing.iter().map(|k| format!("{k:?}")).collect(),
+        ));
+    }
+    let mut probe = Txn::new(&format!("{topic}-probe"), timeout_ms);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match client.init_transactions(&mut probe).await {
+            Ok(()) => return None,
+            Err(e) if refuses_transactions(&e) => {
+                return Some(NotServed::Refused(match e.error() {
+                    Some(code) => format!("{code:?}"),
+                    None => e.to_string(),
+                }))
+            }
+            Err(e) if Instant::now() >= deadline => {
+                tracing::warn!(error = %e, "could not tell whether the target serves transactions");
+                return None;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+        }
+    }
 }
 
 fn client_config(args: &Config, seed: u64) -> ClientConfig {
@@ -302,6 +419,22 @@ pub async fn certify(args: &Config) -> anyhow::Result<Certification> {
                 args.bootstrap.join(",")
             )
         })?;
+    // A target that does not advertise what a transactional producer needs is a result (the
+    // compatibility table's `transactions` row), not a reason to give up: the run goes on
+    // without transactional producers.
+    let txn_requested = args
+        .txn_producers
+        .unwrap_or_else(|| scenario_txn_producers(&args.scenario));
+    let txn_not_served = if txn_requested > 0 {
+        transactions_served(&proxy, &mut setup, &topic, args.txn_timeout_ms).await
+    } else {
+        None
+    };
+    if let Some(why) = &txn_not_served {
+        tracing::warn!(
+            "the target does not serve transactions ({why}): running without transactional producers"
+        );
+    }
     let clients: WorkloadMix = args.clients.clone();
     let roster = Arc::new(Roster::draw(&RosterSpec {
         seed: args.seed,
@@ -310,8 +443,12 @@ pub async fn certify(args: &Config) -> anyhow::Result<Certification> {
         producers: args.producers,
         consumers: args.consumers,
         group_consumers: args.group_consumers,
-        txn_producers: 0,
-        txn_timeout_ms: 6_000,
+        txn_producers: if txn_not_served.is_none() {
+            txn_requested
+        } else {
+            0
+        },
+        txn_timeout_ms: args.txn_timeout_ms,
         group: format!("{topic}-group"),
         idempotent: args.idempotent,
         send_interval: Duration::from_millis(args.send_interval_ms),
@@ -486,6 +623,8 @@ under another address, faults set on this one did not reach them",
         scenario: args.scenario.clone(),
         topic,
         duration: args.duration,
+        txn_producers: txn_requested,
+        txn_not_served,
         mix,
         capabilities: can,
         skipped,
@@ -843,6 +982,8 @@ mod tests {
             producers: 3,
             consumers: 2,
             group_consumers: 2,
+            txn_producers: None,
+            txn_timeout_ms: 10_000,
             idempotent: false,
             send_interval_ms: 20,
             request_timeout_ms: 5000,

@@ -19,4 +19,4 @@ pub mod hooks;
 pub mod report;
 pub mod store_proxy;
 
-pub use engine::{certify, Certification, Config, StoreLink, SCENARIOS};
+pub use engine::{certify, Certification, Config, NotServed, StoreLink, SCENARIOS};

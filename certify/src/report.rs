@@ -1,10 +1,11 @@
 //! The certification report: Markdown, JSON, and a self-contained HTML page
 //! with a per-partition timeline of offsets, faults and anomalies.
 
+use crate::client_proxy::{TXN_APIS, TXN_OFFSET_APIS};
 use crate::engine::{AppliedFault, Certification};
 use crate::store_proxy::StoreObserved;
 use kafka_protocol::messages::ApiKey;
-use riptide_checker::history::{History, Op, OpKind, Value};
+use riptide_checker::history::{History, Op, OpKind, TxnEnd, Value};
 use riptide_checker::{Finding, Report, Severity, Verdict};
 use riptide_workloads::codec::client_range;
 use riptide_workloads::error::code_name;
@@ -182,6 +183,107 @@ pub fn compat_rows(c: &Certification) -> Vec<CompatRow> {
         .collect()
 }
 
+/// A protocol feature that takes several APIs, as the run found it: a row of the compatibility
+/// table above the APIs' own.
+#[derive(serde::Serialize)]
+pub struct FeatureRow {
+    pub feature: &'static str,
+    /// What the workloads did with it.
+    pub used: String,
+    /// Error codes its APIs got back, by API.
+    pub errors: String,
+    pub status: String,
+}
+
+fn api_names(apis: &[ApiKey]) -> String {
+    apis.iter()
+        .map(|k| format!("{k:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `transactions` row, when the run asked for transactional producers: `not served` (found
+/// before the workload started, see [`crate::NotServed`]; or an API a transactional producer
+/// needs missing on a node heard from later; or no transaction ended and the target refused one
+/// of the APIs as something it does not understand), `FAILED` (served, but no transaction ever
+/// ended as meant), or `served` (with the protocol errors seen, if any).
+pub fn transactions_row(c: &Certification) -> Option<FeatureRow> {
+    if c.txn_producers == 0 {
+        return None;
+    }
+    let (mut committed, mut aborted, mut failed, mut unknown) = (0u64, 0u64, 0u64, 0u64);
+    for op in &c.history.ops {
+        let Value::Txn(t) = &op.value else { continue };
+        match (op.kind, t.end) {
+            (OpKind::Ok, TxnEnd::Commit) => committed += 1,
+            (OpKind::Ok, TxnEnd::Abort) => aborted += 1,
+            (OpKind::Fail, _) => failed += 1,
+            (OpKind::Info, _) => unknown += 1,
+            (OpKind::Invoke, _) => {}
+        }
+    }
+    let ended = committed + aborted;
+    let mut codes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut refused = Vec::new();
+    for api in TXN_APIS.iter().chain(&TXN_OFFSET_APIS) {
+        let key = *api as i16;
+        for ((_, v), u) in c.observed.usage.range((key, i16::MIN)..=(key, i16::MAX)) {
+            for (code, n) in &u.error_codes {
+                *codes
+                    .entry(format!("{api:?} {}", code_name(*code)))
+                    .or_default() += n;
+                if is_protocol_error(*code) {
+                    refused.push(format!("{api:?} v{v}: {}×{n}", code_name(*code)));
+                }
+            }
+            if u.undecodable > 0 {
+                refused.push(format!("{api:?} v{v}: {} undecodable", u.undecodable));
+            }
+        }
+    }
+    let missing = c.observed.missing(&TXN_APIS);
+    let used = if c.txn_not_served.is_none() {
+        format!(
+            "{} producer(s): {ended} transaction(s) ended as meant ({committed} committed, \
+             {aborted} aborted), {failed} failed, {unknown} unknown",
+            c.txn_producers
+        )
+    } else {
+        format!("{} producer(s) asked for, none ran", c.txn_producers)
+    };
+    let mut status = if let Some(why) = &c.txn_not_served {
+        format!("not served ({why}): the run went on without transactional producers")
+    } else if !missing.is_empty() {
+        format!("not served ({} missing on a node)", api_names(&missing))
+    } else if ended == 0 && !refused.is_empty() {
+        format!("not served ({})", refused.join("; "))
+    } else if ended == 0 {
+        "FAILED: no transaction ended as meant".to_string()
+    } else if !refused.is_empty() {
+        format!("served, with protocol errors ({})", refused.join("; "))
+    } else {
+        "served".to_string()
+    };
+    let offsets_missing = c.observed.missing(&TXN_OFFSET_APIS);
+    if missing.is_empty() && c.txn_not_served.is_none() && !offsets_missing.is_empty() {
+        let _ = write!(
+            status,
+            "; {} missing: no consume-transform-produce",
+            api_names(&offsets_missing)
+        );
+    }
+    Some(FeatureRow {
+        feature: "transactions",
+        used,
+        errors: codes
+            .iter()
+            .map(|(c, n)| format!("{c}×{n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        status,
+    })
+}
+
 fn range(r: Option<(i16, i16)>) -> String {
     match r {
         Some((lo, hi)) if lo == hi => format!("v{lo}"),
@@ -317,6 +419,9 @@ pub fn summary_text(c: &Certification) -> String {
         .collect();
     if !failed.is_empty() {
         let _ = writeln!(s, "\nprotocol failures: {}", failed.join("; "));
+    }
+    if let Some(t) = transactions_row(c) {
+        let _ = writeln!(s, "transactions: {} ({})", t.status, t.used);
     }
     for (k, o) in c.store.iter().enumerate() {
         let requests: u64 = o.ops.values().map(|u| u.requests).sum();
@@ -667,12 +772,22 @@ pub fn markdown(c: &Certification) -> String {
         s,
         "Advertised: from each node's ApiVersions reply (n0…: nodes in bootstrap order when they differ). \
 Used: versions the workloads sent, with request counts. A row FAILS when a reply could not be decoded, \
-never came, or carried a protocol error (CORRUPT_MESSAGE, UNSUPPORTED_VERSION, INVALID_REQUEST).\n"
+never came, or carried a protocol error (CORRUPT_MESSAGE, UNSUPPORTED_VERSION, INVALID_REQUEST). \
+The transactions row (when the run had transactional producers) sums up InitProducerId, \
+AddPartitionsToTxn, EndTxn, AddOffsetsToTxn and TxnOffsetCommit: a target that does not serve \
+them is a result here, not a failed run.\n"
     );
     let _ = writeln!(
         s,
         "| API | key | riptide client | advertised | used | replies | errors | status |\n|---|---|---|---|---|---|---|---|"
     );
+    if let Some(t) = transactions_row(c) {
+        let _ = writeln!(
+            s,
+            "| **{}** | — | — | — | {} | — | {} | {} |",
+            t.feature, t.used, t.errors, t.status
+        );
+    }
     for row in compat_rows(c) {
         let _ = writeln!(
             s,
@@ -738,6 +853,7 @@ pub fn json(c: &Certification) -> serde_json::Value {
             f.ops.iter().filter_map(|i| ops.get(i).map(|o| serde_json::to_value(o).unwrap_or_default())).collect::<Vec<_>>()
         }).collect::<Vec<_>>(),
         "compatibility": compat_rows(c),
+        "features": transactions_row(c).into_iter().collect::<Vec<_>>(),
         "proxy": c.observed,
         "store": c.store,
         "coverage": c.coverage,
@@ -927,6 +1043,21 @@ labelled by node) and the ops of each finding (red rings).</p>"
         "<h2>Compatibility</h2><table><tr><th>API</th><th>key</th><th>riptide client</th><th>advertised</th>\
 <th>used</th><th>replies</th><th>errors</th><th>status</th></tr>"
     );
+    if let Some(t) = transactions_row(c) {
+        let cls = if t.status.starts_with("served") {
+            ""
+        } else {
+            " class=\"fail\""
+        };
+        let _ = write!(
+            s,
+            "<tr><td><strong>{}</strong></td><td>—</td><td>—</td><td>—</td><td>{}</td><td>—</td><td>{}</td><td{cls}>{}</td></tr>",
+            t.feature,
+            esc(&t.used),
+            esc(&t.errors),
+            esc(&t.status)
+        );
+    }
     for row in compat_rows(c) {
         let cls = if row.status.starts_with("FAILED") {
             " class=\"fail\""
@@ -1225,10 +1356,12 @@ pub fn write_all(dir: &Path, c: &Certification) -> anyhow::Result<Vec<PathBuf>> 
 mod tests {
     use super::*;
     use crate::client_proxy::{ApiUse, NodeView, Observed};
+    use crate::engine::NotServed;
     use crate::store_proxy::OpUse;
     use riptide_checker::history::{FinalReadValue, HistoryBuilder, SendValue};
     use riptide_checker::{check_all, CheckerConfig};
     use riptide_faults::{Capabilities, Fault, FaultMix};
+    use riptide_wire::ResponseError;
     use std::time::Duration;
 
     /// A certification whose history lost an acknowledged write, on a topic
@@ -1269,6 +1402,8 @@ mod tests {
             scenario: "baseline".into(),
             topic: topic.into(),
             duration: Duration::from_secs(1),
+            txn_producers: 0,
+            txn_not_served: None,
             mix: FaultMix::default(),
             capabilities: Capabilities::default(),
             skipped: vec![],
@@ -1417,6 +1552,71 @@ mod tests {
             md.contains("| lost-write | data loss or corruption | 1 (allowed) |"),
             "{md}"
         );
+    }
+
+    #[test]
+    fn transactions_the_target_does_not_serve_are_a_row_of_the_compatibility_table() {
+        let mut c = lossy();
+        assert!(
+            transactions_row(&c).is_none(),
+            "no transactional producers, no row"
+        );
+        assert!(!markdown(&c).contains("**transactions**"));
+
+        // Missing when the run started: no transactional producer ran.
+        c.txn_producers = 3;
+        c.txn_not_served = Some(NotServed::Missing(vec!["EndTxn".into()]));
+        let row = transactions_row(&c).unwrap();
+        assert_eq!(
+            row.status,
+            "not served (EndTxn missing): the run went on without transactional producers"
+        );
+        assert_eq!(row.used, "3 producer(s) asked for, none ran");
+        let md = markdown(&c);
+        assert!(
+            md.contains("| **transactions** | — | — | — | 3 producer(s) asked for, none ran |"),
+            "{md}"
+        );
+        assert!(summary_text(&c).contains("transactions: not served (EndTxn missing)"));
+        assert_eq!(json(&c)["features"][0]["feature"], "transactions");
+        assert!(html(&c).contains("<td class=\"fail\">not served (EndTxn missing)"));
+
+        c.txn_not_served = Some(NotServed::Refused(
+            "TransactionalIdAuthorizationFailed".into(),
+        ));
+        assert_eq!(
+            transactions_row(&c).unwrap().status,
+            "not served (InitProducerId with a transactional id refused: \
+             TransactionalIdAuthorizationFailed): the run went on without transactional producers"
+        );
+
+        // A node that lacks them: not served.
+        c.txn_not_served = None;
+        assert_eq!(
+            transactions_row(&c).unwrap().status,
+            "not served (InitProducerId, AddPartitionsToTxn, EndTxn missing on a node)"
+        );
+
+        // Advertised and not refused at first, but refused as unsupported later, and no
+        // transaction ended.
+        for api in TXN_APIS.iter().chain(&TXN_OFFSET_APIS) {
+            c.observed.nodes[0].advertised.insert(*api as i16, (0, 3));
+        }
+        let refused = ApiUse {
+            requests: 4,
+            responses: 4,
+            error_codes: [(ResponseError::UnsupportedVersion.code(), 4)].into(),
+            ..ApiUse::default()
+        };
+        c.observed
+            .usage
+            .insert((ApiKey::AddPartitionsToTxn as i16, 3), refused);
+        let row = transactions_row(&c).unwrap();
+        assert_eq!(
+            row.status,
+            "not served (AddPartitionsToTxn v3: UnsupportedVersion×4)"
+        );
+        assert_eq!(row.errors, "AddPartitionsToTxn UnsupportedVersion×4");
     }
 
     #[test]

@@ -30,8 +30,10 @@ pub struct CertifyArgs {
     /// Fault mix: baseline (none), network (proxy partitions, delays, dropped
     /// replies, cut connections), crashes (kill/restart and pause hooks, cuts),
     /// store (store-proxy faults: 500/503 SlowDown, latency, cut link, reply
-    /// lost, late writes) or chaos (all). Hook faults are skipped without
-    /// hooks, store faults without a --store-proxy per node.
+    /// lost, late writes), transactions (transactional producers through
+    /// kills, pauses, store faults and partitions) or chaos (all, with one
+    /// transactional producer). Hook faults are skipped without hooks, store
+    /// faults without a --store-proxy per node.
     #[arg(long, default_value = "chaos", value_parser = clap::builder::PossibleValuesParser::new(riptide_certify::SCENARIOS))]
     scenario: String,
     /// Directory for report.md, report.json, report.html and history.jsonl.
@@ -56,6 +58,20 @@ pub struct CertifyArgs {
     /// Consumer-group members (0: no groups).
     #[arg(long, default_value_t = 2)]
     group_consumers: usize,
+    /// Transactional producers, each with its own transactional id: every
+    /// transaction writes to 1-3 partitions and commits or aborts as the seed
+    /// says. With any, half the consumers and the final read are
+    /// read_committed. Default: 3 for --scenario transactions, 1 for chaos,
+    /// else 0. A target that does not serve transactions is a row of the
+    /// report's compatibility table, not a failed run.
+    #[arg(long, value_name = "N")]
+    txn_producers: Option<usize>,
+    /// The transactional producers' transaction.timeout.ms: the target aborts
+    /// a transaction left open this long. Shorter than --final-read, so that a
+    /// transaction a fault left open cannot hold read_committed readers back
+    /// past the end.
+    #[arg(long, default_value_t = 10_000, value_name = "MS")]
+    txn_timeout_ms: i32,
     /// Use idempotent producers (then any duplicate is an anomaly).
     #[arg(long)]
     idempotent: bool,
@@ -134,6 +150,8 @@ fn config(args: &CertifyArgs) -> anyhow::Result<engine::Config> {
         producers: args.producers,
         consumers: args.consumers,
         group_consumers: args.group_consumers,
+        txn_producers: args.txn_producers,
+        txn_timeout_ms: args.txn_timeout_ms,
         idempotent: args.idempotent,
         send_interval_ms: args.send_interval_ms,
         request_timeout_ms: args.request_timeout_ms,
