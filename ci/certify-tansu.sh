@@ -7,6 +7,8 @@
 #   STORAGE=s3 bash ci/certify-tansu.sh                   # three nodes on one moto bucket
 #   TARGET=nisshi STORAGE=s3 bash ci/certify-tansu.sh     # nisshi 0.8.1 (built with +nightly)
 #   SEED=7 DURATION=120s OUT=/tmp/t CERTIFY_ARGS=--idempotent bash ci/certify-tansu.sh
+#   SCENARIO=transactions TARGET=nisshi STORAGE=s3 bash ci/certify-tansu.sh   # transactional
+#     producers (a target that does not serve transactions is a row of the compatibility table)
 #
 # STORAGE=memory: one node, client-proxy faults and pause/resume hooks (SIGSTOP/SIGCONT). No kill:
 # a restarted node on the memory engine starts empty, which would be lost writes by design.

@@ -7,6 +7,7 @@ use crate::store_proxy::StoreObserved;
 use kafka_protocol::messages::ApiKey;
 use riptide_checker::history::{History, Op, OpKind, TxnEnd, Value};
 use riptide_checker::{Finding, Report, Severity, Verdict};
+use riptide_wire::ResponseError;
 use riptide_workloads::codec::client_range;
 use riptide_workloads::error::code_name;
 use std::collections::{BTreeMap, BTreeSet};
@@ -225,10 +226,20 @@ pub fn transactions_row(c: &Certification) -> Option<FeatureRow> {
     let ended = committed + aborted;
     let mut codes: BTreeMap<String, u64> = BTreeMap::new();
     let mut refused = Vec::new();
+    // Idempotent producers use InitProducerId too, and the proxy does not tell their calls
+    // apart: of its errors only the one for transactional ids counts here.
+    let transactional_only = |api: ApiKey, code: i16| {
+        api != ApiKey::InitProducerId
+            || code == ResponseError::TransactionalIdAuthorizationFailed.code()
+    };
     for api in TXN_APIS.iter().chain(&TXN_OFFSET_APIS) {
         let key = *api as i16;
         for ((_, v), u) in c.observed.usage.range((key, i16::MIN)..=(key, i16::MAX)) {
-            for (code, n) in &u.error_codes {
+            for (code, n) in u
+                .error_codes
+                .iter()
+                .filter(|(c, _)| transactional_only(*api, **c))
+            {
                 *codes
                     .entry(format!("{api:?} {}", code_name(*code)))
                     .or_default() += n;
@@ -1617,6 +1628,17 @@ mod tests {
             "not served (AddPartitionsToTxn v3: UnsupportedVersion×4)"
         );
         assert_eq!(row.errors, "AddPartitionsToTxn UnsupportedVersion×4");
+        // An idempotent producer's InitProducerId errors are not the transactions'.
+        let idempotent = ApiUse {
+            requests: 2,
+            responses: 2,
+            error_codes: [(ResponseError::UnknownServerError.code(), 2)].into(),
+            ..ApiUse::default()
+        };
+        c.observed
+            .usage
+            .insert((ApiKey::InitProducerId as i16, 4), idempotent);
+        assert_eq!(transactions_row(&c).unwrap().errors, row.errors);
     }
 
     #[test]
