@@ -233,10 +233,13 @@ pub const PRESETS: &[Preset] = &[
     },
     // Transactions across partitions and topics, committed and aborted, with read_committed and
     // read_uncommitted consumers side by side, through coordinator crashes (between marker
-    // writes), ambiguous store writes, and producers paused past their transaction timeout.
+    // writes), ambiguous store writes, and brokers paused. Each transactional producer is, by
+    // draw, a consume-transform-produce pipeline (exactly-once); now and then one stalls
+    // mid-transaction past its transaction timeout, or a second instance of it fences it and
+    // takes over (a zombie), and what it does next must be refused.
     Preset {
         name: "transactions",
-        about: "transactional producers and read_committed consumers through crashes, store faults and pauses",
+        about: "transactional producers and consume-transform-produce pipelines, stalled and zombie producers, read_committed consumers, through crashes, store faults and pauses",
         shape: |base, mix| Scenario {
             brokers: 4,
             txn_producers: 3,
@@ -322,6 +325,78 @@ mod tests {
         for bug in Bug::ALL {
             assert!(Preset::get(bug.scenario()).is_some(), "{bug}");
         }
+    }
+
+    /// Runs `transactions` seeds until they have shown a pipeline committing, a zombie and a
+    /// stall; in each, pipelines' transactions carry what the exactly-once checker reads, and
+    /// no fenced producer's transaction ended `ok`.
+    #[test]
+    fn transactions_runs_have_pipelines_and_fence_stalled_and_zombie_producers() {
+        use riptide_checker::history::{OpKind, TxnEnd, Value};
+        use std::collections::BTreeMap;
+        let scenario = Scenario::named("transactions").unwrap();
+        let (mut pipeline_commits, mut zombies, mut stalls) = (0, 0, 0);
+        for seed in 1..=8 {
+            let o = crate::run(seed, &scenario).unwrap();
+            assert!(o.passed(), "seed {seed}\n{}", o.report.to_text());
+            let ops = &o.history.ops;
+            let mut names: BTreeMap<u64, (String, String)> = BTreeMap::new();
+            for op in ops {
+                if let Value::Client(c) = &op.value {
+                    names.insert(op.process, (c.role.clone(), c.name.clone()));
+                }
+            }
+            let pipeline = |p: u64| names.get(&p).is_some_and(|n| n.0 == "pipeline");
+            // The last txn op (completion) of each process.
+            let mut last: BTreeMap<u64, (OpKind, TxnEnd)> = BTreeMap::new();
+            for op in ops.iter().filter(|op| op.kind != OpKind::Invoke) {
+                let Value::Txn(t) = &op.value else { continue };
+                last.insert(op.process, (op.kind, t.end));
+                if !pipeline(op.process) {
+                    continue;
+                }
+                assert!(t.polls().count() == 1, "seed {seed}: op {}", op.index);
+                assert!(t.sends().all(|s| s.source.is_some()));
+                if op.kind == OpKind::Ok && t.end == TxnEnd::Commit && t.sends().next().is_some() {
+                    assert!(
+                        t.group.is_some() && !t.offsets.is_empty(),
+                        "op {}",
+                        op.index
+                    );
+                    assert!(t.sends().all(|s| s.offset.is_some()), "op {}", op.index);
+                    pipeline_commits += 1;
+                }
+            }
+            // Each successor's predecessor (the zombie) ended its last transaction fenced.
+            for (&process, (_, name)) in &names {
+                let Some((base, n)) = name.rsplit_once("-successor-") else {
+                    continue;
+                };
+                let n: u64 = n.parse().unwrap();
+                let zombie_name = match n {
+                    1 => base.to_string(),
+                    n => format!("{base}-successor-{}", n - 1),
+                };
+                let zombie = names
+                    .iter()
+                    .find(|(_, (_, nm))| *nm == zombie_name)
+                    .map(|(p, _)| *p)
+                    .unwrap();
+                assert!(process > zombie);
+                let (kind, _) = last[&zombie];
+                assert_ne!(
+                    kind,
+                    OpKind::Ok,
+                    "seed {seed}: zombie {zombie_name} ended ok"
+                );
+                zombies += 1;
+            }
+            stalls += o.coverage.hits["workloads/txn.workload_stalled_fenced"];
+            if pipeline_commits > 0 && zombies > 0 && stalls > 0 {
+                return;
+            }
+        }
+        panic!("8 seeds: {pipeline_commits} pipeline commits, {zombies} zombies, {stalls} stalls fenced");
     }
 
     #[test]

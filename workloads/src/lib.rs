@@ -18,6 +18,7 @@ pub mod error;
 pub mod generators;
 pub mod mix;
 pub mod net;
+pub mod pipeline;
 pub mod pipes;
 pub mod producer;
 pub mod recorder;

@@ -6,6 +6,7 @@ use crate::consumer::{self, ConsumerKind, ConsumerSetup};
 use crate::generators::{self, WorkloadConfig};
 use crate::mix::{derive, ConsumerProfile, ProducerProfile, WorkloadMix};
 use crate::net::Connector;
+use crate::pipeline::PipelineSetup;
 use crate::producer::{self, ProducerSetup};
 use crate::recorder::Recorder;
 use crate::transactions::{self, TxnSetup};
@@ -134,6 +135,28 @@ impl Roster {
         }
         // Drawn apart from the profiles, so runs without transactions draw what they always did.
         let transactional = spec.txn_producers > 0;
+        // Which transactional producers are consume-transform-produce pipelines (a fair coin
+        // each); with any, they write to an output topic that consumers and the final read
+        // read too, and split the workload's topics' partitions between them as inputs.
+        let first_txn = (spec.producers + spec.consumers + spec.group_consumers) as u64;
+        let pipelines: Vec<u64> = (0..spec.txn_producers as u64)
+            .map(|k| first_txn + k)
+            .filter(|&process| {
+                ChaCha8Rng::seed_from_u64(derive(spec.seed, &[10, process])).gen_bool(0.5)
+            })
+            .collect();
+        let inputs: Vec<(String, i32)> = topics
+            .iter()
+            .flat_map(|t| (0..t.partitions).map(move |p| (t.name.clone(), p)))
+            .collect();
+        let output = Topic {
+            name: format!("{}-out", spec.topic),
+            partitions: spec.partitions,
+        };
+        let mut topics = topics;
+        if !pipelines.is_empty() {
+            topics.push(output.clone());
+        }
         let read_committed = |process: u64| {
             transactional
                 && ChaCha8Rng::seed_from_u64(derive(spec.seed, &[8, process])).gen_bool(0.5)
@@ -203,16 +226,37 @@ impl Roster {
             process += 1;
         }
         for k in 0..spec.txn_producers {
-            let name = format!("txn-producer-{k}");
+            let pipeline = pipelines.iter().position(|&p| p == process).map(|j| {
+                // Each input partition has one pipeline (the exactly-once checker counts the
+                // outputs of an input across every pipeline).
+                let mine = inputs
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| i % pipelines.len() == j)
+                    .map(|(_, tp)| tp.clone())
+                    .collect();
+                PipelineSetup {
+                    inputs: mine,
+                    output: output.clone(),
+                    group: format!("{}-pipeline-{process}", spec.group),
+                    fetch_max_wait_ms: spec.fetch_max_wait_ms,
+                }
+            });
+            let name = match pipeline {
+                Some(_) => format!("pipeline-{k}"),
+                None => format!("txn-producer-{k}"),
+            };
             processes.push(Process {
                 process,
                 name: name.clone(),
                 role: Role::TxnProducer(TxnSetup {
                     process,
                     name,
-                    topics: topics.clone(),
+                    // A transactional producer writes to the workload's topics only.
+                    topics: topics.iter().filter(|t| **t != output).cloned().collect(),
                     seed: derive(spec.seed, &[9, process]),
                     timeout_ms: spec.txn_timeout_ms,
+                    pipeline,
                 }),
             });
             process += 1;
@@ -252,8 +296,10 @@ impl Roster {
             Role::TxnProducer(_) => Some(None),
             _ => None,
         };
-        if let Role::Consumer(s) = &p.role {
-            client.config_mut().isolation_level = i8::from(s.read_committed);
+        match &p.role {
+            Role::Consumer(s) => client.config_mut().isolation_level = i8::from(s.read_committed),
+            Role::TxnProducer(s) if s.pipeline.is_some() => client.config_mut().isolation_level = 1,
+            _ => {}
         }
         if let Some(drawn) = drawn {
             let c = &mut client.config_mut().connection;
@@ -318,5 +364,110 @@ impl Roster {
             give_up,
         )
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mix::Span;
+    use std::collections::BTreeSet;
+
+    fn spec(seed: u64, txn_producers: usize) -> RosterSpec {
+        RosterSpec {
+            seed,
+            topic: "t".into(),
+            partitions: 4,
+            producers: 3,
+            consumers: 2,
+            group_consumers: 2,
+            txn_producers,
+            txn_timeout_ms: 6_000,
+            group: "g".into(),
+            idempotent: false,
+            send_interval: Duration::from_millis(20),
+            fetch_max_wait_ms: 200,
+            mix: WorkloadMix {
+                topics: Span::new(1, 3),
+                ..WorkloadMix::default()
+            },
+        }
+    }
+
+    fn txn_setups(r: &Roster) -> Vec<&TxnSetup> {
+        r.processes
+            .iter()
+            .filter_map(|p| match &p.role {
+                Role::TxnProducer(s) => Some(s),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn runs_without_transactional_producers_have_no_pipeline_and_no_output_topic() {
+        for seed in 0..20 {
+            let r = Roster::draw(&spec(seed, 0));
+            assert!(txn_setups(&r).is_empty());
+            assert!(r.topics.iter().all(|t| !t.name.ends_with("-out")), "{seed}");
+            assert!(!r.transactional);
+        }
+    }
+
+    #[test]
+    fn pipelines_split_the_input_partitions_and_write_to_an_output_topic_everyone_reads() {
+        let (mut with_pipelines, mut plain_txn) = (0, 0);
+        for seed in 0..40 {
+            let r = Roster::draw(&spec(seed, 3));
+            let setups = txn_setups(&r);
+            assert_eq!(setups.len(), 3);
+            let pipes: Vec<&PipelineSetup> =
+                setups.iter().filter_map(|s| s.pipeline.as_ref()).collect();
+            plain_txn += setups.len() - pipes.len();
+            let output = r.topics.iter().find(|t| t.name == "t-out");
+            if pipes.is_empty() {
+                assert!(
+                    output.is_none(),
+                    "seed {seed}: an output topic without pipelines"
+                );
+                continue;
+            }
+            with_pipelines += 1;
+            let output = output.expect("the final read reads the output topic");
+            let inputs: Vec<(String, i32)> = r
+                .topics
+                .iter()
+                .filter(|t| *t != output)
+                .flat_map(|t| (0..t.partitions).map(move |p| (t.name.clone(), p)))
+                .collect();
+            // Every input partition has exactly one pipeline.
+            let mut taken: Vec<(String, i32)> =
+                pipes.iter().flat_map(|p| p.inputs.clone()).collect();
+            taken.sort();
+            let mut all = inputs.clone();
+            all.sort();
+            assert_eq!(taken, all, "seed {seed}");
+            let groups: BTreeSet<&str> = pipes.iter().map(|p| p.group.as_str()).collect();
+            assert_eq!(
+                groups.len(),
+                pipes.len(),
+                "seed {seed}: one group per pipeline"
+            );
+            for p in &pipes {
+                assert_eq!(&p.output, output);
+            }
+            // Transactional producers and pipelines write to the workload's topics only;
+            // consumers read the outputs too.
+            for s in &setups {
+                assert!(s.topics.iter().all(|t| t != output), "seed {seed}");
+            }
+            for p in &r.processes {
+                if let Role::Consumer(c) = &p.role {
+                    assert!(c.topics.contains(output), "seed {seed}: {}", p.name);
+                }
+            }
+        }
+        // The draw gives both kinds.
+        assert!(with_pipelines > 0 && plain_txn > 0);
     }
 }
