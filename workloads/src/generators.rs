@@ -215,6 +215,10 @@ pub async fn final_read_topics<C: Connector>(
     }
 }
 
+/// How many empty answers in a row at one offset below the high watermark the final read takes
+/// before it gives a partition up.
+const EMPTY_FETCHES: u32 = 5;
+
 async fn read_partition<C: Connector>(
     client: &mut Client<C>,
     topic: &str,
@@ -249,14 +253,26 @@ async fn read_partition<C: Connector>(
     let mut v = FinalReadValue::new(topic, partition);
     v.hwm = Some(hwm);
     let mut position = 0;
+    // Empty answers in a row at `position`: a broker that reads its store while the fetch waits
+    // (Nisshi on S3) may answer nothing when the wait runs out; ask again there, waiting longer,
+    // before giving the partition up (and starting it again from 0).
+    let mut empty = 0;
     while position < hwm {
+        let wait = if empty == 0 { 100 } else { 1_000 };
         let r = client
-            .fetch(topic, partition, position, 100, max_bytes)
+            .fetch(topic, partition, position, wait, max_bytes)
             .await
             .map_err(|e| e.to_string())?;
         if r.records.is_empty() && r.next_offset.is_none_or(|n| n <= position) {
-            return Err(format!("no records at offset {position} below hwm {hwm}"));
+            empty += 1;
+            if empty < EMPTY_FETCHES {
+                continue;
+            }
+            return Err(format!(
+                "no records at offset {position} below hwm {hwm} ({empty} fetches)"
+            ));
         }
+        empty = 0;
         for &(from, to, why) in &r.hidden {
             if from < hwm {
                 v.hidden.push(HiddenSpan {
