@@ -101,6 +101,7 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::OutOfOrderSequence => code(ResponseError::OutOfOrderSequenceNumber),
         LogError::ProducerFenced => code(ResponseError::InvalidProducerEpoch),
         LogError::InvalidTxnState => code(ResponseError::InvalidTxnState),
+        LogError::CoordinatorFenced => code(ResponseError::TransactionCoordinatorFenced),
         // Only markers meet it, and they count it as done.
         LogError::NoOpenTransaction => 0,
         LogError::Corrupt(msg) => {

@@ -258,10 +258,7 @@ impl Broker {
     pub async fn write_marker(&self, topic: &str, partition: i32, marker: Marker) -> i16 {
         if let Some(group) = crate::txn_api::marker_group(topic) {
             return match self.group(group).await {
-                Ok(g) => match g
-                    .end_txn(marker.producer_id, marker.epoch, marker.commit)
-                    .await
-                {
+                Ok(g) => match g.end_txn(marker).await {
                     Ok(()) => 0,
                     Err(c) => c,
                 },
@@ -282,7 +279,7 @@ impl Broker {
             marker.producer_id,
             marker.epoch,
             marker.commit,
-            0,
+            marker.coordinator_epoch,
             self.clock.now_ms(),
         );
         let outcome = written.await;

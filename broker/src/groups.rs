@@ -85,6 +85,10 @@ struct State {
     /// belongs to a transaction that already ended (KIP-890 part 2 markers carry the bumped
     /// epoch): it is refused live and ignored on replay, never left pending for the next one.
     marker_epochs: BTreeMap<i64, i16>,
+    /// The newest transaction coordinator epoch among each producer's markers here: a marker
+    /// from an older coordinator (still delivering a transaction the new one finished) is
+    /// refused, as in partitions.
+    marker_coordinators: BTreeMap<i64, i32>,
 }
 
 type Offsets = BTreeMap<(String, i32), (i64, Option<String>)>;
@@ -697,16 +701,27 @@ impl Group {
     /// A transaction marker for this group: its pending offsets become committed (commit) or
     /// are dropped (abort). Written when offsets are pending or the marker's epoch is new here
     /// (so that the fence it sets survives a new coordinator); else nothing to do.
-    pub async fn end_txn(&self, producer_id: i64, epoch: i16, commit: bool) -> Result<(), i16> {
+    pub async fn end_txn(&self, marker: crate::txn::Marker) -> Result<(), i16> {
+        let (producer_id, epoch, commit) = (marker.producer_id, marker.epoch, marker.commit);
+        let coordinator_epoch = marker.coordinator_epoch;
         if self.is_closed() {
             return Err(ResponseError::NotCoordinator.code());
         }
         let _order = self.txn_writes.lock().await;
         let (pending, new_epoch) = {
             let s = self.state.lock().await;
+            let known = s.marker_coordinators.get(&producer_id).copied();
+            if known.is_some_and(|k| coordinator_epoch < k) {
+                reached!(
+                    "group.stale_coordinator_marker_refused",
+                    "a group marker from a transaction coordinator older than one that already marked the producer was refused"
+                );
+                return Err(ResponseError::TransactionCoordinatorFenced.code());
+            }
             (
                 s.txn_offsets.contains_key(&producer_id),
-                s.marker_epochs.get(&producer_id).is_none_or(|e| *e < epoch),
+                s.marker_epochs.get(&producer_id).is_none_or(|e| *e < epoch)
+                    || known.is_none_or(|k| k < coordinator_epoch),
             )
         };
         if !pending {
@@ -719,8 +734,12 @@ impl Group {
             }
         }
         let key = txn_marker_key(producer_id);
-        let value = serde_json::json!({ "result": if commit { "commit" } else { "abort" }, "epoch": epoch })
-            .to_string();
+        let value = serde_json::json!({
+            "result": if commit { "commit" } else { "abort" },
+            "epoch": epoch,
+            "coordinator_epoch": coordinator_epoch,
+        })
+        .to_string();
         self.append_records(vec![record(key.clone(), value.clone())])
             .await?;
         let mut s = self.state.lock().await;
@@ -809,7 +828,13 @@ fn apply_record(s: &mut State, key: &str, value: &str) {
                     "abort" => false,
                     _ => return None,
                 };
-                Some((commit, i16::try_from(v["epoch"].as_i64()?).ok()?))
+                let coordinator =
+                    i32::try_from(v["coordinator_epoch"].as_i64().unwrap_or(0)).ok()?;
+                Some((
+                    commit,
+                    i16::try_from(v["epoch"].as_i64()?).ok()?,
+                    coordinator,
+                ))
             });
         always!(
             pid.is_ok() && marker.is_some(),
@@ -817,10 +842,12 @@ fn apply_record(s: &mut State, key: &str, value: &str) {
             "every record of a group's chain is a generation, an offset commit or a transaction marker that parses",
             "marker record {key:?} = {value:?}"
         );
-        if let (Ok(pid), Some((commit, epoch))) = (pid, marker) {
+        if let (Ok(pid), Some((commit, epoch, coordinator))) = (pid, marker) {
             end_pending(s, pid, commit);
             let known = s.marker_epochs.entry(pid).or_insert(epoch);
             *known = (*known).max(epoch);
+            let known = s.marker_coordinators.entry(pid).or_insert(coordinator);
+            *known = (*known).max(coordinator);
         }
         return;
     }

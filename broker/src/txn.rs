@@ -105,12 +105,17 @@ pub struct Marker {
     pub producer_id: i64,
     pub epoch: i16,
     pub commit: bool,
+    /// The sending coordinator's epoch (its chain's claim epoch): partitions and groups refuse
+    /// markers from a coordinator older than one that already marked the producer.
+    pub coordinator_epoch: i32,
 }
 
 pub struct TxnCoordinator {
     pub id: String,
     state: Mutex<Option<TxnMeta>>,
     log: Arc<PartitionLog>,
+    /// This opening's claim epoch of the chain: higher than every earlier coordinator's.
+    epoch: i32,
 }
 
 fn error(e: ResponseError) -> i16 {
@@ -161,10 +166,12 @@ impl TxnCoordinator {
                 state = parsed;
             }
         }
+        let epoch = log.writer_epoch().await.unwrap_or(0);
         let c = Arc::new(TxnCoordinator {
             id: id.to_string(),
             state: Mutex::new(state),
             log,
+            epoch: i32::try_from(epoch).unwrap_or(i32::MAX),
         });
         let ticker = Arc::downgrade(&c);
         tokio::spawn(async move {
@@ -517,6 +524,7 @@ impl TxnCoordinator {
             producer_id: meta.producer_id,
             epoch: meta.epoch,
             commit: meta.status == Status::PrepareCommit,
+            coordinator_epoch: self.epoch,
         };
         let partitions: Vec<(String, i32)> = meta.partitions.iter().cloned().collect();
         let groups: Vec<String> = meta.groups.iter().cloned().collect();

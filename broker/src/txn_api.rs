@@ -291,6 +291,7 @@ pub async fn write_txn_markers(b: &Broker, req: WriteTxnMarkersRequest) -> Write
             producer_id: m.producer_id.0,
             epoch: m.producer_epoch,
             commit: m.transaction_result,
+            coordinator_epoch: m.coordinator_epoch,
         };
         let mut result = WritableTxnMarkerResult::default().with_producer_id(m.producer_id);
         for t in &m.topics {
@@ -330,6 +331,7 @@ pub async fn send_markers(
         .with_producer_id(ProducerId(marker.producer_id))
         .with_producer_epoch(marker.epoch)
         .with_transaction_result(marker.commit)
+        .with_coordinator_epoch(marker.coordinator_epoch)
         .with_topics(
             topics
                 .into_iter()

@@ -7,6 +7,7 @@ use object_store::ObjectStore;
 use riptide_broker::env::Ids;
 use riptide_broker::groups::{Group, JoinRequest};
 use riptide_broker::storage::log::{Cache, LogOptions};
+use riptide_broker::txn::Marker;
 use riptide_wire::{ResponseError, NO_ERROR};
 use std::sync::Arc;
 use std::time::Duration;
@@ -168,6 +169,15 @@ async fn a_member_id_handed_out_and_never_used_expires_after_the_session_timeout
     assert_eq!(late.error, ResponseError::UnknownMemberId.code());
 }
 
+fn marker(epoch: i16, commit: bool, coordinator_epoch: i32) -> Marker {
+    Marker {
+        producer_id: 7,
+        epoch,
+        commit,
+        coordinator_epoch,
+    }
+}
+
 /// KIP-890 part 2: a transaction's marker carries the bumped epoch, so offsets of that
 /// transaction that arrive after it (a delayed TxnOffsetCommit) are refused, and ignored if
 /// they reached the chain anyway; they never ride on the producer's next transaction.
@@ -180,7 +190,7 @@ async fn offsets_of_a_transaction_that_ended_never_commit_with_the_next_one() {
         .await
         .unwrap();
     assert!(g.unstable("t", 0).await);
-    g.end_txn(pid, 1, true).await.unwrap();
+    g.end_txn(marker(1, true, 1)).await.unwrap();
     assert_eq!(g.committed(None).await[0].1, Some((10, None)));
 
     // The ended transaction's epoch is fenced; the next transaction's is not.
@@ -190,16 +200,30 @@ async fn offsets_of_a_transaction_that_ended_never_commit_with_the_next_one() {
     g.txn_commit(pid, 1, vec![("t".into(), 0, 20, None)])
         .await
         .unwrap();
-    g.end_txn(pid, 2, true).await.unwrap();
+    g.end_txn(marker(2, true, 1)).await.unwrap();
     assert_eq!(g.committed(None).await[0].1, Some((20, None)));
 
     // A marker with nothing pending still records its epoch, durably: a new coordinator
     // refuses the old epoch too.
-    g.end_txn(pid, 3, false).await.unwrap();
+    g.end_txn(marker(3, false, 2)).await.unwrap();
     let moved = Group::open("g", &opts(store, 2)).await.unwrap();
     let late = moved
         .txn_commit(pid, 2, vec![("t".into(), 0, 5, None)])
         .await;
     assert_eq!(late, Err(ResponseError::InvalidProducerEpoch.code()));
     assert_eq!(moved.committed(None).await[0].1, Some((20, None)));
+
+    // A deposed coordinator (epoch 1) delivering a late marker cannot end what is pending now.
+    moved
+        .txn_commit(pid, 3, vec![("t".into(), 0, 30, None)])
+        .await
+        .unwrap();
+    let late = moved.end_txn(marker(3, true, 1)).await;
+    assert_eq!(
+        late,
+        Err(ResponseError::TransactionCoordinatorFenced.code())
+    );
+    assert!(moved.unstable("t", 0).await);
+    moved.end_txn(marker(4, true, 2)).await.unwrap();
+    assert_eq!(moved.committed(None).await[0].1, Some((30, None)));
 }

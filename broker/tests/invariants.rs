@@ -118,6 +118,7 @@ fn header(seq: u64, base_offset: i64, records: i64, epoch: u64, node_id: i32) ->
         producers: vec![],
         txn_begins: vec![],
         txn_ends: vec![],
+        txn_fences: vec![],
     }
 }
 

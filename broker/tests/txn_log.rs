@@ -188,3 +188,50 @@ async fn a_marker_of_a_newer_epoch_fences_the_old_one() {
     assert_eq!(mark(&log, 7, 0, true).await, Err(LogError::ProducerFenced));
     assert_eq!(mark(&log, 7, 1, true).await, Ok(3));
 }
+
+/// A coordinator that lost a transactional id may still deliver the markers of a transaction
+/// its successor already finished; by then the producer's next transaction (same epoch under
+/// KIP-890 part 2: the markers carry the epoch the next one runs under) may be open here. The
+/// partition remembers the newest coordinator epoch per producer, durably, and refuses the
+/// older coordinator's marker instead of letting it end the new transaction.
+#[tokio::test]
+async fn a_marker_from_a_deposed_coordinator_cannot_end_the_next_transaction() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let log = log_on(store.clone(), 1);
+    log.open().await.unwrap();
+    let marker = |log: &Arc<PartitionLog>, coordinator_epoch: i32| {
+        log.append_marker(7, 1, true, coordinator_epoch, 0)
+    };
+    assert_eq!(append_txn(&log, &["a"], 7, 0, 0).await, Ok(0));
+    // The new coordinator (epoch 3) finishes the first transaction here...
+    assert_eq!(marker(&log, 3).await.unwrap(), Ok(1));
+    // ...the producer's next one begins (epoch 1)...
+    assert_eq!(append_txn(&log, &["b"], 7, 1, 0).await, Ok(2));
+    // ...and the deposed coordinator (epoch 2) delivers the first one's marker late.
+    assert_eq!(
+        marker(&log, 2).await.unwrap(),
+        Err(LogError::CoordinatorFenced)
+    );
+    assert_eq!(
+        log.last_stable_offset(),
+        2,
+        "the new transaction is still open"
+    );
+
+    // A marker with nothing to end still raises the epoch, and a new owner knows it.
+    let other = log_on(store.clone(), 1);
+    other.open().await.unwrap();
+    assert_eq!(marker(&other, 3).await.unwrap(), Ok(3));
+    assert_eq!(
+        other.append_marker(7, 1, true, 5, 0).await.unwrap(),
+        Err(LogError::NoOpenTransaction)
+    );
+    let moved = log_on(store, 2);
+    moved.open().await.unwrap();
+    assert_eq!(append_txn(&moved, &["c"], 7, 1, 1).await, Ok(4));
+    assert_eq!(
+        moved.append_marker(7, 1, true, 4, 0).await.unwrap(),
+        Err(LogError::CoordinatorFenced)
+    );
+    assert_eq!(moved.append_marker(7, 1, true, 5, 0).await.unwrap(), Ok(5));
+}

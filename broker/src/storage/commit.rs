@@ -43,6 +43,10 @@ pub struct CommitHeader {
     /// Transaction markers (control batches) in this commit.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub txn_ends: Vec<TxnEnd>,
+    /// Markers that found nothing open here but came from a newer transaction coordinator
+    /// than any before for their producer: the coordinator epoch they raise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub txn_fences: Vec<TxnFence>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +68,20 @@ pub struct TxnEnd {
     pub commit: bool,
     /// The offset of the marker.
     pub offset: i64,
+    /// The epoch of the transaction coordinator that sent it (its chain's claim epoch).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub coordinator_epoch: i32,
+}
+
+/// A producer's transaction coordinator epoch, raised by a marker that had nothing to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnFence {
+    pub producer_id: i64,
+    pub coordinator_epoch: i32,
+}
+
+fn is_zero(v: &i32) -> bool {
+    *v == 0
 }
 
 /// How many recent batches per producer are remembered for deduplication
@@ -172,6 +190,7 @@ mod tests {
             producers: vec![],
             txn_begins: vec![],
             txn_ends: vec![],
+            txn_fences: vec![],
         };
         let obj = encode(&h, b"abc");
         let (h2, data) = decode(&obj).unwrap();

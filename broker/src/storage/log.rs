@@ -12,7 +12,7 @@
 //! finding in the simulator and an error line plus a count in a real broker, and the code goes
 //! on as it did before (a corrupt chain still answers `Corrupt`).
 
-use super::commit::{self, CommitHeader, ProducerEntry, TxnBegin, TxnEnd};
+use super::commit::{self, CommitHeader, ProducerEntry, TxnBegin, TxnEnd, TxnFence};
 use super::producers::{Producers, Verdict};
 use super::{commit_path, commit_seq, log_prefix};
 use crate::batch::{self, BatchHeader};
@@ -50,6 +50,9 @@ pub enum LogError {
     /// An idempotent producer's epoch is older than the partition has seen.
     #[error("producer epoch is stale")]
     ProducerFenced,
+    /// A transaction marker from a coordinator older than one that already marked the producer.
+    #[error("transaction coordinator fenced")]
+    CoordinatorFenced,
     /// A transactional batch the partition cannot take: its transaction was not verified with
     /// the coordinator, or ended (a marker came) since; or a plain batch from a producer whose
     /// transaction is open here.
@@ -101,6 +104,11 @@ pub struct TxnIndex {
     pub aborted: Vec<AbortedTxn>,
     /// Of the open ones: transactional id and when it began here, where the begin says.
     pub origins: BTreeMap<i64, (String, i64)>,
+    /// Each producer's newest transaction coordinator epoch among its markers here. A marker
+    /// from an older coordinator (one that lost the transactional id and still delivers the
+    /// markers of a transaction the new one already finished) is refused: it would end the
+    /// producer's next transaction instead.
+    pub coordinators: BTreeMap<i64, i32>,
 }
 
 /// An aborted transaction's records here: from its first record to its marker.
@@ -158,6 +166,7 @@ enum Item {
         producer_id: i64,
         epoch: i16,
         commit: bool,
+        coordinator_epoch: i32,
     },
 }
 
@@ -357,6 +366,11 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// The epoch this log was claimed with (`None` before `open`): a coordinator's own epoch.
+    pub async fn writer_epoch(&self) -> Option<u64> {
+        self.writer.lock().await.as_ref().map(|w| w.epoch)
+    }
+
     /// Reads every commit header of the chain into the index. Returns the
     /// next free sequence number and the highest epoch seen.
     async fn load(&self) -> Result<(u64, u64, Producers), LogError> {
@@ -550,6 +564,7 @@ impl PartitionLog {
                 producers: vec![],
                 txn_begins: vec![],
                 txn_ends: vec![],
+                txn_fences: vec![],
             };
             match self.create(&header, &[]).await {
                 Ok(()) => {
@@ -684,6 +699,7 @@ impl PartitionLog {
                 producer_id,
                 epoch,
                 commit,
+                coordinator_epoch,
             },
             None,
         )
@@ -789,14 +805,11 @@ impl PartitionLog {
         }
         loop {
             let base = self.high_watermark();
-            let ongoing = self
-                .index
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .txns
-                .ongoing
-                .clone();
-            let mut plan = Plan::new(base, w.producers.clone(), ongoing, self.bug);
+            let txns = {
+                let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
+                (idx.txns.ongoing.clone(), idx.txns.coordinators.clone())
+            };
+            let mut plan = Plan::new(base, w.producers.clone(), txns, self.bug);
             let outcomes: Vec<_> = {
                 let guards = self.guards.lock().unwrap_or_else(|e| e.into_inner());
                 group.iter().map(|p| plan.add(p, &guards)).collect()
@@ -832,6 +845,7 @@ impl PartitionLog {
                 producers: plan.touched.into_values().collect(),
                 txn_begins: plan.begins,
                 txn_ends: plan.ends,
+                txn_fences: plan.fences,
             };
             match self.create(&header, &plan.data).await {
                 Ok(()) => {
@@ -888,6 +902,7 @@ impl PartitionLog {
             producers: vec![],
             txn_begins: vec![],
             txn_ends: vec![],
+            txn_fences: vec![],
             ..failed.clone()
         };
         if self.create(&reservation, &[]).await.is_ok()
@@ -1080,12 +1095,20 @@ struct Plan {
     ongoing: BTreeMap<i64, i64>,
     begins: Vec<TxnBegin>,
     ends: Vec<TxnEnd>,
+    /// Producers' coordinator epochs as of this plan, and those raised without a marker.
+    coordinators: BTreeMap<i64, i32>,
+    fences: Vec<TxnFence>,
     /// `Bug::CompressedBatchAsOne`.
     compressed_as_one: bool,
 }
 
 impl Plan {
-    fn new(base: i64, producers: Producers, ongoing: BTreeMap<i64, i64>, bug: Option<Bug>) -> Self {
+    fn new(
+        base: i64,
+        producers: Producers,
+        (ongoing, coordinators): (BTreeMap<i64, i64>, BTreeMap<i64, i32>),
+        bug: Option<Bug>,
+    ) -> Self {
         Plan {
             compressed_as_one: bug == Some(Bug::CompressedBatchAsOne),
             data: BytesMut::new(),
@@ -1097,6 +1120,8 @@ impl Plan {
             ongoing,
             begins: Vec::new(),
             ends: Vec::new(),
+            coordinators,
+            fences: Vec::new(),
         }
     }
 
@@ -1109,7 +1134,8 @@ impl Plan {
                 producer_id,
                 epoch,
                 commit,
-            } => self.add_marker(&item.batches, producer_id, epoch, commit),
+                coordinator_epoch,
+            } => self.add_marker(&item.batches, producer_id, epoch, commit, coordinator_epoch),
         }
     }
 
@@ -1120,12 +1146,31 @@ impl Plan {
         producer_id: i64,
         epoch: i16,
         commit: bool,
+        coordinator_epoch: i32,
     ) -> Result<i64, LogError> {
+        let known = self.coordinators.get(&producer_id).copied();
+        if known.is_some_and(|k| coordinator_epoch < k) {
+            reached!(
+                "txn.stale_coordinator_marker_refused",
+                "a marker from a transaction coordinator older than one that already marked the producer here was refused"
+            );
+            return Err(LogError::CoordinatorFenced);
+        }
+        let newer = known.is_none_or(|k| coordinator_epoch > k);
+        if newer {
+            self.coordinators.insert(producer_id, coordinator_epoch);
+        }
         let Some(&first_offset) = self.ongoing.get(&producer_id) else {
             reached!(
                 "txn.marker_without_open_transaction",
                 "a marker came for a producer with no open transaction in the partition (already ended, or it never wrote here)"
             );
+            if newer {
+                self.fences.push(TxnFence {
+                    producer_id,
+                    coordinator_epoch,
+                });
+            }
             return Err(LogError::NoOpenTransaction);
         };
         if self
@@ -1151,6 +1196,7 @@ impl Plan {
             producer_id,
             commit,
             offset: at,
+            coordinator_epoch,
         });
         always!(
             first_offset < at,
@@ -1343,6 +1389,14 @@ fn well_formed<T>(
 }
 
 /// Adds a commit to the index: its offsets must follow the log's end.
+fn raise_coordinator(txns: &mut TxnIndex, producer_id: i64, coordinator_epoch: i32) {
+    let known = txns
+        .coordinators
+        .entry(producer_id)
+        .or_insert(coordinator_epoch);
+    *known = (*known).max(coordinator_epoch);
+}
+
 fn apply(index: &mut Index, h: &CommitHeader) -> Result<(), LogError> {
     always!(
         h.records >= 0,
@@ -1416,6 +1470,7 @@ fn apply(index: &mut Index, h: &CommitHeader) -> Result<(), LogError> {
             );
         }
         let Some(e) = end else { continue };
+        raise_coordinator(&mut index.txns, e.producer_id, e.coordinator_epoch);
         let first = index.txns.ongoing.remove(&e.producer_id);
         index.txns.origins.remove(&e.producer_id);
         always!(
@@ -1434,6 +1489,9 @@ fn apply(index: &mut Index, h: &CommitHeader) -> Result<(), LogError> {
                 last_offset: e.offset,
             });
         }
+    }
+    for f in &h.txn_fences {
+        raise_coordinator(&mut index.txns, f.producer_id, f.coordinator_epoch);
     }
     if h.records > 0 {
         index.commits.push(CommitRef {
