@@ -11,11 +11,11 @@ use riptide_checker::history::{FaultValue, History};
 use riptide_checker::{check_all, CheckerConfig};
 use riptide_faults::{Capabilities, Fault, FaultMix, Planned, Schedule, Topology};
 use riptide_wire::clock::SystemClock;
-use riptide_wire::ResponseError;
 use riptide_workloads::client::txn::Txn;
 use riptide_workloads::mix::{derive, WorkloadMix};
 use riptide_workloads::roster::{Roster, RosterSpec};
-use riptide_workloads::{Client, ClientConfig, ClientError, Recorder, TcpConnector};
+use riptide_workloads::transactions::refuses_transactions;
+use riptide_workloads::{Client, ClientConfig, Recorder, TcpConnector};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -313,21 +313,6 @@ impl std::fmt::Display for NotServed {
             }
         }
     }
-}
-
-/// Errors after which Kafka clients give a transactional producer up: the target does not
-/// serve what it needs (not advertised, UNSUPPORTED_VERSION), or refuses the transactional id
-/// (TRANSACTIONAL_ID_AUTHORIZATION_FAILED: Kafka's answer to a principal without rights to
-/// it, and the answer of brokers without transactions, such as Nisshi 0.8.1, to any).
-pub fn refuses_transactions(e: &ClientError) -> bool {
-    matches!(e, ClientError::Unsupported { .. })
-        || matches!(
-            e.error(),
-            Some(
-                ResponseError::UnsupportedVersion
-                    | ResponseError::TransactionalIdAuthorizationFailed
-            )
-        )
 }
 
 /// Whether the target serves transactions, before any transactional producer starts: every

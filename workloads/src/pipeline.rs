@@ -172,7 +172,7 @@ pub async fn run<C: Connector>(
         cursor: 0,
         next_value: 0,
     };
-    while Instant::now() < until {
+    while Instant::now() < until && !pl.s.refused {
         if p.inputs.is_empty() {
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;

@@ -110,6 +110,21 @@ fn worth_retrying(e: &ClientError) -> bool {
         )
 }
 
+/// Errors after which Kafka clients give a transactional producer up: the target does not
+/// serve what it needs (not advertised, UNSUPPORTED_VERSION), or refuses the transactional id
+/// (TRANSACTIONAL_ID_AUTHORIZATION_FAILED: Kafka's answer to a principal without rights to it,
+/// and the answer of brokers without transactions, such as Nisshi 0.8.1, to any).
+pub fn refuses_transactions(e: &ClientError) -> bool {
+    matches!(e, ClientError::Unsupported { .. })
+        || matches!(
+            e.error(),
+            Some(
+                ResponseError::UnsupportedVersion
+                    | ResponseError::TransactionalIdAuthorizationFailed
+            )
+        )
+}
+
 /// The coordinator refused the producer's epoch: a newer instance, or the coordinator itself
 /// (a timeout), ended its transaction.
 pub(crate) fn fenced(e: &ClientError) -> bool {
@@ -149,6 +164,8 @@ pub(crate) struct Session<'a, C: Connector> {
     /// A successor initialised during the current transaction: it takes over when the
     /// transaction's op is complete.
     successor: Option<(Txn, u64)>,
+    /// The target refused transactions ([`refuses_transactions`]): the producer stops.
+    pub refused: bool,
     /// The fault drawn for the current transaction struck (it may end before its middle).
     struck: bool,
 }
@@ -165,6 +182,7 @@ impl<'a, C: Connector> Session<'a, C> {
             process: setup.process,
             successors: 0,
             successor: None,
+            refused: false,
             struck: false,
         };
         s.describe(&setup.name);
@@ -202,6 +220,11 @@ impl<'a, C: Connector> Session<'a, C> {
         }
         match self.client.init_transactions(&mut self.txn).await {
             Ok(()) => true,
+            Err(e) if refuses_transactions(&e) => {
+                tracing::warn!(error = %e, "the target refuses transactions: the producer stops");
+                self.refused = true;
+                false
+            }
             Err(e) => {
                 tracing::debug!(error = %e, "init_transactions failed");
                 self.pause().await;
@@ -484,7 +507,7 @@ pub async fn run<C: Connector>(
         s: Session::new(client, rec, setup),
         next_value: 0,
     };
-    while Instant::now() < until {
+    while Instant::now() < until && !p.s.refused {
         if !p.s.ready().await {
             continue;
         }
