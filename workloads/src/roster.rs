@@ -256,6 +256,13 @@ impl Roster {
                     topics: topics.iter().filter(|t| **t != output).cloned().collect(),
                     seed: derive(spec.seed, &[9, process]),
                     timeout_ms: spec.txn_timeout_ms,
+                    // Its own stream, so the draws before it stay as they were.
+                    request_timeout_ms: spec.mix.request_timeout_ms.map(|span| {
+                        span.draw(&mut ChaCha8Rng::seed_from_u64(derive(
+                            spec.seed,
+                            &[10, process],
+                        )))
+                    }),
                     pipeline,
                 }),
             });
@@ -288,12 +295,9 @@ impl Roster {
         let drawn = match &p.role {
             Role::Producer(s) => Some(s.profile.request_timeout_ms),
             Role::Consumer(s) => Some(s.profile.request_timeout_ms),
-            // Kafka's default request timeout is 30 s; a transactional producer that waits that
-            // long for a dead coordinator outlives its transaction timeout.
-            // The scenario's request timeout (10 s): a shorter one (2 s) lets a timed-out
-            // EndTxn(commit) arrive after its retry succeeded and commit the producer's next
-            // transaction (same epoch, no KIP-890 part 2): a finding kept for issue 16.
-            Role::TxnProducer(_) => Some(None),
+            // Drawn like the others' (short, so requests time out and come late: a delayed
+            // EndTxn or marker is what KIP-890 part 2 and coordinator epochs are there for).
+            Role::TxnProducer(s) => Some(s.request_timeout_ms),
             _ => None,
         };
         match &p.role {

@@ -71,6 +71,8 @@ pub struct TxnSetup {
     pub seed: u64,
     /// `transaction.timeout.ms`.
     pub timeout_ms: i32,
+    /// `request.timeout.ms` (drawn; else the scenario's).
+    pub request_timeout_ms: Option<u64>,
     /// A consume-transform-produce pipeline (drawn by the roster) rather than a producer of
     /// its own records.
     pub pipeline: Option<PipelineSetup>,
