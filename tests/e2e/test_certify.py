@@ -93,4 +93,4 @@ def test_certify_rejects_unknown_scenario(riptide_bin, tmp_path):
     # clap refuses it before anything runs, naming the flag and the scenarios it knows.
     assert r.returncode == 2, r.stderr
     assert "invalid value 'nope' for '--scenario" in r.stderr, r.stderr
-    assert "baseline, network, crashes, store, chaos" in r.stderr, r.stderr
+    assert "baseline, network, crashes, store, transactions, chaos" in r.stderr, r.stderr
