@@ -152,13 +152,7 @@ impl Broker {
     /// transaction and aborts one past its timeout.
     fn nudge_open_txns(&self) {
         let now = self.clock.now_ms();
-        let open: Vec<Arc<PartitionLog>> = self
-            .logs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .cloned()
-            .collect();
+        let open = self.open_logs();
         let ids: std::collections::BTreeSet<String> = open
             .iter()
             .flat_map(|log| log.open_since(now - NUDGE_AFTER_MS))
@@ -320,16 +314,20 @@ impl Broker {
         self.groups.get_or_open(name, open).await
     }
 
-    /// Bounds how long an open log can miss commits made by another broker
-    /// (ownership may have moved away and back): to one heartbeat.
-    async fn verify_open_logs(&self) {
-        let open: Vec<Arc<PartitionLog>> = self
-            .logs
+    /// The partition logs this broker has open now.
+    fn open_logs(&self) -> Vec<Arc<PartitionLog>> {
+        self.logs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
             .cloned()
-            .collect();
+            .collect()
+    }
+
+    /// Bounds how long an open log can miss commits made by another broker
+    /// (ownership may have moved away and back): to one heartbeat.
+    async fn verify_open_logs(&self) {
+        let open = self.open_logs();
         for log in open {
             if let Err(e) = log.verify_tail().await {
                 tracing::info!(topic_id = %log.topic_id, partition = log.partition, error = %e,

@@ -97,6 +97,23 @@ pub fn successor_process(process: u64, n: u64) -> u64 {
     SUCCESSORS + process * (MAX_SUCCESSORS + 1) + n
 }
 
+/// `$call` (one client request with its `.await`), tried again after a growing, jittered
+/// pause while its error is worth retrying, at most [`ATTEMPTS`] times; its last result.
+macro_rules! retried {
+    ($s:ident, $call:expr) => {{
+        let mut attempt = 0;
+        loop {
+            match $call {
+                Err(e) if worth_retrying(&e) && attempt + 1 < ATTEMPTS => {
+                    attempt += 1;
+                    $s.retry_pause(attempt).await;
+                }
+                r => break r,
+            }
+        }
+    }};
+}
+
 /// Errors worth trying the same step again for: what the client retries anyway, and the
 /// coordinator's "not now" answers.
 fn worth_retrying(e: &ClientError) -> bool {
@@ -364,20 +381,12 @@ impl<'a, C: Connector> Session<'a, C> {
     }
 
     pub async fn step_add(&mut self, parts: &[(String, i32)]) -> Result<(), ClientError> {
-        let mut attempt = 0;
-        loop {
-            match self
-                .client
+        retried!(
+            self,
+            self.client
                 .add_partitions_to_txn(&mut self.txn, parts)
                 .await
-            {
-                Err(e) if worth_retrying(&e) && attempt + 1 < ATTEMPTS => {
-                    attempt += 1;
-                    self.retry_pause(attempt).await;
-                }
-                r => return r,
-            }
-        }
+        )
     }
 
     /// Sends one transactional batch of `values`; their offsets.
@@ -399,41 +408,24 @@ impl<'a, C: Connector> Session<'a, C> {
         let (batch, _) = self
             .client
             .txn_batch(&self.txn, topic, partition, &records)?;
-        let mut attempt = 0;
-        loop {
-            match self
-                .client
+        let r = retried!(
+            self,
+            self.client
                 .produce_txn(&mut self.txn, topic, partition, &batch, records.len())
                 .await
-            {
-                Err(e) if worth_retrying(&e) && attempt + 1 < ATTEMPTS => {
-                    attempt += 1;
-                    self.retry_pause(attempt).await;
-                }
-                r => {
-                    tracing::debug!(topic, partition, result = ?r, "txn batch done");
-                    return r.map(|base| (0..values.len() as i64).map(|i| base + i).collect());
-                }
-            }
-        }
+        );
+        tracing::debug!(topic, partition, result = ?r, "txn batch done");
+        r.map(|base| (0..values.len() as i64).map(|i| base + i).collect())
     }
 
     /// AddOffsetsToTxn for `m`'s group.
     pub async fn step_add_offsets(&mut self, m: &Membership) -> Result<(), ClientError> {
-        let mut attempt = 0;
-        loop {
-            match self
-                .client
+        retried!(
+            self,
+            self.client
                 .add_offsets_to_txn(&mut self.txn, &m.group)
                 .await
-            {
-                Err(e) if worth_retrying(&e) && attempt + 1 < ATTEMPTS => {
-                    attempt += 1;
-                    self.retry_pause(attempt).await;
-                }
-                r => return r,
-            }
-        }
+        )
     }
 
     /// TxnOffsetCommit of `offsets` (the next offsets to consume) to `m`'s group.
@@ -442,20 +434,12 @@ impl<'a, C: Connector> Session<'a, C> {
         m: &mut Membership,
         offsets: &[(String, i32, i64)],
     ) -> Result<(), ClientError> {
-        let mut attempt = 0;
-        loop {
-            match self
-                .client
+        retried!(
+            self,
+            self.client
                 .txn_offset_commit(&mut self.txn, m, offsets)
                 .await
-            {
-                Err(e) if worth_retrying(&e) && attempt + 1 < ATTEMPTS => {
-                    attempt += 1;
-                    self.retry_pause(attempt).await;
-                }
-                r => return r,
-            }
-        }
+        )
     }
 
     /// EndTxn, retried. On error, whether the transaction certainly did not end as asked: an
