@@ -1,94 +1,69 @@
-//! `cargo bench -p riptide-checker`: checks a deterministic 1,000,000-op valid history and prints
-//! how many ops per second `check_all` gets through (plus JSON-lines write/read rates).
+//! `cargo bench -p riptide-checker`: generates a deterministic, valid 1,000,000-op history shaped
+//! like a `chaos` run, checks it with `check_all` and writes and reads it as JSON lines, and prints
+//! how many history ops per second each gets through.
+//!
+//! `cargo bench -p riptide-checker -- --ops N` sizes the history; `-- --ops N --write FILE`
+//! writes the history as JSON lines to FILE and stops (for `examples/check_file.rs`, which reads
+//! and checks a file and reports its peak memory).
+//!
+//! The history comes from [`chaos_like`] (its module doc gives the mix and where it was
+//! measured).
 
 // A benchmark times the checker from outside any simulation, in real wall time.
 #![allow(clippy::disallowed_methods)]
 
+mod chaos_like;
+
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use riptide_checker::history::*;
+use riptide_checker::history::F;
 use riptide_checker::{check_all, CheckerConfig, History};
 
-const TARGET_OPS: usize = 1_000_000;
-const PARTITIONS: usize = 16;
-const PRODUCERS: u64 = 8;
-const CONSUMERS: u64 = 4;
-const TOPIC: &str = "bench";
+const DEFAULT_OPS: usize = 1_000_000;
 
-/// xorshift64*: enough randomness for a fixed, reproducible workload.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+fn mix(history: &History) -> String {
+    let mut by_f: BTreeMap<F, usize> = BTreeMap::new();
+    for op in &history.ops {
+        *by_f.entry(op.f()).or_default() += 1;
     }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
-fn generate(seed: u64) -> History {
-    let mut rng = Rng(seed);
-    let mut b = HistoryBuilder::new();
-    let mut logs: Vec<Vec<String>> = vec![Vec::new(); PARTITIONS];
-    let mut pos = vec![[0usize; PARTITIONS]; CONSUMERS as usize];
-    let mut ops = 0;
-    let mut n = 0u64;
-    while ops + 2 * PARTITIONS < TARGET_OPS {
-        b.advance(10_000);
-        let p = rng.below(PARTITIONS as u64) as usize;
-        if rng.below(2) == 0 {
-            let producer = 1 + rng.below(PRODUCERS);
-            n += 1;
-            let s = SendValue::new(TOPIC, p as i32, format!("p{producer}-{n}"));
-            b.invoke(producer, s.clone());
-            match rng.below(20) {
-                0 => {
-                    logs[p].push(s.value.clone());
-                    b.info(producer, s);
-                }
-                1 => {
-                    b.fail(producer, s);
-                }
-                _ => {
-                    logs[p].push(s.value.clone());
-                    let offset = logs[p].len() as i64 - 1;
-                    b.ok(producer, s.acked(offset));
-                }
-            }
-        } else {
-            let c = rng.below(CONSUMERS);
-            let at = &mut pos[c as usize][p];
-            let end = (*at + rng.below(8) as usize).min(logs[p].len());
-            let mut v = PollValue::default()
-                .fetch_offset(TOPIC, p as i32, *at as i64)
-                .hwm(TOPIC, p as i32, logs[p].len() as i64);
-            for (o, val) in logs[p].iter().enumerate().take(end).skip(*at) {
-                v = v.record(TOPIC, p as i32, o as i64, val);
-            }
-            *at = end;
-            b.call(100 + c, PollValue::default(), OpKind::Ok, v);
-        }
-        ops += 2;
-    }
-    for (p, log) in logs.iter().enumerate() {
-        b.call(
-            200,
-            FinalReadValue::new(TOPIC, p as i32),
-            OpKind::Ok,
-            FinalReadValue::new(TOPIC, p as i32).contiguous(log),
-        );
-    }
-    b.build()
+    let n = history.ops.len() as f64;
+    let parts: Vec<String> = by_f
+        .iter()
+        .map(|(f, c)| format!("{} {:.1}%", f.as_str(), 100.0 * *c as f64 / n))
+        .collect();
+    parts.join(", ")
 }
 
 fn main() {
-    let history = generate(0x5eed_cafe);
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let target = arg("--ops")
+        .map(|s| s.replace('_', "").parse::<usize>().expect("--ops N"))
+        .unwrap_or(DEFAULT_OPS);
+
+    let start = Instant::now();
+    let history = chaos_like::generate(0x5eed_cafe, target);
     let ops = history.ops.len();
+    println!(
+        "generated {ops} ops in {:.1} s: {}",
+        start.elapsed().as_secs_f64(),
+        mix(&history)
+    );
+
+    if let Some(path) = arg("--write") {
+        let file = std::fs::File::create(&path).expect("create the history file");
+        if let Err(e) = history.to_jsonl(std::io::BufWriter::new(file)) {
+            panic!("to_jsonl: {e}");
+        }
+        println!("wrote {path}");
+        return;
+    }
 
     let start = Instant::now();
     let report = check_all(&history, &CheckerConfig::default());
@@ -118,4 +93,5 @@ fn main() {
         ops as f64 / write,
         ops as f64 / read
     );
+    assert!(back == history, "the history read back differs");
 }
