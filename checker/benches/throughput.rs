@@ -65,33 +65,65 @@ fn main() {
         return;
     }
 
-    let start = Instant::now();
-    let report = check_all(&history, &CheckerConfig::default());
-    let secs = start.elapsed().as_secs_f64();
+    let (report, check) = timed(|| check_all(&history, &CheckerConfig::default()));
     assert!(report.findings.is_empty(), "{}", report.to_text());
-    println!(
-        "check_all: {ops} ops in {secs:.3} s = {:.0} ops checked per second",
-        ops as f64 / secs
-    );
+    println!("check_all: {ops} ops, {}", check.rates(ops, "checked"));
 
-    let start = Instant::now();
-    let mut buf = Vec::new();
-    if let Err(e) = history.to_jsonl(&mut buf) {
-        panic!("to_jsonl: {e}");
-    }
-    let write = start.elapsed().as_secs_f64();
-    let start = Instant::now();
-    let back = match History::from_jsonl(&buf[..]) {
+    let (buf, write) = timed(|| {
+        let mut buf = Vec::new();
+        if let Err(e) = history.to_jsonl(&mut buf) {
+            panic!("to_jsonl: {e}");
+        }
+        buf
+    });
+    let (back, read) = timed(|| match History::from_jsonl(&buf[..]) {
         Ok(h) => h,
         Err(e) => panic!("from_jsonl: {e}"),
-    };
-    let read = start.elapsed().as_secs_f64();
+    });
     assert_eq!(back.ops.len(), ops);
-    println!(
-        "jsonl: {} MiB, write {:.0} ops/s, read {:.0} ops/s",
-        buf.len() >> 20,
-        ops as f64 / write,
-        ops as f64 / read
-    );
+    println!("jsonl: {} MiB", buf.len() >> 20);
+    println!("  write: {}", write.rates(ops, "written"));
+    println!("  read:  {}", read.rates(ops, "read"));
     assert!(back == history, "the history read back differs");
+}
+
+/// How long a phase took: wall-clock seconds, and CPU seconds of this thread (user and system;
+/// on a shared machine the wall clock also counts the time other processes had the core).
+struct Took {
+    wall: f64,
+    cpu: f64,
+}
+
+impl Took {
+    fn rates(&self, ops: usize, what: &str) -> String {
+        format!(
+            "{:.3} s = {:.0} ops {what} per second ({:.3} s of CPU = {:.0} per CPU second)",
+            self.wall,
+            ops as f64 / self.wall,
+            self.cpu,
+            ops as f64 / self.cpu
+        )
+    }
+}
+
+fn timed<T>(f: impl FnOnce() -> T) -> (T, Took) {
+    let (wall, cpu) = (Instant::now(), thread_cpu_s());
+    let out = f();
+    let took = Took {
+        wall: wall.elapsed().as_secs_f64(),
+        cpu: thread_cpu_s() - cpu,
+    };
+    (out, took)
+}
+
+/// This thread's CPU time so far, in seconds.
+fn thread_cpu_s() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec for the call to fill in.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
 }

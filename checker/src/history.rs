@@ -949,25 +949,10 @@ impl History {
         History { ops }
     }
 
-    /// Reads JSON lines; blank lines are skipped. Errors name the 1-based line.
+    /// Reads JSON lines; blank lines are skipped. Errors name the 1-based line. (Each line is
+    /// read in place and its value straight into its type: see `jsonl.rs`.)
     pub fn from_jsonl<R: BufRead>(reader: R) -> Result<History, HistoryError> {
-        let mut ops = Vec::new();
-        for (i, line) in reader.lines().enumerate() {
-            let line_no = i + 1;
-            let line = line.map_err(|source| HistoryError::Read {
-                line: line_no,
-                source,
-            })?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let op = serde_json::from_str(&line).map_err(|source| HistoryError::Parse {
-                line: line_no,
-                source,
-            })?;
-            ops.push(op);
-        }
-        Ok(History { ops })
+        crate::jsonl::read(reader)
     }
 
     /// Writes one JSON object per line.

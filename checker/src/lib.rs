@@ -73,6 +73,7 @@
 pub mod checkers;
 pub mod history;
 pub mod jepsen;
+mod jsonl;
 pub mod report;
 
 pub use checkers::realtime_lag::PartitionLag;
