@@ -35,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures::stream::{BoxStream, StreamExt};
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -54,6 +54,7 @@ use riptide_broker::batch;
 use riptide_broker::config::BrokerConfig;
 use riptide_broker::env::Ids;
 use riptide_broker::storage::log::{Cache, LogOptions, PartitionLog};
+use riptide_broker::storage::log_prefix;
 use tokio::sync::Notify;
 
 const TOPIC_ID: &str = "0000000000000000000000000000b0b0";
@@ -576,13 +577,12 @@ async fn open_n(place: &Place, opens: usize, records: i64, label: &str) -> Resul
         if let Err(e) = r {
             let c = place.counts.take();
             return Err(format!(
-                "open {} failed after {}: {e} (ranged GETs {}, LIST calls {}, objects listed {}, list time {})",
+                "open {} failed after {}: {e} (ranged GETs {}, LIST calls {}, objects listed {})",
                 i + 1,
                 secs(took),
                 c.ranged_get,
                 c.list,
                 c.listed,
-                secs(c.list_time)
             ));
         }
         times.push(took);
@@ -599,6 +599,37 @@ async fn open_n(place: &Place, opens: usize, records: i64, label: &str) -> Resul
     }
     let (store, http) = first.expect("at least one open");
     Ok(Opened { times, store, http })
+}
+
+/// After a failed open: one listing of the partition's prefix with no time bound (the log bounds
+/// its whole listing by one store-call timeout), to show what the open was waiting for.
+async fn list_unbounded(place: &Place) -> String {
+    place.counts.take();
+    if let Some(h) = &place.http {
+        h.take();
+    }
+    let start = Instant::now();
+    let listed: StoreResult<Vec<ObjectMeta>> = place
+        .store
+        .list(Some(&log_prefix(TOPIC_ID, PARTITION)))
+        .try_collect()
+        .await;
+    let took = start.elapsed();
+    let pages = match &place.http {
+        Some(h) => format!(", {} LIST pages", thousands(h.take().list_pages)),
+        None => String::new(),
+    };
+    match listed {
+        Ok(v) => format!(
+            "one listing of the partition with no time bound: {} objects in {}{pages}",
+            thousands(v.len() as u64),
+            secs(took)
+        ),
+        Err(e) => format!(
+            "one listing of the partition with no time bound failed after {}: {e}",
+            secs(took)
+        ),
+    }
 }
 
 // ------------------------------------------------------------------------------------------
@@ -718,6 +749,7 @@ fn main() {
         "| store | commits | build | open, median (min–max) | list time | GET | ranged GET | HEAD | PUT | LIST calls | LIST pages | objects listed | DELETE | HTTP |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let mut notes = Vec::new();
     for store in &stores {
         for (k, &n) in commits.iter().enumerate() {
             let place = match store.as_str() {
@@ -743,8 +775,18 @@ fn main() {
             place.counts.take();
             match rt.block_on(open_n(&place, opens, records, &label)) {
                 Ok(opened) => println!("{}", row(store, n, built, &opened)),
-                Err(e) => println!("| {store} | {} | {} | {e} |", thousands(n), secs(built)),
+                Err(e) => {
+                    println!("| {store} | {} | {} | {e} |", thousands(n), secs(built));
+                    let note = rt.block_on(list_unbounded(&place));
+                    notes.push(format!("{store} {}: {note}", thousands(n)));
+                }
             }
+        }
+    }
+    if !notes.is_empty() {
+        println!();
+        for n in notes {
+            println!("- {n}");
         }
     }
     drop(moto);
