@@ -1,12 +1,14 @@
 //! One handler per Kafka API. Handlers turn every failure into a Kafka error
 //! code; only an undecodable request closes the connection.
 
+use crate::admin_api;
 use crate::batch::{self, BatchError};
 use crate::broker::Broker;
 use crate::bugs::Bug;
 use crate::group_api;
 use crate::storage::catalog::{valid_topic_name, TopicMeta};
 use crate::storage::log::LogError;
+use crate::storage::topic_config::TopicConfig;
 use crate::txn_api;
 use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
@@ -54,6 +56,9 @@ pub const SUPPORTED: &VersionTable = &[
     (ApiKey::EndTxn, 0, 5),
     (ApiKey::WriteTxnMarkers, 1, 1),
     (ApiKey::TxnOffsetCommit, 0, 3),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
 ];
 
 pub fn supported(key: ApiKey) -> Option<(i16, i16)> {
@@ -90,7 +95,7 @@ pub enum Reply {
 
 const NO_AUTH_OPS: i32 = i32::MIN;
 
-fn code(e: ResponseError) -> i16 {
+pub(crate) fn code(e: ResponseError) -> i16 {
     e.code()
 }
 
@@ -104,6 +109,7 @@ pub fn log_error_code(e: &LogError) -> i16 {
         LogError::CoordinatorFenced => code(ResponseError::TransactionCoordinatorFenced),
         // Only markers meet it, and they count it as done.
         LogError::NoOpenTransaction => 0,
+        LogError::OffsetOutOfRange => code(ResponseError::OffsetOutOfRange),
         LogError::Corrupt(msg) => {
             tracing::error!(error = %msg, "log is corrupt");
             code(ResponseError::UnknownServerError)
@@ -269,6 +275,26 @@ pub async fn handle(
                 async move { txn_api::write_txn_markers(&b, req).await },
             )
         }
+        ApiKey::DeleteRecords => {
+            let req = DeleteRecordsRequest::decode(&mut body, v)?;
+            later(
+                corr,
+                v,
+                async move { admin_api::delete_records(&b, req).await },
+            )
+        }
+        ApiKey::DescribeConfigs => {
+            let req = DescribeConfigsRequest::decode(&mut body, v)?;
+            later(corr, v, async move {
+                admin_api::describe_configs(&b, req).await
+            })
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let req = IncrementalAlterConfigsRequest::decode(&mut body, v)?;
+            later(corr, v, async move {
+                admin_api::incremental_alter_configs(&b, req).await
+            })
+        }
         other => anyhow::bail!("{other:?} is not served"),
     }
 }
@@ -305,7 +331,11 @@ pub fn api_versions(api_versions_max: i16) -> ApiVersionsResponse {
 }
 
 /// The topic, or the error code that stands for its absence.
-async fn lookup(b: &Broker, name: &str, partition: Option<i32>) -> Result<TopicMeta, i16> {
+pub(crate) async fn lookup(
+    b: &Broker,
+    name: &str,
+    partition: Option<i32>,
+) -> Result<TopicMeta, i16> {
     match b.catalog.get(name).await {
         Ok(Some(t)) if partition.is_none_or(|p| p >= 0 && p < t.partitions) => Ok(t),
         Ok(_) => Err(code(ResponseError::UnknownTopicOrPartition)),
@@ -354,7 +384,7 @@ async fn metadata(b: &Broker, req: MetadataRequest, v: i16) -> MetadataResponse 
             Ok(Some(t)) => Ok(t),
             Ok(None) if auto_create => b
                 .catalog
-                .create(&name, b.cfg.default_partitions)
+                .create(&name, b.cfg.default_partitions, Default::default())
                 .await
                 .map(|(t, created)| {
                     if created {
@@ -401,6 +431,11 @@ async fn create_topics(b: &Broker, req: CreateTopicsRequest) -> CreateTopicsResp
         let mut res = CreatableTopicResult::default()
             .with_name(t.name.clone())
             .with_replication_factor(1);
+        let config = TopicConfig::from_pairs(
+            t.configs
+                .iter()
+                .map(|c| (c.name.as_str(), c.value.as_ref().map(|v| v.as_str()))),
+        );
         let partitions = if t.num_partitions == -1 {
             b.cfg.default_partitions
         } else {
@@ -410,10 +445,17 @@ async fn create_topics(b: &Broker, req: CreateTopicsRequest) -> CreateTopicsResp
             res.error_code = code(ResponseError::InvalidTopicException);
         } else if partitions <= 0 || partitions > 10_000 {
             res.error_code = code(ResponseError::InvalidPartitions);
+        } else if let Err(e) = &config {
+            res.error_code = code(ResponseError::InvalidConfig);
+            res.error_message = Some(StrBytes::from_string(e.to_string()));
         } else if req.validate_only {
             res.num_partitions = partitions;
         } else {
-            match b.catalog.create(&name, partitions).await {
+            match b
+                .catalog
+                .create(&name, partitions, config.unwrap_or_default())
+                .await
+            {
                 Ok((meta, true)) => {
                     tracing::info!(topic = %name, partitions, "created topic");
                     res.topic_id = meta.uuid();
@@ -527,7 +569,11 @@ async fn offset_for(
                 -1,
             ))
         }),
-        -2 => Ok(Some((0, -1))),
+        // The log start moves on DeleteRecords and retention: not from a stale view either.
+        -2 => log
+            .verify_tail()
+            .await
+            .map(|()| Some((log.log_start(), -1))),
         -3 => log.max_timestamp().await,
         t if t >= 0 => log.offset_for_timestamp(t).await,
         _ => return Err(code(ResponseError::InvalidRequest)),
@@ -764,7 +810,7 @@ async fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bo
                     total += found.records.len();
                     pd.high_watermark = found.hwm;
                     pd.last_stable_offset = found.lso;
-                    pd.log_start_offset = 0;
+                    pd.log_start_offset = found.log_start;
                     pd.records = Some(found.records);
                     if req.isolation_level == 1 {
                         pd.aborted_transactions = Some(found.aborted);
@@ -785,6 +831,7 @@ async fn fetch_once(b: &Broker, req: &FetchRequest) -> (FetchResponse, usize, bo
 /// What a fetch found in one partition.
 struct Found {
     hwm: i64,
+    log_start: i64,
     lso: i64,
     records: Bytes,
     /// read_committed: the aborted transactions with records among `records`.
@@ -812,11 +859,18 @@ async fn fetch_partition(
         .await
         .map_err(|e| log_error_code(&e))?;
     let hwm = log.high_watermark();
-    if offset < 0 || offset > hwm {
+    let log_start = log.log_start();
+    if offset < log_start || offset > hwm {
         reached!(
             "fetch.offset_out_of_range",
             "a fetch asked for an offset outside the log"
         );
+        if offset >= 0 && offset < log_start {
+            reached!(
+                "fetch.below_log_start",
+                "a fetch asked for an offset below the log start (deleted or expired records)"
+            );
+        }
         return Err(code(ResponseError::OffsetOutOfRange));
     }
     let reported = hwm + i64::from(b.cfg.bug == Some(Bug::HwmOffByOne));
@@ -831,6 +885,7 @@ async fn fetch_partition(
     let end = if read_committed { lso } else { hwm };
     let mut found = Found {
         hwm: reported,
+        log_start,
         lso,
         records: Bytes::new(),
         aborted: vec![],
@@ -918,6 +973,12 @@ mod tests {
             (ApiKey::EndTxn, EndTxnRequest::VERSIONS),
             (ApiKey::WriteTxnMarkers, WriteTxnMarkersRequest::VERSIONS),
             (ApiKey::TxnOffsetCommit, TxnOffsetCommitRequest::VERSIONS),
+            (ApiKey::DeleteRecords, DeleteRecordsRequest::VERSIONS),
+            (ApiKey::DescribeConfigs, DescribeConfigsRequest::VERSIONS),
+            (
+                ApiKey::IncrementalAlterConfigs,
+                IncrementalAlterConfigsRequest::VERSIONS,
+            ),
         ];
         for (key, lo, hi) in SUPPORTED {
             let (_, range) = ranges.iter().find(|(k, _)| k == key).unwrap();

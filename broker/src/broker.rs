@@ -9,6 +9,7 @@ use crate::groups::{self, Group};
 use crate::net::Dialer;
 use crate::storage::catalog::{Catalog, TopicMeta};
 use crate::storage::log::{Cache, LogError, LogOptions, PartitionLog};
+use crate::storage::topic_config::config_prefix;
 use crate::storage::topic_log_prefix;
 use crate::txn::{self, Marker, TxnCoordinator};
 use futures::StreamExt;
@@ -84,6 +85,7 @@ impl Broker {
                 cache: Arc::new(Cache::new(cfg.cache_bytes)),
                 appended: appended.clone(),
                 max_commit_bytes: cfg.max_commit_bytes,
+                delete_delay: cfg.delete_delay,
             },
             appended,
             shutdown: Notify::new(),
@@ -99,7 +101,72 @@ impl Broker {
         broker.tick().await?;
         let b = broker.clone();
         tokio::spawn(async move { b.heartbeat_loop().await });
+        let b = broker.clone();
+        tokio::spawn(async move { b.retention_loop().await });
         Ok(broker)
+    }
+
+    /// Applies retention to the partitions this broker owns, every check interval: moves each
+    /// log start past what expired, then deletes objects below it once `delete_delay` passed.
+    async fn retention_loop(self: Arc<Self>) {
+        let mut interval = tokio::time::interval(self.cfg.retention_check_interval);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = self.shutdown.notified() => return,
+            }
+            self.apply_retention().await;
+        }
+    }
+
+    async fn apply_retention(&self) {
+        let topics: BTreeMap<String, TopicMeta> = self
+            .catalog
+            .all()
+            .into_iter()
+            .map(|t| (t.id.clone(), t))
+            .collect();
+        let mut configs = BTreeMap::new();
+        for log in self.open_logs() {
+            if log.is_closed() {
+                continue;
+            }
+            let Some(meta) = topics.get(&log.topic_id) else {
+                continue;
+            };
+            if !configs.contains_key(&meta.id) {
+                match self.catalog.config(meta).await {
+                    Ok(c) => {
+                        configs.insert(meta.id.clone(), c);
+                    }
+                    Err(e) => {
+                        tracing::info!(topic = %meta.name, error = %e, "could not read topic config");
+                        continue;
+                    }
+                }
+            }
+            let config = &configs[&meta.id];
+            let now = self.clock.now_ms();
+            if let Some(point) =
+                log.expired_below(now, config.retention_ms(), config.retention_bytes())
+            {
+                match log.trim_to(point).await {
+                    Ok(Ok(start)) => {
+                        reached!(
+                            "retention.log_start_moved",
+                            "retention moved a partition's log start past expired records"
+                        );
+                        tracing::info!(topic = %meta.name, partition = log.partition,
+                            log_start = start, "retention");
+                    }
+                    Ok(Err(e)) => tracing::info!(topic = %meta.name, partition = log.partition,
+                        error = %e, "retention could not move the log start"),
+                    Err(_) => {}
+                }
+            }
+            log.collect_garbage().await;
+        }
     }
 
     async fn heartbeat_loop(self: Arc<Self>) {
@@ -410,16 +477,17 @@ impl Broker {
         let meta = self.catalog.delete(name).await?;
         if let Some(m) = &meta {
             self.forget_topic(&m.id);
-            let prefix = topic_log_prefix(&m.id);
-            let paths = self
-                .store
-                .list(Some(&prefix))
-                .map(|r| r.map(|m| m.location))
-                .boxed();
-            let mut deleted = self.store.delete_stream(paths);
-            while let Some(r) = deleted.next().await {
-                if let Err(e) = r {
-                    tracing::warn!(topic = %name, error = %e, "could not delete log object");
+            for prefix in [topic_log_prefix(&m.id), config_prefix(&m.id)] {
+                let paths = self
+                    .store
+                    .list(Some(&prefix))
+                    .map(|r| r.map(|m| m.location))
+                    .boxed();
+                let mut deleted = self.store.delete_stream(paths);
+                while let Some(r) = deleted.next().await {
+                    if let Err(e) = r {
+                        tracing::warn!(topic = %name, error = %e, "could not delete log object");
+                    }
                 }
             }
         }

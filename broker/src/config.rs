@@ -30,6 +30,11 @@ pub struct BrokerConfig {
     /// KIP-511 (as in a cluster halfway through a rolling upgrade): clients asking v3 are
     /// refused and ask again lower.
     pub api_versions_max: i16,
+    /// How often an owner applies its topics' retention (Kafka's `log.retention.check.interval.ms`).
+    pub retention_check_interval: Duration,
+    /// How long objects wholly below the log start are kept before they are deleted, so reads
+    /// in flight still finish (Kafka's `file.delete.delay.ms`).
+    pub delete_delay: Duration,
 }
 
 impl BrokerConfig {
@@ -49,6 +54,8 @@ impl BrokerConfig {
             seed: 0,
             bug: None,
             api_versions_max: 3,
+            retention_check_interval: Duration::from_secs(30),
+            delete_delay: Duration::from_secs(60),
         }
     }
 }

@@ -10,6 +10,7 @@
 // enforced by the ordinary build's clippy, over the same code.
 #![cfg_attr(madsim, allow(clippy::disallowed_methods))]
 
+pub mod admin_api;
 pub mod api;
 pub mod batch;
 pub mod broker;

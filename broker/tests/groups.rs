@@ -22,6 +22,7 @@ fn opts(store: Arc<dyn ObjectStore>, node_id: i32) -> LogOptions {
         cache: Arc::new(Cache::new(1 << 20)),
         appended: Arc::new(Notify::new()),
         max_commit_bytes: 1 << 20,
+        delete_delay: std::time::Duration::from_secs(60),
     }
 }
 

@@ -53,6 +53,7 @@ fn opts(store: Arc<dyn ObjectStore>, node_id: i32, bug: Option<Bug>) -> LogOptio
         cache: Arc::new(Cache::new(1 << 20)),
         appended: Arc::new(Notify::new()),
         max_commit_bytes: 1 << 20,
+        delete_delay: std::time::Duration::from_secs(60),
     }
 }
 
@@ -119,6 +120,7 @@ fn header(seq: u64, base_offset: i64, records: i64, epoch: u64, node_id: i32) ->
         txn_begins: vec![],
         txn_ends: vec![],
         txn_fences: vec![],
+        log_start: None,
     }
 }
 

@@ -64,6 +64,7 @@ fn log_on(store: Arc<dyn ObjectStore>, node_id: i32) -> Arc<PartitionLog> {
         cache: Arc::new(Cache::new(1 << 20)),
         appended: Arc::new(Notify::new()),
         max_commit_bytes: 1 << 20,
+        delete_delay: std::time::Duration::from_secs(60),
     };
     PartitionLog::new("topic0", 0, &opts)
 }

@@ -1,6 +1,9 @@
 //! Topics, as objects: `topics/{name}.json`, created with create-if-absent so
 //! two brokers auto-creating the same topic agree on one id.
 
+use super::topic_config::{
+    config_path, config_prefix, config_seq, Change, InvalidConfig, TopicConfig,
+};
 use super::{topic_path, topics_prefix};
 use crate::env::{Clock, Ids};
 use futures::TryStreamExt;
@@ -16,6 +19,13 @@ pub struct TopicMeta {
     pub id: String,
     pub partitions: i32,
     pub created_ms: i64,
+    /// Settings given at creation (changes live in their own objects: see `topic_config`).
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub config: TopicConfig,
+}
+
+fn is_default(c: &TopicConfig) -> bool {
+    c.set.is_empty()
 }
 
 impl TopicMeta {
@@ -101,12 +111,14 @@ impl Catalog {
         &self,
         name: &str,
         partitions: i32,
+        config: TopicConfig,
     ) -> object_store::Result<(TopicMeta, bool)> {
         let meta = TopicMeta {
             name: name.to_string(),
             id: format!("{:032x}", self.ids.next_u128()),
             partitions,
             created_ms: self.clock.now_ms(),
+            config,
         };
         let body = serde_json::to_vec(&meta).expect("topic meta serializes");
         let opts = PutOptions::from(PutMode::Create);
@@ -132,6 +144,64 @@ impl Catalog {
                 }),
             },
             Err(e) => Err(e),
+        }
+    }
+
+    /// The topic's settings now: the newest change, else those given at creation.
+    pub async fn config(&self, meta: &TopicMeta) -> object_store::Result<TopicConfig> {
+        Ok(self.newest_config(meta).await?.1)
+    }
+
+    async fn newest_config(
+        &self,
+        meta: &TopicMeta,
+    ) -> object_store::Result<(Option<u64>, TopicConfig)> {
+        let listed: Vec<_> = self
+            .store
+            .list(Some(&config_prefix(&meta.id)))
+            .try_collect()
+            .await?;
+        let Some(seq) = listed.iter().filter_map(|m| config_seq(&m.location)).max() else {
+            return Ok((None, meta.config.clone()));
+        };
+        let bytes = self
+            .store
+            .get(&config_path(&meta.id, seq))
+            .await?
+            .bytes()
+            .await?;
+        let config = serde_json::from_slice(&bytes).map_err(|e| object_store::Error::Generic {
+            store: "catalog",
+            source: format!("topic {} config {seq}: {e}", meta.name).into(),
+        })?;
+        Ok((Some(seq), config))
+    }
+
+    /// Applies `changes` to the topic's newest settings and writes the result as the next
+    /// change; retried on losing the race to another change.
+    pub async fn alter_config(
+        &self,
+        meta: &TopicMeta,
+        changes: &[Change],
+    ) -> Result<TopicConfig, AlterError> {
+        loop {
+            let (seq, mut config) = self.newest_config(meta).await?;
+            for c in changes {
+                config.apply(c)?;
+            }
+            let next = seq.map_or(0, |s| s + 1);
+            let body = serde_json::to_vec(&config).expect("topic config serializes");
+            let path = config_path(&meta.id, next);
+            let put = self.store.put_opts(
+                &path,
+                PutPayload::from(body),
+                PutOptions::from(PutMode::Create),
+            );
+            match put.await {
+                Ok(_) => return Ok(config),
+                Err(object_store::Error::AlreadyExists { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 
@@ -178,6 +248,14 @@ impl Catalog {
             .collect();
         Ok(gone.into_iter().filter_map(|k| t.remove(&k)).collect())
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AlterError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidConfig),
+    #[error(transparent)]
+    Store(#[from] object_store::Error),
 }
 
 #[cfg(test)]

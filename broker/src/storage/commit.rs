@@ -47,6 +47,10 @@ pub struct CommitHeader {
     /// than any before for their producer: the coordinator epoch they raise.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub txn_fences: Vec<TxnFence>,
+    /// A new log start offset (DeleteRecords, or retention): readers may no longer fetch below
+    /// it. It only moves forward.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_start: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -191,6 +195,7 @@ mod tests {
             txn_begins: vec![],
             txn_ends: vec![],
             txn_fences: vec![],
+            log_start: None,
         };
         let obj = encode(&h, b"abc");
         let (h2, data) = decode(&obj).unwrap();

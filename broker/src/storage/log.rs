@@ -12,9 +12,12 @@
 //! finding in the simulator and an error line plus a count in a real broker, and the code goes
 //! on as it did before (a corrupt chain still answers `Corrupt`).
 
+use super::checkpoint::{self, Checkpoint};
 use super::commit::{self, CommitHeader, ProducerEntry, TxnBegin, TxnEnd, TxnFence};
 use super::producers::{Producers, Verdict};
-use super::{commit_path, commit_seq, log_prefix};
+use super::{
+    checkpoint_path, checkpoint_prefix, checkpoint_seq, commit_path, commit_seq, log_prefix,
+};
 use crate::batch::{self, BatchHeader};
 use crate::bugs::Bug;
 use crate::env::Ids;
@@ -32,6 +35,15 @@ use tokio::sync::{oneshot, Notify};
 const STORE_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bytes read to get a commit header in one request (headers are ~200 bytes).
 const HEADER_PROBE: u64 = 512;
+/// An owner writes a checkpoint once the chain has grown this many commits past the last one,
+/// so opening reads at most about this many headers after it.
+pub const CHECKPOINT_EVERY: u64 = 64;
+/// Checkpoints kept; older ones are deleted once a newer one is written. Opening falls back to
+/// an older one when the newest fails its checks.
+const CHECKPOINTS_KEPT: usize = 3;
+/// Headers read at once while following the chain past a checkpoint: what opening spends past
+/// the chain's end.
+const PROBE_WINDOW: u64 = 16;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum LogError {
@@ -61,6 +73,9 @@ pub enum LogError {
     /// A marker for a producer with no open transaction here: nothing to write.
     #[error("no open transaction")]
     NoOpenTransaction,
+    /// An offset outside the log: a read below its start, or records deleted past its end.
+    #[error("offset out of range")]
+    OffsetOutOfRange,
 }
 
 impl From<object_store::Error> for LogError {
@@ -70,7 +85,7 @@ impl From<object_store::Error> for LogError {
 }
 
 /// A data commit, as the in-memory index knows it.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CommitRef {
     pub seq: u64,
     pub base_offset: i64,
@@ -93,6 +108,10 @@ struct Index {
     /// The epoch and writer of the last commit applied (data or fence).
     tail: Option<(u64, i32)>,
     txns: TxnIndex,
+    /// The first offset a reader may fetch.
+    log_start: i64,
+    /// The commit after the last one applied.
+    end_seq: u64,
 }
 
 /// A partition's transactions, rebuilt from commit headers.
@@ -143,6 +162,11 @@ struct Writer {
     /// The last write's outcome is unknown: re-read the tail before writing.
     unsure: bool,
     producers: Producers,
+    /// The newest checkpoint's commit (0 before the first).
+    checkpointed: u64,
+    /// When our last write that landed was sent: a slot after it cannot have been deleted
+    /// before `delete_delay` after this (see [`PartitionLog::collect_garbage`]).
+    confirmed_at: tokio::time::Instant,
 }
 
 struct Pending {
@@ -161,6 +185,8 @@ enum Item {
     /// with the coordinator (KIP-890): a transaction may begin here only if no marker for the
     /// producer came since.
     Data { guard: Option<u64> },
+    /// Moves the log start offset up to `offset` (DeleteRecords, retention).
+    Trim { offset: i64 },
     /// A transaction marker (one control batch).
     Marker {
         producer_id: i64,
@@ -168,6 +194,19 @@ enum Item {
         commit: bool,
         coordinator_epoch: i32,
     },
+}
+
+/// What the owner knows about deleting the objects below the log start.
+#[derive(Default)]
+struct Gc {
+    /// Commits below this are deleted (as far as this broker knows).
+    done: u64,
+    /// Each time the first commit a reader may need moved up: to which commit, and when this
+    /// broker saw it. Objects below are deleted `delete_delay` after.
+    seen: VecDeque<(u64, tokio::time::Instant)>,
+    /// Commits below this may be deleted now.
+    due: u64,
+    running: bool,
 }
 
 #[derive(Default)]
@@ -233,6 +272,8 @@ pub struct PartitionLog {
     /// Woken after every commit, so long-polling fetches can re-check.
     appended: Arc<Notify>,
     max_commit_bytes: usize,
+    delete_delay: Duration,
+    gc: Mutex<Gc>,
     bug: Option<Bug>,
     index: RwLock<Index>,
     writer: tokio::sync::Mutex<Option<Writer>>,
@@ -243,6 +284,8 @@ pub struct PartitionLog {
     /// Per producer, how many marker requests came (in memory: it orders a verification
     /// against markers that arrive while the verified batch waits, on this broker only).
     guards: Mutex<BTreeMap<i64, u64>>,
+    /// Commits covered by the checkpoints in the store, oldest first, as far as this broker knows.
+    checkpoints: Arc<Mutex<Vec<u64>>>,
 }
 
 pub struct LogOptions {
@@ -253,6 +296,8 @@ pub struct LogOptions {
     pub cache: Arc<Cache>,
     pub appended: Arc<Notify>,
     pub max_commit_bytes: usize,
+    /// How long objects below the log start are kept before they are deleted.
+    pub delete_delay: Duration,
 }
 
 async fn timed<T>(
@@ -275,6 +320,8 @@ impl PartitionLog {
             cache: o.cache.clone(),
             appended: o.appended.clone(),
             max_commit_bytes: o.max_commit_bytes,
+            delete_delay: o.delete_delay,
+            gc: Mutex::new(Gc::default()),
             bug: o.bug,
             index: RwLock::new(Index::default()),
             writer: tokio::sync::Mutex::new(None),
@@ -282,6 +329,7 @@ impl PartitionLog {
             closed: AtomicBool::new(false),
             queue: Mutex::new(Queue::default()),
             guards: Mutex::new(BTreeMap::new()),
+            checkpoints: Arc::new(Mutex::new(Vec::new())),
         })
     }
 
@@ -304,6 +352,20 @@ impl PartitionLog {
 
     pub fn high_watermark(&self) -> i64 {
         self.index.read().unwrap_or_else(|e| e.into_inner()).hwm
+    }
+
+    /// The log start offset: the first offset a reader may fetch.
+    pub fn log_start(&self) -> i64 {
+        self.index
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .log_start
+    }
+
+    /// Queues a move of the log start up to `offset` (DeleteRecords, retention). The receiver
+    /// yields the log start once it is durable, or `OffsetOutOfRange` past the log's end.
+    pub fn trim_to(self: &Arc<Self>, offset: i64) -> oneshot::Receiver<Result<i64, LogError>> {
+        self.enqueue(vec![], Item::Trim { offset }, None)
     }
 
     /// The last stable offset: the first offset of the oldest open transaction, else the high
@@ -353,12 +415,14 @@ impl PartitionLog {
         if self.is_closed() {
             return Err(LogError::Fenced);
         }
-        let (next_seq, max_epoch, producers) = self.load().await?;
+        let (next_seq, max_epoch, producers, checkpointed) = self.load().await?;
         let mut writer = Writer {
             epoch: max_epoch + 1,
             next_seq,
             unsure: false,
             producers,
+            checkpointed,
+            confirmed_at: tokio::time::Instant::now(),
         };
         self.claim(&mut writer).await?;
         *w = Some(writer);
@@ -371,42 +435,41 @@ impl PartitionLog {
         self.writer.lock().await.as_ref().map(|w| w.epoch)
     }
 
-    /// Reads every commit header of the chain into the index. Returns the
-    /// next free sequence number and the highest epoch seen.
-    async fn load(&self) -> Result<(u64, u64, Producers), LogError> {
-        let listed: Vec<_> = timed(
-            self.store
-                .list(Some(&log_prefix(&self.topic_id, self.partition)))
-                .try_collect(),
-        )
-        .await?;
-        let mut seqs: Vec<u64> = listed
-            .iter()
-            .filter_map(|m| commit_seq(&m.location))
-            .collect();
-        seqs.sort_unstable();
-        if !seqs.is_empty() {
+    /// Rebuilds the index: from the newest checkpoint that passes its checks and the commits
+    /// after it, else from every commit of the chain. Returns the next free sequence number, the
+    /// highest epoch seen, the producers' state, and the newest checkpoint's commit.
+    async fn load(&self) -> Result<(u64, u64, Producers, u64), LogError> {
+        let mut index = Index::default();
+        let mut producers = Producers::default();
+        producers.lenient = self.bug == Some(Bug::LoseProducerState);
+        producers.ignore_epoch = self.bug == Some(Bug::EpochBumpIgnored);
+        let (mut next_seq, mut max_epoch, mut checkpointed) = (0, 0, 0);
+        let headers = match self.newest_checkpoint().await? {
+            Some(c) => {
+                reached!(
+                    "log.opened_from_checkpoint",
+                    "a broker opened a log from a checkpoint and the commits after it"
+                );
+                (next_seq, checkpointed) = (c.seq + 1, c.seq);
+                self.gc.lock().unwrap_or_else(|e| e.into_inner()).done = c.collected_below;
+                max_epoch = c.tail.map_or(0, |(epoch, _)| epoch);
+                if self.bug != Some(Bug::LoseProducerState) {
+                    producers.learn(&c.producers);
+                }
+                index = restore(c);
+                self.follow(next_seq).await?
+            }
+            None => self.listed().await?,
+        };
+        if !headers.is_empty() {
             reached!(
                 "log.open_existing_chain",
                 "a broker opened a log that already had commits (a take-over or a restart)"
             );
         }
-        let headers: Vec<Option<CommitHeader>> = futures::stream::iter(seqs.iter().copied())
-            .map(|seq| self.read_header(seq))
-            .buffered(16)
-            .try_collect()
-            .await?;
-        let mut index = Index::default();
-        let mut max_epoch = 0;
-        let mut next_seq = 0;
-        let mut producers = Producers::default();
-        producers.lenient = self.bug == Some(Bug::LoseProducerState);
-        producers.ignore_epoch = self.bug == Some(Bug::EpochBumpIgnored);
-        for (seq, h) in seqs.iter().zip(headers) {
-            let h =
-                h.ok_or_else(|| LogError::Corrupt(format!("commit {seq} listed but missing")))?;
+        for (seq, h) in headers {
             if !always!(
-                h.seq == next_seq && *seq == next_seq,
+                h.seq == next_seq && seq == next_seq,
                 "log.chain_has_no_holes",
                 "the commits of a chain are numbered 0, 1, 2, ... with no hole, each naming its own number",
                 "{}/{}: commit {next_seq} expected, found object {seq} naming commit {}",
@@ -426,7 +489,308 @@ impl PartitionLog {
             next_seq += 1;
         }
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
-        Ok((next_seq, max_epoch, producers))
+        Ok((next_seq, max_epoch, producers, checkpointed))
+    }
+
+    /// Every commit of the chain, listed: how a chain without a usable checkpoint is opened.
+    async fn listed(&self) -> Result<Vec<(u64, CommitHeader)>, LogError> {
+        let listed: Vec<_> = timed(
+            self.store
+                .list(Some(&log_prefix(&self.topic_id, self.partition)))
+                .try_collect(),
+        )
+        .await?;
+        let mut seqs: Vec<u64> = listed
+            .iter()
+            .filter_map(|m| commit_seq(&m.location))
+            .collect();
+        seqs.sort_unstable();
+        let headers: Vec<Option<CommitHeader>> = futures::stream::iter(seqs.iter().copied())
+            .map(|seq| self.read_header(seq))
+            .buffered(16)
+            .try_collect()
+            .await?;
+        seqs.into_iter()
+            .zip(headers)
+            .map(|(seq, h)| {
+                h.map(|h| (seq, h))
+                    .ok_or_else(|| LogError::Corrupt(format!("commit {seq} listed but missing")))
+            })
+            .collect()
+    }
+
+    /// The commits from `from` to the chain's end, read a window at a time without listing.
+    async fn follow(&self, from: u64) -> Result<Vec<(u64, CommitHeader)>, LogError> {
+        let mut out = Vec::new();
+        let mut seq = from;
+        loop {
+            let window: Vec<Option<CommitHeader>> = futures::stream::iter(seq..seq + PROBE_WINDOW)
+                .map(|s| self.read_header(s))
+                .buffered(PROBE_WINDOW as usize)
+                .try_collect()
+                .await?;
+            for h in window {
+                let Some(h) = h else { return Ok(out) };
+                out.push((seq, h));
+                seq += 1;
+            }
+        }
+    }
+
+    /// The newest checkpoint that passes its checks, trying older ones when one fails.
+    async fn newest_checkpoint(&self) -> Result<Option<Checkpoint>, LogError> {
+        let prefix = checkpoint_prefix(&self.topic_id, self.partition);
+        let listed: Vec<_> = timed(self.store.list(Some(&prefix)).try_collect()).await?;
+        let mut seqs: Vec<u64> = listed
+            .iter()
+            .filter_map(|m| checkpoint_seq(&m.location))
+            .collect();
+        seqs.sort_unstable();
+        *self.checkpoints.lock().unwrap_or_else(|e| e.into_inner()) = seqs.clone();
+        for &seq in seqs.iter().rev() {
+            match self.read_checkpoint(seq).await? {
+                Ok(c) => return Ok(Some(c)),
+                Err(why) => {
+                    reached!(
+                        "log.checkpoint_rejected",
+                        "a checkpoint failed its checks against the chain and opening fell back"
+                    );
+                    tracing::warn!(topic_id = %self.topic_id, partition = self.partition, seq,
+                        reason = %why, "checkpoint not used");
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Checkpoint `seq`, if it is whole and agrees with the commit it names (outer `Err`: the
+    /// store failed, so nothing is known either way).
+    async fn read_checkpoint(&self, seq: u64) -> Result<Result<Checkpoint, String>, LogError> {
+        let path = checkpoint_path(&self.topic_id, self.partition, seq);
+        let fut = async { self.store.get(&path).await?.bytes().await };
+        let bytes = match tokio::time::timeout(STORE_CALL_TIMEOUT, fut).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(object_store::Error::NotFound { .. })) => {
+                return Ok(Err("deleted since it was listed".into()))
+            }
+            Ok(Err(e)) => return Err(e.into()),
+            Err(_) => return Err(LogError::Store("checkpoint read timed out".into())),
+        };
+        let c = match checkpoint::decode(&bytes) {
+            Ok(c) => c,
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        if c.seq != seq {
+            return Ok(Err(format!("names commit {} in the place of {seq}", c.seq)));
+        }
+        let Some(h) = self.read_header(seq).await? else {
+            return Ok(Err(format!("its commit {seq} is not in the chain")));
+        };
+        if (h.write_id, h.end_offset(), Some((h.epoch, h.node_id))) != (c.write_id, c.hwm, c.tail) {
+            return Ok(Err(format!(
+                "commit {seq} is write {} ending at {} (epoch {}, broker {}), the checkpoint says write {} ending at {} ({:?})",
+                h.write_id,
+                h.end_offset(),
+                h.epoch,
+                h.node_id,
+                c.write_id,
+                c.hwm,
+                c.tail
+            )));
+        }
+        Ok(Ok(c))
+    }
+
+    /// After commit `seq` (ours, just applied): writes a checkpoint if the chain has grown
+    /// `CHECKPOINT_EVERY` commits past the last one. In the background: a checkpoint that is
+    /// not written only makes the next opening read more headers.
+    fn maybe_checkpoint(&self, w: &mut Writer, seq: u64, write_id: u64) {
+        if seq < w.checkpointed + CHECKPOINT_EVERY {
+            return;
+        }
+        w.checkpointed = seq;
+        let c = {
+            let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
+            let collected = self.gc.lock().unwrap_or_else(|e| e.into_inner()).done;
+            snapshot(&idx, &w.producers, (seq, write_id), collected)
+        };
+        let path = checkpoint_path(&self.topic_id, self.partition, seq);
+        let store = self.store.clone();
+        let known = self.checkpoints.clone();
+        let (topic_id, partition) = (self.topic_id.clone(), self.partition);
+        tokio::spawn(async move {
+            let put = store.put_opts(
+                &path,
+                checkpoint::encode(&c).into(),
+                PutOptions::from(PutMode::Create),
+            );
+            match tokio::time::timeout(STORE_CALL_TIMEOUT, put).await {
+                Ok(Ok(_)) | Ok(Err(object_store::Error::AlreadyExists { .. })) => {}
+                Ok(Err(e)) => {
+                    tracing::info!(%topic_id, partition, seq, error = %e, "checkpoint not written");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%topic_id, partition, seq, "checkpoint write timed out");
+                    return;
+                }
+            }
+            reached!(
+                "log.checkpoint_written",
+                "an owner wrote a checkpoint of its partition"
+            );
+            let stale: Vec<u64> = {
+                let mut k = known.lock().unwrap_or_else(|e| e.into_inner());
+                if let Err(at) = k.binary_search(&seq) {
+                    k.insert(at, seq);
+                }
+                let n = k.len().saturating_sub(CHECKPOINTS_KEPT);
+                k[..n].to_vec()
+            };
+            for old in stale {
+                let path = checkpoint_path(&topic_id, partition, old);
+                if tokio::time::timeout(STORE_CALL_TIMEOUT, store.delete(&path))
+                    .await
+                    .is_ok_and(|r| r.is_ok())
+                {
+                    let mut k = known.lock().unwrap_or_else(|e| e.into_inner());
+                    k.retain(|s| *s != old);
+                }
+            }
+        });
+    }
+
+    /// After a write that landed at `seq` from a writer silent for a while: whether it landed in
+    /// the chain, or in a slot the owner that replaced us deleted below the log start (where no
+    /// reader will ever look). Deletion goes up one commit at a time, so a deleted slot has a
+    /// deleted slot before it; the first slot has checkpoints beyond it. An orphan is removed,
+    /// and the writer is fenced: its data is not acknowledged.
+    async fn check_not_orphan(&self, seq: u64) -> Result<(), Created> {
+        let in_chain = if seq == 0 {
+            let prefix = checkpoint_prefix(&self.topic_id, self.partition);
+            let listed: Result<Vec<_>, _> =
+                timed(self.store.list(Some(&prefix)).try_collect()).await;
+            listed.map(|l| l.is_empty())
+        } else {
+            let before = commit_path(&self.topic_id, self.partition, seq - 1);
+            match tokio::time::timeout(STORE_CALL_TIMEOUT, self.store.head(&before)).await {
+                Ok(Ok(_)) => Ok(true),
+                Ok(Err(object_store::Error::NotFound { .. })) => Ok(false),
+                Ok(Err(e)) => Err(e.into()),
+                Err(_) => Err(LogError::Store("object store call timed out".into())),
+            }
+        };
+        match in_chain {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                reached!(
+                    "log.orphan_write_refused",
+                    "a writer silent for long wrote into a slot deleted below the log start: it removed the write and stopped"
+                );
+                tracing::warn!(topic_id = %self.topic_id, partition = self.partition, seq,
+                    "wrote below the log start of a newer owner: fenced");
+                let _ = timed(
+                    self.store
+                        .delete(&commit_path(&self.topic_id, self.partition, seq)),
+                )
+                .await;
+                self.close();
+                Err(Created::Failed(LogError::Fenced))
+            }
+            // Unknown: the write may be an orphan, so its outcome is unknown.
+            Err(e) => Err(Created::Failed(e)),
+        }
+    }
+
+    /// The offset retention moves the log start to, if it moves: past every leading commit
+    /// whose newest record is older than `retention_ms`, or that `retention_bytes` leaves out,
+    /// but never past an open transaction.
+    pub fn expired_below(
+        &self,
+        now_ms: i64,
+        retention_ms: Option<i64>,
+        retention_bytes: Option<i64>,
+    ) -> Option<i64> {
+        let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
+        let lso = idx.txns.last_stable(idx.hwm);
+        let mut kept: u64 = idx.commits.iter().map(|c| c.data_len).sum();
+        let mut point = idx.log_start;
+        for c in &idx.commits {
+            let too_old = retention_ms.is_some_and(|ms| c.max_timestamp < now_ms - ms);
+            let too_big = retention_bytes.is_some_and(|b| kept - c.data_len >= b as u64);
+            if !(too_old || too_big) || c.end() > lso {
+                break;
+            }
+            point = point.max(c.end());
+            kept -= c.data_len;
+        }
+        (point > idx.log_start).then_some(point)
+    }
+
+    /// Deletes, in order, the commit objects below the log start that are no longer needed:
+    /// below the first commit a reader may fetch from and below the oldest checkpoint kept
+    /// (opening may fall back to it), once `delete_delay` has passed since this broker saw
+    /// them go, so reads in flight finish. Without a checkpoint nothing is deleted: opening
+    /// would need the whole chain.
+    pub async fn collect_garbage(&self) {
+        if self.is_closed() {
+            return;
+        }
+        let needed = {
+            let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
+            idx.commits.first().map_or(idx.end_seq, |c| c.seq)
+        };
+        let Some(oldest) = self
+            .checkpoints
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .first()
+            .copied()
+        else {
+            return;
+        };
+        let bound = needed.min(oldest);
+        let now = tokio::time::Instant::now();
+        let (from, to) = {
+            let mut gc = self.gc.lock().unwrap_or_else(|e| e.into_inner());
+            if gc.seen.back().is_none_or(|(b, _)| *b < bound) {
+                gc.seen.push_back((bound, now));
+            }
+            while let Some(&(b, since)) = gc.seen.front() {
+                if now.duration_since(since) < self.delete_delay {
+                    break;
+                }
+                gc.due = gc.due.max(b);
+                gc.seen.pop_front();
+            }
+            if gc.running || gc.due <= gc.done {
+                return;
+            }
+            gc.running = true;
+            (gc.done, gc.due)
+        };
+        let mut done = from;
+        for seq in from..to {
+            let path = commit_path(&self.topic_id, self.partition, seq);
+            match tokio::time::timeout(STORE_CALL_TIMEOUT, self.store.delete(&path)).await {
+                Ok(Ok(())) | Ok(Err(object_store::Error::NotFound { .. })) => {}
+                other => {
+                    tracing::info!(topic_id = %self.topic_id, partition = self.partition, seq,
+                        outcome = ?other.map(|r| r.err()), "could not delete a commit below the log start");
+                    break;
+                }
+            }
+            done = seq + 1;
+        }
+        if done > from {
+            reached!(
+                "retention.objects_deleted",
+                "an owner deleted commit objects below the log start"
+            );
+        }
+        let mut gc = self.gc.lock().unwrap_or_else(|e| e.into_inner());
+        gc.done = gc.done.max(done);
+        gc.running = false;
     }
 
     async fn read_header(&self, seq: u64) -> Result<Option<CommitHeader>, LogError> {
@@ -565,6 +929,7 @@ impl PartitionLog {
                 txn_begins: vec![],
                 txn_ends: vec![],
                 txn_fences: vec![],
+                log_start: None,
             };
             match self.create(&header, &[]).await {
                 Ok(()) => {
@@ -575,6 +940,7 @@ impl PartitionLog {
                     // A fence moves no offset; applying it only notes its epoch as the tail's.
                     let _ = apply(&mut self.index_mut(), &header);
                     w.next_seq += 1;
+                    self.maybe_checkpoint(w, header.seq, header.write_id);
                     tracing::info!(topic_id = %self.topic_id, partition = self.partition,
                         epoch = w.epoch, seq = header.seq, "claimed partition");
                     return Ok(());
@@ -810,6 +1176,7 @@ impl PartitionLog {
                 (idx.txns.ongoing.clone(), idx.txns.coordinators.clone())
             };
             let mut plan = Plan::new(base, w.producers.clone(), txns, self.bug);
+            plan.current_log_start = self.log_start();
             let outcomes: Vec<_> = {
                 let guards = self.guards.lock().unwrap_or_else(|e| e.into_inner());
                 group.iter().map(|p| plan.add(p, &guards)).collect()
@@ -822,7 +1189,7 @@ impl PartitionLog {
                 && outcomes
                     .iter()
                     .any(|o| matches!(o, Err(LogError::NoOpenTransaction)));
-            if plan.offset == base && !seal {
+            if plan.offset == base && !seal && plan.log_start.is_none() {
                 reached!(
                     "log.commit_nothing_new",
                     "every request of a commit was a duplicate or refused: nothing written"
@@ -846,9 +1213,17 @@ impl PartitionLog {
                 txn_begins: plan.begins,
                 txn_ends: plan.ends,
                 txn_fences: plan.fences,
+                log_start: plan.log_start,
             };
-            match self.create(&header, &plan.data).await {
+            let sent = tokio::time::Instant::now();
+            let long_silent = sent.duration_since(w.confirmed_at) >= self.delete_delay / 2;
+            let created = match self.create(&header, &plan.data).await {
+                Ok(()) if long_silent => self.check_not_orphan(header.seq).await,
+                other => other,
+            };
+            match created {
                 Ok(()) => {
+                    w.confirmed_at = sent;
                     if seal {
                         reached!(
                             "txn.marker_sealed_the_tail",
@@ -858,6 +1233,7 @@ impl PartitionLog {
                     apply(&mut self.index_mut(), &header)?;
                     w.producers = plan.producers;
                     w.next_seq += 1;
+                    self.maybe_checkpoint(w, header.seq, header.write_id);
                     self.appended.notify_waiters();
                     return Ok(outcomes);
                 }
@@ -903,6 +1279,7 @@ impl PartitionLog {
             txn_begins: vec![],
             txn_ends: vec![],
             txn_fences: vec![],
+            log_start: None,
             ..failed.clone()
         };
         if self.create(&reservation, &[]).await.is_ok()
@@ -1100,6 +1477,9 @@ struct Plan {
     fences: Vec<TxnFence>,
     /// `Bug::CompressedBatchAsOne`.
     compressed_as_one: bool,
+    /// The log start before this commit, and the one it moves to.
+    current_log_start: i64,
+    log_start: Option<i64>,
 }
 
 impl Plan {
@@ -1122,6 +1502,8 @@ impl Plan {
             ends: Vec::new(),
             coordinators,
             fences: Vec::new(),
+            current_log_start: 0,
+            log_start: None,
         }
     }
 
@@ -1130,6 +1512,7 @@ impl Plan {
     fn add(&mut self, item: &Pending, guards: &BTreeMap<i64, u64>) -> Result<i64, LogError> {
         match item.kind {
             Item::Data { guard } => self.add_data(&item.batches, guard, guards, &item.origin),
+            Item::Trim { offset } => self.add_trim(offset),
             Item::Marker {
                 producer_id,
                 epoch,
@@ -1137,6 +1520,20 @@ impl Plan {
                 coordinator_epoch,
             } => self.add_marker(&item.batches, producer_id, epoch, commit, coordinator_epoch),
         }
+    }
+
+    /// Moves the log start up to `offset`, which must be within the log. Answers the log start
+    /// after it (a trim below the current start changes nothing).
+    fn add_trim(&mut self, offset: i64) -> Result<i64, LogError> {
+        if offset > self.offset || offset < 0 {
+            return Err(LogError::OffsetOutOfRange);
+        }
+        let now = self.log_start.unwrap_or(self.current_log_start);
+        if offset <= now {
+            return Ok(now);
+        }
+        self.log_start = Some(offset);
+        Ok(offset)
     }
 
     /// Ends the producer's open transaction here with a control batch.
@@ -1388,7 +1785,73 @@ fn well_formed<T>(
     r.map_err(|e| LogError::Corrupt(e.to_string()))
 }
 
-/// Adds a commit to the index: its offsets must follow the log's end.
+/// The state a checkpoint of commit `seq` holds, from the index and producers after it.
+fn snapshot(
+    idx: &Index,
+    producers: &Producers,
+    (seq, write_id): (u64, u64),
+    collected_below: u64,
+) -> Checkpoint {
+    Checkpoint {
+        seq,
+        write_id,
+        hwm: idx.hwm,
+        tail: idx.tail,
+        log_start: idx.log_start,
+        collected_below,
+        producers: producers.entries(),
+        ongoing: idx.txns.ongoing.iter().map(|(p, o)| (*p, *o)).collect(),
+        origins: idx
+            .txns
+            .origins
+            .iter()
+            .map(|(p, (id, ms))| (*p, id.clone(), *ms))
+            .collect(),
+        coordinators: idx
+            .txns
+            .coordinators
+            .iter()
+            .map(|(p, e)| (*p, *e))
+            .collect(),
+        aborted: idx
+            .txns
+            .aborted
+            .iter()
+            .map(|a| (a.producer_id, a.first_offset, a.last_offset))
+            .collect(),
+        commits: idx.commits.clone(),
+    }
+}
+
+/// The index a checkpoint holds.
+fn restore(c: Checkpoint) -> Index {
+    Index {
+        hwm: c.hwm,
+        commits: c.commits,
+        tail: c.tail,
+        log_start: c.log_start,
+        end_seq: c.seq + 1,
+        txns: TxnIndex {
+            ongoing: c.ongoing.into_iter().collect(),
+            aborted: c
+                .aborted
+                .into_iter()
+                .map(|(producer_id, first_offset, last_offset)| AbortedTxn {
+                    producer_id,
+                    first_offset,
+                    last_offset,
+                })
+                .collect(),
+            origins: c
+                .origins
+                .into_iter()
+                .map(|(p, id, ms)| (p, (id, ms)))
+                .collect(),
+            coordinators: c.coordinators.into_iter().collect(),
+        },
+    }
+}
+
 fn raise_coordinator(txns: &mut TxnIndex, producer_id: i64, coordinator_epoch: i32) {
     let known = txns
         .coordinators
@@ -1397,6 +1860,7 @@ fn raise_coordinator(txns: &mut TxnIndex, producer_id: i64, coordinator_epoch: i
     *known = (*known).max(coordinator_epoch);
 }
 
+/// Adds a commit to the index: its offsets must follow the log's end.
 fn apply(index: &mut Index, h: &CommitHeader) -> Result<(), LogError> {
     always!(
         h.records >= 0,
@@ -1441,6 +1905,7 @@ fn apply(index: &mut Index, h: &CommitHeader) -> Result<(), LogError> {
         )));
     }
     index.tail = Some((h.epoch, h.node_id));
+    index.end_seq = h.seq + 1;
     // In offset order: one commit may end a producer's transaction and begin its next.
     let mut events: Vec<(i64, Option<&TxnBegin>, Option<&TxnEnd>)> = h
         .txn_begins
@@ -1502,6 +1967,26 @@ fn apply(index: &mut Index, h: &CommitHeader) -> Result<(), LogError> {
             data_len: h.data_len,
         });
         index.hwm = h.end_offset();
+    }
+    if let Some(start) = h.log_start {
+        always!(
+            start >= index.log_start && start <= index.hwm,
+            "log.log_start_moves_forward_within_the_log",
+            "a new log start offset is never below the one before it nor past the log's end",
+            "commit {} moves the log start to {start} from {} with the log ending at {}",
+            h.seq,
+            index.log_start,
+            index.hwm
+        );
+        index.log_start = start;
+        // Readers below the start are refused, so what lies wholly below it is forgotten.
+        let gone = index.commits.partition_point(|c| c.end() <= start);
+        index.commits.drain(..gone);
+        let gone = index
+            .txns
+            .aborted
+            .partition_point(|a| a.last_offset < start);
+        index.txns.aborted.drain(..gone);
     }
     Ok(())
 }

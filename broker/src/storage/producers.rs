@@ -103,6 +103,11 @@ impl Producers {
         }
     }
 
+    /// Every known producer's state, by producer id: what a checkpoint keeps.
+    pub fn entries(&self) -> Vec<ProducerEntry> {
+        self.known.values().cloned().collect()
+    }
+
     /// The producer's epoch, if it is known here.
     pub fn epoch_of(&self, producer_id: i64) -> Option<i16> {
         self.known.get(&producer_id).map(|e| e.epoch)
