@@ -525,6 +525,7 @@ fn log_on(store: &Arc<dyn ObjectStore>, node_id: i32) -> Arc<PartitionLog> {
         cache: Arc::new(Cache::new(cfg.cache_bytes)),
         appended: Arc::new(Notify::new()),
         max_commit_bytes: cfg.max_commit_bytes,
+        delete_delay: cfg.delete_delay,
     };
     PartitionLog::new(TOPIC_ID, PARTITION, &opts)
 }
