@@ -71,6 +71,14 @@ pub struct BrokerArgs {
     /// Largest request accepted, in bytes.
     #[arg(long, default_value_t = 100 * 1024 * 1024)]
     max_request_bytes: usize,
+    /// How often an owner applies its topics' retention (retention.ms, retention.bytes), as
+    /// Kafka's log.retention.check.interval.ms.
+    #[arg(long, default_value_t = 30_000)]
+    retention_check_ms: u64,
+    /// How long objects below a partition's log start are kept before they are deleted, so
+    /// reads in flight finish (Kafka's file.delete.delay.ms).
+    #[arg(long, default_value_t = 60_000)]
+    delete_delay_ms: u64,
 }
 
 fn open_store(args: &BrokerArgs) -> anyhow::Result<Arc<dyn ObjectStore>> {
@@ -125,6 +133,8 @@ async fn serve(args: BrokerArgs) -> anyhow::Result<()> {
     cfg.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(10));
     cfg.session_timeout = Duration::from_millis(args.session_timeout_ms.max(args.heartbeat_ms * 2));
     cfg.max_request_bytes = args.max_request_bytes;
+    cfg.retention_check_interval = Duration::from_millis(args.retention_check_ms.max(10));
+    cfg.delete_delay = Duration::from_millis(args.delete_delay_ms);
     if let Some(b) = args.bug {
         cfg.bug = Some(b);
         tracing::warn!(bug = %b, "PLANTED BUG enabled: this broker is broken on purpose");
