@@ -32,7 +32,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         if !committed_reader {
             continue;
         }
-        let mut sends = ix.sends_of(r.value).peekable();
+        let mut sends = ix.sends_of_id(r.vid).peekable();
         let Some(t) = sends.peek().and_then(|s| s.txn) else {
             continue;
         };

@@ -185,30 +185,53 @@ fn build<'a>(ix: &Index<'a>) -> Deps<'a> {
             _ => {}
         }
     }
-    // The one node that wrote `value`, if exactly one did.
-    let writer = |value: &str| {
-        let mut found = None;
-        for i in ix.send_indices_of(value) {
-            match (found, of_send[i]) {
-                (_, None) => {}
-                (None, Some(n)) => found = Some(n),
-                (Some(f), Some(n)) if f != n => return None,
-                _ => {}
-            }
-        }
-        found
+    // By value number: the one node that wrote it, if exactly one did. (Sends are in history
+    // order, as each value's chain of sends is.)
+    #[derive(Clone, Copy)]
+    enum Wrote {
+        Nobody,
+        One(u32),
+        Several,
+    }
+    let mut wrote = vec![
+        Wrote::Nobody;
+        ix.sends
+            .iter()
+            .map(|s| s.vid as usize + 1)
+            .max()
+            .unwrap_or(0)
+    ];
+    for (s, n) in ix.sends.iter().zip(&of_send) {
+        let (w, Some(n)) = (&mut wrote[s.vid as usize], *n) else {
+            continue;
+        };
+        *w = match *w {
+            Wrote::Nobody => Wrote::One(n),
+            Wrote::One(f) if f != n => Wrote::Several,
+            other => other,
+        };
+    }
+    let writer = |vid: u32| match wrote.get(vid as usize) {
+        Some(Wrote::One(n)) => Some(*n),
+        _ => None,
     };
     // ww: consecutive writers in each partition's log.
-    let mut log: Vec<(i64, &str)> = Vec::new();
+    let mut log: Vec<(i64, u32, &str)> = Vec::new();
     for (tp, part) in ix.parts() {
         log.clear();
-        log.extend(part.reads.iter().map(|&(o, i)| (o, ix.reads[i].value)));
-        log.extend(part.acks.iter().map(|&(o, i)| (o, ix.sends[i].value)));
+        log.extend(part.reads.iter().map(|&(o, i)| {
+            let r = &ix.reads[i];
+            (o, r.vid, r.value)
+        }));
+        log.extend(part.acks.iter().map(|&(o, i)| {
+            let s = &ix.sends[i];
+            (o, s.vid, s.value)
+        }));
         log.sort_by_key(|e| e.0);
         log.dedup_by_key(|e| e.0);
         let mut prev: Option<(u32, i64, &str)> = None;
-        for &(o, v) in &log {
-            let Some(n) = writer(v) else { continue };
+        for &(o, vid, v) in &log {
+            let Some(n) = writer(vid) else { continue };
             if let Some((p, po, pv)) = prev {
                 if p != n && d.plain_send(p) {
                     let why = Why {
@@ -227,7 +250,7 @@ fn build<'a>(ix: &Index<'a>) -> Deps<'a> {
         if r.final_read {
             continue;
         }
-        let (Some(&reader), Some(w)) = (of_op.get(&r.op), writer(r.value)) else {
+        let (Some(&reader), Some(w)) = (of_op.get(&r.op), writer(r.vid)) else {
             continue;
         };
         if w != reader && (d.plain_send(w) || ix.read_committed(r.process)) {
@@ -271,7 +294,9 @@ fn build<'a>(ix: &Index<'a>) -> Deps<'a> {
             }
         }
     }
-    d.edges.sort_by_key(|e| (e.0, e.1, e.2));
+    // Of the edges with one (from, to, kind), the first added stays: its `why` index is the
+    // lowest (edges without one have none to tell them apart).
+    d.edges.sort_unstable();
     d.edges.dedup_by_key(|e| (e.0, e.1, e.2));
     d
 }

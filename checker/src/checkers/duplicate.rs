@@ -31,22 +31,25 @@ pub fn check_with(history: &History, config: &CheckerConfig) -> Vec<Finding> {
 fn candidates<'a>(ix: &Index<'a>) -> Vec<&'a str> {
     let mut out = ix.multi_position.clone();
     // Lookups only.
-    let mut seen: FastMap<&str, ()> = FastMap::default();
-    for (tp, part) in ix.parts() {
+    let mut seen: FastMap<u32, ()> = FastMap::default();
+    for (_, part) in ix.parts() {
         for &(o, i) in &part.acks {
             let s = &ix.sends[i];
             // The common case, cheaply: the ack's offset was read with its value, so the ack
             // adds no position that reads lack. Another ok send of the value is looked for from
             // the earlier of the two (whose chain goes on).
-            let confirmed = part.reads_at(o).any(|r| ix.reads[r].value == s.value);
-            if confirmed && s.next.is_none() {
+            let confirmed = part.reads_at(o).any(|r| ix.reads[r].vid == s.vid);
+            if confirmed && !s.has_next() {
                 continue;
             }
-            let elsewhere = ix.reads_of(s.value).any(|r| (r.tp, r.offset) != (tp, o))
+            // (The ack is in its own partition's list: `s.pid` is this partition.)
+            let elsewhere = ix
+                .reads_of_id(s.vid)
+                .any(|r| (r.pid, r.offset) != (s.pid, o))
                 || ix
-                    .sends_of(s.value)
-                    .any(|t| t.acked().is_some_and(|a| (t.tp, a) != (tp, o)));
-            if elsewhere && !ix.flagged(s.value) && seen.insert(s.value, ()).is_none() {
+                    .sends_of_id(s.vid)
+                    .any(|t| t.acked().is_some_and(|a| (t.pid, a) != (s.pid, o)));
+            if elsewhere && !ix.flagged_id(s.vid) && seen.insert(s.vid, ()).is_none() {
                 out.push(s.value);
             }
         }

@@ -30,7 +30,10 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     for (i, s) in ix.sends.iter().enumerate() {
         let Some(src) = s.source else { continue };
         out_parts.push(s.tp);
-        if !ix.reads_of(s.value).any(|r| r.final_read && r.tp == s.tp) {
+        if !ix
+            .reads_of_id(s.vid)
+            .any(|r| r.final_read && r.pid == s.pid)
+        {
             continue;
         }
         let outs = outputs.entry(src).or_default();

@@ -22,7 +22,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             if let Some(other) = acks[1..]
                 .iter()
                 .map(|&(_, i)| &ix.sends[i])
-                .find(|s| s.value != first.value)
+                .find(|s| s.vid != first.vid)
             {
                 out.push(Finding::new(
                     Anomaly::InconsistentOffsets,
@@ -41,18 +41,17 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     // Acks contradicted by reads.
     for s in &ix.sends {
         let Some(o) = s.acked() else { continue };
-        let at_o = || {
-            ix.part(s.tp)
-                .into_iter()
-                .flat_map(move |p| p.reads_at(o))
-                .map(|i| &ix.reads[i])
-        };
-        let Some(r) = at_o().find(|r| r.value != s.value) else {
+        let Some(r) = ix
+            .part_at(s.pid)
+            .reads_at(o)
+            .map(|i| &ix.reads[i])
+            .find(|r| r.vid != s.vid)
+        else {
             continue;
         };
         let elsewhere: Vec<i64> = ix
-            .reads_of(s.value)
-            .filter(|r| r.tp != s.tp || r.offset != o)
+            .reads_of_id(s.vid)
+            .filter(|r| r.pid != s.pid || r.offset != o)
             .map(|r| r.offset)
             .collect();
         let mut elsewhere_sorted = elsewhere;

@@ -11,7 +11,7 @@
 //! the record batch; the sends of one imported Jepsen op (`jepsen_op`) are judged together the
 //! same way, so a Jepsen history gets Jepsen's name.
 
-use super::{q, Anomaly, FastMap, Finding, Index, Send, Tp};
+use super::{q, Anomaly, FastMap, Finding, Index, Send};
 
 /// What groups sends: a record batch, or an imported Jepsen op.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -30,8 +30,8 @@ pub(crate) fn position(ix: &Index<'_>, s: &Send<'_>) -> Option<(i64, Option<u64>
     if let Some(o) = s.acked() {
         return Some((o, None));
     }
-    ix.reads_of(s.value)
-        .find(|r| r.tp == s.tp)
+    ix.reads_of_id(s.vid)
+        .find(|r| r.pid == s.pid)
         .map(|r| (r.offset, Some(r.op)))
 }
 
@@ -41,7 +41,7 @@ type Last<'a> = (i64, u64, Option<u64>, &'a str);
 pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     // (process, group, partition) → its last placed record. Lookups only, never iterated.
-    let mut last: FastMap<(u64, Group, Tp<'_>), Last<'_>> = FastMap::default();
+    let mut last: FastMap<(u64, Group, u32), Last<'_>> = FastMap::default();
     for s in &ix.sends {
         let groups = [s.batch.map(Group::Batch), s.jepsen_op.map(Group::JepsenOp)];
         if groups.iter().all(Option::is_none) {
@@ -51,7 +51,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             continue;
         };
         for group in groups.into_iter().flatten() {
-            let key = (s.process, group, s.tp);
+            let key = (s.process, group, s.pid);
             if let Some(&(prev, prev_op, prev_read, prev_value)) = last.get(&key) {
                 if o <= prev {
                     let ops = [Some(prev_op), prev_read, Some(s.op), read_op];

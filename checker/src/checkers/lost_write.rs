@@ -33,12 +33,12 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
 /// its acknowledged offset.
 pub(crate) fn missing(ix: &Index<'_>, s: &Send<'_>) -> Option<Finding> {
     let o = s.acked()?;
-    let part = ix.part(s.tp)?;
+    let part = ix.part_at(s.pid);
     if let Some((hwm, fr_op)) = part.max_final_hwm {
-        if hwm <= o || ix.reads_of(s.value).any(|r| r.final_read) {
+        if hwm <= o || ix.reads_of_id(s.vid).any(|r| r.final_read) {
             return None;
         }
-        let seen = match ix.reads_of(s.value).count() {
+        let seen = match ix.reads_of_id(s.vid).count() {
             0 => String::new(),
             n => format!(", though {n} earlier poll(s) had returned it"),
         };
@@ -54,7 +54,7 @@ pub(crate) fn missing(ix: &Index<'_>, s: &Send<'_>) -> Option<Finding> {
         ));
     }
     let (max, poll_op) = part.max_poll_offset?;
-    if max <= o || ix.reads_of(s.value).next().is_some() {
+    if max <= o || ix.is_read(s.vid) {
         return None;
     }
     Some(Finding::new(

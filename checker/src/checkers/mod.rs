@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::history::{
     ClientValue, HiddenSpan, History, OffsetValue, Op, OpKind, Pair, PartitionOffset, PollValue,
-    SendValue, TxnEnd, TxnValue, Value, ViolationValue,
+    TxnEnd, TxnValue, Value, ViolationValue,
 };
 
 pub mod aborted_read;
@@ -397,7 +397,11 @@ pub(crate) type SeenOfTxn<'a> = BTreeMap<(usize, Tp<'a>), (Vec<i64>, Vec<u64>, &
 /// One send operation (invoke plus completion).
 pub(crate) struct Send<'a> {
     pub tp: Tp<'a>,
+    /// The partition's number in the index (see [`Index::part_at`]).
+    pub pid: u32,
     pub value: &'a str,
+    /// The value's number in the index: equal values, equal numbers.
+    pub vid: u32,
     pub process: u64,
     /// The op carrying the evidence: the completion if any, else the invoke.
     pub op: u64,
@@ -418,8 +422,8 @@ pub(crate) struct Send<'a> {
     pub txn: Option<usize>,
     /// The input value it was derived from (consume-transform-produce).
     pub source: Option<&'a str>,
-    /// Next send of the same value (a chain instead of a Vec per value).
-    next: Option<usize>,
+    /// Next send of the same value (a chain instead of a Vec per value), or [`NONE`].
+    next: u32,
 }
 
 impl Send<'_> {
@@ -435,7 +439,15 @@ impl Send<'_> {
     pub fn retried(&self) -> bool {
         self.attempts.is_some_and(|a| a > 1)
     }
+
+    /// Another send of the same value follows it.
+    pub fn has_next(&self) -> bool {
+        self.next != NONE
+    }
 }
+
+/// No index: the end of a chain, or a value without sends or reads.
+pub(crate) const NONE: u32 = u32::MAX;
 
 /// One transaction (a `txn` op).
 pub(crate) struct Txn<'a> {
@@ -484,15 +496,17 @@ impl Txn<'_> {
 /// One record observed by a poll or a final read.
 pub(crate) struct Read<'a> {
     pub tp: Tp<'a>,
+    pub pid: u32,
     pub offset: i64,
     pub value: &'a str,
+    pub vid: u32,
     pub op: u64,
     pub final_read: bool,
     /// The reader's process, and the time of the op that returned it.
     pub process: u64,
     pub time_ns: u64,
-    /// Next read of the same value.
-    next: Option<usize>,
+    /// Next read of the same value, or [`NONE`].
+    next: u32,
 }
 
 /// A successful final read.
@@ -600,7 +614,9 @@ impl Part {
     }
 }
 
-/// Lookups shared by the checkers, built in one pass over the history.
+/// Lookups shared by the checkers, built in one pass over the history. Partitions and values are
+/// numbered as they are met (a send's or a read's `pid` and `vid`), so that the checkers look
+/// them up by number: strings are hashed once, while indexing.
 pub(crate) struct Index<'a> {
     pub pairs: Vec<Pair<'a>>,
     pub sends: Vec<Send<'a>>,
@@ -608,18 +624,24 @@ pub(crate) struct Index<'a> {
     pub final_reads: Vec<FinalRead<'a>>,
     /// Transactions, in invoke order.
     pub txns: Vec<Txn<'a>>,
-    /// Partition → index into `part_list`; iterated in partition order.
-    part_ids: BTreeMap<Tp<'a>, usize>,
+    /// Partition → its number. Lookups only: never iterated.
+    part_ids: FastMap<Tp<'a>, u32>,
+    /// By partition number: the partition and what is known of it.
+    tps: Vec<Tp<'a>>,
     part_list: Vec<Part>,
-    /// value → (first, last) index into `reads`. Lookups only: never iterated.
-    reads_of_value: FastMap<&'a str, (usize, usize)>,
-    /// value → (first, last) index into `sends`. Lookups only.
-    sends_of_value: FastMap<&'a str, (usize, usize)>,
+    /// Partition numbers in partition order.
+    order: Vec<u32>,
+    /// Value → its number. Lookups only.
+    vids: FastMap<&'a str, u32>,
+    /// By value number: (first, last) index into `reads`, and into `sends` ([`NONE`]: none).
+    reads_chain: Vec<(u32, u32)>,
+    sends_chain: Vec<(u32, u32)>,
+    /// By value number: read at two positions or more (it is in `multi_position`).
+    flagged: Vec<bool>,
     /// Values read at more than one position, in order of discovery.
     pub multi_position: Vec<&'a str>,
-    flagged: FastMap<&'a str, ()>,
     /// The last partition looked up, to skip the map for runs of records of one partition.
-    last_part: Option<(Tp<'a>, usize)>,
+    last_part: Option<(Tp<'a>, u32)>,
     /// Each process's first `client` op: what kind of client it is.
     clients: BTreeMap<u64, &'a ClientValue>,
     /// Protocol violation facts (op, value), in history order.
@@ -635,12 +657,15 @@ impl<'a> Index<'a> {
             reads: Vec::new(),
             final_reads: Vec::new(),
             txns: Vec::new(),
-            part_ids: BTreeMap::new(),
+            part_ids: FastMap::default(),
+            tps: Vec::new(),
             part_list: Vec::new(),
-            reads_of_value: FastMap::default(),
-            sends_of_value: FastMap::default(),
+            order: Vec::new(),
+            vids: FastMap::default(),
+            reads_chain: Vec::new(),
+            sends_chain: Vec::new(),
+            flagged: Vec::new(),
             multi_position: Vec::new(),
-            flagged: FastMap::default(),
             last_part: None,
             clients: BTreeMap::new(),
             violations: Vec::new(),
@@ -653,36 +678,68 @@ impl<'a> Index<'a> {
             part.acks.sort_unstable();
             part.merge_hidden();
         }
+        ix.order = (0..ix.tps.len() as u32).collect();
+        ix.order.sort_unstable_by_key(|&p| ix.tps[p as usize]);
         ix.pairs = pairs;
         ix
     }
 
-    fn part_mut(&mut self, tp: Tp<'a>) -> &mut Part {
-        let id = match self.last_part {
+    /// The partition's number, numbering it if it is new.
+    fn pid(&mut self, tp: Tp<'a>) -> u32 {
+        match self.last_part {
             Some((last, id)) if last == tp => id,
             _ => {
-                let next = self.part_list.len();
+                let next = self.tps.len() as u32;
                 let id = *self.part_ids.entry(tp).or_insert(next);
                 if id == next {
+                    self.tps.push(tp);
                     self.part_list.push(Part::default());
                 }
                 self.last_part = Some((tp, id));
                 id
             }
-        };
-        &mut self.part_list[id]
+        }
+    }
+
+    /// The value's number, numbering it if it is new.
+    fn vid(&mut self, value: &'a str) -> u32 {
+        let next = self.reads_chain.len() as u32;
+        let id = *self.vids.entry(value).or_insert(next);
+        if id == next {
+            self.reads_chain.push((NONE, NONE));
+            self.sends_chain.push((NONE, NONE));
+            self.flagged.push(false);
+        }
+        id
+    }
+
+    fn part_mut(&mut self, tp: Tp<'a>) -> &mut Part {
+        let id = self.pid(tp);
+        &mut self.part_list[id as usize]
     }
 
     /// The partition's facts, if anything mentioned it.
     pub fn part(&self, tp: Tp<'_>) -> Option<&Part> {
-        self.part_ids.get(&tp).map(|&id| &self.part_list[id])
+        self.part_ids
+            .get(&tp)
+            .map(|&id| &self.part_list[id as usize])
+    }
+
+    /// The facts of partition number `pid`.
+    pub fn part_at(&self, pid: u32) -> &Part {
+        &self.part_list[pid as usize]
     }
 
     /// Every partition in order.
     pub fn parts(&self) -> impl Iterator<Item = (Tp<'a>, &Part)> + '_ {
-        self.part_ids
+        self.order
             .iter()
-            .map(|(&tp, &id)| (tp, &self.part_list[id]))
+            .map(|&id| (self.tps[id as usize], &self.part_list[id as usize]))
+    }
+
+    /// The value's number, if some send or read has it.
+    pub fn value_id(&self, value: &str) -> Option<u32> {
+        self.vids.get(value).copied()
     }
 
     /// How the process described itself, if it did (histories before `client` ops: never).
@@ -706,10 +763,10 @@ impl<'a> Index<'a> {
         !self.txns.is_empty() || self.read_committed(process)
     }
 
-    /// Every send of `value` was in a transaction that did not (or may not have) committed:
-    /// a read_committed reader may rightly pass over it.
-    pub fn maybe_aborted(&self, value: &str) -> bool {
-        let mut sends = self.sends_of(value).peekable();
+    /// Every send of value number `vid` was in a transaction that did not (or may not have)
+    /// committed: a read_committed reader may rightly pass over it.
+    pub fn maybe_aborted_id(&self, vid: u32) -> bool {
+        let mut sends = self.sends_of_id(vid).peekable();
         sends.peek().is_some() && sends.all(|s| s.txn.is_some_and(|t| !self.txns[t].committed()))
     }
 
@@ -723,7 +780,7 @@ impl<'a> Index<'a> {
             || (!self.txns.is_empty()
                 && part
                     .reads_at(o)
-                    .any(|i| self.maybe_aborted(self.reads[i].value)))
+                    .any(|i| self.maybe_aborted_id(self.reads[i].vid)))
     }
 
     /// A non-idempotent producer with more than one request in flight: Kafka lets a retried batch
@@ -748,24 +805,23 @@ impl<'a> Index<'a> {
                     ),
                     _ => (None, s.batch, None, None, s.jepsen_op),
                 };
-                self.add_send(
-                    s,
-                    Send {
-                        tp: (s.topic.as_str(), s.partition),
-                        value: &s.value,
-                        process: pair.invoke.process,
-                        op: last.index,
-                        outcome,
-                        offset,
-                        batch,
-                        attempts,
-                        broker,
-                        jepsen_op,
-                        txn: None,
-                        source: s.source.as_deref(),
-                        next: None,
-                    },
-                );
+                self.add_send(Send {
+                    tp: (s.topic.as_str(), s.partition),
+                    pid: NONE,
+                    value: &s.value,
+                    vid: NONE,
+                    process: pair.invoke.process,
+                    op: last.index,
+                    outcome,
+                    offset,
+                    batch,
+                    attempts,
+                    broker,
+                    jepsen_op,
+                    txn: None,
+                    source: s.source.as_deref(),
+                    next: NONE,
+                });
             }
             (Value::Txn(inv), _, done) => self.add_txn(pair, inv, done),
             (Value::Poll(_), OpKind::Ok, Value::Poll(p)) => self.add_poll(p, last),
@@ -806,27 +862,32 @@ impl<'a> Index<'a> {
         }
     }
 
-    /// Indexes one send; `s` is the value whose string the send's value borrows.
-    fn add_send(&mut self, s: &'a SendValue, mut send: Send<'a>) {
+    /// Indexes one send, numbering its partition and value.
+    fn add_send(&mut self, mut send: Send<'a>) {
         // A negative offset is none: a client records -1 when the broker acknowledged
         // without a base offset (the Java client's RecordMetadata then says
         // `hasOffset() == false`; the reply itself is a `protocol-violation` fact). An
         // ack without an offset is judged only where none is needed (`unseen`).
         send.offset = send.offset.filter(|&o| o >= 0);
-        let (tp, outcome, offset, op) = (send.tp, send.outcome, send.offset, send.op);
+        send.pid = self.pid(send.tp);
+        send.vid = self.vid(send.value);
+        let (pid, vid, outcome, offset, op) =
+            (send.pid, send.vid, send.outcome, send.offset, send.op);
         let in_txn = send.txn.is_some();
-        let i = self.sends.len();
+        let i = self.sends.len() as u32;
         self.sends.push(send);
-        let chain = self.sends_of_value.entry(&s.value).or_insert((i, i));
-        if chain.1 != i {
-            self.sends[chain.1].next = Some(i);
+        let chain = &mut self.sends_chain[vid as usize];
+        if chain.0 == NONE {
+            *chain = (i, i);
+        } else {
+            self.sends[chain.1 as usize].next = i;
             chain.1 = i;
         }
-        let part = self.part_mut(tp);
+        let part = &mut self.part_list[pid as usize];
         part.written = true;
         part.txn_written |= in_txn;
         if let (OpKind::Ok, Some(o)) = (outcome, offset) {
-            part.acks.push((o, i));
+            part.acks.push((o, i as usize));
             if part.max_ack.is_none_or(|(m, _)| o > m) {
                 part.max_ack = Some((o, op));
             }
@@ -874,24 +935,23 @@ impl<'a> Index<'a> {
         let start = self.sends.len();
         for (k, s) in from.sends().enumerate() {
             let batch = s.batch.or_else(|| inv.sends().nth(k).and_then(|i| i.batch));
-            self.add_send(
-                s,
-                Send {
-                    tp: (s.topic.as_str(), s.partition),
-                    value: &s.value,
-                    process: txn.process,
-                    op: last.index,
-                    outcome,
-                    offset: s.offset,
-                    batch,
-                    attempts: s.attempts,
-                    broker: s.broker.as_deref(),
-                    jepsen_op: Some(txn.invoke),
-                    txn: Some(t),
-                    source: s.source.as_deref(),
-                    next: None,
-                },
-            );
+            self.add_send(Send {
+                tp: (s.topic.as_str(), s.partition),
+                pid: NONE,
+                value: &s.value,
+                vid: NONE,
+                process: txn.process,
+                op: last.index,
+                outcome,
+                offset: s.offset,
+                batch,
+                attempts: s.attempts,
+                broker: s.broker.as_deref(),
+                jepsen_op: Some(txn.invoke),
+                txn: Some(t),
+                source: s.source.as_deref(),
+                next: NONE,
+            });
         }
         txn.sends = start..self.sends.len();
         if pair.completion.is_some() {
@@ -907,8 +967,8 @@ impl<'a> Index<'a> {
         let op = last.index;
         for r in &p.records {
             let tp = (r.topic.as_str(), r.partition);
-            self.add_read(tp, r.offset, &r.value, last, false);
-            let part = self.part_mut(tp);
+            let pid = self.add_read(tp, r.offset, &r.value, last, false);
+            let part = &mut self.part_list[pid as usize];
             if part.max_poll_offset.is_none_or(|(o, _)| r.offset > o) {
                 part.max_poll_offset = Some((r.offset, op));
             }
@@ -920,54 +980,92 @@ impl<'a> Index<'a> {
         }
     }
 
-    fn add_read(&mut self, tp: Tp<'a>, offset: i64, value: &'a str, by: &Op, final_read: bool) {
-        let i = self.reads.len();
+    /// Indexes one record read; returns its partition's number.
+    fn add_read(
+        &mut self,
+        tp: Tp<'a>,
+        offset: i64,
+        value: &'a str,
+        by: &Op,
+        final_read: bool,
+    ) -> u32 {
+        let pid = self.pid(tp);
+        let vid = self.vid(value);
+        let i = self.reads.len() as u32;
         self.reads.push(Read {
             tp,
+            pid,
             offset,
             value,
+            vid,
             op: by.index,
             final_read,
             process: by.process,
             time_ns: by.time_ns,
-            next: None,
+            next: NONE,
         });
-        let chain = self.reads_of_value.entry(value).or_insert((i, i));
-        if chain.1 != i {
-            let first = &self.reads[chain.0];
+        let chain = &mut self.reads_chain[vid as usize];
+        if chain.0 == NONE {
+            *chain = (i, i);
+        } else {
+            let first = &self.reads[chain.0 as usize];
             // The second distinct position makes it a candidate duplicate, once.
-            if (first.tp != tp || first.offset != offset)
-                && self.flagged.insert(value, ()).is_none()
-            {
+            if (first.pid != pid || first.offset != offset) && !self.flagged[vid as usize] {
+                self.flagged[vid as usize] = true;
                 self.multi_position.push(value);
             }
-            self.reads[chain.1].next = Some(i);
+            self.reads[chain.1 as usize].next = i;
             chain.1 = i;
         }
-        self.part_mut(tp).reads.push((offset, i));
+        self.part_list[pid as usize]
+            .reads
+            .push((offset, i as usize));
+        pid
     }
 
-    /// `value` was read at two positions or more (it is in `multi_position`).
-    pub fn flagged(&self, value: &str) -> bool {
-        self.flagged.contains_key(value)
+    /// Value number `vid` was read at two positions or more (it is in `multi_position`).
+    pub fn flagged_id(&self, vid: u32) -> bool {
+        self.flagged.get(vid as usize).is_some_and(|&f| f)
     }
 
-    /// Indices into `sends` of the sends of `value`, in history order.
-    pub fn send_indices_of(&self, value: &str) -> impl Iterator<Item = usize> + '_ {
-        let first = self.sends_of_value.get(value).map(|c| c.0);
-        std::iter::successors(first, |&i| self.sends[i].next)
+    /// Indices into `sends` of the sends of value number `vid`, in history order.
+    pub fn send_indices_of_id(&self, vid: u32) -> impl Iterator<Item = usize> + '_ {
+        let first = self.sends_chain.get(vid as usize).map_or(NONE, |c| c.0);
+        std::iter::successors((first != NONE).then_some(first), |&i| {
+            let next = self.sends[i as usize].next;
+            (next != NONE).then_some(next)
+        })
+        .map(|i| i as usize)
+    }
+
+    /// Reads of value number `vid`, in history order.
+    pub fn reads_of_id(&self, vid: u32) -> impl Iterator<Item = &Read<'a>> + '_ {
+        let first = self.reads_chain.get(vid as usize).map_or(NONE, |c| c.0);
+        std::iter::successors((first != NONE).then(|| &self.reads[first as usize]), |r| {
+            (r.next != NONE).then(|| &self.reads[r.next as usize])
+        })
     }
 
     /// Reads of `value`, in history order.
     pub fn reads_of(&self, value: &str) -> impl Iterator<Item = &Read<'a>> + '_ {
-        let first = self.reads_of_value.get(value).map(|c| c.0);
-        std::iter::successors(first, |&i| self.reads[i].next).map(|i| &self.reads[i])
+        self.reads_of_id(self.value_id(value).unwrap_or(NONE))
+    }
+
+    /// Some read returned value number `vid`.
+    pub fn is_read(&self, vid: u32) -> bool {
+        self.reads_chain
+            .get(vid as usize)
+            .is_some_and(|c| c.0 != NONE)
+    }
+
+    /// Sends of value number `vid`, in history order.
+    pub fn sends_of_id(&self, vid: u32) -> impl Iterator<Item = &Send<'a>> + '_ {
+        self.send_indices_of_id(vid).map(|i| &self.sends[i])
     }
 
     /// Sends of `value`, in history order.
     pub fn sends_of(&self, value: &str) -> impl Iterator<Item = &Send<'a>> + '_ {
-        let first = self.sends_of_value.get(value).map(|c| c.0);
-        std::iter::successors(first, |&i| self.sends[i].next).map(|i| &self.sends[i])
+        self.sends_of_id(self.value_id(value).unwrap_or(NONE))
     }
 
     /// Offsets of `tp` in `[from, to)` that some read returned.

@@ -14,9 +14,7 @@
 //! imported Jepsen op, are [`super::int_nonmonotonic_send`]'s (as in Jepsen, whose rule is this
 //! one without the excuses: Kafka's retry reordering is riptide's addition).
 
-use std::collections::BTreeMap;
-
-use super::{q, Anomaly, Finding, Index, Tp};
+use super::{q, Anomaly, FastMap, Finding, Index};
 use crate::history::History;
 
 pub fn check(history: &History) -> Vec<Finding> {
@@ -28,13 +26,14 @@ type Prev<'a> = (i64, u64, &'a str, Option<u64>, Option<&'a str>, Option<u64>);
 
 pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
-    let mut last: BTreeMap<(u64, Tp<'_>), Prev<'_>> = BTreeMap::new();
+    // (process, partition number) → its last ack. Lookups only, never iterated.
+    let mut last: FastMap<(u64, u32), Prev<'_>> = FastMap::default();
     for s in &ix.sends {
         let Some(o) = s.acked() else { continue };
         // Checked only for retried sends, so strict histories pay no lookup.
         let excused = s.retried() && ix.may_reorder_on_retry(s.process);
         if let Some(&(prev, prev_op, prev_value, prev_batch, prev_broker, prev_jepsen_op)) =
-            last.get(&(s.process, s.tp))
+            last.get(&(s.process, s.pid))
         {
             let same_batch = (s.batch.is_some() && s.batch == prev_batch)
                 || (s.jepsen_op.is_some() && s.jepsen_op == prev_jepsen_op);
@@ -58,7 +57,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         }
         if !excused {
             last.insert(
-                (s.process, s.tp),
+                (s.process, s.pid),
                 (o, s.op, s.value, s.batch, s.broker, s.jepsen_op),
             );
         }

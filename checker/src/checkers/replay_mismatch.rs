@@ -14,11 +14,11 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         for group in part.read_groups() {
             let o = group[0].0;
             // First read of each distinct value, in history order.
-            let mut distinct: Vec<(&str, u64)> = Vec::new();
+            let mut distinct: Vec<(u32, &str, u64)> = Vec::new();
             for &(_, i) in group {
                 let r = &ix.reads[i];
-                if !distinct.iter().any(|(v, _)| *v == r.value) {
-                    distinct.push((r.value, r.op));
+                if !distinct.iter().any(|(v, _, _)| *v == r.vid) {
+                    distinct.push((r.vid, r.value, r.op));
                 }
             }
             if distinct.len() < 2 {
@@ -26,13 +26,13 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             }
             let seen: Vec<String> = distinct
                 .iter()
-                .map(|(v, op)| format!("{} (op {op})", q(v)))
+                .map(|(_, v, op)| format!("{} (op {op})", q(v)))
                 .collect();
             out.push(Finding::new(
                 Anomaly::ReplayMismatch,
                 tp,
                 vec![o],
-                distinct.iter().map(|(_, op)| *op).collect(),
+                distinct.iter().map(|(_, _, op)| *op).collect(),
                 format!("Offset {o} was read as {}.", seen.join(" and as ")),
             ));
         }

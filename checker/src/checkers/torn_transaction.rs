@@ -34,13 +34,16 @@ pub(crate) fn judge(ix: &Index<'_>, txn: &Txn<'_>) -> Judged {
     };
     for i in txn.sends.clone() {
         let s = &ix.sends[i];
-        let Some((hwm, fr_op)) = ix.part(s.tp).and_then(|p| p.max_final_hwm) else {
+        let Some((hwm, fr_op)) = ix.part_at(s.pid).max_final_hwm else {
             continue;
         };
         if s.offset.is_some_and(|o| o >= hwm) {
             continue;
         }
-        if ix.reads_of(s.value).any(|r| r.final_read && r.tp == s.tp) {
+        if ix
+            .reads_of_id(s.vid)
+            .any(|r| r.final_read && r.pid == s.pid)
+        {
             j.visible.push(i);
         } else {
             j.missing.push(i);

@@ -13,10 +13,10 @@ pub fn check(history: &History) -> Vec<Finding> {
 pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
     for s in &ix.sends {
-        if s.outcome != crate::history::OpKind::Ok || ix.reads_of(s.value).next().is_some() {
+        if s.outcome != crate::history::OpKind::Ok || ix.is_read(s.vid) {
             continue;
         }
-        let part = ix.part(s.tp);
+        let part = Some(ix.part_at(s.pid));
         let (reach, what, op) = match part.and_then(|p| p.max_final_hwm) {
             Some((hwm, op)) => (
                 hwm,
