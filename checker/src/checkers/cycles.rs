@@ -106,13 +106,15 @@ struct Deps<'a> {
     nodes: Vec<Node>,
     edges: Vec<(u32, u32, Kind, u32)>,
     whys: Vec<Why<'a>>,
+    /// Record why each ww and wr edge is there (only a graph with a cycle needs it).
+    keep_whys: bool,
 }
 
 const NO_WHY: u32 = u32::MAX;
 
 impl<'a> Deps<'a> {
     fn edge(&mut self, from: u32, to: u32, kind: Kind, why: Option<Why<'a>>) {
-        let w = match why {
+        let w = match why.filter(|_| self.keep_whys) {
             Some(w) => {
                 self.whys.push(w);
                 (self.whys.len() - 1) as u32
@@ -136,11 +138,14 @@ impl<'a> Deps<'a> {
     }
 }
 
-fn build<'a>(ix: &Index<'a>) -> Deps<'a> {
+/// The graph; with `keep_whys`, each ww and wr edge's records, and the edges sorted and
+/// deduplicated (without, they are as found, and may repeat).
+fn build<'a>(ix: &Index<'a>, keep_whys: bool) -> Deps<'a> {
     let mut d = Deps {
         nodes: Vec::new(),
         edges: Vec::new(),
         whys: Vec::new(),
+        keep_whys,
     };
     // Send index → its node; reader op → its node.
     let mut of_send: Vec<Option<u32>> = vec![None; ix.sends.len()];
@@ -294,18 +299,41 @@ fn build<'a>(ix: &Index<'a>) -> Deps<'a> {
             }
         }
     }
-    // Of the edges with one (from, to, kind), the first added stays: its `why` index is the
-    // lowest (edges without one have none to tell them apart).
-    d.edges.sort_unstable();
-    d.edges.dedup_by_key(|e| (e.0, e.1, e.2));
+    if keep_whys {
+        // Of the edges with one (from, to, kind), the first added stays: its `why` index is the
+        // lowest (edges without one have none to tell them apart).
+        d.edges.sort_unstable();
+        d.edges.dedup_by_key(|e| (e.0, e.1, e.2));
+    }
     d
+}
+
+/// Some cycle (a self-loop counts) in the graph of all edges, whatever their kind: without
+/// one there is nothing to report, and the graph need not be built with its explanations.
+fn has_cycle(d: &Deps<'_>) -> bool {
+    let mut graph: DiGraph<(), (), u32> = DiGraph::with_capacity(d.nodes.len(), d.edges.len());
+    for _ in &d.nodes {
+        graph.add_node(());
+    }
+    for &(from, to, _, _) in &d.edges {
+        graph.add_edge(
+            NodeIndex::new(from as usize),
+            NodeIndex::new(to as usize),
+            (),
+        );
+    }
+    petgraph::algo::toposort(&graph, None).is_err()
 }
 
 pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     if ix.txns.is_empty() {
         return Vec::new();
     }
-    let d = build(ix);
+    // Most histories have no cycle: look for one in the plain graph first.
+    if !has_cycle(&build(ix, false)) {
+        return Vec::new();
+    }
+    let d = build(ix, true);
     let mut graph: DiGraph<(), (Kind, u32), u32> =
         DiGraph::with_capacity(d.nodes.len(), d.edges.len());
     for _ in &d.nodes {
