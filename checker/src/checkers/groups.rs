@@ -19,7 +19,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Anomaly, Finding, Index};
+use super::{Anomaly, FastMap, Finding, Index};
 use crate::history::{History, OpKind, SeekReason, TxnEnd, Value};
 
 pub fn check(history: &History) -> Vec<Finding> {
@@ -40,9 +40,24 @@ struct Commit {
     op: u64,
 }
 
+/// The commits of one (group, partition), in history order, and what the checks look up.
+#[derive(Default)]
+struct Commits {
+    list: Vec<Commit>,
+    /// The group's committed offset as the acknowledgements establish it, over time:
+    /// (completion time, index into `list` of the commit that sets it).
+    floor: Vec<(u64, usize)>,
+    /// (invoke time, the highest offset of the commits invoked by then), by invoke time.
+    tried: Vec<(u64, i64)>,
+    /// Offset → the earliest invoke of a commit of it whose outcome is unknown.
+    unknown_at: FastMap<i64, u64>,
+}
+
 pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     let mut group_of: BTreeMap<u64, &str> = BTreeMap::new();
-    let mut commits: BTreeMap<Gtp<'_>, Vec<Commit>> = BTreeMap::new();
+    // Keys in order of first commit; the map only finds a key's slot.
+    let mut keys: Vec<(Gtp<'_>, Commits)> = Vec::new();
+    let mut slot: FastMap<Gtp<'_>, usize> = FastMap::default();
     for p in &ix.pairs {
         let (group, offsets, ok, unknown) = match (&p.invoke.value, &p.last().value) {
             (Value::Commit(c), _) => (
@@ -71,43 +86,44 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         };
         group_of.entry(p.invoke.process).or_insert(group);
         for o in offsets {
-            commits
-                .entry((group, o.topic.as_str(), o.partition))
-                .or_default()
-                .push(Commit {
-                    offset: o.offset,
-                    invoked_ns: p.invoke.time_ns,
-                    completed_ns: p.last().time_ns,
-                    ok,
-                    unknown,
-                    op: p.last().index,
-                });
+            let key = (group, o.topic.as_str(), o.partition);
+            let i = *slot.entry(key).or_insert_with(|| {
+                keys.push((key, Commits::default()));
+                keys.len() - 1
+            });
+            keys[i].1.list.push(Commit {
+                offset: o.offset,
+                invoked_ns: p.invoke.time_ns,
+                completed_ns: p.last().time_ns,
+                ok,
+                unknown,
+                op: p.last().index,
+            });
         }
     }
+    // In (group, topic, partition) order, as findings were always made.
+    keys.sort_unstable_by_key(|k| k.0);
     let mut out = Vec::new();
-    // The group's committed offset as the acknowledgements establish it, over time:
-    // (completion time, the commit that sets it), per group and partition.
-    let mut floors: BTreeMap<Gtp<'_>, Vec<(u64, &Commit)>> = BTreeMap::new();
     // Acknowledged commits must not go backwards in real time.
-    for (key, list) in &commits {
-        let (group, topic, partition) = key;
-        let mut acked: Vec<&Commit> = list.iter().filter(|c| c.ok).collect();
-        acked.sort_by_key(|c| c.completed_ns);
+    for ((group, topic, partition), commits) in &mut keys {
+        let list = &commits.list;
+        let mut acked: Vec<usize> = (0..list.len()).filter(|&i| list[i].ok).collect();
+        acked.sort_by_key(|&i| list[i].completed_ns);
         let mut best: Option<&Commit> = None;
-        let floor = floors.entry(*key).or_default();
-        for c in acked {
+        for i in acked {
+            let c = &list[i];
             if let Some(b) = best {
-                // A commit of unknown outcome invoked before `c` may have landed after `b`
-                // and set the group back; `c` then moves on from there.
-                let set_back = list
-                    .iter()
-                    .any(|u| u.unknown && u.offset <= c.offset && u.invoked_ns < c.invoked_ns);
-                if c.invoked_ns > b.completed_ns && c.offset < b.offset && set_back {
-                    best = Some(c);
-                    floor.push((c.completed_ns, c));
-                    continue;
-                }
                 if c.invoked_ns > b.completed_ns && c.offset < b.offset {
+                    // A commit of unknown outcome invoked before `c` may have landed after
+                    // `b` and set the group back; `c` then moves on from there.
+                    let set_back = list
+                        .iter()
+                        .any(|u| u.unknown && u.offset <= c.offset && u.invoked_ns < c.invoked_ns);
+                    if set_back {
+                        best = Some(c);
+                        commits.floor.push((c.completed_ns, i));
+                        continue;
+                    }
                     out.push(Finding::new(
                         Anomaly::CommittedOffsetRegression,
                         (topic, *partition),
@@ -122,10 +138,30 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             }
             if best.is_none_or(|b| c.offset >= b.offset) {
                 best = Some(c);
-                floor.push((c.completed_ns, c));
+                commits.floor.push((c.completed_ns, i));
             }
         }
+        let mut by_invoke: Vec<(u64, i64)> =
+            list.iter().map(|c| (c.invoked_ns, c.offset)).collect();
+        by_invoke.sort_unstable();
+        let mut high = i64::MIN;
+        commits.tried = by_invoke
+            .into_iter()
+            .map(|(t, o)| {
+                high = high.max(o);
+                (t, high)
+            })
+            .collect();
+        for c in list.iter().filter(|c| c.unknown) {
+            let e = commits.unknown_at.entry(c.offset).or_insert(c.invoked_ns);
+            *e = (*e).min(c.invoked_ns);
+        }
     }
+    let slot: FastMap<Gtp<'_>, usize> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, (key, _))| (*key, i))
+        .collect();
     // A member's starting position must be the group's committed offset.
     for p in &ix.pairs {
         let Value::Seek(s) = &p.invoke.value else {
@@ -143,21 +179,21 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             continue;
         };
         let key = (*group, s.topic.as_str(), s.partition);
-        let list = commits.get(&key).map(Vec::as_slice).unwrap_or(&[]);
+        let commits = slot.get(&key).map(|&i| &keys[i].1);
         let start = p.invoke.time_ns;
+        let done = p.last().time_ns;
         // What was certainly committed before the seek, and what might have been.
-        let acked_before = floors.get(&key).and_then(|f| {
-            let at = f.partition_point(|(t, _)| *t <= start);
-            at.checked_sub(1).map(|i| f[i].1)
+        let acked_before = commits.and_then(|c| {
+            let at = c.floor.partition_point(|(t, _)| *t <= start);
+            at.checked_sub(1).map(|i| &c.list[c.floor[i].1])
         });
-        let tried = list
-            .iter()
-            .filter(|c| c.invoked_ns <= p.last().time_ns)
-            .map(|c| c.offset)
-            .max();
-        let applied_late = list
-            .iter()
-            .any(|c| c.unknown && c.offset == s.offset && c.invoked_ns <= p.last().time_ns);
+        let tried = commits.and_then(|c| {
+            let at = c.tried.partition_point(|(t, _)| *t <= done);
+            at.checked_sub(1).map(|i| c.tried[i].1)
+        });
+        let applied_late = commits
+            .and_then(|c| c.unknown_at.get(&s.offset))
+            .is_some_and(|&t| t <= done);
         if let Some(a) = acked_before {
             if s.offset < a.offset && !applied_late {
                 out.push(Finding::new(
