@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use serde::{Deserialize, Serialize};
 
 use crate::checkers::realtime_lag::{self, PartitionLag};
-use crate::checkers::{self, Anomaly, CheckerConfig, Finding, Severity, MAX_LISTED};
-use crate::history::{ClientCounters, History, OpKind, TopicPartition, Value, F};
+use crate::checkers::{self, Anomaly, CheckerConfig, FastMap, Finding, Severity, MAX_LISTED};
+use crate::history::{ClientCounters, History, OpKind, Pair, TopicPartition, Value, F};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -84,20 +84,26 @@ pub struct Report {
 
 /// Runs every checker and builds the report.
 pub fn check_all(history: &History, config: &CheckerConfig) -> Report {
-    let (findings, lags) = checkers::run_all_with_figures(history, config);
-    Report::with_figures(history, findings, lags)
+    let (findings, lags, faults) = checkers::run_all_with_figures(history, config);
+    Report::with_figures(history, findings, lags, faults)
 }
 
 impl Report {
     /// Builds a report from a history and whatever findings the checkers produced.
     pub fn new(history: &History, findings: Vec<Finding>) -> Report {
-        Report::with_figures(history, findings, realtime_lag::figure(history))
+        Report::with_figures(
+            history,
+            findings,
+            realtime_lag::figure(history),
+            fault_events(&history.pairs()),
+        )
     }
 
     fn with_figures(
         history: &History,
         mut findings: Vec<Finding>,
         realtime_lag: Vec<PartitionLag>,
+        faults: Vec<FaultEvent>,
     ) -> Report {
         findings.sort();
         findings.dedup();
@@ -116,7 +122,7 @@ impl Report {
             findings,
             summary: summarize(history),
             clients: clients(history),
-            faults: faults(history),
+            faults,
             worst: None,
             allowed: BTreeSet::new(),
             realtime_lag,
@@ -350,16 +356,17 @@ fn summarize(history: &History) -> Summary {
     // Counted in arrays (indexed like FS and KINDS) and turned into maps once.
     let mut counts = [[0usize; 4]; FS.len()];
     let mut processes = BTreeSet::new();
-    let mut partitions: BTreeSet<(&str, i32)> = BTreeSet::new();
+    // Sorted once at the end; the map is only a set.
+    let mut partitions: FastMap<(&str, i32), ()> = FastMap::default();
     // Consecutive mentions are mostly of the same partition: skip the set for those.
     let mut last = None;
     fn note<'h>(
-        set: &mut BTreeSet<(&'h str, i32)>,
+        set: &mut FastMap<(&'h str, i32), ()>,
         last: &mut Option<(&'h str, i32)>,
         tp: (&'h str, i32),
     ) {
-        if *last != Some(tp) {
-            set.insert(tp);
+        if last.is_none_or(|l| l.1 != tp.1 || l.0 != tp.0) {
+            set.insert(tp, ());
             *last = Some(tp);
         }
     }
@@ -398,10 +405,14 @@ fn summarize(history: &History) -> Summary {
         ops: history.ops.len(),
         processes: processes.len(),
         by_f,
-        partitions: partitions
-            .into_iter()
-            .map(|(t, p)| TopicPartition::new(t, p))
-            .collect(),
+        partitions: {
+            let mut sorted: Vec<(&str, i32)> = partitions.into_keys().collect();
+            sorted.sort_unstable();
+            sorted
+                .into_iter()
+                .map(|(t, p)| TopicPartition::new(t, p))
+                .collect()
+        },
     }
 }
 
@@ -571,10 +582,10 @@ fn counters_text(c: &ClientCounters) -> String {
 }
 
 /// One line per fault: the completion of a paired invoke, else the op itself.
-fn faults(history: &History) -> Vec<FaultEvent> {
-    history
-        .pairs()
-        .into_iter()
+/// The nemesis ops: the last op of each pair that is a fault.
+pub(crate) fn fault_events(pairs: &[Pair<'_>]) -> Vec<FaultEvent> {
+    pairs
+        .iter()
         .map(|p| p.last())
         .filter_map(|op| match &op.value {
             Value::Fault(v) => Some(FaultEvent {

@@ -310,19 +310,41 @@ fn build<'a>(ix: &Index<'a>, keep_whys: bool) -> Deps<'a> {
 
 /// Some cycle (a self-loop counts) in the graph of all edges, whatever their kind: without
 /// one there is nothing to report, and the graph need not be built with its explanations.
+/// Kahn's algorithm over the edges in arrays: nodes are taken off while nothing points at them;
+/// a cycle is what remains.
 fn has_cycle(d: &Deps<'_>) -> bool {
-    let mut graph: DiGraph<(), (), u32> = DiGraph::with_capacity(d.nodes.len(), d.edges.len());
-    for _ in &d.nodes {
-        graph.add_node(());
-    }
+    let n = d.nodes.len();
+    // Edges grouped by source (`start[a]..start[a + 1]` in `targets`), and in-degrees.
+    let mut start = vec![0u32; n + 1];
+    let mut indegree = vec![0u32; n];
     for &(from, to, _, _) in &d.edges {
-        graph.add_edge(
-            NodeIndex::new(from as usize),
-            NodeIndex::new(to as usize),
-            (),
-        );
+        start[from as usize + 1] += 1;
+        indegree[to as usize] += 1;
     }
-    petgraph::algo::toposort(&graph, None).is_err()
+    for a in 0..n {
+        start[a + 1] += start[a];
+    }
+    let mut fill = start.clone();
+    let mut targets = vec![0u32; d.edges.len()];
+    for &(from, to, _, _) in &d.edges {
+        targets[fill[from as usize] as usize] = to;
+        fill[from as usize] += 1;
+    }
+    let mut ready: Vec<u32> = (0..n as u32)
+        .filter(|&a| indegree[a as usize] == 0)
+        .collect();
+    let mut taken = 0;
+    while let Some(a) = ready.pop() {
+        taken += 1;
+        let (lo, hi) = (start[a as usize] as usize, start[a as usize + 1] as usize);
+        for &b in &targets[lo..hi] {
+            indegree[b as usize] -= 1;
+            if indegree[b as usize] == 0 {
+                ready.push(b);
+            }
+        }
+    }
+    taken < n
 }
 
 pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {

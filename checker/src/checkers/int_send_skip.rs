@@ -37,16 +37,23 @@ type Placed<'a> = (i64, u64, Option<u64>, &'a str);
 pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     // (process, batch, partition) and its placed records in send order, in order of first
     // send; the map only finds a batch's slot.
+    // (The partition is keyed by its number, and a batch's sends mostly come one after another:
+    // the last slot is tried before the map.)
     let mut batches: Vec<((u64, u64, Tp<'_>), Vec<Placed<'_>>)> = Vec::new();
-    let mut slot: FastMap<(u64, u64, Tp<'_>), usize> = FastMap::default();
+    let mut slot: FastMap<(u64, u64, u32), usize> = FastMap::default();
+    let mut last: Option<((u64, u64, u32), usize)> = None;
     for s in &ix.sends {
         let Some(batch) = s.batch else { continue };
         if let Some((o, read_op)) = position(ix, s) {
-            let key = (s.process, batch, s.tp);
-            let i = *slot.entry(key).or_insert_with(|| {
-                batches.push((key, Vec::new()));
-                batches.len() - 1
-            });
+            let key = (s.process, batch, s.pid);
+            let i = match last {
+                Some((k, i)) if k == key => i,
+                _ => *slot.entry(key).or_insert_with(|| {
+                    batches.push(((s.process, batch, s.tp), Vec::new()));
+                    batches.len() - 1
+                }),
+            };
+            last = Some((key, i));
             batches[i].1.push((o, s.op, read_op, s.value));
         }
     }

@@ -346,11 +346,15 @@ pub(crate) fn run_all(history: &History, config: &CheckerConfig) -> Vec<Finding>
 }
 
 /// Runs every checker over one shared index: their findings in checker order, and the report's
-/// figures from the same index (the worst realtime lag per partition).
+/// figures from the same index (the worst realtime lag per partition, the nemesis ops).
 pub(crate) fn run_all_with_figures(
     history: &History,
     config: &CheckerConfig,
-) -> (Vec<Finding>, Vec<realtime_lag::PartitionLag>) {
+) -> (
+    Vec<Finding>,
+    Vec<realtime_lag::PartitionLag>,
+    Vec<crate::report::FaultEvent>,
+) {
     let ix = Index::new(history);
     let mut findings = Vec::new();
     findings.extend(broken_invariant::run(&ix));
@@ -384,7 +388,8 @@ pub(crate) fn run_all_with_figures(
         findings.extend(cycles::run(&ix));
     }
     findings.extend(lso_regression::run(&ix));
-    (findings, realtime_lag::worst(&ix))
+    let faults = crate::report::fault_events(&ix.pairs);
+    (findings, realtime_lag::worst(&ix), faults)
 }
 
 /// A borrowed topic/partition.
