@@ -43,9 +43,7 @@ pub(crate) fn read<R: BufRead>(mut reader: R) -> Result<History, HistoryError> {
             // End of input: a last line without a newline.
             if !carry.is_empty() {
                 line_no += 1;
-                if let Some(op) = parse_line(&carry, line_no)? {
-                    ops.push(op);
-                }
+                parse_line(&carry, line_no, &mut ops)?;
             }
             break;
         }
@@ -53,16 +51,12 @@ pub(crate) fn read<R: BufRead>(mut reader: R) -> Result<History, HistoryError> {
         while let Some(at) = memchr::memchr(b'\n', &buf[used..]) {
             line_no += 1;
             let end = used + at;
-            let op = if carry.is_empty() {
-                parse_line(&buf[used..end], line_no)?
+            if carry.is_empty() {
+                parse_line(&buf[used..end], line_no, &mut ops)?;
             } else {
                 carry.extend_from_slice(&buf[used..end]);
-                let op = parse_line(&carry, line_no)?;
+                parse_line(&carry, line_no, &mut ops)?;
                 carry.clear();
-                op
-            };
-            if let Some(op) = op {
-                ops.push(op);
             }
             used = end + 1;
         }
@@ -73,8 +67,8 @@ pub(crate) fn read<R: BufRead>(mut reader: R) -> Result<History, HistoryError> {
     Ok(History { ops })
 }
 
-/// One line (without its `\n`): an op, or none for a blank line.
-fn parse_line(bytes: &[u8], line: usize) -> Result<Option<Op>, HistoryError> {
+/// One line (without its `\n`): its op goes on the end of `ops` (a blank line has none).
+fn parse_line(bytes: &[u8], line: usize, ops: &mut Vec<Op>) -> Result<(), HistoryError> {
     // As `BufRead::lines` does: the line must be UTF-8; a `\r` before the `\n` goes (JSON
     // would skip it as whitespace anyway).
     let text = std::str::from_utf8(bytes).map_err(|_| HistoryError::Read {
@@ -85,19 +79,21 @@ fn parse_line(bytes: &[u8], line: usize) -> Result<Option<Op>, HistoryError> {
         ),
     })?;
     if text.trim().is_empty() {
-        return Ok(None);
+        return Ok(());
     }
+    // The op is built in its place at the end of `ops` (an op is large: not moved through
+    // every layer of the parser's results).
+    let len = ops.len();
     let mut de = serde_json::Deserializer::from_str(text);
-    let fast = de
-        .deserialize_map(OpVisitor)
-        .and_then(|op| de.end().map(|()| op));
-    match fast {
-        Ok(op) => Ok(Some(op)),
+    let fast = de.deserialize_map(OpVisitor(ops)).and_then(|()| de.end());
+    if fast.is_err() {
         // The plain way decides, and words the error.
-        Err(_) => serde_json::from_str::<Op>(text)
-            .map(Some)
-            .map_err(|source| HistoryError::Parse { line, source }),
+        ops.truncate(len);
+        let op = serde_json::from_str::<Op>(text)
+            .map_err(|source| HistoryError::Parse { line, source })?;
+        ops.push(op);
     }
+    Ok(())
 }
 
 /// The keys of an op's line.
@@ -141,22 +137,23 @@ impl<'de> Deserialize<'de> for Key {
     }
 }
 
-/// One op, its value read as the type its `f` names when `f` comes first.
-struct OpVisitor;
+/// One op, its value read as the type its `f` names when `f` comes first; pushed onto the
+/// vector.
+struct OpVisitor<'v>(&'v mut Vec<Op>);
 
 /// Fails the fast path (the plain way then reads the line and words the error).
 fn twice<E: de::Error>(key: &'static str) -> E {
     E::duplicate_field(key)
 }
 
-impl<'de> Visitor<'de> for OpVisitor {
-    type Value = Op;
+impl<'de> Visitor<'de> for OpVisitor<'_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("an op")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Op, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let mut index: Option<u64> = None;
         let mut kind: Option<OpKind> = None;
         let mut process: Option<u64> = None;
@@ -192,7 +189,7 @@ impl<'de> Visitor<'de> for OpVisitor {
             // Absent or null: read as `{}`, as the plain way does.
             None => Value::from_json(f, serde_json::Value::Null).map_err(de::Error::custom)?,
         };
-        Ok(Op {
+        self.0.push(Op {
             index: index.ok_or_else(|| missing("index"))?,
             kind: kind.ok_or_else(|| missing("kind"))?,
             process: process.ok_or_else(|| missing("process"))?,
@@ -200,7 +197,8 @@ impl<'de> Visitor<'de> for OpVisitor {
             time_ns: time_ns.ok_or_else(|| missing("time_ns"))?,
             value,
             error: error.flatten(),
-        })
+        });
+        Ok(())
     }
 }
 
