@@ -558,6 +558,24 @@ struct Opened {
     times: Vec<Duration>,
     store: StoreSnap,
     http: Option<HttpSnap>,
+    /// Each open's object-store calls plus its LIST pages after the first of each listing.
+    calls: Vec<u64>,
+}
+
+impl StoreSnap {
+    /// Every call through the `ObjectStore` trait.
+    fn total(&self) -> u64 {
+        self.get
+            + self.ranged_get
+            + self.head
+            + self.get_ranges
+            + self.put
+            + self.multipart
+            + self.list
+            + self.list_delimiter
+            + self.delete
+            + self.copy_rename
+    }
 }
 
 /// Opens the partition `opens` times, each on a fresh `PartitionLog` of a new node (each open
@@ -565,6 +583,7 @@ struct Opened {
 /// A failed open ends the series with what it had done.
 async fn open_n(place: &Place, opens: usize, records: i64, label: &str) -> Result<Opened, String> {
     let mut times = Vec::new();
+    let mut calls = Vec::new();
     let mut first = None;
     for i in 0..opens {
         place.counts.take();
@@ -596,10 +615,19 @@ async fn open_n(place: &Place, opens: usize, records: i64, label: &str) -> Resul
             "the opened log sees every record"
         );
         let snap = (place.counts.take(), place.http.as_ref().map(|h| h.take()));
+        let extra_pages = snap
+            .1
+            .map_or(0, |h| h.list_pages.saturating_sub(snap.0.list));
+        calls.push(snap.0.total() + extra_pages);
         first.get_or_insert(snap);
     }
     let (store, http) = first.expect("at least one open");
-    Ok(Opened { times, store, http })
+    Ok(Opened {
+        times,
+        store,
+        http,
+        calls,
+    })
 }
 
 /// After a failed open: one listing of the partition's prefix with no time bound (the log bounds
@@ -677,8 +705,13 @@ fn row(store: &str, commits: u64, built: Duration, o: &Opened) -> String {
     } else {
         String::new()
     };
+    let calls = format!(
+        "{}–{}",
+        o.calls.iter().min().copied().unwrap_or(0),
+        o.calls.iter().max().copied().unwrap_or(0)
+    );
     format!(
-        "| {store} | {} | {} | {} ({}–{}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |{other}",
+        "| {store} | {} | {} | {} ({}–{}) | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {calls} |{other}",
         thousands(commits),
         secs(built),
         secs(median),
@@ -743,13 +776,15 @@ fn main() {
          then fence), median of {opens} opens, each on a fresh PartitionLog and cache; store calls \
          of the first open. `list time` is from the list call to its last entry; LIST pages are \
          counted at the HTTP level (requests with list-type=2); `HTTP` is every request the S3 \
-         client sent (retries included). local = LocalFileSystem with fsync; s3 = AmazonS3 on moto."
+         client sent (retries included); `calls, each open` is the least and most, over the opens, \
+         of store calls plus the LIST pages after each listing's first. local = LocalFileSystem \
+         with fsync; s3 = AmazonS3 on moto."
     );
     println!();
     println!(
-        "| store | commits | build | open, median (min–max) | list time | GET | ranged GET | HEAD | PUT | LIST calls | LIST pages | objects listed | DELETE | HTTP |"
+        "| store | commits | build | open, median (min–max) | list time | GET | ranged GET | HEAD | PUT | LIST calls | LIST pages | objects listed | DELETE | HTTP | calls, each open (min–max) |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut notes = Vec::new();
     for store in &stores {
         for (k, &n) in commits.iter().enumerate() {
