@@ -52,10 +52,10 @@ pub(crate) fn read<R: BufRead>(mut reader: R) -> Result<History, HistoryError> {
             line_no += 1;
             let end = used + at;
             if carry.is_empty() {
-                parse_line(&buf[used..end], line_no, &mut ops)?;
+                parse_line(without_cr(&buf[used..end]), line_no, &mut ops)?;
             } else {
                 carry.extend_from_slice(&buf[used..end]);
-                parse_line(&carry, line_no, &mut ops)?;
+                parse_line(without_cr(&carry), line_no, &mut ops)?;
                 carry.clear();
             }
             used = end + 1;
@@ -67,10 +67,15 @@ pub(crate) fn read<R: BufRead>(mut reader: R) -> Result<History, HistoryError> {
     Ok(History { ops })
 }
 
+/// A line ended by `\n` without the `\r` before it, as `BufRead::lines` gives it (so that an
+/// error's column is the same).
+fn without_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
 /// One line (without its `\n`): its op goes on the end of `ops` (a blank line has none).
 fn parse_line(bytes: &[u8], line: usize, ops: &mut Vec<Op>) -> Result<(), HistoryError> {
-    // As `BufRead::lines` does: the line must be UTF-8; a `\r` before the `\n` goes (JSON
-    // would skip it as whitespace anyway).
+    // As `BufRead::lines` does: the line must be UTF-8.
     let text = std::str::from_utf8(bytes).map_err(|_| HistoryError::Read {
         line,
         source: std::io::Error::new(
@@ -306,6 +311,11 @@ mod tests {
         // With `\r\n`, blank lines and no final newline.
         let text = format!("\n{}\r\n \r\n{}", lines[0], lines[1]);
         assert_eq!(both(&text).0, both(&text).1);
+        // A bad line before `\r\n`: the error's column is the one without the `\r`.
+        let text = format!("{}\r\n{{\"index\":1,\r\n", lines[0]);
+        let (fast, plain) = both(&text);
+        assert_eq!(fast, plain);
+        assert!(fast.contains("line 1 column 11"), "{fast}");
     }
 
     #[test]
