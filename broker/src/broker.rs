@@ -9,7 +9,7 @@ use crate::groups::{self, Group};
 use crate::net::Dialer;
 use crate::storage::catalog::{Catalog, TopicMeta};
 use crate::storage::log::{Cache, LogError, LogOptions, PartitionLog};
-use crate::storage::topic_config::config_prefix;
+use crate::storage::topic_config::{config_prefix, TopicConfig};
 use crate::storage::topic_log_prefix;
 use crate::txn::{self, Marker, TxnCoordinator};
 use futures::StreamExt;
@@ -109,7 +109,8 @@ impl Broker {
     /// Applies retention to the partitions this broker owns, every check interval: moves each
     /// log start past what expired, then deletes objects below it once `delete_delay` passed.
     async fn retention_loop(self: Arc<Self>) {
-        let mut interval = tokio::time::interval(self.cfg.retention_check_interval);
+        let period = self.cfg.retention_check_interval;
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -120,53 +121,48 @@ impl Broker {
         }
     }
 
+    /// Every partition this broker owns, open or not (records expire with no client asking).
     async fn apply_retention(&self) {
-        let topics: BTreeMap<String, TopicMeta> = self
-            .catalog
-            .all()
-            .into_iter()
-            .map(|t| (t.id.clone(), t))
-            .collect();
-        let mut configs = BTreeMap::new();
-        for log in self.open_logs() {
-            if log.is_closed() {
-                continue;
-            }
-            let Some(meta) = topics.get(&log.topic_id) else {
-                continue;
+        for meta in self.catalog.all() {
+            let config = match self.catalog.config(&meta).await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::info!(topic = %meta.name, error = %e, "could not read topic config");
+                    continue;
+                }
             };
-            if !configs.contains_key(&meta.id) {
-                match self.catalog.config(meta).await {
-                    Ok(c) => {
-                        configs.insert(meta.id.clone(), c);
-                    }
-                    Err(e) => {
-                        tracing::info!(topic = %meta.name, error = %e, "could not read topic config");
-                        continue;
-                    }
+            for partition in 0..meta.partitions {
+                if !self.cluster.owns(&meta.name, partition) {
+                    continue;
                 }
+                let Ok(log) = self.log(&meta, partition).await else {
+                    continue;
+                };
+                self.retain(&meta, &log, &config).await;
             }
-            let config = &configs[&meta.id];
-            let now = self.clock.now_ms();
-            if let Some(point) =
-                log.expired_below(now, config.retention_ms(), config.retention_bytes())
-            {
-                match log.trim_to(point).await {
-                    Ok(Ok(start)) => {
-                        reached!(
-                            "retention.log_start_moved",
-                            "retention moved a partition's log start past expired records"
-                        );
-                        tracing::info!(topic = %meta.name, partition = log.partition,
-                            log_start = start, "retention");
-                    }
-                    Ok(Err(e)) => tracing::info!(topic = %meta.name, partition = log.partition,
-                        error = %e, "retention could not move the log start"),
-                    Err(_) => {}
-                }
-            }
-            log.collect_garbage().await;
         }
+    }
+
+    /// Moves the log start past what expired, then deletes what is due below it.
+    async fn retain(&self, meta: &TopicMeta, log: &Arc<PartitionLog>, config: &TopicConfig) {
+        let now = self.clock.now_ms();
+        let expired = log.expired_below(now, config.retention_ms(), config.retention_bytes());
+        if let Some(point) = expired {
+            match log.trim_to(point).await {
+                Ok(Ok(start)) => {
+                    reached!(
+                        "retention.log_start_moved",
+                        "retention moved a partition's log start past expired records"
+                    );
+                    tracing::info!(topic = %meta.name, partition = log.partition,
+                        log_start = start, "retention");
+                }
+                Ok(Err(e)) => tracing::info!(topic = %meta.name, partition = log.partition,
+                    error = %e, "retention could not move the log start"),
+                Err(_) => {}
+            }
+        }
+        log.collect_garbage().await;
     }
 
     async fn heartbeat_loop(self: Arc<Self>) {

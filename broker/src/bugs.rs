@@ -60,10 +60,19 @@ pub enum Bug {
     /// coordinator whether its transaction holds the partition (no KIP-890 check): a batch
     /// that arrives after its transaction was aborted opens a transaction nobody will end.
     NoTxnVerification,
+    /// A new owner forgets the partition's log start (it keeps the index): the log start goes
+    /// back to 0 after every move, and reads below the real one are served what lies past it.
+    LogStartForgotten,
+    /// Retention compares a commit's newest timestamp with half of `retention.ms`: records go
+    /// before their time.
+    EarlyRetention,
+    /// Deletes the commit objects below the oldest checkpoint kept without checking that they
+    /// lie below the log start: records readers still need are gone.
+    DeleteUnderReaders,
 }
 
 impl Bug {
-    pub const ALL: [Bug; 16] = [
+    pub const ALL: [Bug; 19] = [
         Bug::AckBeforeCommit,
         Bug::ReserveThenWrite,
         Bug::StaleCacheAfterMove,
@@ -80,6 +89,9 @@ impl Bug {
         Bug::LsoOffByOne,
         Bug::MarkerSkipsPartition,
         Bug::NoTxnVerification,
+        Bug::LogStartForgotten,
+        Bug::EarlyRetention,
+        Bug::DeleteUnderReaders,
     ];
 
     pub fn name(self) -> &'static str {
@@ -100,6 +112,9 @@ impl Bug {
             Bug::LsoOffByOne => "lso-off-by-one",
             Bug::MarkerSkipsPartition => "marker-skips-partition",
             Bug::NoTxnVerification => "no-txn-verification",
+            Bug::LogStartForgotten => "log-start-forgotten",
+            Bug::EarlyRetention => "early-retention",
+            Bug::DeleteUnderReaders => "delete-under-readers",
         }
     }
 
@@ -138,6 +153,11 @@ impl Bug {
             Bug::NoTxnVerification => {
                 "lets a late transactional batch open a transaction without asking its coordinator"
             }
+            Bug::LogStartForgotten => "a new owner forgets the log start: it goes back to 0",
+            Bug::EarlyRetention => "retention removes records at half their retention.ms",
+            Bug::DeleteUnderReaders => {
+                "deletes commit objects below the oldest checkpoint, though above the log start"
+            }
         }
     }
 
@@ -157,6 +177,7 @@ impl Bug {
             // Any produce traffic shows it; only protocol-violation can see it.
             Bug::ProduceOffsetUnknown => "baseline",
             Bug::LsoOffByOne | Bug::MarkerSkipsPartition | Bug::NoTxnVerification => "transactions",
+            Bug::LogStartForgotten | Bug::EarlyRetention | Bug::DeleteUnderReaders => "retention",
         }
     }
 }

@@ -439,6 +439,7 @@ pub async fn certify(args: &Config) -> anyhow::Result<Certification> {
         send_interval: Duration::from_millis(args.send_interval_ms),
         fetch_max_wait_ms: 200,
         mix: clients,
+        retention: None,
     }));
     for t in &roster.topics {
         ensure_topic(&mut setup, &t.name, t.partitions).await?;
@@ -652,7 +653,7 @@ async fn ensure_topic(
     partitions: i32,
 ) -> anyhow::Result<()> {
     client
-        .create_topic(topic, partitions)
+        .create_topic(topic, partitions, &[])
         .await
         .with_context(|| format!("could not create topic {topic}"))?;
     let deadline = Instant::now() + Duration::from_secs(30);

@@ -176,7 +176,7 @@ impl Rig {
         // Let every broker re-read the membership, so ownership is settled.
         sleep(Duration::from_millis(300)).await;
         let topic = format!("proxy-test-{seed}");
-        client.create_topic(&topic, partitions).await?;
+        client.create_topic(&topic, partitions, &[]).await?;
         client.refresh_metadata(&[&topic]).await?;
         let mut rig = Rig {
             addrs,
@@ -787,7 +787,7 @@ async fn aliases() -> Result {
         proxy.bootstrap(),
         config(0, Duration::from_secs(1)),
     );
-    c.create_topic("alias", 1).await?;
+    c.create_topic("alias", 1, &[]).await?;
     produce(&mut c, "alias", 0, "before").await?;
     let nodes = proxy.observed().nodes;
     assert_eq!(nodes.len(), 1, "one node, not one per spelling: {nodes:?}");

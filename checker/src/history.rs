@@ -60,6 +60,12 @@ pub enum F {
     /// A Kafka transaction: its sends and polls between InitTransactions/BeginTransaction and
     /// EndTxn, as one operation (see [`TxnValue`]).
     Txn,
+    /// DeleteRecords: a partition's records below an offset removed on purpose (see
+    /// [`DeleteRecordsValue`]).
+    DeleteRecords,
+    /// A topic's settings that decide how long its records are kept: a standalone `ok` fact from
+    /// the process that created it (see [`TopicValue`]).
+    Topic,
 }
 
 impl F {
@@ -77,6 +83,8 @@ impl F {
             F::Violation => "violation",
             F::Invariant => "invariant",
             F::Txn => "txn",
+            F::DeleteRecords => "delete_records",
+            F::Topic => "topic",
         }
     }
 }
@@ -138,6 +146,10 @@ pub struct SendValue {
     /// derived from (the `exactly-once` checker counts committed outputs per input).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// The record's timestamp (CreateTime, ms since the epoch on the client's clock): what
+    /// retention judges it by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<i64>,
 }
 
 impl SendValue {
@@ -154,6 +166,7 @@ impl SendValue {
             broker: None,
             jepsen_op: None,
             source: None,
+            timestamp: None,
         }
     }
 
@@ -394,6 +407,41 @@ pub struct FinalReadValue {
     /// records for a read_committed reader): present, not holes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hidden: Vec<HiddenSpan>,
+    /// Where the read began: the partition's log start (ListOffsets earliest). Records below it
+    /// were removed (DeleteRecords, retention); absent means 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_start: Option<i64>,
+}
+
+/// `f = delete_records`: the invoke asks the broker to remove a partition's records below
+/// `offset`; an `ok` adds the log start it answered (the "low watermark").
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeleteRecordsValue {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_start: Option<i64>,
+}
+
+/// `f = topic`: how long a topic's records are kept, as its creator set it, and, when the
+/// creator knows the cluster's settings (the simulator does), how often retention is applied
+/// and how long removed objects linger: together, how late a record may outlive its retention.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopicValue {
+    pub topic: String,
+    /// `retention.ms`; absent: kept forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_ms: Option<i64>,
+    /// `retention.bytes`; absent: no bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_bytes: Option<i64>,
+    /// How often an owner applies retention (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_check_ms: Option<u64>,
+    /// How long objects below the log start are kept (ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delete_delay_ms: Option<u64>,
 }
 
 impl FinalReadValue {
@@ -404,6 +452,7 @@ impl FinalReadValue {
             hwm: None,
             records: Vec::new(),
             hidden: Vec::new(),
+            log_start: None,
         }
     }
 
@@ -736,6 +785,8 @@ pub enum Value {
     Violation(ViolationValue),
     Invariant(InvariantValue),
     Txn(TxnValue),
+    DeleteRecords(DeleteRecordsValue),
+    Topic(TopicValue),
 }
 
 impl Value {
@@ -753,6 +804,8 @@ impl Value {
             Value::Violation(_) => F::Violation,
             Value::Invariant(_) => F::Invariant,
             Value::Txn(_) => F::Txn,
+            Value::DeleteRecords(_) => F::DeleteRecords,
+            Value::Topic(_) => F::Topic,
         }
     }
 
@@ -777,6 +830,8 @@ impl Value {
             F::Violation => Value::Violation(de(value)?),
             F::Invariant => Value::Invariant(de(value)?),
             F::Txn => Value::Txn(de(value)?),
+            F::DeleteRecords => Value::DeleteRecords(de(value)?),
+            F::Topic => Value::Topic(de(value)?),
         })
     }
 }
@@ -802,7 +857,9 @@ value_from!(
     Client(ClientValue),
     Violation(ViolationValue),
     Invariant(InvariantValue),
-    Txn(TxnValue)
+    Txn(TxnValue),
+    DeleteRecords(DeleteRecordsValue),
+    Topic(TopicValue)
 );
 
 impl From<PartitionOffset> for Value {
@@ -1053,7 +1110,8 @@ impl History {
                         ),
                     ))
                 }
-                None if matches!(op.f(), F::Fault | F::Invariant) && op.invoke.is_none() => {}
+                None if matches!(op.f(), F::Fault | F::Invariant | F::Topic)
+                    && op.invoke.is_none() => {}
                 None => match op.invoke {
                     Some(i) => {
                         return Err(invalid(

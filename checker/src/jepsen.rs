@@ -675,7 +675,8 @@ pub fn import(text: &str) -> Result<Imported, JepsenError> {
                             .collect::<Result<_, _>>()?;
                         vec![Value::Assign(AssignValue { partitions })]
                     }
-                    "seek" | "list_offsets" | "commit" | "client" | "violation" | "invariant" => {
+                    "seek" | "list_offsets" | "commit" | "client" | "violation" | "invariant"
+                    | "delete_records" | "topic" => {
                         let body = match r.get(&kw("value")).map(edn_to_json) {
                             Some(Json::Object(m)) => m,
                             _ => return Err(r.bad(format!(":f :{f} without a map value"))),

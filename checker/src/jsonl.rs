@@ -247,6 +247,8 @@ impl<'de> Visitor<'de> for ValueSeed {
             F::Violation => Value::Violation(Deserialize::deserialize(d)?),
             F::Invariant => Value::Invariant(Deserialize::deserialize(d)?),
             F::Txn => Value::Txn(Deserialize::deserialize(d)?),
+            F::DeleteRecords => Value::DeleteRecords(Deserialize::deserialize(d)?),
+            F::Topic => Value::Topic(Deserialize::deserialize(d)?),
         }))
     }
 }

@@ -338,7 +338,7 @@ impl Report {
 
 fn summarize(history: &History) -> Summary {
     // In declaration order, so `f as usize` indexes it.
-    const FS: [F; 12] = [
+    const FS: [F; 14] = [
         F::Send,
         F::Poll,
         F::Assign,
@@ -351,6 +351,8 @@ fn summarize(history: &History) -> Summary {
         F::Violation,
         F::Invariant,
         F::Txn,
+        F::DeleteRecords,
+        F::Topic,
     ];
     const KINDS: [OpKind; 4] = [OpKind::Invoke, OpKind::Ok, OpKind::Fail, OpKind::Info];
     // Counted in arrays (indexed like FS and KINDS) and turned into maps once.

@@ -26,6 +26,8 @@ pub struct BrokerHost {
     pub(crate) bug: Option<riptide_broker::bugs::Bug>,
     pub(crate) region: Arc<InMemory>,
     pub(crate) partitions: i32,
+    /// The brokers' retention check interval and delete delay.
+    pub(crate) retention: (Duration, Duration),
     pub(crate) handle: FaultHandle,
     pub(crate) starts: Arc<AtomicU64>,
 }
@@ -59,6 +61,7 @@ impl BrokerStart {
             bug,
             region,
             partitions,
+            retention,
             handle,
             ..
         } = self.host;
@@ -69,6 +72,7 @@ impl BrokerStart {
         cfg.seed = derive(component, &[0]);
         cfg.default_partitions = partitions;
         cfg.bug = bug;
+        (cfg.retention_check_interval, cfg.delete_delay) = retention;
         // One start in four runs the previous release (ApiVersions up to v2, before KIP-511), as
         // in a cluster halfway through a rolling upgrade: clients fall back on connecting.
         if derive(component, &[2]).is_multiple_of(4) {

@@ -25,7 +25,7 @@ use riptide_checker::history::History;
 use riptide_checker::{check_all, CheckerConfig, Report};
 use riptide_faults::store::FaultHandle;
 use riptide_faults::{Capabilities, Fault, Schedule, StoreFaults, Topology};
-use riptide_workloads::roster::{Roster, RosterSpec};
+use riptide_workloads::roster::{RetentionSpec, Roster, RosterSpec};
 use riptide_workloads::{Client, ClientConfig, Recorder};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -88,6 +88,7 @@ pub(crate) struct BrokerFactory {
     partitions: i32,
     zones: usize,
     latency: (u64, u64),
+    retention: (Duration, Duration),
     handles: BTreeMap<String, FaultHandle>,
 }
 
@@ -104,6 +105,7 @@ impl BrokerFactory {
             bug: self.bug,
             region: self.region.clone(),
             partitions: self.partitions,
+            retention: self.retention,
             handle,
             starts: Arc::new(AtomicU64::new(0)),
         });
@@ -337,6 +339,10 @@ impl Plan {
             partitions: scenario.partitions,
             zones: scenario.zones,
             latency: scenario.store_latency_ms,
+            retention: (
+                Duration::from_millis(scenario.retention_check_ms),
+                Duration::from_millis(scenario.delete_delay_ms),
+            ),
             handles: BTreeMap::new(),
         };
         for i in 0..scenario.brokers {
@@ -362,7 +368,16 @@ impl Plan {
             send_interval: Duration::from_millis(scenario.send_interval_ms),
             fetch_max_wait_ms: 200,
             mix: scenario.workload.clone(),
+            retention: scenario.retention.as_ref().map(|r| RetentionSpec {
+                retention_ms: r.retention_ms,
+                trimmers: r.trimmers,
+                check_ms: Some(scenario.retention_check_ms),
+                delete_delay_ms: Some(scenario.delete_delay_ms),
+            }),
         }));
+        for fact in &roster.topic_facts {
+            recorder.event(roster.reader, fact.clone());
+        }
         let client = |process: u64| {
             let config = ClientConfig {
                 clock: Some(clock.clone()),
@@ -393,7 +408,9 @@ impl Plan {
                 Box::pin(async move {
                     if producer {
                         for t in &roster.topics {
-                            if let Err(e) = c.create_topic(&t.name, t.partitions).await {
+                            if let Err(e) =
+                                c.create_topic(&t.name, t.partitions, &t.configs()).await
+                            {
                                 tracing::warn!(error = %e, "create_topic failed; relying on auto-create");
                             }
                         }

@@ -50,6 +50,13 @@ pub struct Scenario {
     /// without it the lag is only a figure of the report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_realtime_lag_ms: Option<u64>,
+    /// How often brokers apply retention, and how long objects below a log start are kept (ms).
+    pub retention_check_ms: u64,
+    pub delete_delay_ms: u64,
+    /// Records kept for a while only: the first topic's `retention.ms` is drawn, and
+    /// administrators delete records now and then (DeleteRecords).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retention: Option<RetentionMix>,
     /// An explicit fault schedule to use instead of drawing one from the seed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fixed_faults: Option<Vec<Planned>>,
@@ -82,6 +89,9 @@ impl Default for Scenario {
             idempotent: false,
             bug: None,
             max_realtime_lag_ms: None,
+            retention_check_ms: 30_000,
+            delete_delay_ms: 60_000,
+            retention: None,
             fixed_faults: None,
             workload: WorkloadMix {
                 // Below the 5 s after the last heal, so that a request lost in a partition
@@ -91,6 +101,15 @@ impl Default for Scenario {
             },
         }
     }
+}
+
+/// Retention in a run (see [`Scenario::retention`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RetentionMix {
+    /// The first topic's `retention.ms`, drawn in this range.
+    pub retention_ms: Span,
+    /// Administrators calling DeleteRecords.
+    pub trimmers: usize,
 }
 
 /// A named scenario: what it exercises, and how it differs from the default.
@@ -253,6 +272,35 @@ pub const PRESETS: &[Preset] = &[
                 crashes: true,
                 store: true,
                 pauses: true,
+                partitions: true,
+                ..mix
+            },
+            ..base
+        },
+    },
+    // Records kept seconds only, and an administrator deleting records now and then: nothing
+    // may go before its time, the log start never goes back, and a read below it is refused.
+    // Owners crash, pause and move while they trim and delete objects below the log start.
+    Preset {
+        name: "retention",
+        about: "records kept seconds only (retention.ms) and deleted by an administrator (DeleteRecords), through crashes, pauses, partitions and store faults",
+        shape: |base, mix| Scenario {
+            duration_s: 30,
+            group_consumers: 2,
+            retention_check_ms: 1_000,
+            delete_delay_ms: 3_000,
+            retention: Some(RetentionMix {
+                retention_ms: Span::new(4_000, 12_000),
+                trimmers: 1,
+            }),
+            workload: WorkloadMix {
+                topics: Span::new(1, 2),
+                ..base.workload.clone()
+            },
+            faults: FaultMix {
+                crashes: true,
+                pauses: true,
+                store: true,
                 partitions: true,
                 ..mix
             },

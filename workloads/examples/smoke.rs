@@ -42,7 +42,10 @@ async fn main() {
     }
     let mut client = Client::new(TcpConnector, vec![addr], ClientConfig::default());
 
-    println!("create_topic: {:?}", client.create_topic(&topic, 2).await);
+    println!(
+        "create_topic: {:?}",
+        client.create_topic(&topic, 2, &[]).await
+    );
     for p in 0..2 {
         for i in 0..3 {
             let key = Some(Bytes::from(format!("k{i}")));

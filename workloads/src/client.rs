@@ -425,11 +425,16 @@ impl<C: Connector> Client<C> {
             .filter(|&l| l >= 0)
     }
 
-    /// Creates a topic; succeeds if it already exists.
-    pub async fn create_topic(&mut self, name: &str, partitions: i32) -> Result<(), ClientError> {
+    /// Creates a topic with these settings (`retention.ms`, ...); succeeds if it already exists.
+    pub async fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        configs: &[(String, String)],
+    ) -> Result<(), ClientError> {
         let mut attempt = 0;
         loop {
-            match self.try_create_topic(name, partitions).await {
+            match self.try_create_topic(name, partitions, configs).await {
                 Ok(()) => {
                     // Forget cached metadata so the next use sees the new partitions.
                     self.metadata.topics.remove(name);
@@ -583,6 +588,41 @@ impl<C: Connector> Client<C> {
                 Err(e) => self.retry_or_fail(e, &mut attempt).await?,
             }
         }
+    }
+
+    /// DeleteRecords of one partition, sent once to its leader (no retry: a retry of a request
+    /// whose outcome is unknown would be a second deletion). The log start it answered.
+    pub async fn delete_records(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<i64, ClientError> {
+        let addr = self.leader_addr(topic, partition).await?;
+        let timeout_ms = self.config.broker_timeout_ms;
+        let conn = self.conn(&addr).await?;
+        let version = conn.pick_version(ApiKey::DeleteRecords)?;
+        let req = codec::delete_records_request(topic, partition, offset, timeout_ms);
+        let resp = conn.send(&req, version).await?;
+        let p = resp
+            .topics
+            .iter()
+            .filter(|t| t.name.0.as_str() == topic)
+            .flat_map(|t| t.partitions.iter())
+            .find(|p| p.partition_index == partition)
+            .ok_or_else(|| ClientError::Malformed {
+                addr: addr.clone(),
+                reason: "delete records response lacks the partition".to_string(),
+                kind: Some(ViolationKind::MissingPartition),
+            })?;
+        if p.error_code != 0 {
+            return Err(ClientError::broker(
+                ApiKey::DeleteRecords,
+                p.error_code,
+                None,
+            ));
+        }
+        Ok(p.low_watermark)
     }
 
     /// Fetches metadata for `topics` (none: brokers and controller only) from some reachable broker.
@@ -882,7 +922,12 @@ impl<C: Connector> Client<C> {
         Ok(p.offset)
     }
 
-    async fn try_create_topic(&mut self, name: &str, partitions: i32) -> Result<(), ClientError> {
+    async fn try_create_topic(
+        &mut self,
+        name: &str,
+        partitions: i32,
+        configs: &[(String, String)],
+    ) -> Result<(), ClientError> {
         if self.metadata.brokers.is_empty() || self.metadata.stale {
             self.refresh_metadata(&[]).await?;
         }
@@ -900,7 +945,7 @@ impl<C: Connector> Client<C> {
         );
         let conn = self.conn(&addr).await?;
         let version = conn.pick_version(ApiKey::CreateTopics)?;
-        let req = codec::create_topics_request(name, partitions, rf, timeout_ms, version);
+        let req = codec::create_topics_request(name, partitions, configs, rf, timeout_ms, version);
         let resp = conn.send(&req, version).await?;
         let t = resp
             .topics
@@ -1138,7 +1183,7 @@ mod tests {
             let _ = client.produce("t", 0, None, Bytes::new(), -1).await;
             let _ = client.fetch("t", 0, 0, 0, 1).await;
             let _ = client.list_offsets("t", 0, OffsetSpec::Latest).await;
-            let _ = client.create_topic("t", 1).await;
+            let _ = client.create_topic("t", 1, &[]).await;
         });
     }
 

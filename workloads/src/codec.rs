@@ -8,14 +8,18 @@ use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest, FetchRequest,
-    ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, BrokerId, CreateTopicsRequest,
+    DeleteRecordsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest,
+    RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use kafka_protocol::records::{
@@ -49,6 +53,7 @@ pub const CLIENT_VERSIONS: &VersionTable = &[
     (ApiKey::AddOffsetsToTxn, 0, 3),
     (ApiKey::EndTxn, 0, 5),
     (ApiKey::TxnOffsetCommit, 0, 3),
+    (ApiKey::DeleteRecords, 0, 2),
 ];
 
 /// The version range this client implements for `api`, if any.
@@ -318,6 +323,7 @@ pub fn list_offsets_request(
 pub fn create_topics_request(
     topic: &str,
     partitions: i32,
+    configs: &[(String, String)],
     replication_factor: i16,
     timeout_ms: i32,
     version: i16,
@@ -331,9 +337,35 @@ pub fn create_topics_request(
         .with_topics(vec![CreatableTopic::default()
             .with_name(topic_name(topic))
             .with_num_partitions(partitions)
-            .with_replication_factor(rf)])
+            .with_replication_factor(rf)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(name, value)| {
+                        CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(name.clone()))
+                            .with_value(Some(StrBytes::from_string(value.clone())))
+                    })
+                    .collect(),
+            )])
         .with_timeout_ms(timeout_ms)
         .with_validate_only(false)
+}
+
+/// A DeleteRecords request for one partition: remove its records below `offset`.
+pub fn delete_records_request(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    timeout_ms: i32,
+) -> DeleteRecordsRequest {
+    DeleteRecordsRequest::default()
+        .with_topics(vec![DeleteRecordsTopic::default()
+            .with_name(topic_name(topic))
+            .with_partitions(vec![DeleteRecordsPartition::default()
+                .with_partition_index(partition)
+                .with_offset(offset)])])
+        .with_timeout_ms(timeout_ms)
 }
 
 fn topic_name(s: &str) -> TopicName {
@@ -1037,13 +1069,19 @@ mod tests {
                         assert_eq!(back.topics, req.topics);
                         assert_eq!(back.replica_id, BrokerId(-1));
                     }
+                    ApiKey::DeleteRecords => {
+                        let req = delete_records_request("t", 1, 42, 100);
+                        assert_eq!(through_broker(&req, v), req);
+                    }
                     ApiKey::CreateTopics => {
-                        let req = create_topics_request("t", 3, -1, 100, v);
+                        let configs = [("retention.ms".to_string(), "5000".to_string())];
+                        let req = create_topics_request("t", 3, &configs, -1, 100, v);
                         let back = through_broker(&req, v);
                         assert_eq!(
                             back.topics[0].replication_factor,
                             if v < 4 { 1 } else { -1 }
                         );
+                        assert_eq!(back.topics[0].configs, req.topics[0].configs);
                     }
                     ApiKey::ApiVersions => {
                         let req = api_versions_request(v);

@@ -166,10 +166,7 @@ pub async fn final_read<C: Connector>(
     cfg: &WorkloadConfig,
     give_up: Instant,
 ) {
-    let topics = [Topic {
-        name: cfg.topic.clone(),
-        partitions: cfg.partitions,
-    }];
+    let topics = [Topic::new(cfg.topic.clone(), cfg.partitions)];
     final_read_topics(client, rec, process, &topics, cfg.fetch_max_bytes, give_up).await
 }
 
@@ -250,9 +247,15 @@ async fn read_partition<C: Connector>(
             .await
             .map_err(|e| e.to_string())?
     };
+    // From the log start: records below it were removed on purpose (DeleteRecords, retention).
+    let start = client
+        .list_offsets(topic, partition, OffsetSpec::Earliest)
+        .await
+        .map_err(|e| e.to_string())?;
     let mut v = FinalReadValue::new(topic, partition);
     v.hwm = Some(hwm);
-    let mut position = 0;
+    v.log_start = (start > 0).then_some(start);
+    let mut position = start.max(0);
     // Empty answers in a row at `position`: a broker that reads its store while the fetch waits
     // (Nisshi on S3) may answer nothing when the wait runs out; ask again there, waiting longer,
     // before giving the partition up (and starting it again from 0).
@@ -317,10 +320,7 @@ pub async fn group_consumer<C: Connector>(
     while Instant::now() < until {
         if !member {
             rec.invoke(process, AssignValue::default());
-            let topics = [Topic {
-                name: cfg.topic.clone(),
-                partitions: cfg.partitions,
-            }];
+            let topics = [Topic::new(cfg.topic.clone(), cfg.partitions)];
             let joined = match client.join_group(&mut m, &topics).await {
                 Ok(ps) => client.committed_offsets(&mut m, &ps).await,
                 Err(e) => Err(e),

@@ -24,6 +24,7 @@ pub mod producer;
 pub mod recorder;
 pub mod roster;
 pub mod transactions;
+pub mod trimmer;
 pub mod witness;
 
 pub use client::{Client, ClientConfig, Clock, FetchResult, OffsetSpec, ProduceAck, ProduceRetry};
@@ -39,4 +40,24 @@ pub use witness::Witness;
 pub struct Topic {
     pub name: String,
     pub partitions: i32,
+    /// Its `retention.ms`, set when it is created; `None`: the broker's default.
+    pub retention_ms: Option<u64>,
+}
+
+impl Topic {
+    pub fn new(name: impl Into<String>, partitions: i32) -> Topic {
+        Topic {
+            name: name.into(),
+            partitions,
+            retention_ms: None,
+        }
+    }
+
+    /// The settings CreateTopics gives it.
+    pub fn configs(&self) -> Vec<(String, String)> {
+        self.retention_ms
+            .map(|ms| ("retention.ms".to_string(), ms.to_string()))
+            .into_iter()
+            .collect()
+    }
 }

@@ -66,6 +66,8 @@ struct Rec {
     value: String,
     key: Option<String>,
     invoke: u64,
+    /// CreateTime (ms); -1 without a clock.
+    timestamp: i64,
 }
 
 struct Batch {
@@ -330,8 +332,14 @@ impl<C: Connector> Producer<'_, C> {
         let mut send = SendValue::new(&topics[topic].name, partition, &value);
         send.key = key.clone();
         send.batch = Some(batch.id);
+        send.timestamp = (timestamp >= 0).then_some(timestamp);
         let invoke = self.rec.invoke(self.setup.process, send);
-        batch.records.push(Rec { value, key, invoke });
+        batch.records.push(Rec {
+            value,
+            key,
+            invoke,
+            timestamp,
+        });
         batch.out.push(out);
         batch.bytes += bytes;
         let profile = &setup.profile;
@@ -450,6 +458,7 @@ impl<C: Connector> Producer<'_, C> {
             let mut v = SendValue::new(topic, b.partition, &r.value);
             v.key = r.key.clone();
             v.batch = Some(b.id);
+            v.timestamp = (r.timestamp >= 0).then_some(r.timestamp);
             v.request = request.map(|r| r.0);
             v.broker = request.map(|r| r.1.to_string());
             v.attempts = Some(b.attempts);

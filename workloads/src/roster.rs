@@ -4,16 +4,19 @@
 use crate::client::Client;
 use crate::consumer::{self, ConsumerKind, ConsumerSetup};
 use crate::generators::{self, WorkloadConfig};
+use crate::mix::Span;
 use crate::mix::{derive, ConsumerProfile, ProducerProfile, WorkloadMix};
 use crate::net::Connector;
 use crate::pipeline::PipelineSetup;
 use crate::producer::{self, ProducerSetup};
 use crate::recorder::Recorder;
 use crate::transactions::{self, TxnSetup};
+use crate::trimmer::{self, TrimmerSetup};
 use crate::Topic;
 use rand::Rng;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use riptide_checker::history::TopicValue;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -46,6 +49,20 @@ pub struct RosterSpec {
     pub send_interval: Duration,
     pub fetch_max_wait_ms: i32,
     pub mix: WorkloadMix,
+    /// Records kept for a while only: see [`RetentionSpec`].
+    pub retention: Option<RetentionSpec>,
+}
+
+/// Retention in a run: the first topic keeps records `retention_ms` (drawn), and `trimmers`
+/// administrators delete records of every topic now and then (DeleteRecords).
+#[derive(Clone, Debug)]
+pub struct RetentionSpec {
+    pub retention_ms: Span,
+    pub trimmers: usize,
+    /// The cluster's retention check interval and delete delay, as the topics' facts record them
+    /// (how late a record may outlive its retention); `None` where unknown.
+    pub check_ms: Option<u64>,
+    pub delete_delay_ms: Option<u64>,
 }
 
 /// One client process.
@@ -70,6 +87,7 @@ pub enum Role {
     },
     LegacyMember,
     TxnProducer(TxnSetup),
+    Trimmer(TrimmerSetup),
 }
 
 /// Every client process of a run, and the process that reads everything back at the end.
@@ -82,6 +100,8 @@ pub struct Roster {
     pub group: String,
     /// Transactions run: the final read is read_committed.
     pub transactional: bool,
+    /// The topics' retention settings, recorded as `topic` facts before the workload.
+    pub topic_facts: Vec<TopicValue>,
     legacy: WorkloadConfig,
 }
 
@@ -95,6 +115,11 @@ impl Roster {
         } else {
             spec.mix.topics.draw(&mut rng).max(1)
         };
+        // Its own stream, so runs without retention draw what they always did.
+        let retention_ms = spec.retention.as_ref().map(|r| {
+            r.retention_ms
+                .draw(&mut ChaCha8Rng::seed_from_u64(derive(spec.seed, &[11])))
+        });
         let topics: Vec<Topic> = (0..topic_count)
             .map(|i| Topic {
                 name: match i {
@@ -102,6 +127,7 @@ impl Roster {
                     i => format!("{}-{i}", spec.topic),
                 },
                 partitions: spec.partitions,
+                retention_ms: retention_ms.filter(|_| i == 0),
             })
             .collect();
         let mut processes = Vec::new();
@@ -149,10 +175,7 @@ impl Roster {
             .iter()
             .flat_map(|t| (0..t.partitions).map(move |p| (t.name.clone(), p)))
             .collect();
-        let output = Topic {
-            name: format!("{}-out", spec.topic),
-            partitions: spec.partitions,
-        };
+        let output = Topic::new(format!("{}-out", spec.topic), spec.partitions);
         let mut topics = topics;
         if !pipelines.is_empty() {
             topics.push(output.clone());
@@ -268,7 +291,34 @@ impl Roster {
             });
             process += 1;
         }
+        let mut topic_facts = Vec::new();
+        if let Some(r) = &spec.retention {
+            for k in 0..r.trimmers {
+                processes.push(Process {
+                    process,
+                    name: format!("trimmer-{k}"),
+                    role: Role::Trimmer(TrimmerSetup {
+                        process,
+                        name: format!("trimmer-{k}"),
+                        topics: topics.clone(),
+                        seed: derive(spec.seed, &[12, process]),
+                    }),
+                });
+                process += 1;
+            }
+            topic_facts = topics
+                .iter()
+                .map(|t| TopicValue {
+                    topic: t.name.clone(),
+                    retention_ms: t.retention_ms.map(|ms| ms as i64),
+                    retention_bytes: None,
+                    retention_check_ms: r.check_ms,
+                    delete_delay_ms: r.delete_delay_ms,
+                })
+                .collect();
+        }
         Roster {
+            topic_facts,
             transactional,
             legacy: WorkloadConfig {
                 topic: spec.topic.clone(),
@@ -336,6 +386,7 @@ impl Roster {
                     .await
             }
             Role::TxnProducer(setup) => transactions::run(client, rec, setup, until).await,
+            Role::Trimmer(setup) => trimmer::run(client, rec, setup, until).await,
         }
     }
 
@@ -395,6 +446,7 @@ mod tests {
                 topics: Span::new(1, 3),
                 ..WorkloadMix::default()
             },
+            retention: None,
         }
     }
 

@@ -396,10 +396,18 @@ impl<'a, C: Connector> Session<'a, C> {
         partition: i32,
         values: &[String],
     ) -> Result<Vec<i64>, ClientError> {
+        // Stamped with the client's clock, as real clients do: retention judges records by it.
+        let timestamp = self
+            .client
+            .config()
+            .clock
+            .as_ref()
+            .map_or(-1, |c| c.now_ms());
         let records: Vec<OutRecord> = values
             .iter()
             .map(|v| OutRecord {
                 value: Some(Bytes::from(v.clone())),
+                timestamp,
                 ..OutRecord::default()
             })
             .collect();

@@ -372,8 +372,8 @@ async fn produce_then_fetch_round_trip() {
     // Run the client inside tokio::spawn: its futures must be Send.
     tokio::spawn(async move {
         let mut client = Client::new(TcpConnector, addrs, config());
-        client.create_topic("t", 1).await.unwrap();
-        client.create_topic("t", 1).await.unwrap(); // already exists: still ok
+        client.create_topic("t", 1, &[]).await.unwrap();
+        client.create_topic("t", 1, &[]).await.unwrap(); // already exists: still ok
         for (i, v) in ["a", "b", "c"].iter().enumerate() {
             let key = Some(Bytes::from(format!("k{i}")));
             let offset = client
@@ -423,7 +423,7 @@ async fn produce_then_fetch_round_trip() {
 async fn not_leader_refreshes_metadata_and_retries() {
     let (state, addrs) = cluster(&[1, 2]).await;
     let mut client = Client::new(TcpConnector, addrs[..1].to_vec(), config());
-    client.create_topic("t", 1).await.unwrap();
+    client.create_topic("t", 1, &[]).await.unwrap();
     let v = || Bytes::from_static(b"v");
     assert_eq!(client.produce("t", 0, None, v(), -1).await.unwrap(), 0);
     assert_eq!(client.cached_leader("t", 0), Some(1));
@@ -446,7 +446,7 @@ async fn not_leader_refreshes_metadata_and_retries() {
 async fn lost_produce_reply_is_indeterminate_and_not_retried_by_default() {
     let (state, addrs) = cluster(&[1]).await;
     let mut client = Client::new(TcpConnector, addrs, config());
-    client.create_topic("t", 1).await.unwrap();
+    client.create_topic("t", 1, &[]).await.unwrap();
     state.lock().unwrap().lose_next_produce_reply = true;
     let err = client
         .produce("t", 0, None, Bytes::from_static(b"x"), -1)
@@ -476,7 +476,7 @@ async fn retrying_after_an_indeterminate_error_is_reported() {
         ..config()
     };
     let mut client = Client::new(TcpConnector, addrs, config);
-    client.create_topic("t", 1).await.unwrap();
+    client.create_topic("t", 1, &[]).await.unwrap();
     state.lock().unwrap().lose_next_produce_reply = true;
     let ack = client
         .produce_detailed("t", 0, None, Bytes::from_static(b"x"), -1)
@@ -574,7 +574,7 @@ async fn witnessed_at(
     let rec = Recorder::new(Arc::new(riptide_wire::clock::FixedClock(0)));
     let mut client = Client::new(TcpConnector, addrs.clone(), config());
     client.witness().attach(&rec, PROCESS);
-    client.create_topic("t", 1).await.unwrap();
+    client.create_topic("t", 1, &[]).await.unwrap();
     for _ in 0..n {
         client
             .produce("t", 0, None, Bytes::from_static(b"v"), -1)
@@ -779,10 +779,7 @@ async fn the_batching_producer_acks_without_offset_and_only_protocol_violation_f
     use riptide_workloads::{generators, Topic};
 
     let (_state, mut client, rec, addrs) = witnessed_at(0, Misbehave::NoBaseOffset).await;
-    let topics = vec![Topic {
-        name: "t".into(),
-        partitions: 1,
-    }];
+    let topics = vec![Topic::new("t", 1)];
     let setup = ProducerSetup {
         process: PROCESS,
         name: "producer-0".into(),

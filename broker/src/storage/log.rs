@@ -488,6 +488,9 @@ impl PartitionLog {
             max_epoch = max_epoch.max(h.epoch);
             next_seq += 1;
         }
+        if self.bug == Some(Bug::LogStartForgotten) {
+            index.log_start = 0;
+        }
         *self.index.write().unwrap_or_else(|e| e.into_inner()) = index;
         Ok((next_seq, max_epoch, producers, checkpointed))
     }
@@ -711,12 +714,18 @@ impl PartitionLog {
         retention_ms: Option<i64>,
         retention_bytes: Option<i64>,
     ) -> Option<i64> {
+        let retention_ms = match (self.bug, retention_ms) {
+            (Some(Bug::EarlyRetention), Some(ms)) => Some(ms / 2),
+            _ => retention_ms,
+        };
         let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
         let lso = idx.txns.last_stable(idx.hwm);
         let mut kept: u64 = idx.commits.iter().map(|c| c.data_len).sum();
         let mut point = idx.log_start;
         for c in &idx.commits {
-            let too_old = retention_ms.is_some_and(|ms| c.max_timestamp < now_ms - ms);
+            // A commit without timestamps (all -1) is kept by time: nothing says how old it is.
+            let too_old = retention_ms
+                .is_some_and(|ms| c.max_timestamp >= 0 && c.max_timestamp < now_ms - ms);
             let too_big = retention_bytes.is_some_and(|b| kept - c.data_len >= b as u64);
             if !(too_old || too_big) || c.end() > lso {
                 break;
@@ -749,7 +758,11 @@ impl PartitionLog {
         else {
             return;
         };
-        let bound = needed.min(oldest);
+        let bound = if self.bug == Some(Bug::DeleteUnderReaders) {
+            oldest
+        } else {
+            needed.min(oldest)
+        };
         let now = tokio::time::Instant::now();
         let (from, to) = {
             let mut gc = self.gc.lock().unwrap_or_else(|e| e.into_inner());

@@ -465,10 +465,7 @@ mod tests {
 
     #[test]
     fn assignments_round_trip() {
-        let t = |name: &str| Topic {
-            name: name.into(),
-            partitions: 4,
-        };
+        let t = |name: &str| Topic::new(name, 4);
         let two = assignment(&[("t".into(), vec![1, 3]), ("u".into(), vec![0])]);
         assert_eq!(
             decode_assignment(two.clone(), &[t("t"), t("u")]),
