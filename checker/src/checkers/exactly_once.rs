@@ -7,7 +7,9 @@
 //! partition, the highest offset an `ok` committed transaction committed for it (`offsets`:
 //! the next offset to consume) says every input below it was processed: each record of the
 //! input partition's final read below it must have a committed output. (b) is judged only when
-//! every partition outputs were sent to has a final read. One finding per input processed
+//! every partition outputs were sent to has a final read. An input or output below its
+//! partition's final log start was removed on purpose (DeleteRecords, retention): an input whose
+//! output was removed is not skipped, nor is a removed input (no final read holds it). One finding per input processed
 //! twice, one per group and input partition with skipped inputs. Assumes one pipeline per input
 //! topic (two groups consuming the same input would each produce an output).
 //!
@@ -27,9 +29,15 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     // Input value → its committed outputs (send indices, one per distinct value).
     let mut outputs: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     let mut out_parts: Vec<Tp<'_>> = Vec::new();
+    // Inputs with an output below its partition's final log start: removed on purpose, so
+    // neither missing nor skipped.
+    let mut removed: Vec<&str> = Vec::new();
     for (i, s) in ix.sends.iter().enumerate() {
         let Some(src) = s.source else { continue };
         out_parts.push(s.tp);
+        if s.acked().is_some_and(|o| ix.part_at(s.pid).removed(o)) {
+            removed.push(src);
+        }
         if !ix
             .reads_of_id(s.vid)
             .any(|r| r.final_read && r.pid == s.pid)
@@ -82,6 +90,8 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     }
     out_parts.sort_unstable();
     out_parts.dedup();
+    removed.sort_unstable();
+    removed.dedup();
     let all_read = out_parts
         .iter()
         .all(|&tp| ix.part(tp).is_some_and(|p| p.max_final_hwm.is_some()));
@@ -114,7 +124,9 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
                     .iter()
                     .map(move |r| (r.offset, r.value.as_str(), fr.op))
             })
-            .filter(|&(o, v, _)| o < upto && !outputs.contains_key(v))
+            .filter(|&(o, v, _)| {
+                o < upto && !outputs.contains_key(v) && removed.binary_search(&v).is_err()
+            })
             .collect();
         skipped.sort_unstable();
         skipped.dedup_by_key(|s| s.0);

@@ -6,6 +6,9 @@
 //!
 //! Compare [`super::unseen`]: an acked value that no read returned, where no read reached it.
 //!
+//! An offset below the final read's log start was removed on purpose (DeleteRecords,
+//! retention), not lost: [`super::retention`] judges whether it was removed too early.
+//!
 //! The sends of a transaction are judged by [`super::txn_lost_write`] and
 //! [`super::torn_transaction`] instead, one finding per transaction, never here too.
 
@@ -34,6 +37,9 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
 pub(crate) fn missing(ix: &Index<'_>, s: &Send<'_>) -> Option<Finding> {
     let o = s.acked()?;
     let part = ix.part_at(s.pid);
+    if part.removed(o) {
+        return None;
+    }
     if let Some((hwm, fr_op)) = part.max_final_hwm {
         if hwm <= o || ix.reads_of_id(s.vid).any(|r| r.final_read) {
             return None;

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::history::{
     ClientValue, HiddenSpan, History, OffsetValue, Op, OpKind, Pair, PartitionOffset, PollValue,
-    TxnEnd, TxnValue, Value, ViolationValue,
+    TopicValue, TxnEnd, TxnValue, Value, ViolationValue,
 };
 
 pub mod aborted_read;
@@ -400,6 +400,7 @@ pub(crate) type Tp<'a> = (&'a str, i32);
 pub(crate) type SeenOfTxn<'a> = BTreeMap<(usize, Tp<'a>), (Vec<i64>, Vec<u64>, &'a str)>;
 
 /// One send operation (invoke plus completion).
+#[allow(dead_code)] // TEMP: the retention checker reads them
 pub(crate) struct Send<'a> {
     pub tp: Tp<'a>,
     /// The partition's number in the index (see [`Index::part_at`]).
@@ -410,6 +411,10 @@ pub(crate) struct Send<'a> {
     pub process: u64,
     /// The op carrying the evidence: the completion if any, else the invoke.
     pub op: u64,
+    /// When it was invoked (a transaction's send: when the transaction was), and when it
+    /// completed (if it did), ns since the run began.
+    pub invoke_ns: u64,
+    pub done_ns: Option<u64>,
     pub outcome: OpKind,
     /// The acknowledged offset (only for `ok`).
     pub offset: Option<i64>,
@@ -515,6 +520,7 @@ pub(crate) struct Read<'a> {
 }
 
 /// A successful final read.
+#[allow(dead_code)] // TEMP: the retention checker reads them
 pub(crate) struct FinalRead<'a> {
     pub tp: Tp<'a>,
     pub hwm: i64,
@@ -522,6 +528,26 @@ pub(crate) struct FinalRead<'a> {
     pub records: &'a [OffsetValue],
     /// Offsets it said hold no data.
     pub hidden: &'a [HiddenSpan],
+    /// Where it began: the partition's log start (absent in the history: 0).
+    pub log_start: i64,
+    /// When it was invoked and when it completed.
+    pub invoke_ns: u64,
+    pub done_ns: u64,
+}
+
+/// One `delete_records` op: records of a partition below `offset` to be removed on purpose.
+#[allow(dead_code)] // TEMP: the retention checker reads them
+pub(crate) struct DeleteRecords<'a> {
+    pub tp: Tp<'a>,
+    pub offset: i64,
+    pub outcome: OpKind,
+    /// The invoke's index, and the op carrying the evidence (the completion if any).
+    pub invoke: u64,
+    pub op: u64,
+    pub invoke_ns: u64,
+    pub done_ns: Option<u64>,
+    /// The log start the broker answered (`ok` only).
+    pub log_start: Option<i64>,
 }
 
 /// What is known about one partition.
@@ -546,6 +572,11 @@ pub(crate) struct Part {
     /// Offset ranges `[from, to)` some reader said hold no data (control batches, aborted
     /// records), merged and sorted once indexed.
     pub hidden: Vec<(i64, i64)>,
+    /// Highest log start of any successful final read, with its op: offsets below it were
+    /// removed on purpose (DeleteRecords, retention), not lost.
+    pub final_log_start: Option<(i64, u64)>,
+    /// Indices into `Index::deletes` of the partition's `delete_records` ops, in invoke order.
+    pub deletes: Vec<usize>,
 }
 
 /// The entries of a sorted `(offset, index)` list whose offset is in `from..to`.
@@ -556,6 +587,16 @@ fn span(list: &[(i64, usize)], from: i64, to: i64) -> &[(i64, usize)] {
 }
 
 impl Part {
+    /// Offset `o` is below the final read's log start: removed on purpose, not missing.
+    pub fn removed(&self, o: i64) -> bool {
+        self.final_log_start.is_some_and(|(l, _)| o < l)
+    }
+
+    /// The final read's log start (0 without one).
+    pub fn log_start(&self) -> i64 {
+        self.final_log_start.map_or(0, |(l, _)| l)
+    }
+
     /// Indices of the reads of offset `o`, in history order.
     pub fn reads_at(&self, o: i64) -> impl Iterator<Item = usize> + '_ {
         span(&self.reads, o, o.saturating_add(1))
@@ -629,6 +670,10 @@ pub(crate) struct Index<'a> {
     pub final_reads: Vec<FinalRead<'a>>,
     /// Transactions, in invoke order.
     pub txns: Vec<Txn<'a>>,
+    /// `delete_records` ops, in invoke order.
+    pub deletes: Vec<DeleteRecords<'a>>,
+    /// Each topic's `topic` fact (the first, if several).
+    pub topics: BTreeMap<&'a str, &'a TopicValue>,
     /// Partition → its number. Lookups only: never iterated.
     part_ids: FastMap<Tp<'a>, u32>,
     /// By partition number: the partition and what is known of it.
@@ -662,6 +707,8 @@ impl<'a> Index<'a> {
             reads: Vec::new(),
             final_reads: Vec::new(),
             txns: Vec::new(),
+            deletes: Vec::new(),
+            topics: BTreeMap::new(),
             part_ids: FastMap::default(),
             tps: Vec::new(),
             part_list: Vec::new(),
@@ -817,6 +864,8 @@ impl<'a> Index<'a> {
                     vid: NONE,
                     process: pair.invoke.process,
                     op: last.index,
+                    invoke_ns: pair.invoke.time_ns,
+                    done_ns: pair.completion.map(|c| c.time_ns),
                     outcome,
                     offset,
                     batch,
@@ -841,6 +890,7 @@ impl<'a> Index<'a> {
                 }
                 let spans = fr.hidden.iter().map(|h| (h.from, h.to));
                 self.part_mut(tp).hidden.extend(spans);
+                let log_start = fr.log_start.unwrap_or(0);
                 let i = self.final_reads.len();
                 self.final_reads.push(FinalRead {
                     tp,
@@ -848,16 +898,44 @@ impl<'a> Index<'a> {
                     op: last.index,
                     records: &fr.records,
                     hidden: &fr.hidden,
+                    log_start,
+                    invoke_ns: pair.invoke.time_ns,
+                    done_ns: last.time_ns,
                 });
                 let part = self.part_mut(tp);
                 part.final_reads.push(i);
                 if part.max_final_hwm.is_none_or(|(h, _)| hwm > h) {
                     part.max_final_hwm = Some((hwm, last.index));
                 }
+                if part.final_log_start.is_none_or(|(l, _)| log_start > l) {
+                    part.final_log_start = Some((log_start, last.index));
+                }
             }
             (Value::FinalRead(fr), _, _) => {
                 // Failed final reads still name a partition that liveness must account for.
                 self.part_mut((&fr.topic, fr.partition));
+            }
+            (Value::DeleteRecords(d), _, done) => {
+                let tp = (d.topic.as_str(), d.partition);
+                let log_start = match (outcome, done) {
+                    (OpKind::Ok, Value::DeleteRecords(r)) => r.log_start,
+                    _ => None,
+                };
+                let i = self.deletes.len();
+                self.deletes.push(DeleteRecords {
+                    tp,
+                    offset: d.offset,
+                    outcome,
+                    invoke: pair.invoke.index,
+                    op: last.index,
+                    invoke_ns: pair.invoke.time_ns,
+                    done_ns: pair.completion.map(|c| c.time_ns),
+                    log_start,
+                });
+                self.part_mut(tp).deletes.push(i);
+            }
+            (Value::Topic(t), _, _) => {
+                self.topics.entry(t.topic.as_str()).or_insert(t);
             }
             (Value::Client(c), _, _) => {
                 self.clients.entry(pair.invoke.process).or_insert(c);
@@ -947,6 +1025,8 @@ impl<'a> Index<'a> {
                 vid: NONE,
                 process: txn.process,
                 op: last.index,
+                invoke_ns: pair.invoke.time_ns,
+                done_ns: pair.completion.map(|c| c.time_ns),
                 outcome,
                 offset: s.offset,
                 batch,
@@ -1189,6 +1269,28 @@ pub(crate) mod testkit {
     ) -> u64 {
         let mut v = FinalReadValue::new(T, partition);
         v.hwm = Some(hwm);
+        v.records = records
+            .iter()
+            .map(|(o, val)| OffsetValue {
+                offset: *o,
+                value: (*val).to_owned(),
+            })
+            .collect();
+        b.call(process, FinalReadValue::new(T, partition), OpKind::Ok, v)
+    }
+
+    /// A final read of `partition` from log start `log_start`: `records` up to `hwm`.
+    pub fn final_read_from(
+        b: &mut HistoryBuilder,
+        process: u64,
+        partition: i32,
+        log_start: i64,
+        records: &[(i64, &str)],
+        hwm: i64,
+    ) -> u64 {
+        let mut v = FinalReadValue::new(T, partition);
+        v.hwm = Some(hwm);
+        v.log_start = Some(log_start);
         v.records = records
             .iter()
             .map(|(o, val)| OffsetValue {
@@ -1702,6 +1804,32 @@ mod tests {
             testkit::anomalies(&findings).contains(&Anomaly::PollSkip),
             "{findings:#?}"
         );
+    }
+
+    #[test]
+    fn records_below_the_final_log_start_are_removed_not_lost() {
+        use crate::history::HistoryBuilder;
+        use testkit::*;
+        // "a" and "b" (0, 1) removed; "t" of a committed transaction at 2 (marker at 3)
+        // removed too; "c" at 4 read from log start 4.
+        let build = |log_start: i64| {
+            let mut b = HistoryBuilder::new();
+            send(&mut b, 1, 0, "a", 0);
+            send(&mut b, 1, 0, "b", 1);
+            txn(&mut b, 2, TxnEnd::Commit, OpKind::Ok, &[(0, "t", 2)]);
+            send(&mut b, 1, 0, "c", 4);
+            final_read_from(&mut b, 20, 0, log_start, &[(4, "c")], 5);
+            b.build()
+        };
+        let h = build(4);
+        h.validate().unwrap();
+        let findings = run_all(&h, &CheckerConfig::default());
+        assert!(findings.is_empty(), "{findings:#?}");
+        // Without the log start, the same history loses them.
+        let findings = run_all(&build(0), &CheckerConfig::default());
+        let kinds = testkit::anomalies(&findings);
+        assert!(kinds.contains(&Anomaly::LostWrite), "{findings:#?}");
+        assert!(kinds.contains(&Anomaly::TxnLostWrite), "{findings:#?}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! **offset-gap**: offsets are not contiguous. A successful final read must hold every offset in
-//! `0..hwm`. A poll's records for one partition must be consecutive unless the skipped offsets
+//! `log_start..hwm` (below the partition's final log start records were removed on purpose).
+//! A poll's records for one partition must be consecutive unless the skipped offsets
 //! are known to exist (that is a [`super::poll_skip`]); a poll gap is reported here only when no
 //! read ever returned those offsets and no final read already covers them.
 //!
@@ -28,7 +29,8 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         offsets.dedup();
         let mut missing = Vec::new();
         let mut count: i64 = 0;
-        let mut expected = 0;
+        // Below the log start records were removed on purpose: no holes there.
+        let mut expected = part.log_start().max(0);
         for o in offsets.into_iter().chain(std::iter::once(fr.hwm)) {
             if o > expected {
                 for (from, to) in part.unhidden(expected, o.min(fr.hwm)) {

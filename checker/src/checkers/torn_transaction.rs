@@ -4,7 +4,9 @@
 //!
 //! A send is judged when its partition has a successful final read that reached it (its
 //! acknowledged offset is below the final hwm; a send without an offset is judged by any final
-//! read of its partition). A committed transaction none of whose judged records is visible is
+//! read of its partition). A send below its partition's final log start was removed on
+//! purpose: it is not judged (nor, once the log start moved, a send without an offset). A
+//! committed transaction none of whose judged records is visible is
 //! [`super::txn_lost_write`]'s instead: each transaction is reported once.
 //!
 //! Data-loss class: the committed records that are missing are lost, or the aborted part of a
@@ -34,10 +36,16 @@ pub(crate) fn judge(ix: &Index<'_>, txn: &Txn<'_>) -> Judged {
     };
     for i in txn.sends.clone() {
         let s = &ix.sends[i];
-        let Some((hwm, fr_op)) = ix.part_at(s.pid).max_final_hwm else {
+        let part = ix.part_at(s.pid);
+        let Some((hwm, fr_op)) = part.max_final_hwm else {
             continue;
         };
         if s.offset.is_some_and(|o| o >= hwm) {
+            continue;
+        }
+        // Removed on purpose below the log start: neither visible nor missing. Without an
+        // offset it cannot be told from a removed one once the log start moved.
+        if s.offset.map_or(part.log_start() > 0, |o| part.removed(o)) {
             continue;
         }
         if ix

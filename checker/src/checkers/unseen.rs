@@ -1,7 +1,8 @@
 //! **unseen**: a send acknowledged `ok` whose value no read (poll or final read) ever returned,
 //! and no read reached its offset: the final read's hwm is at or below it (or, without a final
 //! read, no poll returned a higher offset). When a read did reach past the offset the same fact is
-//! a [`super::lost_write`] instead; the two never report the same send.
+//! a [`super::lost_write`] instead; the two never report the same send. An offset below the
+//! final read's log start was removed on purpose, and is not reported.
 
 use super::{q, Anomaly, Finding, Index};
 use crate::history::History;
@@ -35,6 +36,8 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         let offsets = match s.offset {
             // Reached past it: that is a lost write, reported there.
             Some(o) if reach > o => continue,
+            // Removed on purpose below the final read's log start (see `retention`).
+            Some(o) if part.is_some_and(|p| p.removed(o)) => continue,
             Some(o) => vec![o],
             None => Vec::new(),
         };
