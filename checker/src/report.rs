@@ -108,9 +108,15 @@ impl Report {
         findings.sort();
         findings.dedup();
         let txns = history.ops.iter().any(|op| op.f() == F::Txn);
+        let retention = history.ops.iter().any(|op| match &op.value {
+            crate::history::Value::Topic(_) | crate::history::Value::DeleteRecords(_) => true,
+            crate::history::Value::FinalRead(fr) => fr.log_start.is_some(),
+            _ => false,
+        });
         let mut counts: BTreeMap<Anomaly, usize> = Anomaly::ALL
             .iter()
             .filter(|a| txns || !a.transactional())
+            .filter(|a| retention || !a.retention())
             .map(|&a| (a, 0))
             .collect();
         for f in &findings {
@@ -666,7 +672,8 @@ mod tests {
         let t = TxnValue::new("tx", TxnEnd::Abort);
         b.call(1, t.clone(), OpKind::Ok, t);
         let r = Report::new(&b.build(), vec![finding(Anomaly::LostWrite)]);
-        assert_eq!(r.counts.len(), Anomaly::ALL.len());
+        let kept = Anomaly::ALL.iter().filter(|a| !a.retention()).count();
+        assert_eq!(r.counts.len(), kept);
         assert_eq!(r.verdict, Verdict::Fail);
         let only: BTreeSet<Anomaly> = [Anomaly::ExactlyOnce, Anomaly::AbortedRead].into();
         let r = r.only(&only);

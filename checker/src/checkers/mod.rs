@@ -34,6 +34,7 @@ pub mod precommitted_read;
 pub mod protocol_violation;
 pub mod realtime_lag;
 pub mod replay_mismatch;
+pub mod retention;
 pub mod torn_transaction;
 pub mod txn_lost_write;
 pub mod unseen;
@@ -79,10 +80,17 @@ pub enum Anomaly {
     G1c,
     G1cProcess,
     G1cRealtime,
+    /// An acknowledged record removed below the log start before any DeleteRecords asked for
+    /// it or its retention.ms expired.
+    PrematureRemoval,
+    /// A partition's log start observed lower than an earlier observation of it.
+    LogStartRegression,
+    /// A poll returned a record below a log start observed before the poll began.
+    ReadBelowLogStart,
 }
 
 impl Anomaly {
-    pub const ALL: [Anomaly; 32] = [
+    pub const ALL: [Anomaly; 35] = [
         Anomaly::BrokenInvariant,
         Anomaly::LostWrite,
         Anomaly::Duplicate,
@@ -115,6 +123,9 @@ impl Anomaly {
         Anomaly::G1c,
         Anomaly::G1cProcess,
         Anomaly::G1cRealtime,
+        Anomaly::PrematureRemoval,
+        Anomaly::LogStartRegression,
+        Anomaly::ReadBelowLogStart,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -151,13 +162,23 @@ impl Anomaly {
             Anomaly::G1c => "g1c",
             Anomaly::G1cProcess => "g1c-process",
             Anomaly::G1cRealtime => "g1c-realtime",
+            Anomaly::PrematureRemoval => "premature-removal",
+            Anomaly::LogStartRegression => "log-start-regression",
+            Anomaly::ReadBelowLogStart => "read-below-log-start",
         }
     }
 
     /// Only histories with transactions (`txn` ops) can have it; reports list these kinds only
     /// for such histories (or when found).
     pub fn transactional(self) -> bool {
-        self >= Anomaly::AbortedRead
+        (Anomaly::AbortedRead..=Anomaly::G1cRealtime).contains(&self)
+    }
+
+    /// Only histories where records are removed on purpose (`topic` facts, `delete_records`
+    /// ops, final reads from a log start) can have it; reports list these kinds only for such
+    /// histories (or when found).
+    pub fn retention(self) -> bool {
+        self >= Anomaly::PrematureRemoval
     }
 }
 
@@ -225,7 +246,10 @@ impl Anomaly {
             | Anomaly::AbortedRead
             | Anomaly::TornTransaction
             | Anomaly::TxnLostWrite
-            | Anomaly::ExactlyOnce => Severity::DataLoss,
+            | Anomaly::ExactlyOnce
+            // Records gone before their time, or read after they were gone.
+            | Anomaly::PrematureRemoval
+            | Anomaly::ReadBelowLogStart => Severity::DataLoss,
             Anomaly::Duplicate
             | Anomaly::OffsetGap
             | Anomaly::PollSkip
@@ -245,7 +269,8 @@ impl Anomaly {
             | Anomaly::G0Realtime
             | Anomaly::G1c
             | Anomaly::G1cProcess
-            | Anomaly::G1cRealtime => Severity::Contract,
+            | Anomaly::G1cRealtime
+            | Anomaly::LogStartRegression => Severity::Contract,
             Anomaly::HwmRegression
             | Anomaly::Unseen
             | Anomaly::LivenessAfterHeal
@@ -379,6 +404,7 @@ pub(crate) fn run_all_with_figures(
     if let Some(bound) = config.max_realtime_lag_ns {
         findings.extend(realtime_lag::run(&ix, bound));
     }
+    findings.extend(retention::run(&ix));
     if !ix.txns.is_empty() {
         findings.extend(aborted_read::run(&ix));
         findings.extend(precommitted_read::run(&ix));
@@ -400,7 +426,6 @@ pub(crate) type Tp<'a> = (&'a str, i32);
 pub(crate) type SeenOfTxn<'a> = BTreeMap<(usize, Tp<'a>), (Vec<i64>, Vec<u64>, &'a str)>;
 
 /// One send operation (invoke plus completion).
-#[allow(dead_code)] // TEMP: the retention checker reads them
 pub(crate) struct Send<'a> {
     pub tp: Tp<'a>,
     /// The partition's number in the index (see [`Index::part_at`]).
@@ -411,10 +436,9 @@ pub(crate) struct Send<'a> {
     pub process: u64,
     /// The op carrying the evidence: the completion if any, else the invoke.
     pub op: u64,
-    /// When it was invoked (a transaction's send: when the transaction was), and when it
-    /// completed (if it did), ns since the run began.
+    /// When it was invoked (a transaction's send: when the transaction was), ns since the run
+    /// began.
     pub invoke_ns: u64,
-    pub done_ns: Option<u64>,
     pub outcome: OpKind,
     /// The acknowledged offset (only for `ok`).
     pub offset: Option<i64>,
@@ -520,7 +544,6 @@ pub(crate) struct Read<'a> {
 }
 
 /// A successful final read.
-#[allow(dead_code)] // TEMP: the retention checker reads them
 pub(crate) struct FinalRead<'a> {
     pub tp: Tp<'a>,
     pub hwm: i64,
@@ -536,13 +559,10 @@ pub(crate) struct FinalRead<'a> {
 }
 
 /// One `delete_records` op: records of a partition below `offset` to be removed on purpose.
-#[allow(dead_code)] // TEMP: the retention checker reads them
-pub(crate) struct DeleteRecords<'a> {
-    pub tp: Tp<'a>,
+pub(crate) struct DeleteRecords {
     pub offset: i64,
     pub outcome: OpKind,
-    /// The invoke's index, and the op carrying the evidence (the completion if any).
-    pub invoke: u64,
+    /// The op carrying the evidence (the completion if any).
     pub op: u64,
     pub invoke_ns: u64,
     pub done_ns: Option<u64>,
@@ -671,7 +691,7 @@ pub(crate) struct Index<'a> {
     /// Transactions, in invoke order.
     pub txns: Vec<Txn<'a>>,
     /// `delete_records` ops, in invoke order.
-    pub deletes: Vec<DeleteRecords<'a>>,
+    pub deletes: Vec<DeleteRecords>,
     /// Each topic's `topic` fact (the first, if several).
     pub topics: BTreeMap<&'a str, &'a TopicValue>,
     /// Partition → its number. Lookups only: never iterated.
@@ -865,7 +885,6 @@ impl<'a> Index<'a> {
                     process: pair.invoke.process,
                     op: last.index,
                     invoke_ns: pair.invoke.time_ns,
-                    done_ns: pair.completion.map(|c| c.time_ns),
                     outcome,
                     offset,
                     batch,
@@ -923,10 +942,8 @@ impl<'a> Index<'a> {
                 };
                 let i = self.deletes.len();
                 self.deletes.push(DeleteRecords {
-                    tp,
                     offset: d.offset,
                     outcome,
-                    invoke: pair.invoke.index,
                     op: last.index,
                     invoke_ns: pair.invoke.time_ns,
                     done_ns: pair.completion.map(|c| c.time_ns),
@@ -1026,7 +1043,6 @@ impl<'a> Index<'a> {
                 process: txn.process,
                 op: last.index,
                 invoke_ns: pair.invoke.time_ns,
-                done_ns: pair.completion.map(|c| c.time_ns),
                 outcome,
                 offset: s.offset,
                 batch,
