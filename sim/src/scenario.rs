@@ -309,12 +309,18 @@ pub const PRESETS: &[Preset] = &[
     },
     Preset {
         name: "chaos",
-        about: "everything at once: partitions, crashes, store faults, zone loss, scale, groups, transactions, 1-3 topics",
+        about: "everything at once: partitions, crashes, store faults, zone loss, scale, groups, transactions, retention, 1-3 topics",
         shape: |base, mix| Scenario {
             brokers: 5,
             spare_brokers: 1,
             group_consumers: 2,
             txn_producers: 1,
+            retention_check_ms: 1_000,
+            delete_delay_ms: 3_000,
+            retention: Some(RetentionMix {
+                retention_ms: Span::new(8_000, 20_000),
+                trimmers: 1,
+            }),
             workload: WorkloadMix {
                 topics: Span::new(1, 3),
                 ..base.workload.clone()

@@ -21,6 +21,7 @@
 //! with its poll.
 
 use crate::client::group::Membership;
+use crate::client::OffsetSpec;
 use crate::codec::FetchSpec;
 use crate::error::ClientError;
 use crate::net::Connector;
@@ -151,6 +152,9 @@ struct Pipeline<'a, C: Connector> {
     /// Which partition a poll takes records from first (round robin).
     cursor: usize,
     next_value: u64,
+    /// Inputs whose last fetch was out of range (below the log start: records removed by
+    /// DeleteRecords or retention), moved to the earliest offset before the next transaction.
+    out_of_range: Vec<Tp>,
 }
 
 /// Runs one pipeline until `until`.
@@ -171,6 +175,7 @@ pub async fn run<C: Connector>(
         first_seen: BTreeMap::new(),
         cursor: 0,
         next_value: 0,
+        out_of_range: Vec::new(),
     };
     while Instant::now() < until && !pl.s.refused {
         if p.inputs.is_empty() {
@@ -234,8 +239,31 @@ impl<C: Connector> Pipeline<'_, C> {
         true
     }
 
+    /// Moves inputs whose fetch was out of range to their earliest offset, as a consumer with
+    /// `auto.offset.reset=earliest` does, each recorded as a `reset` seek. One whose lookup
+    /// fails stays, and its next fetch tries again.
+    async fn reset_out_of_range(&mut self) {
+        for (topic, partition) in std::mem::take(&mut self.out_of_range) {
+            let earliest = self
+                .s
+                .client
+                .list_offsets(&topic, partition, OffsetSpec::Earliest)
+                .await;
+            let Ok(offset) = earliest else { continue };
+            reached!(
+                "pipeline.input_reset",
+                "a pipeline's input position was below the log start and moved to the earliest offset"
+            );
+            let seek = SeekValue::new(&topic, partition, offset).because(SeekReason::Reset);
+            self.s.rec.invoke(self.s.process, seek.clone());
+            self.s.rec.ok(self.s.process, seek);
+            self.positions.insert((topic, partition), offset);
+        }
+    }
+
     /// One transaction: poll, transform, send, commit offsets, end. True if it had inputs.
     async fn one(&mut self) -> bool {
+        self.reset_out_of_range().await;
         let rng = &mut self.s.rng;
         let end = if rng.gen_bool(0.75) {
             TxnEnd::Commit
@@ -450,6 +478,9 @@ impl<C: Connector> Pipeline<'_, C> {
                 let r = match result {
                     Ok(r) => r,
                     Err(e) => {
+                        if e.error() == Some(riptide_wire::ResponseError::OffsetOutOfRange) {
+                            self.out_of_range.push((spec.topic.clone(), spec.partition));
+                        }
                         last_error = Some(e);
                         continue;
                     }
