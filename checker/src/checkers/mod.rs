@@ -87,10 +87,12 @@ pub enum Anomaly {
     LogStartRegression,
     /// A poll returned a record below a log start observed before the poll began.
     ReadBelowLogStart,
+    /// The final read returned a record well past its retention deadline.
+    RetentionOverdue,
 }
 
 impl Anomaly {
-    pub const ALL: [Anomaly; 35] = [
+    pub const ALL: [Anomaly; 36] = [
         Anomaly::BrokenInvariant,
         Anomaly::LostWrite,
         Anomaly::Duplicate,
@@ -126,6 +128,7 @@ impl Anomaly {
         Anomaly::PrematureRemoval,
         Anomaly::LogStartRegression,
         Anomaly::ReadBelowLogStart,
+        Anomaly::RetentionOverdue,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -165,6 +168,7 @@ impl Anomaly {
             Anomaly::PrematureRemoval => "premature-removal",
             Anomaly::LogStartRegression => "log-start-regression",
             Anomaly::ReadBelowLogStart => "read-below-log-start",
+            Anomaly::RetentionOverdue => "retention-overdue",
         }
     }
 
@@ -275,7 +279,9 @@ impl Anomaly {
             | Anomaly::Unseen
             | Anomaly::LivenessAfterHeal
             | Anomaly::RealtimeLag
-            | Anomaly::LsoRegression => Severity::Freshness,
+            | Anomaly::LsoRegression
+            // Kept too long: nothing lost, but retention did not keep its promise.
+            | Anomaly::RetentionOverdue => Severity::Freshness,
         }
     }
 
@@ -436,9 +442,10 @@ pub(crate) struct Send<'a> {
     pub process: u64,
     /// The op carrying the evidence: the completion if any, else the invoke.
     pub op: u64,
-    /// When it was invoked (a transaction's send: when the transaction was), ns since the run
-    /// began.
+    /// When it was invoked (a transaction's send: when the transaction was), and when it
+    /// completed (if it did), ns since the run began.
     pub invoke_ns: u64,
+    pub done_ns: Option<u64>,
     pub outcome: OpKind,
     /// The acknowledged offset (only for `ok`).
     pub offset: Option<i64>,
@@ -885,6 +892,7 @@ impl<'a> Index<'a> {
                     process: pair.invoke.process,
                     op: last.index,
                     invoke_ns: pair.invoke.time_ns,
+                    done_ns: pair.completion.map(|c| c.time_ns),
                     outcome,
                     offset,
                     batch,
@@ -1043,6 +1051,7 @@ impl<'a> Index<'a> {
                 process: txn.process,
                 op: last.index,
                 invoke_ns: pair.invoke.time_ns,
+                done_ns: pair.completion.map(|c| c.time_ns),
                 outcome,
                 offset: s.offset,
                 batch,

@@ -16,6 +16,14 @@
 //!   later one saw a lower log start: removed records came back, or the log start was forgotten.
 //! - **read-below-log-start**: a poll returned offset `o` although an op that completed before
 //!   the poll was invoked had observed a log start above `o`: it read records already removed.
+//! - **retention-overdue** (freshness): the final read, invoked after a record's deadline,
+//!   still returned it. The deadline is when the record was known to be in the log (its send's
+//!   acknowledgement or the first poll that returned it, whichever is earlier) plus
+//!   `retention.ms`, twice the retention check interval and the delete delay; never earlier
+//!   than the last fault event plus twice the check interval, the delete delay and 3 s (an
+//!   owner must exist again).
+//!   Judged only when the topic fact gives all three, and only for offsets before the
+//!   partition's first transactional record (retention stops at an open transaction).
 
 use super::{ranges, Anomaly, Finding, Index, Tp, MAX_LISTED};
 use crate::history::{History, OpKind, Value};
@@ -94,20 +102,133 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         regression(tp, &seen, &mut out);
         below(tp, &seen, polls.get(&tp).map_or(&[][..], |v| v), &mut out);
     }
+    let last_fault_ns = ix
+        .pairs
+        .iter()
+        .filter(|p| matches!(p.invoke.value, Value::Fault(_)))
+        .map(|p| p.last().time_ns)
+        .max()
+        .unwrap_or(0);
+    for (tp, part) in ix.parts() {
+        overdue(ix, tp, part, last_fault_ns, &mut out);
+    }
     out
 }
 
-/// (poll invoke time, poll op, offset) of every record a successful poll returned, by partition.
+/// After the last fault healed, an owner must exist again before retention can run: this long.
+const OWNER_BACK_NS: u64 = 3_000_000_000;
+
+fn overdue(
+    ix: &Index<'_>,
+    tp: Tp<'_>,
+    part: &super::Part,
+    last_fault_ns: u64,
+    out: &mut Vec<Finding>,
+) {
+    let Some(topic) = ix.topics.get(tp.0) else {
+        return;
+    };
+    let (Some(r), Some(check), Some(delay)) = (
+        topic.retention_ms,
+        topic.retention_check_ms,
+        topic.delete_delay_ms,
+    ) else {
+        return;
+    };
+    if r < 0 {
+        return;
+    }
+    let ms = 1_000_000u64;
+    let late_ns = (2 * check + delay).saturating_mul(ms);
+    let earliest_ns = last_fault_ns
+        .saturating_add(late_ns)
+        .saturating_add(OWNER_BACK_NS);
+    // Retention stops at an open transaction: only offsets before the first transactional
+    // record (or the first offset a reader said holds no data) are judged.
+    let mut first_txn = i64::MAX;
+    for &(o, i) in &part.acks {
+        if ix.sends[i].txn.is_some() {
+            first_txn = first_txn.min(o);
+        }
+    }
+    if let Some(&(from, _)) = part.hidden.first() {
+        first_txn = first_txn.min(from);
+    }
+    if part.txn_written && first_txn == i64::MAX {
+        return;
+    }
+    let mut offsets: Vec<i64> = Vec::new();
+    let mut first: Option<(i64, u64, u64)> = None;
+    for &f in &part.final_reads {
+        let fr = &ix.final_reads[f];
+        for rec in fr.records.iter().filter(|rec| rec.offset < first_txn) {
+            let o = rec.offset;
+            // When it was known to be in the log: acknowledged, or first returned by a poll.
+            let acked = part
+                .acks
+                .iter()
+                .filter(|a| a.0 == o)
+                .filter_map(|a| ix.sends[a.1].done_ns);
+            let polled = part
+                .reads_at(o)
+                .map(|i| &ix.reads[i])
+                .filter(|rd| !rd.final_read)
+                .map(|rd| rd.time_ns);
+            let Some(t0) = acked.chain(polled).min() else {
+                continue;
+            };
+            let deadline = t0
+                .saturating_add((r as u64).saturating_mul(ms))
+                .saturating_add(late_ns)
+                .max(earliest_ns);
+            if fr.invoke_ns > deadline {
+                offsets.push(o);
+                first.get_or_insert((o, fr.op, deadline));
+            }
+        }
+    }
+    let Some((o, op, deadline)) = first else {
+        return;
+    };
+    offsets.sort_unstable();
+    offsets.dedup();
+    out.push(Finding::new(
+        Anomaly::RetentionOverdue,
+        tp,
+        offsets.clone(),
+        vec![op],
+        format!(
+            "The final read returned {} record(s) past their retention deadline, at offset(s) {} (first: offset {o}, due by {deadline} ns with retention.ms {r}, retention check {check} ms, delete delay {delay} ms).",
+            offsets.len(),
+            ranges(&offsets)
+        ),
+    ));
+}
+
+/// (fetch time, poll op, offset) of every record a successful poll returned, by partition.
+///
+/// A consumer buffers what it fetched and hands it out over several polls: a poll that names
+/// no fetch offsets fetched nothing, and its records come from the process's last poll that
+/// did (the fetch time is that poll's invoke). Records of a poll with no earlier fetch are left
+/// out.
 fn poll_records<'a>(ix: &Index<'a>) -> std::collections::BTreeMap<Tp<'a>, Vec<(u64, u64, i64)>> {
     let mut by: std::collections::BTreeMap<Tp<'a>, Vec<(u64, u64, i64)>> = Default::default();
+    let mut fetched: std::collections::BTreeMap<u64, u64> = Default::default();
     for pair in &ix.pairs {
         let (OpKind::Ok, Value::Poll(p)) = (pair.outcome(), &pair.last().value) else {
+            continue;
+        };
+        let process = pair.invoke.process;
+        if !p.fetch_offsets.is_empty() {
+            fetched.insert(process, pair.invoke.time_ns);
+        }
+        let Some(&at) = fetched.get(&process) else {
             continue;
         };
         for r in &p.records {
             by.entry((r.topic.as_str(), r.partition))
                 .or_default()
-                .push((pair.invoke.time_ns, pair.last().index, r.offset));
+                .push((at, pair.last().index, r.offset));
         }
     }
     by
@@ -271,7 +392,7 @@ fn below(tp: Tp<'_>, seen: &[Seen], polls: &[(u64, u64, i64)], out: &mut Vec<Fin
 mod tests {
     use super::*;
     use crate::checkers::testkit::*;
-    use crate::history::{DeleteRecordsValue, HistoryBuilder, TopicValue};
+    use crate::history::{DeleteRecordsValue, HistoryBuilder, PollValue, TopicValue};
 
     const SEC: u64 = 1_000_000_000;
 
@@ -374,20 +495,37 @@ mod tests {
         assert_eq!(f[0].offsets, vec![2, 0]);
     }
 
+    /// A poll of partition 0 returning `records`: one that fetched from `fetch`, or (None) one
+    /// that handed out what an earlier poll fetched.
+    fn poll_at(b: &mut HistoryBuilder, fetch: Option<i64>, records: &[(i64, &str)]) {
+        let mut v = PollValue::default().hwm(T, 0, 4);
+        if let Some(f) = fetch {
+            v = v.fetch_offset(T, 0, f);
+        }
+        for (o, val) in records {
+            v = v.record(T, 0, *o, val);
+        }
+        b.call(10, PollValue::default(), OpKind::Ok, v);
+    }
+
     #[test]
     fn a_poll_below_an_observed_log_start_is_a_read_below_it() {
+        // `fetch_after`: the consumer fetches offsets 0 and 1 after the delete answered 2.
+        // Else it fetched them before, and hands one of them out after the delete from its
+        // buffer: that is no read below the log start.
         let build = |fetch_after: bool| {
             let mut b = HistoryBuilder::new();
             sends(&mut b, None);
             assign(&mut b, 10, 0);
             if !fetch_after {
-                poll(&mut b, 10, 0, &[(0, "a"), (1, "b")], 4);
+                poll_at(&mut b, Some(0), &[(0, "a")]);
             }
             delete(&mut b, 2, OpKind::Ok, Some(2));
             if fetch_after {
-                poll(&mut b, 10, 0, &[(0, "a"), (1, "b")], 4);
+                poll_at(&mut b, Some(0), &[(0, "a")]);
             }
-            poll(&mut b, 10, 0, &[(2, "c"), (3, "d")], 4);
+            poll_at(&mut b, None, &[(1, "b")]);
+            poll_at(&mut b, Some(2), &[(2, "c"), (3, "d")]);
             final_read_from(&mut b, 20, 0, 2, &[(2, "c"), (3, "d")], 4);
             b.build()
         };
@@ -396,6 +534,30 @@ mod tests {
         let f = check(&build(true));
         assert_eq!(anomalies(&f), vec![Anomaly::ReadBelowLogStart], "{f:#?}");
         assert_eq!(f[0].offsets, vec![0, 1]);
+    }
+
+    #[test]
+    fn a_record_kept_well_past_its_retention_is_overdue() {
+        let build = |final_at_s: u64| {
+            let mut b = HistoryBuilder::new();
+            let t = TopicValue {
+                topic: T.into(),
+                retention_ms: Some(1_000),
+                retention_check_ms: Some(100),
+                delete_delay_ms: Some(300),
+                ..TopicValue::default()
+            };
+            b.call(0, t.clone(), OpKind::Ok, t);
+            send(&mut b, 1, 0, "a", 0);
+            b.advance(final_at_s * SEC);
+            final_read_from(&mut b, 20, 0, 0, &[(0, "a")], 1);
+            b.build()
+        };
+        // Due by 1.5 s after the ack, and not before 3.5 s (an owner must be back).
+        assert!(kinds(&build(3)).is_empty());
+        let f = check(&build(4));
+        assert_eq!(anomalies(&f), vec![Anomaly::RetentionOverdue], "{f:#?}");
+        assert_eq!(f[0].offsets, vec![0]);
     }
 
     #[test]
