@@ -53,7 +53,7 @@ def pct(sorted_vals: list[float], q: float) -> float:
 
 
 class BrokerProc:
-    def __init__(self, binary: Path, store: str, workdir: Path, partitions: int):
+    def __init__(self, binary: Path, store: str, workdir: Path, partitions: int, extra_args: list[str] = ()):
         self.port = free_port()
         self.workdir = workdir
         args = [str(binary), "broker", "--listen", f"127.0.0.1:{self.port}", "--partitions", str(partitions)]
@@ -63,6 +63,7 @@ class BrokerProc:
             args += ["--data", str(workdir / "riptide-data")]
         else:
             raise ValueError(store)
+        args += list(extra_args)
         self.log_path = workdir / f"broker-{store}.log"
         env = dict(os.environ)
         env.setdefault("RUST_LOG", "warn")

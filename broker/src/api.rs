@@ -32,6 +32,7 @@ use riptide_coverage::{always, reached};
 use riptide_wire::versions::{range_in, VersionTable};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Version ranges this broker serves: within what kafka-protocol decodes,
 /// and including the old versions older librdkafka probes for features.
@@ -130,11 +131,14 @@ fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
+/// `permit`: a produce request's share of the broker's produce budget, held until the log is
+/// done with its batches.
 pub async fn handle(
     b: Arc<Broker>,
     key: ApiKey,
     header: RequestHeader,
     mut body: Bytes,
+    permit: Option<OwnedSemaphorePermit>,
 ) -> anyhow::Result<Reply> {
     let v = header.request_api_version;
     let corr = header.correlation_id;
@@ -166,7 +170,7 @@ pub async fn handle(
         }
         ApiKey::Produce => {
             let req = ProduceRequest::decode(&mut body, v)?;
-            Ok(produce(b, req, corr, v).await)
+            Ok(produce(b, req, corr, v, permit).await)
         }
         ApiKey::Fetch => {
             let req = FetchRequest::decode(&mut body, v)?;
@@ -585,7 +589,28 @@ type Waiting = tokio::sync::oneshot::Receiver<Result<i64, LogError>>;
 /// Per topic, per partition: the queued append or the error code.
 type Started = Vec<(TopicName, Vec<(i32, Result<Waiting, i16>)>)>;
 
-async fn produce(b: Arc<Broker>, req: ProduceRequest, corr: i32, v: i16) -> Reply {
+/// Gives a produce's budget back once the log is done with every append in `waiting` (answered
+/// or not: one answered REQUEST_TIMED_OUT, or acks=0, still holds its batches in the log).
+fn release_after(permit: Option<OwnedSemaphorePermit>, waiting: Vec<Waiting>) {
+    let Some(permit) = permit else { return };
+    if waiting.is_empty() {
+        return;
+    }
+    tokio::spawn(async move {
+        for rx in waiting {
+            let _ = rx.await;
+        }
+        drop(permit);
+    });
+}
+
+async fn produce(
+    b: Arc<Broker>,
+    req: ProduceRequest,
+    corr: i32,
+    v: i16,
+    permit: Option<OwnedSemaphorePermit>,
+) -> Reply {
     let acks = req.acks;
     // Started in order here; awaited below.
     let mut started: Started = Vec::new();
@@ -616,12 +641,20 @@ async fn produce(b: Arc<Broker>, req: ProduceRequest, corr: i32, v: i16) -> Repl
         started.push((t.name, parts));
     }
     if acks == 0 {
+        let waiting = started
+            .into_iter()
+            .flat_map(|(_, parts)| parts)
+            .filter_map(|(_, outcome)| outcome.ok())
+            .collect();
+        release_after(permit, waiting);
         return Reply::Now(None);
     }
     let timeout = Duration::from_millis(req.timeout_ms.max(100) as u64);
     let bug = b.cfg.bug;
     Reply::Later(Box::pin(async move {
         let mut r = ProduceResponse::default();
+        // Appends answered REQUEST_TIMED_OUT but still queued in the log.
+        let mut lingering = Vec::new();
         for (name, parts) in started {
             let mut tr = TopicProduceResponse::default().with_name(name);
             for (index, outcome) in parts {
@@ -632,12 +665,13 @@ async fn produce(b: Arc<Broker>, req: ProduceRequest, corr: i32, v: i16) -> Repl
                     .with_log_start_offset(0);
                 let result = match outcome {
                     Err(c) => Err(c),
-                    Ok(rx) => match tokio::time::timeout(timeout, rx).await {
+                    Ok(mut rx) => match tokio::time::timeout(timeout, &mut rx).await {
                         Ok(Ok(Ok(base))) => Ok(base),
                         Ok(Ok(Err(e))) => Err(log_error_code(&e)),
                         Ok(Err(_)) => Err(code(ResponseError::UnknownServerError)),
                         Err(_) => {
                             reached!("produce.timed_out", "a produce was answered REQUEST_TIMED_OUT while its commit was still pending");
+                            lingering.push(rx);
                             Err(code(ResponseError::RequestTimedOut))
                         }
                     },
@@ -671,6 +705,7 @@ async fn produce(b: Arc<Broker>, req: ProduceRequest, corr: i32, v: i16) -> Repl
                 }
             }
         }
+        release_after(permit, lingering);
         Some(encode_response(corr, v, &r))
     }))
 }

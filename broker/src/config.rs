@@ -22,6 +22,12 @@ pub struct BrokerConfig {
     pub max_commit_bytes: usize,
     /// Bytes of commit objects kept in memory for fetches.
     pub cache_bytes: usize,
+    /// Bytes of produce requests a broker holds at once, from when a request is read until the
+    /// log is done with its batches (committed, or failed). A connection whose next produce
+    /// does not fit stops reading until earlier ones are done, so a fast producer is slowed
+    /// instead of queued (Kafka's `queued.max.request.bytes`, for produce requests). One
+    /// request larger than this waits for all the others and then goes alone.
+    pub max_produce_bytes_in_flight: usize,
     /// Seed for ids this broker makes (incarnation, topic ids, write ids).
     pub seed: u64,
     /// A planted bug (testing the testers); `None` in any real use.
@@ -51,6 +57,7 @@ impl BrokerConfig {
             session_timeout: Duration::from_millis(3000),
             max_commit_bytes: 8 * 1024 * 1024,
             cache_bytes: 256 * 1024 * 1024,
+            max_produce_bytes_in_flight: 8 * 1024 * 1024,
             seed: 0,
             bug: None,
             api_versions_max: 3,

@@ -4,6 +4,12 @@
 //! produces to one partition on one connection commit in that order) and may
 //! then complete concurrently; responses are written in request order, as
 //! Kafka clients require.
+//!
+//! Produce requests share one budget of bytes per broker
+//! ([`BrokerConfig::max_produce_bytes_in_flight`](crate::config::BrokerConfig)): a produce is
+//! handled only once its frame's bytes fit, and gives them back when the log is done with its
+//! batches. Until then its connection reads nothing more, so a producer faster than the store
+//! is slowed by TCP instead of queued in memory.
 
 use crate::api::{self, Reply};
 use crate::broker::Broker;
@@ -15,8 +21,43 @@ use riptide_wire::{frame, versions};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
+
+/// The bytes of produce requests a broker holds at once (see the module's doc).
+#[derive(Clone)]
+struct ProduceBudget {
+    permits: Arc<Semaphore>,
+    /// The whole budget: a larger request takes all of it.
+    total: u32,
+}
+
+impl ProduceBudget {
+    fn new(bytes: usize) -> Self {
+        let total = bytes.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        ProduceBudget {
+            permits: Arc::new(Semaphore::new(total)),
+            total: total as u32,
+        }
+    }
+
+    /// A produce request's share, waited for until it fits; `None` for other requests.
+    async fn admit(&self, frame: &[u8]) -> Option<OwnedSemaphorePermit> {
+        let (key, _, _) = versions::request_prefix(frame)?;
+        if ApiKey::try_from(key) != Ok(ApiKey::Produce) {
+            return None;
+        }
+        let n = u32::try_from(frame.len()).map_or(self.total, |n| n.clamp(1, self.total));
+        // Without waiting when it fits, so an unloaded broker runs as before.
+        match self.permits.clone().try_acquire_many_owned(n) {
+            Ok(p) => Some(p),
+            Err(_) => {
+                tracing::trace!(bytes = n, "produce waits for the in-flight budget");
+                self.permits.clone().acquire_many_owned(n).await.ok()
+            }
+        }
+    }
+}
 
 /// Why a connection was closed instead of answered.
 #[derive(Debug, thiserror::Error)]
@@ -48,11 +89,13 @@ impl From<frame::FrameError> for RequestError {
 impl Broker {
     /// Accepts connections until the listener fails for good.
     pub async fn serve<L: Listener>(self: Arc<Self>, mut listener: L) {
+        let budget = ProduceBudget::new(self.cfg.max_produce_bytes_in_flight);
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
                     let b = self.clone();
-                    tokio::spawn(async move { b.connection(stream, peer).await });
+                    let budget = budget.clone();
+                    tokio::spawn(async move { b.connection(stream, peer, budget).await });
                 }
                 Err(e) => {
                     // Out of descriptors and the like: back off, keep serving.
@@ -63,7 +106,7 @@ impl Broker {
         }
     }
 
-    async fn connection<S>(self: Arc<Self>, stream: S, peer: SocketAddr)
+    async fn connection<S>(self: Arc<Self>, stream: S, peer: SocketAddr, budget: ProduceBudget)
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -99,7 +142,9 @@ impl Broker {
                     break;
                 }
             };
-            match self.clone().dispatch(request).await {
+            // Backpressure: a produce that does not fit in the budget holds up this connection.
+            let permit = budget.admit(&request).await;
+            match self.clone().dispatch(request, permit).await {
                 Ok(reply) => {
                     let handle = match reply {
                         Reply::Now(frame) => tokio::spawn(async move { frame }),
@@ -120,7 +165,11 @@ impl Broker {
         tracing::debug!(%peer, "connection closed");
     }
 
-    async fn dispatch(self: Arc<Self>, mut frame: BytesMut) -> Result<Reply, RequestError> {
+    async fn dispatch(
+        self: Arc<Self>,
+        mut frame: BytesMut,
+        permit: Option<OwnedSemaphorePermit>,
+    ) -> Result<Reply, RequestError> {
         let (raw_key, version, correlation_id) =
             versions::request_prefix(&frame).ok_or(RequestError::Short(frame.len()))?;
         let key = ApiKey::try_from(raw_key).map_err(|_| RequestError::UnknownApi(raw_key))?;
@@ -144,6 +193,8 @@ impl Broker {
         let mut buf = frame.split().freeze();
         let header = RequestHeader::decode(&mut buf, key.request_header_version(version))
             .map_err(malformed)?;
-        api::handle(self, key, header, buf).await.map_err(malformed)
+        api::handle(self, key, header, buf, permit)
+            .await
+            .map_err(malformed)
     }
 }

@@ -71,6 +71,14 @@ pub struct BrokerArgs {
     /// Largest request accepted, in bytes.
     #[arg(long, default_value_t = 100 * 1024 * 1024)]
     max_request_bytes: usize,
+    /// Bytes of produce requests held at once, from when one is read until its batches are
+    /// committed; a producer faster than the store waits (TCP backpressure) beyond it (default
+    /// 8 MiB).
+    #[arg(long)]
+    max_produce_bytes_in_flight: Option<usize>,
+    /// Bytes of commit objects kept in memory for fetches (default 256 MiB).
+    #[arg(long)]
+    cache_bytes: Option<usize>,
     /// How often an owner applies its topics' retention (retention.ms, retention.bytes), as
     /// Kafka's log.retention.check.interval.ms.
     #[arg(long, default_value_t = 30_000)]
@@ -133,6 +141,12 @@ async fn serve(args: BrokerArgs) -> anyhow::Result<()> {
     cfg.heartbeat_interval = Duration::from_millis(args.heartbeat_ms.max(10));
     cfg.session_timeout = Duration::from_millis(args.session_timeout_ms.max(args.heartbeat_ms * 2));
     cfg.max_request_bytes = args.max_request_bytes;
+    if let Some(n) = args.max_produce_bytes_in_flight {
+        cfg.max_produce_bytes_in_flight = n;
+    }
+    if let Some(n) = args.cache_bytes {
+        cfg.cache_bytes = n;
+    }
     cfg.retention_check_interval = Duration::from_millis(args.retention_check_ms.max(10));
     cfg.delete_delay = Duration::from_millis(args.delete_delay_ms);
     if let Some(b) = args.bug {
