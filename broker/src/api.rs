@@ -949,6 +949,16 @@ async fn fetch_partition(
             .last()
             .map_or(offset, |(_, h)| h.last_offset() + 1);
         let (_, _, aborted) = log.txn_view(offset, upto);
+        // The log start may have moved past `offset` while this fetch read: its aborted
+        // transactions below the new start are forgotten, so the list just taken may lack them.
+        // Refuse rather than serve aborted records as committed.
+        if log.log_start() > offset {
+            reached!(
+                "fetch.log_start_moved_during_read",
+                "a read_committed fetch found the log start moved past its offset while it read"
+            );
+            return Err(code(ResponseError::OffsetOutOfRange));
+        }
         found.aborted = aborted
             .into_iter()
             .map(|a| {
