@@ -610,11 +610,7 @@ impl<C: Connector> Client<C> {
             .filter(|t| t.name.0.as_str() == topic)
             .flat_map(|t| t.partitions.iter())
             .find(|p| p.partition_index == partition)
-            .ok_or_else(|| ClientError::Malformed {
-                addr: addr.clone(),
-                reason: "delete records response lacks the partition".to_string(),
-                kind: Some(ViolationKind::MissingPartition),
-            })?;
+            .ok_or_else(|| missing_partition(&addr, "delete records"))?;
         if p.error_code != 0 {
             return Err(ClientError::broker(
                 ApiKey::DeleteRecords,
@@ -819,11 +815,7 @@ impl<C: Connector> Client<C> {
             .filter(|t| t.name.0.as_str() == topic)
             .flat_map(|t| t.partition_responses.iter())
             .find(|p| p.index == partition)
-            .ok_or_else(|| ClientError::Malformed {
-                addr: addr.clone(),
-                reason: "produce response lacks the partition".to_string(),
-                kind: Some(ViolationKind::MissingPartition),
-            })?;
+            .ok_or_else(|| missing_partition(&addr, "produce"))?;
         if p.error_code != 0 {
             self.judge_code(&addr, at, tp, p.error_code);
             let message = p.error_message.as_ref().map(|m| m.as_str().to_string());
@@ -872,11 +864,7 @@ impl<C: Connector> Client<C> {
             .filter(|t| t.topic.0.as_str() == topic)
             .flat_map(|t| t.partitions.iter())
             .find(|p| p.partition_index == partition)
-            .ok_or_else(|| ClientError::Malformed {
-                addr: addr.clone(),
-                reason: "fetch response lacks the partition".to_string(),
-                kind: Some(ViolationKind::MissingPartition),
-            })?;
+            .ok_or_else(|| missing_partition(&addr, "fetch"))?;
         self.take_fetched(&addr, version, (topic, partition, offset), p)
     }
 
@@ -910,11 +898,7 @@ impl<C: Connector> Client<C> {
             .filter(|t| t.name.0.as_str() == topic)
             .flat_map(|t| t.partitions.iter())
             .find(|p| p.partition_index == partition)
-            .ok_or_else(|| ClientError::Malformed {
-                addr: addr.clone(),
-                reason: "list offsets response lacks the partition".to_string(),
-                kind: Some(ViolationKind::MissingPartition),
-            })?;
+            .ok_or_else(|| missing_partition(&addr, "list offsets"))?;
         if p.error_code != 0 {
             self.judge_code(&addr, at, Some((topic, partition)), p.error_code);
             return Err(ClientError::broker(ApiKey::ListOffsets, p.error_code, None));
@@ -1169,6 +1153,15 @@ fn fetch_answered(
         let name = t.topic.0.as_str();
         t.partitions.iter().map(move |p| (name, p.partition_index))
     })
+}
+
+/// A response that leaves out the partition asked about: malformed, and a protocol fact.
+fn missing_partition(addr: &str, response: &str) -> ClientError {
+    ClientError::Malformed {
+        addr: addr.to_string(),
+        reason: format!("{response} response lacks the partition"),
+        kind: Some(ViolationKind::MissingPartition),
+    }
 }
 
 #[cfg(test)]
