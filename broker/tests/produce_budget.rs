@@ -22,6 +22,7 @@ use object_store::{
 use riptide_broker::env::SystemClock;
 use riptide_broker::storage::topic_config::TopicConfig;
 use riptide_broker::{Broker, BrokerConfig};
+use riptide_wire::ResponseError;
 use std::fmt;
 use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,7 +33,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 const VERSION: i16 = 7;
-const REQUEST_TIMED_OUT: i16 = 7;
 
 /// An in-memory store whose data commits (any commit but a partition's first, the new owner's
 /// fence) wait until the gate opens; counts how many have begun.
@@ -262,7 +262,10 @@ async fn a_timed_out_produce_holds_its_budget_until_its_commit_is_done() {
     let mut conn = broker(store.clone(), one + one / 2).await;
     conn.write_all(&produce(0, 0, -1, 100, 1000)).await.unwrap();
     // Answered REQUEST_TIMED_OUT while its commit still waits at the gate...
-    assert_eq!(answer(&mut conn).await, (0, 0, REQUEST_TIMED_OUT, -1));
+    assert_eq!(
+        answer(&mut conn).await,
+        (0, 0, ResponseError::RequestTimedOut.code(), -1)
+    );
     conn.write_all(&produce(1, 1, -1, 30_000, 1000))
         .await
         .unwrap();
