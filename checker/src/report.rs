@@ -591,9 +591,11 @@ fn counters_text(c: &ClientCounters) -> String {
 
 /// One line per fault: the completion of a paired invoke, else the op itself.
 /// The nemesis ops: the last op of each pair that is a fault.
-pub(crate) fn fault_events(pairs: &[Pair<'_>]) -> Vec<FaultEvent> {
+pub(crate) fn fault_events<'p, 'a: 'p>(
+    pairs: impl IntoIterator<Item = &'p Pair<'a>>,
+) -> Vec<FaultEvent> {
     pairs
-        .iter()
+        .into_iter()
         .map(|p| p.last())
         .filter_map(|op| match &op.value {
             Value::Fault(v) => Some(FaultEvent {

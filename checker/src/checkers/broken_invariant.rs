@@ -7,15 +7,14 @@
 //! simulation (a real broker logs and counts it; its history has no such events).
 
 use super::{Anomaly, Finding, Index};
-use crate::history::{History, Value};
+use crate::history::{History, Value, F};
 
 pub fn check(history: &History) -> Vec<Finding> {
     run(&Index::new(history))
 }
 
 pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
-    ix.pairs
-        .iter()
+    ix.pairs_of(&[F::Invariant])
         .filter_map(|p| {
             let op = p.last();
             let Value::Invariant(v) = &op.value else {

@@ -34,7 +34,7 @@ use petgraph::graph::{DiGraph, EdgeIndex, NodeIndex};
 use petgraph::visit::{EdgeFiltered, EdgeRef};
 
 use super::{q, Anomaly, FastMap, Finding, Index, Tp};
-use crate::history::{History, OpKind, Value};
+use crate::history::{History, OpKind, Value, F};
 
 pub fn check(history: &History) -> Vec<Finding> {
     run(&Index::new(history))
@@ -152,7 +152,7 @@ fn build<'a>(ix: &Index<'a>, keep_whys: bool) -> Deps<'a> {
     let mut of_op: FastMap<u64, u32> = FastMap::default();
     // `Index` adds one send per send pair and one txn per txn pair, in pair order.
     let (mut k, mut t) = (0, 0);
-    for pair in &ix.pairs {
+    for pair in ix.pairs_of(&[F::Send, F::Txn, F::Poll]) {
         let n = d.nodes.len() as u32;
         let last = pair.last();
         let done_ns = (pair.outcome() == OpKind::Ok).then_some(last.time_ns);

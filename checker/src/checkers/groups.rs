@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 
 use super::{Anomaly, FastMap, Finding, Index};
-use crate::history::{History, OpKind, SeekReason, TxnEnd, Value};
+use crate::history::{History, OpKind, SeekReason, TxnEnd, Value, F};
 
 pub fn check(history: &History) -> Vec<Finding> {
     run(&Index::new(history))
@@ -58,7 +58,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     // Keys in order of first commit; the map only finds a key's slot.
     let mut keys: Vec<(Gtp<'_>, Commits)> = Vec::new();
     let mut slot: FastMap<Gtp<'_>, usize> = FastMap::default();
-    for p in &ix.pairs {
+    for p in ix.pairs_of(&[F::Commit, F::Txn]) {
         let (group, offsets, ok, unknown) = match (&p.invoke.value, &p.last().value) {
             (Value::Commit(c), _) => (
                 c.group.as_deref(),
@@ -163,7 +163,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         .map(|(i, (key, _))| (*key, i))
         .collect();
     // A member's starting position must be the group's committed offset.
-    for p in &ix.pairs {
+    for p in ix.pairs_of(&[F::Seek]) {
         let Value::Seek(s) = &p.invoke.value else {
             continue;
         };

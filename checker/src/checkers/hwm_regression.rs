@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use super::{Anomaly, FastMap, Finding, Index, Tp};
-use crate::history::{History, OpKind, Value};
+use crate::history::{History, OpKind, Value, F};
 
 pub fn check(history: &History) -> Vec<Finding> {
     run(&Index::new(history))
@@ -43,7 +43,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     // Per process and partition: the last hwm seen and its op.
     // Lookups only, never iterated.
     let mut seen: FastMap<(u64, Tp<'_>), (i64, u64)> = FastMap::default();
-    for pair in &ix.pairs {
+    for pair in ix.pairs_of(&[F::Poll, F::ListOffsets]) {
         if pair.outcome() != OpKind::Ok {
             continue;
         }

@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Anomaly, Finding, Index, Tp};
-use crate::history::{History, OpKind, Value};
+use crate::history::{History, OpKind, Value, F};
 
 pub fn check(history: &History) -> Vec<Finding> {
     run(
@@ -36,7 +36,7 @@ pub(crate) fn run(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
     }
     // Final-read attempts per partition (any outcome), by their last op.
     let mut attempts: BTreeMap<Tp<'_>, Vec<u64>> = BTreeMap::new();
-    for p in &ix.pairs {
+    for p in ix.pairs_of(&[F::FinalRead]) {
         if let Value::FinalRead(fr) = &p.invoke.value {
             let tp = (fr.topic.as_str(), fr.partition);
             attempts.entry(tp).or_default().push(p.last().index);
@@ -72,7 +72,7 @@ pub(crate) fn run(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
 
 /// The history says it comes from a run that heals, then reads back (see the module doc).
 fn judgeable(ix: &Index<'_>) -> bool {
-    ix.pairs.iter().any(|p| match &p.invoke.value {
+    ix.pairs_of(&[F::FinalRead, F::Client, F::Fault]).any(|p| match &p.invoke.value {
         Value::FinalRead(_) | Value::Client(_) => true,
         Value::Fault(f) => f.detail.contains_key("phase"),
         _ => false,
@@ -138,7 +138,7 @@ fn producers_stalled(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
     // Once per process, not per send.
     let mut healed: BTreeMap<u64, u64> = BTreeMap::new();
     let mut after: BTreeMap<u64, AfterHeal<'_>> = BTreeMap::new();
-    for p in &ix.pairs {
+    for p in ix.pairs_of(&[F::Send, F::Txn]) {
         // A send's record batch, or a transaction (and its first send, for the partition).
         let (batch, first) = match &p.invoke.value {
             Value::Send(s) => (

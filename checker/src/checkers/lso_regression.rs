@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 
 use super::{Anomaly, Finding, Index, Tp};
-use crate::history::{History, OpKind, PollValue, Value};
+use crate::history::{History, OpKind, PollValue, Value, F};
 
 pub fn check(history: &History) -> Vec<Finding> {
     run(&Index::new(history))
@@ -27,7 +27,7 @@ pub(crate) fn run<'a>(ix: &Index<'a>) -> Vec<Finding> {
             seen.entry(tp).or_default().push((inv, done, l.lso, op));
         }
     };
-    for pair in &ix.pairs {
+    for pair in ix.pairs_of(&[F::Poll, F::Txn]) {
         let (Some(c), OpKind::Ok) = (pair.completion, pair.outcome()) else {
             continue;
         };

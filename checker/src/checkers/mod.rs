@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::history::{
     ClientValue, HiddenSpan, History, OffsetValue, Op, OpKind, Pair, PartitionOffset, PollValue,
-    TopicValue, TxnEnd, TxnValue, Value, ViolationValue,
+    TopicValue, TxnEnd, TxnValue, Value, ViolationValue, F,
 };
 
 pub mod aborted_read;
@@ -420,7 +420,7 @@ pub(crate) fn run_all_with_figures(
         findings.extend(cycles::run(&ix));
     }
     findings.extend(lso_regression::run(&ix));
-    let faults = crate::report::fault_events(&ix.pairs);
+    let faults = crate::report::fault_events(ix.pairs_of(&[F::Fault]));
     (findings, realtime_lag::worst(&ix), faults)
 }
 
@@ -692,6 +692,9 @@ impl Part {
 /// them up by number: strings are hashed once, while indexing.
 pub(crate) struct Index<'a> {
     pub pairs: Vec<Pair<'a>>,
+    /// By pair: its function, so that a checker skips the pairs it ignores without reading
+    /// their ops (see [`Index::pairs_of`]).
+    fs: Vec<F>,
     pub sends: Vec<Send<'a>>,
     pub reads: Vec<Read<'a>>,
     pub final_reads: Vec<FinalRead<'a>>,
@@ -730,6 +733,7 @@ impl<'a> Index<'a> {
         let pairs = history.pairs();
         let mut ix = Index {
             pairs: Vec::new(),
+            fs: pairs.iter().map(|p| p.invoke.f()).collect(),
             sends: Vec::new(),
             reads: Vec::new(),
             final_reads: Vec::new(),
@@ -761,6 +765,17 @@ impl<'a> Index<'a> {
         ix.order.sort_unstable_by_key(|&p| ix.tps[p as usize]);
         ix.pairs = pairs;
         ix
+    }
+
+    /// The pairs whose function is one of `fs`, in order; the others are passed over without
+    /// reading their ops.
+    pub fn pairs_of(&self, fs: &[F]) -> impl Iterator<Item = &Pair<'a>> + '_ {
+        let mask = fs.iter().fold(0u32, |m, &f| m | 1 << f as u32);
+        self.pairs
+            .iter()
+            .zip(&self.fs)
+            .filter(move |&(_, &f)| mask & 1 << f as u32 != 0)
+            .map(|(p, _)| p)
     }
 
     /// The partition's number, numbering it if it is new.

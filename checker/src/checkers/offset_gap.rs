@@ -11,7 +11,7 @@
 //! reads are not judged.
 
 use super::{ranges, Anomaly, Finding, Index};
-use crate::history::{History, OpKind, Value};
+use crate::history::{History, OpKind, Value, F};
 
 pub fn check(history: &History) -> Vec<Finding> {
     run(&Index::new(history))
@@ -67,7 +67,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             ));
         }
     }
-    for pair in &ix.pairs {
+    for pair in ix.pairs_of(&[F::Poll]) {
         let (OpKind::Ok, Value::Poll(p)) = (pair.outcome(), &pair.last().value) else {
             continue;
         };

@@ -19,7 +19,7 @@
 use std::collections::hash_map::Entry;
 
 use super::{ranges, Anomaly, FastMap, Finding, Index, Tp};
-use crate::history::{OpKind, PollValue, TxnEnd, Value};
+use crate::history::{OpKind, PollValue, TxnEnd, Value, F};
 
 /// Where a process expects to read next: (offset, op that set it, set by a record of that op
 /// rather than a fetch offset or a seek). Kept in a hash map that is only looked up, never
@@ -41,7 +41,7 @@ pub(crate) fn run<'a>(ix: &Index<'a>) -> Walk {
         out: Walk::default(),
     };
     let mut cursors: FastMap<(u64, Tp<'_>), Cursor> = FastMap::default();
-    for pair in &ix.pairs {
+    for pair in ix.pairs_of(&[F::Assign, F::Poll, F::Txn, F::Seek]) {
         let process = pair.invoke.process;
         let outcome = pair.outcome();
         match (&pair.invoke.value, outcome) {

@@ -37,7 +37,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use super::{q, Anomaly, Finding, Index, Tp};
-use crate::history::{History, OpKind, PollValue, SeekReason, TxnEnd, Value};
+use crate::history::{History, OpKind, PollValue, SeekReason, TxnEnd, Value, F};
 
 /// The worst realtime lag measured on one partition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -98,7 +98,7 @@ impl<'a> Known<'a> {
 fn known<'a>(ix: &Index<'a>) -> Known<'a> {
     let mut events: Vec<(u64, u64, Tp<'a>, i64)> = Vec::new();
     let mut top: Vec<(Tp<'a>, i64)> = Vec::new();
-    for p in &ix.pairs {
+    for p in ix.pairs_of(&[F::Send, F::Poll, F::Txn, F::FinalRead]) {
         if p.outcome() != OpKind::Ok {
             continue;
         }
@@ -306,7 +306,7 @@ fn walk<'a>(ix: &Index<'a>, bound_ns: u64) -> Vec<(Tp<'a>, Lag, usize, usize)> {
     let mut known = known(ix);
     let mut worst: Vec<Worst> = Vec::new();
     let mut walkers: BTreeMap<u64, Walker> = BTreeMap::new();
-    for p in &ix.pairs {
+    for p in ix.pairs_of(&[F::Assign, F::Seek, F::Poll, F::Txn]) {
         if p.outcome() != OpKind::Ok {
             continue;
         }

@@ -26,7 +26,7 @@
 //!   partition's first transactional record (retention stops at an open transaction).
 
 use super::{ranges, Anomaly, Finding, Index, Tp, MAX_LISTED};
-use crate::history::{History, OpKind, Value};
+use crate::history::{History, OpKind, Value, F};
 
 pub fn check(history: &History) -> Vec<Finding> {
     run(&Index::new(history))
@@ -214,7 +214,7 @@ fn overdue(
 fn poll_records<'a>(ix: &Index<'a>) -> std::collections::BTreeMap<Tp<'a>, Vec<(u64, u64, i64)>> {
     let mut by: std::collections::BTreeMap<Tp<'a>, Vec<(u64, u64, i64)>> = Default::default();
     let mut fetched: std::collections::BTreeMap<u64, u64> = Default::default();
-    for pair in &ix.pairs {
+    for pair in ix.pairs_of(&[F::Poll]) {
         let (OpKind::Ok, Value::Poll(p)) = (pair.outcome(), &pair.last().value) else {
             continue;
         };
