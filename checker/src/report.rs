@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkers::realtime_lag::{self, PartitionLag};
 use crate::checkers::{self, Anomaly, CheckerConfig, FastMap, Finding, Severity, MAX_LISTED};
-use crate::history::{ClientCounters, History, OpKind, Pair, TopicPartition, Value, F};
+use crate::history::{
+    ClientCounters, ClientValue, History, Op, OpKind, Pair, TopicPartition, Value, F,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -107,12 +109,12 @@ impl Report {
     ) -> Report {
         findings.sort();
         findings.dedup();
-        let txns = history.ops.iter().any(|op| op.f() == F::Txn);
-        let retention = history.ops.iter().any(|op| match &op.value {
-            crate::history::Value::Topic(_) | crate::history::Value::DeleteRecords(_) => true,
-            crate::history::Value::FinalRead(fr) => fr.log_start.is_some(),
-            _ => false,
-        });
+        let Scan {
+            summary,
+            clients,
+            txns,
+            retention,
+        } = scan(history);
         let mut counts: BTreeMap<Anomaly, usize> = Anomaly::ALL
             .iter()
             .filter(|a| txns || !a.transactional())
@@ -126,8 +128,8 @@ impl Report {
             verdict: Verdict::Pass,
             counts,
             findings,
-            summary: summarize(history),
-            clients: clients(history),
+            summary,
+            clients,
             faults,
             worst: None,
             allowed: BTreeSet::new(),
@@ -342,7 +344,18 @@ impl Report {
     }
 }
 
-fn summarize(history: &History) -> Summary {
+/// What a report takes from the history itself, gathered in one pass over its ops.
+struct Scan {
+    summary: Summary,
+    clients: BTreeMap<u64, ClientSummary>,
+    /// It has `txn` ops.
+    txns: bool,
+    /// Records may be removed on purpose: `topic` facts, `delete_records` ops, final reads
+    /// from a log start.
+    retention: bool,
+}
+
+fn scan(history: &History) -> Scan {
     // In declaration order, so `f as usize` indexes it.
     const FS: [F; 14] = [
         F::Send,
@@ -363,7 +376,10 @@ fn summarize(history: &History) -> Summary {
     const KINDS: [OpKind; 4] = [OpKind::Invoke, OpKind::Ok, OpKind::Fail, OpKind::Info];
     // Counted in arrays (indexed like FS and KINDS) and turned into maps once.
     let mut counts = [[0usize; 4]; FS.len()];
-    let mut processes = BTreeSet::new();
+    // Only counted: a set for lookups.
+    let mut processes: FastMap<u64, ()> = FastMap::default();
+    let mut clients = BTreeMap::new();
+    let mut retention = false;
     // Sorted once at the end; the map is only a set.
     let mut partitions: FastMap<(&str, i32), ()> = FastMap::default();
     // Consecutive mentions are mostly of the same partition: skip the set for those.
@@ -381,14 +397,19 @@ fn summarize(history: &History) -> Summary {
     let mut mention = |tp| note(&mut partitions, &mut last, tp);
     for op in &history.ops {
         counts[op.f() as usize][op.kind as usize] += 1;
-        processes.insert(op.process);
+        processes.insert(op.process, ());
         match &op.value {
             Value::Send(v) => mention((&v.topic, v.partition)),
             Value::Poll(p) => p
                 .records
                 .iter()
                 .for_each(|r| mention((&r.topic, r.partition))),
-            Value::FinalRead(v) => mention((&v.topic, v.partition)),
+            Value::FinalRead(v) => {
+                mention((&v.topic, v.partition));
+                retention |= v.log_start.is_some();
+            }
+            Value::Topic(_) | Value::DeleteRecords(_) => retention = true,
+            Value::Client(c) => note_client(&mut clients, op, c),
             Value::Txn(t) => {
                 for s in t.sends() {
                     mention((&s.topic, s.partition));
@@ -409,7 +430,8 @@ fn summarize(history: &History) -> Summary {
             (f, by_kind.map(|(&k, n)| (k, n)).collect())
         })
         .collect();
-    Summary {
+    let txns = counts[F::Txn as usize].iter().any(|&n| n > 0);
+    let summary = Summary {
         ops: history.ops.len(),
         processes: processes.len(),
         by_f,
@@ -421,36 +443,35 @@ fn summarize(history: &History) -> Summary {
                 .map(|(t, p)| TopicPartition::new(t, p))
                 .collect()
         },
+    };
+    Scan {
+        summary,
+        clients,
+        txns,
+        retention,
     }
 }
 
-/// Each process's description: its first `client` op, with the counters of its last one that has
-/// them. Completions only: an invoke repeats its completion.
-fn clients(history: &History) -> BTreeMap<u64, ClientSummary> {
-    let mut out: BTreeMap<u64, ClientSummary> = BTreeMap::new();
-    for op in &history.ops {
-        let Value::Client(c) = &op.value else {
-            continue;
-        };
-        if op.kind == OpKind::Invoke {
-            continue;
-        }
-        let e = out.entry(op.process).or_insert_with(|| ClientSummary {
-            role: c.role.clone(),
-            name: c.name.clone(),
-            idempotent: c.idempotent,
-            max_in_flight: c.max_in_flight,
-            profile: c.profile.clone(),
-            counters: None,
-            mean_records_per_batch: None,
-        });
-        if let Some(counters) = &c.counters {
-            e.mean_records_per_batch =
-                (counters.batches > 0).then(|| counters.mean_records_per_batch());
-            e.counters = Some(counters.clone());
-        }
+/// Adds a `client` op to each process's description: its first `client` op, with the counters of
+/// its last one that has them. Completions only: an invoke repeats its completion.
+fn note_client(out: &mut BTreeMap<u64, ClientSummary>, op: &Op, c: &ClientValue) {
+    if op.kind == OpKind::Invoke {
+        return;
     }
-    out
+    let e = out.entry(op.process).or_insert_with(|| ClientSummary {
+        role: c.role.clone(),
+        name: c.name.clone(),
+        idempotent: c.idempotent,
+        max_in_flight: c.max_in_flight,
+        profile: c.profile.clone(),
+        counters: None,
+        mean_records_per_batch: None,
+    });
+    if let Some(counters) = &c.counters {
+        e.mean_records_per_batch =
+            (counters.batches > 0).then(|| counters.mean_records_per_batch());
+        e.counters = Some(counters.clone());
+    }
 }
 
 /// The "clients:" section: one line per process, and its nonzero counters under it.

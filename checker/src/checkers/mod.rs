@@ -753,6 +753,26 @@ impl<'a> Index<'a> {
             clients: BTreeMap::new(),
             violations: Vec::new(),
         };
+        // Sized up front: growing these long vectors copies them, and rehashing the values
+        // reads every one again.
+        let sends = ix.fs.iter().filter(|&&f| f == F::Send).count();
+        let reads: usize = pairs
+            .iter()
+            .zip(&ix.fs)
+            .filter(|&(_, &f)| f == F::Poll || f == F::FinalRead)
+            .map(|(p, _)| match &p.last().value {
+                Value::Poll(p) => p.records.len(),
+                Value::FinalRead(fr) => fr.records.len(),
+                _ => 0,
+            })
+            .sum();
+        ix.sends.reserve(sends);
+        ix.reads.reserve(reads);
+        ix.vids.reserve(sends);
+        for v in [&mut ix.reads_chain, &mut ix.sends_chain] {
+            v.reserve(sends);
+        }
+        ix.flagged.reserve(sends);
         for pair in &pairs {
             ix.add(pair);
         }
