@@ -72,11 +72,12 @@ pub(crate) fn run(ix: &Index<'_>, grace_ns: u64) -> Vec<Finding> {
 
 /// The history says it comes from a run that heals, then reads back (see the module doc).
 fn judgeable(ix: &Index<'_>) -> bool {
-    ix.pairs_of(&[F::FinalRead, F::Client, F::Fault]).any(|p| match &p.invoke.value {
-        Value::FinalRead(_) | Value::Client(_) => true,
-        Value::Fault(f) => f.detail.contains_key("phase"),
-        _ => false,
-    })
+    ix.pairs_of(&[F::FinalRead, F::Client, F::Fault])
+        .any(|p| match &p.invoke.value {
+            Value::FinalRead(_) | Value::Client(_) => true,
+            Value::Fault(f) => f.detail.contains_key("phase"),
+            _ => false,
+        })
 }
 
 /// A process's sends and transactions invoked after the heal (op indices), the record batches
