@@ -269,19 +269,14 @@ fn build<'a>(ix: &Index<'a>, keep_whys: bool) -> Deps<'a> {
     }
     // process and realtime, in one sweep of invokes and completions (invokes first at equal
     // times: "before" is strict).
-    // The invokes come in time order (nodes are in history order) and the completions nearly
-    // so: listed apart, a stable sort takes them in little more than a merge. (No two events
-    // are equal, so it orders them as any sort would.)
     let mut events: Vec<(u64, bool, u64, u32)> = Vec::with_capacity(2 * d.nodes.len());
     for (n, node) in d.nodes.iter().enumerate() {
         events.push((node.invoke_ns, false, node.op, n as u32));
-    }
-    for (n, node) in d.nodes.iter().enumerate() {
         if let Some(done) = node.done_ns {
             events.push((done, true, node.op, n as u32));
         }
     }
-    events.sort();
+    events.sort_unstable();
     let mut frontier: Vec<u32> = Vec::new();
     let mut last_done: FastMap<u64, u32> = FastMap::default();
     for (_, completes, _, n) in events {

@@ -140,10 +140,7 @@ fn known<'a>(ix: &Index<'a>) -> Known<'a> {
             _ => {}
         }
     }
-    // Nearly in order already (completions follow their invokes closely), which a stable sort
-    // takes in about one pass. (Equal keys are events of one op: whatever their order, a step
-    // found for an offset has the same time and op.)
-    events.sort_by_key(|e| (e.0, e.1));
+    events.sort_unstable_by_key(|e| (e.0, e.1));
     let mut out = Known::default();
     let mut last: Option<(Tp<'a>, usize)> = None;
     for (time, op, tp, o) in events {
