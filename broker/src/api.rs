@@ -60,6 +60,10 @@ pub const SUPPORTED: &VersionTable = &[
     (ApiKey::DeleteRecords, 0, 2),
     (ApiKey::DescribeConfigs, 1, 4),
     (ApiKey::IncrementalAlterConfigs, 0, 1),
+    // Answered by the connection itself (`sasl.rs`), never by `handle`. librdkafka looks for
+    // v0 in the range before it will log in at all.
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 pub fn supported(key: ApiKey) -> Option<(i16, i16)> {

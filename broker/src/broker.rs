@@ -43,6 +43,8 @@ pub struct Broker {
     /// When each transactional id's coordinator was last woken (see [`Broker::nudge_open_txns`]).
     nudged: Mutex<BTreeMap<String, i64>>,
     me: std::sync::Weak<Broker>,
+    /// SCRAM server nonces (apart from `ids`, so logins do not shift the ids a seed gives).
+    pub(crate) nonces: Ids,
 }
 
 impl Broker {
@@ -94,6 +96,7 @@ impl Broker {
             dialer,
             nudged: Mutex::new(BTreeMap::new()),
             me: weak.clone(),
+            nonces: Ids::new(cfg.seed ^ 0x5a51_6e6f_6e63_6573),
             cfg,
             store,
             clock,

@@ -1,5 +1,6 @@
 //! Broker settings. Everything a broker needs besides its seams.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
@@ -41,6 +42,9 @@ pub struct BrokerConfig {
     /// How long objects wholly below the log start are kept before they are deleted, so reads
     /// in flight still finish (Kafka's `file.delete.delay.ms`).
     pub delete_delay: Duration,
+    /// SASL users: with them, a connection must log in (PLAIN or SCRAM) before anything but
+    /// ApiVersions is served. `None`: anyone may connect (the default, for local use).
+    pub sasl: Option<Arc<riptide_auth::Users>>,
 }
 
 impl BrokerConfig {
@@ -63,6 +67,7 @@ impl BrokerConfig {
             api_versions_max: 3,
             retention_check_interval: Duration::from_secs(30),
             delete_delay: Duration::from_secs(60),
+            sasl: None,
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod group_api;
 pub mod groups;
 pub mod net;
 pub mod peer;
+mod sasl;
 pub mod server;
 pub mod storage;
 pub mod txn;

@@ -22,6 +22,16 @@ impl Listener for tokio::net::TcpListener {
     }
 }
 
+/// What a connection goes through before the Kafka protocol starts on it (a TLS handshake):
+/// run on the connection's own task, so a slow or garbled handshake holds up no one else.
+pub type Upgrade = std::sync::Arc<
+    dyn Fn(
+            Box<dyn PeerStream>,
+        ) -> futures::future::BoxFuture<'static, io::Result<Box<dyn PeerStream>>>
+        + Send
+        + Sync,
+>;
+
 /// An outbound byte stream to another broker.
 pub trait PeerStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> PeerStream for T {}

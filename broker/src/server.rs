@@ -13,7 +13,8 @@
 
 use crate::api::{self, Reply};
 use crate::broker::Broker;
-use crate::net::Listener;
+use crate::net::{Listener, Upgrade};
+use crate::sasl::{Session, Step};
 use bytes::BytesMut;
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
@@ -59,6 +60,12 @@ impl ProduceBudget {
     }
 }
 
+/// How long a connection may take over its upgrade (TLS handshake) before it is closed.
+pub const UPGRADE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How long a connection whose last reply refused it waits for the client to close first.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Why a connection was closed instead of answered.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
@@ -88,14 +95,41 @@ impl From<frame::FrameError> for RequestError {
 
 impl Broker {
     /// Accepts connections until the listener fails for good.
-    pub async fn serve<L: Listener>(self: Arc<Self>, mut listener: L) {
+    pub async fn serve<L: Listener>(self: Arc<Self>, listener: L) {
+        self.serve_with(listener, None).await
+    }
+
+    /// Like [`Broker::serve`], each connection first going through `upgrade` (a TLS handshake,
+    /// given at most [`UPGRADE_TIMEOUT`]); one that fails it is closed with a log line.
+    pub async fn serve_with<L: Listener>(
+        self: Arc<Self>,
+        mut listener: L,
+        upgrade: Option<Upgrade>,
+    ) {
         let budget = ProduceBudget::new(self.cfg.max_produce_bytes_in_flight);
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
                     let b = self.clone();
                     let budget = budget.clone();
-                    tokio::spawn(async move { b.connection(stream, peer, budget).await });
+                    let Some(upgrade) = upgrade.clone() else {
+                        tokio::spawn(async move { b.connection(stream, peer, budget).await });
+                        continue;
+                    };
+                    tokio::spawn(async move {
+                        let upgraded =
+                            tokio::time::timeout(UPGRADE_TIMEOUT, upgrade(Box::new(stream))).await;
+                        match upgraded {
+                            Ok(Ok(stream)) => b.connection(stream, peer, budget).await,
+                            Ok(Err(e)) => {
+                                tracing::warn!(%peer, error = %e, "TLS handshake failed; closing connection")
+                            }
+                            Err(_) => tracing::warn!(
+                                %peer,
+                                "no TLS handshake within {UPGRADE_TIMEOUT:?}; closing connection"
+                            ),
+                        }
+                    });
                 }
                 Err(e) => {
                     // Out of descriptors and the like: back off, keep serving.
@@ -133,6 +167,9 @@ impl Broker {
             }
             let _ = wr.shutdown().await;
         });
+        let mut login = Session::new(self.cfg.sasl.clone());
+        // Set when the last reply says why the connection closes: see below.
+        let mut linger = false;
         loop {
             let request = match frame::read_frame(&mut rd, self.cfg.max_request_bytes).await {
                 Ok(Some(request)) => request,
@@ -142,6 +179,29 @@ impl Broker {
                     break;
                 }
             };
+            match login.step(&request, || crate::sasl::nonce(&self.nonces)) {
+                Step::Serve => {}
+                Step::Reply(frame) => {
+                    if tx
+                        .send(tokio::spawn(async move { Some(frame) }))
+                        .await
+                        .is_err()
+                    {
+                        break;
+                    }
+                    continue;
+                }
+                Step::ReplyAndClose(frame, why) => {
+                    tracing::warn!(%peer, reason = %why, "SASL login refused; closing connection");
+                    let _ = tx.send(tokio::spawn(async move { Some(frame) })).await;
+                    linger = true;
+                    break;
+                }
+                Step::Close(why) => {
+                    tracing::warn!(%peer, reason = %why, "closing connection");
+                    break;
+                }
+            }
             // Backpressure: a produce that does not fit in the budget holds up this connection.
             let permit = budget.admit(&request).await;
             match self.clone().dispatch(request, permit).await {
@@ -159,6 +219,14 @@ impl Broker {
                     break;
                 }
             }
+        }
+        if linger {
+            // The last reply says why the connection closes. Closing first can lose it: unread
+            // bytes from the client make TCP reset the connection, and some clients drop what
+            // they read once they see the close. So let the client close first (it will, having
+            // read the refusal), reading and discarding until then, for a while at most.
+            let mut sink = tokio::io::sink();
+            let _ = tokio::time::timeout(LINGER, tokio::io::copy(&mut rd, &mut sink)).await;
         }
         drop(tx);
         let _ = writer.await;

@@ -9,6 +9,8 @@ use object_store::{ObjectStore, RetryConfig};
 #[cfg(not(madsim))]
 use riptide_broker::env::SystemClock;
 #[cfg(not(madsim))]
+use riptide_broker::net::{Dialer, PeerStream, Upgrade};
+#[cfg(not(madsim))]
 use riptide_broker::{Broker, BrokerConfig};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -87,6 +89,68 @@ pub struct BrokerArgs {
     /// reads in flight finish (Kafka's file.delete.delay.ms).
     #[arg(long, default_value_t = 60_000)]
     delete_delay_ms: u64,
+    /// Serve TLS with this certificate chain (PEM, leaf first); needs --tls-key. Plaintext
+    /// without it.
+    #[arg(long, requires = "tls_key", help_heading = "Security")]
+    tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of --tls-cert.
+    #[arg(long, requires = "tls_cert", help_heading = "Security")]
+    tls_key: Option<PathBuf>,
+    /// CA certificates (PEM) this broker trusts when it connects to the others over TLS
+    /// (transaction markers); the system's roots without it.
+    #[arg(long, requires = "tls_cert", help_heading = "Security")]
+    tls_ca: Option<PathBuf>,
+    /// Require a SASL login (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) from every client; users
+    /// and their salted SCRAM credentials in this TOML file, made by `riptide sasl-user`.
+    /// The broker logs in to the others as RIPTIDE_SASL_USERNAME / RIPTIDE_SASL_PASSWORD
+    /// (or --sasl-credentials), which must be one of these users.
+    #[arg(long, help_heading = "Security")]
+    sasl_users: Option<PathBuf>,
+    /// A TOML file (`username = "..."`, `password = "..."`) with this broker's own login to
+    /// the other brokers, instead of the environment.
+    #[arg(long, requires = "sasl_users", help_heading = "Security")]
+    sasl_credentials: Option<PathBuf>,
+}
+
+/// `riptide sasl-user`: a users-file entry for `riptide broker --sasl-users`.
+#[derive(Args, Debug)]
+pub struct SaslUserArgs {
+    /// The user's name.
+    name: String,
+    /// PBKDF2 iterations of the SCRAM credentials (Kafka accepts 4096..=16384).
+    #[arg(long, default_value_t = riptide_auth::sasl::DEFAULT_ITERATIONS)]
+    iterations: u32,
+}
+
+/// Prints the user's SCRAM-SHA-256 and SCRAM-SHA-512 credentials as TOML (append them to the
+/// users file). The password comes from RIPTIDE_SASL_PASSWORD, else from the first line of
+/// standard input: never from the command line.
+pub fn sasl_user(args: SaslUserArgs) -> anyhow::Result<()> {
+    use riptide_auth::sasl::{MAX_ITERATIONS, MIN_ITERATIONS};
+    use riptide_auth::users::{UserEntry, PASSWORD_ENV};
+    if !(MIN_ITERATIONS..=MAX_ITERATIONS).contains(&args.iterations) {
+        anyhow::bail!("--iterations must be within {MIN_ITERATIONS}..={MAX_ITERATIONS}");
+    }
+    let password = match std::env::var(PASSWORD_ENV) {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .context("reading the password from standard input")?;
+            line.trim_end_matches(['\r', '\n']).to_string()
+        }
+    };
+    if password.is_empty() {
+        anyhow::bail!("no password: set {PASSWORD_ENV} or give it on standard input");
+    }
+    let salts = [
+        riptide_auth::client::random_salt(),
+        riptide_auth::client::random_salt(),
+    ];
+    let entry = UserEntry::from_password(&password, [&salts[0], &salts[1]], args.iterations);
+    print!("{}", riptide_auth::Users::entry_toml(&args.name, &entry));
+    Ok(())
 }
 
 fn open_store(args: &BrokerArgs) -> anyhow::Result<Arc<dyn ObjectStore>> {
@@ -156,15 +220,83 @@ async fn serve(args: BrokerArgs) -> anyhow::Result<()> {
     cfg.seed = rand::random(); // allow-nondeterminism: a real broker's ids need real entropy
     let store = open_store(&args)?;
     tracing::info!(listen = %local, advertise = %advertise, node_id = cfg.node_id, store = %store, "starting broker");
-    let broker = Broker::start(cfg, store, Arc::new(SystemClock::new()))
+    let (upgrade, dialer) = security(&args, &mut cfg)?;
+    let broker = Broker::start_with_dialer(cfg, store, Arc::new(SystemClock::new()), dialer)
         .await
         .context("joining the cluster (is the object store reachable?)")?;
-    let serving = tokio::spawn(broker.clone().serve(listener));
+    let serving = tokio::spawn(broker.clone().serve_with(listener, upgrade));
     wait_for_signal().await;
     tracing::info!("shutting down");
     serving.abort();
     broker.shutdown().await;
     Ok(())
+}
+
+/// TLS and SASL from the flags: the listener's upgrade (a TLS handshake), users in `cfg`, and
+/// how this broker reaches the others (with TLS and its own login when the listener needs them).
+#[cfg(not(madsim))]
+fn security(
+    args: &BrokerArgs,
+    cfg: &mut BrokerConfig,
+) -> anyhow::Result<(Option<Upgrade>, Dialer)> {
+    use riptide_auth::tls::{server_config, ClientTls};
+    use riptide_auth::{ClientSasl, Mechanism, Security, Users};
+    let mut peers = Security::default();
+    let upgrade = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            let acceptor = riptide_auth::tokio_rustls::TlsAcceptor::from(server_config(cert, key)?);
+            peers.tls = Some(
+                ClientTls {
+                    ca_file: args.tls_ca.clone(),
+                    client_cert: None,
+                }
+                .config()?,
+            );
+            let upgrade: Upgrade = Arc::new(move |stream| {
+                let acceptor = acceptor.clone();
+                Box::pin(async move {
+                    let tls = acceptor.accept(stream).await?;
+                    Ok(Box::new(tls) as Box<dyn PeerStream>)
+                })
+            });
+            Some(upgrade)
+        }
+        _ => None,
+    };
+    if let Some(path) = &args.sasl_users {
+        let users = Users::load(path)?;
+        let own = ClientSasl::load(Mechanism::Plain, args.sasl_credentials.as_deref(), |k| {
+            std::env::var(k).ok()
+        })
+        .context("a broker that requires SASL logs in to the other brokers too")?;
+        if !users.check_plain(&own.username, own.password()) {
+            anyhow::bail!(
+                "this broker's own login ({:?}) is not a user of {} with that password",
+                own.username,
+                path.display()
+            );
+        }
+        // The strongest mechanism its credential allows.
+        let mechanism = [Mechanism::ScramSha512, Mechanism::ScramSha256]
+            .into_iter()
+            .find(|m| {
+                m.scram()
+                    .is_some_and(|s| users.scram(&own.username, s).is_some())
+            })
+            .unwrap_or(Mechanism::Plain);
+        peers.sasl = Some(ClientSasl::new(mechanism, &own.username, own.password()));
+        tracing::info!(users = users.users.len(), mechanisms = ?users.mechanisms(), "SASL required");
+        cfg.sasl = Some(Arc::new(users));
+    }
+    tracing::info!(protocol = peers.protocol(), "security");
+    let dialer: Dialer = Arc::new(move |addr: String| {
+        let peers = peers.clone();
+        Box::pin(async move {
+            let stream = peers.connect(&addr).await.map_err(std::io::Error::other)?;
+            Ok(Box::new(stream) as Box<dyn PeerStream>)
+        })
+    });
+    Ok((upgrade, dialer))
 }
 
 #[cfg(not(madsim))]

@@ -76,6 +76,11 @@ enum Command {
     /// object store before `certify` starts; `certify --store-proxy LISTEN` then drives their
     /// faults. They forward requests unchanged until then.
     StoreProxy(certify::StoreProxyArgs),
+    /// Print a user's salted SCRAM-SHA-256/512 credentials as TOML, for `riptide broker
+    /// --sasl-users FILE` (append them to it). The password is read from RIPTIDE_SASL_PASSWORD
+    /// or standard input, never from the command line. SASL/PLAIN logins are checked against
+    /// the same credentials.
+    SaslUser(broker_cmd::SaslUserArgs),
 }
 
 // A simulation allocates and frees on every message, record and op; mimalloc spends about half
@@ -134,6 +139,7 @@ fn main() -> ExitCode {
         Command::Mutants(args) => sim_cmd::mutants(args),
         Command::Certify(args) => certify::run(args),
         Command::StoreProxy(args) => certify::store_proxy(args),
+        Command::SaslUser(args) => broker_cmd::sasl_user(args).map(|()| sim_cmd::PASS),
     };
     match result {
         Ok(code) => ExitCode::from(code),
