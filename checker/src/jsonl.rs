@@ -83,6 +83,11 @@ fn parse_line(bytes: &[u8], line: usize, ops: &mut Vec<Op>) -> Result<(), Histor
             "stream did not contain valid UTF-8",
         ),
     })?;
+    // The lines riptide writes, read without serde; any other line the serde ways below.
+    if let Some(op) = crate::jsonl_fast::op(text) {
+        ops.push(op);
+        return Ok(());
+    }
     if text.trim().is_empty() {
         return Ok(());
     }

@@ -74,6 +74,7 @@ pub mod checkers;
 pub mod history;
 pub mod jepsen;
 mod jsonl;
+mod jsonl_fast;
 pub mod report;
 
 pub use checkers::realtime_lag::PartitionLag;
