@@ -147,7 +147,8 @@ impl<'a> Cursor<'a> {
     /// A string (without escapes: the line has no backslash).
     fn str(&mut self) -> Option<&'a str> {
         self.lit(b"\"")?;
-        let len = memchr::memchr(b'"', self.rest())?;
+        // Strings here are short: a plain loop beats memchr's setup.
+        let len = self.rest().iter().position(|&b| b == b'"')?;
         let start = self.i;
         self.i += len + 1;
         // Both ends are ASCII quotes: char boundaries.
@@ -168,17 +169,18 @@ impl<'a> Cursor<'a> {
     /// An unsigned integer as serde_json reads one: no sign, no leading zero, no fraction or
     /// exponent (the caller's next literal fails on `.` or `e`), and in range.
     fn u64(&mut self) -> Option<u64> {
-        let digits = self
-            .rest()
-            .iter()
-            .take_while(|b| b.is_ascii_digit())
-            .count();
-        if digits == 0 || digits > 20 || (digits > 1 && self.rest()[0] == b'0') {
-            return None;
-        }
+        let rest = self.rest();
         let mut n: u64 = 0;
-        for &b in &self.rest()[..digits] {
+        let mut digits = 0;
+        for &b in rest {
+            if !b.is_ascii_digit() {
+                break;
+            }
             n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+            digits += 1;
+        }
+        if digits == 0 || (digits > 1 && rest[0] == b'0') {
+            return None;
         }
         self.i += digits;
         Some(n)
@@ -241,7 +243,10 @@ impl<'a> Cursor<'a> {
         let mut next = 0;
         loop {
             let k = self.key()?;
-            let at = next + keys[next..].iter().position(|&x| x == k)?;
+            let at = next
+                + keys[next..]
+                    .iter()
+                    .position(|&x| x.len() == k.len() && x == k)?;
             field(self, at)?;
             next = at + 1;
             if !self.try_lit(b",") {
