@@ -997,6 +997,7 @@ mod tests {
 
     #[test]
     fn versions_are_within_what_the_codec_decodes() {
+        use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
         use kafka_protocol::protocol::Message;
         let ranges = [
             (ApiKey::Produce, ProduceRequest::VERSIONS),
@@ -1028,6 +1029,8 @@ mod tests {
                 ApiKey::IncrementalAlterConfigs,
                 IncrementalAlterConfigsRequest::VERSIONS,
             ),
+            (ApiKey::SaslHandshake, SaslHandshakeRequest::VERSIONS),
+            (ApiKey::SaslAuthenticate, SaslAuthenticateRequest::VERSIONS),
         ];
         for (key, lo, hi) in SUPPORTED {
             let (_, range) = ranges.iter().find(|(k, _)| k == key).unwrap();

@@ -8,6 +8,10 @@
 //! which versions clients used, which requests got error codes or no answer.
 //! That is the compatibility table of a certification report.
 //!
+//! Towards the brokers it speaks what the cluster requires (TLS, a SASL login on every
+//! connection it opens: [`Security`]); towards the clients, plaintext with no login, so the
+//! workload and the faults are the same for every cluster.
+//!
 //! Real TCP only (`tokio::net`); it never runs inside the simulator.
 
 use bytes::{Bytes, BytesMut};
@@ -18,6 +22,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use riptide_auth::Security;
 use riptide_coverage::reached;
 use riptide_faults::Fault;
 use riptide_wire::{frame, versions, MAX_FRAME_BYTES};
@@ -172,6 +177,8 @@ impl State {
 }
 
 struct Inner {
+    /// How the proxy reaches the brokers.
+    security: Security,
     /// Host clients use to reach the proxy's listeners.
     host: String,
     /// The upstream addresses given at start, in order.
@@ -194,10 +201,16 @@ pub struct Proxy {
 impl Proxy {
     /// Starts listeners on `host` (ephemeral ports) in front of each
     /// bootstrap address. `seed` drives which replies are dropped.
-    pub async fn start(host: &str, bootstrap: &[String], seed: u64) -> io::Result<Proxy> {
+    pub async fn start(
+        host: &str,
+        bootstrap: &[String],
+        seed: u64,
+        security: Security,
+    ) -> io::Result<Proxy> {
         let proxy = Proxy {
             inner: Arc::new(Inner {
                 host: host.to_string(),
+                security,
                 bootstrap: bootstrap.to_vec(),
                 state: Mutex::new(State {
                     nodes: BTreeMap::new(),
@@ -371,10 +384,17 @@ impl Proxy {
         let generation = faults.borrow().cut_generation;
         // A partitioned node cannot be reached: wait (the client times out).
         wait_passable(&mut faults, generation).await?;
-        let server = TcpStream::connect(upstream).await?;
-        let _ = server.set_nodelay(true);
+        let server = self
+            .inner
+            .security
+            .connect(upstream)
+            .await
+            .map_err(|e| {
+                tracing::warn!(%upstream, error = %e, "proxy could not open a connection to the broker");
+                io::Error::other(e)
+            })?;
         let (mut client_rx, mut client_tx) = client.into_split();
-        let (mut server_rx, mut server_tx) = server.into_split();
+        let (mut server_rx, mut server_tx) = tokio::io::split(server);
         let in_flight: Arc<Mutex<BTreeMap<i32, (i16, i16)>>> = Arc::default();
 
         let requests = {
@@ -812,9 +832,14 @@ mod tests {
     #[tokio::test]
     async fn transaction_coordinators_are_rewritten_in_both_reply_forms() {
         let (a, b) = ("127.0.0.1:1".to_string(), "127.0.0.1:2".to_string());
-        let proxy = Proxy::start("127.0.0.1", std::slice::from_ref(&a), 1)
-            .await
-            .unwrap();
+        let proxy = Proxy::start(
+            "127.0.0.1",
+            std::slice::from_ref(&a),
+            1,
+            Security::default(),
+        )
+        .await
+        .unwrap();
         let listen_a = proxy.bootstrap()[0].clone();
         let split = |l: &str| {
             let (h, p) = l.rsplit_once(':').unwrap();

@@ -154,6 +154,8 @@ pub struct Config {
     pub hooks: Hooks,
     /// The k-th belongs to the k-th bootstrap node.
     pub store_links: Vec<StoreLink>,
+    /// How the brokers are reached (TLS, SASL); the workload talks plaintext to the proxy.
+    pub security: riptide_auth::Security,
     pub clients: WorkloadMix,
     /// The command line, for the report.
     pub args_line: String,
@@ -226,6 +228,10 @@ pub struct AppliedFault {
 /// Everything the report is made from.
 pub struct Certification {
     pub args_line: String,
+    /// Kafka's security.protocol of the run (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL).
+    pub security_protocol: String,
+    /// The SASL mechanism, if any. (No user name, no secret.)
+    pub sasl_mechanism: Option<String>,
     pub bootstrap: Vec<String>,
     pub seed: u64,
     pub scenario: String,
@@ -375,9 +381,25 @@ pub async fn certify(args: &Config) -> anyhow::Result<Certification> {
     let wall = std::time::Instant::now();
     // Counts from before this run (none in a fresh process) are not this certification's.
     riptide_coverage::reset_process();
-    let proxy = Proxy::start(&args.proxy_host, &args.bootstrap, derive(args.seed, &[9]))
-        .await
-        .context("starting the proxy")?;
+    // Pre-flight of the security settings: one login to each broker, for a clear error (a bad
+    // certificate, a refused password) instead of a cluster that seems down.
+    if args.security.tls.is_some() || args.security.sasl.is_some() {
+        for node in &args.bootstrap {
+            tokio::time::timeout(Duration::from_secs(30), args.security.connect(node))
+                .await
+                .map_err(|_| anyhow::anyhow!("no answer in 30 s"))
+                .and_then(|r| r.map_err(anyhow::Error::from))
+                .with_context(|| format!("could not log in to {node} ({:?})", args.security))?;
+        }
+    }
+    let proxy = Proxy::start(
+        &args.proxy_host,
+        &args.bootstrap,
+        derive(args.seed, &[9]),
+        args.security.clone(),
+    )
+    .await
+    .context("starting the proxy")?;
     let stores = store_controls(args).await?;
     let bootstrap = proxy.bootstrap();
     let topic = args.topic.clone().unwrap_or_else(|| {
@@ -604,6 +626,8 @@ under another address, faults set on this one did not reach them",
     }
     Ok(Certification {
         args_line: args.args_line.clone(),
+        security_protocol: args.security.protocol().to_string(),
+        sasl_mechanism: args.security.sasl.as_ref().map(|s| s.mechanism.to_string()),
         bootstrap: args.bootstrap.clone(),
         seed: args.seed,
         scenario: args.scenario.clone(),
@@ -983,6 +1007,7 @@ mod tests {
                 })
                 .collect(),
             clients: WorkloadMix::default(),
+            security: Default::default(),
             args_line: String::new(),
         }
     }

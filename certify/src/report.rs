@@ -592,6 +592,14 @@ fn store_html(s: &mut String, c: &Certification) {
 fn header_rows(c: &Certification) -> Vec<(&'static str, String, bool)> {
     vec![
         ("target", c.bootstrap.join(","), true),
+        (
+            "security",
+            match &c.sasl_mechanism {
+                Some(m) => format!("{} ({m})", c.security_protocol),
+                None => c.security_protocol.clone(),
+            },
+            false,
+        ),
         ("scenario", c.scenario.clone(), false),
         ("seed", c.seed.to_string(), false),
         ("topic", c.topic.clone(), true),
@@ -853,6 +861,8 @@ pub fn json(c: &Certification) -> serde_json::Value {
         "wall_time_s": c.wall_time.as_secs_f64(),
         "started": c.started_at,
         "command": c.args_line,
+        "security_protocol": c.security_protocol,
+        "sasl_mechanism": c.sasl_mechanism,
         "determinism": NOT_DETERMINISTIC,
         "mix": c.mix,
         "skipped": c.skipped,
@@ -1408,6 +1418,8 @@ mod tests {
         usage.insert((0, 9), good);
         Certification {
             args_line: "riptide certify".into(),
+            security_protocol: "SASL_SSL".into(),
+            sasl_mechanism: Some("SCRAM-SHA-512".into()),
             bootstrap: vec!["a:1".into()],
             seed: 1,
             scenario: "baseline".into(),

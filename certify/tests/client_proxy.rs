@@ -146,7 +146,8 @@ impl Rig {
     /// `brokers` brokers; the proxy is told only the first `bootstrap` of them.
     async fn start(brokers: i32, bootstrap: usize, partitions: i32, seed: u64) -> Result<Rig> {
         let addrs = start_cluster(brokers, partitions).await?;
-        let proxy = Proxy::start("127.0.0.1", &addrs[..bootstrap], seed).await?;
+        let proxy =
+            Proxy::start("127.0.0.1", &addrs[..bootstrap], seed, Default::default()).await?;
         let bootstrap = proxy.bootstrap();
         let mut client = Client::new(
             TcpConnector,
@@ -781,7 +782,13 @@ async fn aliases() -> Result {
         Broker::start(cfg, Arc::new(InMemory::new()), Arc::new(SystemClock::new())).await?;
     tokio::spawn(broker.clone().serve(listener));
     let upstream = format!("127.0.0.1:{port}");
-    let proxy = Proxy::start("127.0.0.1", std::slice::from_ref(&upstream), 1).await?;
+    let proxy = Proxy::start(
+        "127.0.0.1",
+        std::slice::from_ref(&upstream),
+        1,
+        Default::default(),
+    )
+    .await?;
     let mut c = Client::new(
         TcpConnector,
         proxy.bootstrap(),

@@ -152,6 +152,7 @@ fn config(bootstrap: Vec<String>, seed: u64) -> Config {
         proxy_host: "127.0.0.1".into(),
         hooks: Hooks::default(),
         store_links: Vec::new(),
+        security: Default::default(),
         clients: WorkloadMix::default(),
         args_line: "certify --scenario transactions (test)".into(),
     }

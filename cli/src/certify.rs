@@ -120,6 +120,77 @@ pub struct CertifyArgs {
     plan: bool,
     #[command(flatten)]
     workload: crate::workload_args::WorkloadArgs,
+    #[command(flatten)]
+    security: SecurityArgs,
+}
+
+/// How certify reaches a cluster that requires TLS or SASL (a managed one). Its clients talk
+/// plaintext to certify's proxy; the proxy speaks this to the brokers, logging in on every
+/// connection it opens.
+#[derive(clap::Args, Debug)]
+#[command(next_help_heading = "Security (the cluster's, as Kafka's client settings name them)")]
+struct SecurityArgs {
+    /// security.protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    #[arg(long, default_value = "PLAINTEXT", value_parser = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"], ignore_case = true)]
+    security_protocol: String,
+    /// sasl.mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512. The user name and password come
+    /// from RIPTIDE_SASL_USERNAME and RIPTIDE_SASL_PASSWORD, or --sasl-credentials: never from
+    /// the command line, never in the report.
+    #[arg(long, value_parser = clap::value_parser!(riptide_auth::Mechanism))]
+    sasl_mechanism: Option<riptide_auth::Mechanism>,
+    /// A TOML file with `username = "..."` and `password = "..."`.
+    #[arg(long, value_name = "FILE")]
+    sasl_credentials: Option<PathBuf>,
+    /// CA certificates (PEM) to trust; the system's roots without it. Certificates are checked
+    /// against each broker's advertised host name (also sent as SNI).
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// A client certificate (PEM) for clusters that ask for one; needs --client-key.
+    #[arg(long, value_name = "FILE", requires = "client_key")]
+    client_cert: Option<PathBuf>,
+    /// The private key (PEM) of --client-cert.
+    #[arg(long, value_name = "FILE", requires = "client_cert")]
+    client_key: Option<PathBuf>,
+}
+
+impl SecurityArgs {
+    fn security(&self) -> anyhow::Result<riptide_auth::Security> {
+        let protocol = self.security_protocol.to_ascii_uppercase();
+        let (tls, sasl) = match protocol.as_str() {
+            "SSL" => (true, false),
+            "SASL_PLAINTEXT" => (false, true),
+            "SASL_SSL" => (true, true),
+            _ => (false, false),
+        };
+        if !tls && (self.ca_file.is_some() || self.client_cert.is_some()) {
+            anyhow::bail!("--ca-file and --client-cert need --security-protocol SSL or SASL_SSL");
+        }
+        if sasl != self.sasl_mechanism.is_some() {
+            anyhow::bail!(if sasl {
+                "--security-protocol SASL_* needs --sasl-mechanism"
+            } else {
+                "--sasl-mechanism needs --security-protocol SASL_PLAINTEXT or SASL_SSL"
+            });
+        }
+        let mut security = riptide_auth::Security::default();
+        if tls {
+            security.tls = Some(
+                riptide_auth::tls::ClientTls {
+                    ca_file: self.ca_file.clone(),
+                    client_cert: self.client_cert.clone().zip(self.client_key.clone()),
+                }
+                .config()?,
+            );
+        }
+        if let Some(m) = self.sasl_mechanism {
+            security.sasl = Some(riptide_auth::ClientSasl::load(
+                m,
+                self.sasl_credentials.as_deref(),
+                |k| std::env::var(k).ok(),
+            )?);
+        }
+        Ok(security)
+    }
 }
 
 fn config(args: &CertifyArgs) -> anyhow::Result<engine::Config> {
@@ -160,6 +231,7 @@ fn config(args: &CertifyArgs) -> anyhow::Result<engine::Config> {
         proxy_host: args.proxy_host.clone(),
         hooks,
         store_links: args.store_proxy.clone(),
+        security: args.security.security()?,
         clients,
         args_line: std::env::args().collect::<Vec<_>>().join(" "),
     })

@@ -71,7 +71,7 @@ enum Command {
     /// through a fault-injecting proxy (plus optional kill/pause hooks), check
     /// the history, write Markdown, JSON and HTML reports. Exit 0 pass, 1
     /// anomalies, 2 could not run.
-    Certify(certify::CertifyArgs),
+    Certify(Box<certify::CertifyArgs>),
     /// Run S3 fault proxies on their own (LISTEN=UPSTREAM each), for brokers that need their
     /// object store before `certify` starts; `certify --store-proxy LISTEN` then drives their
     /// faults. They forward requests unchanged until then.
@@ -137,7 +137,7 @@ fn main() -> ExitCode {
         Command::Repro(args) => sim_cmd::repro(args),
         Command::Check(args) => sim_cmd::check(args),
         Command::Mutants(args) => sim_cmd::mutants(args),
-        Command::Certify(args) => certify::run(args),
+        Command::Certify(args) => certify::run(*args),
         Command::StoreProxy(args) => certify::store_proxy(args),
         Command::SaslUser(args) => broker_cmd::sasl_user(args).map(|()| sim_cmd::PASS),
     };

@@ -260,3 +260,43 @@ def test_tls_and_plaintext_mismatches_are_closed_with_a_clear_error(harness, rip
     assert api_versions_v0(plain_b.port, timeout=5.0)[0] == 0
     log = tls_b.log_tail(200)
     assert "TLS handshake failed" in log, log
+
+
+def test_certify_chaos_against_three_tls_scram_brokers(riptide_bin, tmp_path, cluster_factory):
+    """certify through its proxy, which speaks TLS and logs in with SCRAM-SHA-512 on every
+    connection to the brokers, while it partitions, slows and cuts links and kills nodes."""
+    from e2e_util import certify, hooks_flags
+    import json
+
+    d = tmp_path / "sec"
+    d.mkdir()
+    certs = make_certs(d)
+    users = users_file(riptide_bin, d)
+    creds = {"RIPTIDE_SASL_USERNAME": USER, "RIPTIDE_SASL_PASSWORD": PASSWORD}
+    c = cluster_factory(
+        f"--tls-cert {certs['cert']} --tls-key {certs['key']} --tls-ca {certs['ca']} "
+        f"--sasl-users {users}", env=creds)
+    out = tmp_path / "report"
+    secure = ["--security-protocol", "SASL_SSL", "--sasl-mechanism", "SCRAM-SHA-512",
+              "--ca-file", str(certs["ca"])]
+    r = certify(riptide_bin, c.bootstrap(), out, "--scenario", "chaos", "--seed", "1",
+                "--duration", "45s", "--recovery", "12s", *secure, *hooks_flags(), env=c.env)
+    assert r.returncode == 0, f"exit {r.returncode}\n{r.stdout}\n{r.stderr[-3000:]}\n{c.logs()}"
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["verdict"] == "pass"
+    assert (rep["security_protocol"], rep["sasl_mechanism"]) == ("SASL_SSL", "SCRAM-SHA-512")
+    kinds = {a["fault"]["kind"] for a in rep["faults_applied"]}
+    assert kinds & {"partition", "link-slow", "replies-lost", "connections-cut"}, kinds
+    assert rep["report"]["summary"]["by_f"]["send"]["ok"] > 500
+    md = (out / "report.md").read_text()
+    assert "SASL_SSL (SCRAM-SHA-512)" in md
+    for f in out.iterdir():
+        assert PASSWORD not in f.read_text(errors="replace"), f"the password is in {f.name}"
+    assert PASSWORD not in r.stdout + r.stderr
+
+    # Wrong credentials: a clear error before any workload, exit 2 (could not run).
+    bad = dict(c.env, RIPTIDE_SASL_PASSWORD="not-" + PASSWORD)
+    r = certify(riptide_bin, c.bootstrap(), tmp_path / "bad", "--duration", "30s", *secure,
+                env=bad, timeout=120)
+    assert r.returncode == 2, f"exit {r.returncode}\n{r.stdout}\n{r.stderr[-3000:]}"
+    assert "Authentication failed" in r.stderr and "not-" + PASSWORD not in r.stderr, r.stderr[-2000:]
