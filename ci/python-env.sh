@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The Python side of riptide's tests: a virtual environment of riptide's own with the clients the
-# end-to-end tests and the bench use (kafka-python, confluent-kafka, moto[server], boto3, pytest).
+# end-to-end tests and the bench use (kafka-python, confluent-kafka, moto[server], boto3, pytest,
+# cryptography: the TLS tests make their certificates with it).
 # Never the system Python: Debian 12+, Ubuntu 24.04 and GitHub's runners mark it
 # EXTERNALLY-MANAGED (PEP 668) and pip refuses to install into it. A venv that already has the
 # packages is reused as it is (no network).
@@ -17,8 +18,8 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then set -euo pipefail; fi
 VENV="${RIPTIDE_VENV:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/.venv-ci}"
 VENV_PY="$VENV/bin/python"
 _riptide_base_py="${PYTHON:-python3}"
-_riptide_py_packages=(kafka-python confluent-kafka 'moto[server]' boto3 pytest)
-_riptide_py_imports='import kafka, confluent_kafka, moto.server, boto3, pytest'
+_riptide_py_packages=(kafka-python confluent-kafka 'moto[server]' boto3 pytest cryptography)
+_riptide_py_imports='import kafka, confluent_kafka, moto.server, boto3, pytest, cryptography'
 
 _riptide_venv_has_packages() {
   [ -x "$VENV_PY" ] && "$VENV_PY" -c "$_riptide_py_imports" >/dev/null 2>&1
@@ -59,7 +60,7 @@ _riptide_apt_install() {
 }
 
 if _riptide_venv_has_packages; then
-  echo "venv $VENV: kafka-python, confluent-kafka, moto[server], boto3, pytest present"
+  echo "venv $VENV: kafka-python, confluent-kafka, moto[server], boto3, pytest, cryptography present"
 else
   if ! _riptide_venv_usable; then
     _riptide_venv_remove
@@ -86,6 +87,6 @@ fi
 import importlib.metadata as md
 import sys
 print(f"  python {sys.version.split()[0]} ({sys.executable}, prefix {sys.prefix})")
-for p in ("kafka-python", "confluent-kafka", "moto", "boto3", "pytest"):
+for p in ("kafka-python", "confluent-kafka", "moto", "boto3", "pytest", "cryptography"):
     print(f"  {p} {md.version(p)}")
 EOF
