@@ -6,6 +6,8 @@
 //! writes the history as JSON lines to FILE and stops (for `examples/check_file.rs`, which reads
 //! and checks a file and reports its peak memory).
 //!
+//! `-- --check-only` stops after checking (to profile the checkers alone).
+//!
 //! The history comes from [`chaos_like`] (its module doc gives the mix and where it was
 //! measured).
 
@@ -68,6 +70,9 @@ fn main() {
     let (report, check) = timed(|| check_all(&history, &CheckerConfig::default()));
     assert!(report.findings.is_empty(), "{}", report.to_text());
     println!("check_all: {ops} ops, {}", check.rates(ops, "checked"));
+    if args.iter().any(|a| a == "--check-only") {
+        return; // to profile the checkers alone
+    }
 
     let (buf, write) = timed(|| {
         let mut buf = Vec::new();

@@ -1025,7 +1025,8 @@ impl History {
     /// Pairs every invoke with its completion, in invoke order. Lenient: see [`Pair`]. A
     /// violation fact pairs with itself and leaves its process's outstanding invokes alone.
     pub fn pairs(&self) -> Vec<Pair<'_>> {
-        let mut pairs: Vec<Pair<'_>> = Vec::new();
+        // At most one pair per op: no regrowing (pages never written are never touched).
+        let mut pairs: Vec<Pair<'_>> = Vec::with_capacity(self.ops.len());
         let mut open = Outstanding::default();
         for op in &self.ops {
             if op.f() == F::Violation {

@@ -250,15 +250,26 @@ fn build<'a>(ix: &Index<'a>, keep_whys: bool) -> Deps<'a> {
             prev = Some((n, o, v));
         }
     }
-    // wr: writer → reader.
+    // wr: writer → reader. (A poll's records are consecutive reads: its node and its reader's
+    // isolation are looked up once per poll.)
+    let mut by: Option<(u64, Option<u32>, bool)> = None;
     for r in &ix.reads {
         if r.final_read {
             continue;
         }
-        let (Some(&reader), Some(w)) = (of_op.get(&r.op), writer(r.vid)) else {
+        let (reader, committed) = match by {
+            Some((op, reader, committed)) if op == r.op => (reader, committed),
+            _ => {
+                let reader = of_op.get(&r.op).copied();
+                let committed = ix.read_committed(r.process);
+                by = Some((r.op, reader, committed));
+                (reader, committed)
+            }
+        };
+        let (Some(reader), Some(w)) = (reader, writer(r.vid)) else {
             continue;
         };
-        if w != reader && (d.plain_send(w) || ix.read_committed(r.process)) {
+        if w != reader && (d.plain_send(w) || committed) {
             let why = Why {
                 tp: r.tp,
                 from: (r.offset, r.value),

@@ -39,7 +39,7 @@ fn candidates<'a>(ix: &Index<'a>) -> Vec<&'a str> {
             // adds no position that reads lack. Another ok send of the value is looked for from
             // the earlier of the two (whose chain goes on).
             let confirmed = part.reads_at(o).any(|r| ix.reads[r].vid == s.vid);
-            if confirmed && !s.has_next() {
+            if confirmed && !ix.has_later_send(i) {
                 continue;
             }
             // (The ack is in its own partition's list: `s.pid` is this partition.)

@@ -3,9 +3,7 @@
 //! something already established: an acknowledged offset + 1, a polled offset + 1, or an hwm any
 //! process observed.
 
-use std::collections::BTreeMap;
-
-use super::{Anomaly, FastMap, Finding, Index, Tp};
+use super::{Anomaly, FastMap, Finding, Index, Numbers, Tp};
 use crate::history::{History, OpKind, Value, F};
 
 pub fn check(history: &History) -> Vec<Finding> {
@@ -23,14 +21,36 @@ enum Why {
 /// The strongest lower bound on a partition's final hwm: (hwm, why, op), first one wins ties.
 type Bound = (i64, Why, u64);
 
-pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
-    let mut out = Vec::new();
-    let mut bounds: BTreeMap<Tp<'_>, Bound> = BTreeMap::new();
-    let mut raise = |tp, b: Bound| {
-        let e = bounds.entry(tp).or_insert(b);
+/// Partitions numbered as met (lookups only), and by number the strongest bound on each.
+#[derive(Default)]
+struct Bounds<'a> {
+    ids: Numbers<'a, i32>,
+    list: Vec<Option<Bound>>,
+}
+
+impl<'a> Bounds<'a> {
+    fn id(&mut self, tp: Tp<'a>) -> u32 {
+        let id = self.ids.get_or_insert(tp.0, tp.1, self.list.len() as u32);
+        if id as usize == self.list.len() {
+            self.list.push(None);
+        }
+        id
+    }
+
+    fn raise(&mut self, id: u32, b: Bound) {
+        let e = self.list[id as usize].get_or_insert(b);
         if b.0 > e.0 {
             *e = b;
         }
+    }
+}
+
+pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let mut bounds = Bounds::default();
+    let mut raise = |tp, b: Bound| {
+        let id = bounds.id(tp);
+        bounds.raise(id, b);
     };
     for (tp, part) in ix.parts() {
         if let Some((o, op)) = part.max_ack {
@@ -42,28 +62,32 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     }
     // Per process and partition: the last hwm seen and its op.
     // Lookups only, never iterated.
-    let mut seen: FastMap<(u64, Tp<'_>), (i64, u64)> = FastMap::default();
+    // (Partitions by their number in `bounds`.)
+    let mut seen: FastMap<(u64, u32), (i64, u64)> = FastMap::default();
+    let mut observed: Vec<(Tp<'_>, i64)> = Vec::new();
     for pair in ix.pairs_of(&[F::Poll, F::ListOffsets]) {
         if pair.outcome() != OpKind::Ok {
             continue;
         }
         let op = pair.last().index;
         let process = pair.invoke.process;
-        let observed: Vec<(Tp<'_>, i64)> = match &pair.last().value {
-            Value::Poll(p) => p
-                .high_watermarks
-                .iter()
-                .map(|h| ((h.topic.as_str(), h.partition), h.hwm))
-                .collect(),
-            Value::ListOffsets(l) => l
-                .partitions
-                .iter()
-                .filter_map(|p| Some(((p.topic.as_str(), p.partition), p.latest?)))
-                .collect(),
+        observed.clear();
+        match &pair.last().value {
+            Value::Poll(p) => observed.extend(
+                p.high_watermarks
+                    .iter()
+                    .map(|h| ((h.topic.as_str(), h.partition), h.hwm)),
+            ),
+            Value::ListOffsets(l) => observed.extend(
+                l.partitions
+                    .iter()
+                    .filter_map(|p| Some(((p.topic.as_str(), p.partition), p.latest?))),
+            ),
             _ => continue,
-        };
-        for (tp, hwm) in observed {
-            if let Some(&(prev, prev_op)) = seen.get(&(process, tp)) {
+        }
+        for &(tp, hwm) in &observed {
+            let id = bounds.id(tp);
+            if let Some(&(prev, prev_op)) = seen.get(&(process, id)) {
                 if hwm < prev {
                     out.push(Finding::new(
                         Anomaly::HwmRegression,
@@ -76,12 +100,13 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
                     ));
                 }
             }
-            seen.insert((process, tp), (hwm, op));
-            raise(tp, (hwm, Why::Observed, op));
+            seen.insert((process, id), (hwm, op));
+            bounds.raise(id, (hwm, Why::Observed, op));
         }
     }
     for fr in &ix.final_reads {
-        let Some(&(bound, why, op)) = bounds.get(&fr.tp) else {
+        let bound = bounds.ids.get(fr.tp.0, fr.tp.1);
+        let Some((bound, why, op)) = bound.and_then(|id| bounds.list[id as usize]) else {
             continue;
         };
         if fr.hwm >= bound {

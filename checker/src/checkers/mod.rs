@@ -463,8 +463,6 @@ pub(crate) struct Send<'a> {
     pub txn: Option<usize>,
     /// The input value it was derived from (consume-transform-produce).
     pub source: Option<&'a str>,
-    /// Next send of the same value (a chain instead of a Vec per value), or [`NONE`].
-    next: u32,
 }
 
 impl Send<'_> {
@@ -479,11 +477,6 @@ impl Send<'_> {
     /// Its batch was sent more than once.
     pub fn retried(&self) -> bool {
         self.attempts.is_some_and(|a| a > 1)
-    }
-
-    /// Another send of the same value follows it.
-    pub fn has_next(&self) -> bool {
-        self.next != NONE
     }
 }
 
@@ -546,8 +539,6 @@ pub(crate) struct Read<'a> {
     /// The reader's process, and the time of the op that returned it.
     pub process: u64,
     pub time_ns: u64,
-    /// Next read of the same value, or [`NONE`].
-    next: u32,
 }
 
 /// A successful final read.
@@ -705,23 +696,22 @@ pub(crate) struct Index<'a> {
     /// Each topic's `topic` fact (the first, if several).
     pub topics: BTreeMap<&'a str, &'a TopicValue>,
     /// Partition → its number. Lookups only: never iterated.
-    part_ids: FastMap<Tp<'a>, u32>,
+    part_ids: Numbers<'a, i32>,
     /// By partition number: the partition and what is known of it.
     tps: Vec<Tp<'a>>,
     part_list: Vec<Part>,
     /// Partition numbers in partition order.
     order: Vec<u32>,
     /// Value → its number. Lookups only.
-    vids: FastMap<&'a str, u32>,
-    /// By value number: (first, last) index into `reads`, and into `sends` ([`NONE`]: none).
-    reads_chain: Vec<(u32, u32)>,
-    sends_chain: Vec<(u32, u32)>,
-    /// By value number: read at two positions or more (it is in `multi_position`).
-    flagged: Vec<bool>,
+    vids: Numbers<'a, ()>,
+    /// By value number: where it was first read, and whether it was read elsewhere too.
+    values: Vec<ValueReads>,
+    /// By value number: indices into `reads`, and into `sends`, in history order (filled once
+    /// everything is indexed: one sequential pass instead of a chain through scattered records).
+    reads_by_value: Groups,
+    sends_by_value: Groups,
     /// Values read at more than one position, in order of discovery.
     pub multi_position: Vec<&'a str>,
-    /// The last partition looked up, to skip the map for runs of records of one partition.
-    last_part: Option<(Tp<'a>, u32)>,
     /// Each process's first `client` op: what kind of client it is.
     clients: BTreeMap<u64, &'a ClientValue>,
     /// Protocol violation facts (op, value), in history order.
@@ -740,16 +730,15 @@ impl<'a> Index<'a> {
             txns: Vec::new(),
             deletes: Vec::new(),
             topics: BTreeMap::new(),
-            part_ids: FastMap::default(),
+            part_ids: Numbers::default(),
             tps: Vec::new(),
             part_list: Vec::new(),
             order: Vec::new(),
-            vids: FastMap::default(),
-            reads_chain: Vec::new(),
-            sends_chain: Vec::new(),
-            flagged: Vec::new(),
+            vids: Numbers::default(),
+            values: Vec::new(),
+            reads_by_value: Groups::default(),
+            sends_by_value: Groups::default(),
             multi_position: Vec::new(),
-            last_part: None,
             clients: BTreeMap::new(),
             violations: Vec::new(),
         };
@@ -768,14 +757,14 @@ impl<'a> Index<'a> {
             .sum();
         ix.sends.reserve(sends);
         ix.reads.reserve(reads);
-        ix.vids.reserve(sends);
-        for v in [&mut ix.reads_chain, &mut ix.sends_chain] {
-            v.reserve(sends);
-        }
-        ix.flagged.reserve(sends);
+        ix.vids.short.reserve(sends);
+        ix.values.reserve(sends);
         for pair in &pairs {
             ix.add(pair);
         }
+        let n = ix.values.len();
+        ix.reads_by_value = Groups::new(n, ix.reads.iter().map(|r| r.vid));
+        ix.sends_by_value = Groups::new(n, ix.sends.iter().map(|s| s.vid));
         for part in &mut ix.part_list {
             part.reads.sort_unstable();
             part.acks.sort_unstable();
@@ -800,29 +789,25 @@ impl<'a> Index<'a> {
 
     /// The partition's number, numbering it if it is new.
     fn pid(&mut self, tp: Tp<'a>) -> u32 {
-        match self.last_part {
-            Some((last, id)) if last == tp => id,
-            _ => {
-                let next = self.tps.len() as u32;
-                let id = *self.part_ids.entry(tp).or_insert(next);
-                if id == next {
-                    self.tps.push(tp);
-                    self.part_list.push(Part::default());
-                }
-                self.last_part = Some((tp, id));
-                id
-            }
+        let next = self.tps.len() as u32;
+        let id = self.part_ids.get_or_insert(tp.0, tp.1, next);
+        if id == next {
+            self.tps.push(tp);
+            self.part_list.push(Part::default());
         }
+        id
     }
 
     /// The value's number, numbering it if it is new.
     fn vid(&mut self, value: &'a str) -> u32 {
-        let next = self.reads_chain.len() as u32;
-        let id = *self.vids.entry(value).or_insert(next);
+        let next = self.values.len() as u32;
+        let id = self.vids.get_or_insert(value, (), next);
         if id == next {
-            self.reads_chain.push((NONE, NONE));
-            self.sends_chain.push((NONE, NONE));
-            self.flagged.push(false);
+            self.values.push(ValueReads {
+                pid: NONE,
+                flagged: false,
+                offset: 0,
+            });
         }
         id
     }
@@ -835,8 +820,8 @@ impl<'a> Index<'a> {
     /// The partition's facts, if anything mentioned it.
     pub fn part(&self, tp: Tp<'_>) -> Option<&Part> {
         self.part_ids
-            .get(&tp)
-            .map(|&id| &self.part_list[id as usize])
+            .get(tp.0, tp.1)
+            .map(|id| &self.part_list[id as usize])
     }
 
     /// The facts of partition number `pid`.
@@ -853,7 +838,7 @@ impl<'a> Index<'a> {
 
     /// The value's number, if some send or read has it.
     pub fn value_id(&self, value: &str) -> Option<u32> {
-        self.vids.get(value).copied()
+        self.vids.get(value, ())
     }
 
     /// How the process described itself, if it did (histories before `client` ops: never).
@@ -936,7 +921,6 @@ impl<'a> Index<'a> {
                     jepsen_op,
                     txn: None,
                     source: s.source.as_deref(),
-                    next: NONE,
                 });
             }
             (Value::Txn(inv), _, done) => self.add_txn(pair, inv, done),
@@ -1014,18 +998,10 @@ impl<'a> Index<'a> {
         send.offset = send.offset.filter(|&o| o >= 0);
         send.pid = self.pid(send.tp);
         send.vid = self.vid(send.value);
-        let (pid, vid, outcome, offset, op) =
-            (send.pid, send.vid, send.outcome, send.offset, send.op);
+        let (pid, outcome, offset, op) = (send.pid, send.outcome, send.offset, send.op);
         let in_txn = send.txn.is_some();
         let i = self.sends.len() as u32;
         self.sends.push(send);
-        let chain = &mut self.sends_chain[vid as usize];
-        if chain.0 == NONE {
-            *chain = (i, i);
-        } else {
-            self.sends[chain.1 as usize].next = i;
-            chain.1 = i;
-        }
         let part = &mut self.part_list[pid as usize];
         part.written = true;
         part.txn_written |= in_txn;
@@ -1095,7 +1071,6 @@ impl<'a> Index<'a> {
                 jepsen_op: Some(txn.invoke),
                 txn: Some(t),
                 source: s.source.as_deref(),
-                next: NONE,
             });
         }
         txn.sends = start..self.sends.len();
@@ -1137,6 +1112,14 @@ impl<'a> Index<'a> {
         let pid = self.pid(tp);
         let vid = self.vid(value);
         let i = self.reads.len() as u32;
+        let seen = &mut self.values[vid as usize];
+        if seen.pid == NONE {
+            (seen.pid, seen.offset) = (pid, offset);
+        } else if (seen.pid != pid || seen.offset != offset) && !seen.flagged {
+            // The second distinct position makes it a candidate duplicate, once.
+            seen.flagged = true;
+            self.multi_position.push(value);
+        }
         self.reads.push(Read {
             tp,
             pid,
@@ -1147,21 +1130,7 @@ impl<'a> Index<'a> {
             final_read,
             process: by.process,
             time_ns: by.time_ns,
-            next: NONE,
         });
-        let chain = &mut self.reads_chain[vid as usize];
-        if chain.0 == NONE {
-            *chain = (i, i);
-        } else {
-            let first = &self.reads[chain.0 as usize];
-            // The second distinct position makes it a candidate duplicate, once.
-            if (first.pid != pid || first.offset != offset) && !self.flagged[vid as usize] {
-                self.flagged[vid as usize] = true;
-                self.multi_position.push(value);
-            }
-            self.reads[chain.1 as usize].next = i;
-            chain.1 = i;
-        }
         self.part_list[pid as usize]
             .reads
             .push((offset, i as usize));
@@ -1170,25 +1139,28 @@ impl<'a> Index<'a> {
 
     /// Value number `vid` was read at two positions or more (it is in `multi_position`).
     pub fn flagged_id(&self, vid: u32) -> bool {
-        self.flagged.get(vid as usize).is_some_and(|&f| f)
+        self.values.get(vid as usize).is_some_and(|v| v.flagged)
     }
 
     /// Indices into `sends` of the sends of value number `vid`, in history order.
     pub fn send_indices_of_id(&self, vid: u32) -> impl Iterator<Item = usize> + '_ {
-        let first = self.sends_chain.get(vid as usize).map_or(NONE, |c| c.0);
-        std::iter::successors((first != NONE).then_some(first), |&i| {
-            let next = self.sends[i as usize].next;
-            (next != NONE).then_some(next)
-        })
-        .map(|i| i as usize)
+        self.sends_by_value.of(vid).iter().map(|&i| i as usize)
+    }
+
+    /// Send `i` (an index into `sends`) is not the last send of its value.
+    pub fn has_later_send(&self, i: usize) -> bool {
+        self.sends_by_value
+            .of(self.sends[i].vid)
+            .last()
+            .is_some_and(|&l| l as usize != i)
     }
 
     /// Reads of value number `vid`, in history order.
     pub fn reads_of_id(&self, vid: u32) -> impl Iterator<Item = &Read<'a>> + '_ {
-        let first = self.reads_chain.get(vid as usize).map_or(NONE, |c| c.0);
-        std::iter::successors((first != NONE).then(|| &self.reads[first as usize]), |r| {
-            (r.next != NONE).then(|| &self.reads[r.next as usize])
-        })
+        self.reads_by_value
+            .of(vid)
+            .iter()
+            .map(|&i| &self.reads[i as usize])
     }
 
     /// Reads of `value`, in history order.
@@ -1198,9 +1170,7 @@ impl<'a> Index<'a> {
 
     /// Some read returned value number `vid`.
     pub fn is_read(&self, vid: u32) -> bool {
-        self.reads_chain
-            .get(vid as usize)
-            .is_some_and(|c| c.0 != NONE)
+        !self.reads_by_value.of(vid).is_empty()
     }
 
     /// Sends of value number `vid`, in history order.
@@ -1227,6 +1197,90 @@ impl<'a> Index<'a> {
 // The one std HashMap the determinism lints allow: its hasher is fixed, not RandomState.
 #[allow(clippy::disallowed_types)]
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, rustc_hash::FxBuildHasher>;
+
+/// Where a value was first read ([`NONE`]: never), and whether some read had it elsewhere.
+struct ValueReads {
+    pid: u32,
+    flagged: bool,
+    offset: i64,
+}
+
+/// Indices grouped by a number (a value's), each group in ascending order: group `g` is
+/// `list[start[g]..start[g + 1]]`.
+#[derive(Default)]
+struct Groups {
+    start: Vec<u32>,
+    list: Vec<u32>,
+}
+
+impl Groups {
+    /// Groups `0..n` of the positions of `keys` (each below `n`), by counting.
+    fn new(n: usize, keys: impl Iterator<Item = u32> + Clone) -> Groups {
+        let mut start = vec![0u32; n + 1];
+        for k in keys.clone() {
+            start[k as usize + 1] += 1;
+        }
+        for g in 0..n {
+            start[g + 1] += start[g];
+        }
+        let mut fill = start.clone();
+        let mut list = vec![0u32; start[n] as usize];
+        for (i, k) in keys.enumerate() {
+            list[fill[k as usize] as usize] = i as u32;
+            fill[k as usize] += 1;
+        }
+        Groups { start, list }
+    }
+
+    /// Group `g` (empty if there is none: [`NONE`], say).
+    fn of(&self, g: u32) -> &[u32] {
+        match (self.start.get(g as usize), self.start.get(g as usize + 1)) {
+            (Some(&lo), Some(&hi)) => &self.list[lo as usize..hi as usize],
+            _ => &[],
+        }
+    }
+}
+
+/// Numbers of (string, tag) keys: a value's (tag `()`), a partition's (its number). Strings of
+/// up to 15 bytes (nearly all) are keyed by their bytes packed into two words, so that a lookup
+/// neither follows the string's pointer nor calls `memcmp`; longer ones by the string. Lookups
+/// only.
+#[derive(Default)]
+pub(crate) struct Numbers<'a, T> {
+    short: FastMap<([u64; 2], T), u32>,
+    long: FastMap<(&'a str, T), u32>,
+}
+
+impl<'a, T: Copy + Eq + std::hash::Hash> Numbers<'a, T> {
+    /// The bytes, and the length in the top byte (so "a" and "a\0" differ); None if too long.
+    fn pack(s: &str) -> Option<[u64; 2]> {
+        let b = s.as_bytes();
+        (b.len() < 16).then(|| {
+            let mut k = [0u8; 16];
+            k[..b.len()].copy_from_slice(b);
+            k[15] = b.len() as u8;
+            // Two words, not a u128: entries stay 8-aligned (smaller).
+            let (lo, hi) = k.split_at(8);
+            [lo, hi].map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
+        })
+    }
+
+    /// The key's number, `next` if it is new.
+    pub fn get_or_insert(&mut self, s: &'a str, tag: T, next: u32) -> u32 {
+        match Self::pack(s) {
+            Some(k) => *self.short.entry((k, tag)).or_insert(next),
+            None => *self.long.entry((s, tag)).or_insert(next),
+        }
+    }
+
+    pub fn get(&self, s: &str, tag: T) -> Option<u32> {
+        match Self::pack(s) {
+            Some(k) => self.short.get(&(k, tag)),
+            None => self.long.get(&(s, tag)),
+        }
+        .copied()
+    }
+}
 
 /// Quotes a record value for an explanation, shortening long ones.
 pub(crate) fn q(value: &str) -> String {

@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{q, Anomaly, FastMap, Finding, Index, Tp};
+use super::{q, Anomaly, Finding, Index, Numbers, Tp};
 use crate::history::{History, OpKind, PollValue, SeekReason, TxnEnd, Value, F};
 
 /// The worst realtime lag measured on one partition.
@@ -81,18 +81,20 @@ struct Lag {
 /// sorted by partition.)
 #[derive(Default)]
 struct Known<'a> {
-    ids: FastMap<Tp<'a>, usize>,
+    ids: Numbers<'a, i32>,
     tps: Vec<Tp<'a>>,
     steps: Vec<Vec<(u64, i64, u64)>>,
 }
 
 impl<'a> Known<'a> {
     fn id(&mut self, tp: Tp<'a>) -> usize {
-        *self.ids.entry(tp).or_insert_with(|| {
+        let next = self.tps.len();
+        let id = self.ids.get_or_insert(tp.0, tp.1, next as u32) as usize;
+        if id == next {
             self.tps.push(tp);
             self.steps.push(Vec::new());
-            self.tps.len() - 1
-        })
+        }
+        id
     }
 }
 
@@ -142,13 +144,8 @@ fn known<'a>(ix: &Index<'a>) -> Known<'a> {
     }
     events.sort_unstable_by_key(|e| (e.0, e.1));
     let mut out = Known::default();
-    let mut last: Option<(Tp<'a>, usize)> = None;
     for (time, op, tp, o) in events {
-        let id = match last {
-            Some((t, id)) if t == tp => id,
-            _ => out.id(tp),
-        };
-        last = Some((tp, id));
+        let id = out.id(tp);
         let steps = &mut out.steps[id];
         if steps.last().is_none_or(|s| o > s.1) {
             steps.push((time, o, op));
@@ -277,14 +274,8 @@ fn see<'a>(
     bound_ns: u64,
 ) {
     let k = w.polls.len() - 1;
-    let mut last: Option<(Tp<'a>, usize)> = None;
     for r in &poll.records {
-        let tp = (r.topic.as_str(), r.partition);
-        let id = match last {
-            Some((t, id)) if t == tp => id,
-            _ => known.id(tp),
-        };
-        last = Some((tp, id));
+        let id = known.id((r.topic.as_str(), r.partition));
         // The polls before this one were measured with the old offset.
         w.raise(process, id, r.offset, k, |run| {
             fold(worst, known, run, bound_ns)

@@ -92,7 +92,8 @@ fn observations(ix: &Index<'_>, tp: Tp<'_>) -> Vec<Seen> {
 
 pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     let mut out = Vec::new();
-    let polls = poll_records(ix);
+    // Only partitions with a log start above 0 need the polls' records: gathered once, then.
+    let mut polls = None;
     for (tp, part) in ix.parts() {
         let seen = observations(ix, tp);
         if seen.iter().all(|s| s.log_start <= 0) {
@@ -100,12 +101,11 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         }
         premature(ix, tp, part, &seen, &mut out);
         regression(tp, &seen, &mut out);
+        let polls = polls.get_or_insert_with(|| poll_records(ix));
         below(tp, &seen, polls.get(&tp).map_or(&[][..], |v| v), &mut out);
     }
     let last_fault_ns = ix
-        .pairs
-        .iter()
-        .filter(|p| matches!(p.invoke.value, Value::Fault(_)))
+        .pairs_of(&[F::Fault])
         .map(|p| p.last().time_ns)
         .max()
         .unwrap_or(0);
