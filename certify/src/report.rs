@@ -5,8 +5,11 @@ use crate::client_proxy::{TXN_APIS, TXN_OFFSET_APIS};
 use crate::engine::{AppliedFault, Certification};
 use crate::store_proxy::StoreObserved;
 use kafka_protocol::messages::ApiKey;
+use maud::{html, Markup};
 use riptide_checker::history::{History, Op, OpKind, TxnEnd, Value};
-use riptide_checker::{Finding, Report, Severity, Verdict};
+use riptide_checker::html::{
+    self as rhtml, describe_op, finding_groups, lag_rows, FaultBand, LAG_INTRO,
+};
 use riptide_wire::ResponseError;
 use riptide_workloads::codec::client_range;
 use riptide_workloads::error::code_name;
@@ -21,64 +24,6 @@ against the cluster, but its history (and so any finding) need not repeat.";
 /// Ops of `history` by index, for the report's evidence.
 fn ops_by_index(history: &History) -> BTreeMap<u64, &Op> {
     history.ops.iter().map(|o| (o.index, o)).collect()
-}
-
-/// One line describing an op, for evidence tables.
-fn describe_op(op: &Op) -> String {
-    let kind = match op.kind {
-        OpKind::Invoke => "invoke",
-        OpKind::Ok => "ok",
-        OpKind::Fail => "fail",
-        OpKind::Info => "info",
-    };
-    let what = match &op.value {
-        Value::Send(s) => format!(
-            "send {}/{} value {}{}",
-            s.topic,
-            s.partition,
-            s.value,
-            s.offset
-                .map(|o| format!(" → offset {o}"))
-                .unwrap_or_default()
-        ),
-        Value::Poll(p) => {
-            let recs: Vec<String> = p
-                .records
-                .iter()
-                .take(12)
-                .map(|r| format!("{}/{}@{}={}", r.topic, r.partition, r.offset, r.value))
-                .collect();
-            let more = p.records.len().saturating_sub(12);
-            format!(
-                "poll {}{}",
-                recs.join(" "),
-                if more > 0 {
-                    format!(" (+{more} more)")
-                } else {
-                    String::new()
-                }
-            )
-        }
-        Value::FinalRead(f) => format!(
-            "final read {}/{} hwm {:?}, {} records",
-            f.topic,
-            f.partition,
-            f.hwm,
-            f.records.len()
-        ),
-        other => serde_json::to_string(other).unwrap_or_default(),
-    };
-    let error = op
-        .error
-        .as_ref()
-        .map(|e| format!(" — error: {e}"))
-        .unwrap_or_default();
-    format!(
-        "#{} t={:.3}s process {} {kind}: {what}{error}",
-        op.index,
-        op.time_ns as f64 / 1e9,
-        op.process
-    )
 }
 
 /// One row of the compatibility table.
@@ -337,72 +282,6 @@ fn errors_text(row: &CompatRow) -> String {
     parts.join(", ")
 }
 
-/// The findings of one severity class (not allowed), in report order, with their numbers.
-fn findings_of(r: &Report, class: Severity) -> Vec<(usize, &Finding)> {
-    r.findings
-        .iter()
-        .enumerate()
-        .filter(|(_, f)| !r.is_allowed(f) && f.anomaly.severity() == class)
-        .collect()
-}
-
-/// Findings grouped as a reader should meet them: worst class first, allowed ones last.
-fn finding_groups(r: &Report) -> Vec<(String, Vec<(usize, &Finding)>)> {
-    let mut groups: Vec<(String, Vec<(usize, &Finding)>)> = Severity::WORST_FIRST
-        .into_iter()
-        .map(|c| (c.describe().to_string(), findings_of(r, c)))
-        .collect();
-    groups.push((
-        "allowed (--allow)".to_string(),
-        r.findings
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| r.is_allowed(f))
-            .collect(),
-    ));
-    groups.retain(|(_, g)| !g.is_empty());
-    // Numbered in the order they are shown.
-    let mut number = 0;
-    for (_, g) in &mut groups {
-        for (i, _) in g.iter_mut() {
-            *i = number;
-            number += 1;
-        }
-    }
-    groups
-}
-
-/// "N of M points reached", the counts, and the points never reached.
-const LAG_INTRO: &str = "Per partition, the longest a consumer that kept polling it went without \
-seeing a record known to exist (Jepsen's realtime lag): a figure, a finding only above \
---max-realtime-lag.";
-
-/// The realtime-lag figure's rows: partition, lag, process and poll, the record behind.
-fn lag_rows(r: &Report) -> Vec<[String; 4]> {
-    let secs = |ns: u64| format!("{:.3} s", ns as f64 / 1e9);
-    r.realtime_lag
-        .iter()
-        .map(|l| {
-            let behind = match (l.offset, &l.value) {
-                (Some(o), Some(v)) => format!("offset {o} ({v})"),
-                (Some(o), None) => format!("offset {o}"),
-                _ => "nothing".to_string(),
-            };
-            [
-                format!("{}/{}", l.topic, l.partition),
-                secs(l.lag_ns),
-                format!(
-                    "process {} poll op {} at {}",
-                    l.process,
-                    l.poll_op,
-                    secs(l.poll_time_ns)
-                ),
-                behind,
-            ]
-        })
-        .collect()
-}
-
 fn coverage_rows(c: &Certification) -> (Vec<(&str, u64)>, Vec<&str>) {
     (
         c.coverage.reached().collect(),
@@ -539,53 +418,43 @@ fn store_markdown(s: &mut String, c: &Certification) {
     }
 }
 
-fn store_html(s: &mut String, c: &Certification) {
-    if c.store.is_empty() {
-        return;
+fn store_html(c: &Certification) -> Markup {
+    html! {
+        @if !c.store.is_empty() {
+            h2 { "Object store" }
+            p { (STORE_INTRO) }
+            table {
+                tr {
+                    th { "node" } th { "operation" } th { "requests" } th { "statuses" }
+                    th { "no reply" } th { "faulted" } th { "mean ms" } th { "max ms" }
+                }
+                @for r in store_rows(&c.store) {
+                    tr {
+                        td { "n" (r.node) } td { (r.op) } td { (r.requests) } td { (r.statuses) }
+                        td { (r.no_reply) } td { (r.faulted) }
+                        td { (format!("{:.1}", r.mean_ms)) } td { (format!("{:.1}", r.max_ms)) }
+                    }
+                }
+            }
+            ul {
+                @for (k, o) in c.store.iter().enumerate() {
+                    @let hits = o
+                        .hits_by_kind
+                        .iter()
+                        .map(|(kind, n)| format!("{kind} {n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    li {
+                        "n" (k) " via " code { (o.listen) } " → " code { (o.upstream) }
+                        ": requests hit by kind: " (if hits.is_empty() { "none" } else { &hits })
+                        @if o.wrote() && !o.wrote_conditionally() {
+                            " " strong class="fail" { "never wrote conditionally" }
+                        }
+                    }
+                }
+            }
+        }
     }
-    let _ = write!(
-        s,
-        "<h2>Object store</h2><p>{}</p><table><tr><th>node</th><th>operation</th><th>requests</th>\
-<th>statuses</th><th>no reply</th><th>faulted</th><th>mean ms</th><th>max ms</th></tr>",
-        esc(STORE_INTRO)
-    );
-    for r in store_rows(&c.store) {
-        let _ = write!(
-            s,
-            "<tr><td>n{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td>\
-<td>{:.1}</td><td>{:.1}</td></tr>",
-            r.node,
-            esc(r.op),
-            r.requests,
-            esc(&r.statuses),
-            r.no_reply,
-            r.faulted,
-            r.mean_ms,
-            r.max_ms
-        );
-    }
-    let _ = write!(s, "</table><ul>");
-    for (k, o) in c.store.iter().enumerate() {
-        let hits = o
-            .hits_by_kind
-            .iter()
-            .map(|(kind, n)| format!("{kind} {n}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let flag = if o.wrote() && !o.wrote_conditionally() {
-            " <strong class=\"fail\">never wrote conditionally</strong>"
-        } else {
-            ""
-        };
-        let _ = write!(
-            s,
-            "<li>n{k} via <code>{}</code> → <code>{}</code>: requests hit by kind: {}{flag}</li>",
-            esc(&o.listen),
-            esc(&o.upstream),
-            esc(if hits.is_empty() { "none" } else { &hits })
-        );
-    }
-    let _ = write!(s, "</ul>");
 }
 
 /// What was certified, how and when: `(name, value, shown as code)`.
@@ -881,478 +750,133 @@ pub fn json(c: &Certification) -> serde_json::Value {
     })
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// A tiny Markdown-table-to-HTML pass is not worth it: the page is built
-/// directly, with the same sections as the Markdown.
+/// The certification page: checker's report sections (counts, realtime lag, timelines with the
+/// applied faults as bands, findings) around certify's own (header, coverage, faults with their
+/// hooks, object store, compatibility, proxy).
 pub fn html(c: &Certification) -> String {
     let r = &c.report;
-    let mut s = String::new();
-    let verdict = r.verdict_line();
-    let color = if r.verdict == Verdict::Pass {
-        "#1a7f37"
-    } else {
-        "#cf222e"
-    };
-    let _ = write!(
-        s,
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>riptide certification: {verdict}</title>\
-<style>body{{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#1f2328}}\
-table{{border-collapse:collapse;margin:.5em 0}}td,th{{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}}\
-th{{background:#f6f8fa}}code{{font-size:12px}}.verdict{{color:#fff;background:{color};padding:2px 10px;border-radius:4px}}\
-.fail{{color:#cf222e;font-weight:600}}.note{{background:#fff8c5;padding:8px;border-radius:4px}}\
-svg text{{font-size:10px;fill:#57606a}}summary{{cursor:pointer;font-weight:600;margin:.4em 0}}svg.timeline{{width:100%;height:auto}}.legend span{{margin-right:1em}}li{{font-family:monospace;font-size:12px}}</style></head><body>"
-    );
-    let _ = write!(
-        s,
-        "<h1>riptide certification <span class=\"verdict\">{verdict}</span></h1><table>"
-    );
-    for (k, v, _) in header_rows(c) {
-        let _ = write!(s, "<tr><th>{k}</th><td><code>{}</code></td></tr>", esc(&v));
-    }
-    let _ = write!(
-        s,
-        "</table><p class=\"note\">{}</p>",
-        esc(NOT_DETERMINISTIC)
-    );
-    if !c.skipped.is_empty() {
-        let _ = write!(
-            s,
-            "<p>Fault kinds skipped: {}.</p>",
-            esc(&c.skipped.join("; "))
-        );
-    }
-    for w in &c.warnings {
-        let _ = write!(s, "<p class=\"fail\">Warning: {}.</p>", esc(w));
-    }
-
-    // What a reader needs first: how bad, where, when; then the evidence.
-    let _ = write!(
-        s,
-        "<h2>Anomaly counts</h2><table><tr><th>anomaly</th><th>severity</th><th>count</th></tr>"
-    );
-    for (a, n) in &r.counts {
-        let allowed = r.allowed.contains(a);
-        let cls = if *n > 0 && !allowed {
-            " class=\"fail\""
-        } else {
-            ""
-        };
-        let note = if allowed { " (allowed)" } else { "" };
-        let _ = write!(
-            s,
-            "<tr><td>{}</td><td>{}</td><td{cls}>{n}{note}</td></tr>",
-            a.as_str(),
-            a.severity().describe()
-        );
-    }
-    let _ = write!(s, "</table>");
-    if !r.realtime_lag.is_empty() {
-        let _ = write!(
-            s,
-            "<h2>Realtime lag</h2><p>{}</p><table><tr><th>partition</th><th>worst lag</th><th>when</th><th>not yet seen</th></tr>",
-            esc(LAG_INTRO)
-        );
-        for row in lag_rows(r) {
-            let cells: String = row.iter().map(|c| format!("<td>{}</td>", esc(c))).collect();
-            let _ = write!(s, "<tr>{cells}</tr>");
-        }
-        let _ = write!(s, "</table>");
-    }
-
-    let _ = write!(
-        s,
-        "<h2>Timeline</h2><p>Per partition: acknowledged sends (green, offset over time), records \
-consumers read (blue), failed or indeterminate sends (orange ticks at the bottom), faults (shaded, \
-labelled by node) and the ops of each finding (red rings).</p>"
-    );
-    s.push_str(&timelines(c));
-
-    let _ = write!(s, "<h2>Findings</h2>");
-    if r.findings.is_empty() {
-        let _ = write!(s, "<p>None: every checker passed.</p>");
-    }
-    let ops = ops_by_index(&c.history);
-    for (k, (class, group)) in finding_groups(r).iter().enumerate() {
-        // The worst class is open; the others one click away.
-        let open = if k == 0 { " open" } else { "" };
-        let _ = write!(
-            s,
-            "<details{open}><summary class=\"fail\">{} ({})</summary>",
-            esc(class),
-            group.len()
-        );
-        for (i, f) in group {
-            let _ = write!(
-                s,
-                "<h3 class=\"fail\">{}. {} on {}</h3><p>{}</p><p>Offsets: {:?}</p><ul>",
-                i + 1,
-                esc(&f.anomaly.to_string()),
-                esc(&f.place()),
-                esc(&f.explanation),
-                f.offsets
-            );
-            for idx in &f.ops {
-                let line = ops
-                    .get(idx)
-                    .map(|o| describe_op(o))
-                    .unwrap_or_else(|| format!("op #{idx} (not in the history)"));
-                let _ = write!(s, "<li>{}</li>", esc(&line));
-            }
-            let _ = write!(s, "</ul>");
-        }
-        let _ = write!(s, "</details>");
-    }
-
     let (reached, unreached) = coverage_rows(c);
-    let _ = write!(
-        s,
-        "<h2>Coverage</h2><p>The states of riptide's clients, proxy and nemesis this run reached: {} of {} points.</p>\
-<table><tr><th>point</th><th>times</th></tr>",
-        reached.len(),
-        reached.len() + unreached.len()
-    );
-    for (k, n) in &reached {
-        let _ = write!(s, "<tr><td><code>{}</code></td><td>{n}</td></tr>", esc(k));
-    }
-    let _ = write!(s, "</table>");
-    if !unreached.is_empty() {
-        let _ = write!(
-            s,
-            "<p class=\"fail\">Never reached (this run says nothing about them): {}</p>",
-            esc(&unreached.join(", "))
-        );
-    }
-
-    let _ = write!(s, "<h2>Faults</h2>");
-    if c.applied.is_empty() {
-        let _ = write!(s, "<p>None were injected.</p>");
-    } else {
-        let _ = write!(
-            s,
-            "<table><tr><th>t (s)</th><th>phase</th><th>fault</th><th>node</th><th>hook</th><th>requests hit</th></tr>"
-        );
-        for a in &c.applied {
-            let hook = a
-                .hook
-                .as_ref()
-                .map(|h| format!("{}: {}", h.command, h.outcome))
-                .unwrap_or_default();
-            let _ = write!(
-                s,
-                "<tr><td>{:.1}</td><td>{}</td><td><code>{}</code></td><td>{} {}</td><td><code>{}</code></td><td>{}</td></tr>",
-                a.at_ms as f64 / 1000.0,
-                a.phase,
-                esc(&serde_json::to_string(&a.fault).unwrap_or_default()),
-                a.node,
-                esc(&a.node_addr),
-                esc(&hook),
-                a.hits.map(|n| n.to_string()).unwrap_or_default()
-            );
-        }
-        let _ = write!(s, "</table>");
-    }
-    store_html(&mut s, c);
-
-    let _ = write!(
-        s,
-        "<h2>Compatibility</h2><table><tr><th>API</th><th>key</th><th>riptide client</th><th>advertised</th>\
-<th>used</th><th>replies</th><th>errors</th><th>status</th></tr>"
-    );
-    if let Some(t) = transactions_row(c) {
-        let cls = if t.status.starts_with("served") {
-            ""
-        } else {
-            " class=\"fail\""
-        };
-        let _ = write!(
-            s,
-            "<tr><td><strong>{}</strong></td><td>—</td><td>—</td><td>—</td><td>{}</td><td>—</td><td>{}</td><td{cls}>{}</td></tr>",
-            t.feature,
-            esc(&t.used),
-            esc(&t.errors),
-            esc(&t.status)
-        );
-    }
-    for row in compat_rows(c) {
-        let cls = if row.status.starts_with("FAILED") {
-            " class=\"fail\""
-        } else {
-            ""
-        };
-        let _ = write!(
-            s,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td{cls}>{}</td></tr>",
-            esc(&row.api),
-            row.key,
-            range(row.client),
-            esc(&advertised_text(&row)),
-            used_text(&row),
-            row.responses,
-            esc(&errors_text(&row)),
-            esc(&row.status)
-        );
-    }
     let o = &c.observed;
-    let _ = write!(
-        s,
-        "</table><p>Proxy: {} node(s) fronted, {} replies rewritten, {} could not be rewritten.</p></body></html>",
-        o.nodes.len(),
-        o.rewritten,
-        o.rewrite_failures
-    );
-    s
+    let body = html! {
+        (rhtml::header_table(header_rows(c).into_iter().map(|(k, v, _)| (k, v))))
+        p class="note" { (NOT_DETERMINISTIC) }
+        @if !c.skipped.is_empty() {
+            p { "Fault kinds skipped: " (c.skipped.join("; ")) "." }
+        }
+        @for w in &c.warnings {
+            p class="fail" { "Warning: " (w) "." }
+        }
+        // What a reader needs first: how bad, where, when; then the evidence.
+        (rhtml::anomaly_counts(r))
+        (rhtml::realtime_lag(r))
+        (rhtml::timelines(&c.history, r, &fault_bands(c)))
+        (rhtml::findings(&c.history, r))
+
+        h2 { "Coverage" }
+        p {
+            "The states of riptide's clients, proxy and nemesis this run reached: "
+            (reached.len()) " of " (reached.len() + unreached.len()) " points."
+        }
+        table {
+            tr { th { "point" } th { "times" } }
+            @for (k, n) in &reached {
+                tr { td { code { (k) } } td { (n) } }
+            }
+        }
+        @if !unreached.is_empty() {
+            p class="fail" {
+                "Never reached (this run says nothing about them): " (unreached.join(", "))
+            }
+        }
+
+        h2 { "Faults" }
+        @if c.applied.is_empty() {
+            p { "None were injected." }
+        } @else {
+            table {
+                tr {
+                    th { "t (s)" } th { "phase" } th { "fault" } th { "node" } th { "hook" }
+                    th { "requests hit" }
+                }
+                @for a in &c.applied {
+                    @let hook = a
+                        .hook
+                        .as_ref()
+                        .map(|h| format!("{}: {}", h.command, h.outcome))
+                        .unwrap_or_default();
+                    tr {
+                        td { (format!("{:.1}", a.at_ms as f64 / 1000.0)) }
+                        td { (a.phase) }
+                        td { code { (serde_json::to_string(&a.fault).unwrap_or_default()) } }
+                        td { (a.node) " " (a.node_addr) }
+                        td { code { (hook) } }
+                        td { @if let Some(n) = a.hits { (n) } }
+                    }
+                }
+            }
+        }
+        (store_html(c))
+
+        h2 { "Compatibility" }
+        table {
+            tr {
+                th { "API" } th { "key" } th { "riptide client" } th { "advertised" }
+                th { "used" } th { "replies" } th { "errors" } th { "status" }
+            }
+            @if let Some(t) = transactions_row(c) {
+                tr {
+                    td { strong { (t.feature) } } td { "—" } td { "—" } td { "—" }
+                    td { (t.used) } td { "—" } td { (t.errors) }
+                    td class=[(!t.status.starts_with("served")).then_some("fail")] { (t.status) }
+                }
+            }
+            @for row in compat_rows(c) {
+                tr {
+                    td { (row.api) } td { (row.key) } td { (range(row.client)) }
+                    td { (advertised_text(&row)) } td { (used_text(&row)) } td { (row.responses) }
+                    td { (errors_text(&row)) }
+                    td class=[row.status.starts_with("FAILED").then_some("fail")] { (row.status) }
+                }
+            }
+        }
+        p {
+            "Proxy: " (o.nodes.len()) " node(s) fronted, " (o.rewritten) " replies rewritten, "
+            (o.rewrite_failures) " could not be rewritten."
+        }
+    };
+    rhtml::page("riptide certification", r, body)
 }
 
-/// Inline SVG charts, one per partition: offset over time.
-fn timelines(c: &Certification) -> String {
-    const W: f64 = 1000.0;
-    const H: f64 = 230.0;
-    const LEFT: f64 = 64.0;
-    const RIGHT: f64 = 16.0;
-    const TOP: f64 = 40.0; // room for fault labels
-    const BOTTOM: f64 = 36.0; // failed-send ticks, time labels, axis title
-    let h = &c.history;
-    let t_max = h.ops.iter().map(|o| o.time_ns).max().unwrap_or(1).max(1) as f64;
-    // Points per partition: (time, offset).
-    let mut acked: BTreeMap<i32, Vec<(u64, i64)>> = BTreeMap::new();
-    let mut read: BTreeMap<i32, Vec<(u64, i64)>> = BTreeMap::new();
-    let mut failed: BTreeMap<i32, Vec<u64>> = BTreeMap::new();
-    let mut final_hwm: BTreeMap<i32, (u64, i64)> = BTreeMap::new();
-    for op in &h.ops {
-        match &op.value {
-            Value::Send(sv) if sv.topic == c.topic => match (op.kind, sv.offset) {
-                (OpKind::Ok, Some(off)) => acked
-                    .entry(sv.partition)
-                    .or_default()
-                    .push((op.time_ns, off)),
-                (OpKind::Fail | OpKind::Info, _) => {
-                    failed.entry(sv.partition).or_default().push(op.time_ns)
-                }
-                _ => {}
-            },
-            Value::Poll(p) if op.kind == OpKind::Ok => {
-                for rec in p.records.iter().filter(|r| r.topic == c.topic) {
-                    read.entry(rec.partition)
-                        .or_default()
-                        .push((op.time_ns, rec.offset));
-                }
-            }
-            Value::FinalRead(f) if op.kind == OpKind::Ok && f.topic == c.topic => {
-                if let Some(hwm) = f.hwm {
-                    final_hwm.insert(f.partition, (op.time_ns, hwm));
-                }
-            }
-            _ => {}
-        }
-    }
-    // Finding marks per partition: at the op's time, at its offset (a send's
-    // own, else the finding's first).
-    let ops = ops_by_index(h);
-    let mut marks: BTreeMap<i32, Vec<(u64, Option<i64>, String)>> = BTreeMap::new();
-    for f in &c.report.findings {
-        for idx in &f.ops {
-            let Some(op) = ops.get(idx) else { continue };
-            let offset = match &op.value {
-                Value::Send(sv) => sv.offset,
-                _ => f.offsets.first().copied(),
-            };
-            marks.entry(f.partition).or_default().push((
-                op.time_ns,
-                offset,
-                format!("{}: {}", f.anomaly, f.explanation),
-            ));
-        }
-    }
-    // Fault intervals: start/heal pairs of the applied list, by fault identity.
-    let mut bands: Vec<(u64, u64, String)> = Vec::new();
-    let mut open: Vec<(u64, &AppliedFault)> = Vec::new();
+/// The applied faults as timeline bands: each start with its heal (by fault id), one never
+/// healed to the end of the history; labelled by kind and node.
+fn fault_bands(c: &Certification) -> Vec<FaultBand> {
+    let end_ns = c.history.ops.iter().map(|o| o.time_ns).max().unwrap_or(0);
+    let label = |a: &AppliedFault| format!("{} n{}", a.fault.kind(), a.node);
+    let mut bands = Vec::new();
+    let mut open: Vec<&AppliedFault> = Vec::new();
     for a in &c.applied {
         if a.phase == "start" {
-            open.push((a.at_ms, a));
+            open.push(a);
         } else if a.phase == "heal" {
-            if let Some(i) = open.iter().position(|(_, o)| o.id == a.id) {
-                let (t0, o) = open.remove(i);
-                bands.push((
-                    t0,
-                    a.at_ms,
-                    o.fault.kind().to_string() + &format!(" n{}", o.node),
-                ));
+            if let Some(i) = open.iter().position(|o| o.id == a.id) {
+                let o = open.remove(i);
+                bands.push(FaultBand {
+                    start_ns: o.at_ms * 1_000_000,
+                    end_ns: a.at_ms * 1_000_000,
+                    label: label(o),
+                });
             }
         }
     }
-    for (t0, o) in open {
-        let label = format!("{} n{}", o.fault.kind(), o.node);
-        bands.push((t0, (t_max / 1e6) as u64, label));
+    for o in open {
+        bands.push(FaultBand {
+            start_ns: o.at_ms * 1_000_000,
+            end_ns: end_ns.max(o.at_ms * 1_000_000),
+            label: label(o),
+        });
     }
     bands.sort();
-
-    let partitions: BTreeSet<i32> = acked
-        .keys()
-        .chain(read.keys())
-        .chain(failed.keys())
-        .chain(marks.keys())
-        .copied()
-        .collect();
-    let plot_w = W - LEFT - RIGHT;
-    let plot_bottom = H - BOTTOM;
-    let x = |t: u64| LEFT + (t as f64 / t_max) * plot_w;
-    let mut s = String::from(
-        "<p class=\"legend\"><span style=\"color:#1a7f37\">● acknowledged send</span> \
-<span style=\"color:#0969da\">● read by a consumer</span> \
-<span style=\"color:#bc4c00\">| failed or indeterminate send</span> \
-<span style=\"color:#57606a\">– – final read's high watermark</span> \
-<span style=\"color:#cf222e\">○ op of a finding</span> \
-<span style=\"background:#8250df33\">&nbsp;fault&nbsp;</span></p>",
-    );
-    for p in partitions {
-        let max_off = acked
-            .get(&p)
-            .into_iter()
-            .chain(read.get(&p))
-            .flatten()
-            .map(|(_, o)| *o)
-            .chain(
-                marks
-                    .get(&p)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|(_, o, _)| *o),
-            )
-            .chain(final_hwm.get(&p).map(|(_, h)| *h))
-            .max()
-            .unwrap_or(1)
-            .max(1) as f64;
-        let y = |o: i64| plot_bottom - (o as f64 / max_off) * (plot_bottom - TOP);
-        let _ = write!(
-            s,
-            "<h3>{}/{p}</h3><svg class=\"timeline\" viewBox=\"0 0 {W} {H}\" xmlns=\"http://www.w3.org/2000/svg\">",
-            esc(&c.topic)
-        );
-        // Fault bands, labels in the first row where they do not overlap.
-        let mut row_ends: Vec<f64> = Vec::new();
-        for (t0, t1, label) in &bands {
-            let (x0, x1) = (x(t0 * 1_000_000), x(t1 * 1_000_000));
-            let text_w = label.len() as f64 * 5.6 + 4.0;
-            let row = match row_ends.iter().position(|end| *end <= x0) {
-                Some(r) => r,
-                None => {
-                    row_ends.push(0.0);
-                    row_ends.len() - 1
-                }
-            };
-            row_ends[row] = x0 + text_w.max(x1 - x0);
-            let ly = 10.0 + (row % 3) as f64 * 11.0;
-            let _ = write!(
-                s,
-                "<rect x=\"{x0:.1}\" y=\"{TOP}\" width=\"{:.1}\" height=\"{:.1}\" fill=\"#8250df\" fill-opacity=\"0.12\"><title>{}</title></rect>\
-<line x1=\"{x0:.1}\" x2=\"{x0:.1}\" y1=\"{:.1}\" y2=\"{TOP}\" stroke=\"#8250df\" stroke-opacity=\"0.4\"/>\
-<text x=\"{:.1}\" y=\"{ly}\">{}</text>",
-                (x1 - x0).max(1.0),
-                plot_bottom - TOP,
-                esc(label),
-                ly + 2.0,
-                x0 + 2.0,
-                esc(label)
-            );
-        }
-        // Axes with a few ticks and titles.
-        let _ = write!(
-            s,
-            "<line x1=\"{LEFT}\" y1=\"{plot_bottom}\" x2=\"{0}\" y2=\"{plot_bottom}\" stroke=\"#8c959f\"/>\
-<line x1=\"{LEFT}\" y1=\"{TOP}\" x2=\"{LEFT}\" y2=\"{plot_bottom}\" stroke=\"#8c959f\"/>\
-<text x=\"4\" y=\"{1}\" transform=\"rotate(-90 12 {1})\">offset</text>\
-<text x=\"{2}\" y=\"{H}\" text-anchor=\"middle\">time (s)</text>",
-            W - RIGHT,
-            (TOP + plot_bottom) / 2.0,
-            LEFT + plot_w / 2.0
-        );
-        for k in 0..=4 {
-            let off = (max_off * k as f64 / 4.0).round() as i64;
-            let _ = write!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{off}</text><line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{3:.1}\" y2=\"{3:.1}\" stroke=\"#d0d7de\" stroke-opacity=\"0.5\"/>",
-                LEFT - 4.0,
-                y(off) + 3.0,
-                W - RIGHT,
-                y(off),
-            );
-            let t = (t_max * k as f64 / 4.0) as u64;
-            let _ = write!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{:.0}</text>",
-                x(t),
-                plot_bottom + 22.0,
-                t as f64 / 1e9
-            );
-        }
-        let thin = |v: &Vec<(u64, i64)>, max: usize| -> Vec<(u64, i64)> {
-            let step = v.len().div_ceil(max).max(1);
-            v.iter().step_by(step).copied().collect()
-        };
-        // Acks first, reads on top (they trail the acks at the same offsets),
-        // as small open squares so both stay visible.
-        let _ = write!(s, "<g fill=\"#1a7f37\">");
-        for (t, o) in thin(acked.get(&p).unwrap_or(&Vec::new()), 3000) {
-            let _ = write!(
-                s,
-                "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"1.6\"/>",
-                x(t),
-                y(o)
-            );
-        }
-        let _ = write!(
-            s,
-            "</g><g fill=\"none\" stroke=\"#0969da\" stroke-width=\"0.8\">"
-        );
-        for (t, o) in thin(read.get(&p).unwrap_or(&Vec::new()), 1500) {
-            let _ = write!(
-                s,
-                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"3\" height=\"3\"/>",
-                x(t) - 1.5,
-                y(o) - 1.5
-            );
-        }
-        let _ = write!(s, "</g>");
-        if let Some((t, hwm)) = final_hwm.get(&p) {
-            let _ = write!(
-                s,
-                "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{1:.1}\" y2=\"{1:.1}\" stroke=\"#57606a\" stroke-dasharray=\"4 3\"><title>final read: hwm {hwm}</title></line>",
-                x(*t),
-                y(*hwm)
-            );
-        }
-        let _ = write!(s, "<g stroke=\"#bc4c00\">");
-        for t in failed.get(&p).into_iter().flatten() {
-            let _ = write!(
-                s,
-                "<line x1=\"{0:.1}\" x2=\"{0:.1}\" y1=\"{1:.1}\" y2=\"{2:.1}\"/>",
-                x(*t),
-                plot_bottom + 2.0,
-                plot_bottom + 9.0
-            );
-        }
-        let _ = write!(
-            s,
-            "</g><g fill=\"none\" stroke=\"#cf222e\" stroke-width=\"2\">"
-        );
-        for (t, o, why) in marks.get(&p).into_iter().flatten() {
-            let cy = o.map(y).unwrap_or(plot_bottom);
-            let _ = write!(
-                s,
-                "<circle cx=\"{:.1}\" cy=\"{cy:.1}\" r=\"5\"><title>{}</title></circle>",
-                x(*t),
-                esc(why)
-            );
-        }
-        let _ = write!(s, "</g></svg>");
-    }
-    s
+    bands
 }
 
 /// Writes every output; returns their paths.
@@ -1380,7 +904,7 @@ mod tests {
     use crate::engine::NotServed;
     use crate::store_proxy::OpUse;
     use riptide_checker::history::{FinalReadValue, HistoryBuilder, SendValue};
-    use riptide_checker::{check_all, CheckerConfig};
+    use riptide_checker::{check_all, CheckerConfig, Verdict};
     use riptide_faults::{Capabilities, Fault, FaultMix};
     use riptide_wire::ResponseError;
     use std::time::Duration;

@@ -72,6 +72,7 @@
 
 pub mod checkers;
 pub mod history;
+pub mod html;
 pub mod jepsen;
 mod jsonl;
 mod jsonl_fast;
