@@ -65,6 +65,23 @@ export RIPTIDE_BIN="${RIPTIDE_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release/rip
 echo "RIPTIDE_BIN=$RIPTIDE_BIN"
 test -x "$RIPTIDE_BIN"
 
+section "riptide as a library: examples/own-broker (its own broker in riptide's world)"
+# An outside crate with a workspace of its own, sharing the target directory: fmt, clippy, its
+# seeded tests (which include finding its planted bug); then, with the bug planted through the
+# environment, its seeded test must fail.
+(
+  cd examples/own-broker
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+  cargo fmt -- --check
+  cargo clippy --all-targets -- -D warnings
+  cargo test --release
+  if OWN_BROKER_BUG=1 cargo test --release --test seeded seeded_runs_pass; then
+    echo "examples/own-broker: the planted bug went unnoticed" >&2
+    exit 1
+  fi
+  echo "examples/own-broker: the planted bug failed its seeded test, as it must"
+)
+
 section "planted bugs: every one must be caught (riptide mutants)"
 "$RIPTIDE_BIN" mutants --seeds 60
 

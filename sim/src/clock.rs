@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// 2026-01-01T00:00:00Z: every run starts at the same instant.
 pub const EPOCH_SECS: u64 = 1_767_225_600;
 
+/// The instant every run starts at, as a [`SystemTime`].
 pub fn epoch() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(EPOCH_SECS)
 }

@@ -9,6 +9,7 @@
 //! connect to the advertised `broker-N:9092` exactly as on turmoil; client
 //! names resolve to nothing (nothing connects to a client).
 
+use crate::factory::{BrokerFactory, ReferenceBroker};
 use crate::host::{BrokerHost, BROKER_PORT};
 use crate::run::{self, Plan, RunOutcome, TRACE_FILTER};
 use crate::scenario::Scenario;
@@ -22,6 +23,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// This backend's name, as `--backend` spells it.
 pub const NAME: &str = "madsim";
 
 /// Simulated time since the run started, if a simulation is running.
@@ -104,7 +106,7 @@ impl World for MadsimWorld {
                 async move {
                     let addr = SocketAddr::from(([0, 0, 0, 0], BROKER_PORT));
                     match tokio::net::TcpListener::bind(addr).await {
-                        Ok(listener) => start.serve(listener).await,
+                        Ok(listener) => start.serve(crate::net::SimListener(listener)).await,
                         Err(e) => tracing::warn!(error = %e, "cannot listen"),
                     }
                 }
@@ -161,7 +163,11 @@ impl World for MadsimWorld {
 
 /// The run's main task: builds the world, applies the schedule as simulated
 /// time reaches each fault, then waits for every client (or the limit).
-async fn world(seed: u64, scenario: Scenario) -> anyhow::Result<(Plan, Duration)> {
+async fn world(
+    seed: u64,
+    scenario: Scenario,
+    factory: Arc<dyn BrokerFactory>,
+) -> anyhow::Result<(Plan, Duration)> {
     tracing::info!(target: "riptide_sim::run", seed, scenario = %scenario.name, "run starts");
     let now = || sim_elapsed().unwrap_or_default();
     let limit = run::limit(&scenario);
@@ -171,7 +177,7 @@ async fn world(seed: u64, scenario: Scenario) -> anyhow::Result<(Plan, Duration)
         nodes: BTreeMap::new(),
         clients: Vec::new(),
     };
-    let mut plan = Plan::new(seed, &scenario, &mut world)?;
+    let mut plan = Plan::new(seed, &scenario, factory, &mut world)?;
     let clients = std::mem::take(&mut world.clients);
     let mut all_done = Box::pin(futures::future::join_all(clients));
     let mut finished = false;
@@ -210,13 +216,17 @@ async fn world(seed: u64, scenario: Scenario) -> anyhow::Result<(Plan, Duration)
 
 /// Each run gets a fresh thread: std's `HashMap` keys are drawn once per
 /// thread, and madsim can seed them only if this thread never drew them.
-pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
+pub fn run(
+    seed: u64,
+    scenario: &Scenario,
+    factory: Arc<dyn BrokerFactory>,
+) -> anyhow::Result<RunOutcome> {
     // Here, not on the run's thread: building the subscriber draws HashMap keys.
     trace::install_global(TRACE_FILTER);
     std::thread::scope(|s| {
         // Coverage is counted on the thread a run runs on: this one's, not the caller's.
         s.spawn(|| {
-            let (outcome, c) = riptide_coverage::collect_all(|| run_here(seed, scenario));
+            let (outcome, c) = riptide_coverage::collect_all(|| run_here(seed, scenario, factory));
             outcome.map(|o| RunOutcome {
                 coverage: c.coverage,
                 invariants: c.invariants,
@@ -228,13 +238,17 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
     })
 }
 
-fn run_here(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
+fn run_here(
+    seed: u64,
+    scenario: &Scenario,
+    factory: Arc<dyn BrokerFactory>,
+) -> anyhow::Result<RunOutcome> {
     // First: the runtime seeds this thread's HashMap keys before anything
     // draws them.
     let rt = Runtime::with_seed_and_config(seed, config());
     let trace = Trace::default();
     let _route = trace.route();
-    let (plan, sim_time) = rt.block_on(world(seed, scenario.clone()))?;
+    let (plan, sim_time) = rt.block_on(world(seed, scenario.clone(), factory))?;
     // Every node (and every task holding the history) goes with the runtime.
     drop(rt);
     plan.finish(&trace, sim_time)
@@ -255,7 +269,8 @@ async fn checked_run() -> String {
         .expect("check_determinism sets the run first");
     let trace = Trace::default();
     let _route = trace.route();
-    let hash = match world(seed, scenario).await {
+    let factory = Arc::new(ReferenceBroker::for_scenario(&scenario));
+    let hash = match world(seed, scenario, factory).await {
         Ok((plan, sim_time)) => match plan.finish(&trace, sim_time) {
             Ok(o) => {
                 TRACES

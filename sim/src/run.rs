@@ -14,12 +14,12 @@
 
 use crate::backend;
 use crate::clock::SimClock;
+use crate::factory::BrokerFactory;
 use crate::net::SimConnector;
 use crate::scenario::Scenario;
 use crate::trace::{self, Trace};
 use crate::world::{Task, World};
 use object_store::memory::InMemory;
-use object_store::ObjectStoreExt;
 use riptide_broker::env::Clock;
 use riptide_checker::history::History;
 use riptide_checker::{check_all, CheckerConfig, Report};
@@ -45,14 +45,23 @@ pub const LIVENESS_WINDOW_MS: u64 = 5000;
 pub const TRACE_FILTER: &str =
     "warn,turmoil=info,riptide_broker=info,riptide_faults=info,riptide_sim=info";
 
+/// A finished run: what ran, what happened, and the checkers' verdict on it.
 pub struct RunOutcome {
+    /// The run's seed.
     pub seed: u64,
+    /// The scenario it ran.
     pub scenario: Scenario,
+    /// The faults the nemesis applied, drawn from the seed (or fixed by the scenario).
     pub schedule: Schedule,
+    /// Every client operation, nemesis event and invariant breach, with simulated times.
     pub history: History,
+    /// The checkers' verdict and findings on the history.
     pub report: Report,
+    /// Every log event of every host, stamped with simulated time.
     pub trace: String,
+    /// SHA-256 of the trace and the history: the same seed and binary give the same hash.
     pub trace_hash: String,
+    /// Simulated time the run took.
     pub sim_time: Duration,
     /// The coverage points this run reached (all zero when collection is off).
     pub coverage: riptide_coverage::Coverage,
@@ -62,6 +71,7 @@ pub struct RunOutcome {
 }
 
 impl RunOutcome {
+    /// The checkers found nothing.
     pub fn passed(&self) -> bool {
         self.report.verdict == riptide_checker::Verdict::Pass
     }
@@ -76,23 +86,22 @@ fn deadline(at: Duration) -> tokio::time::Instant {
     tokio::time::Instant::now() + at.saturating_sub(now)
 }
 
+/// Broker `i`'s host name.
 pub fn broker_name(i: usize) -> String {
     format!("broker-{i}")
 }
 
 /// What the world needs to (re)start broker hosts.
-pub(crate) struct BrokerFactory {
+pub(crate) struct Brokers {
     seed: u64,
-    bug: Option<riptide_broker::bugs::Bug>,
+    factory: Arc<dyn BrokerFactory>,
     region: Arc<InMemory>,
-    partitions: i32,
     zones: usize,
     latency: (u64, u64),
-    retention: (Duration, Duration),
     handles: BTreeMap<String, FaultHandle>,
 }
 
-impl BrokerFactory {
+impl Brokers {
     fn add(&mut self, world: &mut impl World, i: usize) {
         let name = broker_name(i);
         let handle: FaultHandle = Arc::new(Mutex::new(StoreFaults::healthy(self.latency)));
@@ -102,10 +111,8 @@ impl BrokerFactory {
             name,
             zone: format!("zone-{}", i % self.zones.max(1)),
             seed: self.seed,
-            bug: self.bug,
+            factory: self.factory.clone(),
             region: self.region.clone(),
-            partitions: self.partitions,
-            retention: self.retention,
             handle,
             starts: Arc::new(AtomicU64::new(0)),
         });
@@ -140,7 +147,7 @@ impl Nemesis {
         }
     }
 
-    fn set_store(&mut self, f: &mut BrokerFactory, broker: &str) {
+    fn set_store(&mut self, f: &mut Brokers, broker: &str) {
         let active = self.store_faults.get(broker).into_iter().flatten();
         let s = StoreFaults::combine(self.latency, active.map(|(_, fault)| fault));
         if let Some(h) = f.handles.get(broker) {
@@ -151,7 +158,7 @@ impl Nemesis {
     /// Adds or removes fault `id` from a broker's store faults.
     fn store_fault(
         &mut self,
-        f: &mut BrokerFactory,
+        f: &mut Brokers,
         broker: &str,
         id: usize,
         fault: &Fault,
@@ -169,7 +176,7 @@ impl Nemesis {
     fn apply(
         &mut self,
         world: &mut impl World,
-        f: &mut BrokerFactory,
+        f: &mut Brokers,
         id: usize,
         fault: &Fault,
         start: bool,
@@ -258,9 +265,8 @@ impl Nemesis {
                 // a clean shutdown does.
                 self.removed.insert(broker.clone());
                 self.crash(world, broker);
-                let i: i32 = broker.trim_start_matches("broker-").parse().unwrap_or(0);
-                let path = riptide_broker::storage::broker_path(i + 1);
-                let _ = futures::executor::block_on(f.region.delete(&path));
+                let i: usize = broker.trim_start_matches("broker-").parse().unwrap_or(0);
+                futures::executor::block_on(f.factory.retire(i, f.region.clone()));
             }
             Fault::LinkSlow { .. } | Fault::RepliesLost { .. } | Fault::ConnectionsCut { .. } => {
                 // Client-link faults of certify's proxy: the simulated world has no applier
@@ -279,8 +285,17 @@ impl Nemesis {
 /// coverage points it reaches. `Err` is a harness failure (the world could not be run), not a
 /// finding.
 pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
+    crate::Simulation::new(scenario.clone()).seed(seed).run()
+}
+
+/// [`run`] with the brokers `factory` starts.
+pub(crate) fn run_with(
+    seed: u64,
+    scenario: &Scenario,
+    factory: Arc<dyn BrokerFactory>,
+) -> anyhow::Result<RunOutcome> {
     // Counted here, or (madsim, which runs each seed on a thread of its own) by the backend.
-    let (outcome, here) = riptide_coverage::collect_all(|| backend::run(seed, scenario));
+    let (outcome, here) = riptide_coverage::collect_all(|| backend::run(seed, scenario, factory));
     outcome.map(|mut o| {
         o.coverage.add(&here.coverage);
         o.invariants.add(&here.invariants);
@@ -317,7 +332,7 @@ pub(crate) struct Plan {
     actions: Vec<(u64, usize, bool)>,
     next: usize,
     nemesis: Nemesis,
-    factory: BrokerFactory,
+    brokers: Brokers,
     /// Breaches of invariants already in the history.
     breaches: usize,
 }
@@ -327,26 +342,21 @@ impl Plan {
     pub(crate) fn new(
         seed: u64,
         scenario: &Scenario,
+        factory: Arc<dyn BrokerFactory>,
         world: &mut impl World,
     ) -> anyhow::Result<Plan> {
         let workload_end = scenario.duration();
         let settle = SETTLE;
-        let bug = scenario.bug;
-        let mut factory = BrokerFactory {
+        let mut brokers = Brokers {
             seed,
-            bug,
+            factory,
             region: Arc::new(InMemory::new()),
-            partitions: scenario.partitions,
             zones: scenario.zones,
             latency: scenario.store_latency_ms,
-            retention: (
-                Duration::from_millis(scenario.retention_check_ms),
-                Duration::from_millis(scenario.delete_delay_ms),
-            ),
             handles: BTreeMap::new(),
         };
         for i in 0..scenario.brokers {
-            factory.add(world, i);
+            brokers.add(world, i);
         }
         let bootstrap: Vec<String> = (0..scenario.brokers)
             .map(|i| format!("{}:{BROKER_PORT}", broker_name(i)))
@@ -493,7 +503,7 @@ impl Plan {
             actions,
             next: 0,
             nemesis,
-            factory,
+            brokers,
             breaches: 0,
         })
     }
@@ -538,7 +548,7 @@ impl Plan {
             self.recorder
                 .event_at(now.as_nanos() as u64, NEMESIS, planned.event(phase));
             self.nemesis
-                .apply(world, &mut self.factory, id, &planned.fault, start);
+                .apply(world, &mut self.brokers, id, &planned.fault, start);
             self.next += 1;
         }
     }

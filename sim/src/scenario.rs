@@ -8,14 +8,22 @@ use std::time::Duration;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default)]
+/// What a run simulates: the cluster, the clients, the workload and the faults. Presets by
+/// name in [`PRESETS`]; files are JSON with any field left out at its default.
 pub struct Scenario {
+    /// Its name in reports and repro lines.
     pub name: String,
+    /// Brokers at the start.
     pub brokers: usize,
     /// Brokers that can join during the run (scale out).
     pub spare_brokers: usize,
+    /// Availability zones; broker `i` lives in zone `i % zones`.
     pub zones: usize,
+    /// Partitions of each topic.
     pub partitions: i32,
+    /// Producer processes.
     pub producers: usize,
+    /// Consumer processes reading assigned partitions (not in a group).
     pub consumers: usize,
     /// Members of one consumer group reading the topic (joining, committing,
     /// rebalancing as brokers and coordinators come and go).
@@ -52,6 +60,7 @@ pub struct Scenario {
     pub max_realtime_lag_ms: Option<u64>,
     /// How often brokers apply retention, and how long objects below a log start are kept (ms).
     pub retention_check_ms: u64,
+    /// See [`Scenario::retention_check_ms`].
     pub delete_delay_ms: u64,
     /// Records kept for a while only: the first topic's `retention.ms` is drawn, and
     /// administrators delete records now and then (DeleteRecords).
@@ -117,16 +126,20 @@ pub struct RetentionMix {
 /// and `--scenario`'s accepted values all read it.
 #[derive(Debug)]
 pub struct Preset {
+    /// Its name, as `--scenario` takes it.
     pub name: &'static str,
+    /// One line on what it exercises.
     pub about: &'static str,
     shape: fn(Scenario, FaultMix) -> Scenario,
 }
 
 impl Preset {
+    /// The preset called `name`.
     pub fn get(name: &str) -> Option<&'static Preset> {
         PRESETS.iter().find(|p| p.name == name)
     }
 
+    /// Its scenario.
     pub fn scenario(&self) -> Scenario {
         let base = Scenario {
             name: self.name.to_string(),
@@ -136,6 +149,7 @@ impl Preset {
     }
 }
 
+/// Every named scenario.
 pub const PRESETS: &[Preset] = &[
     Preset {
         name: "baseline",
@@ -344,6 +358,7 @@ impl Scenario {
         Preset::get(name).map(Preset::scenario)
     }
 
+    /// The presets' names.
     pub fn names() -> impl Iterator<Item = &'static str> {
         PRESETS.iter().map(|p| p.name)
     }
@@ -353,6 +368,7 @@ impl Scenario {
         serde_json::from_str(text)
     }
 
+    /// Simulated time of workload.
     pub fn duration(&self) -> Duration {
         Duration::from_secs(self.duration_s)
     }

@@ -4,11 +4,15 @@
 use crate::run::{run, RunOutcome};
 use crate::scenario::Scenario;
 
+/// The outcome of shrinking a failing run.
 pub struct Shrunk {
-    /// The smallest failing scenario (its faults fixed), and its run.
+    /// The smallest failing scenario (its faults fixed).
     pub scenario: Scenario,
+    /// Its run.
     pub outcome: RunOutcome,
+    /// Faults in the original run's schedule.
     pub faults_before: usize,
+    /// Runs it took.
     pub runs: usize,
 }
 

@@ -9,14 +9,17 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::FormatTime;
 use tracing_subscriber::fmt::MakeWriter;
 
+/// A run's trace, shared by every writer of the run.
 #[derive(Clone, Default)]
 pub struct Trace(Arc<Mutex<Vec<u8>>>);
 
 impl Trace {
+    /// The trace so far, as text.
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
     }
 
+    /// Adds a line.
     pub fn append(&self, line: &str) {
         let mut buf = self.0.lock().unwrap_or_else(|e| e.into_inner());
         buf.extend_from_slice(line.as_bytes());
@@ -140,6 +143,7 @@ impl<'a> MakeWriter<'a> for Router {
     }
 }
 
+/// Writes log events into a [`Trace`].
 pub struct TraceWriter(Trace);
 
 impl Write for TraceWriter {

@@ -2,14 +2,17 @@
 //! ([`Scenario::tick_ms`]); the nemesis applies faults between steps.
 
 use crate::clock::epoch;
+use crate::factory::BrokerFactory;
 use crate::host::{BrokerHost, BROKER_PORT};
 use crate::net::SimListener;
 use crate::run::{self, Plan, RunOutcome, TRACE_FILTER};
 use crate::scenario::Scenario;
 use crate::trace::Trace;
 use crate::world::{Task, World};
+use std::sync::Arc;
 use std::time::Duration;
 
+/// This backend's name, as `--backend` spells it.
 pub const NAME: &str = "turmoil";
 
 /// Simulated time since the run started, if a simulation is running.
@@ -127,7 +130,12 @@ fn fresh_task_ids() {
 /// of two, for a multi-thread one).
 const TASK_ID_PERIOD: u64 = 64;
 
-pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
+/// Runs one seed of `scenario` with the brokers `factory` starts.
+pub fn run(
+    seed: u64,
+    scenario: &Scenario,
+    factory: Arc<dyn BrokerFactory>,
+) -> anyhow::Result<RunOutcome> {
     fresh_task_ids();
     let trace = Trace::default();
     let _capture = trace.capture(TRACE_FILTER);
@@ -144,7 +152,7 @@ pub fn run(seed: u64, scenario: &Scenario) -> anyhow::Result<RunOutcome> {
         sim: &mut sim,
         hosts: Vec::new(),
     };
-    let mut plan = Plan::new(seed, scenario, &mut world)?;
+    let mut plan = Plan::new(seed, scenario, factory, &mut world)?;
     loop {
         let now = world.sim.elapsed();
         plan.apply_due(&mut world, now);

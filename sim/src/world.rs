@@ -25,11 +25,14 @@ pub trait World {
     fn restart(&mut self, host: &str);
     /// Freezes a host's process: nothing goes in or out of it until it resumes.
     fn pause(&mut self, host: &str);
+    /// Lets a paused host run again.
     fn resume(&mut self, host: &str);
     /// Cuts both directions between two hosts.
     fn partition(&mut self, a: &str, b: &str);
+    /// Heals [`World::partition`].
     fn repair(&mut self, a: &str, b: &str);
     /// Cuts only what `from` sends to `to`.
     fn partition_oneway(&mut self, from: &str, to: &str);
+    /// Heals [`World::partition_oneway`].
     fn repair_oneway(&mut self, from: &str, to: &str);
 }
