@@ -38,17 +38,29 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             }
         }
     }
-    // Acks contradicted by reads.
-    for s in &ix.sends {
+    // Acks contradicted by reads: each partition's acks and reads, both sorted by offset, walked
+    // together; then reported in send order.
+    let mut contradicted: Vec<(usize, usize)> = Vec::new();
+    for (_, part) in ix.parts() {
+        let mut at = 0;
+        for &(o, i) in &part.acks {
+            while at < part.reads.len() && part.reads[at].0 < o {
+                at += 1;
+            }
+            let vid = ix.sends[i].vid;
+            let other = part.reads[at..]
+                .iter()
+                .take_while(|e| e.0 == o)
+                .find(|e| ix.reads[e.1].vid != vid);
+            if let Some(&(_, r)) = other {
+                contradicted.push((i, r));
+            }
+        }
+    }
+    contradicted.sort_unstable();
+    for (i, r) in contradicted {
+        let (s, r) = (&ix.sends[i], &ix.reads[r]);
         let Some(o) = s.acked() else { continue };
-        let Some(r) = ix
-            .part_at(s.pid)
-            .reads_at(o)
-            .map(|i| &ix.reads[i])
-            .find(|r| r.vid != s.vid)
-        else {
-            continue;
-        };
         let elsewhere: Vec<i64> = ix
             .reads_of_id(s.vid)
             .filter(|r| r.pid != s.pid || r.offset != o)

@@ -11,6 +11,8 @@
 //! the record batch; the sends of one imported Jepsen op (`jepsen_op`) are judged together the
 //! same way, so a Jepsen history gets Jepsen's name.
 
+use std::collections::hash_map::Entry;
+
 use super::{q, Anomaly, FastMap, Finding, Index, Send};
 
 /// What groups sends: a record batch, or an imported Jepsen op.
@@ -52,7 +54,10 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         };
         for group in groups.into_iter().flatten() {
             let key = (s.process, group, s.pid);
-            if let Some(&(prev, prev_op, prev_read, prev_value)) = last.get(&key) {
+            // One lookup: the entry is read, then overwritten.
+            let slot = last.entry(key);
+            if let Entry::Occupied(e) = &slot {
+                let &(prev, prev_op, prev_read, prev_value) = e.get();
                 if o <= prev {
                     let ops = [Some(prev_op), prev_read, Some(s.op), read_op];
                     out.push(Finding::new(
@@ -77,7 +82,14 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
                 ));
                 }
             }
-            last.insert(key, (o, s.op, read_op, s.value));
+            match slot {
+                Entry::Occupied(mut e) => {
+                    e.insert((o, s.op, read_op, s.value));
+                }
+                Entry::Vacant(e) => {
+                    e.insert((o, s.op, read_op, s.value));
+                }
+            }
         }
     }
     out
