@@ -71,6 +71,7 @@
 //! over a shared index and returns a [`Report`].
 
 pub mod checkers;
+pub mod figures;
 pub mod history;
 pub mod html;
 pub mod jepsen;

@@ -1,0 +1,760 @@
+//! What serverless promises, measured from any history (simulated or certify): how long
+//! partitions could not be written or read, how long a consumer group stood still, and how
+//! long writes took to be acknowledged and then read, split by the faults around them.
+//!
+//! - A **write window** of a partition opens at the first send attempt that was not
+//!   acknowledged (failed, unknown or never answered) and closes when a send attempted after it
+//!   opened is acknowledged.
+//! - A **read window** of a partition opens at the first poll (of a consumer it is assigned to)
+//!   that failed or returned nothing of it while acknowledged records past the consumer's
+//!   position existed, and closes when a poll returns records of it.
+//! - A **group stall** opens when a member of a formed group starts rejoining (its assignment
+//!   is void until it is assigned again) and closes once every partition the group consumes is
+//!   assigned again and has been read (or polled at its end) since the stall opened.
+//!
+//! A window is attributed to the fault active when it opened (the latest-started if several),
+//! else to the first fault that started while it was open, else to none. Faults that never
+//! heal (scale events, a zone that stays lost) count as active for [`PERMANENT_SPAN_NS`].
+//!
+//! Latencies: produce acknowledgement (invoke to ack) and end to end (ack to the first poll
+//! that returns the record; 0 when a poll returned it before the ack arrived), each split by
+//! [`Phase`] at the send's invoke, and per partition and per broker.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::history::{History, OpKind, Value, F};
+
+/// How long a fault that never heals counts as active, for attribution.
+pub const PERMANENT_SPAN_NS: u64 = 10_000_000_000;
+/// How long after a heal a send counts as [`Phase::AfterHeal`].
+pub const AFTER_HEAL_NS: u64 = 5_000_000_000;
+
+/// Which promise a window broke.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WindowKind {
+    /// A partition accepted no write.
+    Write,
+    /// A partition with something to read gave nothing.
+    Read,
+    /// A consumer group did not own and consume all its partitions.
+    GroupStall,
+}
+
+impl WindowKind {
+    /// Its name in reports and `--slo` bounds.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WindowKind::Write => "write-window",
+            WindowKind::Read => "read-window",
+            WindowKind::GroupStall => "group-stall",
+        }
+    }
+}
+
+/// One span of unavailability.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// What was unavailable.
+    pub kind: WindowKind,
+    /// `topic/partition`, or the group's name for a stall.
+    pub subject: String,
+    /// When it opened and closed (ns since the run began).
+    pub start_ns: u64,
+    /// For a window still open when the history ends: the history's last time.
+    pub end_ns: u64,
+    /// False when it never closed.
+    pub closed: bool,
+    /// The kind of fault it is attributed to, if any.
+    pub fault: Option<String>,
+}
+
+impl Window {
+    /// Its length.
+    pub fn duration_ns(&self) -> u64 {
+        self.end_ns.saturating_sub(self.start_ns)
+    }
+}
+
+/// When a send was invoked, relative to the faults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// No fault active, none healed in the last [`AFTER_HEAL_NS`].
+    Steady,
+    /// During a fault.
+    Fault,
+    /// Within [`AFTER_HEAL_NS`] after a heal, no fault active.
+    AfterHeal,
+}
+
+/// A latency distribution (nearest-rank quantiles).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Latency {
+    /// How many measurements.
+    pub count: u64,
+    /// Median, 99th percentile and maximum, in ns.
+    pub p50_ns: u64,
+    /// See [`Latency::p50_ns`].
+    pub p99_ns: u64,
+    /// See [`Latency::p50_ns`].
+    pub max_ns: u64,
+}
+
+impl Latency {
+    /// The distribution of `values` (in any order).
+    pub fn of(mut values: Vec<u64>) -> Latency {
+        if values.is_empty() {
+            return Latency::default();
+        }
+        values.sort_unstable();
+        let rank =
+            |q: f64| values[((q * values.len() as f64).ceil() as usize).clamp(1, values.len()) - 1];
+        Latency {
+            count: values.len() as u64,
+            p50_ns: rank(0.50),
+            p99_ns: rank(0.99),
+            max_ns: values[values.len() - 1],
+        }
+    }
+}
+
+/// Every figure of one history.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Figures {
+    /// Every window, by kind, then subject, then start.
+    pub windows: Vec<Window>,
+    /// Produce acknowledgement latency by phase.
+    pub produce: BTreeMap<Phase, Latency>,
+    /// End-to-end latency (ack to first read) by phase of the send.
+    pub end_to_end: BTreeMap<Phase, Latency>,
+    /// Produce acknowledgement latency by partition (`topic/partition`).
+    pub produce_by_partition: BTreeMap<String, Latency>,
+    /// Produce acknowledgement latency by the broker that answered.
+    pub produce_by_broker: BTreeMap<String, Latency>,
+    /// End-to-end latency by partition.
+    pub end_to_end_by_partition: BTreeMap<String, Latency>,
+}
+
+impl Figures {
+    /// The longest window of `kind`, if any.
+    pub fn worst(&self, kind: WindowKind) -> Option<&Window> {
+        self.windows
+            .iter()
+            .filter(|w| w.kind == kind)
+            .max_by_key(|w| (w.duration_ns(), std::cmp::Reverse(w.start_ns)))
+    }
+}
+
+/// A fault's active span.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultSpan {
+    /// The fault's kind (`crash`, `scale-in`, ...).
+    pub kind: String,
+    /// When it started, and healed (`None`: never).
+    pub start_ns: u64,
+    /// See [`FaultSpan::start_ns`].
+    pub heal_ns: Option<u64>,
+}
+
+impl FaultSpan {
+    /// When it stops counting as active.
+    fn end_ns(&self) -> u64 {
+        self.heal_ns
+            .unwrap_or(self.start_ns.saturating_add(PERMANENT_SPAN_NS))
+    }
+
+    fn active_at(&self, t: u64) -> bool {
+        self.start_ns <= t && t < self.end_ns()
+    }
+}
+
+/// The nemesis's faults as spans: a `start` event paired with the next `heal` of the same
+/// fault (same kind and detail but the phase), in start order.
+pub fn fault_spans(history: &History) -> Vec<FaultSpan> {
+    let mut spans: Vec<FaultSpan> = Vec::new();
+    let mut open: Vec<(String, usize)> = Vec::new();
+    for op in history.ops.iter().filter(|op| op.kind == OpKind::Ok) {
+        let Value::Fault(f) = &op.value else { continue };
+        let mut detail = f.detail.clone();
+        let phase = detail.remove("phase");
+        let identity = format!(
+            "{}{}",
+            f.kind,
+            serde_json::to_string(&detail).unwrap_or_default()
+        );
+        match phase.as_ref().and_then(|p| p.as_str()) {
+            Some("heal") => {
+                if let Some(i) = open.iter().position(|(id, _)| *id == identity) {
+                    let (_, at) = open.remove(i);
+                    spans[at].heal_ns = Some(op.time_ns);
+                }
+            }
+            _ => {
+                open.push((identity, spans.len()));
+                spans.push(FaultSpan {
+                    kind: f.kind.clone(),
+                    start_ns: op.time_ns,
+                    heal_ns: None,
+                });
+            }
+        }
+    }
+    spans
+}
+
+/// The fault a window opened at `start` and closed at `end` is attributed to.
+fn attribute(spans: &[FaultSpan], start: u64, end: u64) -> Option<String> {
+    spans
+        .iter()
+        .filter(|s| s.active_at(start))
+        .max_by_key(|s| s.start_ns)
+        .or_else(|| {
+            spans
+                .iter()
+                .find(|s| s.start_ns > start && s.start_ns <= end)
+        })
+        .map(|s| s.kind.clone())
+}
+
+fn phase_at(spans: &[FaultSpan], t: u64) -> Phase {
+    if spans.iter().any(|s| s.active_at(t)) {
+        Phase::Fault
+    } else if spans
+        .iter()
+        .filter_map(|s| s.heal_ns)
+        .any(|h| h <= t && t < h + AFTER_HEAL_NS)
+    {
+        Phase::AfterHeal
+    } else {
+        Phase::Steady
+    }
+}
+
+fn tp(topic: &str, partition: i32) -> String {
+    format!("{topic}/{partition}")
+}
+
+/// A send: partition, invoke time, completion time and outcome, broker, and its value.
+struct SendRec<'a> {
+    tp: String,
+    invoke_ns: u64,
+    done_ns: Option<u64>,
+    outcome: OpKind,
+    offset: Option<i64>,
+    broker: Option<&'a str>,
+    value: &'a str,
+}
+
+/// Computes every figure of `history`.
+pub fn figures(history: &History) -> Figures {
+    let spans = fault_spans(history);
+    let end_of_history = history.ops.last().map_or(0, |op| op.time_ns);
+    let pairs = history.pairs();
+
+    // Sends, from their invoke/completion pairs.
+    let mut sends: Vec<SendRec> = Vec::new();
+    for p in &pairs {
+        let Value::Send(s) = &p.invoke.value else {
+            continue;
+        };
+        let done = p.completion.filter(|c| c.kind != OpKind::Invoke);
+        let offset = match done.map(|c| &c.value) {
+            Some(Value::Send(c)) => c.offset,
+            _ => None,
+        };
+        let broker = match done.map(|c| &c.value) {
+            Some(Value::Send(c)) => c.broker.as_deref(),
+            _ => None,
+        };
+        sends.push(SendRec {
+            tp: tp(&s.topic, s.partition),
+            invoke_ns: p.invoke.time_ns,
+            done_ns: done.map(|c| c.time_ns),
+            outcome: p.outcome(),
+            offset,
+            broker,
+            value: &s.value,
+        });
+    }
+
+    let mut windows = write_windows(&sends, end_of_history);
+    windows.extend(read_windows(history, &sends, end_of_history));
+    windows.extend(group_stalls(history, end_of_history));
+    for w in &mut windows {
+        w.fault = attribute(&spans, w.start_ns, w.end_ns);
+    }
+    windows.sort_by(|a, b| (a.kind, &a.subject, a.start_ns).cmp(&(b.kind, &b.subject, b.start_ns)));
+
+    // Latencies.
+    let mut produce: BTreeMap<Phase, Vec<u64>> = BTreeMap::new();
+    let mut produce_tp: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut produce_broker: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    // (partition, value) -> (ack time, phase) of acknowledged sends.
+    let mut acked: BTreeMap<(&str, &str), (u64, Phase)> = BTreeMap::new();
+    for s in sends.iter().filter(|s| s.outcome == OpKind::Ok) {
+        let Some(done) = s.done_ns else { continue };
+        let phase = phase_at(&spans, s.invoke_ns);
+        let took = done.saturating_sub(s.invoke_ns);
+        produce.entry(phase).or_default().push(took);
+        produce_tp.entry(s.tp.clone()).or_default().push(took);
+        if let Some(b) = s.broker {
+            produce_broker.entry(b.to_string()).or_default().push(took);
+        }
+        acked.entry((&s.tp, s.value)).or_insert((done, phase));
+    }
+    let mut e2e: BTreeMap<Phase, Vec<u64>> = BTreeMap::new();
+    let mut e2e_tp: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let mut seen: BTreeSet<(String, &str)> = BTreeSet::new();
+    for op in history.ops.iter().filter(|op| op.kind == OpKind::Ok) {
+        let Value::Poll(poll) = &op.value else {
+            continue;
+        };
+        for r in &poll.records {
+            let key = tp(&r.topic, r.partition);
+            if let Some((ack, phase)) = acked.get(&(key.as_str(), r.value.as_str())) {
+                if seen.insert((key.clone(), r.value.as_str())) {
+                    let took = op.time_ns.saturating_sub(*ack);
+                    e2e.entry(*phase).or_default().push(took);
+                    e2e_tp.entry(key).or_default().push(took);
+                }
+            }
+        }
+    }
+    Figures {
+        windows,
+        produce: dist(produce),
+        end_to_end: dist(e2e),
+        produce_by_partition: dist(produce_tp),
+        produce_by_broker: dist(produce_broker),
+        end_to_end_by_partition: dist(e2e_tp),
+    }
+}
+
+/// Each list's distribution.
+fn dist<K: Ord>(m: BTreeMap<K, Vec<u64>>) -> BTreeMap<K, Latency> {
+    m.into_iter().map(|(k, v)| (k, Latency::of(v))).collect()
+}
+
+fn write_windows(sends: &[SendRec], end_of_history: u64) -> Vec<Window> {
+    let mut by_tp: BTreeMap<&str, Vec<&SendRec>> = BTreeMap::new();
+    for s in sends {
+        by_tp.entry(&s.tp).or_default().push(s);
+    }
+    let mut out = Vec::new();
+    for (tp, mut list) in by_tp {
+        list.sort_by_key(|s| s.invoke_ns);
+        let mut i = 0;
+        while i < list.len() {
+            // The next attempt that was not acknowledged opens a window...
+            let Some(open) = list[i..].iter().position(|s| s.outcome != OpKind::Ok) else {
+                break;
+            };
+            let start = list[i + open].invoke_ns;
+            // ...which an attempt made since then closes by being acknowledged.
+            let close = list[i + open..]
+                .iter()
+                .filter(|s| s.outcome == OpKind::Ok)
+                .filter_map(|s| s.done_ns)
+                .min();
+            out.push(Window {
+                kind: WindowKind::Write,
+                subject: tp.to_string(),
+                start_ns: start,
+                end_ns: close.unwrap_or(end_of_history).max(start),
+                closed: close.is_some(),
+                fault: None,
+            });
+            let Some(close) = close else { break };
+            // Attempts invoked before the close belong to this window.
+            i += open;
+            while i < list.len() && list[i].invoke_ns < close {
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+fn read_windows(history: &History, sends: &[SendRec], end_of_history: u64) -> Vec<Window> {
+    // Acknowledged offsets of each partition, by ack time.
+    let mut acks: BTreeMap<&str, Vec<(u64, i64)>> = BTreeMap::new();
+    for s in sends {
+        if let (OpKind::Ok, Some(done), Some(offset)) = (s.outcome, s.done_ns, s.offset) {
+            acks.entry(&s.tp).or_default().push((done, offset));
+        }
+    }
+    for list in acks.values_mut() {
+        list.sort_unstable();
+    }
+    // The highest offset acknowledged by time `t`.
+    let acked_by = |tp: &str, t: u64| -> Option<i64> {
+        let list = acks.get(tp)?;
+        let n = list.partition_point(|(at, _)| *at <= t);
+        list[..n].iter().map(|(_, o)| *o).max()
+    };
+
+    // Per consumer: its assigned partitions and next position in each.
+    let mut assigned: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
+    let mut position: BTreeMap<(u64, String), i64> = BTreeMap::new();
+    let mut open: BTreeMap<String, u64> = BTreeMap::new();
+    let mut out = Vec::new();
+    for p in history.pairs() {
+        let inv = p.invoke;
+        let done = p.completion.filter(|c| c.kind != OpKind::Invoke);
+        match (&inv.value, p.outcome()) {
+            (Value::Assign(_), OpKind::Ok) => {
+                if let Some(Value::Assign(a)) = done.map(|c| &c.value) {
+                    let parts = a.partitions.iter().map(|x| tp(&x.topic, x.partition));
+                    assigned.insert(inv.process, parts.collect());
+                }
+            }
+            (Value::Seek(s), OpKind::Ok) => {
+                position.insert((inv.process, tp(&s.topic, s.partition)), s.offset);
+            }
+            (Value::Poll(_), outcome) => {
+                let at = done.map_or(end_of_history, |c| c.time_ns);
+                let got: BTreeMap<String, i64> = match done.map(|c| &c.value) {
+                    Some(Value::Poll(v)) if outcome == OpKind::Ok => {
+                        let mut got = BTreeMap::new();
+                        for r in &v.records {
+                            let e = got.entry(tp(&r.topic, r.partition)).or_insert(r.offset);
+                            *e = (*e).max(r.offset);
+                        }
+                        got
+                    }
+                    _ => BTreeMap::new(),
+                };
+                for key in assigned.get(&inv.process).into_iter().flatten() {
+                    let pos = position
+                        .get(&(inv.process, key.clone()))
+                        .copied()
+                        .unwrap_or(0);
+                    if let Some(last) = got.get(key) {
+                        position.insert((inv.process, key.clone()), last + 1);
+                        if let Some(start) = open.remove(key) {
+                            out.push(Window {
+                                kind: WindowKind::Read,
+                                subject: key.clone(),
+                                start_ns: start,
+                                end_ns: at.max(start),
+                                closed: true,
+                                fault: None,
+                            });
+                        }
+                    } else if acked_by(key, inv.time_ns).is_some_and(|hi| hi >= pos) {
+                        open.entry(key.clone()).or_insert(inv.time_ns);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    for (key, start) in open {
+        out.push(Window {
+            kind: WindowKind::Read,
+            subject: key,
+            start_ns: start,
+            end_ns: end_of_history.max(start),
+            closed: false,
+            fault: None,
+        });
+    }
+    out
+}
+
+fn group_stalls(history: &History, end_of_history: u64) -> Vec<Window> {
+    // Group members, by their client description.
+    let mut group_of: BTreeMap<u64, String> = BTreeMap::new();
+    for op in &history.ops {
+        if let Value::Client(c) = &op.value {
+            if c.role == "member" {
+                let group = c
+                    .profile
+                    .get("group")
+                    .and_then(|g| g.as_str())
+                    .unwrap_or("group");
+                group_of.insert(op.process, group.to_string());
+            }
+        }
+    }
+    struct Group {
+        /// Every partition it was ever assigned.
+        partitions: BTreeSet<String>,
+        owned: BTreeMap<u64, BTreeSet<String>>,
+        /// Partitions read since the stall opened (or since the start, until formed).
+        read: BTreeSet<String>,
+        formed: bool,
+        stall: Option<u64>,
+    }
+    let mut groups: BTreeMap<&str, Group> = BTreeMap::new();
+    let mut out = Vec::new();
+    for op in &history.ops {
+        let Some(name) = group_of.get(&op.process) else {
+            continue;
+        };
+        let g = groups.entry(name).or_insert_with(|| Group {
+            partitions: BTreeSet::new(),
+            owned: BTreeMap::new(),
+            read: BTreeSet::new(),
+            formed: false,
+            stall: None,
+        });
+        match (op.f(), op.kind, &op.value) {
+            (F::Assign, OpKind::Invoke, _) => {
+                g.owned.remove(&op.process);
+                if g.formed && g.stall.is_none() {
+                    g.stall = Some(op.time_ns);
+                    g.read.clear();
+                }
+            }
+            (F::Assign, OpKind::Ok, Value::Assign(a)) => {
+                let parts: BTreeSet<String> = a
+                    .partitions
+                    .iter()
+                    .map(|x| tp(&x.topic, x.partition))
+                    .collect();
+                g.partitions.extend(parts.iter().cloned());
+                g.owned.insert(op.process, parts);
+            }
+            (F::Poll, OpKind::Ok, Value::Poll(p)) => {
+                let owned = g.owned.get(&op.process).cloned().unwrap_or_default();
+                for r in &p.records {
+                    g.read.insert(tp(&r.topic, r.partition));
+                }
+                // A partition polled at its end counts as consumed: nothing was there.
+                for h in &p.high_watermarks {
+                    let key = tp(&h.topic, h.partition);
+                    let at_end = p.fetch_offsets.iter().any(|f| {
+                        f.topic == h.topic && f.partition == h.partition && f.offset >= h.hwm
+                    });
+                    if at_end && owned.contains(&key) {
+                        g.read.insert(key);
+                    }
+                }
+            }
+            _ => continue,
+        }
+        let all_owned = g
+            .partitions
+            .iter()
+            .all(|p| g.owned.values().any(|o| o.contains(p)));
+        let all_read = g.partitions.iter().all(|p| g.read.contains(p));
+        if !g.partitions.is_empty() && all_owned && all_read {
+            if let Some(start) = g.stall.take() {
+                out.push(Window {
+                    kind: WindowKind::GroupStall,
+                    subject: name.clone(),
+                    start_ns: start,
+                    end_ns: op.time_ns.max(start),
+                    closed: true,
+                    fault: None,
+                });
+            }
+            g.formed = true;
+        }
+    }
+    for (name, g) in groups {
+        if let Some(start) = g.stall {
+            out.push(Window {
+                kind: WindowKind::GroupStall,
+                subject: name.to_string(),
+                start_ns: start,
+                end_ns: end_of_history.max(start),
+                closed: false,
+                fault: None,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{
+        AssignValue, ClientValue, FaultValue, HistoryBuilder, PollValue, SendValue, TopicPartition,
+    };
+
+    const MS: u64 = 1_000_000;
+
+    /// Moves the builder's clock to `ms`.
+    fn at(h: &mut HistoryBuilder, ms: u64) -> &mut HistoryBuilder {
+        let now = h.now_ns();
+        h.advance((ms * MS).saturating_sub(now))
+    }
+
+    fn fault(h: &mut HistoryBuilder, ms: u64, kind: &str, phase: &str) {
+        at(h, ms).ok(
+            1000,
+            FaultValue::new(kind)
+                .with("broker", "broker-0")
+                .with("phase", phase),
+        );
+    }
+
+    /// A send of `value` to t/0 invoked at `ms`, completed `took` ms later as `kind`.
+    fn send(h: &mut HistoryBuilder, ms: u64, took: u64, kind: OpKind, value: &str, offset: i64) {
+        let v = SendValue::new("t", 0, value);
+        let inv = at(h, ms).invoke(1, v.clone());
+        let done = if kind == OpKind::Ok {
+            v.acked(offset)
+        } else {
+            v
+        };
+        at(h, ms + took).complete(1, inv, kind, done);
+    }
+
+    #[test]
+    fn a_write_window_is_attributed_to_the_fault_it_opened_in() {
+        let mut h = HistoryBuilder::new();
+        send(&mut h, 100, 5, OpKind::Ok, "a", 0);
+        fault(&mut h, 1000, "crash", "start");
+        send(&mut h, 1100, 400, OpKind::Info, "b", 0);
+        send(&mut h, 1600, 400, OpKind::Fail, "c", 0);
+        fault(&mut h, 3000, "crash", "heal");
+        send(&mut h, 3100, 100, OpKind::Ok, "d", 1);
+        let f = figures(&h.build());
+        let w: Vec<_> = f
+            .windows
+            .iter()
+            .filter(|w| w.kind == WindowKind::Write)
+            .collect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!((w[0].start_ns, w[0].end_ns), (1100 * MS, 3200 * MS));
+        assert!(w[0].closed);
+        assert_eq!(w[0].fault.as_deref(), Some("crash"));
+        assert_eq!(w[0].subject, "t/0");
+        // Produce latency by phase: 5 ms steady, 100 ms after the heal.
+        assert_eq!(f.produce[&Phase::Steady].max_ns, 5 * MS);
+        assert_eq!(f.produce[&Phase::AfterHeal].p50_ns, 100 * MS);
+        assert!(!f.produce.contains_key(&Phase::Fault));
+    }
+
+    #[test]
+    fn a_window_with_no_fault_is_its_own_line() {
+        let mut h = HistoryBuilder::new();
+        send(&mut h, 100, 50, OpKind::Fail, "a", 0);
+        send(&mut h, 900, 10, OpKind::Ok, "b", 0);
+        // A fault long after the window closed is not its cause.
+        fault(&mut h, 5000, "pause", "start");
+        fault(&mut h, 6000, "pause", "heal");
+        let f = figures(&h.build());
+        let w = f.worst(WindowKind::Write).expect("one window");
+        assert_eq!(
+            (w.start_ns, w.end_ns, w.fault.as_deref()),
+            (100 * MS, 910 * MS, None)
+        );
+    }
+
+    #[test]
+    fn no_window_when_nothing_was_attempted_or_everything_acknowledged() {
+        let mut h = HistoryBuilder::new();
+        fault(&mut h, 1000, "crash", "start");
+        fault(&mut h, 2000, "crash", "heal");
+        assert!(figures(&h.build()).windows.is_empty());
+
+        let mut h = HistoryBuilder::new();
+        send(&mut h, 100, 5, OpKind::Ok, "a", 0);
+        fault(&mut h, 1000, "crash", "start");
+        send(&mut h, 1100, 5, OpKind::Ok, "b", 1);
+        fault(&mut h, 2000, "crash", "heal");
+        assert!(figures(&h.build()).windows.is_empty());
+    }
+
+    #[test]
+    fn a_write_window_never_closed_runs_to_the_end_and_a_permanent_fault_is_its_cause() {
+        let mut h = HistoryBuilder::new();
+        fault(&mut h, 500, "scale-in", "start");
+        send(&mut h, 1000, 100, OpKind::Info, "a", 0);
+        at(&mut h, 4000).ok(1000, FaultValue::new("other-event"));
+        let f = figures(&h.build());
+        let w = f.worst(WindowKind::Write).unwrap();
+        assert!(!w.closed);
+        assert_eq!((w.start_ns, w.end_ns), (1000 * MS, 4000 * MS));
+        assert_eq!(w.fault.as_deref(), Some("scale-in"));
+    }
+
+    #[test]
+    fn a_read_window_needs_something_to_read_and_ends_at_the_next_records() {
+        let mut h = HistoryBuilder::new();
+        let tp0 = AssignValue {
+            partitions: vec![TopicPartition::new("t", 0)],
+        };
+        at(&mut h, 0).call(2, AssignValue::default(), OpKind::Ok, tp0);
+        // Nothing acked yet: an empty poll opens nothing.
+        at(&mut h, 50).call(2, PollValue::default(), OpKind::Ok, PollValue::default());
+        send(&mut h, 100, 10, OpKind::Ok, "a", 0);
+        fault(&mut h, 200, "partition", "start");
+        at(&mut h, 300).call(2, PollValue::default(), OpKind::Fail, PollValue::default());
+        at(&mut h, 800).call(2, PollValue::default(), OpKind::Ok, PollValue::default());
+        fault(&mut h, 1000, "partition", "heal");
+        let got = PollValue::default().record("t", 0, 0, "a");
+        at(&mut h, 1200).call(2, PollValue::default(), OpKind::Ok, got);
+        // Read up to the end: empty polls open nothing.
+        at(&mut h, 1300).call(2, PollValue::default(), OpKind::Ok, PollValue::default());
+        let f = figures(&h.build());
+        let w: Vec<_> = f
+            .windows
+            .iter()
+            .filter(|w| w.kind == WindowKind::Read)
+            .collect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!((w[0].start_ns, w[0].end_ns), (300 * MS, 1200 * MS));
+        assert_eq!(w[0].fault.as_deref(), Some("partition"));
+        // End to end: acked at 110 ms, first read at 1200 ms, sent in steady state.
+        assert_eq!(f.end_to_end[&Phase::Steady].max_ns, 1090 * MS);
+    }
+
+    #[test]
+    fn a_group_stalls_from_a_rejoin_until_every_partition_is_owned_and_read() {
+        let mut h = HistoryBuilder::new();
+        for p in [2, 3] {
+            let mut c = ClientValue {
+                role: "member".into(),
+                ..Default::default()
+            };
+            c.profile.insert("group".into(), "g".into());
+            h.ok(p, c);
+        }
+        let assign = |parts: &[i32]| AssignValue {
+            partitions: parts.iter().map(|p| TopicPartition::new("t", *p)).collect(),
+        };
+        let read = |p: i32, v: &str| PollValue::default().record("t", p, 0, v);
+        at(&mut h, 0).call(2, AssignValue::default(), OpKind::Ok, assign(&[0]));
+        h.call(3, AssignValue::default(), OpKind::Ok, assign(&[1]));
+        at(&mut h, 100).call(2, PollValue::default(), OpKind::Ok, read(0, "a"));
+        // Formed only once both partitions are read.
+        at(&mut h, 150).call(3, PollValue::default(), OpKind::Ok, read(1, "b"));
+        fault(&mut h, 1000, "crash", "start");
+        // Member 3 rejoins: the stall opens; member 2 rejoins and takes both.
+        at(&mut h, 1200).invoke(3, AssignValue::default());
+        at(&mut h, 1300).fail(3, AssignValue::default());
+        at(&mut h, 1400).call(2, AssignValue::default(), OpKind::Ok, assign(&[0, 1]));
+        at(&mut h, 1500).call(2, PollValue::default(), OpKind::Ok, read(0, "c"));
+        fault(&mut h, 2000, "crash", "heal");
+        at(&mut h, 2500).call(2, PollValue::default(), OpKind::Ok, read(1, "d"));
+        let f = figures(&h.build());
+        let w: Vec<_> = f
+            .windows
+            .iter()
+            .filter(|w| w.kind == WindowKind::GroupStall)
+            .collect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!((w[0].start_ns, w[0].end_ns), (1200 * MS, 2500 * MS));
+        assert_eq!(
+            (w[0].subject.as_str(), w[0].fault.as_deref()),
+            ("g", Some("crash"))
+        );
+    }
+
+    #[test]
+    fn latency_quantiles_are_nearest_rank() {
+        let l = Latency::of((1..=100).rev().collect());
+        assert_eq!((l.count, l.p50_ns, l.p99_ns, l.max_ns), (100, 50, 99, 100));
+        assert_eq!(Latency::of(vec![]), Latency::default());
+        assert_eq!(Latency::of(vec![7]).p99_ns, 7);
+    }
+}
