@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # riptide's test command: fmt and clippy (the ordinary build here, the madsim build in
-# ci/madsim.sh), Rust tests, the release broker, planted bugs, the madsim backend, then the
-# end-to-end tests against real clients (kcat, kafka-python, confluent-kafka, moto). Installs what it needs when it is missing:
+# ci/madsim.sh), Rust tests, the release broker, planted bugs, the HTML report in headless Chromium
+# (ci/html-check.sh), the madsim backend, then the end-to-end tests against real clients (kcat, kafka-python, confluent-kafka, moto). Installs what it needs when it is missing:
 # kcat with apt-get, the Python packages into a virtual environment of its own (ci/python-env.sh:
 # .venv-ci/, or RIPTIDE_VENV; never the system Python), made from $PYTHON (default python3).
 #
@@ -84,6 +84,10 @@ section "riptide as a library: examples/own-broker (its own broker in riptide's 
 
 section "planted bugs: every one must be caught (riptide mutants)"
 "$RIPTIDE_BIN" mutants --seeds 60
+
+section "HTML report (ci/html-check.sh: sim chaos seed 1's report.html in headless Chromium; pages made bad from it must fail)"
+# Installs chromium and chromium-driver (apt-get) and selenium and Pillow (the venv) when missing.
+bash ci/html-check.sh --sim --self-test
 
 section "madsim backend (ci/madsim.sh: its own build, determinism, small sweep, planted bugs)"
 bash ci/madsim.sh

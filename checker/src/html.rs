@@ -27,7 +27,7 @@ use crate::{Finding, Report, Severity, Verdict};
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#1f2328}\
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}\
 th{background:#f6f8fa}code{font-size:12px}.verdict{color:#fff;padding:2px 10px;border-radius:4px}\
-.verdict.pass{background:#1a7f37}.verdict.fail{background:#cf222e}\
+.verdict.ok{background:#1a7f37}.verdict.bad{background:#cf222e}\
 .fail{color:#cf222e;font-weight:600}.note{background:#fff8c5;padding:8px;border-radius:4px}\
 svg text{font-size:10px;fill:#57606a}summary{cursor:pointer;font-weight:600;margin:.4em 0}\
 svg.timeline{width:100%;height:auto}.legend span{margin-right:1em}li{font-family:monospace;font-size:12px}";
@@ -55,9 +55,9 @@ pub struct FaultBand {
 pub fn page(title: &str, report: &Report, body: Markup) -> String {
     let verdict = report.verdict_line();
     let class = if report.verdict == Verdict::Pass {
-        "verdict pass"
+        "verdict ok"
     } else {
-        "verdict fail"
+        "verdict bad"
     };
     html! {
         (DOCTYPE)
@@ -702,6 +702,7 @@ mod tests {
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;/0"));
         assert!(page.contains("crash broker-&lt;b&gt;"), "the band's label");
         assert!(page.contains("<details open><summary class=\"fail\">"));
+        assert!(page.contains("<span class=\"verdict bad\">FAIL"));
     }
 
     #[test]

@@ -145,7 +145,8 @@ pub struct SimArgs {
     seed: u64,
     #[command(flatten)]
     pub scenario: ScenarioArgs,
-    /// Where to write history.jsonl, report.txt, report.json and trace.log.
+    /// Where to write history.jsonl, report.txt, report.json, report.html and trace.log
+    /// (default riptide-out/seed-SEED).
     #[arg(long)]
     out: Option<PathBuf>,
     /// madsim only: first run the seed twice under madsim's determinism check
@@ -266,10 +267,14 @@ pub struct SimSummary {
     /// `--no-coverage`).
     pub coverage: Coverage,
     pub output: PathBuf,
+    /// The HTML report (timelines, findings, faults) in `output`.
+    #[serde(default)]
+    pub html: PathBuf,
     pub repro: String,
 }
 
-fn write_outputs(dir: &Path, o: &RunOutcome) -> anyhow::Result<()> {
+/// Writes every output of a run into `dir`; returns the HTML report's path.
+fn write_outputs(dir: &Path, o: &RunOutcome, repro: &str) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut jsonl = Vec::new();
     o.history.to_jsonl(&mut jsonl)?;
@@ -288,7 +293,21 @@ fn write_outputs(dir: &Path, o: &RunOutcome) -> anyhow::Result<()> {
         dir.join("invariants.json"),
         serde_json::to_string_pretty(&o.invariants)?,
     )?;
-    Ok(())
+    let rows = [
+        ("seed", o.seed.to_string()),
+        ("scenario", o.scenario.name.clone()),
+        ("backend", riptide_sim::backend::NAME.to_string()),
+        ("trace hash", o.trace_hash.clone()),
+        ("operations", o.history.ops.len().to_string()),
+        ("simulated", format!("{:.1} s", o.sim_time.as_secs_f64())),
+        ("repro", repro.to_string()),
+    ];
+    let html = dir.join("report.html");
+    std::fs::write(
+        &html,
+        riptide_checker::html::sim_report(&o.history, &o.report, rows),
+    )?;
+    Ok(html)
 }
 
 /// madsim's determinism check of one seed: the trace hash both runs gave.
@@ -345,7 +364,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from(format!("riptide-out/seed-{}", args.seed)));
-    write_outputs(&out, &outcome)?;
+    let html = write_outputs(&out, &outcome, &repro_line(args.seed, &args.scenario))?;
     if args.json {
         let summary = SimSummary {
             seed: outcome.seed,
@@ -361,6 +380,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
             realtime_lag_ns: worst_lag(&outcome.report),
             coverage: outcome.coverage.clone(),
             output: out,
+            html,
             repro: repro_line(args.seed, &args.scenario),
         };
         println!("{}", serde_json::to_string(&summary)?);
@@ -387,6 +407,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
         outcome.sim_time.as_secs_f64() / wall.as_secs_f64().max(1e-9)
     );
     println!("output      {}", out.display());
+    println!("html        {}", html.display());
     println!("repro       {}", repro_line(args.seed, &args.scenario));
     Ok(if outcome.passed() { PASS } else { ANOMALY })
 }
@@ -846,6 +867,10 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<u8> {
             println!();
             print!("{}", o.report.to_text());
             println!("trace hash  {}", o.trace_hash);
+            let out = PathBuf::from(format!("riptide-out/seed-{}", args.seed));
+            let html = write_outputs(&out, &o, &repro_line(args.seed, &args.scenario))?;
+            println!("output      {}", out.display());
+            println!("html        {}", html.display());
             Ok(if o.passed() { PASS } else { ANOMALY })
         }
         Err(e) => {
