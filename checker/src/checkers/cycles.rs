@@ -287,9 +287,8 @@ fn build<'a>(ix: &Index<'a>, keep_whys: bool) -> Deps<'a> {
             events.push((done, true, node.op, n as u32));
         }
     }
-    // Nearly sorted already (nodes are in invoke order): the stable sort merges the runs. Keys
-    // are unique (one invoke and one completion per op), so the order is the same either way.
-    events.sort();
+    // (Not the stable sort: its scratch buffer would raise the peak memory.)
+    events.sort_unstable();
     let mut frontier: Vec<u32> = Vec::new();
     let mut last_done: FastMap<u64, u32> = FastMap::default();
     for (_, completes, _, n) in events {

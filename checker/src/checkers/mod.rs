@@ -703,9 +703,13 @@ pub(crate) struct Index<'a> {
     /// Partition numbers in partition order.
     order: Vec<u32>,
     /// Value → its number. Lookups only.
-    vids: Numbers<'a, ()>,
-    /// By value number: where it was first read, and whether it was read elsewhere too.
+    vids: ValueIds<'a>,
+    /// By value number, while indexing: where it was first read, and whether it was read
+    /// elsewhere too.
     values: Vec<ValueReads>,
+    /// By value number: read at two positions or more (it is in `multi_position`). One byte a
+    /// value, kept once `values` is dropped.
+    flagged: Vec<bool>,
     /// By value number: indices into `reads`, and into `sends`, in history order (filled once
     /// everything is indexed: one sequential pass instead of a chain through scattered records).
     reads_by_value: Groups,
@@ -734,8 +738,9 @@ impl<'a> Index<'a> {
             tps: Vec::new(),
             part_list: Vec::new(),
             order: Vec::new(),
-            vids: Numbers::default(),
+            vids: ValueIds::default(),
             values: Vec::new(),
+            flagged: Vec::new(),
             reads_by_value: Groups::default(),
             sends_by_value: Groups::default(),
             multi_position: Vec::new(),
@@ -744,7 +749,16 @@ impl<'a> Index<'a> {
         };
         // Sized up front: growing these long vectors copies them, and rehashing the values
         // reads every one again.
-        let sends = ix.fs.iter().filter(|&&f| f == F::Send).count();
+        // (A transaction's sends: at most those of its invoke and its completion.)
+        let sends: usize = pairs
+            .iter()
+            .zip(&ix.fs)
+            .map(|(p, &f)| match (f, &p.invoke.value, &p.last().value) {
+                (F::Send, _, _) => 1,
+                (F::Txn, Value::Txn(i), Value::Txn(d)) => i.sends().count() + d.sends().count(),
+                _ => 0,
+            })
+            .sum();
         let reads: usize = pairs
             .iter()
             .zip(&ix.fs)
@@ -757,12 +771,16 @@ impl<'a> Index<'a> {
             .sum();
         ix.sends.reserve(sends);
         ix.reads.reserve(reads);
-        ix.vids.short.reserve(sends);
+        ix.vids.reserve(sends);
         ix.values.reserve(sends);
         for pair in &pairs {
             ix.add(pair);
         }
         let n = ix.values.len();
+        ix.flagged = std::mem::take(&mut ix.values)
+            .iter()
+            .map(|v| v.flagged)
+            .collect();
         ix.reads_by_value = Groups::new(n, ix.reads.iter().map(|r| r.vid));
         ix.sends_by_value = Groups::new(n, ix.sends.iter().map(|s| s.vid));
         for part in &mut ix.part_list {
@@ -801,7 +819,7 @@ impl<'a> Index<'a> {
     /// The value's number, numbering it if it is new.
     fn vid(&mut self, value: &'a str) -> u32 {
         let next = self.values.len() as u32;
-        let id = self.vids.get_or_insert(value, (), next);
+        let id = self.vids.get_or_insert(value, next);
         if id == next {
             self.values.push(ValueReads {
                 pid: NONE,
@@ -838,7 +856,7 @@ impl<'a> Index<'a> {
 
     /// The value's number, if some send or read has it.
     pub fn value_id(&self, value: &str) -> Option<u32> {
-        self.vids.get(value, ())
+        self.vids.get(value)
     }
 
     /// How the process described itself, if it did (histories before `client` ops: never).
@@ -1139,7 +1157,7 @@ impl<'a> Index<'a> {
 
     /// Value number `vid` was read at two positions or more (it is in `multi_position`).
     pub fn flagged_id(&self, vid: u32) -> bool {
-        self.values.get(vid as usize).is_some_and(|v| v.flagged)
+        self.flagged.get(vid as usize).is_some_and(|&f| f)
     }
 
     /// Indices into `sends` of the sends of value number `vid`, in history order.
@@ -1251,34 +1269,127 @@ pub(crate) struct Numbers<'a, T> {
     long: FastMap<(&'a str, T), u32>,
 }
 
-impl<'a, T: Copy + Eq + std::hash::Hash> Numbers<'a, T> {
-    /// The bytes, and the length in the top byte (so "a" and "a\0" differ); None if too long.
-    fn pack(s: &str) -> Option<[u64; 2]> {
-        let b = s.as_bytes();
-        (b.len() < 16).then(|| {
-            let mut k = [0u8; 16];
-            k[..b.len()].copy_from_slice(b);
-            k[15] = b.len() as u8;
-            // Two words, not a u128: entries stay 8-aligned (smaller).
-            let (lo, hi) = k.split_at(8);
-            [lo, hi].map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
-        })
-    }
+/// The bytes of a string of up to 15 bytes, and its length in the top byte (so "a" and "a\0"
+/// differ); None if it is longer.
+fn pack(s: &str) -> Option<[u64; 2]> {
+    let b = s.as_bytes();
+    (b.len() < 16).then(|| {
+        let mut k = [0u8; 16];
+        k[..b.len()].copy_from_slice(b);
+        k[15] = b.len() as u8;
+        // Two words, not a u128: entries stay 8-aligned (smaller).
+        let (lo, hi) = k.split_at(8);
+        [lo, hi].map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
+    })
+}
 
+impl<'a, T: Copy + Eq + std::hash::Hash> Numbers<'a, T> {
     /// The key's number, `next` if it is new.
     pub fn get_or_insert(&mut self, s: &'a str, tag: T, next: u32) -> u32 {
-        match Self::pack(s) {
+        match pack(s) {
             Some(k) => *self.short.entry((k, tag)).or_insert(next),
             None => *self.long.entry((s, tag)).or_insert(next),
         }
     }
 
     pub fn get(&self, s: &str, tag: T) -> Option<u32> {
-        match Self::pack(s) {
+        match pack(s) {
             Some(k) => self.short.get(&(k, tag)),
             None => self.long.get(&(s, tag)),
         }
         .copied()
+    }
+}
+
+/// Value → number, for the many values of a history. Short values (nearly all) are found
+/// through `slots`, an open-addressed table of numbers (4 bytes a slot), and compared with
+/// `keys`, their packed bytes by number: a lookup reads one slot, then the key of a value
+/// numbered recently (usually still cached), where a map of (key, number) entries reads a
+/// control byte and a 24-byte entry far apart. Longer values go to a map. Lookups only.
+#[derive(Default)]
+struct ValueIds<'a> {
+    /// [`NONE`] where empty; a power of two long (or empty).
+    slots: Vec<u32>,
+    /// By number: the packed value, or [`LONG`].
+    keys: Vec<[u64; 2]>,
+    long: FastMap<&'a str, u32>,
+}
+
+/// The key of a value too long to pack (no packed key has a length byte of 255).
+const LONG: [u64; 2] = [u64::MAX; 2];
+
+impl<'a> ValueIds<'a> {
+    fn reserve(&mut self, n: usize) {
+        self.keys.reserve(n);
+        self.resize((n * 4 / 3 + 1).next_power_of_two());
+    }
+
+    /// Where the probe for `k` starts (Fibonacci hashing: the product's top bits).
+    fn start(&self, k: [u64; 2]) -> usize {
+        let h = (k[0] ^ k[1].rotate_left(8)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> (64 - self.slots.len().trailing_zeros())) as usize
+    }
+
+    /// Re-slots every short key into a table of `len` slots.
+    fn resize(&mut self, len: usize) {
+        self.slots = vec![NONE; len.max(16)];
+        let mask = self.slots.len() - 1;
+        for (id, &k) in self.keys.iter().enumerate() {
+            if k != LONG {
+                let mut i = self.start(k);
+                while self.slots[i] != NONE {
+                    i = (i + 1) & mask;
+                }
+                self.slots[i] = id as u32;
+            }
+        }
+    }
+
+    /// The value's number; `next` (which must be the count so far) if it is new.
+    fn get_or_insert(&mut self, value: &'a str, next: u32) -> u32 {
+        debug_assert_eq!(next as usize, self.keys.len());
+        let Some(k) = pack(value) else {
+            let id = *self.long.entry(value).or_insert(next);
+            if id == next {
+                self.keys.push(LONG);
+            }
+            return id;
+        };
+        // At most three quarters full.
+        if (self.keys.len() + 1) * 4 > self.slots.len() * 3 {
+            self.resize(self.slots.len() * 2);
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.start(k);
+        loop {
+            match self.slots[i] {
+                NONE => {
+                    self.slots[i] = next;
+                    self.keys.push(k);
+                    return next;
+                }
+                id if self.keys[id as usize] == k => return id,
+                _ => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    fn get(&self, value: &str) -> Option<u32> {
+        let Some(k) = pack(value) else {
+            return self.long.get(value).copied();
+        };
+        if self.slots.is_empty() {
+            return None;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.start(k);
+        loop {
+            match self.slots[i] {
+                NONE => return None,
+                id if self.keys[id as usize] == k => return Some(id),
+                _ => i = (i + 1) & mask,
+            }
+        }
     }
 }
 
