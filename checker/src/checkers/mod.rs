@@ -1241,12 +1241,17 @@ impl Groups {
         for g in 0..n {
             start[g + 1] += start[g];
         }
-        let mut fill = start.clone();
         let mut list = vec![0u32; start[n] as usize];
         for (i, k) in keys.enumerate() {
-            list[fill[k as usize] as usize] = i as u32;
-            fill[k as usize] += 1;
+            list[start[k as usize] as usize] = i as u32;
+            start[k as usize] += 1;
         }
+        // Each start moved to its group's end, the next group's start: shift them back (no
+        // second array of cursors, which would raise the peak memory).
+        for g in (1..=n).rev() {
+            start[g] = start[g - 1];
+        }
+        start[0] = 0;
         Groups { start, list }
     }
 
