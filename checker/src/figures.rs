@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::checkers::{Anomaly, Finding};
 use crate::history::{History, OpKind, Value, F};
 
 /// How long a fault that never heals counts as active, for attribution.
@@ -126,6 +127,10 @@ impl Latency {
 pub struct Figures {
     /// Every window, by kind, then subject, then start.
     pub windows: Vec<Window>,
+    /// Produce acknowledgement latency, all phases together.
+    pub produce_all: Latency,
+    /// End-to-end latency, all phases together.
+    pub end_to_end_all: Latency,
     /// Produce acknowledgement latency by phase.
     pub produce: BTreeMap<Phase, Latency>,
     /// End-to-end latency (ack to first read) by phase of the send.
@@ -323,8 +328,11 @@ pub fn figures(history: &History) -> Figures {
             }
         }
     }
+    let all = |m: &BTreeMap<Phase, Vec<u64>>| Latency::of(m.values().flatten().copied().collect());
     Figures {
         windows,
+        produce_all: all(&produce),
+        end_to_end_all: all(&e2e),
         produce: dist(produce),
         end_to_end: dist(e2e),
         produce_by_partition: dist(produce_tp),
@@ -571,6 +579,159 @@ fn group_stalls(history: &History, end_of_history: u64) -> Vec<Window> {
     out
 }
 
+/// A bound on a figure (`--slo KIND=DURATION`): every window, or the run's latency, above it is
+/// an [`Anomaly::SloExceeded`] finding (freshness class).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Slo {
+    /// What is bounded.
+    pub kind: SloKind,
+    /// The bound, in ns.
+    pub bound_ns: u64,
+}
+
+/// What an [`Slo`] bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SloKind {
+    /// Every window of this kind.
+    Window(WindowKind),
+    /// The run's end-to-end latency p99, all phases together.
+    EndToEndP99,
+    /// The run's produce acknowledgement latency p99, all phases together.
+    ProduceP99,
+}
+
+impl SloKind {
+    /// Every kind, as `--slo` names them.
+    pub const NAMES: [&'static str; 5] = [
+        "write-window",
+        "read-window",
+        "group-stall",
+        "e2e-p99",
+        "produce-p99",
+    ];
+
+    /// Its name in `--slo`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SloKind::Window(w) => w.as_str(),
+            SloKind::EndToEndP99 => "e2e-p99",
+            SloKind::ProduceP99 => "produce-p99",
+        }
+    }
+}
+
+impl std::str::FromStr for Slo {
+    type Err = String;
+
+    /// `write-window=5s`, `e2e-p99=800ms`, `group-stall=10s`: a kind, `=`, a number and a unit
+    /// (`ms` or `s`).
+    fn from_str(s: &str) -> Result<Slo, String> {
+        let (name, bound) = s
+            .split_once('=')
+            .ok_or_else(|| format!("'{s}': expected KIND=DURATION, such as write-window=5s"))?;
+        let kind = match name {
+            "write-window" => SloKind::Window(WindowKind::Write),
+            "read-window" => SloKind::Window(WindowKind::Read),
+            "group-stall" => SloKind::Window(WindowKind::GroupStall),
+            "e2e-p99" => SloKind::EndToEndP99,
+            "produce-p99" => SloKind::ProduceP99,
+            other => {
+                return Err(format!(
+                    "unknown bound '{other}': one of {}",
+                    SloKind::NAMES.join(", ")
+                ))
+            }
+        };
+        let (number, scale) = if let Some(n) = bound.strip_suffix("ms") {
+            (n, 1e6)
+        } else if let Some(n) = bound.strip_suffix('s') {
+            (n, 1e9)
+        } else {
+            return Err(format!("'{bound}': give a unit, ms or s (5s, 800ms)"));
+        };
+        let value: f64 = number
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| format!("'{bound}': not a duration"))?;
+        Ok(Slo {
+            kind,
+            bound_ns: (value * scale).round() as u64,
+        })
+    }
+}
+
+impl std::fmt::Display for Slo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}={}", self.kind.as_str(), seconds(self.bound_ns))
+    }
+}
+
+/// `ns` as seconds for people: `5s`, `0.8s`.
+fn seconds(ns: u64) -> String {
+    format!("{}s", ns as f64 / 1e9)
+}
+
+/// The findings of `slos` on `figures`: each window above its bound, each latency above its.
+pub fn slo_findings(figures: &Figures, slos: &[Slo]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let run_wide = |explanation: String| Finding {
+        anomaly: Anomaly::SloExceeded,
+        topic: String::new(),
+        partition: -1,
+        offsets: Vec::new(),
+        ops: Vec::new(),
+        explanation,
+    };
+    for slo in slos {
+        match slo.kind {
+            SloKind::Window(kind) => {
+                for w in figures.windows.iter().filter(|w| w.kind == kind) {
+                    if w.duration_ns() <= slo.bound_ns {
+                        continue;
+                    }
+                    let (topic, partition) = match w.subject.rsplit_once('/') {
+                        Some((t, p)) if kind != WindowKind::GroupStall => {
+                            (t.to_string(), p.parse().unwrap_or(-1))
+                        }
+                        _ => (String::new(), -1),
+                    };
+                    let cause = w.fault.as_deref().unwrap_or("no fault");
+                    let open = if w.closed { "" } else { ", never closed" };
+                    out.push(Finding {
+                        topic,
+                        partition,
+                        explanation: format!(
+                            "{} of {} from {:.3} s lasted {:.3} s{open} ({cause}), above {slo}",
+                            kind.as_str(),
+                            w.subject,
+                            w.start_ns as f64 / 1e9,
+                            w.duration_ns() as f64 / 1e9,
+                        ),
+                        ..run_wide(String::new())
+                    });
+                }
+            }
+            SloKind::EndToEndP99 | SloKind::ProduceP99 => {
+                let by_phase = match slo.kind {
+                    SloKind::EndToEndP99 => &figures.end_to_end_all,
+                    _ => &figures.produce_all,
+                };
+                if by_phase.count > 0 && by_phase.p99_ns > slo.bound_ns {
+                    out.push(run_wide(format!(
+                        "{} was {:.3} s over {} records, above {slo}",
+                        slo.kind.as_str(),
+                        by_phase.p99_ns as f64 / 1e9,
+                        by_phase.count
+                    )));
+                }
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -748,6 +909,57 @@ mod tests {
             (w[0].subject.as_str(), w[0].fault.as_deref()),
             ("g", Some("crash"))
         );
+    }
+
+    #[test]
+    fn bounds_parse_and_an_exceeded_one_is_a_finding_and_a_met_one_nothing() {
+        let slo: Slo = "write-window=5s".parse().unwrap();
+        assert_eq!(slo.bound_ns, 5_000 * MS);
+        assert_eq!("e2e-p99=800ms".parse::<Slo>().unwrap().bound_ns, 800 * MS);
+        assert_eq!(slo.to_string(), "write-window=5s");
+        for bad in [
+            "write-window",
+            "write-window=5",
+            "nope=5s",
+            "group-stall=-1s",
+            "e2e-p99=xs",
+        ] {
+            assert!(bad.parse::<Slo>().is_err(), "{bad}");
+        }
+        let mut h = HistoryBuilder::new();
+        fault(&mut h, 1000, "crash", "start");
+        send(&mut h, 1100, 100, OpKind::Info, "a", 0);
+        fault(&mut h, 6000, "crash", "heal");
+        send(&mut h, 7000, 100, OpKind::Ok, "b", 0);
+        let f = figures(&h.build());
+        // The window: 1.1 s to 7.1 s = 6 s.
+        let met: Slo = "write-window=6s".parse().unwrap();
+        let exceeded: Slo = "write-window=5s".parse().unwrap();
+        assert!(slo_findings(&f, &[met]).is_empty());
+        let found = slo_findings(&f, &[exceeded]);
+        assert_eq!(found.len(), 1);
+        assert_eq!(
+            (found[0].anomaly, found[0].place()),
+            (Anomaly::SloExceeded, "t/0".into())
+        );
+        assert!(
+            found[0].explanation.contains("(crash)"),
+            "{}",
+            found[0].explanation
+        );
+        // Produce p99: one ack of 100 ms.
+        assert!(slo_findings(&f, &["produce-p99=100ms".parse().unwrap()]).is_empty());
+        assert_eq!(
+            slo_findings(&f, &["produce-p99=99ms".parse().unwrap()]).len(),
+            1
+        );
+        // In a report: counted, and the verdict fails (freshness).
+        let report = crate::Report::new(&History::default(), vec![]).adding(found);
+        assert_eq!(report.verdict, crate::Verdict::Fail);
+        assert_eq!(report.counts[&Anomaly::SloExceeded], 1);
+        assert!(!crate::Report::new(&History::default(), vec![])
+            .counts
+            .contains_key(&Anomaly::SloExceeded));
     }
 
     #[test]

@@ -119,6 +119,7 @@ impl Report {
             .iter()
             .filter(|a| txns || !a.transactional())
             .filter(|a| retention || !a.retention())
+            .filter(|a| !a.slo())
             .map(|&a| (a, 0))
             .collect();
         for f in &findings {
@@ -136,6 +137,18 @@ impl Report {
             realtime_lag,
         }
         .allowing(&BTreeSet::new())
+    }
+
+    /// The same report with `extra` findings added (bounds checked outside the checkers, such
+    /// as `--slo`): counted, sorted, and in the verdict.
+    pub fn adding(mut self, extra: Vec<Finding>) -> Report {
+        for f in &extra {
+            *self.counts.entry(f.anomaly).or_default() += 1;
+        }
+        self.findings.extend(extra);
+        self.findings.sort();
+        let allowed = self.allowed.clone();
+        self.allowing(&allowed)
     }
 
     /// The same report with these kinds allowed: the verdict and the worst class count only
@@ -695,7 +708,10 @@ mod tests {
         let t = TxnValue::new("tx", TxnEnd::Abort);
         b.call(1, t.clone(), OpKind::Ok, t);
         let r = Report::new(&b.build(), vec![finding(Anomaly::LostWrite)]);
-        let kept = Anomaly::ALL.iter().filter(|a| !a.retention()).count();
+        let kept = Anomaly::ALL
+            .iter()
+            .filter(|a| !a.retention() && !a.slo())
+            .count();
         assert_eq!(r.counts.len(), kept);
         assert_eq!(r.verdict, Verdict::Fail);
         let only: BTreeSet<Anomaly> = [Anomaly::ExactlyOnce, Anomaly::AbortedRead].into();

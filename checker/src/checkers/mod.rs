@@ -89,10 +89,13 @@ pub enum Anomaly {
     ReadBelowLogStart,
     /// The final read returned a record well past its retention deadline.
     RetentionOverdue,
+    /// A window of unavailability or a latency above a bound given with `--slo` (see
+    /// [`crate::figures::Slo`]).
+    SloExceeded,
 }
 
 impl Anomaly {
-    pub const ALL: [Anomaly; 36] = [
+    pub const ALL: [Anomaly; 37] = [
         Anomaly::BrokenInvariant,
         Anomaly::LostWrite,
         Anomaly::Duplicate,
@@ -129,6 +132,7 @@ impl Anomaly {
         Anomaly::LogStartRegression,
         Anomaly::ReadBelowLogStart,
         Anomaly::RetentionOverdue,
+        Anomaly::SloExceeded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -169,6 +173,7 @@ impl Anomaly {
             Anomaly::LogStartRegression => "log-start-regression",
             Anomaly::ReadBelowLogStart => "read-below-log-start",
             Anomaly::RetentionOverdue => "retention-overdue",
+            Anomaly::SloExceeded => "slo-exceeded",
         }
     }
 
@@ -182,7 +187,12 @@ impl Anomaly {
     /// ops, final reads from a log start) can have it; reports list these kinds only for such
     /// histories (or when found).
     pub fn retention(self) -> bool {
-        self >= Anomaly::PrematureRemoval
+        (Anomaly::PrematureRemoval..=Anomaly::RetentionOverdue).contains(&self)
+    }
+
+    /// Only runs given bounds (`--slo`) can have it; reports list it only when found.
+    pub fn slo(self) -> bool {
+        self == Anomaly::SloExceeded
     }
 }
 
@@ -281,7 +291,9 @@ impl Anomaly {
             | Anomaly::RealtimeLag
             | Anomaly::LsoRegression
             // Kept too long: nothing lost, but retention did not keep its promise.
-            | Anomaly::RetentionOverdue => Severity::Freshness,
+            | Anomaly::RetentionOverdue
+            // Slower to recover than promised: nothing lost or wrong.
+            | Anomaly::SloExceeded => Severity::Freshness,
         }
     }
 
