@@ -2,15 +2,19 @@
 //! partitions could not be written or read, how long a consumer group stood still, and how
 //! long writes took to be acknowledged and then read, split by the faults around them.
 //!
-//! - A **write window** of a partition opens at the first send attempt that was not
-//!   acknowledged (failed, unknown or never answered) and closes when a send attempted after it
-//!   opened is acknowledged.
+//! - A **write window** of a partition opens at the first send whose attempt went unanswered
+//!   or failed (a send not acknowledged, or acknowledged only after its batch was sent again)
+//!   and closes when a send invoked since then is acknowledged.
 //! - A **read window** of a partition opens at the first poll (of a consumer it is assigned to)
-//!   that failed or returned nothing of it while acknowledged records past the consumer's
-//!   position existed, and closes when a poll returns records of it.
+//!   that failed or came back empty while acknowledged records past the consumer's position
+//!   existed, and closes when a poll returns records of it.
 //! - A **group stall** opens when a member of a formed group starts rejoining (its assignment
 //!   is void until it is assigned again) and closes once every partition the group consumes is
 //!   assigned again and has been read (or polled at its end) since the stall opened.
+//!
+//! A window the history ends inside is reported as never closed, up to the last attempt made
+//! in it (a send, a poll, a member's op); one with no attempt after the one that opened it is
+//! not reported (the clients stopped: nothing says the system was unavailable).
 //!
 //! A window is attributed to the fault active when it opened (the latest-started if several),
 //! else to the first fault that started while it was open, else to none. Faults that never
@@ -251,6 +255,8 @@ struct SendRec<'a> {
     offset: Option<i64>,
     broker: Option<&'a str>,
     value: &'a str,
+    /// Its batch was sent more than once: an earlier attempt went unanswered or failed.
+    retried: bool,
 }
 
 /// Computes every figure of `history`.
@@ -270,9 +276,9 @@ pub fn figures(history: &History) -> Figures {
             Some(Value::Send(c)) => c.offset,
             _ => None,
         };
-        let broker = match done.map(|c| &c.value) {
-            Some(Value::Send(c)) => c.broker.as_deref(),
-            _ => None,
+        let (broker, attempts) = match done.map(|c| &c.value) {
+            Some(Value::Send(c)) => (c.broker.as_deref(), c.attempts),
+            _ => (None, None),
         };
         sends.push(SendRec {
             tp: tp(&s.topic, s.partition),
@@ -282,12 +288,13 @@ pub fn figures(history: &History) -> Figures {
             offset,
             broker,
             value: &s.value,
+            retried: attempts.is_some_and(|a| a > 1),
         });
     }
 
-    let mut windows = write_windows(&sends, end_of_history);
-    windows.extend(read_windows(history, &sends, end_of_history));
-    windows.extend(group_stalls(history, end_of_history));
+    let mut windows = write_windows(&sends);
+    windows.extend(read_windows(history, &sends));
+    windows.extend(group_stalls(history));
     for w in &mut windows {
         w.fault = attribute(&spans, w.start_ns, w.end_ns);
     }
@@ -346,7 +353,7 @@ fn dist<K: Ord>(m: BTreeMap<K, Vec<u64>>) -> BTreeMap<K, Latency> {
     m.into_iter().map(|(k, v)| (k, Latency::of(v))).collect()
 }
 
-fn write_windows(sends: &[SendRec], end_of_history: u64) -> Vec<Window> {
+fn write_windows(sends: &[SendRec]) -> Vec<Window> {
     let mut by_tp: BTreeMap<&str, Vec<&SendRec>> = BTreeMap::new();
     for s in sends {
         by_tp.entry(&s.tp).or_default().push(s);
@@ -356,26 +363,47 @@ fn write_windows(sends: &[SendRec], end_of_history: u64) -> Vec<Window> {
         list.sort_by_key(|s| s.invoke_ns);
         let mut i = 0;
         while i < list.len() {
-            // The next attempt that was not acknowledged opens a window...
-            let Some(open) = list[i..].iter().position(|s| s.outcome != OpKind::Ok) else {
+            // The next attempt unanswered or failed opens a window...
+            let Some(open) = list[i..]
+                .iter()
+                .position(|s| s.outcome != OpKind::Ok || s.retried)
+            else {
                 break;
             };
             let start = list[i + open].invoke_ns;
-            // ...which an attempt made since then closes by being acknowledged.
+            // ...which a send invoked since then closes by being acknowledged.
             let close = list[i + open..]
                 .iter()
                 .filter(|s| s.outcome == OpKind::Ok)
                 .filter_map(|s| s.done_ns)
                 .min();
+            let Some(close) = close else {
+                // Never closed: up to the last attempt, if any came after the first.
+                let last = list[i + open..]
+                    .iter()
+                    .map(|s| s.done_ns.unwrap_or(s.invoke_ns))
+                    .max()
+                    .unwrap_or(start);
+                if list.len() > i + open + 1 {
+                    out.push(Window {
+                        kind: WindowKind::Write,
+                        subject: tp.to_string(),
+                        start_ns: start,
+                        end_ns: last.max(start),
+                        closed: false,
+                        fault: None,
+                    });
+                }
+                break;
+            };
             out.push(Window {
                 kind: WindowKind::Write,
                 subject: tp.to_string(),
                 start_ns: start,
-                end_ns: close.unwrap_or(end_of_history).max(start),
-                closed: close.is_some(),
+                end_ns: close.max(start),
+                closed: true,
                 fault: None,
             });
-            let Some(close) = close else { break };
             // Attempts invoked before the close belong to this window.
             i += open;
             while i < list.len() && list[i].invoke_ns < close {
@@ -386,7 +414,7 @@ fn write_windows(sends: &[SendRec], end_of_history: u64) -> Vec<Window> {
     out
 }
 
-fn read_windows(history: &History, sends: &[SendRec], end_of_history: u64) -> Vec<Window> {
+fn read_windows(history: &History, sends: &[SendRec]) -> Vec<Window> {
     // Acknowledged offsets of each partition, by ack time.
     let mut acks: BTreeMap<&str, Vec<(u64, i64)>> = BTreeMap::new();
     for s in sends {
@@ -407,7 +435,8 @@ fn read_windows(history: &History, sends: &[SendRec], end_of_history: u64) -> Ve
     // Per consumer: its assigned partitions and next position in each.
     let mut assigned: BTreeMap<u64, BTreeSet<String>> = BTreeMap::new();
     let mut position: BTreeMap<(u64, String), i64> = BTreeMap::new();
-    let mut open: BTreeMap<String, u64> = BTreeMap::new();
+    // Open windows: partition -> (start, last attempt since).
+    let mut open: BTreeMap<String, (u64, Option<u64>)> = BTreeMap::new();
     let mut out = Vec::new();
     for p in history.pairs() {
         let inv = p.invoke;
@@ -423,7 +452,7 @@ fn read_windows(history: &History, sends: &[SendRec], end_of_history: u64) -> Ve
                 position.insert((inv.process, tp(&s.topic, s.partition)), s.offset);
             }
             (Value::Poll(_), outcome) => {
-                let at = done.map_or(end_of_history, |c| c.time_ns);
+                let at = done.map_or(inv.time_ns, |c| c.time_ns);
                 let got: BTreeMap<String, i64> = match done.map(|c| &c.value) {
                     Some(Value::Poll(v)) if outcome == OpKind::Ok => {
                         let mut got = BTreeMap::new();
@@ -442,7 +471,7 @@ fn read_windows(history: &History, sends: &[SendRec], end_of_history: u64) -> Ve
                         .unwrap_or(0);
                     if let Some(last) = got.get(key) {
                         position.insert((inv.process, key.clone()), last + 1);
-                        if let Some(start) = open.remove(key) {
+                        if let Some((start, _)) = open.remove(key) {
                             out.push(Window {
                                 kind: WindowKind::Read,
                                 subject: key.clone(),
@@ -452,28 +481,35 @@ fn read_windows(history: &History, sends: &[SendRec], end_of_history: u64) -> Ve
                                 fault: None,
                             });
                         }
-                    } else if acked_by(key, inv.time_ns).is_some_and(|hi| hi >= pos) {
-                        open.entry(key.clone()).or_insert(inv.time_ns);
+                    } else if let Some((_, last)) = open.get_mut(key) {
+                        *last = Some(at);
+                    } else if got.is_empty()
+                        && acked_by(key, inv.time_ns).is_some_and(|hi| hi >= pos)
+                    {
+                        // Empty or failed while something was there to read.
+                        open.insert(key.clone(), (inv.time_ns, None));
                     }
                 }
             }
             _ => {}
         }
     }
-    for (key, start) in open {
-        out.push(Window {
-            kind: WindowKind::Read,
-            subject: key,
-            start_ns: start,
-            end_ns: end_of_history.max(start),
-            closed: false,
-            fault: None,
-        });
+    for (key, (start, last)) in open {
+        if let Some(last) = last {
+            out.push(Window {
+                kind: WindowKind::Read,
+                subject: key,
+                start_ns: start,
+                end_ns: last.max(start),
+                closed: false,
+                fault: None,
+            });
+        }
     }
     out
 }
 
-fn group_stalls(history: &History, end_of_history: u64) -> Vec<Window> {
+fn group_stalls(history: &History) -> Vec<Window> {
     // Group members, by their client description.
     let mut group_of: BTreeMap<u64, String> = BTreeMap::new();
     for op in &history.ops {
@@ -496,6 +532,8 @@ fn group_stalls(history: &History, end_of_history: u64) -> Vec<Window> {
         read: BTreeSet<String>,
         formed: bool,
         stall: Option<u64>,
+        /// A member's last poll since the stall opened.
+        last: Option<u64>,
     }
     let mut groups: BTreeMap<&str, Group> = BTreeMap::new();
     let mut out = Vec::new();
@@ -509,12 +547,14 @@ fn group_stalls(history: &History, end_of_history: u64) -> Vec<Window> {
             read: BTreeSet::new(),
             formed: false,
             stall: None,
+            last: None,
         });
         match (op.f(), op.kind, &op.value) {
             (F::Assign, OpKind::Invoke, _) => {
                 g.owned.remove(&op.process);
                 if g.formed && g.stall.is_none() {
                     g.stall = Some(op.time_ns);
+                    g.last = None;
                     g.read.clear();
                 }
             }
@@ -527,7 +567,12 @@ fn group_stalls(history: &History, end_of_history: u64) -> Vec<Window> {
                 g.partitions.extend(parts.iter().cloned());
                 g.owned.insert(op.process, parts);
             }
+            (F::Poll, kind, _) if kind != OpKind::Ok && kind != OpKind::Invoke => {
+                g.last = Some(op.time_ns);
+                continue;
+            }
             (F::Poll, OpKind::Ok, Value::Poll(p)) => {
+                g.last = Some(op.time_ns);
                 let owned = g.owned.get(&op.process).cloned().unwrap_or_default();
                 for r in &p.records {
                     g.read.insert(tp(&r.topic, r.partition));
@@ -565,12 +610,12 @@ fn group_stalls(history: &History, end_of_history: u64) -> Vec<Window> {
         }
     }
     for (name, g) in groups {
-        if let Some(start) = g.stall {
+        if let (Some(start), Some(last)) = (g.stall, g.last) {
             out.push(Window {
                 kind: WindowKind::GroupStall,
                 subject: name.to_string(),
                 start_ns: start,
-                end_ns: end_of_history.max(start),
+                end_ns: last.max(start),
                 closed: false,
                 fault: None,
             });
@@ -826,16 +871,39 @@ mod tests {
     }
 
     #[test]
-    fn a_write_window_never_closed_runs_to_the_end_and_a_permanent_fault_is_its_cause() {
-        let mut h = HistoryBuilder::new();
-        fault(&mut h, 500, "scale-in", "start");
-        send(&mut h, 1000, 100, OpKind::Info, "a", 0);
-        at(&mut h, 4000).ok(1000, FaultValue::new("other-event"));
+    fn a_write_window_never_closed_runs_to_its_last_attempt_and_a_permanent_fault_is_its_cause() {
+        let start = || {
+            let mut h = HistoryBuilder::new();
+            fault(&mut h, 500, "scale-in", "start");
+            send(&mut h, 1000, 100, OpKind::Info, "a", 0);
+            h
+        };
+        // One failed attempt and no other: the clients stopped, nothing to report.
+        assert!(figures(&start().build()).windows.is_empty());
+        let mut h = start();
+        send(&mut h, 2000, 1500, OpKind::Fail, "b", 0);
+        at(&mut h, 9000).ok(1000, FaultValue::new("other-event"));
         let f = figures(&h.build());
         let w = f.worst(WindowKind::Write).unwrap();
         assert!(!w.closed);
-        assert_eq!((w.start_ns, w.end_ns), (1000 * MS, 4000 * MS));
+        assert_eq!((w.start_ns, w.end_ns), (1000 * MS, 3500 * MS));
         assert_eq!(w.fault.as_deref(), Some("scale-in"));
+    }
+
+    #[test]
+    fn a_send_acknowledged_after_a_retry_is_a_window_until_its_ack() {
+        let mut h = HistoryBuilder::new();
+        let v = SendValue::new("t", 0, "a");
+        let inv = at(&mut h, 100).invoke(1, v.clone());
+        let mut done = v.acked(0);
+        done.attempts = Some(3);
+        at(&mut h, 2100).complete(1, inv, OpKind::Ok, done);
+        let f = figures(&h.build());
+        let w = f.worst(WindowKind::Write).unwrap();
+        assert_eq!(
+            (w.start_ns, w.end_ns, w.closed),
+            (100 * MS, 2100 * MS, true)
+        );
     }
 
     #[test]

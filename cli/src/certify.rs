@@ -8,6 +8,7 @@ use clap::Args;
 use riptide_certify::hooks::{HookSet, Hooks};
 use riptide_certify::store_proxy::{Mode, StoreProxy};
 use riptide_certify::{engine, report};
+use riptide_checker::figures::{figures, slo_findings};
 use riptide_checker::Verdict;
 use riptide_workloads::mix::WorkloadMix;
 use std::path::PathBuf;
@@ -255,7 +256,12 @@ pub fn run(args: CertifyArgs) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("starting the runtime")?;
-    let cert = runtime.block_on(riptide_certify::certify(&config))?;
+    let mut cert = runtime.block_on(riptide_certify::certify(&config))?;
+    // Bounds on the figures (`--slo`) judge the same history as the checkers.
+    if !args.verdict.slos.is_empty() {
+        let found = slo_findings(&figures(&cert.history), &args.verdict.slos);
+        cert.report = cert.report.adding(found);
+    }
     let paths = report::write_all(&args.out, &cert)?;
     println!("{}", report::summary_text(&cert));
     for p in paths {

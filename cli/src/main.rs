@@ -31,6 +31,7 @@ mod certify {
         )
     }
 }
+mod figures;
 mod sim_cmd;
 mod values;
 mod workload_args;
@@ -64,6 +65,10 @@ enum Command {
     Repro(sim_cmd::ReproArgs),
     /// Run every checker on a recorded history (JSON lines).
     Check(sim_cmd::CheckArgs),
+    /// Merge the JSON results of a sweep's shards (`sweep --shard I/N --json`, from one
+    /// machine or many) into one sweep's result: counts, failures with repro lines, coverage,
+    /// window and lag distributions. Exit 0 pass, 1 anomalies, 2 harness error.
+    Merge(sim_cmd::MergeArgs),
     /// Run each planted broker bug in its scenario until a seed catches it;
     /// exit 1 if any escapes.
     Mutants(sim_cmd::MutantsArgs),
@@ -136,6 +141,7 @@ fn main() -> ExitCode {
         Command::Sweep(args) => sim_cmd::sweep(args),
         Command::Repro(args) => sim_cmd::repro(args),
         Command::Check(args) => sim_cmd::check(args),
+        Command::Merge(args) => sim_cmd::merge(args),
         Command::Mutants(args) => sim_cmd::mutants(args),
         Command::Certify(args) => certify::run(*args),
         Command::StoreProxy(args) => certify::store_proxy(args),

@@ -1,5 +1,6 @@
 //! `riptide sim`, `sweep`, `repro` and `check`: seeded simulations and their reports.
 
+use crate::figures::{SeedFigures, WindowDistribution, WindowSample};
 use crate::values::{self, Backend, Seeds, Shard};
 use anyhow::Context;
 use clap::Args;
@@ -266,6 +267,9 @@ pub struct SimSummary {
     /// Coverage point -> times reached, every point of the binary (all zero with
     /// `--no-coverage`).
     pub coverage: Coverage,
+    /// Windows of unavailability and latencies (see `riptide_checker::figures`).
+    #[serde(default)]
+    pub figures: SeedFigures,
     pub output: PathBuf,
     /// The HTML report (timelines, findings, faults) in `output`.
     #[serde(default)]
@@ -361,6 +365,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
         }
     };
     let wall = wall.elapsed();
+    let figures = riptide_checker::figures::figures(&outcome.history);
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from(format!("riptide-out/seed-{}", args.seed)));
@@ -379,6 +384,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
             anomalies: found(&outcome).map(|(a, n)| (a.to_string(), n)).collect(),
             realtime_lag_ns: worst_lag(&outcome.report),
             coverage: outcome.coverage.clone(),
+            figures: SeedFigures::of(&figures),
             output: out,
             html,
             repro: repro_line(args.seed, &args.scenario),
@@ -387,6 +393,8 @@ pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
         return Ok(if summary.passed { PASS } else { ANOMALY });
     }
     print!("{}", outcome.report.to_text());
+    println!();
+    print!("{}", crate::figures::run_text(&figures));
     println!();
     println!("seed        {}", outcome.seed);
     println!("scenario    {}", scenario.name);
@@ -462,11 +470,17 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
             tally.add(*seed, &ran.coverage);
         }
     }
-    let lag = LagDistribution::of(
-        results
-            .iter()
-            .filter_map(|(seed, r)| r.ran().map(|ran| (*seed, ran.realtime_lag_ns))),
-    );
+    let seed_lags: Vec<(u64, u64)> = results
+        .iter()
+        .filter_map(|(seed, r)| r.ran().map(|ran| (*seed, ran.realtime_lag_ns)))
+        .collect();
+    let lag = LagDistribution::of(seed_lags.iter().copied());
+    let window_samples: Vec<(u64, WindowSample)> = results
+        .iter()
+        .filter_map(|(seed, r)| r.ran().map(|ran| (*seed, ran)))
+        .flat_map(|(seed, ran)| ran.figures.windows.iter().map(move |w| (seed, w.clone())))
+        .collect();
+    let windows = crate::figures::distributions(&window_samples);
     let mut failed = Vec::new();
     let mut failures = String::new();
     for (seed, r) in &results {
@@ -519,6 +533,9 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
             failures: failed,
             realtime_lag: lag,
             coverage: riptide_coverage::enabled().then_some(tally),
+            windows,
+            window_samples,
+            seed_lags,
         };
         println!("{}", serde_json::to_string(&summary)?);
         return Ok(code);
@@ -541,6 +558,7 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
     if let Some(lag) = &lag {
         println!("{}", lag.to_text());
     }
+    print!("{}", crate::figures::sweep_text(&windows));
     if riptide_coverage::enabled() {
         print!("{}", tally.to_text());
     }
@@ -554,7 +572,7 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
 }
 
 /// The worst realtime lag of each seed, as a distribution across seeds (nanoseconds).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct LagDistribution {
     seeds: usize,
     p50_ns: u64,
@@ -591,8 +609,8 @@ impl LagDistribution {
     }
 }
 
-/// What `riptide sweep --json` prints.
-#[derive(Debug, Serialize)]
+/// What `riptide sweep --json` prints (and `riptide merge` reads and prints).
+#[derive(Debug, Serialize, Deserialize)]
 struct SweepSummary {
     scenario: String,
     backend: String,
@@ -607,9 +625,18 @@ struct SweepSummary {
     /// Per coverage point: seeds that reached it, hits, the first seed (absent with
     /// `--no-coverage`).
     coverage: Option<Tally>,
+    /// Windows of unavailability across seeds, by `"{kind}/{fault}"`.
+    #[serde(default)]
+    windows: BTreeMap<String, WindowDistribution>,
+    /// Every window of every seed: what `riptide merge` rebuilds `windows` from.
+    #[serde(default)]
+    window_samples: Vec<(u64, WindowSample)>,
+    /// Each seed's worst realtime lag: what `riptide merge` rebuilds `realtime_lag` from.
+    #[serde(default)]
+    seed_lags: Vec<(u64, u64)>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct SweepFailure {
     seed: u64,
     /// "kind xN, ..." for a seed with findings.
@@ -639,6 +666,125 @@ impl SweepFailure {
     }
 }
 
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// Sweep results to merge (`riptide sweep --shard I/N --json > shard-I.json`), at least one.
+    #[arg(required = true, value_name = "SWEEP.json")]
+    files: Vec<PathBuf>,
+    /// Print the merged result as one JSON object (the shape `sweep --json` prints).
+    #[arg(long)]
+    json: bool,
+}
+
+/// `riptide merge`: the shards of one sweep (same scenario and backend) as one sweep's result:
+/// counts and simulated time summed, failures (with their repro lines) in seed order, the
+/// coverage tally merged, the window and lag distributions rebuilt from every seed's samples;
+/// wall time is the longest shard's (they ran side by side). Exit codes as `sweep`.
+pub fn merge(args: MergeArgs) -> anyhow::Result<u8> {
+    let mut shards = Vec::new();
+    for path in &args.files {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let shard: SweepSummary = serde_json::from_str(text.trim()).with_context(|| {
+            format!("{}: not the JSON of `riptide sweep --json`", path.display())
+        })?;
+        shards.push((path, shard));
+    }
+    let (first_path, first) = &shards[0];
+    for (path, s) in &shards[1..] {
+        anyhow::ensure!(
+            (s.scenario.as_str(), s.backend.as_str())
+                == (first.scenario.as_str(), first.backend.as_str()),
+            "{} is a sweep of {} on {}, {} of {} on {}: shards of one sweep only",
+            path.display(),
+            s.scenario,
+            s.backend,
+            first_path.display(),
+            first.scenario,
+            first.backend
+        );
+    }
+    let mut failures: Vec<SweepFailure> = Vec::new();
+    let mut window_samples = Vec::new();
+    let mut seed_lags = Vec::new();
+    let mut coverage = Some(Tally::new());
+    let (mut seeds, mut passed, mut failed, mut sim_time_s, mut wall_s) = (0, 0, 0, 0.0, 0.0f64);
+    for (_, s) in &shards {
+        seeds += s.seeds;
+        passed += s.passed;
+        failed += s.failed;
+        sim_time_s += s.sim_time_s;
+        wall_s = wall_s.max(s.wall_s);
+        failures.extend(s.failures.iter().cloned());
+        window_samples.extend(s.window_samples.iter().cloned());
+        seed_lags.extend(s.seed_lags.iter().copied());
+        coverage = match (coverage, &s.coverage) {
+            (Some(mut t), Some(c)) => {
+                t.merge(c);
+                Some(t)
+            }
+            _ => None,
+        };
+    }
+    failures.sort_by_key(|f| f.seed);
+    window_samples.sort();
+    seed_lags.sort_unstable();
+    let merged = SweepSummary {
+        scenario: first.scenario.clone(),
+        backend: first.backend.clone(),
+        seeds,
+        passed,
+        failed,
+        sim_time_s,
+        wall_s,
+        realtime_lag: LagDistribution::of(seed_lags.iter().copied()),
+        windows: crate::figures::distributions(&window_samples),
+        coverage,
+        failures,
+        window_samples,
+        seed_lags,
+    };
+    let code = match (
+        merged.failures.is_empty(),
+        merged.failures.iter().any(|f| f.error.is_some()),
+    ) {
+        (true, _) => PASS,
+        (false, true) => HARNESS_ERROR,
+        (false, false) => ANOMALY,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string(&merged)?);
+        return Ok(code);
+    }
+    println!("scenario     {}", merged.scenario);
+    println!("backend      {}", merged.backend);
+    println!("shards       {}", shards.len());
+    println!(
+        "seeds        {} run, {} passed, {} failed",
+        merged.seeds, merged.passed, merged.failed
+    );
+    if let Some(lag) = &merged.realtime_lag {
+        println!("{}", lag.to_text());
+    }
+    print!("{}", crate::figures::sweep_text(&merged.windows));
+    if let Some(t) = &merged.coverage {
+        print!("{}", t.to_text());
+    }
+    for f in &merged.failures {
+        match (&f.anomalies, &f.error) {
+            (Some(a), _) => println!("seed {}: anomalies: {a}", f.seed),
+            (_, Some(e)) => println!("seed {}: harness error: {e}", f.seed),
+            _ => println!("seed {}", f.seed),
+        }
+        println!("  repro: {}", f.repro);
+    }
+    println!(
+        "verdict      {}",
+        if code == PASS { "PASS" } else { "FAIL" }
+    );
+    Ok(code)
+}
+
 /// Runs one seed here and gives its report the kinds `--allow` allows.
 fn run_seed(
     seed: u64,
@@ -646,7 +792,7 @@ fn run_seed(
     verdict: &values::VerdictArgs,
 ) -> anyhow::Result<RunOutcome> {
     riptide_sim::run(seed, scenario).map(|o| RunOutcome {
-        report: o.report.allowing(&verdict.set()),
+        report: verdict.judge(o.report, &o.history),
         ..o
     })
 }
@@ -695,6 +841,7 @@ struct Ran {
     coverage: Coverage,
     /// The worst realtime lag over its partitions (ns).
     realtime_lag_ns: u64,
+    figures: SeedFigures,
 }
 
 impl SeedResult {
@@ -706,6 +853,7 @@ impl SeedResult {
                 let ran = Ran {
                     sim_time: o.sim_time,
                     realtime_lag_ns: worst_lag(&o.report),
+                    figures: SeedFigures::of(&riptide_checker::figures::figures(&o.history)),
                     trace_hash: o.trace_hash,
                     coverage: o.coverage,
                 };
@@ -794,6 +942,7 @@ impl SeedRunner {
                     trace_hash: s.trace_hash,
                     coverage: s.coverage,
                     realtime_lag_ns: s.realtime_lag_ns,
+                    figures: s.figures,
                 };
                 match s.passed {
                     true => SeedResult::Pass(ran),
@@ -931,7 +1080,7 @@ pub fn check(args: CheckArgs) -> anyhow::Result<u8> {
         max_realtime_lag_ns: args.verdict.max_realtime_lag_ns(),
         ..CheckerConfig::default()
     };
-    let mut report = check_all(&history, &config).allowing(&args.verdict.set());
+    let mut report = args.verdict.judge(check_all(&history, &config), &history);
     if !args.only.is_empty() {
         report = report.only(&args.only.iter().copied().collect());
     }

@@ -5,7 +5,8 @@
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
 use riptide_broker::bugs::Bug;
-use riptide_checker::Anomaly;
+use riptide_checker::figures::{figures, slo_findings, Slo};
+use riptide_checker::{Anomaly, History, Report};
 use riptide_sim::scenario::{Preset, PRESETS};
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -74,11 +75,27 @@ pub struct VerdictArgs {
     /// Without it the worst lag per partition is reported as a figure only.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_realtime_lag: Option<Duration>,
+    /// Bound a figure of the run (repeatable): `write-window=5s`, `read-window=5s`,
+    /// `group-stall=10s`, `e2e-p99=2s`, `produce-p99=800ms`. Each window above its bound (or
+    /// the run's p99 above its) is an `slo-exceeded` finding (freshness class) and fails the
+    /// run; without bounds the figures are reported and nothing fails.
+    #[arg(long = "slo", value_name = "KIND=DURATION")]
+    pub slos: Vec<Slo>,
 }
 
 impl VerdictArgs {
     pub fn set(&self) -> BTreeSet<Anomaly> {
         self.kinds.iter().copied().collect()
+    }
+
+    /// `report` of `history` with the allowed kinds and the bounds' findings.
+    pub fn judge(&self, report: Report, history: &History) -> Report {
+        let report = report.allowing(&self.set());
+        if self.slos.is_empty() {
+            return report;
+        }
+        let found = slo_findings(&figures(history), &self.slos);
+        report.adding(found)
     }
 
     /// The realtime-lag bound in nanoseconds, as the checker takes it.
@@ -94,6 +111,10 @@ impl VerdictArgs {
             .into_iter()
             .flat_map(|a| ["--allow".into(), a.as_str().into()])
             .collect();
+        for slo in &self.slos {
+            flags.push("--slo".into());
+            flags.push(slo.to_string().into());
+        }
         if let Some(d) = self.max_realtime_lag {
             flags.push("--max-realtime-lag".into());
             flags.push(

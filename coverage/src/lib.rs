@@ -367,6 +367,21 @@ impl Tally {
         }
     }
 
+    /// Adds another tally (a shard of the same sweep): the result is the tally of both
+    /// shards' seeds together.
+    pub fn merge(&mut self, other: &Tally) {
+        self.seeds += other.seeds;
+        for (k, o) in &other.points {
+            let t = self.points.entry(k.clone()).or_default();
+            t.seeds += o.seeds;
+            t.hits += o.hits;
+            t.first_seed = match (t.first_seed, o.first_seed) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+        }
+    }
+
     pub fn unreached(&self) -> Vec<&str> {
         self.points
             .iter()
