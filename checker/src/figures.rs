@@ -262,7 +262,6 @@ struct SendRec<'a> {
 /// Computes every figure of `history`.
 pub fn figures(history: &History) -> Figures {
     let spans = fault_spans(history);
-    let end_of_history = history.ops.last().map_or(0, |op| op.time_ns);
     let pairs = history.pairs();
 
     // Sends, from their invoke/completion pairs.
