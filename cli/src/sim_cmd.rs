@@ -475,11 +475,13 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
         .filter_map(|(seed, r)| r.ran().map(|ran| (*seed, ran.realtime_lag_ns)))
         .collect();
     let lag = LagDistribution::of(seed_lags.iter().copied());
-    let window_samples: Vec<(u64, WindowSample)> = results
+    let mut window_samples: Vec<(u64, WindowSample)> = results
         .iter()
         .filter_map(|(seed, r)| r.ran().map(|ran| (*seed, ran)))
         .flat_map(|(seed, ran)| ran.figures.windows.iter().map(move |w| (seed, w.clone())))
         .collect();
+    // In one order, whatever the shards: `merge` gives the same list.
+    window_samples.sort();
     let windows = crate::figures::distributions(&window_samples);
     let mut failed = Vec::new();
     let mut failures = String::new();
