@@ -542,6 +542,12 @@ impl<C: Connector> Consumer<'_, C> {
             {
                 Ok(r) => r,
                 Err(e) => {
+                    // A leader that cannot be reached (gone in a scale-in, crashed, cut off)
+                    // may lead nothing any more: ask again, as real consumers do, instead of
+                    // fetching from it until something else refreshes the metadata.
+                    if e.needs_metadata_refresh() {
+                        self.client.mark_stale();
+                    }
                     last_error = Some(e);
                     continue;
                 }

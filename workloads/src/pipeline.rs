@@ -470,6 +470,10 @@ impl<C: Connector> Pipeline<'_, C> {
             {
                 Ok(r) => r,
                 Err(e) => {
+                    // As the consumer does: an unreachable leader may lead nothing any more.
+                    if e.needs_metadata_refresh() {
+                        self.s.client.mark_stale();
+                    }
                     last_error = Some(e);
                     continue;
                 }
