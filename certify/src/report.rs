@@ -6,6 +6,7 @@ use crate::engine::{AppliedFault, Certification};
 use crate::store_proxy::StoreObserved;
 use kafka_protocol::messages::ApiKey;
 use maud::{html, Markup};
+use riptide_checker::figures::{figures, Figures, Window};
 use riptide_checker::history::{History, Op, OpKind, TxnEnd, Value};
 use riptide_checker::html::{
     self as rhtml, describe_op, finding_groups, lag_rows, FaultBand, LAG_INTRO,
@@ -654,6 +655,7 @@ pub fn markdown(c: &Certification) -> String {
     }
 
     store_markdown(&mut s, c);
+    figures_markdown(&mut s, &figures(&c.history));
 
     let _ = writeln!(s, "\n## Compatibility\n");
     let _ = writeln!(
@@ -718,6 +720,69 @@ them is a result here, not a failed run.\n"
     s
 }
 
+/// The run's windows of unavailability by kind and fault, and its latencies by phase.
+fn figures_markdown(s: &mut String, f: &Figures) {
+    let _ = writeln!(s, "\n## Windows of unavailability and latency\n");
+    let _ = writeln!(
+        s,
+        "A write window: sends unanswered, failed or retried until one sent since is acknowledged. \
+A read window: polls failed or empty while acknowledged records waited, until records come. A group \
+stall: from a member's rejoin until every partition is owned and read again. Each is attributed \
+to the fault active when it opened (`riptide_checker::figures`).\n"
+    );
+    if f.windows.is_empty() {
+        let _ = writeln!(s, "No window: every attempt got through.\n");
+    } else {
+        let _ = writeln!(
+            s,
+            "| window | fault | count | total (s) | longest (s) | on | from (s) |\n|---|---|---|---|---|---|---|"
+        );
+        let mut by: BTreeMap<(&str, &str), Vec<&Window>> = BTreeMap::new();
+        for w in &f.windows {
+            by.entry((w.kind.as_str(), w.fault.as_deref().unwrap_or("no fault")))
+                .or_default()
+                .push(w);
+        }
+        for ((kind, fault), list) in by {
+            let total: u64 = list.iter().map(|w| w.duration_ns()).sum();
+            let Some(worst) = list.iter().max_by_key(|w| w.duration_ns()) else {
+                continue;
+            };
+            let open = if worst.closed { "" } else { " (never closed)" };
+            let _ = writeln!(
+                s,
+                "| {kind} | {fault} | {} | {:.3} | {:.3}{open} | {} | {:.3} |",
+                list.len(),
+                total as f64 / 1e9,
+                worst.duration_ns() as f64 / 1e9,
+                worst.subject.replace('|', "\\|"),
+                worst.start_ns as f64 / 1e9
+            );
+        }
+    }
+    let _ = writeln!(
+        s,
+        "\n| latency | phase | records | p50 (ms) | p99 (ms) | max (ms) |\n|---|---|---|---|---|---|"
+    );
+    for (name, by_phase) in [("produce ack", &f.produce), ("end to end", &f.end_to_end)] {
+        for (phase, l) in by_phase {
+            let phase = serde_json::to_value(phase)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            let ms = |ns: u64| ns as f64 / 1e6;
+            let _ = writeln!(
+                s,
+                "| {name} | {phase} | {} | {:.1} | {:.1} | {:.1} |",
+                l.count,
+                ms(l.p50_ns),
+                ms(l.p99_ns),
+                ms(l.max_ns)
+            );
+        }
+    }
+}
+
 pub fn json(c: &Certification) -> serde_json::Value {
     let ops = ops_by_index(&c.history);
     serde_json::json!({
@@ -747,6 +812,7 @@ pub fn json(c: &Certification) -> serde_json::Value {
         "proxy": c.observed,
         "store": c.store,
         "coverage": c.coverage,
+        "figures": figures(&c.history),
     })
 }
 
@@ -1079,6 +1145,37 @@ mod tests {
             json["report"]["realtime_lag"][0]["lag_ns"],
             2_500_000_000u64
         );
+    }
+
+    #[test]
+    fn windows_and_latency_are_in_markdown_and_json() {
+        let mut c = lossy();
+        let mut b = HistoryBuilder::new();
+        let send = |v: &str| SendValue::new("t<&>", 0, v);
+        let i = b.invoke(0, send("a"));
+        b.advance(1_000_000_000);
+        b.complete(0, i, OpKind::Info, send("a"));
+        let i = b.invoke(0, send("b"));
+        b.advance(500_000_000);
+        b.complete(0, i, OpKind::Ok, send("b").acked(0));
+        c.history = b.build();
+        c.report = check_all(&c.history, &CheckerConfig::default());
+        let md = markdown(&c);
+        assert!(
+            md.contains("## Windows of unavailability and latency"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| write-window | no fault | 1 | 1.500 | 1.500 | t<&>/0 | 0.000 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| produce ack | steady | 1 | 500.0 | 500.0 | 500.0 |"),
+            "{md}"
+        );
+        let json = json(&c);
+        assert_eq!(json["figures"]["windows"][0]["kind"], "write");
+        assert_eq!(json["figures"]["windows"][0]["end_ns"], 1_500_000_000u64);
     }
 
     #[test]
