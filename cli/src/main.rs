@@ -61,7 +61,8 @@ enum Command {
     Sim(sim_cmd::SimArgs),
     /// Run many seeds (optionally one shard of them) and list the failing ones.
     Sweep(sim_cmd::SweepArgs),
-    /// Re-run one seed and print its full trace and report.
+    /// Re-run one seed and print its full trace and report; its history, reports (text, JSON,
+    /// HTML), trace, coverage and invariants go to riptide-out/seed-N/.
     Repro(sim_cmd::ReproArgs),
     /// Run every checker on a recorded history (JSON lines).
     Check(sim_cmd::CheckArgs),
