@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkers::{Anomaly, Finding};
 use crate::history::{History, OpKind, Value, F};
+use crate::report::{fault_events, FaultEvent};
 
 /// How long a fault that never heals counts as active, for attribution.
 pub const PERMANENT_SPAN_NS: u64 = 10_000_000_000;
@@ -158,17 +159,19 @@ impl Figures {
 }
 
 /// A fault's active span.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FaultSpan {
+#[derive(Clone, Debug, PartialEq)]
+pub struct FaultSpan<'e> {
     /// The fault's kind (`crash`, `scale-in`, ...).
     pub kind: String,
-    /// When it started, and healed (`None`: never).
+    /// When it started, and healed (`None`: never; an event without a phase heals at once).
     pub start_ns: u64,
     /// See [`FaultSpan::start_ns`].
     pub heal_ns: Option<u64>,
+    /// The event that started it.
+    pub event: &'e FaultEvent,
 }
 
-impl FaultSpan {
+impl FaultSpan<'_> {
     /// When it stops counting as active.
     fn end_ns(&self) -> u64 {
         self.heal_ns
@@ -180,35 +183,42 @@ impl FaultSpan {
     }
 }
 
-/// The nemesis's faults as spans: a `start` event paired with the next `heal` of the same
-/// fault (same kind and detail but the phase), in start order.
-pub fn fault_spans(history: &History) -> Vec<FaultSpan> {
+/// The nemesis's faults as spans, in start order: a `start` event paired with the next `heal`
+/// of the same fault (same kind and detail but the phase); an event without a phase heals at
+/// once. Events that failed are left out. The one pairing of fault events: the reports' fault
+/// bands are drawn from it too.
+pub fn fault_spans(events: &[FaultEvent]) -> Vec<FaultSpan<'_>> {
     let mut spans: Vec<FaultSpan> = Vec::new();
     let mut open: Vec<(String, usize)> = Vec::new();
-    for op in history.ops.iter().filter(|op| op.kind == OpKind::Ok) {
-        let Value::Fault(f) = &op.value else { continue };
-        let mut detail = f.detail.clone();
+    for e in events.iter().filter(|e| e.kind != OpKind::Fail) {
+        let mut detail = e.detail.clone();
         let phase = detail.remove("phase");
         let identity = format!(
             "{}{}",
-            f.kind,
+            e.fault,
             serde_json::to_string(&detail).unwrap_or_default()
         );
+        let span = FaultSpan {
+            kind: e.fault.clone(),
+            start_ns: e.time_ns,
+            heal_ns: None,
+            event: e,
+        };
         match phase.as_ref().and_then(|p| p.as_str()) {
             Some("heal") => {
                 if let Some(i) = open.iter().position(|(id, _)| *id == identity) {
                     let (_, at) = open.remove(i);
-                    spans[at].heal_ns = Some(op.time_ns);
+                    spans[at].heal_ns = Some(e.time_ns);
                 }
             }
-            _ => {
+            Some("start") => {
                 open.push((identity, spans.len()));
-                spans.push(FaultSpan {
-                    kind: f.kind.clone(),
-                    start_ns: op.time_ns,
-                    heal_ns: None,
-                });
+                spans.push(span);
             }
+            _ => spans.push(FaultSpan {
+                heal_ns: Some(e.time_ns),
+                ..span
+            }),
         }
     }
     spans
@@ -261,8 +271,9 @@ struct SendRec<'a> {
 
 /// Computes every figure of `history`.
 pub fn figures(history: &History) -> Figures {
-    let spans = fault_spans(history);
     let pairs = history.pairs();
+    let events = fault_events(&pairs);
+    let spans = fault_spans(&events);
 
     // Sends, from their invoke/completion pairs.
     let mut sends: Vec<SendRec> = Vec::new();

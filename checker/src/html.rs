@@ -312,18 +312,10 @@ fn target(e: &FaultEvent) -> String {
         .unwrap_or_default()
 }
 
-/// The simulator's fault bands, from the report's nemesis events: a `start` is paired with the
-/// next `heal` of the same fault (kind and detail), one never healed lasts to `end_ns`, and an
-/// event without a phase is a band of no width.
+/// The simulator's fault bands, from the report's nemesis events paired as the figures pair them
+/// ([`crate::figures::fault_spans`]): one never healed lasts to `end_ns`, and an event without
+/// a phase is a band of no width.
 pub fn fault_bands(faults: &[FaultEvent], end_ns: u64) -> Vec<FaultBand> {
-    let identity = |e: &FaultEvent| {
-        let mut d = e.detail.clone();
-        d.remove("phase");
-        (
-            e.fault.clone(),
-            serde_json::to_string(&d).unwrap_or_default(),
-        )
-    };
     let label = |e: &FaultEvent| {
         let t = target(e);
         if t.is_empty() {
@@ -332,36 +324,14 @@ pub fn fault_bands(faults: &[FaultEvent], end_ns: u64) -> Vec<FaultBand> {
             format!("{} {t}", e.fault)
         }
     };
-    let mut bands = Vec::new();
-    let mut open: Vec<((String, String), &FaultEvent)> = Vec::new();
-    for e in faults.iter().filter(|e| e.kind != OpKind::Fail) {
-        match phase(e) {
-            Some("start") => open.push((identity(e), e)),
-            Some("heal") => {
-                let id = identity(e);
-                if let Some(i) = open.iter().position(|(o, _)| *o == id) {
-                    let (_, s) = open.remove(i);
-                    bands.push(FaultBand {
-                        start_ns: s.time_ns,
-                        end_ns: e.time_ns,
-                        label: label(s),
-                    });
-                }
-            }
-            _ => bands.push(FaultBand {
-                start_ns: e.time_ns,
-                end_ns: e.time_ns,
-                label: label(e),
-            }),
-        }
-    }
-    for (_, s) in open {
-        bands.push(FaultBand {
-            start_ns: s.time_ns,
-            end_ns: end_ns.max(s.time_ns),
-            label: label(s),
-        });
-    }
+    let mut bands: Vec<FaultBand> = crate::figures::fault_spans(faults)
+        .into_iter()
+        .map(|s| FaultBand {
+            start_ns: s.start_ns,
+            end_ns: s.heal_ns.unwrap_or(end_ns).max(s.start_ns),
+            label: label(s.event),
+        })
+        .collect();
     bands.sort();
     bands
 }
