@@ -8,7 +8,7 @@ use clap::Args;
 use riptide_certify::hooks::{HookSet, Hooks};
 use riptide_certify::store_proxy::{Mode, StoreProxy};
 use riptide_certify::{engine, report};
-use riptide_checker::figures::{figures, slo_findings};
+use riptide_checker::figures::figures;
 use riptide_checker::Verdict;
 use riptide_workloads::mix::WorkloadMix;
 use std::path::PathBuf;
@@ -257,11 +257,9 @@ pub fn run(args: CertifyArgs) -> anyhow::Result<u8> {
         .build()
         .context("starting the runtime")?;
     let mut cert = runtime.block_on(riptide_certify::certify(&config))?;
-    // Bounds on the figures (`--slo`) judge the same history as the checkers.
-    if !args.verdict.slos.is_empty() {
-        let found = slo_findings(&figures(&cert.history), &args.verdict.slos);
-        cert.report = cert.report.adding(found);
-    }
+    // Bounds on the figures (`--slo`) judge the same history as the checkers (the engine
+    // already applied `--allow`).
+    cert.report = args.verdict.judge(cert.report, || figures(&cert.history));
     let paths = report::write_all(&args.out, &cert)?;
     println!("{}", report::summary_text(&cert));
     for p in paths {

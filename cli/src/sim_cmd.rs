@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use riptide_broker::bugs::Bug;
+use riptide_checker::figures::{figures, Figures};
 use riptide_checker::history::History;
 use riptide_checker::{check_all, Anomaly, CheckerConfig, Severity};
 use riptide_coverage::{Coverage, Tally};
@@ -347,8 +348,8 @@ pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
     } else {
         None
     };
-    let outcome = match run_seed(args.seed, &scenario, &args.scenario.verdict) {
-        Ok(o) if checked.as_ref().is_some_and(|h| *h != o.trace_hash) => {
+    let (outcome, figures) = match run_seed(args.seed, &scenario, &args.scenario.verdict) {
+        Ok((o, _)) if checked.as_ref().is_some_and(|h| *h != o.trace_hash) => {
             eprintln!(
                 "riptide: NONDETERMINISM: seed {}: a third run's trace hash {} differs from the checked runs' {}",
                 args.seed,
@@ -357,7 +358,7 @@ pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
             );
             return Ok(HARNESS_ERROR);
         }
-        Ok(o) => o,
+        Ok(run) => run,
         Err(e) => {
             eprintln!("riptide: harness error: {e:#}");
             eprintln!("repro: {}", repro_line(args.seed, &args.scenario));
@@ -365,7 +366,6 @@ pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
         }
     };
     let wall = wall.elapsed();
-    let figures = riptide_checker::figures::figures(&outcome.history);
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from(format!("riptide-out/seed-{}", args.seed)));
@@ -787,15 +787,17 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<u8> {
     Ok(code)
 }
 
-/// Runs one seed here and gives its report the kinds `--allow` allows.
+/// Runs one seed here, computes its figures once, and judges its report: the kinds `--allow`
+/// allows, the bounds `--slo` sets.
 fn run_seed(
     seed: u64,
     scenario: &Scenario,
     verdict: &values::VerdictArgs,
-) -> anyhow::Result<RunOutcome> {
-    riptide_sim::run(seed, scenario).map(|o| RunOutcome {
-        report: verdict.judge(o.report, &o.history),
-        ..o
+) -> anyhow::Result<(RunOutcome, Figures)> {
+    riptide_sim::run(seed, scenario).map(|o| {
+        let figures = riptide_checker::figures::figures(&o.history);
+        let report = verdict.judge(o.report, || figures.clone());
+        (RunOutcome { report, ..o }, figures)
     })
 }
 
@@ -847,15 +849,15 @@ struct Ran {
 }
 
 impl SeedResult {
-    fn of(run: anyhow::Result<RunOutcome>) -> SeedResult {
+    fn of(run: anyhow::Result<(RunOutcome, Figures)>) -> SeedResult {
         match run {
-            Ok(o) => {
+            Ok((o, figures)) => {
                 let passed = o.passed();
                 let findings = summary(found(&o));
                 let ran = Ran {
                     sim_time: o.sim_time,
                     realtime_lag_ns: worst_lag(&o.report),
-                    figures: SeedFigures::of(&riptide_checker::figures::figures(&o.history)),
+                    figures: SeedFigures::of(&figures),
                     trace_hash: o.trace_hash,
                     coverage: o.coverage,
                 };
@@ -1013,7 +1015,7 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<u8> {
         return shrink(args.seed, &scenario);
     }
     match run_seed(args.seed, &scenario, &args.scenario.verdict) {
-        Ok(o) => {
+        Ok((o, _)) => {
             print!("{}", o.trace);
             println!();
             print!("{}", o.report.to_text());
@@ -1082,7 +1084,9 @@ pub fn check(args: CheckArgs) -> anyhow::Result<u8> {
         max_realtime_lag_ns: args.verdict.max_realtime_lag_ns(),
         ..CheckerConfig::default()
     };
-    let mut report = args.verdict.judge(check_all(&history, &config), &history);
+    let mut report = args
+        .verdict
+        .judge(check_all(&history, &config), || figures(&history));
     if !args.only.is_empty() {
         report = report.only(&args.only.iter().copied().collect());
     }

@@ -5,8 +5,8 @@
 use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, ValueEnum};
 use riptide_broker::bugs::Bug;
-use riptide_checker::figures::{figures, slo_findings, Slo};
-use riptide_checker::{Anomaly, History, Report};
+use riptide_checker::figures::{slo_findings, Figures, Slo};
+use riptide_checker::{Anomaly, Report};
 use riptide_sim::scenario::{Preset, PRESETS};
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -88,14 +88,14 @@ impl VerdictArgs {
         self.kinds.iter().copied().collect()
     }
 
-    /// `report` of `history` with the allowed kinds and the bounds' findings.
-    pub fn judge(&self, report: Report, history: &History) -> Report {
+    /// `report` with the allowed kinds and the bounds' findings on `figures` (asked for only
+    /// when there are bounds).
+    pub fn judge(&self, report: Report, figures: impl FnOnce() -> Figures) -> Report {
         let report = report.allowing(&self.set());
         if self.slos.is_empty() {
             return report;
         }
-        let found = slo_findings(&figures(history), &self.slos);
-        report.adding(found)
+        report.adding(slo_findings(&figures(), &self.slos))
     }
 
     /// The realtime-lag bound in nanoseconds, as the checker takes it.
