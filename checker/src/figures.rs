@@ -29,7 +29,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::checkers::{Anomaly, Finding};
-use crate::history::{History, OpKind, Value, F};
+use crate::history::{History, OpKind, Pair, Value, F};
 use crate::report::{fault_events, FaultEvent};
 
 /// How long a fault that never heals counts as active, for attribution.
@@ -303,7 +303,7 @@ pub fn figures(history: &History) -> Figures {
     }
 
     let mut windows = write_windows(&sends);
-    windows.extend(read_windows(history, &sends));
+    windows.extend(read_windows(&pairs, &sends));
     windows.extend(group_stalls(history));
     for w in &mut windows {
         w.fault = attribute(&spans, w.start_ns, w.end_ns);
@@ -424,7 +424,7 @@ fn write_windows(sends: &[SendRec]) -> Vec<Window> {
     out
 }
 
-fn read_windows(history: &History, sends: &[SendRec]) -> Vec<Window> {
+fn read_windows(pairs: &[Pair], sends: &[SendRec]) -> Vec<Window> {
     // Acknowledged offsets of each partition, by ack time.
     let mut acks: BTreeMap<&str, Vec<(u64, i64)>> = BTreeMap::new();
     for s in sends {
@@ -448,7 +448,7 @@ fn read_windows(history: &History, sends: &[SendRec]) -> Vec<Window> {
     // Open windows: partition -> (start, last attempt since).
     let mut open: BTreeMap<String, (u64, Option<u64>)> = BTreeMap::new();
     let mut out = Vec::new();
-    for p in history.pairs() {
+    for p in pairs {
         let inv = p.invoke;
         let done = p.completion.filter(|c| c.kind != OpKind::Invoke);
         match (&inv.value, p.outcome()) {
