@@ -9,13 +9,13 @@ use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 use riptide_checker::history::{FaultValue, History};
 use riptide_checker::{check_all, CheckerConfig};
-use riptide_faults::{Capabilities, Fault, FaultMix, Planned, Schedule, Topology};
+use riptide_faults::{Capabilities, Elastic, Fault, FaultMix, Planned, Schedule, Topology};
 use riptide_wire::clock::SystemClock;
 use riptide_workloads::client::txn::Txn;
 use riptide_workloads::mix::{derive, WorkloadMix};
 use riptide_workloads::roster::{Roster, RosterSpec};
 use riptide_workloads::transactions::refuses_transactions;
-use riptide_workloads::{Client, ClientConfig, Recorder, TcpConnector};
+use riptide_workloads::{Client, ClientConfig, Pace, Recorder, TcpConnector};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,19 +25,22 @@ use tokio::time::Instant;
 const NEMESIS: u64 = 1000;
 
 /// The certifiable scenarios: which fault kinds a certification draws from.
-pub const SCENARIOS: [&str; 6] = [
+pub const SCENARIOS: [&str; 7] = [
     "baseline",
     "network",
     "crashes",
     "store",
     "transactions",
     "chaos",
+    "elastic",
 ];
 
 /// A named scenario's fault mix: `baseline` (none), `network` (the client proxy's partitions,
 /// delays, dropped replies and cuts), `crashes` (kill/restart and pause hooks, cuts), `store` (the
 /// store proxies' faults), `transactions` (crashes, pauses, store faults and partitions, the
-/// simulator's `transactions` preset as far as certify can apply it) or `chaos` (all). Kinds the
+/// simulator's `transactions` preset as far as certify can apply it), `chaos` (all of those) or
+/// `elastic` (spares started several at once, half the nodes stopped for good, traffic spikes,
+/// every node replaced in turn: the simulator's `elastic` preset as hook sequences). Kinds the
 /// set-up cannot apply are skipped.
 pub fn scenario(name: &str) -> Option<FaultMix> {
     let none = FaultMix {
@@ -78,6 +81,11 @@ pub fn scenario(name: &str) -> Option<FaultMix> {
             pauses: true,
             store: true,
             mean_gap_ms: 3000,
+            ..none
+        },
+        "elastic" => FaultMix {
+            elastic: Elastic::ALL.to_vec(),
+            mean_gap_ms: 5000,
             ..none
         },
         _ => return None,
@@ -126,6 +134,9 @@ impl StoreLink {
 pub struct Config {
     /// HOST:PORT of each broker, in the order hooks and store links are numbered.
     pub bootstrap: Vec<String>,
+    /// HOST:PORT of brokers not running at first that scale-outs start (their start hook),
+    /// numbered for hooks after the bootstrap nodes.
+    pub spares: Vec<String>,
     pub duration: Duration,
     pub seed: u64,
     /// One of [`SCENARIOS`].
@@ -164,12 +175,15 @@ pub struct Config {
 /// What the certification's world can do, and the scenario's kinds it cannot (with why).
 pub fn capabilities(config: &Config, mix: &FaultMix) -> (Capabilities, Vec<String>) {
     let nodes = &config.bootstrap;
+    let every_node: Vec<String> = nodes.iter().chain(&config.spares).cloned().collect();
     let can = Capabilities {
         broker_links: false,
         crashes: config.hooks.can(Action::Kill, Action::Start, nodes),
         pauses: config.hooks.can(Action::Pause, Action::Resume, nodes),
         store: !nodes.is_empty() && config.store_links.len() == nodes.len(),
-        zones_and_scale: false,
+        zones: false,
+        // A node leaves by its kill hook and a spare joins by its start hook.
+        scale: config.hooks.can(Action::Kill, Action::Start, &every_node),
         client_links: true,
         one_down_at_a_time: true,
     };
@@ -183,6 +197,17 @@ pub fn capabilities(config: &Config, mix: &FaultMix) -> (Capabilities, Vec<Strin
     if mix.store && !can.store {
         skipped.push("store faults (no --store-proxy for every node)".to_string());
     }
+    let scales = mix.scale
+        || mix
+            .elastic
+            .iter()
+            .any(|e| matches!(e, Elastic::ScaleOutMany | Elastic::ScaleInHalf));
+    if scales && !can.scale {
+        skipped.push("scale events (no kill and start hooks for every node and spare)".to_string());
+    }
+    if mix.elastic.contains(&Elastic::Rolling) && !can.crashes {
+        skipped.push("rolling replacement (no kill and start hooks for every node)".to_string());
+    }
     (can, skipped)
 }
 
@@ -193,7 +218,7 @@ pub fn schedule(config: &Config, mix: &FaultMix, can: &Capabilities) -> Schedule
         brokers: config.bootstrap.iter().map(|b| (b.clone(), 0)).collect(),
         zones: 1,
         clients: vec![CLIENTS.to_string()],
-        spares: vec![],
+        spares: config.spares.iter().map(|s| (s.clone(), 0)).collect(),
         bootstrap: config.bootstrap.clone(),
         can: can.clone(),
     };
@@ -494,7 +519,8 @@ pub async fn certify(args: &Config) -> anyhow::Result<Certification> {
             proxy: proxy.clone(),
             stores: stores.clone(),
             hooks: hooks.clone(),
-            nodes: args.bootstrap.clone(),
+            nodes: args.bootstrap.iter().chain(&args.spares).cloned().collect(),
+            pace: roster.pace.clone(),
         };
         let (rec, applied, schedule) = (recorder.clone(), applied.clone(), schedule.clone());
         tokio::spawn(async move { world.run(&rec, &schedule, start, &applied).await })
@@ -730,7 +756,26 @@ struct RealWorld {
     proxy: Proxy,
     stores: Vec<StoreControl>,
     hooks: Arc<Hooks>,
+    /// The bootstrap nodes, then the spares.
     nodes: Vec<String>,
+    /// The producers' pace, which a traffic spike raises.
+    pace: Pace,
+}
+
+/// The hook each node a fault names runs as it starts (`begin`) or heals: how certify scales,
+/// replaces and crashes brokers.
+fn hook_action(fault: &Fault, begin: bool) -> Option<Action> {
+    match (fault, begin) {
+        (Fault::Crash { .. } | Fault::Replace { .. }, true) => Some(Action::Kill),
+        (Fault::Crash { .. } | Fault::Replace { .. }, false) => Some(Action::Start),
+        (Fault::Pause { .. }, true) => Some(Action::Pause),
+        (Fault::Pause { .. }, false) => Some(Action::Resume),
+        (Fault::ScaleIn { .. } | Fault::ScaleInHalf { .. }, true) => Some(Action::Kill),
+        (Fault::ScaleOut { .. } | Fault::ScaleOutMany { .. } | Fault::Spike { .. }, true) => {
+            Some(Action::Start)
+        }
+        _ => None,
+    }
 }
 
 impl RealWorld {
@@ -764,6 +809,7 @@ impl RealWorld {
         // Heals before starts at the same instant.
         actions.sort_by_key(|&(t, begin, id)| (t, begin, id));
         let mut active: BTreeMap<usize, &Fault> = BTreeMap::new();
+        let mut spikes: BTreeMap<usize, u32> = BTreeMap::new();
         for (at, begin, id) in actions {
             tokio::time::sleep_until(start + Duration::from_millis(at)).await;
             let p = &schedule[id];
@@ -793,21 +839,25 @@ impl RealWorld {
                     hits = seen.map(|o| o.hits.get(&id).copied().unwrap_or(0));
                 }
             }
-            let hook = match (&p.fault, begin) {
-                (Fault::ConnectionsCut { .. }, true) => {
-                    self.proxy.cut(&addr);
-                    None
+            if let (Fault::ConnectionsCut { .. }, true) = (&p.fault, begin) {
+                self.proxy.cut(&addr);
+            }
+            if let Fault::Spike { factor, .. } = &p.fault {
+                if begin {
+                    spikes.insert(id, *factor);
+                } else {
+                    spikes.remove(&id);
                 }
-                (Fault::Crash { .. }, true) => Some(Action::Kill),
-                (Fault::Crash { .. }, false) => Some(Action::Start),
-                (Fault::Pause { .. }, true) => Some(Action::Pause),
-                (Fault::Pause { .. }, false) => Some(Action::Resume),
-                _ => None,
-            };
-            let hook = match hook {
-                Some(action) => Some(self.hooks.run(action, node, &addr).await),
-                None => None,
-            };
+                self.pace.set(spikes.values().copied().max().unwrap_or(1));
+            }
+            // One hook per node the fault names (several for a scale event), in turn.
+            let mut runs = Vec::new();
+            if let Some(action) = hook_action(&p.fault, begin) {
+                for (n, a) in &targets {
+                    runs.push(self.hooks.run(action, *n, a).await);
+                }
+            }
+            let hook = combine_runs(&runs);
             let phase = if begin { "start" } else { "heal" };
             if begin && rec.in_flight() > 0 {
                 p.fault.began_with_ops_in_flight();
@@ -832,8 +882,26 @@ impl RealWorld {
                     hits,
                 });
         }
+        self.pace.set(1);
         warnings
     }
+}
+
+/// The hook runs of one fault action as one: the first's action and node, ok when every one
+/// was, each command and outcome listed.
+fn combine_runs(runs: &[HookRun]) -> Option<HookRun> {
+    let first = runs.first()?;
+    if runs.len() == 1 {
+        return Some(first.clone());
+    }
+    let join = |f: fn(&HookRun) -> String| runs.iter().map(f).collect::<Vec<_>>().join("; ");
+    Some(HookRun {
+        action: first.action,
+        node: first.node,
+        command: join(|r| format!("node {}: {}", r.node, r.command)),
+        ok: runs.iter().all(|r| r.ok),
+        outcome: join(|r| format!("node {}: {}", r.node, r.outcome)),
+    })
 }
 
 /// A fault as a nemesis event: the schedule's fields, plus where and how it was applied.
@@ -860,7 +928,10 @@ fn fault_event(
 fn outstanding(applied: &[AppliedFault]) -> Vec<AppliedFault> {
     let mut down: Vec<(AppliedFault, bool)> = Vec::new();
     for a in applied {
-        if !matches!(a.fault, Fault::Crash { .. } | Fault::Pause { .. }) {
+        if !matches!(
+            a.fault,
+            Fault::Crash { .. } | Fault::Pause { .. } | Fault::Replace { .. }
+        ) {
             continue;
         }
         let still_down = a.phase == "start" || a.hook.as_ref().is_some_and(|h| !h.ok);
@@ -889,7 +960,7 @@ async fn heal_hooks(
     for a in failed {
         let node = a.node;
         let action = match a.fault {
-            Fault::Crash { .. } => Action::Start,
+            Fault::Crash { .. } | Fault::Replace { .. } => Action::Start,
             _ => Action::Resume,
         };
         let addr = nodes.get(node).cloned().unwrap_or_default();
@@ -981,6 +1052,7 @@ mod tests {
         };
         Config {
             bootstrap: (0..3).map(|i| format!("127.0.0.1:{}", 9092 + i)).collect(),
+            spares: vec![],
             duration: Duration::from_secs(60),
             seed: 3,
             scenario: scenario.into(),

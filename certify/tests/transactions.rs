@@ -131,6 +131,7 @@ fn without(mut f: Bytes, version: i16, api: ApiKey) -> Option<Bytes> {
 fn config(bootstrap: Vec<String>, seed: u64) -> Config {
     Config {
         bootstrap,
+        spares: vec![],
         duration: Duration::from_secs(9),
         seed,
         scenario: "transactions".into(),

@@ -20,6 +20,11 @@ pub struct CertifyArgs {
     /// every broker for per-node faults; hooks are numbered in this order.
     #[arg(long, required = true, value_delimiter = ',')]
     bootstrap: Vec<String>,
+    /// Brokers not running at first (HOST:PORT, comma-separated) that scale-outs start with
+    /// their start hook: `elastic` starts several at once. Hooks number them after the
+    /// --bootstrap brokers.
+    #[arg(long, value_delimiter = ',')]
+    spare: Vec<String>,
     /// How long the workload runs (e.g. 60s, 2m, 90). Faults stop
     /// --recovery before the end.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
@@ -32,9 +37,11 @@ pub struct CertifyArgs {
     /// replies, cut connections), crashes (kill/restart and pause hooks, cuts),
     /// store (store-proxy faults: 500/503 SlowDown, latency, cut link, reply
     /// lost, late writes), transactions (transactional producers through
-    /// kills, pauses, store faults and partitions) or chaos (all, with one
-    /// transactional producer). Hook faults are skipped without hooks, store
-    /// faults without a --store-proxy per node.
+    /// kills, pauses, store faults and partitions), chaos (all, with one
+    /// transactional producer) or elastic (--spare brokers started
+    /// several at once, half the brokers killed for good, traffic spikes, every
+    /// broker killed and started again in turn). Hook faults are skipped without
+    /// hooks, store faults without a --store-proxy per node.
     #[arg(long, default_value = "chaos", value_parser = clap::builder::PossibleValuesParser::new(riptide_certify::SCENARIOS))]
     scenario: String,
     /// Directory for report.md, report.json, report.html and history.jsonl.
@@ -211,6 +218,7 @@ fn config(args: &CertifyArgs) -> anyhow::Result<engine::Config> {
     )?;
     Ok(engine::Config {
         bootstrap: args.bootstrap.clone(),
+        spares: args.spare.clone(),
         duration: args.duration,
         seed: args.seed,
         scenario: args.scenario.clone(),

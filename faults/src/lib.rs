@@ -15,7 +15,7 @@
 pub mod schedule;
 pub mod store;
 
-pub use schedule::{Capabilities, Fault, FaultMix, Planned, Schedule, Topology};
+pub use schedule::{Capabilities, Elastic, Fault, FaultMix, Planned, Schedule, Topology};
 pub use store::{FaultyStore, StoreFaults};
 
 /// Whether a coverage point belongs to certification alone (its proxies, or a fault kind only

@@ -46,6 +46,16 @@ pub enum Fault {
     ScaleOut { broker: String },
     /// A broker leaves the cluster for good.
     ScaleIn { broker: String },
+    /// Several brokers join the cluster at once.
+    ScaleOutMany { brokers: Vec<String> },
+    /// Half of the serving brokers leave the cluster for good at once.
+    ScaleInHalf { brokers: Vec<String> },
+    /// Producers make records `factor` times as fast until heal; `brokers` join as it begins
+    /// (the scale-out that answers the spike; none when there is no spare).
+    Spike { factor: u32, brokers: Vec<String> },
+    /// The broker stops cleanly (as a scale-in does) and a fresh process takes its place at
+    /// heal: one step of a rolling replacement, which replaces every broker once, one at a time.
+    Replace { broker: String },
     /// Every frame between clients and the broker waits `ms` more.
     LinkSlow { broker: String, ms: u64 },
     /// Replies to clients are dropped at this rate, closing the connection: the request took
@@ -78,6 +88,10 @@ impl Fault {
             Fault::ZoneIsolate { .. } => "zone-isolate",
             Fault::ScaleOut { .. } => "scale-out",
             Fault::ScaleIn { .. } => "scale-in",
+            Fault::ScaleOutMany { .. } => "scale-out-many",
+            Fault::ScaleInHalf { .. } => "scale-in-half",
+            Fault::Spike { .. } => "spike",
+            Fault::Replace { .. } => "replace",
             Fault::LinkSlow { .. } => "link-slow",
             Fault::RepliesLost { .. } => "replies-lost",
             Fault::ConnectionsCut { .. } => "connections-cut",
@@ -89,7 +103,10 @@ impl Fault {
         let all: Vec<&String> = match self {
             Fault::Partition { a, b } => a.iter().chain(b).collect(),
             Fault::PartitionOneway { from, to } => from.iter().chain(to).collect(),
-            Fault::ZoneLoss { brokers, .. } => brokers.iter().collect(),
+            Fault::ZoneLoss { brokers, .. }
+            | Fault::ScaleOutMany { brokers }
+            | Fault::ScaleInHalf { brokers }
+            | Fault::Spike { brokers, .. } => brokers.iter().collect(),
             Fault::ZoneIsolate {
                 brokers, others, ..
             } => brokers.iter().chain(others).collect(),
@@ -102,6 +119,7 @@ impl Fault {
             | Fault::StoreCut { broker }
             | Fault::ScaleOut { broker }
             | Fault::ScaleIn { broker }
+            | Fault::Replace { broker }
             | Fault::LinkSlow { broker, .. }
             | Fault::RepliesLost { broker, .. }
             | Fault::ConnectionsCut { broker } => vec![broker],
@@ -133,6 +151,7 @@ impl Fault {
                 | Fault::ZoneLoss { .. }
                 | Fault::ZoneIsolate { .. }
                 | Fault::ConnectionsCut { .. }
+                | Fault::Replace { .. }
         )
     }
 
@@ -192,6 +211,22 @@ impl Fault {
             Fault::ScaleIn { .. } => reached!(
                 "in_flight.scale_in",
                 "a broker left with operations in flight"
+            ),
+            Fault::ScaleOutMany { .. } => reached!(
+                "in_flight.scale_out_many",
+                "several brokers joined at once with operations in flight"
+            ),
+            Fault::ScaleInHalf { .. } => reached!(
+                "in_flight.scale_in_half",
+                "half the brokers left at once with operations in flight"
+            ),
+            Fault::Spike { .. } => reached!(
+                "in_flight.spike",
+                "a traffic spike began with operations in flight"
+            ),
+            Fault::Replace { .. } => reached!(
+                "in_flight.replace",
+                "a broker was replaced with operations in flight"
             ),
             Fault::LinkSlow { .. } => reached!(
                 "in_flight.link_slow",
@@ -253,6 +288,10 @@ pub struct FaultMix {
     pub scale: bool,
     /// Client links slowed, replies lost, connections cut (certification's proxy).
     pub client_links: bool,
+    /// The elastic events drawn: several brokers joining at once, half leaving, a traffic
+    /// spike with a scale-out, a rolling replacement.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub elastic: Vec<Elastic>,
     /// Mean simulated time between two faults starting.
     pub mean_gap_ms: u64,
     /// Longest a fault lasts.
@@ -269,10 +308,35 @@ impl Default for FaultMix {
             zone_loss: false,
             scale: false,
             client_links: false,
+            elastic: Vec::new(),
             mean_gap_ms: 1500,
             max_duration_ms: 4000,
         }
     }
+}
+
+/// The scale events a serverless broker promises to take in its stride.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Elastic {
+    /// Two or three brokers join at once ([`Fault::ScaleOutMany`]).
+    ScaleOutMany,
+    /// Half of the serving brokers leave at once ([`Fault::ScaleInHalf`]).
+    ScaleInHalf,
+    /// Producers speed up several times while brokers join ([`Fault::Spike`]).
+    Spike,
+    /// Every serving broker replaced once, one at a time ([`Fault::Replace`] each).
+    Rolling,
+}
+
+impl Elastic {
+    /// Every elastic event.
+    pub const ALL: [Elastic; 4] = [
+        Elastic::ScaleOutMany,
+        Elastic::ScaleInHalf,
+        Elastic::Spike,
+        Elastic::Rolling,
+    ];
 }
 
 /// What a world can do to its hosts: the generator draws only faults it can apply.
@@ -285,8 +349,10 @@ pub struct Capabilities {
     pub pauses: bool,
     /// Faults on the brokers' links to the object store.
     pub store: bool,
-    /// Whole zones lost or isolated, brokers joining and leaving.
-    pub zones_and_scale: bool,
+    /// Whole zones lost or isolated.
+    pub zones: bool,
+    /// Brokers joining (spares started) and leaving (stopped for good).
+    pub scale: bool,
     /// Client links slowed, replies dropped, connections cut.
     pub client_links: bool,
     /// At most one broker down (unreachable, stopped, cut off its store) at a time, so that a
@@ -302,7 +368,8 @@ impl Capabilities {
             crashes: true,
             pauses: true,
             store: true,
-            zones_and_scale: true,
+            zones: true,
+            scale: true,
             client_links: false,
             one_down_at_a_time: false,
         }
@@ -339,6 +406,7 @@ enum Kind {
     ZoneLoss,
     Scale,
     ClientLink,
+    Elastic,
 }
 
 impl Schedule {
@@ -360,9 +428,10 @@ impl Schedule {
             (mix.crashes && can.crashes, Kind::Crash),
             (mix.pauses && can.pauses, Kind::Pause),
             (mix.store && can.store, Kind::Store),
-            (mix.zone_loss && can.zones_and_scale, Kind::ZoneLoss),
-            (mix.scale && can.zones_and_scale, Kind::Scale),
+            (mix.zone_loss && can.zones, Kind::ZoneLoss),
+            (mix.scale && can.scale, Kind::Scale),
             (mix.client_links && can.client_links, Kind::ClientLink),
+            (!mix.elastic.is_empty(), Kind::Elastic),
         ] {
             if on {
                 kinds.push(k);
@@ -536,6 +605,92 @@ impl Schedule {
                         continue;
                     }
                 }
+                Kind::Elastic => {
+                    let shape = *mix.elastic.choose(&mut rng).expect("elastic not empty");
+                    let skip = rng.gen_range(gap / 2..=gap * 3 / 2);
+                    match shape {
+                        Elastic::ScaleOutMany if spares.len() >= 2 && can.scale => {
+                            let n = rng.gen_range(2..=3).min(spares.len());
+                            let joining: Vec<(String, usize)> = spares.drain(..n).collect();
+                            live.extend(joining.iter().cloned());
+                            Planned {
+                                start_ms: t,
+                                end_ms: None,
+                                fault: Fault::ScaleOutMany {
+                                    brokers: joining.into_iter().map(|b| b.0).collect(),
+                                },
+                            }
+                        }
+                        Elastic::ScaleInHalf if live.len() >= 4 && can.scale => {
+                            // Half leave, never every broker clients bootstrap from (a DNS
+                            // name in production keeps pointing somewhere).
+                            let mut order = live.clone();
+                            order.shuffle(&mut rng);
+                            let keep = order.iter().position(|b| {
+                                topo.bootstrap.is_empty() || topo.bootstrap.contains(&b.0)
+                            });
+                            if let Some(k) = keep {
+                                let kept = order.remove(k);
+                                order.push(kept);
+                            }
+                            let leaving: Vec<String> = order
+                                .iter()
+                                .take(live.len() / 2)
+                                .map(|b| b.0.clone())
+                                .collect();
+                            live.retain(|b| !leaving.contains(&b.0));
+                            Planned {
+                                start_ms: t,
+                                end_ms: None,
+                                fault: Fault::ScaleInHalf { brokers: leaving },
+                            }
+                        }
+                        Elastic::Spike => {
+                            let n = if can.scale {
+                                rng.gen_range(1..=2).min(spares.len())
+                            } else {
+                                0
+                            };
+                            let joining: Vec<(String, usize)> = spares.drain(..n).collect();
+                            live.extend(joining.iter().cloned());
+                            Planned {
+                                start_ms: t,
+                                end_ms: end,
+                                fault: Fault::Spike {
+                                    factor: rng.gen_range(3..=6),
+                                    brokers: joining.into_iter().map(|b| b.0).collect(),
+                                },
+                            }
+                        }
+                        Elastic::Rolling if can.crashes => {
+                            // Every serving broker once, one at a time: each is down for a
+                            // while (a pod's start-up), then the next one goes.
+                            let step = rng.gen_range(1500..=3000u64);
+                            let down = rng.gen_range(300..=step / 2);
+                            let order: Vec<String> = live.iter().map(|b| b.0.clone()).collect();
+                            let finish = t + step * order.len() as u64;
+                            if finish >= until_ms || (can.one_down_at_a_time && t < down_until) {
+                                t += skip;
+                                continue;
+                            }
+                            for (k, broker) in order.into_iter().enumerate() {
+                                let start_ms = t + step * k as u64;
+                                faults.push(Planned {
+                                    start_ms,
+                                    end_ms: Some(start_ms + down),
+                                    fault: Fault::Replace { broker },
+                                });
+                            }
+                            down_until = finish;
+                            t = finish + skip;
+                            continue;
+                        }
+                        _ => {
+                            t += skip;
+                            continue;
+                        }
+                    }
+                }
                 Kind::ClientLink => {
                     let broker = pick(&mut rng, &live);
                     let fault = match rng.gen_range(0..3) {
@@ -603,7 +758,8 @@ mod tests {
         Capabilities {
             broker_links: false,
             client_links: true,
-            zones_and_scale: false,
+            zones: false,
+            scale: false,
             one_down_at_a_time: true,
             ..Capabilities::simulator()
         }
@@ -753,6 +909,86 @@ mod tests {
                 6 + joined - gone.len() >= 2,
                 "seed {seed} leaves too few brokers"
             );
+        }
+    }
+
+    fn elastic_topo() -> Topology {
+        Topology {
+            brokers: (0..4).map(|i| (format!("broker-{i}"), i % 2)).collect(),
+            zones: 2,
+            clients: vec!["producer-0".into()],
+            spares: (4..8).map(|i| (format!("broker-{i}"), i % 2)).collect(),
+            bootstrap: (0..4).map(|i| format!("broker-{i}")).collect(),
+            can: Capabilities::simulator(),
+        }
+    }
+
+    #[test]
+    fn elastic_events_keep_their_shapes() {
+        let mix = FaultMix {
+            elastic: Elastic::ALL.to_vec(),
+            mean_gap_ms: 4000,
+            ..FaultMix::default()
+        };
+        let topo = elastic_topo();
+        let mut kinds = std::collections::BTreeSet::new();
+        for seed in 0..200 {
+            let s = Schedule::generate(seed, &mix, &topo, 1000, 35_000);
+            let mut live: Vec<String> = topo.brokers.iter().map(|b| b.0.clone()).collect();
+            let mut joined = std::collections::BTreeSet::new();
+            let mut i = 0;
+            while i < s.faults.len() {
+                let p = &s.faults[i];
+                kinds.insert(p.fault.kind());
+                match &p.fault {
+                    Fault::ScaleOutMany { brokers } => {
+                        assert!((2..=3).contains(&brokers.len()), "{p:?}");
+                        for b in brokers {
+                            assert!(joined.insert(b.clone()), "{b} joined twice");
+                            live.push(b.clone());
+                        }
+                        assert_eq!(p.end_ms, None);
+                    }
+                    Fault::ScaleInHalf { brokers } => {
+                        assert_eq!(brokers.len(), live.len() / 2, "seed {seed}: {p:?}");
+                        live.retain(|b| !brokers.contains(b));
+                        assert!(live.len() >= 2);
+                        assert!(
+                            live.iter().any(|b| topo.bootstrap.contains(b)),
+                            "seed {seed}"
+                        );
+                    }
+                    Fault::Spike { factor, brokers } => {
+                        assert!((3..=6).contains(factor));
+                        assert!(p.end_ms.is_some_and(|e| e > p.start_ms), "a spike ends");
+                        for b in brokers {
+                            assert!(joined.insert(b.clone()), "{b} joined twice");
+                            live.push(b.clone());
+                        }
+                    }
+                    Fault::Replace { .. } => {
+                        // A rolling replacement: every serving broker once, one at a time.
+                        let run: Vec<&Planned> = s.faults[i..]
+                            .iter()
+                            .take(live.len())
+                            .take_while(|q| matches!(q.fault, Fault::Replace { .. }))
+                            .collect();
+                        let replaced: Vec<&str> =
+                            run.iter().flat_map(|q| q.fault.brokers()).collect();
+                        assert_eq!(replaced, live, "seed {seed}: each serving broker, in turn");
+                        for w in run.windows(2) {
+                            assert!(w[0].end_ms.unwrap() <= w[1].start_ms, "one at a time");
+                        }
+                        i += run.len();
+                        continue;
+                    }
+                    other => panic!("not an elastic event: {other:?}"),
+                }
+                i += 1;
+            }
+        }
+        for k in ["scale-out-many", "scale-in-half", "spike", "replace"] {
+            assert!(kinds.contains(k), "{k} never drawn: {kinds:?}");
         }
     }
 

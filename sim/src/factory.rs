@@ -57,10 +57,11 @@ pub trait BrokerFactory: Send + Sync + 'static {
     /// One start of a broker: serves [`BrokerEnv::listener`] until dropped.
     fn start(&self, env: BrokerEnv) -> BoxFuture<'static, ()>;
 
-    /// Called when broker `index` leaves the cluster for good (a scale-in), after its process
-    /// stopped, with the regional store (no faults): the clean-shutdown work a departing broker
-    /// would do, such as deleting its liveness record. It must not wait on simulated time.
-    /// Nothing by default.
+    /// Called when broker `index` stops cleanly, after its process stopped, with the regional
+    /// store (no faults): leaving the cluster for good (a scale-in), or replaced (a step of a
+    /// rolling replacement; [`BrokerFactory::start`] runs again at the step's end). The
+    /// clean-shutdown work a departing broker would do, such as deleting its liveness record.
+    /// It must not wait on simulated time. Nothing by default.
     fn retire(&self, index: usize, region: Arc<dyn ObjectStore>) -> BoxFuture<'static, ()> {
         let _ = (index, region);
         Box::pin(async {})
@@ -79,6 +80,8 @@ pub struct ReferenceBroker {
     pub retention_check_interval: Duration,
     /// See [`ReferenceBroker::retention_check_interval`].
     pub delete_delay: Duration,
+    /// How long without a peer's heartbeat before it counts as gone; `None`: the default.
+    pub session_timeout: Option<Duration>,
 }
 
 impl ReferenceBroker {
@@ -89,6 +92,9 @@ impl ReferenceBroker {
             default_partitions: scenario.partitions,
             retention_check_interval: Duration::from_millis(scenario.retention_check_ms),
             delete_delay: Duration::from_millis(scenario.delete_delay_ms),
+            session_timeout: scenario
+                .broker_session_timeout_ms
+                .map(Duration::from_millis),
         }
     }
 }
@@ -102,6 +108,9 @@ impl BrokerFactory for ReferenceBroker {
         cfg.bug = self.bug;
         (cfg.retention_check_interval, cfg.delete_delay) =
             (self.retention_check_interval, self.delete_delay);
+        if let Some(t) = self.session_timeout {
+            cfg.session_timeout = t;
+        }
         // One start in four runs the previous release (ApiVersions up to v2, before KIP-511), as
         // in a cluster halfway through a rolling upgrade: clients fall back on connecting.
         if derive(env.seed, &[2]).is_multiple_of(4) {

@@ -26,7 +26,7 @@ use riptide_checker::{check_all, CheckerConfig, Report};
 use riptide_faults::store::FaultHandle;
 use riptide_faults::{Capabilities, Fault, Schedule, StoreFaults, Topology};
 use riptide_workloads::roster::{RetentionSpec, Roster, RosterSpec};
-use riptide_workloads::{Client, ClientConfig, Recorder};
+use riptide_workloads::{Client, ClientConfig, Pace, Recorder};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -128,6 +128,9 @@ pub(crate) struct Nemesis {
     removed: BTreeSet<String>,
     store_faults: BTreeMap<String, Vec<(usize, Fault)>>,
     latency: (u64, u64),
+    /// The producers' pace, and the factor of each traffic spike on now: the largest wins.
+    pace: Pace,
+    spikes: BTreeMap<usize, u32>,
 }
 
 impl Nemesis {
@@ -145,6 +148,29 @@ impl Nemesis {
         if *n == 0 && !self.removed.contains(b) {
             world.restart(b);
         }
+    }
+
+    /// Broker `broker-N` joins the cluster.
+    fn join(world: &mut impl World, f: &mut Brokers, broker: &str) {
+        let i: usize = broker.trim_start_matches("broker-").parse().unwrap_or(0);
+        f.add(world, i);
+    }
+
+    /// The broker stops cleanly: its process ends, and its liveness record goes with it, as a
+    /// clean shutdown's does. For good (`forever`: a scale-in), or until its replacement starts.
+    fn stop_cleanly(
+        &mut self,
+        world: &mut impl World,
+        f: &mut Brokers,
+        broker: &str,
+        forever: bool,
+    ) {
+        if forever {
+            self.removed.insert(broker.to_string());
+        }
+        self.crash(world, broker);
+        let i: usize = broker.trim_start_matches("broker-").parse().unwrap_or(0);
+        futures::executor::block_on(f.factory.retire(i, f.region.clone()));
     }
 
     fn set_store(&mut self, f: &mut Brokers, broker: &str) {
@@ -256,17 +282,36 @@ impl Nemesis {
             | Fault::StoreLate { broker, .. }
             | Fault::StoreSlow { broker, .. }
             | Fault::StoreCut { broker } => self.store_fault(f, broker, id, fault, start),
-            Fault::ScaleOut { broker } => {
-                let i: usize = broker.trim_start_matches("broker-").parse().unwrap_or(0);
-                f.add(world, i);
+            Fault::ScaleOut { broker } => Self::join(world, f, broker),
+            Fault::ScaleOutMany { brokers } => {
+                for b in brokers {
+                    Self::join(world, f, b);
+                }
             }
-            Fault::ScaleIn { broker } => {
-                // Leaves for good: stops, and its heartbeat goes with it, as
-                // a clean shutdown does.
-                self.removed.insert(broker.clone());
-                self.crash(world, broker);
-                let i: usize = broker.trim_start_matches("broker-").parse().unwrap_or(0);
-                futures::executor::block_on(f.factory.retire(i, f.region.clone()));
+            Fault::ScaleIn { broker } => self.stop_cleanly(world, f, broker, true),
+            Fault::ScaleInHalf { brokers } => {
+                for b in brokers {
+                    self.stop_cleanly(world, f, b, true);
+                }
+            }
+            Fault::Spike { factor, brokers } => {
+                if start {
+                    self.spikes.insert(id, *factor);
+                    for b in brokers {
+                        Self::join(world, f, b);
+                    }
+                } else {
+                    self.spikes.remove(&id);
+                }
+                self.pace
+                    .set(self.spikes.values().copied().max().unwrap_or(1));
+            }
+            Fault::Replace { broker } => {
+                if start {
+                    self.stop_cleanly(world, f, broker, false);
+                } else {
+                    self.restart(world, broker);
+                }
             }
             Fault::LinkSlow { .. } | Fault::RepliesLost { .. } | Fault::ConnectionsCut { .. } => {
                 // Client-link faults of certify's proxy: the simulated world has no applier
@@ -392,6 +437,7 @@ impl Plan {
                 delete_delay_ms: Some(scenario.delete_delay_ms),
             }),
         }));
+        let pace = roster.pace.clone();
         for fact in &roster.topic_facts {
             recorder.event(roster.reader, fact.clone());
         }
@@ -501,6 +547,8 @@ impl Plan {
             removed: BTreeSet::new(),
             store_faults: BTreeMap::new(),
             latency: scenario.store_latency_ms,
+            pace,
+            spikes: BTreeMap::new(),
         };
         Ok(Plan {
             scenario: scenario.clone(),

@@ -1,7 +1,7 @@
 //! What a run simulates: the cluster's shape and the workload's size.
 
 use riptide_broker::bugs::Bug;
-use riptide_faults::{FaultMix, Planned};
+use riptide_faults::{Elastic, FaultMix, Planned};
 use riptide_workloads::mix::{Span, WorkloadMix};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -54,6 +54,11 @@ pub struct Scenario {
     /// A planted broker bug (see `riptide_broker::bugs`), by name in a file.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bug: Option<Bug>,
+    /// How long the reference broker waits without a peer's heartbeat before it counts the
+    /// peer gone and takes over its partitions; absent: the broker's default (3 s). Shorter
+    /// shortens the windows a crash opens and moves partitions from brokers only slow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker_session_timeout_ms: Option<u64>,
     /// Above this worst realtime lag (ms) a partition is a `realtime-lag` finding (freshness);
     /// without it the lag is only a figure of the report.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -97,6 +102,7 @@ impl Default for Scenario {
             faults: FaultMix::default(),
             idempotent: false,
             bug: None,
+            broker_session_timeout_ms: None,
             max_realtime_lag_ms: None,
             retention_check_ms: 30_000,
             delete_delay_ms: 60_000,
@@ -208,6 +214,28 @@ pub const PRESETS: &[Preset] = &[
             faults: FaultMix {
                 scale: true,
                 mean_gap_ms: 2500,
+                ..mix
+            },
+            ..base
+        },
+    },
+    // What a serverless broker promises to take in its stride: several brokers joining at
+    // once, half leaving, a traffic spike answered by a scale-out, every broker replaced in
+    // turn (a rolling restart of a StatefulSet). Long enough for a rolling replacement of
+    // seven brokers between other events.
+    Preset {
+        name: "elastic",
+        about: "several brokers join at once, half leave, traffic spikes with scale-outs, every broker replaced in turn",
+        shape: |base, mix| Scenario {
+            brokers: 4,
+            spare_brokers: 4,
+            zones: 2,
+            group_consumers: 2,
+            duration_s: 40,
+            faults: FaultMix {
+                elastic: Elastic::ALL.to_vec(),
+                mean_gap_ms: 5000,
+                max_duration_ms: 6000,
                 ..mix
             },
             ..base

@@ -345,3 +345,109 @@ fn an_isolated_zone_cannot_reach_the_store_and_the_rest_serves() {
         "the other zones stopped serving"
     );
 }
+
+/// Sends invoked inside `[from_s, to_s)`.
+fn sends_between(o: &riptide_sim::RunOutcome, from_s: f64, to_s: f64) -> usize {
+    o.history
+        .ops
+        .iter()
+        .filter(|op| op.kind == OpKind::Invoke && matches!(op.value, Value::Send(_)))
+        .filter(|op| (from_s..to_s).contains(&(op.time_ns as f64 / 1e9)))
+        .count()
+}
+
+#[test]
+fn several_brokers_join_at_once_and_half_leave_at_once() {
+    let names = |r: std::ops::Range<usize>| r.map(|i| format!("broker-{i}")).collect::<Vec<_>>();
+    let mut s = with_faults_for(
+        10,
+        vec![
+            Planned {
+                start_ms: 2000,
+                end_ms: None,
+                fault: Fault::ScaleOutMany {
+                    brokers: names(3..6),
+                },
+            },
+            Planned {
+                start_ms: 5000,
+                end_ms: None,
+                fault: Fault::ScaleInHalf {
+                    brokers: names(1..4),
+                },
+            },
+        ],
+    );
+    s.spare_brokers = 3;
+    let o = run(11, &s).unwrap();
+    assert!(o.passed(), "{}", o.report.to_text());
+    let views: Vec<&str> = lines_after(&o.trace, "broker-0", 2.0)
+        .into_iter()
+        .filter(|l| l.contains("membership changed"))
+        .collect();
+    assert!(
+        views.iter().any(|l| l.contains("nodes=[1, 2, 3, 4, 5, 6]")),
+        "three never joined: {views:?}"
+    );
+    assert!(
+        views.last().is_some_and(|l| l.contains("nodes=[1, 5, 6]")),
+        "half did not leave: {views:?}"
+    );
+}
+
+#[test]
+fn a_spike_speeds_producers_up_until_it_heals_and_its_brokers_join() {
+    let mut s = with_faults_for(
+        12,
+        vec![Planned {
+            start_ms: 4000,
+            end_ms: Some(7000),
+            fault: Fault::Spike {
+                factor: 5,
+                brokers: vec!["broker-3".into()],
+            },
+        }],
+    );
+    s.spare_brokers = 1;
+    let o = run(13, &s).unwrap();
+    assert!(o.passed(), "{}", o.report.to_text());
+    let (before, during, after) = (
+        sends_between(&o, 1.0, 4.0),
+        sends_between(&o, 4.0, 7.0),
+        sends_between(&o, 8.0, 11.0),
+    );
+    assert!(
+        during > 2 * before && during > 2 * after,
+        "sends per 3 s: {before} before, {during} during, {after} after"
+    );
+    assert!(
+        lines_after(&o.trace, "broker-0", 4.0)
+            .iter()
+            .any(|l| l.contains("membership changed") && l.contains("nodes=[1, 2, 3, 4]")),
+        "broker-3 never joined"
+    );
+}
+
+#[test]
+fn a_rolling_replacement_starts_each_broker_afresh_in_turn() {
+    let faults = (0..3)
+        .map(|i| Planned {
+            start_ms: 2000 + 2000 * i,
+            end_ms: Some(2800 + 2000 * i),
+            fault: Fault::Replace {
+                broker: format!("broker-{i}"),
+            },
+        })
+        .collect();
+    let o = run(15, &with_faults_for(12, faults)).unwrap();
+    assert!(o.passed(), "{}", o.report.to_text());
+    for i in 0..3u64 {
+        // A fresh process after its step: it joins again and claims partitions anew.
+        let back = 2.8 + 2.0 * i as f64;
+        let after = lines_after(&o.trace, &format!("broker-{i}"), back);
+        assert!(
+            after.iter().any(|l| l.contains("claimed partition")),
+            "broker-{i} never served again after its replacement"
+        );
+    }
+}

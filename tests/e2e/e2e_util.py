@@ -265,7 +265,8 @@ class Cluster:
     """Three brokers started by ci/riptide-cluster.sh, which is also certify's node hook."""
 
     def __init__(self, binary: Path, dir: Path, broker_args: str = "", env: dict | None = None):
-        self.base = free_base()
+        # Two ports past the three brokers, for spares a scale-out starts (certify --spare).
+        self.base = free_base(5)
         self.dir = dir
         self.env = dict(os.environ, RIPTIDE_BIN=str(binary), CLUSTER_DIR=str(dir),
                         BASE_PORT=str(self.base), BROKER_ARGS=broker_args, NO_COLOR="1",

@@ -26,6 +26,8 @@ pub struct WorkloadConfig {
     /// How long a consumer's fetch may wait for data.
     pub fetch_max_wait_ms: i32,
     pub fetch_max_bytes: i32,
+    /// Shared with the roster: a traffic spike makes sends come faster.
+    pub pace: crate::Pace,
 }
 
 impl Default for WorkloadConfig {
@@ -36,6 +38,7 @@ impl Default for WorkloadConfig {
             send_interval: Duration::from_millis(20),
             fetch_max_wait_ms: 200,
             fetch_max_bytes: 1 << 20,
+            pace: crate::Pace::default(),
         }
     }
 }
@@ -69,7 +72,7 @@ pub async fn producer<C: Connector>(
                 rec.failed(process, send, e.is_definite(), e.to_string());
             }
         }
-        let pause = cfg.send_interval.as_micros() as u64;
+        let pause = cfg.pace.gap_us(cfg.send_interval.as_micros() as u64);
         tokio::time::sleep(Duration::from_micros(rng.gen_range(0..=2 * pause))).await;
     }
 }

@@ -18,6 +18,7 @@ pub mod error;
 pub mod generators;
 pub mod mix;
 pub mod net;
+pub mod pace;
 pub mod pipeline;
 pub mod pipes;
 pub mod producer;
@@ -32,6 +33,7 @@ pub use codec::FetchedRecord;
 pub use connection::{Connection, ConnectionOptions};
 pub use error::ClientError;
 pub use net::{Connector, TcpConnector};
+pub use pace::Pace;
 pub use recorder::Recorder;
 pub use witness::Witness;
 

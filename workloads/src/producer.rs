@@ -60,6 +60,8 @@ pub struct ProducerSetup {
     pub topics: Vec<Topic>,
     pub profile: ProducerProfile,
     pub seed: u64,
+    /// Shared with the roster: a traffic spike makes records come faster.
+    pub pace: crate::Pace,
 }
 
 struct Rec {
@@ -252,7 +254,8 @@ impl<C: Connector> Producer<'_, C> {
         let p = self.profile();
         let per_burst = (1 + p.burst_records.max(1) as u64) as f64 / 2.0;
         let mean_us = per_burst * 1e6 / p.records_per_second.max(1) as f64;
-        Duration::from_micros(self.rng.gen_range(0..=(2.0 * mean_us) as u64))
+        let most = self.setup.pace.gap_us((2.0 * mean_us) as u64);
+        Duration::from_micros(self.rng.gen_range(0..=most))
     }
 
     /// The application hands over a burst of records.

@@ -102,6 +102,8 @@ pub struct Roster {
     pub transactional: bool,
     /// The topics' retention settings, recorded as `topic` facts before the workload.
     pub topic_facts: Vec<TopicValue>,
+    /// How fast producers go: the nemesis's traffic spikes set it.
+    pub pace: crate::Pace,
     legacy: WorkloadConfig,
 }
 
@@ -130,6 +132,7 @@ impl Roster {
                 retention_ms: retention_ms.filter(|_| i == 0),
             })
             .collect();
+        let pace = crate::Pace::default();
         let mut processes = Vec::new();
         let mut process = 0u64;
         let profile_rng = |p: u64| ChaCha8Rng::seed_from_u64(derive(spec.seed, &[6, p]));
@@ -150,6 +153,7 @@ impl Roster {
                         &mut profile_rng(process),
                     ),
                     seed: derive(spec.seed, &[3, process]),
+                    pace: pace.clone(),
                 })
             };
             processes.push(Process {
@@ -325,8 +329,10 @@ impl Roster {
                 partitions: spec.partitions,
                 send_interval: spec.send_interval,
                 fetch_max_wait_ms: spec.fetch_max_wait_ms,
+                pace: pace.clone(),
                 ..WorkloadConfig::default()
             },
+            pace,
             topics,
             processes,
             reader: process,

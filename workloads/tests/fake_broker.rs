@@ -799,6 +799,7 @@ async fn the_batching_producer_acks_without_offset_and_only_protocol_violation_f
             request_timeout_ms: None,
         },
         seed: 1,
+        pace: Default::default(),
     };
     let until = tokio::time::Instant::now() + Duration::from_millis(300);
     producer::run(&mut client, &rec, &setup, until).await;
