@@ -85,6 +85,15 @@ section "riptide as a library: examples/own-broker (its own broker in riptide's 
 section "planted bugs: every one must be caught (riptide mutants)"
 "$RIPTIDE_BIN" mutants --seeds 60
 
+section "Kubernetes sweep (ci/k8s/check.sh: manifests against the schema, broken ones rejected, a 4-shard dry run merged equals the unsharded sweep)"
+# kustomize (built into kubectl) renders the manifests; a machine without kubectl skips this stage
+# with a line saying so rather than fail on a tool riptide itself does not need.
+if command -v kubectl >/dev/null 2>&1; then
+  bash ci/k8s/check.sh
+else
+  echo "skipped: no kubectl on this machine (ci/k8s/check.sh needs its kustomize)"
+fi
+
 section "HTML report (ci/html-check.sh: sim chaos seed 1's report.html in headless Chromium; pages made bad from it must fail)"
 # Installs chromium and chromium-driver (apt-get) and selenium and Pillow (the venv) when missing.
 bash ci/html-check.sh --sim --self-test

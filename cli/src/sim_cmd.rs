@@ -527,6 +527,12 @@ pub fn sweep(args: SweepArgs) -> anyhow::Result<u8> {
         let summary = SweepSummary {
             scenario: scenario.name.clone(),
             backend: riptide_sim::backend::NAME.to_string(),
+            seed_range: Some(format!(
+                "{}..={}",
+                args.seeds.first,
+                args.seeds.end.saturating_sub(1)
+            )),
+            shard: args.shard.map(|s| s.to_string()),
             seeds: results.len(),
             passed,
             failed: failed.len(),
@@ -616,6 +622,12 @@ impl LagDistribution {
 struct SweepSummary {
     scenario: String,
     backend: String,
+    /// The seeds of the whole sweep (`A..=B`), and this result's shard of them (`I/N`), so that
+    /// `merge` can tell a missing or repeated shard. Absent from older results.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    seed_range: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shard: Option<String>,
     seeds: usize,
     passed: usize,
     failed: usize,
@@ -706,6 +718,7 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<u8> {
             first.backend
         );
     }
+    check_shards(&shards)?;
     let mut failures: Vec<SweepFailure> = Vec::new();
     let mut window_samples = Vec::new();
     let mut seed_lags = Vec::new();
@@ -734,6 +747,8 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<u8> {
     let merged = SweepSummary {
         scenario: first.scenario.clone(),
         backend: first.backend.clone(),
+        seed_range: first.seed_range.clone(),
+        shard: None,
         seeds,
         passed,
         failed,
@@ -785,6 +800,60 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<u8> {
         if code == PASS { "PASS" } else { "FAIL" }
     );
     Ok(code)
+}
+
+/// Refuses shards that do not make one sweep: different seed ranges, a shard given twice, or
+/// (when every result says its shard) one missing. Results without those fields (older ones)
+/// are merged as they are.
+fn check_shards(shards: &[(&PathBuf, SweepSummary)]) -> anyhow::Result<()> {
+    let (first_path, first) = &shards[0];
+    let mut seen: BTreeMap<String, &PathBuf> = BTreeMap::new();
+    let mut count = None;
+    for (path, s) in shards {
+        anyhow::ensure!(
+            s.seed_range == first.seed_range,
+            "{} is a sweep of seeds {}, {} of seeds {}: shards of one sweep only",
+            path.display(),
+            s.seed_range.as_deref().unwrap_or("?"),
+            first_path.display(),
+            first.seed_range.as_deref().unwrap_or("?"),
+        );
+        let Some(shard) = &s.shard else {
+            // An unsharded result cannot be merged with anything else of the same seeds.
+            anyhow::ensure!(
+                shards.len() == 1 || s.seed_range.is_none(),
+                "{} is the whole sweep (no --shard), not a shard of it",
+                path.display()
+            );
+            continue;
+        };
+        if let Some(earlier) = seen.insert(shard.clone(), path) {
+            anyhow::bail!(
+                "shard {shard} given twice ({} and {}): its seeds would count twice",
+                earlier.display(),
+                path.display()
+            );
+        }
+        let n = shard.split_once('/').map(|(_, n)| n.to_string());
+        anyhow::ensure!(
+            count.get_or_insert(n.clone()) == &n,
+            "{} is shard {shard}, others are of another count: shards of one sweep only",
+            path.display()
+        );
+    }
+    if let Some(Some(n)) = count {
+        let total: usize = n.parse().unwrap_or(0);
+        let missing: Vec<String> = (1..=total)
+            .map(|i| format!("{i}/{total}"))
+            .filter(|s| !seen.contains_key(s))
+            .collect();
+        anyhow::ensure!(
+            missing.is_empty(),
+            "shard(s) {} missing: a merge of part of a sweep is not the sweep",
+            missing.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// Runs one seed here, computes its figures once, and judges its report: the kinds `--allow`

@@ -100,6 +100,7 @@ fn merged_shards_equal_the_unsharded_sweep() {
     for key in [
         "scenario",
         "backend",
+        "seed_range",
         "seeds",
         "passed",
         "failed",
@@ -125,5 +126,19 @@ fn merged_shards_equal_the_unsharded_sweep() {
         .unwrap();
     assert_eq!(refused.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&refused.stderr).contains("shards of one sweep only"));
+    // A shard given twice, or one left out, is not the sweep either.
+    let merge = |paths: &[&std::path::PathBuf]| {
+        let out = riptide().arg("merge").args(paths).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (code, err) = merge(&[&files[0], &files[1], &files[1], &files[2], &files[3]]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("shard 2/4 given twice"), "{err}");
+    let (code, err) = merge(&[&files[0], &files[1], &files[3]]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("shard(s) 3/4 missing"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
