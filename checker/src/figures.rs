@@ -542,7 +542,7 @@ fn group_stalls(history: &History) -> Vec<Window> {
         read: BTreeSet<String>,
         formed: bool,
         stall: Option<u64>,
-        /// A member's last poll since the stall opened.
+        /// A member's last step (poll, join, its outcome) since the stall opened.
         last: Option<u64>,
     }
     let mut groups: BTreeMap<&str, Group> = BTreeMap::new();
@@ -559,6 +559,11 @@ fn group_stalls(history: &History) -> Vec<Window> {
             stall: None,
             last: None,
         });
+        // Any step of a member while the group is stalled (a join that timed out, a poll) is
+        // as far as a stall the run ends inside is known to reach.
+        if g.stall.is_some() {
+            g.last = Some(op.time_ns);
+        }
         match (op.f(), op.kind, &op.value) {
             (F::Assign, OpKind::Invoke, _) => {
                 g.owned.remove(&op.process);
@@ -987,6 +992,46 @@ mod tests {
             (w[0].subject.as_str(), w[0].fault.as_deref()),
             ("g", Some("crash"))
         );
+    }
+
+    #[test]
+    fn a_stall_the_run_ends_inside_reaches_its_members_last_failed_join() {
+        let mut h = HistoryBuilder::new();
+        for p in [2, 3] {
+            let mut c = ClientValue {
+                role: "member".into(),
+                ..Default::default()
+            };
+            c.profile.insert("group".into(), "g".into());
+            h.ok(p, c);
+        }
+        let assign = |parts: &[i32]| AssignValue {
+            partitions: parts.iter().map(|p| TopicPartition::new("t", *p)).collect(),
+        };
+        let read = |p: i32, v: &str| PollValue::default().record("t", p, 0, v);
+        at(&mut h, 0).call(2, AssignValue::default(), OpKind::Ok, assign(&[0]));
+        h.call(3, AssignValue::default(), OpKind::Ok, assign(&[1]));
+        at(&mut h, 100).call(2, PollValue::default(), OpKind::Ok, read(0, "a"));
+        at(&mut h, 150).call(3, PollValue::default(), OpKind::Ok, read(1, "b"));
+        fault(&mut h, 1000, "scale-in", "start");
+        // Both rejoin; their joins time out (held by a coordinator that is gone) and the run
+        // ends with the group still unformed.
+        let j3 = at(&mut h, 1200).invoke(3, AssignValue::default());
+        let j2 = at(&mut h, 1300).invoke(2, AssignValue::default());
+        at(&mut h, 4200).complete(3, j3, OpKind::Fail, AssignValue::default());
+        at(&mut h, 4500).complete(2, j2, OpKind::Fail, AssignValue::default());
+        let f = figures(&h.build());
+        let w: Vec<_> = f
+            .windows
+            .iter()
+            .filter(|w| w.kind == WindowKind::GroupStall)
+            .collect();
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert_eq!(
+            (w[0].start_ns, w[0].end_ns, w[0].closed),
+            (1200 * MS, 4500 * MS, false)
+        );
+        assert_eq!(w[0].fault.as_deref(), Some("scale-in"));
     }
 
     #[test]

@@ -59,6 +59,11 @@ pub struct ScenarioArgs {
     /// Simulated seconds of workload.
     #[arg(long)]
     duration: Option<u64>,
+    /// The reference broker's session timeout (ms): how long without a peer's heartbeat before
+    /// it takes over the peer's partitions (default 3000). Shorter closes a crash's windows
+    /// sooner and moves partitions away from brokers that were only slow.
+    #[arg(long, value_name = "MS")]
+    session_timeout_ms: Option<u64>,
     /// Plant a broker bug (see `riptide mutants`), to see the checkers catch it.
     #[arg(long, value_parser = values::bug())]
     bug: Option<Bug>,
@@ -97,6 +102,9 @@ impl ScenarioArgs {
         if let Some(v) = self.duration {
             s.duration_s = v.max(1);
         }
+        if let Some(v) = self.session_timeout_ms {
+            s.broker_session_timeout_ms = Some(v.max(1));
+        }
         if let Some(b) = self.bug {
             s.bug = Some(b);
         }
@@ -127,6 +135,10 @@ impl ScenarioArgs {
             ("producers", self.producers.map(|v| v.to_string())),
             ("consumers", self.consumers.map(|v| v.to_string())),
             ("duration", self.duration.map(|v| v.to_string())),
+            (
+                "session-timeout-ms",
+                self.session_timeout_ms.map(|v| v.to_string()),
+            ),
             ("bug", self.bug.map(|b| b.name().to_string())),
         ];
         for (k, v) in opts {
