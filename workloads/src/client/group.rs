@@ -19,9 +19,15 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use riptide_coverage::reached;
 use riptide_wire::error_of;
 use riptide_wire::ResponseError::*;
+use std::time::Duration;
 
 const SESSION_TIMEOUT_MS: i32 = 6_000;
 const REBALANCE_TIMEOUT_MS: i32 = 10_000;
+/// How much longer than the rebalance timeout a member waits for its JoinGroup reply: the
+/// coordinator holds a join until every member has rejoined or left, up to the rebalance timeout,
+/// so a join given only the request timeout gives up (and starts over) on a rebalance about to
+/// complete. Kafka's consumer waits the same (`JOIN_GROUP_TIMEOUT_LAPSE`).
+const JOIN_GROUP_TIMEOUT_LAPSE: Duration = Duration::from_secs(5);
 
 /// One member's view of its group.
 #[derive(Clone, Debug, Default)]
@@ -211,6 +217,11 @@ impl<C: Connector> Client<C> {
     ) -> Result<Vec<(String, i32)>, ClientError> {
         let client_id = self.config.connection.client_id.clone().unwrap_or_default();
         let meta = subscription(topics);
+        let join_timeout = self
+            .config
+            .connection
+            .request_timeout
+            .max(Duration::from_millis(REBALANCE_TIMEOUT_MS as u64) + JOIN_GROUP_TIMEOUT_LAPSE);
         loop {
             let (group, member_id) = (m.group.clone(), m.member_id.clone());
             let meta = meta.clone();
@@ -229,7 +240,7 @@ impl<C: Connector> Client<C> {
                         req.protocols = vec![JoinGroupRequestProtocol::default()
                             .with_name(s("range"))
                             .with_metadata(meta)];
-                        conn.send(&req, v).await
+                        conn.send_with_timeout(&req, v, join_timeout).await
                     })
                 })
                 .await
