@@ -9,6 +9,12 @@ Checks, all reported (not only the first), exit 1 if any fails:
     data-partitions, which must be at least 1; and, when a report.json sits beside the page
     (riptide sim's report, or certify's with it under "report"), the number of partitions its
     summary lists;
+  - the windows of unavailability: one bar (rect.window), drawn with a size, per window the page
+    declares (data-windows of #timelines and #group-stalls); and, when the figures sit beside the
+    page (certify's report.json under "figures", sim's figures.json), as many as they list;
+  - latency over time: the chart (#latency svg) is there and has a size, with one p99 point
+    (circle.p99) per point the page declares (data-points), as many as the figures' buckets
+    measured, and at least one when the figures measured an acknowledged send;
   - the picture: a screenshot of the whole page is not more than --max-one-colour (95 %) one
     colour.
 """
@@ -18,6 +24,7 @@ import io
 import json
 import os
 import pathlib
+import re
 import shutil
 import sys
 import tempfile
@@ -60,6 +67,85 @@ def partitions_in_json(page: pathlib.Path):
     return len(summary["partitions"])
 
 
+def figures_beside(page: pathlib.Path):
+    """The figures beside the page (certify: report.json's "figures"; sim: figures.json), or None."""
+    for name, key in (("report.json", "figures"), ("figures.json", None)):
+        f = page.parent / name
+        if not f.exists():
+            continue
+        try:
+            data = json.loads(f.read_text())
+        except ValueError:
+            continue
+        data = data.get(key) if key else data
+        if isinstance(data, dict) and "windows" in data:
+            return data
+    return None
+
+
+def declared(d, selector: str, attribute: str):
+    """The number an element declares in an attribute: 0 without the element, None if not a number."""
+    found = d.find_elements(By.CSS_SELECTOR, selector)
+    if not found:
+        return 0
+    value = found[0].get_attribute(attribute)
+    return int(value) if value is not None and value.isdigit() else None
+
+
+# How many of the elements a selector finds, and how many of them the browser drew with no size.
+SIZES = """
+const all = [...document.querySelectorAll(arguments[0])];
+return [all.length, all.filter(e => { const r = e.getBoundingClientRect();
+                                      return !(r.width > 0 && r.height > 0); }).length];
+"""
+
+
+def check_pictures(d, page: pathlib.Path):
+    """The failures of the windows' bars and the latency chart."""
+    failures = []
+    figures = figures_beside(page)
+    # Window bars: one per window declared, each with a size, as many as the figures list.
+    want = [declared(d, sel, "data-windows") for sel in ("#timelines", "#group-stalls")]
+    if None in want:
+        failures.append(f"a data-windows that is not a number ({want})")
+    else:
+        bars, unsized = d.execute_script(SIZES, "rect.window")
+        if bars != sum(want):
+            failures.append(f"{bars} window bar(s) for {sum(want)} window(s) declared")
+        if unsized:
+            failures.append(f"{unsized} window bar(s) drawn with no size")
+        if figures is not None and len(figures["windows"]) != sum(want):
+            failures.append(f"the page declares {sum(want)} window(s), the figures list "
+                            f"{len(figures['windows'])}")
+        if not failures:
+            print(f"  windows: {bars} bar(s)" + (f", the figures list {len(figures['windows'])}"
+                                                 if figures is not None else ""))
+    # Latency over time: a chart with a size, one p99 point per point declared.
+    charts, unsized = d.execute_script(SIZES, "#latency svg")
+    points = declared(d, "#latency", "data-points")
+    if charts != 1:
+        failures.append(f"no latency chart (#latency svg: {charts})")
+    elif unsized:
+        failures.append("the latency chart is drawn with no size")
+    elif points is None:
+        failures.append("#latency has no data-points number")
+    else:
+        drawn = len(d.find_elements(By.CSS_SELECTOR, "#latency circle.p99"))
+        if drawn != points:
+            failures.append(f"{drawn} latency point(s) for {points} declared")
+        if figures is not None:
+            buckets = figures.get("latency_over_time", {}).get("buckets", [])
+            measured = sum((b["produce"]["count"] > 0) + (b["end_to_end"]["count"] > 0) for b in buckets)
+            if measured != points:
+                failures.append(f"the page declares {points} latency point(s), the figures' buckets {measured}")
+            sends = figures.get("produce_all", {}).get("count", 0)
+            if sends > 0 and points == 0:
+                failures.append(f"no latency point although the figures measured {sends} acknowledged sends")
+        if not failures:
+            print(f"  latency: {drawn} point(s)")
+    return failures
+
+
 def check(d, page: pathlib.Path, max_one_colour: float, screenshot=None):
     """The failures of one page, as sentences (empty: it passes)."""
     failures = []
@@ -72,22 +158,23 @@ def check(d, page: pathlib.Path, max_one_colour: float, screenshot=None):
     if not found:
         failures.append("no #timelines element")
     else:
-        declared = found[0].get_attribute("data-partitions")
+        parts = found[0].get_attribute("data-partitions")
         charts = len(d.find_elements(By.CSS_SELECTOR, "#timelines svg"))
-        if declared is None or not declared.isdigit():
-            failures.append(f"#timelines has no data-partitions number ({declared!r})")
+        if parts is None or not parts.isdigit():
+            failures.append(f"#timelines has no data-partitions number ({parts!r})")
         else:
-            declared = int(declared)
-            if declared < 1:
+            parts = int(parts)
+            if parts < 1:
                 failures.append("the page declares no partition")
-            if charts != declared:
-                failures.append(f"{charts} timeline(s) for {declared} partition(s)")
+            if charts != parts:
+                failures.append(f"{charts} timeline(s) for {parts} partition(s)")
             in_json = partitions_in_json(page)
-            if in_json is not None and in_json != declared:
-                failures.append(f"the page declares {declared} partition(s), report.json lists {in_json}")
+            if in_json is not None and in_json != parts:
+                failures.append(f"the page declares {parts} partition(s), report.json lists {in_json}")
             if not failures:
-                print(f"  timelines: {charts} for {declared} partition(s)"
+                print(f"  timelines: {charts} for {parts} partition(s)"
                       + (f", report.json lists {in_json}" if in_json is not None else ""))
+    failures += check_pictures(d, page)
 
     height = d.execute_script(
         "return Math.max(document.body.scrollHeight, document.documentElement.scrollHeight)")
@@ -124,11 +211,29 @@ def bad_pages(page: pathlib.Path, into: pathlib.Path):
         "JavaScript error")
     put("blank", html.replace("</head>", "<style>body{visibility:hidden}</style></head>"),
         "one colour")
-    start = html.find("<svg")
-    end = html.find("</svg>", start) + len("</svg>")
-    put("chart-missing", html[:start] + html[end:], "timeline(s) for")
+    def without_svg(text, cls):
+        start = text.find(f'<svg class="{cls}"')
+        if start < 0:
+            return text
+        end = text.find("</svg>", start) + len("</svg>")
+        return text[:start] + text[end:]
+
+    put("chart-missing", without_svg(html, "timeline"), "timeline(s) for")
     put("empty", "<!doctype html><html><head><meta charset=utf-8></head><body></body></html>",
         "no #timelines")
+    put("latency-missing", without_svg(html, "latency"), "no latency chart")
+    put("latency-hidden", html.replace("</head>", "<style>svg.latency{display:none}</style></head>"),
+        "latency chart is drawn with no size")
+    # Bars removed: only a page with windows can lose them; one without says it has one more.
+    bars = re.compile(r'<rect class="window".*?</rect>', re.S)
+    if bars.search(html):
+        put("bars-missing", bars.sub("", html), "window bar(s) for")
+        put("bars-hidden", html.replace("</head>", "<style>rect.window{display:none}</style></head>"),
+            "window bar(s) drawn with no size")
+    else:
+        more = re.sub(r'(<div id="timelines" data-partitions="\d+" data-windows=")(\d+)',
+                      lambda m: m.group(1) + str(int(m.group(2)) + 1), html)
+        put("bars-missing", more, "window bar(s) for")
     return made
 
 

@@ -1,15 +1,17 @@
-//! The certification report: Markdown, JSON, and a self-contained HTML page
-//! with a per-partition timeline of offsets, faults and anomalies.
+//! The certification report: Markdown, JSON, and a self-contained HTML page (the checker's
+//! renderer: per-partition timelines with their windows, latency over time, over the applied
+//! faults). Each takes the run's [`Figures`], computed once by [`write_all`].
 
 use crate::client_proxy::{TXN_APIS, TXN_OFFSET_APIS};
 use crate::engine::{AppliedFault, Certification};
 use crate::store_proxy::StoreObserved;
 use kafka_protocol::messages::ApiKey;
 use maud::{html, Markup};
-use riptide_checker::figures::{figures, Figures, Window};
+use riptide_checker::figures::{figures, Figures};
 use riptide_checker::history::{History, Op, OpKind, TxnEnd, Value};
 use riptide_checker::html::{
-    self as rhtml, describe_op, finding_groups, lag_rows, FaultBand, LAG_INTRO,
+    self as rhtml, describe_op, finding_groups, lag_rows, latency_rows, window_rows, FaultBand,
+    LAG_INTRO, WINDOWS_INTRO,
 };
 use riptide_wire::ResponseError;
 use riptide_workloads::codec::client_range;
@@ -485,7 +487,7 @@ fn header_rows(c: &Certification) -> Vec<(&'static str, String, bool)> {
     ]
 }
 
-pub fn markdown(c: &Certification) -> String {
+pub fn markdown(c: &Certification, f: &Figures) -> String {
     let mut s = String::new();
     let r = &c.report;
     let _ = writeln!(s, "# riptide certification: {}\n", r.verdict_line());
@@ -655,7 +657,7 @@ pub fn markdown(c: &Certification) -> String {
     }
 
     store_markdown(&mut s, c);
-    figures_markdown(&mut s, &figures(&c.history));
+    figures_markdown(&mut s, f);
 
     let _ = writeln!(s, "\n## Compatibility\n");
     let _ = writeln!(
@@ -723,13 +725,12 @@ them is a result here, not a failed run.\n"
 /// The run's windows of unavailability by kind and fault, and its latencies by phase.
 fn figures_markdown(s: &mut String, f: &Figures) {
     let _ = writeln!(s, "\n## Windows of unavailability and latency\n");
-    let _ = writeln!(
-        s,
-        "A write window: sends unanswered, failed or retried until one sent since is acknowledged. \
-A read window: polls failed or empty while acknowledged records waited, until records come. A group \
-stall: from a member's rejoin until every partition is owned and read again. Each is attributed \
-to the fault active when it opened (`riptide_checker::figures`).\n"
-    );
+    let _ = writeln!(s, "{WINDOWS_INTRO}\n");
+    // A subject may hold `|` (a topic name): escaped, as Markdown tables need.
+    let cells = |row: &[String]| {
+        let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
+        cells.join(" | ")
+    };
     if f.windows.is_empty() {
         let _ = writeln!(s, "No window: every attempt got through.\n");
     } else {
@@ -737,53 +738,20 @@ to the fault active when it opened (`riptide_checker::figures`).\n"
             s,
             "| window | fault | count | total (s) | longest (s) | on | from (s) |\n|---|---|---|---|---|---|---|"
         );
-        let mut by: BTreeMap<(&str, &str), Vec<&Window>> = BTreeMap::new();
-        for w in &f.windows {
-            by.entry((w.kind.as_str(), w.fault.as_deref().unwrap_or("no fault")))
-                .or_default()
-                .push(w);
-        }
-        for ((kind, fault), list) in by {
-            let total: u64 = list.iter().map(|w| w.duration_ns()).sum();
-            let Some(worst) = list.iter().max_by_key(|w| w.duration_ns()) else {
-                continue;
-            };
-            let open = if worst.closed { "" } else { " (never closed)" };
-            let _ = writeln!(
-                s,
-                "| {kind} | {fault} | {} | {:.3} | {:.3}{open} | {} | {:.3} |",
-                list.len(),
-                total as f64 / 1e9,
-                worst.duration_ns() as f64 / 1e9,
-                worst.subject.replace('|', "\\|"),
-                worst.start_ns as f64 / 1e9
-            );
+        for row in window_rows(f) {
+            let _ = writeln!(s, "| {} |", cells(&row));
         }
     }
     let _ = writeln!(
         s,
         "\n| latency | phase | records | p50 (ms) | p99 (ms) | max (ms) |\n|---|---|---|---|---|---|"
     );
-    for (name, by_phase) in [("produce ack", &f.produce), ("end to end", &f.end_to_end)] {
-        for (phase, l) in by_phase {
-            let phase = serde_json::to_value(phase)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            let ms = |ns: u64| ns as f64 / 1e6;
-            let _ = writeln!(
-                s,
-                "| {name} | {phase} | {} | {:.1} | {:.1} | {:.1} |",
-                l.count,
-                ms(l.p50_ns),
-                ms(l.p99_ns),
-                ms(l.max_ns)
-            );
-        }
+    for row in latency_rows(f) {
+        let _ = writeln!(s, "| {} |", cells(&row));
     }
 }
 
-pub fn json(c: &Certification) -> serde_json::Value {
+pub fn json(c: &Certification, f: &Figures) -> serde_json::Value {
     let ops = ops_by_index(&c.history);
     serde_json::json!({
         "verdict": c.report.verdict,
@@ -812,14 +780,14 @@ pub fn json(c: &Certification) -> serde_json::Value {
         "proxy": c.observed,
         "store": c.store,
         "coverage": c.coverage,
-        "figures": figures(&c.history),
+        "figures": f,
     })
 }
 
-/// The certification page: checker's report sections (counts, realtime lag, timelines with the
-/// applied faults as bands, findings) around certify's own (header, coverage, faults with their
-/// hooks, object store, compatibility, proxy).
-pub fn html(c: &Certification) -> String {
+/// The certification page: checker's report sections (counts, realtime lag, the figures'
+/// tables, the pictures over the applied faults as bands, findings) around certify's own
+/// (header, coverage, faults with their hooks, object store, compatibility, proxy).
+pub fn html(c: &Certification, f: &Figures) -> String {
     let r = &c.report;
     let (reached, unreached) = coverage_rows(c);
     let o = &c.observed;
@@ -835,7 +803,8 @@ pub fn html(c: &Certification) -> String {
         // What a reader needs first: how bad, where, when; then the evidence.
         (rhtml::anomaly_counts(r))
         (rhtml::realtime_lag(r))
-        (rhtml::timelines(&c.history, r, &fault_bands(c)))
+        (rhtml::figures_tables(f))
+        (rhtml::timelines(&c.history, r, f, &fault_bands(c)))
         (rhtml::findings(&c.history, r))
 
         h2 { "Coverage" }
@@ -954,9 +923,10 @@ pub fn write_all(dir: &Path, c: &Certification) -> anyhow::Result<Vec<PathBuf>> 
         written.push(path);
         Ok(())
     };
-    put("report.md", markdown(c).into_bytes())?;
-    put("report.json", serde_json::to_vec_pretty(&json(c))?)?;
-    put("report.html", html(c).into_bytes())?;
+    let f = figures(&c.history);
+    put("report.md", markdown(c, &f).into_bytes())?;
+    put("report.json", serde_json::to_vec_pretty(&json(c, &f))?)?;
+    put("report.html", html(c, &f).into_bytes())?;
     let mut jsonl = Vec::new();
     c.history.to_jsonl(&mut jsonl)?;
     put("history.jsonl", jsonl)?;
@@ -1089,15 +1059,17 @@ mod tests {
         );
         assert_eq!(rows.iter().find(|r| r.key == 0).unwrap().status, "ok");
 
-        let md = markdown(&c);
+        let md = markdown(&c, &figures(&c.history));
         assert!(md.contains("lost-write on t<&>/0"), "{md}");
         assert!(md.contains("send t<&>/0 value v0 → offset 0"), "{md}");
         assert!(md.contains("**Warning:** node 0 was never named"));
 
-        let html = html(&c);
+        let html = html(&c, &figures(&c.history));
         assert!(!html.contains("t<&>"), "topic names are escaped");
         assert!(html.contains("t&lt;&amp;&gt;/0"));
-        assert_eq!(html.matches("<svg").count(), 1);
+        // One partition's timeline, and the latency chart.
+        assert_eq!(html.matches("<svg class=\"timeline\"").count(), 1);
+        assert_eq!(html.matches("<svg").count(), 2);
         assert_eq!(html.matches("<svg").count(), html.matches("</svg>").count());
         assert!(html.contains("<details open><summary class=\"fail\">data loss or corruption (1)"));
         assert!(html.contains("Never reached (this run says nothing about them): workloads/b"));
@@ -1109,7 +1081,7 @@ mod tests {
         assert!(md.contains("| `workloads/a` | 2 |"), "{md}");
         assert!(html.contains("Warning: node 0 was never named"));
 
-        let json = json(&c);
+        let json = json(&c, &figures(&c.history));
         assert_eq!(json["verdict"], "fail");
         assert_eq!(json["report"]["worst"], "data-loss");
         assert_eq!(json["coverage"]["workloads/a"], 2);
@@ -1132,15 +1104,15 @@ mod tests {
         b.call(2, PollValue::default(), OpKind::Ok, PollValue::default());
         c.history = b.build();
         c.report = check_all(&c.history, &CheckerConfig::default());
-        let md = markdown(&c);
+        let md = markdown(&c, &figures(&c.history));
         assert!(md.contains("## Realtime lag"), "{md}");
         assert!(md.contains("| t<&>/0 | 2.500 s |"), "{md}");
-        let html = html(&c);
+        let html = html(&c, &figures(&c.history));
         assert!(
             html.contains("<td>t&lt;&amp;&gt;/0</td><td>2.500 s</td>"),
             "{html}"
         );
-        let json = json(&c);
+        let json = json(&c, &figures(&c.history));
         assert_eq!(
             json["report"]["realtime_lag"][0]["lag_ns"],
             2_500_000_000u64
@@ -1160,7 +1132,7 @@ mod tests {
         b.complete(0, i, OpKind::Ok, send("b").acked(0));
         c.history = b.build();
         c.report = check_all(&c.history, &CheckerConfig::default());
-        let md = markdown(&c);
+        let md = markdown(&c, &figures(&c.history));
         assert!(
             md.contains("## Windows of unavailability and latency"),
             "{md}"
@@ -1173,9 +1145,28 @@ mod tests {
             md.contains("| produce ack | steady | 1 | 500.0 | 500.0 | 500.0 |"),
             "{md}"
         );
-        let json = json(&c);
+        let json = json(&c, &figures(&c.history));
         assert_eq!(json["figures"]["windows"][0]["kind"], "write");
         assert_eq!(json["figures"]["windows"][0]["end_ns"], 1_500_000_000u64);
+        let over = &json["figures"]["latency_over_time"];
+        assert_eq!(over["buckets"][0]["produce"]["max_ns"], 500_000_000u64);
+        // The page: the same tables, the window as a bar on its partition with what it was,
+        // and the latency chart.
+        let html = html(&c, &figures(&c.history));
+        assert!(html.contains("<table id=\"windows\">"), "{html}");
+        assert!(html.contains(
+            "<td>write-window</td><td>no fault</td><td>1</td><td>1.500</td><td>1.500</td>\
+             <td>t&lt;&amp;&gt;/0</td><td>0.000</td>"
+        ));
+        assert!(html.contains("<td>produce ack</td><td>steady</td><td>1</td><td>500.0</td>"));
+        assert!(html.contains("data-windows=\"1\""), "{html}");
+        assert!(html.contains(
+            "<title>write-window on t&lt;&amp;&gt;/0: 1.500 s from 0.000 s (no fault)</title>"
+        ));
+        assert!(
+            html.contains("<div id=\"latency\" data-points=\"1\">"),
+            "{html}"
+        );
     }
 
     #[test]
@@ -1186,7 +1177,7 @@ mod tests {
         assert!(kinds.contains(&riptide_checker::Anomaly::LostWrite));
         c.report = c.report.allowing(&kinds);
         assert_eq!(c.report.verdict, Verdict::Pass);
-        let md = markdown(&c);
+        let md = markdown(&c, &figures(&c.history));
         assert!(
             md.contains("# riptide certification: PASS (only allowed findings: 2)"),
             "{md}"
@@ -1205,7 +1196,7 @@ mod tests {
             transactions_row(&c).is_none(),
             "no transactional producers, no row"
         );
-        assert!(!markdown(&c).contains("**transactions**"));
+        assert!(!markdown(&c, &figures(&c.history)).contains("**transactions**"));
 
         // Missing when the run started: no transactional producer ran.
         c.txn_producers = 3;
@@ -1216,14 +1207,18 @@ mod tests {
             "not served (EndTxn missing): the run went on without transactional producers"
         );
         assert_eq!(row.used, "3 producer(s) asked for, none ran");
-        let md = markdown(&c);
+        let md = markdown(&c, &figures(&c.history));
         assert!(
             md.contains("| **transactions** | — | — | — | 3 producer(s) asked for, none ran |"),
             "{md}"
         );
         assert!(summary_text(&c).contains("transactions: not served (EndTxn missing)"));
-        assert_eq!(json(&c)["features"][0]["feature"], "transactions");
-        assert!(html(&c).contains("<td class=\"fail\">not served (EndTxn missing)"));
+        assert_eq!(
+            json(&c, &figures(&c.history))["features"][0]["feature"],
+            "transactions"
+        );
+        assert!(html(&c, &figures(&c.history))
+            .contains("<td class=\"fail\">not served (EndTxn missing)"));
 
         c.txn_not_served = Some(NotServed::Refused(
             "TransactionalIdAuthorizationFailed".into(),
@@ -1281,7 +1276,7 @@ mod tests {
             &riptide_checker::History::new(vec![]),
             &CheckerConfig::default(),
         );
-        assert!(markdown(&c).contains("None: every checker passed."));
-        assert!(html(&c).contains("None: every checker passed."));
+        assert!(markdown(&c, &figures(&c.history)).contains("None: every checker passed."));
+        assert!(html(&c, &figures(&c.history)).contains("None: every checker passed."));
     }
 }

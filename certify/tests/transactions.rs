@@ -231,6 +231,8 @@ async fn a_target_without_end_txn_is_a_compatibility_row_not_a_failed_run() {
     );
     // Everything else was certified as usual.
     assert_eq!(c.report.verdict, Verdict::Pass, "{}", c.report.to_text());
-    assert!(riptide_certify::report::markdown(&c)
-        .contains("| **transactions** | — | — | — | 3 producer(s) asked for, none ran |"));
+    assert!(
+        riptide_certify::report::markdown(&c, &riptide_checker::figures::figures(&c.history))
+            .contains("| **transactions** | — | — | — | 3 producer(s) asked for, none ran |")
+    );
 }

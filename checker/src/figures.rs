@@ -22,7 +22,9 @@
 //!
 //! Latencies: produce acknowledgement (invoke to ack) and end to end (ack to the first poll
 //! that returns the record; 0 when a poll returned it before the ack arrived), each split by
-//! [`Phase`] at the send's invoke, and per partition and per broker.
+//! [`Phase`] at the send's invoke, and per partition and per broker; and over time
+//! ([`LatencyOverTime`]: produce latency by the send's invoke, end to end by its ack, in at most
+//! [`MAX_BUCKETS`] buckets of the run, so the reports can draw where a fault slowed them).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -36,6 +38,9 @@ use crate::report::{fault_events, FaultEvent};
 pub const PERMANENT_SPAN_NS: u64 = 10_000_000_000;
 /// How long after a heal a send counts as [`Phase::AfterHeal`].
 pub const AFTER_HEAL_NS: u64 = 5_000_000_000;
+/// At most this many buckets in [`LatencyOverTime`]: the picture stays the same size for a
+/// 1M-op history as for a short one.
+pub const MAX_BUCKETS: u64 = 200;
 
 /// Which promise a window broke.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -127,6 +132,66 @@ impl Latency {
     }
 }
 
+/// The latencies of one span of time.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencyBucket {
+    /// Where the span starts (ns since the run began); it lasts [`LatencyOverTime::bucket_ns`].
+    pub start_ns: u64,
+    /// Produce acknowledgement latency of the sends invoked in it.
+    pub produce: Latency,
+    /// End-to-end latency of the sends acknowledged in it.
+    pub end_to_end: Latency,
+}
+
+/// Latencies over the run, in buckets of equal length (only those with a measurement).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencyOverTime {
+    /// Each bucket's length: 1, 2 or 5 times a power of ten ns, at least 1 ms, so that the run
+    /// needs at most [`MAX_BUCKETS`].
+    pub bucket_ns: u64,
+    /// By start time.
+    pub buckets: Vec<LatencyBucket>,
+}
+
+impl LatencyOverTime {
+    /// A bucket length for a run of `span_ns`.
+    fn bucket_for(span_ns: u64) -> u64 {
+        let want = span_ns.div_ceil(MAX_BUCKETS).max(1_000_000);
+        let mut decade = 1u64;
+        loop {
+            for m in [1, 2, 5] {
+                if decade.saturating_mul(m) >= want {
+                    return decade.saturating_mul(m);
+                }
+            }
+            decade = decade.saturating_mul(10);
+        }
+    }
+
+    /// The buckets of `produce` and `end_to_end`, lists of (when, latency).
+    fn of(span_ns: u64, produce: &[(u64, u64)], end_to_end: &[(u64, u64)]) -> LatencyOverTime {
+        let bucket_ns = Self::bucket_for(span_ns);
+        let mut by: BTreeMap<u64, (Vec<u64>, Vec<u64>)> = BTreeMap::new();
+        for &(t, took) in produce {
+            by.entry(t / bucket_ns).or_default().0.push(took);
+        }
+        for &(t, took) in end_to_end {
+            by.entry(t / bucket_ns).or_default().1.push(took);
+        }
+        LatencyOverTime {
+            bucket_ns,
+            buckets: by
+                .into_iter()
+                .map(|(i, (p, e))| LatencyBucket {
+                    start_ns: i * bucket_ns,
+                    produce: Latency::of(p),
+                    end_to_end: Latency::of(e),
+                })
+                .collect(),
+        }
+    }
+}
+
 /// Every figure of one history.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Figures {
@@ -146,6 +211,9 @@ pub struct Figures {
     pub produce_by_broker: BTreeMap<String, Latency>,
     /// End-to-end latency by partition.
     pub end_to_end_by_partition: BTreeMap<String, Latency>,
+    /// Both latencies over the run.
+    #[serde(default)]
+    pub latency_over_time: LatencyOverTime,
 }
 
 impl Figures {
@@ -316,10 +384,14 @@ pub fn figures(history: &History) -> Figures {
     let mut produce_broker: BTreeMap<String, Vec<u64>> = BTreeMap::new();
     // (partition, value) -> (ack time, phase) of acknowledged sends.
     let mut acked: BTreeMap<(&str, &str), (u64, Phase)> = BTreeMap::new();
+    // (invoke, produce latency) and (ack, end-to-end latency), for the latencies over time.
+    let mut produce_at: Vec<(u64, u64)> = Vec::new();
+    let mut e2e_at: Vec<(u64, u64)> = Vec::new();
     for s in sends.iter().filter(|s| s.outcome == OpKind::Ok) {
         let Some(done) = s.done_ns else { continue };
         let phase = phase_at(&spans, s.invoke_ns);
         let took = done.saturating_sub(s.invoke_ns);
+        produce_at.push((s.invoke_ns, took));
         produce.entry(phase).or_default().push(took);
         produce_tp.entry(s.tp.clone()).or_default().push(took);
         if let Some(b) = s.broker {
@@ -339,6 +411,7 @@ pub fn figures(history: &History) -> Figures {
             if let Some((ack, phase)) = acked.get(&(key.as_str(), r.value.as_str())) {
                 if seen.insert((key.clone(), r.value.as_str())) {
                     let took = op.time_ns.saturating_sub(*ack);
+                    e2e_at.push((*ack, took));
                     e2e.entry(*phase).or_default().push(took);
                     e2e_tp.entry(key).or_default().push(took);
                 }
@@ -346,7 +419,9 @@ pub fn figures(history: &History) -> Figures {
         }
     }
     let all = |m: &BTreeMap<Phase, Vec<u64>>| Latency::of(m.values().flatten().copied().collect());
+    let span_ns = history.ops.iter().map(|o| o.time_ns).max().unwrap_or(0);
     Figures {
+        latency_over_time: LatencyOverTime::of(span_ns, &produce_at, &e2e_at),
         windows,
         produce_all: all(&produce),
         end_to_end_all: all(&e2e),
@@ -1083,6 +1158,39 @@ mod tests {
         assert!(!crate::Report::new(&History::default(), vec![])
             .counts
             .contains_key(&Anomaly::SloExceeded));
+    }
+
+    #[test]
+    fn latency_over_time_puts_a_slow_send_in_the_bucket_it_was_invoked_in() {
+        let mut h = HistoryBuilder::new();
+        send(&mut h, 100, 5, OpKind::Ok, "a", 0);
+        fault(&mut h, 1000, "crash", "start");
+        send(&mut h, 1100, 900, OpKind::Ok, "b", 1);
+        fault(&mut h, 2000, "crash", "heal");
+        send(&mut h, 2500, 7, OpKind::Ok, "c", 2);
+        let got = PollValue::default().record("t", 0, 2, "c");
+        at(&mut h, 2600).call(2, PollValue::default(), OpKind::Ok, got);
+        let over = figures(&h.build()).latency_over_time;
+        // 2.6 s of history: 20 ms buckets (2.6 s / 200 = 13 ms, rounded up to 1-2-5).
+        assert_eq!(over.bucket_ns, 20 * MS);
+        let starts: Vec<u64> = over.buckets.iter().map(|b| b.start_ns / MS).collect();
+        // Produce by invoke (100, 1100, 2500 ms); end to end by ack (2507 ms: same bucket).
+        assert_eq!(starts, [100, 1100, 2500]);
+        assert_eq!(over.buckets[1].produce.max_ns, 900 * MS);
+        assert_eq!(over.buckets[2].end_to_end.max_ns, 93 * MS);
+        assert_eq!(over.buckets[0].end_to_end.count, 0);
+    }
+
+    #[test]
+    fn latency_buckets_are_one_two_or_five_and_at_most_max_buckets() {
+        assert_eq!(LatencyOverTime::bucket_for(0), MS);
+        assert_eq!(LatencyOverTime::bucket_for(60_000 * MS), 500 * MS);
+        assert_eq!(LatencyOverTime::bucket_for(100_000 * MS), 500 * MS);
+        assert_eq!(LatencyOverTime::bucket_for(100_001 * MS), 1000 * MS);
+        for span in [1, 999 * MS, 45_000 * MS, 3_600_000 * MS, u64::MAX / 2] {
+            let b = LatencyOverTime::bucket_for(span);
+            assert!(span.div_ceil(b) <= MAX_BUCKETS, "{span} {b}");
+        }
     }
 
     #[test]

@@ -1,27 +1,34 @@
 //! The HTML report: one renderer for `riptide sim`/`repro` and `riptide certify`.
 //!
 //! A page is [`page`] around sections: [`header_table`], [`anomaly_counts`], [`realtime_lag`],
-//! [`timelines`] (one inline SVG per partition: offset over time, with acknowledged sends, reads,
-//! failed or indeterminate sends, the final read's high watermark, the ops of each finding and
-//! the fault bands), [`findings`] (with their evidence) and [`fault_events`]. [`sim_report`] is
-//! the simulator's whole page; certify adds its own sections (coverage, compatibility, store) as
-//! templates of its own around the same pieces.
+//! [`figures_tables`] (windows of unavailability by kind and fault, latency by phase),
+//! [`timelines`] (the pictures, drawn in `charts`: one inline SVG per partition with its write
+//! and read windows, the consumer groups' stalls, latency over time, all over the fault bands),
+//! [`findings`] (with their evidence) and [`fault_events`]. [`sim_report`] is the simulator's
+//! whole page; certify adds its own sections (coverage, compatibility, store) as templates of
+//! its own around the same pieces.
 //!
 //! Markup is written with `maud`: every interpolated string is escaped, so a topic, a finding or
 //! a fault detail is text on the page whatever it holds. The page has no JavaScript.
 //!
 //! The timelines show the partitions of [`crate::report::Summary::partitions`], in its order,
-//! and the container says how many (`data-partitions`), so a check can count the charts.
-//! It cannot show a finding that has no partition (it is listed under Findings), and it thins
-//! dense series (at most 3000 acknowledgements and 1500 reads drawn per partition).
+//! and each picture's container says how much it draws (`data-partitions`, `data-windows`,
+//! `data-points`), so a check can count it. It cannot show a finding that has no partition (it
+//! is listed under Findings), nor a window on a partition the summary does not list, and it
+//! thins dense series (see `charts`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use maud::{html, Markup, PreEscaped, DOCTYPE};
 
+use crate::figures::{Figures, Phase, Window, WindowKind};
 use crate::history::{History, Op, OpKind, PollValue, TxnEnd, Value};
 use crate::report::FaultEvent;
 use crate::{Finding, Report, Severity, Verdict};
+
+mod charts;
+use charts::Series;
+pub use charts::{human, window_title};
 
 /// The page's style sheet (certify's report look).
 const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#1f2328}\
@@ -30,13 +37,27 @@ th{background:#f6f8fa}code{font-size:12px}.verdict{color:#fff;padding:2px 10px;b
 .verdict.ok{background:#1a7f37}.verdict.bad{background:#cf222e}\
 .fail{color:#cf222e;font-weight:600}.note{background:#fff8c5;padding:8px;border-radius:4px}\
 svg text{font-size:10px;fill:#57606a}summary{cursor:pointer;font-weight:600;margin:.4em 0}\
-svg.timeline{width:100%;height:auto}.legend span{margin-right:1em}li{font-family:monospace;font-size:12px}";
+svg.timeline,svg.groups,svg.latency{width:100%;height:auto}.legend span{margin-right:1em}li{font-family:monospace;font-size:12px}";
 
 /// What the timeline intro says.
 const TIMELINE_INTRO: &str =
     "Per partition: acknowledged sends (green, offset over time), records \
-consumers read (blue), failed or indeterminate sends (orange ticks at the bottom), faults (shaded, \
-labelled by node) and the ops of each finding (red rings).";
+consumers read (blue), failed or indeterminate sends (orange ticks under the plot), faults (shaded, \
+labelled by node), the ops of each finding (red rings), and under the plot the partition's write \
+and read windows (faded: never closed). Hover a bar for its length and the fault it is put down to.";
+
+/// What the latency chart says.
+const LATENCY_INTRO: &str =
+    "Per bucket of time: the p99 (dots, joined) and the maximum (rings) of \
+produce acknowledgement latency, by when the send was invoked, and of end-to-end latency (ack to \
+first read), by when it was acknowledged; logarithmic scale. A gap: nothing measured then.";
+
+/// What the windows are (the Markdown says it too).
+pub const WINDOWS_INTRO: &str = "A write window: sends unanswered, failed or retried until one \
+sent since is acknowledged. A read window: polls failed or empty while acknowledged records \
+waited, until records come. A group stall: from a member's rejoin until every partition is owned \
+and read again. Each is attributed to the fault active when it opened \
+(`riptide_checker::figures`).";
 
 /// What the realtime-lag table says.
 pub const LAG_INTRO: &str = "Per partition, the longest a consumer that kept polling it went \
@@ -336,25 +357,14 @@ pub fn fault_bands(faults: &[FaultEvent], end_ns: u64) -> Vec<FaultBand> {
     bands
 }
 
-/// What one partition's chart shows.
-#[derive(Default)]
-struct Series {
-    /// (time, offset) of acknowledged sends (committed, for transactions).
-    acked: Vec<(u64, i64)>,
-    /// (time, offset) of records consumers read.
-    read: Vec<(u64, i64)>,
-    /// Times of failed or indeterminate sends.
-    failed: Vec<u64>,
-    /// The last successful final read: (time, hwm).
-    final_hwm: Option<(u64, i64)>,
-    /// Finding marks: (time, offset, what).
-    marks: Vec<(u64, Option<i64>, String)>,
-}
-
 /// Series by topic, then partition: every partition of the report's summary, nothing else.
-type AllSeries = BTreeMap<String, BTreeMap<i32, Series>>;
+type AllSeries<'f> = BTreeMap<String, BTreeMap<i32, Series<'f>>>;
 
-fn at<'a>(by: &'a mut AllSeries, topic: &str, partition: i32) -> Option<&'a mut Series> {
+fn at<'a, 'f>(
+    by: &'a mut AllSeries<'f>,
+    topic: &str,
+    partition: i32,
+) -> Option<&'a mut Series<'f>> {
     by.get_mut(topic).and_then(|ps| ps.get_mut(&partition))
 }
 
@@ -366,7 +376,7 @@ fn reads(by: &mut AllSeries, t: u64, p: &PollValue) {
     }
 }
 
-fn series(history: &History, r: &Report) -> AllSeries {
+fn series<'f>(history: &History, r: &Report, figures: &'f Figures) -> AllSeries<'f> {
     let mut by = AllSeries::new();
     for tp in &r.summary.partitions {
         by.entry(tp.topic.clone())
@@ -434,12 +444,27 @@ fn series(history: &History, r: &Report) -> AllSeries {
             ));
         }
     }
+    // Write and read windows on their partition's chart (a subject is `topic/partition`).
+    for w in figures
+        .windows
+        .iter()
+        .filter(|w| w.kind != WindowKind::GroupStall)
+    {
+        let place = w.subject.rsplit_once('/');
+        let place = place.and_then(|(t, p)| Some((t, p.parse().ok()?)));
+        if let Some(s) = place.and_then(|(t, p)| at(&mut by, t, p)) {
+            s.windows.push(w);
+        }
+    }
     by
 }
 
-/// The legend, then one chart per partition of the report's summary (offset over time) inside
-/// `<div id="timelines" data-partitions="N">`.
-pub fn timelines(history: &History, r: &Report, bands: &[FaultBand]) -> Markup {
+/// The pictures, on one time axis over the fault bands: the legend, then one chart per partition
+/// of the report's summary (offset over time, with its write and read windows) inside
+/// `<div id="timelines" data-partitions="N" data-windows="W">`, the consumer groups' stalls
+/// (`<div id="group-stalls" data-windows="S">`, when a group stalled), and the latency over time
+/// (`<div id="latency" data-points="P">`). The counts say what is drawn, so a check can count it.
+pub fn timelines(history: &History, r: &Report, figures: &Figures, bands: &[FaultBand]) -> Markup {
     let t_max = history
         .ops
         .iter()
@@ -448,133 +473,151 @@ pub fn timelines(history: &History, r: &Report, bands: &[FaultBand]) -> Markup {
         .max()
         .unwrap_or(1)
         .max(1);
-    let all = series(history, r);
+    let frame = charts::Frame { t_max, bands };
+    let all = series(history, r, figures);
     let count: usize = all.values().map(BTreeMap::len).sum();
+    let bars: usize = all
+        .values()
+        .flat_map(BTreeMap::values)
+        .map(|s| s.windows.len())
+        .sum();
+    let mut stalls: BTreeMap<&str, Vec<&Window>> = BTreeMap::new();
+    for w in figures
+        .windows
+        .iter()
+        .filter(|w| w.kind == WindowKind::GroupStall)
+    {
+        stalls.entry(&w.subject).or_default().push(w);
+    }
+    let swatch = |colour: &str| format!("background:{colour}");
     html! {
         h2 { "Timeline" }
         p { (TIMELINE_INTRO) }
         p class="legend" {
-            span style="color:#1a7f37" { "● acknowledged send" } " "
-            span style="color:#0969da" { "● read by a consumer" } " "
-            span style="color:#bc4c00" { "| failed or indeterminate send" } " "
+            span style=(format!("color:{}", charts::ACK)) { "● acknowledged send" } " "
+            span style=(format!("color:{}", charts::READ)) { "□ read by a consumer" } " "
+            span style=(format!("color:{}", charts::FAILED)) { "| failed or indeterminate send" } " "
             span style="color:#57606a" { "– – final read's high watermark" } " "
-            span style="color:#cf222e" { "○ op of a finding" } " "
-            span style="background:#8250df33" { "\u{a0}fault\u{a0}" }
+            span style=(format!("color:{}", charts::FINDING)) { "○ op of a finding" } " "
+            span style=(format!("background:{}33", charts::FAULT)) { "\u{a0}fault\u{a0}" } " "
+            span style=(swatch(charts::WRITE_WINDOW)) { "\u{a0}write window\u{a0}" } " "
+            span style=(swatch(charts::READ_WINDOW)) { "\u{a0}read window\u{a0}" } " "
+            span style=(format!("{};color:#fff", swatch(charts::GROUP_STALL))) {
+                "\u{a0}group stall\u{a0}"
+            }
         }
-        div id="timelines" data-partitions=(count) {
+        div id="timelines" data-partitions=(count) data-windows=(bars) {
             @for (topic, partitions) in &all {
                 @for (p, s) in partitions {
                     h3 { (topic) "/" (p) }
-                    (chart(s, t_max, bands))
+                    (charts::partition(s, &frame))
                 }
             }
+        }
+        h3 { "Consumer groups" }
+        @if stalls.is_empty() {
+            p { "No consumer group stalled." }
+        } @else {
+            p { "A lane per group: each stall, from a member's rejoin until every partition is \
+                owned and read again." }
+            div id="group-stalls" data-windows=(stalls.values().map(Vec::len).sum::<usize>()) {
+                (charts::groups(&stalls, &frame))
+            }
+        }
+        h2 { "Latency over time" }
+        p { (LATENCY_INTRO) }
+        p class="legend" {
+            span style=(format!("color:{}", charts::ACK)) { "● produce ack p99  ○ max" } " "
+            span style=(format!("color:{}", charts::READ)) { "● end to end p99  ○ max" } " "
+            span style=(format!("background:{}33", charts::FAULT)) { "\u{a0}fault\u{a0}" }
+        }
+        div id="latency" data-points=(charts::latency_points(&figures.latency_over_time)) {
+            (charts::latency(&figures.latency_over_time, &frame))
         }
     }
 }
 
-/// A number for an SVG attribute: one decimal.
-fn n1(v: f64) -> String {
-    format!("{v:.1}")
+/// The windows by kind and fault: kind, fault, count, total (s), longest (s) (and whether it
+/// never closed), its subject, and when it opened (s). The Markdown's table too.
+pub fn window_rows(f: &Figures) -> Vec<[String; 7]> {
+    let mut by: BTreeMap<(&str, &str), Vec<&Window>> = BTreeMap::new();
+    for w in &f.windows {
+        by.entry((w.kind.as_str(), w.fault.as_deref().unwrap_or("no fault")))
+            .or_default()
+            .push(w);
+    }
+    let s = |ns: u64| format!("{:.3}", ns as f64 / 1e9);
+    by.into_iter()
+        .filter_map(|((kind, fault), list)| {
+            let total: u64 = list.iter().map(|w| w.duration_ns()).sum();
+            let worst = list.iter().max_by_key(|w| w.duration_ns())?;
+            let open = if worst.closed { "" } else { " (never closed)" };
+            Some([
+                kind.to_string(),
+                fault.to_string(),
+                list.len().to_string(),
+                s(total),
+                format!("{}{open}", s(worst.duration_ns())),
+                worst.subject.clone(),
+                s(worst.start_ns),
+            ])
+        })
+        .collect()
 }
 
-/// One partition's SVG.
-fn chart(s: &Series, t_max: u64, bands: &[FaultBand]) -> Markup {
-    const W: f64 = 1000.0;
-    const H: f64 = 230.0;
-    const LEFT: f64 = 64.0;
-    const RIGHT: f64 = 16.0;
-    const TOP: f64 = 40.0; // room for fault labels
-    const BOTTOM: f64 = 36.0; // failed-send ticks, time labels, axis title
-    let plot_w = W - LEFT - RIGHT;
-    let plot_bottom = H - BOTTOM;
-    let x = |t: u64| LEFT + (t as f64 / t_max as f64) * plot_w;
-    let max_off = s
-        .acked
-        .iter()
-        .chain(&s.read)
-        .map(|(_, o)| *o)
-        .chain(s.marks.iter().filter_map(|(_, o, _)| *o))
-        .chain(s.final_hwm.map(|(_, h)| h))
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64;
-    let y = |o: i64| plot_bottom - (o as f64 / max_off) * (plot_bottom - TOP);
-    let thin = |v: &[(u64, i64)], max: usize| -> Vec<(u64, i64)> {
-        let step = v.len().div_ceil(max).max(1);
-        v.iter().step_by(step).copied().collect()
-    };
-    // Fault labels go in the first of three rows where they do not overlap.
-    let mut row_ends: Vec<f64> = Vec::new();
-    let placed: Vec<(f64, f64, f64, &str)> = bands
-        .iter()
-        .map(|b| {
-            let (x0, x1) = (x(b.start_ns), x(b.end_ns));
-            let text_w = b.label.len() as f64 * 5.6 + 4.0;
-            let row = match row_ends.iter().position(|end| *end <= x0) {
-                Some(r) => r,
-                None => {
-                    row_ends.push(0.0);
-                    row_ends.len() - 1
-                }
-            };
-            row_ends[row] = x0 + text_w.max(x1 - x0);
-            (x0, x1, 10.0 + (row % 3) as f64 * 11.0, b.label.as_str())
+/// A phase's name, as the JSON spells it.
+fn phase_name(p: Phase) -> String {
+    serde_json::to_value(p)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// Latencies by phase: which, phase, records, p50, p99, max (ms). The Markdown's table too.
+pub fn latency_rows(f: &Figures) -> Vec<[String; 6]> {
+    let ms = |ns: u64| format!("{:.1}", ns as f64 / 1e6);
+    [("produce ack", &f.produce), ("end to end", &f.end_to_end)]
+        .into_iter()
+        .flat_map(|(name, by_phase)| {
+            by_phase.iter().map(move |(phase, l)| {
+                [
+                    name.to_string(),
+                    phase_name(*phase),
+                    l.count.to_string(),
+                    ms(l.p50_ns),
+                    ms(l.p99_ns),
+                    ms(l.max_ns),
+                ]
+            })
         })
-        .collect();
+        .collect()
+}
+
+/// The figures' tables: windows by kind and fault, latencies by phase.
+pub fn figures_tables(f: &Figures) -> Markup {
     html! {
-        svg class="timeline" viewBox=(format!("0 0 {W} {H}")) xmlns="http://www.w3.org/2000/svg" {
-            @for (x0, x1, ly, label) in &placed {
-                rect x=(n1(*x0)) y=(TOP) width=(n1((x1 - x0).max(1.0))) height=(n1(plot_bottom - TOP))
-                    fill="#8250df" fill-opacity="0.12" { title { (label) } }
-                line x1=(n1(*x0)) x2=(n1(*x0)) y1=(n1(ly + 2.0)) y2=(TOP)
-                    stroke="#8250df" stroke-opacity="0.4" {}
-                text x=(n1(x0 + 2.0)) y=(ly) { (label) }
-            }
-            line x1=(LEFT) y1=(plot_bottom) x2=(W - RIGHT) y2=(plot_bottom) stroke="#8c959f" {}
-            line x1=(LEFT) y1=(TOP) x2=(LEFT) y2=(plot_bottom) stroke="#8c959f" {}
-            text x="4" y=(n1((TOP + plot_bottom) / 2.0))
-                transform=(format!("rotate(-90 12 {:.1})", (TOP + plot_bottom) / 2.0)) { "offset" }
-            text x=(n1(LEFT + plot_w / 2.0)) y=(H) text-anchor="middle" { "time (s)" }
-            @for k in 0..=4u32 {
-                @let off = (max_off * f64::from(k) / 4.0).round() as i64;
-                @let t = (t_max as f64 * f64::from(k) / 4.0) as u64;
-                text x=(n1(LEFT - 4.0)) y=(n1(y(off) + 3.0)) text-anchor="end" { (off) }
-                line x1=(LEFT) x2=(n1(W - RIGHT)) y1=(n1(y(off))) y2=(n1(y(off)))
-                    stroke="#d0d7de" stroke-opacity="0.5" {}
-                text x=(n1(x(t))) y=(n1(plot_bottom + 22.0)) text-anchor="middle" {
-                    (format!("{:.0}", t as f64 / 1e9))
+        h2 { "Windows of unavailability and latency" }
+        p { (WINDOWS_INTRO) }
+        @if f.windows.is_empty() {
+            p { "No window: every attempt got through." }
+        } @else {
+            table id="windows" {
+                tr {
+                    th { "window" } th { "fault" } th { "count" } th { "total (s)" }
+                    th { "longest (s)" } th { "on" } th { "from (s)" }
+                }
+                @for row in window_rows(f) {
+                    tr { @for cell in &row { td { (cell) } } }
                 }
             }
-            // Acks first, reads on top (they trail the acks at the same offsets), as small open
-            // squares so both stay visible.
-            g fill="#1a7f37" {
-                @for (t, o) in thin(&s.acked, 3000) {
-                    circle cx=(n1(x(t))) cy=(n1(y(o))) r="1.6" {}
-                }
+        }
+        table id="latency-by-phase" {
+            tr {
+                th { "latency" } th { "phase" } th { "records" } th { "p50 (ms)" }
+                th { "p99 (ms)" } th { "max (ms)" }
             }
-            g fill="none" stroke="#0969da" stroke-width="0.8" {
-                @for (t, o) in thin(&s.read, 1500) {
-                    rect x=(n1(x(t) - 1.5)) y=(n1(y(o) - 1.5)) width="3" height="3" {}
-                }
-            }
-            @if let Some((t, hwm)) = s.final_hwm {
-                line x1=(LEFT) x2=(n1(x(t))) y1=(n1(y(hwm))) y2=(n1(y(hwm)))
-                    stroke="#57606a" stroke-dasharray="4 3" {
-                    title { "final read: hwm " (hwm) }
-                }
-            }
-            g stroke="#bc4c00" {
-                @for t in &s.failed {
-                    line x1=(n1(x(*t))) x2=(n1(x(*t))) y1=(n1(plot_bottom + 2.0))
-                        y2=(n1(plot_bottom + 9.0)) {}
-                }
-            }
-            g fill="none" stroke="#cf222e" stroke-width="2" {
-                @for (t, o, why) in &s.marks {
-                    circle cx=(n1(x(*t))) cy=(n1(o.map(y).unwrap_or(plot_bottom))) r="5" {
-                        title { (why) }
-                    }
-                }
+            @for row in latency_rows(f) {
+                tr { @for cell in &row { td { (cell) } } }
             }
         }
     }
@@ -606,11 +649,12 @@ pub fn fault_events(r: &Report) -> Markup {
 }
 
 /// The simulator's page: `rows` (seed, scenario, trace hash, ...), the anomaly counts, realtime
-/// lag, one timeline per partition with the nemesis's faults as bands, the findings and the
-/// fault events.
+/// lag, the figures' tables, the pictures over the nemesis's faults as bands, the findings and
+/// the fault events.
 pub fn sim_report<'a>(
     history: &History,
     report: &Report,
+    figures: &Figures,
     rows: impl IntoIterator<Item = (&'a str, String)>,
 ) -> String {
     let end = history.ops.iter().map(|o| o.time_ns).max().unwrap_or(0);
@@ -619,7 +663,8 @@ pub fn sim_report<'a>(
         (header_table(rows))
         (anomaly_counts(report))
         (realtime_lag(report))
-        (timelines(history, report, &bands))
+        (figures_tables(figures))
+        (timelines(history, report, figures, &bands))
         (findings(history, report))
         (fault_events(report))
     };
@@ -629,8 +674,79 @@ pub fn sim_report<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{FaultValue, FinalReadValue, HistoryBuilder, SendValue};
+    use crate::figures::figures;
+    use crate::history::{
+        AssignValue, ClientValue, FaultValue, FinalReadValue, HistoryBuilder, SendValue,
+        TopicPartition,
+    };
     use crate::{check_all, CheckerConfig};
+
+    const MS: u64 = 1_000_000;
+
+    /// The simulator's page of `h`, checked and measured.
+    fn render<'a>(h: &History, rows: impl IntoIterator<Item = (&'a str, String)>) -> String {
+        let r = check_all(h, &CheckerConfig::default());
+        sim_report(h, &r, &figures(h), rows)
+    }
+
+    /// Moves the builder's clock to `ms`.
+    fn at(b: &mut HistoryBuilder, ms: u64) -> &mut HistoryBuilder {
+        let now = b.now_ns();
+        b.advance((ms * MS).saturating_sub(now))
+    }
+
+    fn crash(phase: &str) -> FaultValue {
+        FaultValue::new("crash")
+            .with("broker", "broker-<b>")
+            .with("phase", phase)
+    }
+
+    /// A send of `value` to `topic`/0 at `ms`, answered `took` ms later as `kind`.
+    fn send(b: &mut HistoryBuilder, topic: &str, ms: u64, took: u64, kind: OpKind, offset: i64) {
+        let v = SendValue::new(topic, 0, format!("v{ms}"));
+        let inv = at(b, ms).invoke(1, v.clone());
+        let done = if kind == OpKind::Ok {
+            v.acked(offset)
+        } else {
+            v
+        };
+        at(b, ms + took).complete(1, inv, kind, done);
+    }
+
+    /// `topic`/0 under a crash from 1 s to 3 s: a write window (1.1 s to 3.2 s), a read window
+    /// (1.2 s to 3.5 s) and a stall of group `g<i>` (1.15 s to 3.5 s), each put down to it.
+    fn outage(topic: &str) -> History {
+        let mut b = HistoryBuilder::new();
+        let mut member = ClientValue {
+            role: "member".into(),
+            ..Default::default()
+        };
+        member.profile.insert("group".into(), "g<i>".into());
+        b.ok(2, member);
+        let assign = AssignValue {
+            partitions: vec![TopicPartition::new(topic, 0)],
+        };
+        let poll = PollValue::default;
+        at(&mut b, 0).call(2, AssignValue::default(), OpKind::Ok, assign.clone());
+        send(&mut b, topic, 100, 5, OpKind::Ok, 0);
+        at(&mut b, 200).call(2, poll(), OpKind::Ok, poll().record(topic, 0, 0, "v100"));
+        send(&mut b, topic, 300, 5, OpKind::Ok, 1);
+        at(&mut b, 1000).call(1000, crash("start"), OpKind::Ok, crash("start"));
+        let lost = SendValue::new(topic, 0, "v1100");
+        let inv = at(&mut b, 1100).invoke(1, lost.clone());
+        let rejoin = at(&mut b, 1150).invoke(2, AssignValue::default());
+        at(&mut b, 1160).complete(2, rejoin, OpKind::Ok, assign);
+        at(&mut b, 1200).call(2, poll(), OpKind::Fail, poll());
+        at(&mut b, 1500).complete(1, inv, OpKind::Info, lost);
+        at(&mut b, 2000).call(2, poll(), OpKind::Ok, poll());
+        at(&mut b, 3000).call(1000, crash("heal"), OpKind::Ok, crash("heal"));
+        send(&mut b, topic, 3100, 100, OpKind::Ok, 2);
+        let both = poll()
+            .record(topic, 0, 1, "v300")
+            .record(topic, 0, 2, "v3100");
+        at(&mut b, 3500).call(2, poll(), OpKind::Ok, both);
+        b.build()
+    }
 
     /// Two partitions of a topic whose name is markup; partition 0 loses an acknowledged
     /// write (the final read stops below it), and a crash starts and heals in between.
@@ -666,7 +782,7 @@ mod tests {
         let h = lossy(topic);
         let r = check_all(&h, &CheckerConfig::default());
         assert!(!r.findings.is_empty(), "the lost write is found");
-        let page = sim_report(&h, &r, [("seed", "<b>1</b>".to_string())]);
+        let page = sim_report(&h, &r, &figures(&h), [("seed", "<b>1</b>".to_string())]);
         assert!(!page.contains("<script>"), "{page}");
         assert!(!page.contains("<b>"), "{page}");
         assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;/0"));
@@ -680,9 +796,11 @@ mod tests {
         let h = lossy("t");
         let r = check_all(&h, &CheckerConfig::default());
         assert_eq!(r.summary.partitions.len(), 2);
-        let page = sim_report(&h, &r, []);
-        assert_eq!(page.matches("<svg").count(), 2);
-        assert_eq!(page.matches("</svg>").count(), 2);
+        let page = render(&h, []);
+        // Two partitions and the latency chart.
+        assert_eq!(page.matches("<svg class=\"timeline\"").count(), 2);
+        assert_eq!(page.matches("<svg").count(), 3);
+        assert_eq!(page.matches("</svg>").count(), 3);
         assert!(page.contains("data-partitions=\"2\""));
         // SVG elements are closed explicitly (an HTML parser would nest `<circle>`s otherwise).
         assert_eq!(
@@ -692,11 +810,112 @@ mod tests {
         assert!(page.contains("<h3>t/0</h3>") && page.contains("<h3>t/1</h3>"));
         // No partitions, no charts, and a page that says so.
         let empty = History::new(vec![]);
-        let r = check_all(&empty, &CheckerConfig::default());
-        let page = sim_report(&empty, &r, []);
+        let page = render(&empty, []);
         assert!(page.contains("data-partitions=\"0\""));
-        assert_eq!(page.matches("<svg").count(), 0);
+        assert_eq!(page.matches("<svg class=\"timeline\"").count(), 0);
+        assert!(page.contains("<div id=\"latency\" data-points=\"0\"><svg class=\"latency\""));
         assert!(page.contains("None: every checker passed."));
+    }
+
+    #[test]
+    fn each_window_is_a_bar_on_its_lane_with_its_kind_length_and_fault() {
+        let h = outage("t");
+        let f = figures(&h);
+        let kinds: Vec<_> = f.windows.iter().map(|w| w.kind).collect();
+        assert_eq!(
+            kinds,
+            [WindowKind::Write, WindowKind::Read, WindowKind::GroupStall]
+        );
+        let page = render(&h, []);
+        assert!(page.contains("<div id=\"timelines\" data-partitions=\"1\" data-windows=\"2\">"));
+        assert_eq!(page.matches("<rect class=\"window\"").count(), 3);
+        for (kind, tip) in [
+            (
+                "write-window",
+                "write-window on t/0: 2.100 s from 1.100 s (crash)",
+            ),
+            (
+                "read-window",
+                "read-window on t/0: 2.300 s from 1.200 s (crash)",
+            ),
+            (
+                "group-stall",
+                "group-stall on g&lt;i&gt;: 2.350 s from 1.150 s (crash)",
+            ),
+        ] {
+            let bar = format!("<rect class=\"window\" data-kind=\"{kind}\"");
+            assert_eq!(page.matches(&bar).count(), 1, "{kind}");
+            assert!(
+                page.contains(&format!("<title>{tip}</title>")),
+                "{tip}\n{page}"
+            );
+        }
+        // The group's lane, labelled with its (escaped) name.
+        assert!(page.contains("<div id=\"group-stalls\" data-windows=\"1\"><svg class=\"groups\""));
+        assert!(
+            page.contains(">g&lt;i&gt;<title>g&lt;i&gt;</title></text>"),
+            "{page}"
+        );
+        // And the tables, by kind and fault.
+        assert!(page.contains(
+            "<tr><td>write-window</td><td>crash</td><td>1</td><td>2.100</td><td>2.100</td>\
+             <td>t/0</td><td>1.100</td></tr>"
+        ));
+        assert!(page.contains("<td>produce ack</td><td>after-heal</td><td>1</td><td>100.0</td>"));
+    }
+
+    #[test]
+    fn a_window_never_closed_is_faded_and_says_so() {
+        let mut b = HistoryBuilder::new();
+        send(&mut b, "t", 100, 50, OpKind::Fail, 0);
+        send(&mut b, "t", 900, 50, OpKind::Info, 0);
+        let page = render(&b.build(), []);
+        assert!(page.contains("fill-opacity=\"0.5\""), "{page}");
+        assert!(
+            page.contains(
+                "<title>write-window on t/0: 0.850 s from 0.100 s, never closed (no fault)</title>"
+            ),
+            "{page}"
+        );
+        assert!(page.contains("No consumer group stalled."));
+    }
+
+    #[test]
+    fn latency_over_time_draws_a_point_per_bucket_and_series_and_a_line_through_runs() {
+        let mut b = HistoryBuilder::new();
+        // Produce latencies in 10 adjacent buckets, then one far away: one line, 11 points.
+        for i in 0..10 {
+            send(&mut b, "t", 1000 + i * 100, 5 + i, OpKind::Ok, i as i64);
+        }
+        send(&mut b, "t", 9000, 2500, OpKind::Ok, 10);
+        let h = b.build();
+        let over = &figures(&h).latency_over_time;
+        assert_eq!(
+            over.bucket_ns,
+            100 * MS,
+            "11.5 s / 200, rounded up to 1-2-5"
+        );
+        let page = render(&h, []);
+        assert!(
+            page.contains("<div id=\"latency\" data-points=\"11\">"),
+            "{page}"
+        );
+        assert_eq!(page.matches("<circle class=\"p99\"").count(), 11);
+        assert_eq!(page.matches("<circle class=\"max\"").count(), 11);
+        assert_eq!(page.matches("<polyline").count(), 1);
+        assert!(page.contains("<title>produce ack, 9.0–9.1 s: 1 records, p50 2.50 s, p99 2.50 s, max 2.50 s</title>"), "{page}");
+        // A log axis from 1 ms to 10 s: both the steady 5 ms and the slow 2.5 s fit.
+        assert!(
+            page.contains(">1.0 ms</text>") && page.contains(">10.00 s</text>"),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn latencies_read_as_people_write_them() {
+        assert_eq!(human(850_000), "850 µs");
+        assert_eq!(human(12 * MS), "12.0 ms");
+        assert_eq!(human(1_250 * MS), "1.25 s");
     }
 
     #[test]

@@ -291,7 +291,12 @@ pub struct SimSummary {
 }
 
 /// Writes every output of a run into `dir`; returns the HTML report's path.
-fn write_outputs(dir: &Path, o: &RunOutcome, repro: &str) -> anyhow::Result<PathBuf> {
+fn write_outputs(
+    dir: &Path,
+    o: &RunOutcome,
+    figures: &Figures,
+    repro: &str,
+) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut jsonl = Vec::new();
     o.history.to_jsonl(&mut jsonl)?;
@@ -310,6 +315,11 @@ fn write_outputs(dir: &Path, o: &RunOutcome, repro: &str) -> anyhow::Result<Path
         dir.join("invariants.json"),
         serde_json::to_string_pretty(&o.invariants)?,
     )?;
+    // What the page draws, as data: ci/html_check.py counts the pictures against it.
+    std::fs::write(
+        dir.join("figures.json"),
+        serde_json::to_string_pretty(figures)?,
+    )?;
     let rows = [
         ("seed", o.seed.to_string()),
         ("scenario", o.scenario.name.clone()),
@@ -322,7 +332,7 @@ fn write_outputs(dir: &Path, o: &RunOutcome, repro: &str) -> anyhow::Result<Path
     let html = dir.join("report.html");
     std::fs::write(
         &html,
-        riptide_checker::html::sim_report(&o.history, &o.report, rows),
+        riptide_checker::html::sim_report(&o.history, &o.report, figures, rows),
     )?;
     Ok(html)
 }
@@ -381,7 +391,12 @@ pub fn sim(args: SimArgs) -> anyhow::Result<u8> {
     let out = args
         .out
         .unwrap_or_else(|| PathBuf::from(format!("riptide-out/seed-{}", args.seed)));
-    let html = write_outputs(&out, &outcome, &repro_line(args.seed, &args.scenario))?;
+    let html = write_outputs(
+        &out,
+        &outcome,
+        &figures,
+        &repro_line(args.seed, &args.scenario),
+    )?;
     if args.json {
         let summary = SimSummary {
             seed: outcome.seed,
@@ -1096,13 +1111,13 @@ pub fn repro(args: ReproArgs) -> anyhow::Result<u8> {
         return shrink(args.seed, &scenario);
     }
     match run_seed(args.seed, &scenario, &args.scenario.verdict) {
-        Ok((o, _)) => {
+        Ok((o, figures)) => {
             print!("{}", o.trace);
             println!();
             print!("{}", o.report.to_text());
             println!("trace hash  {}", o.trace_hash);
             let out = PathBuf::from(format!("riptide-out/seed-{}", args.seed));
-            let html = write_outputs(&out, &o, &repro_line(args.seed, &args.scenario))?;
+            let html = write_outputs(&out, &o, &figures, &repro_line(args.seed, &args.scenario))?;
             println!("output      {}", out.display());
             println!("html        {}", html.display());
             Ok(if o.passed() { PASS } else { ANOMALY })

@@ -45,7 +45,7 @@ def test_certify_three_brokers_with_hooks_passes(riptide_bin, tmp_path, cluster_
     md = (out / "report.md").read_text()
     assert "not deterministic" in md and "## Compatibility" in md
     html = (out / "report.html").read_text()
-    assert html.count("<svg") == 4 and "<script" not in html
+    assert html.count('<svg class="timeline"') == 4 and "<script" not in html
     # Coverage: the points certify can see (its clients, proxy and nemesis), never a broker's.
     cov = rep["coverage"]
     assert cov and not [k for k in cov if k.startswith("broker/") or k.startswith("sim/")], sorted(cov)
