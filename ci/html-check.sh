@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Render a riptide report.html (riptide sim/repro/certify) in headless Chromium and check it:
 # no JavaScript console error, one timeline <svg> per partition (the page's data-partitions, and
-# report.json's summary when it sits beside the page), one window bar with a size per window
-# (and per window of the figures beside the page), a latency chart with a size and its points,
-# and a screenshot of the whole page not more than 95 % one colour (ci/html_check.py says each).
+# report.json's summary when it sits beside the page), window bars with a size for every window
+# declared (and every window of the figures beside the page), a latency chart with a size and
+# its points, and a screenshot of the whole page not more than 95 % one colour (ci/html_check.py
+# says each).
 # Exit 0 when it passes, 1 when it does not (each failure on a "FAIL:" line), 2 when it cannot
 # run.
 #

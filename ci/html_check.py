@@ -9,9 +9,10 @@ Checks, all reported (not only the first), exit 1 if any fails:
     data-partitions, which must be at least 1; and, when a report.json sits beside the page
     (riptide sim's report, or certify's with it under "report"), the number of partitions its
     summary lists;
-  - the windows of unavailability: one bar (rect.window), drawn with a size, per window the page
-    declares (data-windows of #timelines and #group-stalls); and, when the figures sit beside the
-    page (certify's report.json under "figures", sim's figures.json), as many as they list;
+  - the windows of unavailability: bars (rect.window, each for one window or for data-n windows
+    too close to draw apart) drawn with a size, for as many windows as the page declares
+    (data-windows of #timelines and #group-stalls); and, when the figures sit beside the page
+    (certify's report.json under "figures", sim's figures.json), as many as they list;
   - latency over time: the chart (#latency svg) is there and has a size, with one p99 point
     (circle.p99) per point the page declares (data-points), as many as the figures' buckets
     measured, and at least one when the figures measured an acknowledged send;
@@ -92,11 +93,14 @@ def declared(d, selector: str, attribute: str):
     return int(value) if value is not None and value.isdigit() else None
 
 
-# How many of the elements a selector finds, and how many of them the browser drew with no size.
+# How many of the elements a selector finds, how many of them the browser drew with no size, and
+# how many things they stand for (data-n: a window bar may stand for windows too close to draw
+# apart; 1 without it).
 SIZES = """
 const all = [...document.querySelectorAll(arguments[0])];
-return [all.length, all.filter(e => { const r = e.getBoundingClientRect();
-                                      return !(r.width > 0 && r.height > 0); }).length];
+return [all.length,
+        all.filter(e => { const r = e.getBoundingClientRect(); return !(r.width > 0 && r.height > 0); }).length,
+        all.reduce((n, e) => n + Number(e.getAttribute('data-n') || 1), 0)];
 """
 
 
@@ -109,19 +113,19 @@ def check_pictures(d, page: pathlib.Path):
     if None in want:
         failures.append(f"a data-windows that is not a number ({want})")
     else:
-        bars, unsized = d.execute_script(SIZES, "rect.window")
-        if bars != sum(want):
-            failures.append(f"{bars} window bar(s) for {sum(want)} window(s) declared")
+        bars, unsized, shown = d.execute_script(SIZES, "rect.window")
+        if shown != sum(want):
+            failures.append(f"{bars} window bar(s) for {shown} window(s), {sum(want)} declared")
         if unsized:
             failures.append(f"{unsized} window bar(s) drawn with no size")
         if figures is not None and len(figures["windows"]) != sum(want):
             failures.append(f"the page declares {sum(want)} window(s), the figures list "
                             f"{len(figures['windows'])}")
         if not failures:
-            print(f"  windows: {bars} bar(s)" + (f", the figures list {len(figures['windows'])}"
-                                                 if figures is not None else ""))
+            print(f"  windows: {shown} in {bars} bar(s)"
+                  + (f", the figures list {len(figures['windows'])}" if figures is not None else ""))
     # Latency over time: a chart with a size, one p99 point per point declared.
-    charts, unsized = d.execute_script(SIZES, "#latency svg")
+    charts, unsized, _ = d.execute_script(SIZES, "#latency svg")
     points = declared(d, "#latency", "data-points")
     if charts != 1:
         failures.append(f"no latency chart (#latency svg: {charts})")

@@ -50,7 +50,8 @@ and read windows (faded: never closed). Hover a bar for its length and the fault
 const LATENCY_INTRO: &str =
     "Per bucket of time: the p99 (dots, joined) and the maximum (rings) of \
 produce acknowledgement latency, by when the send was invoked, and of end-to-end latency (ack to \
-first read), by when it was acknowledged; logarithmic scale. A gap: nothing measured then.";
+first read), by when it was acknowledged; logarithmic scale, whose floor holds anything below \
+it (0: read before the ack came). A gap: nothing measured then.";
 
 /// What the windows are (the Markdown says it too).
 pub const WINDOWS_INTRO: &str = "A write window: sends unanswered, failed or retried until one \
@@ -473,7 +474,7 @@ pub fn timelines(history: &History, r: &Report, figures: &Figures, bands: &[Faul
         .max()
         .unwrap_or(1)
         .max(1);
-    let frame = charts::Frame { t_max, bands };
+    let frame = charts::Frame::new(t_max, bands);
     let all = series(history, r, figures);
     let count: usize = all.values().map(BTreeMap::len).sum();
     let bars: usize = all
@@ -852,10 +853,7 @@ mod tests {
         }
         // The group's lane, labelled with its (escaped) name.
         assert!(page.contains("<div id=\"group-stalls\" data-windows=\"1\"><svg class=\"groups\""));
-        assert!(
-            page.contains(">g&lt;i&gt;<title>g&lt;i&gt;</title></text>"),
-            "{page}"
-        );
+        assert!(page.contains(">g&lt;i&gt;</text>"), "{page}");
         // And the tables, by kind and fault.
         assert!(page.contains(
             "<tr><td>write-window</td><td>crash</td><td>1</td><td>2.100</td><td>2.100</td>\
@@ -906,7 +904,40 @@ mod tests {
         assert!(page.contains("<title>produce ack, 9.0–9.1 s: 1 records, p50 2.50 s, p99 2.50 s, max 2.50 s</title>"), "{page}");
         // A log axis from 1 ms to 10 s: both the steady 5 ms and the slow 2.5 s fit.
         assert!(
-            page.contains(">1.0 ms</text>") && page.contains(">10.00 s</text>"),
+            page.contains(">≤1.0 ms</text>") && page.contains(">10.00 s</text>"),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn an_end_to_end_of_zero_sits_on_the_floor_out_of_the_line() {
+        let mut b = HistoryBuilder::new();
+        let read = |b: &mut HistoryBuilder, ms: u64, value: &str, offset: i64| {
+            let got = PollValue::default().record("t", 0, offset, value);
+            at(b, ms).call(2, PollValue::default(), OpKind::Ok, got);
+        };
+        send(&mut b, "t", 1000, 5, OpKind::Ok, 0);
+        read(&mut b, 1050, "v1000", 0);
+        // Read before its ack arrived: 0.
+        let v = SendValue::new("t", 0, "v1100");
+        let inv = at(&mut b, 1100).invoke(1, v.clone());
+        read(&mut b, 1102, "v1100", 1);
+        at(&mut b, 1105).complete(1, inv, OpKind::Ok, v.acked(1));
+        send(&mut b, "t", 1200, 5, OpKind::Ok, 2);
+        read(&mut b, 1250, "v1200", 2);
+        // 20 s of history: 100 ms buckets, so the three are adjacent.
+        at(&mut b, 20_000).ok(1000, FaultValue::new("other-event"));
+        let h = b.build();
+        assert_eq!(figures(&h).latency_over_time.bucket_ns, 100 * MS);
+        let page = render(&h, []);
+        assert!(
+            page.contains("<div id=\"latency\" data-points=\"6\">"),
+            "{page}"
+        );
+        // Produce: one line through three buckets; end to end: 45 ms, 0, 45 ms, no line.
+        assert_eq!(page.matches("<polyline").count(), 1, "{page}");
+        assert!(
+            page.contains("end to end, 1.1–1.2 s: 1 records, p50 0 µs"),
             "{page}"
         );
     }

@@ -12,12 +12,15 @@
 //!   [`crate::figures::LatencyOverTime`] (p99 joined by a line, max as a ring), log scale.
 //!
 //! Each window bar (`rect.window`) and each latency point (`circle.p99`, `circle.max`) has a
-//! `<title>`: the browser's tooltip says what it is, how long, and which fault. Offsets and
-//! reads are thinned ([`MAX_ACKS`], [`MAX_READS`] per partition); windows are not (there is
-//! one per outage, not one per op), and the latency buckets are bounded by
-//! [`crate::figures::MAX_BUCKETS`].
+//! `<title>`: the browser's tooltip says what it is, how long, and which fault.
+//!
+//! What a long run cannot make bigger: acknowledgements and reads are thinned ([`MAX_ACKS`],
+//! [`MAX_READS`] per partition), failed sends are one tick per place on the axis, windows less
+//! than a pixel apart are one bar (`data-n` says how many), past [`MAX_BANDS`] faults the bands
+//! are their union, and the latency buckets are at most [`crate::figures::MAX_BUCKETS`]. A
+//! 1M-op chaos-like history of 32 partitions (the checker's bench) makes a 7.4 MB page.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use maud::{html, Markup};
 
@@ -28,6 +31,8 @@ use crate::figures::{Latency, LatencyBucket, LatencyOverTime, Window, WindowKind
 pub const MAX_ACKS: usize = 3000;
 /// At most this many reads drawn per partition.
 pub const MAX_READS: usize = 1500;
+/// Past this many fault bands, a chart draws their union (see [`Frame::new`]).
+pub const MAX_BANDS: usize = 100;
 
 const W: f64 = 1000.0;
 const LEFT: f64 = 64.0;
@@ -77,16 +82,78 @@ pub fn window_title(w: &Window) -> String {
     )
 }
 
-/// The time axis and fault bands every chart shares.
-pub struct Frame<'a> {
-    /// The run's end (ns): the right edge.
-    pub t_max: u64,
-    pub bands: &'a [FaultBand],
+/// What a bar of several windows says: how many, when, and its longest.
+fn bar_title(ws: &[&Window]) -> String {
+    // The earliest of the longest, as `Figures::worst` picks.
+    let longest = ws
+        .iter()
+        .max_by_key(|w| (w.duration_ns(), std::cmp::Reverse(w.start_ns)));
+    match (ws, longest) {
+        ([w], _) => window_title(w),
+        ([first, ..], Some(longest)) => format!(
+            "{} {}s on {} between {} and {}, too close to draw apart; the longest: {}",
+            ws.len(),
+            first.kind.as_str(),
+            first.subject,
+            secs(first.start_ns),
+            secs(ws.iter().map(|w| w.end_ns).max().unwrap_or(first.end_ns)),
+            window_title(longest)
+        ),
+        _ => String::new(),
+    }
 }
 
-impl Frame<'_> {
+/// The time axis and fault bands every chart shares.
+pub struct Frame {
+    /// The run's end (ns): the right edge.
+    t_max: u64,
+    /// The bands drawn: the faults, or past [`MAX_BANDS`] their union.
+    bands: Vec<FaultBand>,
+}
+
+impl Frame {
+    /// The frame of a run ending at `t_max` with `bands`. Every chart draws every band, so past
+    /// [`MAX_BANDS`] they are drawn as their union (bands less than a pixel apart joined), each
+    /// labelled with how many faults of which kinds it holds.
+    pub fn new(t_max: u64, bands: &[FaultBand]) -> Frame {
+        let t_max = t_max.max(1);
+        if bands.len() <= MAX_BANDS {
+            return Frame {
+                t_max,
+                bands: bands.to_vec(),
+            };
+        }
+        let pixel_ns = t_max / (W - LEFT - RIGHT) as u64;
+        let mut sorted: Vec<&FaultBand> = bands.iter().collect();
+        sorted.sort_by_key(|b| b.start_ns);
+        let mut union: Vec<(u64, u64, BTreeMap<&str, usize>)> = Vec::new();
+        for b in sorted {
+            let kind = b.label.split(' ').next().unwrap_or_default();
+            match union.last_mut() {
+                Some((_, end, kinds)) if b.start_ns <= end.saturating_add(pixel_ns) => {
+                    *end = (*end).max(b.end_ns);
+                    *kinds.entry(kind).or_default() += 1;
+                }
+                _ => union.push((b.start_ns, b.end_ns, [(kind, 1)].into())),
+            }
+        }
+        let bands = union
+            .into_iter()
+            .map(|(start_ns, end_ns, kinds)| {
+                let n: usize = kinds.values().sum();
+                let each: Vec<String> = kinds.iter().map(|(k, c)| format!("{c} {k}")).collect();
+                FaultBand {
+                    start_ns,
+                    end_ns,
+                    label: format!("{n} faults ({})", each.join(", ")),
+                }
+            })
+            .collect();
+        Frame { t_max, bands }
+    }
+
     fn x(&self, t: u64) -> f64 {
-        LEFT + (t.min(self.t_max) as f64 / self.t_max.max(1) as f64) * (W - LEFT - RIGHT)
+        LEFT + (t.min(self.t_max) as f64 / self.t_max as f64) * (W - LEFT - RIGHT)
     }
 
     /// An SVG of height `h` (the plot's bottom edge at `bottom`, time labels under it): the
@@ -135,20 +202,34 @@ impl Frame<'_> {
         }
     }
 
-    /// A lane of window bars at `y`, labelled `name` on the left.
-    fn lane(&self, name: &str, y: f64, colour: &str, windows: &[&Window]) -> Markup {
-        let short: String = name.chars().take(11).collect();
+    /// A lane of window bars at `y` (10 high). A bar is never narrower than 2 px (a window of
+    /// a few ms stays visible and hoverable), and windows less than a pixel apart are one bar
+    /// (`data-n` says how many): a lane holds at most a few hundred bars, however long the run.
+    fn lane(&self, y: f64, colour: &str, windows: &[&Window]) -> Markup {
+        let mut sorted = windows.to_vec();
+        sorted.sort_by_key(|w| w.start_ns);
+        let mut bars: Vec<(f64, f64, Vec<&Window>)> = Vec::new();
+        for w in sorted {
+            let x0 = self.x(w.start_ns);
+            let x1 = self.x(w.end_ns).max(x0 + 2.0);
+            match bars.last_mut() {
+                Some((_, end, ws)) if x0 <= *end + 1.0 => {
+                    *end = end.max(x1);
+                    ws.push(w);
+                }
+                _ => bars.push((x0, x1, vec![w])),
+            }
+        }
         html! {
-            text x=(n1(LEFT - 4.0)) y=(n1(y + 8.0)) text-anchor="end" { (short) title { (name) } }
             line x1=(LEFT) x2=(n1(W - RIGHT)) y1=(n1(y + 5.0)) y2=(n1(y + 5.0))
                 stroke="#d0d7de" stroke-dasharray="2 3" {}
-            @for w in windows {
-                @let (x0, x1) = (self.x(w.start_ns), self.x(w.end_ns));
-                // Never narrower than 2 px: a window of a few ms stays visible and hoverable.
-                rect class="window" data-kind=(w.kind.as_str()) x=(n1(x0)) y=(n1(y))
-                    width=(n1((x1 - x0).max(2.0))) height="10" fill=(colour)
-                    fill-opacity=(if w.closed { "0.9" } else { "0.5" }) stroke=(colour) {
-                    title { (window_title(w)) }
+            @for (x0, x1, ws) in &bars {
+                @let closed = ws.iter().all(|w| w.closed);
+                rect class="window" data-kind=(ws[0].kind.as_str())
+                    data-n=[(ws.len() > 1).then_some(ws.len())] x=(n1(*x0)) y=(n1(y))
+                    width=(n1(x1 - x0)) height="10" fill=(colour)
+                    fill-opacity=(if closed { "0.9" } else { "0.5" }) stroke=(colour) {
+                    title { (bar_title(ws)) }
                 }
             }
         }
@@ -195,6 +276,8 @@ pub fn partition(s: &Series, frame: &Frame) -> Markup {
         let step = v.len().div_ceil(max).max(1);
         v.iter().step_by(step).copied().collect()
     };
+    // One tick per place on the axis, however many sends failed there.
+    let failed: BTreeSet<String> = s.failed.iter().map(|t| n1(x(*t))).collect();
     let of = |kind: WindowKind| -> Vec<&Window> {
         s.windows
             .iter()
@@ -232,9 +315,8 @@ pub fn partition(s: &Series, frame: &Frame) -> Markup {
             }
         }
         g stroke=(FAILED) {
-            @for t in &s.failed {
-                line x1=(n1(x(*t))) x2=(n1(x(*t))) y1=(n1(PLOT_BOTTOM + 2.0))
-                    y2=(n1(PLOT_BOTTOM + 9.0)) {}
+            @for tick in &failed {
+                line x1=(tick) x2=(tick) y1=(n1(PLOT_BOTTOM + 2.0)) y2=(n1(PLOT_BOTTOM + 9.0)) {}
             }
         }
         g fill="none" stroke=(FINDING) stroke-width="2" {
@@ -244,19 +326,24 @@ pub fn partition(s: &Series, frame: &Frame) -> Markup {
                 }
             }
         }
-        (frame.lane("write", WRITE_LANE, WRITE_WINDOW, &of(WindowKind::Write)))
-        (frame.lane("read", READ_LANE, READ_WINDOW, &of(WindowKind::Read)))
+        text x=(n1(LEFT - 4.0)) y=(n1(WRITE_LANE + 8.0)) text-anchor="end" { "write" }
+        (frame.lane(WRITE_LANE, WRITE_WINDOW, &of(WindowKind::Write)))
+        text x=(n1(LEFT - 4.0)) y=(n1(READ_LANE + 8.0)) text-anchor="end" { "read" }
+        (frame.lane(READ_LANE, READ_WINDOW, &of(WindowKind::Read)))
     };
     frame.svg("timeline", H, BOTTOM, body)
 }
 
 /// One lane per consumer group with its stalls (`stalls` by group).
 pub fn groups(stalls: &BTreeMap<&str, Vec<&Window>>, frame: &Frame) -> Markup {
-    const LANE: f64 = 16.0;
+    // Each lane: the group's name (names are long: over the lane, not in the margin), its bars.
+    const LANE: f64 = 26.0;
     let bottom = TOP + 4.0 + LANE * stalls.len() as f64;
     let body = html! {
         @for (i, (group, list)) in stalls.iter().enumerate() {
-            (frame.lane(group, TOP + 4.0 + LANE * i as f64, GROUP_STALL, list))
+            @let y = TOP + 4.0 + LANE * i as f64;
+            text x=(n1(LEFT + 2.0)) y=(n1(y + 9.0)) { (group) }
+            (frame.lane(y + 12.0, GROUP_STALL, list))
         }
     };
     frame.svg("groups", bottom + 30.0, bottom, body)
@@ -341,7 +428,10 @@ pub fn latency(over: &LatencyOverTime, frame: &Frame) -> Markup {
             transform=(format!("rotate(-90 12 {:.1})", (TOP + BOTTOM) / 2.0)) { "latency" }
         @for d in (lo as i32)..=(hi as i32) {
             @let ns = 10f64.powi(d) as u64;
-            text x=(n1(LEFT - 4.0)) y=(n1(y(ns) + 3.0)) text-anchor="end" { (human(ns)) }
+            // The floor holds everything below it, 0 included.
+            text x=(n1(LEFT - 4.0)) y=(n1(y(ns) + 3.0)) text-anchor="end" {
+                @if d == lo as i32 { "≤" } (human(ns))
+            }
             line x1=(LEFT) x2=(n1(W - RIGHT)) y1=(n1(y(ns))) y2=(n1(y(ns)))
                 stroke="#d0d7de" stroke-opacity="0.5" {}
         }
@@ -350,8 +440,11 @@ pub fn latency(over: &LatencyOverTime, frame: &Frame) -> Markup {
             @let measure = |b: &LatencyBucket| series.of(b);
             @let points: Vec<&LatencyBucket> =
                 over.buckets.iter().filter(|b| measure(b).count > 0).collect();
-            // A line through each run of adjacent buckets.
-            @for run in points.chunk_by(|a, b| a.start_ns + over.bucket_ns == b.start_ns) {
+            // A line through each run of adjacent buckets; a p99 of 0 (end to end: read before
+            // the ack came) sits on the floor, out of the lines, which would only zig-zag to it.
+            @let above: Vec<&LatencyBucket> =
+                points.iter().copied().filter(|b| measure(b).p99_ns > 0).collect();
+            @for run in above.chunk_by(|a, b| a.start_ns + over.bucket_ns == b.start_ns) {
                 @if run.len() > 1 {
                     polyline fill="none" stroke=(colour) stroke-width="1.2" points=(run
                         .iter()
@@ -382,4 +475,77 @@ pub fn latency(over: &LatencyOverTime, frame: &Frame) -> Markup {
         }
     };
     frame.svg("latency", H, BOTTOM, body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn band(start_ns: u64, end_ns: u64, label: &str) -> FaultBand {
+        FaultBand {
+            start_ns,
+            end_ns,
+            label: label.into(),
+        }
+    }
+
+    #[test]
+    fn past_max_bands_a_frame_draws_their_union_saying_what_it_holds() {
+        let few: Vec<FaultBand> = (0..MAX_BANDS as u64)
+            .map(|i| band(i * 6, i * 6 + 5, "crash b"))
+            .collect();
+        assert_eq!(Frame::new(1000, &few).bands, few);
+        // 150 bands a pixel apart at most, then one far off: two bands.
+        let mut many: Vec<FaultBand> = (0..150u64)
+            .map(|i| {
+                band(
+                    i * 6,
+                    i * 6 + 5,
+                    if i % 2 == 0 { "crash b" } else { "pause b" },
+                )
+            })
+            .collect();
+        many.push(band(5000, 6000, "zone-loss zone 1"));
+        let frame = Frame::new(10_000, &many);
+        let labels: Vec<&str> = frame.bands.iter().map(|b| b.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            ["150 faults (75 crash, 75 pause)", "1 faults (1 zone-loss)"]
+        );
+        assert_eq!((frame.bands[0].start_ns, frame.bands[0].end_ns), (0, 899));
+    }
+
+    #[test]
+    fn windows_less_than_a_pixel_apart_are_one_bar_that_says_how_many() {
+        let w = |start_ms: u64, len_ms: u64, closed: bool| Window {
+            kind: WindowKind::Write,
+            subject: "t/0".into(),
+            start_ns: start_ms * 1_000_000,
+            end_ns: (start_ms + len_ms) * 1_000_000,
+            closed,
+            fault: None,
+        };
+        // 100 s across 920 px: a pixel is ~109 ms.
+        let frame = Frame::new(100_000_000_000, &[]);
+        let ws = [
+            w(10_000, 15, true),
+            w(10_030, 15, true),
+            w(10_060, 15, false),
+            w(50_000, 2000, true),
+        ];
+        let lane = frame
+            .lane(0.0, WRITE_WINDOW, &ws.iter().collect::<Vec<_>>())
+            .into_string();
+        assert_eq!(lane.matches("<rect class=\"window\"").count(), 2, "{lane}");
+        assert!(lane.contains("data-n=\"3\""), "{lane}");
+        assert!(lane.contains(
+            "<title>3 write-windows on t/0 between 10.000 s and 10.075 s, too close to draw \
+             apart; the longest: write-window on t/0: 0.015 s from 10.000 s (no fault)</title>"
+        ));
+        // One never closed among them: faded.
+        assert_eq!(lane.matches("fill-opacity=\"0.5\"").count(), 1);
+        assert!(
+            lane.contains("<title>write-window on t/0: 2.000 s from 50.000 s (no fault)</title>")
+        );
+    }
 }
