@@ -82,6 +82,25 @@ pub fn window_title(w: &Window) -> String {
     )
 }
 
+/// Round ticks for a time axis from 0 to `t_max` ns: every 1, 2 or 5 times a power of ten
+/// seconds, about five of them, each labelled in seconds with the decimals its step needs.
+fn time_ticks(t_max: u64) -> Vec<(u64, String)> {
+    let span = t_max.max(1) as f64 / 1e9;
+    let rough = span / 5.0;
+    let decade = 10f64.powf(rough.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * decade)
+        .find(|s| *s >= rough)
+        .unwrap_or(10.0 * decade);
+    let digits = (-step.log10().floor()).max(0.0) as usize;
+    (0..)
+        .map(|k| f64::from(k) * step)
+        .take_while(|t| *t <= span * (1.0 + 1e-9))
+        .map(|t| ((t * 1e9).round() as u64, format!("{t:.digits$}")))
+        .collect()
+}
+
 /// What a bar of several windows says: how many, when, and its longest.
 fn bar_title(ws: &[&Window]) -> String {
     // The earliest of the longest, as `Figures::worst` picks.
@@ -188,11 +207,8 @@ impl Frame {
                     text x=(n1(x0 + 2.0)) y=(ly) { (label) }
                 }
                 line x1=(LEFT) y1=(n1(bottom)) x2=(W - RIGHT) y2=(n1(bottom)) stroke="#8c959f" {}
-                @for k in 0..=4u32 {
-                    @let t = (self.t_max as f64 * f64::from(k) / 4.0) as u64;
-                    text x=(n1(self.x(t))) y=(n1(bottom + 14.0)) text-anchor="middle" {
-                        (format!("{:.0}", t as f64 / 1e9))
-                    }
+                @for (t, label) in time_ticks(self.t_max) {
+                    text x=(n1(self.x(t))) y=(n1(bottom + 14.0)) text-anchor="middle" { (label) }
                 }
                 text x=(n1(LEFT + (W - LEFT - RIGHT) / 2.0)) y=(n1(h - 2.0)) text-anchor="middle" {
                     "time (s)"
@@ -487,6 +503,24 @@ mod tests {
             end_ns,
             label: label.into(),
         }
+    }
+
+    #[test]
+    fn time_ticks_are_round_seconds() {
+        let labels =
+            |t_max: u64| -> Vec<String> { time_ticks(t_max).into_iter().map(|(_, l)| l).collect() };
+        assert_eq!(labels(76_300_000_000), ["0", "20", "40", "60"]);
+        assert_eq!(labels(19_700_000_000), ["0", "5", "10", "15"]);
+        assert_eq!(labels(45_000_000_000), ["0", "10", "20", "30", "40"]);
+        assert_eq!(labels(3_500_000_000), ["0", "1", "2", "3"]);
+        assert_eq!(
+            labels(20_000_000),
+            ["0.000", "0.005", "0.010", "0.015", "0.020"]
+        );
+        assert_eq!(
+            time_ticks(10_000_000_000)[5],
+            (10_000_000_000, "10".to_string())
+        );
     }
 
     #[test]
