@@ -37,7 +37,7 @@ th{background:#f6f8fa}code{font-size:12px}.verdict{color:#fff;padding:2px 10px;b
 .verdict.ok{background:#1a7f37}.verdict.bad{background:#cf222e}\
 .fail{color:#cf222e;font-weight:600}.note{background:#fff8c5;padding:8px;border-radius:4px}\
 svg text{font-size:10px;fill:#57606a}summary{cursor:pointer;font-weight:600;margin:.4em 0}\
-svg.timeline,svg.groups,svg.latency{width:100%;height:auto}.legend span{margin-right:1em}li{font-family:monospace;font-size:12px}";
+svg.timeline,svg.groups,svg.latency{width:100%;height:auto}.legend span{margin-right:1em;white-space:nowrap}li{font-family:monospace;font-size:12px}";
 
 /// What the timeline intro says.
 const TIMELINE_INTRO: &str =
