@@ -1027,8 +1027,18 @@ mod tests {
         assert_eq!(f.end_to_end[&Phase::Steady].max_ns, 1090 * MS);
     }
 
-    #[test]
-    fn a_group_stalls_from_a_rejoin_until_every_partition_is_owned_and_read() {
+    fn assign(parts: &[i32]) -> AssignValue {
+        AssignValue {
+            partitions: parts.iter().map(|p| TopicPartition::new("t", *p)).collect(),
+        }
+    }
+
+    fn read(p: i32, v: &str) -> PollValue {
+        PollValue::default().record("t", p, 0, v)
+    }
+
+    /// Group `g` of members 2 and 3, each given one partition of t and reading it by 150 ms.
+    fn formed_group() -> HistoryBuilder {
         let mut h = HistoryBuilder::new();
         for p in [2, 3] {
             let mut c = ClientValue {
@@ -1038,15 +1048,16 @@ mod tests {
             c.profile.insert("group".into(), "g".into());
             h.ok(p, c);
         }
-        let assign = |parts: &[i32]| AssignValue {
-            partitions: parts.iter().map(|p| TopicPartition::new("t", *p)).collect(),
-        };
-        let read = |p: i32, v: &str| PollValue::default().record("t", p, 0, v);
         at(&mut h, 0).call(2, AssignValue::default(), OpKind::Ok, assign(&[0]));
         h.call(3, AssignValue::default(), OpKind::Ok, assign(&[1]));
         at(&mut h, 100).call(2, PollValue::default(), OpKind::Ok, read(0, "a"));
-        // Formed only once both partitions are read.
         at(&mut h, 150).call(3, PollValue::default(), OpKind::Ok, read(1, "b"));
+        h
+    }
+
+    #[test]
+    fn a_group_stalls_from_a_rejoin_until_every_partition_is_owned_and_read() {
+        let mut h = formed_group();
         fault(&mut h, 1000, "crash", "start");
         // Member 3 rejoins: the stall opens; member 2 rejoins and takes both.
         at(&mut h, 1200).invoke(3, AssignValue::default());
@@ -1071,23 +1082,7 @@ mod tests {
 
     #[test]
     fn a_stall_the_run_ends_inside_reaches_its_members_last_failed_join() {
-        let mut h = HistoryBuilder::new();
-        for p in [2, 3] {
-            let mut c = ClientValue {
-                role: "member".into(),
-                ..Default::default()
-            };
-            c.profile.insert("group".into(), "g".into());
-            h.ok(p, c);
-        }
-        let assign = |parts: &[i32]| AssignValue {
-            partitions: parts.iter().map(|p| TopicPartition::new("t", *p)).collect(),
-        };
-        let read = |p: i32, v: &str| PollValue::default().record("t", p, 0, v);
-        at(&mut h, 0).call(2, AssignValue::default(), OpKind::Ok, assign(&[0]));
-        h.call(3, AssignValue::default(), OpKind::Ok, assign(&[1]));
-        at(&mut h, 100).call(2, PollValue::default(), OpKind::Ok, read(0, "a"));
-        at(&mut h, 150).call(3, PollValue::default(), OpKind::Ok, read(1, "b"));
+        let mut h = formed_group();
         fault(&mut h, 1000, "scale-in", "start");
         // Both rejoin; their joins time out (held by a coordinator that is gone) and the run
         // ends with the group still unformed.
