@@ -15,7 +15,7 @@ use riptide_workloads::client::txn::Txn;
 use riptide_workloads::mix::{derive, WorkloadMix};
 use riptide_workloads::roster::{Roster, RosterSpec};
 use riptide_workloads::transactions::refuses_transactions;
-use riptide_workloads::{Client, ClientConfig, Pace, Recorder, TcpConnector};
+use riptide_workloads::{Client, ClientConfig, Pace, Recorder, Spikes, TcpConnector};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -758,7 +758,7 @@ struct RealWorld {
     hooks: Arc<Hooks>,
     /// The bootstrap nodes, then the spares.
     nodes: Vec<String>,
-    /// The producers' pace, which a traffic spike raises.
+    /// The producers' pace, which traffic spikes raise.
     pace: Pace,
 }
 
@@ -809,7 +809,7 @@ impl RealWorld {
         // Heals before starts at the same instant.
         actions.sort_by_key(|&(t, begin, id)| (t, begin, id));
         let mut active: BTreeMap<usize, &Fault> = BTreeMap::new();
-        let mut spikes: BTreeMap<usize, u32> = BTreeMap::new();
+        let mut spikes = Spikes::new(self.pace.clone());
         for (at, begin, id) in actions {
             tokio::time::sleep_until(start + Duration::from_millis(at)).await;
             let p = &schedule[id];
@@ -843,12 +843,7 @@ impl RealWorld {
                 self.proxy.cut(&addr);
             }
             if let Fault::Spike { factor, .. } = &p.fault {
-                if begin {
-                    spikes.insert(id, *factor);
-                } else {
-                    spikes.remove(&id);
-                }
-                self.pace.set(spikes.values().copied().max().unwrap_or(1));
+                spikes.apply(id, *factor, begin);
             }
             // One hook per node the fault names (several for a scale event), in turn.
             let mut runs = Vec::new();
@@ -882,7 +877,7 @@ impl RealWorld {
                     hits,
                 });
         }
-        self.pace.set(1);
+        spikes.clear();
         warnings
     }
 }

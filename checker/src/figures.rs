@@ -876,6 +876,11 @@ mod tests {
 
     const MS: u64 = 1_000_000;
 
+    /// The figures' windows of one kind.
+    fn of_kind(f: &Figures, kind: WindowKind) -> Vec<&Window> {
+        f.windows.iter().filter(|w| w.kind == kind).collect()
+    }
+
     /// Moves the builder's clock to `ms`.
     fn at(h: &mut HistoryBuilder, ms: u64) -> &mut HistoryBuilder {
         let now = h.now_ns();
@@ -913,11 +918,7 @@ mod tests {
         fault(&mut h, 3000, "crash", "heal");
         send(&mut h, 3100, 100, OpKind::Ok, "d", 1);
         let f = figures(&h.build());
-        let w: Vec<_> = f
-            .windows
-            .iter()
-            .filter(|w| w.kind == WindowKind::Write)
-            .collect();
+        let w = of_kind(&f, WindowKind::Write);
         assert_eq!(w.len(), 1, "{w:?}");
         assert_eq!((w[0].start_ns, w[0].end_ns), (1100 * MS, 3200 * MS));
         assert!(w[0].closed);
@@ -1015,11 +1016,7 @@ mod tests {
         // Read up to the end: empty polls open nothing.
         at(&mut h, 1300).call(2, PollValue::default(), OpKind::Ok, PollValue::default());
         let f = figures(&h.build());
-        let w: Vec<_> = f
-            .windows
-            .iter()
-            .filter(|w| w.kind == WindowKind::Read)
-            .collect();
+        let w = of_kind(&f, WindowKind::Read);
         assert_eq!(w.len(), 1, "{w:?}");
         assert_eq!((w[0].start_ns, w[0].end_ns), (300 * MS, 1200 * MS));
         assert_eq!(w[0].fault.as_deref(), Some("partition"));
@@ -1067,11 +1064,7 @@ mod tests {
         fault(&mut h, 2000, "crash", "heal");
         at(&mut h, 2500).call(2, PollValue::default(), OpKind::Ok, read(1, "d"));
         let f = figures(&h.build());
-        let w: Vec<_> = f
-            .windows
-            .iter()
-            .filter(|w| w.kind == WindowKind::GroupStall)
-            .collect();
+        let w = of_kind(&f, WindowKind::GroupStall);
         assert_eq!(w.len(), 1, "{w:?}");
         assert_eq!((w[0].start_ns, w[0].end_ns), (1200 * MS, 2500 * MS));
         assert_eq!(
@@ -1091,11 +1084,7 @@ mod tests {
         at(&mut h, 4200).complete(3, j3, OpKind::Fail, AssignValue::default());
         at(&mut h, 4500).complete(2, j2, OpKind::Fail, AssignValue::default());
         let f = figures(&h.build());
-        let w: Vec<_> = f
-            .windows
-            .iter()
-            .filter(|w| w.kind == WindowKind::GroupStall)
-            .collect();
+        let w = of_kind(&f, WindowKind::GroupStall);
         assert_eq!(w.len(), 1, "{w:?}");
         assert_eq!(
             (w[0].start_ns, w[0].end_ns, w[0].closed),

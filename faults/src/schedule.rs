@@ -611,13 +611,11 @@ impl Schedule {
                     match shape {
                         Elastic::ScaleOutMany if spares.len() >= 2 && can.scale => {
                             let n = rng.gen_range(2..=3).min(spares.len());
-                            let joining: Vec<(String, usize)> = spares.drain(..n).collect();
-                            live.extend(joining.iter().cloned());
                             Planned {
                                 start_ms: t,
                                 end_ms: None,
                                 fault: Fault::ScaleOutMany {
-                                    brokers: joining.into_iter().map(|b| b.0).collect(),
+                                    brokers: join_spares(&mut spares, &mut live, n),
                                 },
                             }
                         }
@@ -651,14 +649,13 @@ impl Schedule {
                             } else {
                                 0
                             };
-                            let joining: Vec<(String, usize)> = spares.drain(..n).collect();
-                            live.extend(joining.iter().cloned());
+                            let brokers = join_spares(&mut spares, &mut live, n);
                             Planned {
                                 start_ms: t,
                                 end_ms: end,
                                 fault: Fault::Spike {
                                     factor: rng.gen_range(3..=6),
-                                    brokers: joining.into_iter().map(|b| b.0).collect(),
+                                    brokers,
                                 },
                             }
                         }
@@ -723,6 +720,17 @@ impl Schedule {
         }
         Schedule { faults }
     }
+}
+
+/// The first `n` spares join the serving brokers; their names.
+fn join_spares(
+    spares: &mut Vec<(String, usize)>,
+    live: &mut Vec<(String, usize)>,
+    n: usize,
+) -> Vec<String> {
+    let joining: Vec<(String, usize)> = spares.drain(..n).collect();
+    live.extend(joining.iter().cloned());
+    joining.into_iter().map(|b| b.0).collect()
 }
 
 #[cfg(test)]

@@ -26,7 +26,7 @@ use riptide_checker::{check_all, CheckerConfig, Report};
 use riptide_faults::store::FaultHandle;
 use riptide_faults::{Capabilities, Fault, Schedule, StoreFaults, Topology};
 use riptide_workloads::roster::{RetentionSpec, Roster, RosterSpec};
-use riptide_workloads::{Client, ClientConfig, Pace, Recorder};
+use riptide_workloads::{Client, ClientConfig, Recorder, Spikes};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -128,9 +128,8 @@ pub(crate) struct Nemesis {
     removed: BTreeSet<String>,
     store_faults: BTreeMap<String, Vec<(usize, Fault)>>,
     latency: (u64, u64),
-    /// The producers' pace, and the factor of each traffic spike on now: the largest wins.
-    pace: Pace,
-    spikes: BTreeMap<usize, u32>,
+    /// The traffic spikes on now, which set the producers' pace.
+    spikes: Spikes,
 }
 
 impl Nemesis {
@@ -295,16 +294,12 @@ impl Nemesis {
                 }
             }
             Fault::Spike { factor, brokers } => {
+                self.spikes.apply(id, *factor, start);
                 if start {
-                    self.spikes.insert(id, *factor);
                     for b in brokers {
                         Self::join(world, f, b);
                     }
-                } else {
-                    self.spikes.remove(&id);
                 }
-                self.pace
-                    .set(self.spikes.values().copied().max().unwrap_or(1));
             }
             Fault::Replace { broker } => {
                 if start {
@@ -547,8 +542,7 @@ impl Plan {
             removed: BTreeSet::new(),
             store_faults: BTreeMap::new(),
             latency: scenario.store_latency_ms,
-            pace,
-            spikes: BTreeMap::new(),
+            spikes: Spikes::new(pace),
         };
         Ok(Plan {
             scenario: scenario.clone(),

@@ -33,7 +33,7 @@ pub use codec::FetchedRecord;
 pub use connection::{Connection, ConnectionOptions};
 pub use error::ClientError;
 pub use net::{Connector, TcpConnector};
-pub use pace::Pace;
+pub use pace::{Pace, Spikes};
 pub use recorder::Recorder;
 pub use witness::Witness;
 
