@@ -40,8 +40,8 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             continue;
         }
         let e = found
-            .entry((t, r.tp))
-            .or_insert_with(|| (Vec::new(), Vec::new(), r.value));
+            .entry((t, ix.tp(r.pid)))
+            .or_insert_with(|| (Vec::new(), Vec::new(), ix.value(r.vid)));
         e.0.push(r.offset);
         e.1.push(r.op);
     }

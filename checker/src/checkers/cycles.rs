@@ -106,15 +106,27 @@ struct Deps<'a> {
     nodes: Vec<Node>,
     edges: Vec<(u32, u32, Kind, u32)>,
     whys: Vec<Why<'a>>,
-    /// Record why each ww and wr edge is there (only a graph with a cycle needs it).
+    /// Record each edge's kind and why each ww and wr edge is there (only a graph with a cycle
+    /// needs it). Without, the edges are only `plain`: (from, to), half the memory, and no
+    /// process edges (see [`Deps::edge`]).
     keep_whys: bool,
+    plain: Vec<(u32, u32)>,
 }
 
 const NO_WHY: u32 = u32::MAX;
 
 impl<'a> Deps<'a> {
     fn edge(&mut self, from: u32, to: u32, kind: Kind, why: Option<Why<'a>>) {
-        let w = match why.filter(|_| self.keep_whys) {
+        if !self.keep_whys {
+            // A process edge a → b has a completed before b was invoked, so the realtime edges
+            // already lead from a to b (the sparse frontier keeps every such pair connected):
+            // it cannot close a cycle the others do not.
+            if kind != Kind::Process {
+                self.plain.push((from, to));
+            }
+            return;
+        }
+        let w = match why {
             Some(w) => {
                 self.whys.push(w);
                 (self.whys.len() - 1) as u32
@@ -146,7 +158,16 @@ fn build<'a>(ix: &Index<'a>, keep_whys: bool) -> Deps<'a> {
         edges: Vec::new(),
         whys: Vec::new(),
         keep_whys,
+        plain: Vec::new(),
     };
+    // Room for the ww and wr edges (at most one a record), and the realtime ones' usual count
+    // (a few an op): growing a vector of millions copies it.
+    let room = ix.reads.len() + ix.sends.len() + 2 * ix.pairs.len();
+    if keep_whys {
+        d.edges.reserve(room);
+    } else {
+        d.plain.reserve(room);
+    }
     // Send index → its node; reader op → its node.
     let mut of_send: Vec<Option<u32>> = vec![None; ix.sends.len()];
     let mut of_op: FastMap<u64, u32> = FastMap::default();
@@ -226,11 +247,11 @@ fn build<'a>(ix: &Index<'a>, keep_whys: bool) -> Deps<'a> {
         log.clear();
         log.extend(part.reads.iter().map(|&(o, i)| {
             let r = &ix.reads[i];
-            (o, r.vid, r.value)
+            (o, r.vid, ix.value(r.vid))
         }));
         log.extend(part.acks.iter().map(|&(o, i)| {
             let s = &ix.sends[i];
-            (o, s.vid, s.value)
+            (o, s.vid, ix.value(s.vid))
         }));
         log.sort_by_key(|e| e.0);
         log.dedup_by_key(|e| e.0);
@@ -271,8 +292,8 @@ fn build<'a>(ix: &Index<'a>, keep_whys: bool) -> Deps<'a> {
         };
         if w != reader && (d.plain_send(w) || committed) {
             let why = Why {
-                tp: r.tp,
-                from: (r.offset, r.value),
+                tp: ix.tp(r.pid),
+                from: (r.offset, ix.value(r.vid)),
                 to: None,
             };
             d.edge(w, reader, Kind::Wr, Some(why));
@@ -320,7 +341,8 @@ fn build<'a>(ix: &Index<'a>, keep_whys: bool) -> Deps<'a> {
     d
 }
 
-/// Some cycle (a self-loop counts) in the graph of all edges, whatever their kind: without
+/// Some cycle (a self-loop counts) in the graph of all edges, whatever their kind (a plain
+/// graph: see [`Deps::edge`]): without
 /// one there is nothing to report, and the graph need not be built with its explanations.
 /// Kahn's algorithm over the edges in arrays: nodes are taken off while nothing points at them;
 /// a cycle is what remains.
@@ -329,7 +351,7 @@ fn has_cycle(d: &Deps<'_>) -> bool {
     // Edges grouped by source (`start[a]..start[a + 1]` in `targets`), and in-degrees.
     let mut start = vec![0u32; n + 1];
     let mut indegree = vec![0u32; n];
-    for &(from, to, _, _) in &d.edges {
+    for &(from, to) in &d.plain {
         start[from as usize + 1] += 1;
         indegree[to as usize] += 1;
     }
@@ -337,8 +359,8 @@ fn has_cycle(d: &Deps<'_>) -> bool {
         start[a + 1] += start[a];
     }
     let mut fill = start.clone();
-    let mut targets = vec![0u32; d.edges.len()];
-    for &(from, to, _, _) in &d.edges {
+    let mut targets = vec![0u32; d.plain.len()];
+    for &(from, to) in &d.plain {
         targets[fill[from as usize] as usize] = to;
         fill[from as usize] += 1;
     }

@@ -50,7 +50,7 @@ fn candidates<'a>(ix: &Index<'a>) -> Vec<&'a str> {
                     .sends_of_id(s.vid)
                     .any(|t| t.acked().is_some_and(|a| (t.pid, a) != (s.pid, o)));
             if elsewhere && !ix.flagged_id(s.vid) && seen.insert(s.vid, ()).is_none() {
-                out.push(s.value);
+                out.push(ix.value(s.vid));
             }
         }
     }
@@ -64,7 +64,7 @@ pub(crate) fn run(ix: &Index<'_>, config: &CheckerConfig) -> Vec<Finding> {
         let mut positions: BTreeMap<Tp<'_>, BTreeMap<i64, (u64, bool)>> = BTreeMap::new();
         for r in ix.reads_of(value) {
             positions
-                .entry(r.tp)
+                .entry(ix.tp(r.pid))
                 .or_default()
                 .entry(r.offset)
                 .or_insert((r.op, false));
@@ -72,7 +72,7 @@ pub(crate) fn run(ix: &Index<'_>, config: &CheckerConfig) -> Vec<Finding> {
         for s in ix.sends_of(value) {
             if let Some(o) = s.acked() {
                 positions
-                    .entry(s.tp)
+                    .entry(ix.tp(s.pid))
                     .or_default()
                     .entry(o)
                     .or_insert((s.op, true));

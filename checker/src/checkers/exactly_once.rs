@@ -34,7 +34,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
     let mut removed: Vec<&str> = Vec::new();
     for (i, s) in ix.sends.iter().enumerate() {
         let Some(src) = s.source else { continue };
-        out_parts.push(s.tp);
+        out_parts.push(ix.tp(s.pid));
         if s.acked().is_some_and(|o| ix.part_at(s.pid).removed(o)) {
             removed.push(src);
         }
@@ -45,7 +45,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             continue;
         }
         let outs = outputs.entry(src).or_default();
-        if !outs.iter().any(|&o| ix.sends[o].value == s.value) {
+        if !outs.iter().any(|&o| ix.sends[o].vid == s.vid) {
             outs.push(i);
         }
     }
@@ -58,9 +58,14 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             continue;
         }
         let at = ix.reads_of(input).find(|r| r.final_read);
-        let tp = at.map_or(ix.sends[outs[0]].tp, |r| r.tp);
+        let tp = at.map_or(ix.tp(ix.sends[outs[0]].pid), |r| ix.tp(r.pid));
         let place = at.map_or(String::new(), |r| {
-            format!(" (at {}/{} offset {})", r.tp.0, r.tp.1, r.offset)
+            format!(
+                " (at {}/{} offset {})",
+                ix.tp(r.pid).0,
+                ix.tp(r.pid).1,
+                r.offset
+            )
         });
         let listed: Vec<String> = outs
             .iter()
@@ -69,7 +74,12 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
                 let by = s
                     .txn
                     .map_or(format!("op {}", s.op), |t| ix.txns[t].describe());
-                format!("{} in {}/{} by {by}", q(s.value), s.tp.0, s.tp.1)
+                format!(
+                    "{} in {}/{} by {by}",
+                    q(ix.value(s.vid)),
+                    ix.tp(s.pid).0,
+                    ix.tp(s.pid).1
+                )
             })
             .collect();
         out.push(Finding::new(

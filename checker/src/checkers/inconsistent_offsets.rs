@@ -31,8 +31,8 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
                     vec![first.op, other.op],
                     format!(
                         "Offset {o} was acknowledged for both {} and {}.",
-                        q(first.value),
-                        q(other.value)
+                        q(ix.value(first.vid)),
+                        q(ix.value(other.vid))
                     ),
                 ));
             }
@@ -79,13 +79,13 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         };
         out.push(Finding::new(
             Anomaly::InconsistentOffsets,
-            s.tp,
+            ix.tp(s.pid),
             std::iter::once(o).chain(elsewhere_sorted).collect(),
             vec![s.op, r.op],
             format!(
                 "Send of {} was acknowledged at offset {o} but a read of offset {o} returned {}{also}.",
-                q(s.value),
-                q(r.value)
+                q(ix.value(s.vid)),
+                q(ix.value(r.vid))
             ),
         ));
     }

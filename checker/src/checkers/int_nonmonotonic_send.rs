@@ -62,14 +62,14 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
                     let ops = [Some(prev_op), prev_read, Some(s.op), read_op];
                     out.push(Finding::new(
                     Anomaly::IntNonmonotonicSend,
-                    s.tp,
+                    ix.tp(s.pid),
                     vec![prev, o],
                     ops.into_iter().flatten().collect(),
                     format!(
                         "Process {} sent {} then {} in {}, but the second is at offset {o}, not after the first at {prev}: the broker reordered {}.",
                         s.process,
                         q(prev_value),
-                        q(s.value),
+                        q(ix.value(s.vid)),
                         match group {
                             Group::Batch(b) => format!("record batch {b}"),
                             Group::JepsenOp(i) => format!("one operation (op {i})"),
@@ -84,10 +84,10 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             }
             match slot {
                 Entry::Occupied(mut e) => {
-                    e.insert((o, s.op, read_op, s.value));
+                    e.insert((o, s.op, read_op, ix.value(s.vid)));
                 }
                 Entry::Vacant(e) => {
-                    e.insert((o, s.op, read_op, s.value));
+                    e.insert((o, s.op, read_op, ix.value(s.vid)));
                 }
             }
         }

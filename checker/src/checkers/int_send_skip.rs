@@ -49,12 +49,12 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             let i = match last {
                 Some((k, i)) if k == key => i,
                 _ => *slot.entry(key).or_insert_with(|| {
-                    batches.push(((s.process, batch, s.tp), Vec::new()));
+                    batches.push(((s.process, batch, ix.tp(s.pid)), Vec::new()));
                     batches.len() - 1
                 }),
             };
             last = Some((key, i));
-            batches[i].1.push((o, s.op, read_op, s.value));
+            batches[i].1.push((o, s.op, read_op, ix.value(s.vid)));
         }
     }
     let mut out = Vec::new();
@@ -79,17 +79,17 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
                 if let Some(r) = part
                     .reads_at(o)
                     .map(|i| &ix.reads[i])
-                    .find(|r| !ours(r.value))
+                    .find(|r| !ours(ix.value(r.vid)))
                 {
-                    foreign.entry(o).or_insert((r.op, r.value));
+                    foreign.entry(o).or_insert((r.op, ix.value(r.vid)));
                 }
             }
             let lo_i = part.acks.partition_point(|a| a.0 <= lo);
             let hi_i = part.acks.partition_point(|a| a.0 < hi);
             for &(o, i) in &part.acks[lo_i..hi_i.max(lo_i)] {
                 let s = &ix.sends[i];
-                if !ours(s.value) {
-                    foreign.entry(o).or_insert((s.op, s.value));
+                if !ours(ix.value(s.vid)) {
+                    foreign.entry(o).or_insert((s.op, ix.value(s.vid)));
                 }
             }
         }

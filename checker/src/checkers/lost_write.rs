@@ -50,12 +50,12 @@ pub(crate) fn missing(ix: &Index<'_>, s: &Send<'_>) -> Option<Finding> {
         };
         return Some(Finding::new(
             Anomaly::LostWrite,
-            s.tp,
+            ix.tp(s.pid),
             vec![o],
             vec![s.op, fr_op],
             format!(
                 "Send of {} was acknowledged at offset {o} but the final read up to hwm {hwm} does not contain it{seen}.",
-                q(s.value)
+                q(ix.value(s.vid))
             ),
         ));
     }
@@ -65,12 +65,12 @@ pub(crate) fn missing(ix: &Index<'_>, s: &Send<'_>) -> Option<Finding> {
     }
     Some(Finding::new(
         Anomaly::LostWrite,
-        s.tp,
+        ix.tp(s.pid),
         vec![o, max],
         vec![s.op, poll_op],
         format!(
             "Send of {} was acknowledged at offset {o} but was never read, although polls reached offset {max}.",
-            q(s.value)
+            q(ix.value(s.vid))
         ),
     ))
 }

@@ -445,11 +445,9 @@ pub(crate) type SeenOfTxn<'a> = BTreeMap<(usize, Tp<'a>), (Vec<i64>, Vec<u64>, &
 
 /// One send operation (invoke plus completion).
 pub(crate) struct Send<'a> {
-    pub tp: Tp<'a>,
-    /// The partition's number in the index (see [`Index::part_at`]).
+    /// The partition's number in the index (see [`Index::tp`] and [`Index::part_at`]).
     pub pid: u32,
-    pub value: &'a str,
-    /// The value's number in the index: equal values, equal numbers.
+    /// The value's number in the index (see [`Index::value`]): equal values, equal numbers.
     pub vid: u32,
     pub process: u64,
     /// The op carrying the evidence: the completion if any, else the invoke.
@@ -540,11 +538,10 @@ impl Txn<'_> {
 }
 
 /// One record observed by a poll or a final read.
-pub(crate) struct Read<'a> {
-    pub tp: Tp<'a>,
+pub(crate) struct Read {
+    /// The partition's and the value's numbers (see [`Index::tp`] and [`Index::value`]).
     pub pid: u32,
     pub offset: i64,
-    pub value: &'a str,
     pub vid: u32,
     pub op: u64,
     pub final_read: bool,
@@ -699,7 +696,9 @@ pub(crate) struct Index<'a> {
     /// their ops (see [`Index::pairs_of`]).
     fs: Vec<F>,
     pub sends: Vec<Send<'a>>,
-    pub reads: Vec<Read<'a>>,
+    pub reads: Vec<Read>,
+    /// By pair: where its records begin in `reads` (one more entry at the end).
+    read_start: Vec<u32>,
     pub final_reads: Vec<FinalRead<'a>>,
     /// Transactions, in invoke order.
     pub txns: Vec<Txn<'a>>,
@@ -716,9 +715,8 @@ pub(crate) struct Index<'a> {
     order: Vec<u32>,
     /// Value → its number. Lookups only.
     vids: ValueIds<'a>,
-    /// By value number, while indexing: where it was first read, and whether it was read
-    /// elsewhere too.
-    values: Vec<ValueReads>,
+    /// By value number: the value.
+    values: Vec<&'a str>,
     /// By value number: read at two positions or more (it is in `multi_position`). One byte a
     /// value, kept once `values` is dropped.
     flagged: Vec<bool>,
@@ -742,6 +740,7 @@ impl<'a> Index<'a> {
             fs: pairs.iter().map(|p| p.invoke.f()).collect(),
             sends: Vec::new(),
             reads: Vec::new(),
+            read_start: Vec::new(),
             final_reads: Vec::new(),
             txns: Vec::new(),
             deletes: Vec::new(),
@@ -785,14 +784,14 @@ impl<'a> Index<'a> {
         ix.reads.reserve(reads);
         ix.vids.reserve(sends);
         ix.values.reserve(sends);
+        ix.read_start.reserve(pairs.len() + 1);
         for pair in &pairs {
+            ix.read_start.push(ix.reads.len() as u32);
             ix.add(pair);
         }
-        let n = ix.values.len();
-        ix.flagged = std::mem::take(&mut ix.values)
-            .iter()
-            .map(|v| v.flagged)
-            .collect();
+        ix.read_start.push(ix.reads.len() as u32);
+        let n = ix.vids.len;
+        ix.flagged = ix.vids.flagged();
         ix.reads_by_value = Groups::new(n, ix.reads.iter().map(|r| r.vid));
         ix.sends_by_value = Groups::new(n, ix.sends.iter().map(|s| s.vid));
         for part in &mut ix.part_list {
@@ -809,12 +808,35 @@ impl<'a> Index<'a> {
     /// The pairs whose function is one of `fs`, in order; the others are passed over without
     /// reading their ops.
     pub fn pairs_of(&self, fs: &[F]) -> impl Iterator<Item = &Pair<'a>> + '_ {
+        self.numbered_pairs_of(fs).map(|(_, p)| p)
+    }
+
+    /// Pair `i`'s function.
+    pub fn f_at(&self, i: usize) -> F {
+        self.fs[i]
+    }
+
+    /// The partition's number, if anything mentioned it.
+    pub fn part_id(&self, tp: Tp<'_>) -> Option<u32> {
+        self.part_ids.get(tp.0, tp.1)
+    }
+
+    /// [`Index::pairs_of`] with each pair's position (for [`Index::reads_of_pair`]).
+    pub fn numbered_pairs_of(&self, fs: &[F]) -> impl Iterator<Item = (usize, &Pair<'a>)> + '_ {
         let mask = fs.iter().fold(0u32, |m, &f| m | 1 << f as u32);
         self.pairs
             .iter()
             .zip(&self.fs)
-            .filter(move |&(_, &f)| mask & 1 << f as u32 != 0)
-            .map(|(p, _)| p)
+            .enumerate()
+            .filter(move |&(_, (_, &f))| mask & 1 << f as u32 != 0)
+            .map(|(i, (p, _))| (i, p))
+    }
+
+    /// The records pair `i` read, numbered, in their order: an `ok` poll's, a transaction's polls'
+    /// (when it completed), a successful final read's; none for other pairs. Reading them here
+    /// rather than in the op hashes no topic string again.
+    pub fn reads_of_pair(&self, i: usize) -> &[Read] {
+        &self.reads[self.read_start[i] as usize..self.read_start[i + 1] as usize]
     }
 
     /// The partition's number, numbering it if it is new.
@@ -822,6 +844,7 @@ impl<'a> Index<'a> {
         let next = self.tps.len() as u32;
         let id = self.part_ids.get_or_insert(tp.0, tp.1, next);
         if id == next {
+            debug_assert!(next < FLAGGED, "partition numbers stay below FLAGGED");
             self.tps.push(tp);
             self.part_list.push(Part::default());
         }
@@ -830,16 +853,21 @@ impl<'a> Index<'a> {
 
     /// The value's number, numbering it if it is new.
     fn vid(&mut self, value: &'a str) -> u32 {
-        let next = self.values.len() as u32;
-        let id = self.vids.get_or_insert(value, next);
-        if id == next {
-            self.values.push(ValueReads {
-                pid: NONE,
-                flagged: false,
-                offset: 0,
-            });
+        let id = self.vids.get_or_insert(value).id;
+        if id as usize == self.values.len() {
+            self.values.push(value);
         }
         id
+    }
+
+    /// Value number `vid`.
+    pub fn value(&self, vid: u32) -> &'a str {
+        self.values[vid as usize]
+    }
+
+    /// Partition number `pid`.
+    pub fn tp(&self, pid: u32) -> Tp<'a> {
+        self.tps[pid as usize]
     }
 
     fn part_mut(&mut self, tp: Tp<'a>) -> &mut Part {
@@ -934,11 +962,13 @@ impl<'a> Index<'a> {
                     ),
                     _ => (None, s.batch, None, None, s.jepsen_op),
                 };
+                let (pid, vid) = (
+                    self.pid((s.topic.as_str(), s.partition)),
+                    self.vid(&s.value),
+                );
                 self.add_send(Send {
-                    tp: (s.topic.as_str(), s.partition),
-                    pid: NONE,
-                    value: &s.value,
-                    vid: NONE,
+                    pid,
+                    vid,
                     process: pair.invoke.process,
                     op: last.index,
                     invoke_ns: pair.invoke.time_ns,
@@ -1019,15 +1049,13 @@ impl<'a> Index<'a> {
         }
     }
 
-    /// Indexes one send, numbering its partition and value.
+    /// Indexes one send (its partition and value numbered by the caller).
     fn add_send(&mut self, mut send: Send<'a>) {
         // A negative offset is none: a client records -1 when the broker acknowledged
         // without a base offset (the Java client's RecordMetadata then says
         // `hasOffset() == false`; the reply itself is a `protocol-violation` fact). An
         // ack without an offset is judged only where none is needed (`unseen`).
         send.offset = send.offset.filter(|&o| o >= 0);
-        send.pid = self.pid(send.tp);
-        send.vid = self.vid(send.value);
         let (pid, outcome, offset, op) = (send.pid, send.outcome, send.offset, send.op);
         let in_txn = send.txn.is_some();
         let i = self.sends.len() as u32;
@@ -1084,11 +1112,13 @@ impl<'a> Index<'a> {
         let start = self.sends.len();
         for (k, s) in from.sends().enumerate() {
             let batch = s.batch.or_else(|| inv.sends().nth(k).and_then(|i| i.batch));
+            let (pid, vid) = (
+                self.pid((s.topic.as_str(), s.partition)),
+                self.vid(&s.value),
+            );
             self.add_send(Send {
-                tp: (s.topic.as_str(), s.partition),
-                pid: NONE,
-                value: &s.value,
-                vid: NONE,
+                pid,
+                vid,
                 process: txn.process,
                 op: last.index,
                 invoke_ns: pair.invoke.time_ns,
@@ -1140,21 +1170,23 @@ impl<'a> Index<'a> {
         final_read: bool,
     ) -> u32 {
         let pid = self.pid(tp);
-        let vid = self.vid(value);
         let i = self.reads.len() as u32;
-        let seen = &mut self.values[vid as usize];
+        let seen = self.vids.get_or_insert(value);
+        let vid = seen.id;
+        let new = vid as usize == self.values.len();
         if seen.pid == NONE {
             (seen.pid, seen.offset) = (pid, offset);
-        } else if (seen.pid != pid || seen.offset != offset) && !seen.flagged {
+        } else if seen.pid & FLAGGED == 0 && (seen.pid != pid || seen.offset != offset) {
             // The second distinct position makes it a candidate duplicate, once.
-            seen.flagged = true;
+            seen.pid |= FLAGGED;
             self.multi_position.push(value);
         }
+        if new {
+            self.values.push(value);
+        }
         self.reads.push(Read {
-            tp,
             pid,
             offset,
-            value,
             vid,
             op: by.index,
             final_read,
@@ -1186,7 +1218,7 @@ impl<'a> Index<'a> {
     }
 
     /// Reads of value number `vid`, in history order.
-    pub fn reads_of_id(&self, vid: u32) -> impl Iterator<Item = &Read<'a>> + '_ {
+    pub fn reads_of_id(&self, vid: u32) -> impl Iterator<Item = &Read> + '_ {
         self.reads_by_value
             .of(vid)
             .iter()
@@ -1194,7 +1226,7 @@ impl<'a> Index<'a> {
     }
 
     /// Reads of `value`, in history order.
-    pub fn reads_of(&self, value: &str) -> impl Iterator<Item = &Read<'a>> + '_ {
+    pub fn reads_of(&self, value: &str) -> impl Iterator<Item = &Read> + '_ {
         self.reads_of_id(self.value_id(value).unwrap_or(NONE))
     }
 
@@ -1227,13 +1259,6 @@ impl<'a> Index<'a> {
 // The one std HashMap the determinism lints allow: its hasher is fixed, not RandomState.
 #[allow(clippy::disallowed_types)]
 pub(crate) type FastMap<K, V> = std::collections::HashMap<K, V, rustc_hash::FxBuildHasher>;
-
-/// Where a value was first read ([`NONE`]: never), and whether some read had it elsewhere.
-struct ValueReads {
-    pid: u32,
-    flagged: bool,
-    offset: i64,
-}
 
 /// Indices grouped by a number (a value's), each group in ascending order: group `g` is
 /// `list[start[g]..start[g + 1]]`.
@@ -1318,26 +1343,42 @@ impl<'a, T: Copy + Eq + std::hash::Hash> Numbers<'a, T> {
     }
 }
 
-/// Value → number, for the many values of a history. Short values (nearly all) are found
-/// through `slots`, an open-addressed table of numbers (4 bytes a slot), and compared with
-/// `keys`, their packed bytes by number: a lookup reads one slot, then the key of a value
-/// numbered recently (usually still cached), where a map of (key, number) entries reads a
-/// control byte and a 24-byte entry far apart. Longer values go to a map. Lookups only.
+/// Value → number, for the many values of a history, and where each was first read. Short
+/// values (nearly all) live in `slots`, an open-addressed table whose 32-byte slots hold the
+/// packed bytes, the number and the first read together: indexing a record reads one slot (one
+/// cache line), where a table of numbers beside an array of keys and another of first reads
+/// missed the cache three times. Longer values go to a map. Lookups only.
 #[derive(Default)]
 struct ValueIds<'a> {
-    /// [`NONE`] where empty; a power of two long (or empty).
-    slots: Vec<u32>,
-    /// By number: the packed value, or [`LONG`].
-    keys: Vec<[u64; 2]>,
-    long: FastMap<&'a str, u32>,
+    /// `id == NONE` where empty; a power of two long (or empty).
+    slots: Vec<Slot>,
+    long: FastMap<&'a str, Slot>,
+    /// How many values are numbered.
+    len: usize,
 }
 
-/// The key of a value too long to pack (no packed key has a length byte of 255).
-const LONG: [u64; 2] = [u64::MAX; 2];
+/// A value's number and where it was first read: `pid` [`NONE`] while unread, with
+/// [`FLAGGED`] set once some read had it at another position.
+#[derive(Clone, Copy)]
+struct Slot {
+    key: [u64; 2],
+    offset: i64,
+    id: u32,
+    pid: u32,
+}
+
+/// In [`Slot::pid`]: read at two positions or more. (Partitions are numbered far below it.)
+const FLAGGED: u32 = 1 << 31;
+
+const EMPTY: Slot = Slot {
+    key: [0; 2],
+    offset: 0,
+    id: NONE,
+    pid: NONE,
+};
 
 impl<'a> ValueIds<'a> {
     fn reserve(&mut self, n: usize) {
-        self.keys.reserve(n);
         self.resize((n * 4 / 3 + 1).next_power_of_two());
     }
 
@@ -1347,53 +1388,56 @@ impl<'a> ValueIds<'a> {
         (h >> (64 - self.slots.len().trailing_zeros())) as usize
     }
 
-    /// Re-slots every short key into a table of `len` slots.
+    /// Re-slots every short value into a table of `len` slots.
     fn resize(&mut self, len: usize) {
-        self.slots = vec![NONE; len.max(16)];
+        let old = std::mem::replace(&mut self.slots, vec![EMPTY; len.max(16)]);
         let mask = self.slots.len() - 1;
-        for (id, &k) in self.keys.iter().enumerate() {
-            if k != LONG {
-                let mut i = self.start(k);
-                while self.slots[i] != NONE {
-                    i = (i + 1) & mask;
-                }
-                self.slots[i] = id as u32;
+        for slot in old.into_iter().filter(|s| s.id != NONE) {
+            let mut i = self.start(slot.key);
+            while self.slots[i].id != NONE {
+                i = (i + 1) & mask;
             }
+            self.slots[i] = slot;
         }
     }
 
-    /// The value's number; `next` (which must be the count so far) if it is new.
-    fn get_or_insert(&mut self, value: &'a str, next: u32) -> u32 {
-        debug_assert_eq!(next as usize, self.keys.len());
+    /// The value's slot; numbered `self.len` (the count so far) if it is new.
+    fn get_or_insert(&mut self, value: &'a str) -> &mut Slot {
+        let next = self.len as u32;
         let Some(k) = pack(value) else {
-            let id = *self.long.entry(value).or_insert(next);
-            if id == next {
-                self.keys.push(LONG);
+            let slot = self.long.entry(value).or_insert(Slot { id: next, ..EMPTY });
+            if slot.id == next {
+                self.len += 1;
             }
-            return id;
+            return slot;
         };
         // At most three quarters full.
-        if (self.keys.len() + 1) * 4 > self.slots.len() * 3 {
+        if (self.len + 1) * 4 > self.slots.len() * 3 {
             self.resize(self.slots.len() * 2);
         }
         let mask = self.slots.len() - 1;
         let mut i = self.start(k);
         loop {
-            match self.slots[i] {
-                NONE => {
-                    self.slots[i] = next;
-                    self.keys.push(k);
-                    return next;
-                }
-                id if self.keys[id as usize] == k => return id,
-                _ => i = (i + 1) & mask,
+            let slot = &self.slots[i];
+            if slot.id == NONE {
+                self.len += 1;
+                self.slots[i] = Slot {
+                    key: k,
+                    id: next,
+                    ..EMPTY
+                };
+                return &mut self.slots[i];
             }
+            if slot.key == k {
+                return &mut self.slots[i];
+            }
+            i = (i + 1) & mask;
         }
     }
 
     fn get(&self, value: &str) -> Option<u32> {
         let Some(k) = pack(value) else {
-            return self.long.get(value).copied();
+            return self.long.get(value).map(|s| s.id);
         };
         if self.slots.is_empty() {
             return None;
@@ -1401,12 +1445,23 @@ impl<'a> ValueIds<'a> {
         let mask = self.slots.len() - 1;
         let mut i = self.start(k);
         loop {
-            match self.slots[i] {
-                NONE => return None,
-                id if self.keys[id as usize] == k => return Some(id),
+            match &self.slots[i] {
+                s if s.id == NONE => return None,
+                s if s.key == k => return Some(s.id),
                 _ => i = (i + 1) & mask,
             }
         }
+    }
+
+    /// By number: read at two positions or more.
+    fn flagged(&self) -> Vec<bool> {
+        let mut out = vec![false; self.len];
+        for s in self.slots.iter().chain(self.long.values()) {
+            if s.id != NONE {
+                out[s.id as usize] = s.pid != NONE && s.pid & FLAGGED != 0;
+            }
+        }
+        out
     }
 }
 
@@ -1969,7 +2024,7 @@ mod tests {
         let got: Vec<(&str, Option<i64>, Option<u64>)> = ix
             .sends
             .iter()
-            .map(|s| (s.value, s.acked(), s.batch))
+            .map(|s| (ix.value(s.vid), s.acked(), s.batch))
             .collect();
         assert_eq!(got, vec![("a", Some(0), Some(1)), ("c", Some(1), Some(2))]);
         assert!(ix.idempotent(1) && !ix.may_reorder_on_retry(1));

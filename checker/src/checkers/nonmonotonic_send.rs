@@ -43,13 +43,13 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             if o <= prev && !excused && !same_batch && !moved {
                 out.push(Finding::new(
                     Anomaly::NonmonotonicSend,
-                    s.tp,
+                    ix.tp(s.pid),
                     vec![prev, o],
                     vec![prev_op, s.op],
                     format!(
                         "Process {} sent {} after {} but it was acknowledged at offset {o}, not after {prev}.",
                         s.process,
-                        q(s.value),
+                        q(ix.value(s.vid)),
                         q(prev_value)
                     ),
                 ));
@@ -58,7 +58,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         if !excused {
             last.insert(
                 (s.process, s.pid),
-                (o, s.op, s.value, s.batch, s.broker, s.jepsen_op),
+                (o, s.op, ix.value(s.vid), s.batch, s.broker, s.jepsen_op),
             );
         }
     }

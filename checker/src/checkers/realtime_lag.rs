@@ -36,8 +36,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{q, Anomaly, Finding, Index, Numbers, Tp};
-use crate::history::{History, OpKind, PollValue, SeekReason, TxnEnd, Value, F};
+use super::{q, Anomaly, Finding, Index, Numbers, Read, Tp};
+use crate::history::{HiddenRange, History, OpKind, SeekReason, Value, F};
 
 /// The worst realtime lag measured on one partition.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,93 +76,84 @@ struct Lag {
     known: Option<(u64, u64)>,
 }
 
-/// The partitions met, numbered, and for each the steps of the highest offset known to exist:
-/// (time, offset, op), both strictly increasing. (`ids` is only looked up: the output is
-/// sorted by partition.)
-#[derive(Default)]
-struct Known<'a> {
-    ids: Numbers<'a, i32>,
-    tps: Vec<Tp<'a>>,
+/// The partitions met, and for each the steps of the highest offset known to exist: (time,
+/// offset, op), both strictly increasing. Partitions are numbered as the index numbers them,
+/// then those only an assign or a seek named (`extra`: only looked up; the output is sorted by
+/// partition).
+struct Known<'i, 'a> {
+    ix: &'i Index<'a>,
+    parts: usize,
+    extra: Numbers<'a, i32>,
+    extra_tps: Vec<Tp<'a>>,
     steps: Vec<Vec<(u64, i64, u64)>>,
 }
 
-impl<'a> Known<'a> {
+impl<'a> Known<'_, 'a> {
     fn id(&mut self, tp: Tp<'a>) -> usize {
-        let next = self.tps.len();
-        let id = self.ids.get_or_insert(tp.0, tp.1, next as u32) as usize;
+        if let Some(pid) = self.ix.part_id(tp) {
+            return pid as usize;
+        }
+        let next = self.parts + self.extra_tps.len();
+        let id = self.extra.get_or_insert(tp.0, tp.1, next as u32) as usize;
         if id == next {
-            self.tps.push(tp);
+            self.extra_tps.push(tp);
             self.steps.push(Vec::new());
         }
         id
     }
+
+    fn tp(&self, id: usize) -> Tp<'a> {
+        match id.checked_sub(self.parts) {
+            Some(extra) => self.extra_tps[extra],
+            None => self.ix.tp(id as u32),
+        }
+    }
 }
 
-fn known<'a>(ix: &Index<'a>) -> Known<'a> {
-    let mut events: Vec<(u64, u64, Tp<'a>, i64)> = Vec::new();
-    let mut top: Vec<(Tp<'a>, i64)> = Vec::new();
-    for p in ix.pairs_of(&[F::Send, F::Poll, F::Txn, F::FinalRead]) {
-        if p.outcome() != OpKind::Ok {
+fn known<'i, 'a>(ix: &'i Index<'a>) -> Known<'i, 'a> {
+    // (time, op, partition, offset): an op that showed the offset exists.
+    let mut events: Vec<(u64, u64, u32, i64)> = Vec::new();
+    // Acknowledged sends, and a committed transaction's (their outcome is its: `ok` when it
+    // committed).
+    for s in &ix.sends {
+        if let (Some(o), Some(done)) = (s.acked(), s.done_ns) {
+            events.push((done, s.op, s.pid, o));
+        }
+    }
+    // An ok poll's records, an ok transaction's polls' records, a final read's records: one
+    // event per run of records of one partition, its highest offset. (The index keeps the
+    // reads of `ok` polls and successful final reads only, and of every completed transaction.)
+    for (i, p) in ix.numbered_pairs_of(&[F::Poll, F::Txn, F::FinalRead]) {
+        if ix.f_at(i) == F::Txn && p.outcome() != OpKind::Ok {
             continue;
         }
-        let last = p.last();
-        let at = (last.time_ns, last.index);
-        match &last.value {
-            Value::Send(s) => {
-                if let Some(o) = s.offset {
-                    events.push((at.0, at.1, (&s.topic, s.partition), o));
+        let mut run: Option<usize> = None;
+        for r in ix.reads_of_pair(i) {
+            match run {
+                Some(e) if events[e].2 == r.pid => events[e].3 = events[e].3.max(r.offset),
+                _ => {
+                    run = Some(events.len());
+                    events.push((r.time_ns, r.op, r.pid, r.offset));
                 }
             }
-            Value::Poll(poll) => {
-                // One event per partition of the poll: its highest offset.
-                top.clear();
-                highest(&mut top, poll);
-                events.extend(top.iter().map(|&(tp, o)| (at.0, at.1, tp, o)));
-            }
-            Value::Txn(t) => {
-                // Its polls' records, and a committed one's acknowledged sends.
-                top.clear();
-                for poll in t.polls() {
-                    highest(&mut top, poll);
-                }
-                events.extend(top.iter().map(|&(tp, o)| (at.0, at.1, tp, o)));
-                if t.end == TxnEnd::Commit {
-                    for s in t.sends() {
-                        if let Some(o) = s.offset.filter(|&o| o >= 0) {
-                            events.push((at.0, at.1, (&s.topic, s.partition), o));
-                        }
-                    }
-                }
-            }
-            Value::FinalRead(fr) => {
-                if let Some(o) = fr.records.iter().map(|r| r.offset).max() {
-                    events.push((at.0, at.1, (&fr.topic, fr.partition), o));
-                }
-            }
-            _ => {}
         }
     }
     events.sort_unstable_by_key(|e| (e.0, e.1));
-    let mut out = Known::default();
-    for (time, op, tp, o) in events {
-        let id = out.id(tp);
-        let steps = &mut out.steps[id];
+    let parts = ix.parts().count();
+    let mut out = Known {
+        ix,
+        parts,
+        extra: Numbers::default(),
+        extra_tps: Vec::new(),
+        steps: vec![Vec::new(); parts],
+    };
+    for (time, op, pid, o) in events {
+        let steps = &mut out.steps[pid as usize];
         if steps.last().is_none_or(|s| o > s.1) {
             steps.push((time, o, op));
         }
     }
     out
-}
-
-/// Raises `top`'s highest offset per partition by the poll's records.
-fn highest<'a>(top: &mut Vec<(Tp<'a>, i64)>, poll: &'a PollValue) {
-    for r in &poll.records {
-        let tp = (r.topic.as_str(), r.partition);
-        match top.iter_mut().find(|t| t.0 == tp) {
-            Some(t) => t.1 = t.1.max(r.offset),
-            None => top.push((tp, r.offset)),
-        }
-    }
 }
 
 /// The worst measurement of a partition so far, how many there were, how many above the bound.
@@ -211,7 +202,7 @@ struct Run<'p> {
 
 /// Folds a run of measurements into `worst`. Within a run the lag only grows with the poll's
 /// invoke time, so its last poll is its worst and the others need not be visited one by one.
-fn fold(worst: &mut Vec<Worst>, known: &Known<'_>, run: Run<'_>, bound_ns: u64) {
+fn fold(worst: &mut Vec<Worst>, known: &Known<'_, '_>, run: Run<'_>, bound_ns: u64) {
     let Run {
         process,
         part,
@@ -268,22 +259,22 @@ fn fold(worst: &mut Vec<Worst>, known: &Known<'_>, run: Run<'_>, bound_ns: u64) 
 fn see<'a>(
     w: &mut Walker,
     process: u64,
-    poll: &'a PollValue,
-    known: &mut Known<'a>,
+    reads: &[Read],
+    hidden: impl Iterator<Item = &'a HiddenRange>,
+    known: &mut Known<'_, 'a>,
     worst: &mut Vec<Worst>,
     bound_ns: u64,
 ) {
     let k = w.polls.len() - 1;
-    for r in &poll.records {
-        let id = known.id((r.topic.as_str(), r.partition));
+    for r in reads {
         // The polls before this one were measured with the old offset.
-        w.raise(process, id, r.offset, k, |run| {
+        w.raise(process, r.pid as usize, r.offset, k, |run| {
             fold(worst, known, run, bound_ns)
         });
     }
     // Offsets that hold no data for it (control batches, aborted records) are passed, not
     // awaited.
-    for h in &poll.hidden {
+    for h in hidden {
         let id = known.id((h.topic.as_str(), h.partition));
         w.raise(process, id, h.to - 1, k, |run| {
             fold(worst, known, run, bound_ns)
@@ -298,7 +289,7 @@ fn walk<'a>(ix: &Index<'a>, bound_ns: u64) -> Vec<(Tp<'a>, Lag, usize, usize)> {
     let mut known = known(ix);
     let mut worst: Vec<Worst> = Vec::new();
     let mut walkers: BTreeMap<u64, Walker> = BTreeMap::new();
-    for p in ix.pairs_of(&[F::Assign, F::Seek, F::Poll, F::Txn]) {
+    for (i, p) in ix.numbered_pairs_of(&[F::Assign, F::Seek, F::Poll, F::Txn]) {
         if p.outcome() != OpKind::Ok {
             continue;
         }
@@ -341,15 +332,15 @@ fn walk<'a>(ix: &Index<'a>, bound_ns: u64) -> Vec<(Tp<'a>, Lag, usize, usize)> {
             Value::Poll(poll) => {
                 let w = walkers.entry(process).or_default();
                 w.polls.push((p.invoke.time_ns, p.last().index));
-                see(w, process, poll, &mut known, &mut worst, bound_ns);
+                let (reads, hidden) = (ix.reads_of_pair(i), poll.hidden.iter());
+                see(w, process, reads, hidden, &mut known, &mut worst, bound_ns);
             }
             // A consume-transform-produce transaction: its polls are one poll, invoked with it.
             Value::Txn(t) if t.polls().next().is_some() => {
                 let w = walkers.entry(process).or_default();
                 w.polls.push((p.invoke.time_ns, p.last().index));
-                for poll in t.polls() {
-                    see(w, process, poll, &mut known, &mut worst, bound_ns);
-                }
+                let (reads, hidden) = (ix.reads_of_pair(i), t.polls().flat_map(|p| &p.hidden));
+                see(w, process, reads, hidden, &mut known, &mut worst, bound_ns);
             }
             _ => {}
         }
@@ -369,7 +360,7 @@ fn walk<'a>(ix: &Index<'a>, bound_ns: u64) -> Vec<(Tp<'a>, Lag, usize, usize)> {
     let mut out: Vec<(Tp<'a>, Lag, usize, usize)> = worst
         .into_iter()
         .enumerate()
-        .filter_map(|(id, w)| w.map(|(lag, n, up)| (known.tps[id], lag, n, up)))
+        .filter_map(|(id, w)| w.map(|(lag, n, up)| (known.tp(id), lag, n, up)))
         .collect();
     out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     out
@@ -381,9 +372,13 @@ fn value_at(ix: &Index<'_>, tp: Tp<'_>, offset: i64) -> Option<String> {
     let acked = part
         .ack_groups()
         .find(|g| g[0].0 == offset)
-        .map(|g| ix.sends[g[0].1].value);
+        .map(|g| ix.value(ix.sends[g[0].1].vid));
     acked
-        .or_else(|| part.reads_at(offset).next().map(|i| ix.reads[i].value))
+        .or_else(|| {
+            part.reads_at(offset)
+                .next()
+                .map(|i| ix.value(ix.reads[i].vid))
+        })
         .map(str::to_owned)
 }
 

@@ -18,7 +18,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             for &(_, i) in group {
                 let r = &ix.reads[i];
                 if !distinct.iter().any(|(v, _, _)| *v == r.vid) {
-                    distinct.push((r.vid, r.value, r.op));
+                    distinct.push((r.vid, ix.value(r.vid), r.op));
                 }
             }
             if distinct.len() < 2 {

@@ -69,8 +69,18 @@ pub(crate) fn listed(ix: &Index<'_>, sends: &[usize]) -> String {
         .map(|&i| {
             let s = &ix.sends[i];
             match s.offset {
-                Some(o) => format!("{} ({}/{}@{o})", q(s.value), s.tp.0, s.tp.1),
-                None => format!("{} ({}/{})", q(s.value), s.tp.0, s.tp.1),
+                Some(o) => format!(
+                    "{} ({}/{}@{o})",
+                    q(ix.value(s.vid)),
+                    ix.tp(s.pid).0,
+                    ix.tp(s.pid).1
+                ),
+                None => format!(
+                    "{} ({}/{})",
+                    q(ix.value(s.vid)),
+                    ix.tp(s.pid).0,
+                    ix.tp(s.pid).1
+                ),
             }
         })
         .collect();
@@ -93,7 +103,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         let first = &ix.sends[j.missing[0]];
         out.push(Finding::new(
             Anomaly::TornTransaction,
-            first.tp,
+            ix.tp(first.pid),
             j.missing.iter().filter_map(|&i| ix.sends[i].offset).collect(),
             j.readers.iter().copied().chain([txn.op]).collect(),
             format!(

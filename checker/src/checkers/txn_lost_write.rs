@@ -23,7 +23,7 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
         let first = &ix.sends[j.missing[0]];
         out.push(Finding::new(
             Anomaly::TxnLostWrite,
-            first.tp,
+            ix.tp(first.pid),
             j.missing
                 .iter()
                 .filter_map(|&i| ix.sends[i].offset)

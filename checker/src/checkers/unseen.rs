@@ -47,12 +47,12 @@ pub(crate) fn run(ix: &Index<'_>) -> Vec<Finding> {
             .unwrap_or_default();
         out.push(Finding::new(
             Anomaly::Unseen,
-            s.tp,
+            ix.tp(s.pid),
             offsets,
             std::iter::once(s.op).chain(op).collect(),
             format!(
                 "Send of {} was acknowledged{at} but never read; {what}.",
-                q(s.value)
+                q(ix.value(s.vid))
             ),
         ));
     }
