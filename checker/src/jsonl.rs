@@ -39,6 +39,12 @@ pub(crate) fn read<R: BufRead>(mut reader: R) -> Result<History, HistoryError> {
                 })
             }
         };
+        if ops.capacity() == 0 && buf.len() >= 1 << 20 {
+            // The whole input in memory (a slice, a file read at once): one op a line, and a
+            // vector sized once rather than regrown, which would copy every op and touch twice
+            // the memory (half of reading a 1M-op history was the kernel handing out pages).
+            ops.reserve(memchr::memchr_iter(b'\n', buf).count() + 1);
+        }
         if buf.is_empty() {
             // End of input: a last line without a newline.
             if !carry.is_empty() {

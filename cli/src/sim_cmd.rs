@@ -1140,12 +1140,16 @@ pub enum HistoryFormat {
 }
 
 fn read_history(path: &Path, format: HistoryFormat) -> anyhow::Result<History> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let reading = || format!("reading {}", path.display());
     match format {
-        HistoryFormat::Jsonl => History::from_jsonl(text.as_bytes())
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display())),
+        // Bytes read at once: the reader checks its strings' UTF-8 itself, and sizes the history
+        // from the whole input.
+        HistoryFormat::Jsonl => {
+            History::from_jsonl(&std::fs::read(path).with_context(reading)?[..])
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+        }
         HistoryFormat::Jepsen => {
+            let text = std::fs::read_to_string(path).with_context(reading)?;
             let imported = riptide_checker::jepsen::import(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             for (f, n) in &imported.skipped {
