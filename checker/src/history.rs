@@ -5,7 +5,7 @@
 //! The shape of `value` depends on `f` (see [`Value`]); `f` is derived from the value's variant so
 //! the two can never disagree in memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::io::{BufRead, Write};
 
@@ -1144,10 +1144,12 @@ impl History {
     }
 }
 
-/// Outstanding invokes per process, for pairing: (invoke index, slot) in invoke order.
+/// Outstanding invokes per process, for pairing: (invoke index, slot) in invoke order. (A
+/// pipelining producer has many, completing mostly oldest first: a queue, so that taking the
+/// oldest moves none of the others. Looked up only, never iterated.)
 #[derive(Default)]
 struct Outstanding {
-    by_process: BTreeMap<u64, Vec<(u64, usize)>>,
+    by_process: crate::checkers::FastMap<u64, VecDeque<(u64, usize)>>,
 }
 
 impl Outstanding {
@@ -1155,11 +1157,11 @@ impl Outstanding {
         self.by_process
             .entry(process)
             .or_default()
-            .push((index, slot));
+            .push_back((index, slot));
     }
 
     fn count(&self, process: u64) -> usize {
-        self.by_process.get(&process).map_or(0, Vec::len)
+        self.by_process.get(&process).map_or(0, VecDeque::len)
     }
 
     /// Removes the invoke a completion completes: the one it names, else the process's latest
@@ -1171,7 +1173,7 @@ impl Outstanding {
             Some(i) => list.iter().rposition(|&(index, _)| index == i)?,
             None => list.len().checked_sub(1)?,
         };
-        let found = list.remove(at);
+        let found = list.remove(at)?;
         if op.invoke.is_none() {
             // Without names, the earlier invokes were abandoned.
             list.clear();

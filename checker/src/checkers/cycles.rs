@@ -33,8 +33,8 @@ use petgraph::algo::tarjan_scc;
 use petgraph::graph::{DiGraph, EdgeIndex, NodeIndex};
 use petgraph::visit::{EdgeFiltered, EdgeRef};
 
-use super::{q, Anomaly, FastMap, Finding, Index, Tp};
-use crate::history::{History, OpKind, Value, F};
+use super::{q, Anomaly, FastMap, Finding, Index, Tp, NONE};
+use crate::history::{History, OpKind, F};
 
 pub fn check(history: &History) -> Vec<Finding> {
     run(&Index::new(history))
@@ -52,7 +52,7 @@ enum Kind {
 /// poll outside transactions.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum What {
-    Txn(usize),
+    Txn(u32),
     Send,
     Poll,
 }
@@ -111,6 +111,9 @@ struct Deps<'a> {
     /// process edges (see [`Deps::edge`]).
     keep_whys: bool,
     plain: Vec<(u32, u32)>,
+    /// By node: a send outside transactions (asked for every ww and wr edge: a byte a node
+    /// stays in the cache where the nodes do not).
+    sends: Vec<bool>,
 }
 
 const NO_WHY: u32 = u32::MAX;
@@ -137,13 +140,13 @@ impl<'a> Deps<'a> {
     }
 
     fn plain_send(&self, n: u32) -> bool {
-        self.nodes[n as usize].what == What::Send
+        self.sends[n as usize]
     }
 
     fn name(&self, ix: &Index<'_>, n: u32) -> String {
         let node = &self.nodes[n as usize];
         match node.what {
-            What::Txn(t) => ix.txns[t].describe(),
+            What::Txn(t) => ix.txns[t as usize].describe(),
             What::Send => format!("send op {} (process {})", node.op, node.process),
             What::Poll => format!("poll op {} (process {})", node.op, node.process),
         }
@@ -159,6 +162,7 @@ fn build<'a>(ix: &Index<'a>, keep_whys: bool) -> Deps<'a> {
         whys: Vec::new(),
         keep_whys,
         plain: Vec::new(),
+        sends: Vec::new(),
     };
     // Room for the ww and wr edges (at most one a record), and the realtime ones' usual count
     // (a few an op): growing a vector of millions copies it.
@@ -168,45 +172,46 @@ fn build<'a>(ix: &Index<'a>, keep_whys: bool) -> Deps<'a> {
     } else {
         d.plain.reserve(room);
     }
-    // Send index → its node; reader op → its node.
-    let mut of_send: Vec<Option<u32>> = vec![None; ix.sends.len()];
-    let mut of_op: FastMap<u64, u32> = FastMap::default();
+    // Send index → its node; the readers: (pair, node).
+    let mut of_send: Vec<u32> = vec![NONE; ix.sends.len()];
+    let mut readers: Vec<(u32, u32)> = Vec::new();
     // `Index` adds one send per send pair and one txn per txn pair, in pair order.
     let (mut k, mut t) = (0, 0);
-    for pair in ix.pairs_of(&[F::Send, F::Txn, F::Poll]) {
+    for (i, pair) in ix.numbered_pairs_of(&[F::Send, F::Txn, F::Poll]) {
         let n = d.nodes.len() as u32;
         let last = pair.last();
-        let done_ns = (pair.outcome() == OpKind::Ok).then_some(last.time_ns);
+        let outcome = pair.outcome();
         let node = |what| Node {
             what,
             op: last.index,
             process: pair.invoke.process,
             invoke_ns: pair.invoke.time_ns,
-            done_ns,
+            done_ns: (outcome == OpKind::Ok).then_some(last.time_ns),
         };
-        match (&pair.invoke.value, pair.outcome()) {
-            (Value::Send(_), outcome) => {
+        match (ix.f_at(i), outcome) {
+            (F::Send, outcome) => {
                 if outcome == OpKind::Ok {
                     d.nodes.push(node(What::Send));
-                    of_send[k] = Some(n);
+                    d.sends.push(true);
+                    of_send[k] = n;
                 }
                 k += 1;
             }
-            (Value::Txn(_), _) => {
+            (F::Txn, _) => {
                 let txn = &ix.txns[t];
                 if !txn.aborted() {
-                    d.nodes.push(node(What::Txn(t)));
-                    for i in txn.sends.clone() {
-                        of_send[i] = Some(n);
-                    }
-                    of_op.insert(last.index, n);
+                    d.nodes.push(node(What::Txn(t as u32)));
+                    d.sends.push(false);
+                    of_send[txn.sends.clone()].fill(n);
+                    readers.push((i as u32, n));
                 }
                 k = txn.sends.end;
                 t += 1;
             }
-            (Value::Poll(_), OpKind::Ok) => {
+            (F::Poll, OpKind::Ok) => {
                 d.nodes.push(node(What::Poll));
-                of_op.insert(last.index, n);
+                d.sends.push(false);
+                readers.push((i as u32, n));
             }
             _ => {}
         }
@@ -227,10 +232,11 @@ fn build<'a>(ix: &Index<'a>, keep_whys: bool) -> Deps<'a> {
             .max()
             .unwrap_or(0)
     ];
-    for (s, n) in ix.sends.iter().zip(&of_send) {
-        let (w, Some(n)) = (&mut wrote[s.vid as usize], *n) else {
+    for (s, &n) in ix.sends.iter().zip(&of_send) {
+        if n == NONE {
             continue;
-        };
+        }
+        let w = &mut wrote[s.vid as usize];
         *w = match *w {
             Wrote::Nobody => Wrote::One(n),
             Wrote::One(f) if f != n => Wrote::Several,
@@ -241,62 +247,54 @@ fn build<'a>(ix: &Index<'a>, keep_whys: bool) -> Deps<'a> {
         Some(Wrote::One(n)) => Some(*n),
         _ => None,
     };
-    // ww: consecutive writers in each partition's log.
-    let mut log: Vec<(i64, u32, &str)> = Vec::new();
+    // ww: consecutive writers in each partition's log, whose value at each offset is the one
+    // the first read there returned, else the first ack's (a merge of the two sorted lists).
     for (tp, part) in ix.parts() {
-        log.clear();
-        log.extend(part.reads.iter().map(|&(o, i)| {
-            let r = &ix.reads[i];
-            (o, r.vid, ix.value(r.vid))
-        }));
-        log.extend(part.acks.iter().map(|&(o, i)| {
-            let s = &ix.sends[i];
-            (o, s.vid, ix.value(s.vid))
-        }));
-        log.sort_by_key(|e| e.0);
-        log.dedup_by_key(|e| e.0);
-        let mut prev: Option<(u32, i64, &str)> = None;
-        for &(o, vid, v) in &log {
+        let (reads, acks) = (&part.reads, &part.acks);
+        let (mut a, mut b) = (0, 0);
+        let mut prev: Option<(u32, i64, u32)> = None;
+        loop {
+            let (o, vid) = match (reads.get(a), acks.get(b)) {
+                (Some(&(ro, ri)), Some(&(ao, _))) if ro <= ao => (ro, ix.reads[ri].vid),
+                (_, Some(&(ao, si))) => (ao, ix.sends[si].vid),
+                (Some(&(ro, ri)), None) => (ro, ix.reads[ri].vid),
+                (None, None) => break,
+            };
+            while reads.get(a).is_some_and(|e| e.0 == o) {
+                a += 1;
+            }
+            while acks.get(b).is_some_and(|e| e.0 == o) {
+                b += 1;
+            }
             let Some(n) = writer(vid) else { continue };
-            if let Some((p, po, pv)) = prev {
+            if let Some((p, po, pvid)) = prev {
                 if p != n && d.plain_send(p) {
-                    let why = Why {
+                    let why = d.keep_whys.then(|| Why {
                         tp,
-                        from: (po, pv),
-                        to: Some((o, v)),
-                    };
-                    d.edge(p, n, Kind::Ww, Some(why));
+                        from: (po, ix.value(pvid)),
+                        to: Some((o, ix.value(vid))),
+                    });
+                    d.edge(p, n, Kind::Ww, why);
                 }
             }
-            prev = Some((n, o, v));
+            prev = Some((n, o, vid));
         }
     }
-    // wr: writer → reader. (A poll's records are consecutive reads: its node and its reader's
-    // isolation are looked up once per poll.)
-    let mut by: Option<(u64, Option<u32>, bool)> = None;
-    for r in &ix.reads {
-        if r.final_read {
-            continue;
-        }
-        let (reader, committed) = match by {
-            Some((op, reader, committed)) if op == r.op => (reader, committed),
-            _ => {
-                let reader = of_op.get(&r.op).copied();
-                let committed = ix.read_committed(r.process);
-                by = Some((r.op, reader, committed));
-                (reader, committed)
-            }
-        };
-        let (Some(reader), Some(w)) = (reader, writer(r.vid)) else {
-            continue;
-        };
-        if w != reader && (d.plain_send(w) || committed) {
-            let why = Why {
-                tp: ix.tp(r.pid),
-                from: (r.offset, ix.value(r.vid)),
-                to: None,
+    // wr: writer → reader, by reader (its isolation looked up once).
+    for &(i, reader) in &readers {
+        let committed = ix.read_committed(d.nodes[reader as usize].process);
+        for r in ix.reads_of_pair(i as usize) {
+            let Some(w) = writer(r.vid) else {
+                continue;
             };
-            d.edge(w, reader, Kind::Wr, Some(why));
+            if w != reader && (d.plain_send(w) || committed) {
+                let why = d.keep_whys.then(|| Why {
+                    tp: ix.tp(r.pid),
+                    from: (r.offset, ix.value(r.vid)),
+                    to: None,
+                });
+                d.edge(w, reader, Kind::Wr, why);
+            }
         }
     }
     // process and realtime, in one sweep of invokes and completions (invokes first at equal

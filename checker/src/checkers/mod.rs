@@ -708,6 +708,8 @@ pub(crate) struct Index<'a> {
     pub topics: BTreeMap<&'a str, &'a TopicValue>,
     /// Partition → its number. Lookups only: never iterated.
     part_ids: Numbers<'a, i32>,
+    /// The partition numbered or looked up last, and its number.
+    last_part: Option<(Tp<'a>, u32)>,
     /// By partition number: the partition and what is known of it.
     tps: Vec<Tp<'a>>,
     part_list: Vec<Part>,
@@ -746,6 +748,7 @@ impl<'a> Index<'a> {
             deletes: Vec::new(),
             topics: BTreeMap::new(),
             part_ids: Numbers::default(),
+            last_part: None,
             tps: Vec::new(),
             part_list: Vec::new(),
             order: Vec::new(),
@@ -841,6 +844,12 @@ impl<'a> Index<'a> {
 
     /// The partition's number, numbering it if it is new.
     fn pid(&mut self, tp: Tp<'a>) -> u32 {
+        // A poll's records and a producer's sends mostly name the partition named just before.
+        if let Some((last, id)) = self.last_part {
+            if last == tp {
+                return id;
+            }
+        }
         let next = self.tps.len() as u32;
         let id = self.part_ids.get_or_insert(tp.0, tp.1, next);
         if id == next {
@@ -848,6 +857,7 @@ impl<'a> Index<'a> {
             self.tps.push(tp);
             self.part_list.push(Part::default());
         }
+        self.last_part = Some((tp, id));
         id
     }
 
