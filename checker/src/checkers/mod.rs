@@ -720,7 +720,7 @@ pub(crate) struct Index<'a> {
     /// By value number: the value.
     values: Vec<&'a str>,
     /// By value number: read at two positions or more (it is in `multi_position`). One byte a
-    /// value, kept once `values` is dropped.
+    /// value, taken from `vids` once everything is indexed.
     flagged: Vec<bool>,
     /// By value number: indices into `reads`, and into `sends`, in history order (filled once
     /// everything is indexed: one sequential pass instead of a chain through scattered records).
@@ -1261,6 +1261,49 @@ impl<'a> Index<'a> {
             Some(p) if from < to => p.read_offsets_in(from, to),
             _ => Vec::new(),
         }
+    }
+}
+
+/// Partition numbers for a checker that also meets partitions the index may not know (an
+/// assign's, a seek's, a fetch offset's, where nothing was read or written): the index's numbers,
+/// then its own after them, so that records read are looked up by their number, not their topic.
+pub(crate) struct PartIds<'i, 'a> {
+    ix: &'i Index<'a>,
+    extra: Numbers<'a, i32>,
+    extra_tps: Vec<Tp<'a>>,
+}
+
+impl<'i, 'a> PartIds<'i, 'a> {
+    pub fn new(ix: &'i Index<'a>) -> Self {
+        PartIds {
+            ix,
+            extra: Numbers::default(),
+            extra_tps: Vec::new(),
+        }
+    }
+
+    pub fn id(&mut self, tp: Tp<'a>) -> u32 {
+        if let Some(pid) = self.ix.part_id(tp) {
+            return pid;
+        }
+        let next = (self.ix.tps.len() + self.extra_tps.len()) as u32;
+        let id = self.extra.get_or_insert(tp.0, tp.1, next);
+        if id == next {
+            self.extra_tps.push(tp);
+        }
+        id
+    }
+
+    pub fn tp(&self, id: u32) -> Tp<'a> {
+        match (id as usize).checked_sub(self.ix.tps.len()) {
+            Some(extra) => self.extra_tps[extra],
+            None => self.ix.tp(id),
+        }
+    }
+
+    /// How many partitions are numbered.
+    pub fn len(&self) -> usize {
+        self.ix.tps.len() + self.extra_tps.len()
     }
 }
 

@@ -18,8 +18,8 @@
 
 use std::collections::hash_map::Entry;
 
-use super::{ranges, Anomaly, FastMap, Finding, Index, Tp};
-use crate::history::{OpKind, PollValue, TxnEnd, Value, F};
+use super::{ranges, Anomaly, FastMap, Finding, Index, PartIds, Read};
+use crate::history::{OpKind, PartitionOffset, TxnEnd, Value, F};
 
 /// Where a process expects to read next: (offset, op that set it, set by a record of that op
 /// rather than a fetch offset or a seek). Kept in a hash map that is only looked up, never
@@ -38,10 +38,12 @@ pub(crate) struct Walk {
 pub(crate) fn run<'a>(ix: &Index<'a>) -> Walk {
     let mut w = Walker {
         ix,
+        ids: PartIds::new(ix),
         out: Walk::default(),
     };
-    let mut cursors: FastMap<(u64, Tp<'_>), Cursor> = FastMap::default();
-    for pair in ix.pairs_of(&[F::Assign, F::Poll, F::Txn, F::Seek]) {
+    // By (process, partition number).
+    let mut cursors: FastMap<(u64, u32), Cursor> = FastMap::default();
+    for (i, pair) in ix.numbered_pairs_of(&[F::Assign, F::Poll, F::Txn, F::Seek]) {
         let process = pair.invoke.process;
         let outcome = pair.outcome();
         match (&pair.invoke.value, outcome) {
@@ -54,8 +56,18 @@ pub(crate) fn run<'a>(ix: &Index<'a>) -> Walk {
                 let Value::Txn(t) = &pair.last().value else {
                     continue;
                 };
+                // The index's records of the transaction are its polls' in turn.
+                let mut reads = ix.reads_of_pair(i);
                 for p in t.polls() {
-                    w.poll(&mut cursors, process, p, pair.last().index);
+                    let (these, rest) = reads.split_at(p.records.len().min(reads.len()));
+                    w.poll(
+                        &mut cursors,
+                        process,
+                        &p.fetch_offsets,
+                        these,
+                        pair.last().index,
+                    );
+                    reads = rest;
                 }
                 if t.end == TxnEnd::Abort {
                     // After an abort the client rewinds to its group's offsets.
@@ -63,17 +75,24 @@ pub(crate) fn run<'a>(ix: &Index<'a>) -> Walk {
                 }
             }
             (Value::Seek(s), OpKind::Ok) => {
-                let key = (process, (s.topic.as_str(), s.partition));
+                let key = (process, w.ids.id((s.topic.as_str(), s.partition)));
                 cursors.insert(key, (s.offset, pair.last().index, false));
             }
             (Value::Seek(s), _) => {
-                cursors.remove(&(process, (s.topic.as_str(), s.partition)));
+                cursors.remove(&(process, w.ids.id((s.topic.as_str(), s.partition))));
             }
             (Value::Poll(_), OpKind::Ok) => {
                 let Value::Poll(p) = &pair.last().value else {
                     continue;
                 };
-                w.poll(&mut cursors, process, p, pair.last().index);
+                let reads = ix.reads_of_pair(i);
+                w.poll(
+                    &mut cursors,
+                    process,
+                    &p.fetch_offsets,
+                    reads,
+                    pair.last().index,
+                );
             }
             _ => {}
         }
@@ -83,25 +102,27 @@ pub(crate) fn run<'a>(ix: &Index<'a>) -> Walk {
 
 struct Walker<'i, 'a> {
     ix: &'i Index<'a>,
+    ids: PartIds<'i, 'a>,
     out: Walk,
 }
 
 impl<'a> Walker<'_, 'a> {
-    /// One successful poll `op` of `process`: its fetch offsets, then its records.
+    /// One successful poll `op` of `process`: its fetch offsets, then its records (the
+    /// index's, numbered).
     fn poll(
         &mut self,
-        cursors: &mut FastMap<(u64, Tp<'a>), Cursor>,
+        cursors: &mut FastMap<(u64, u32), Cursor>,
         process: u64,
-        p: &'a PollValue,
+        fetched: &'a [PartitionOffset],
+        reads: &[Read],
         op: u64,
     ) {
-        for f in &p.fetch_offsets {
-            let tp = (f.topic.as_str(), f.partition);
-            self.step(cursors, process, tp, f.offset, (f.offset, op, false));
+        for f in fetched {
+            let id = self.ids.id((f.topic.as_str(), f.partition));
+            self.step(cursors, process, id, f.offset, (f.offset, op, false));
         }
-        for r in &p.records {
-            let tp = (r.topic.as_str(), r.partition);
-            self.step(cursors, process, tp, r.offset, (r.offset + 1, op, true));
+        for r in reads {
+            self.step(cursors, process, r.pid, r.offset, (r.offset + 1, op, true));
         }
     }
 
@@ -109,14 +130,14 @@ impl<'a> Walker<'_, 'a> {
     /// move its cursor to `then` (one lookup for both).
     fn step(
         &mut self,
-        cursors: &mut FastMap<(u64, Tp<'a>), Cursor>,
+        cursors: &mut FastMap<(u64, u32), Cursor>,
         process: u64,
-        tp: Tp<'a>,
+        id: u32,
         offset: i64,
         then: Cursor,
     ) {
         let op = then.1;
-        let (next, prev_op, by_record) = match cursors.entry((process, tp)) {
+        let (next, prev_op, by_record) = match cursors.entry((process, id)) {
             Entry::Occupied(mut e) => e.insert(then),
             Entry::Vacant(e) => {
                 e.insert(then);
@@ -125,6 +146,7 @@ impl<'a> Walker<'_, 'a> {
         };
         // The previous record of this partition came in the same poll.
         let internal = by_record && prev_op == op;
+        let tp = self.ids.tp(id);
         if offset < next {
             let finding = if internal {
                 let prev = next - 1;

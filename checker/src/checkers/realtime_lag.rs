@@ -36,7 +36,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::{q, Anomaly, Finding, Index, Numbers, Read, Tp};
+use super::{q, Anomaly, Finding, Index, PartIds, Read, Tp};
 use crate::history::{HiddenRange, History, OpKind, SeekReason, Value, F};
 
 /// The worst realtime lag measured on one partition.
@@ -77,36 +77,23 @@ struct Lag {
 }
 
 /// The partitions met, and for each the steps of the highest offset known to exist: (time,
-/// offset, op), both strictly increasing. Partitions are numbered as the index numbers them,
-/// then those only an assign or a seek named (`extra`: only looked up; the output is sorted by
-/// partition).
+/// offset, op), both strictly increasing. (The output is sorted by partition.)
 struct Known<'i, 'a> {
-    ix: &'i Index<'a>,
-    parts: usize,
-    extra: Numbers<'a, i32>,
-    extra_tps: Vec<Tp<'a>>,
+    ids: PartIds<'i, 'a>,
     steps: Vec<Vec<(u64, i64, u64)>>,
 }
 
 impl<'a> Known<'_, 'a> {
     fn id(&mut self, tp: Tp<'a>) -> usize {
-        if let Some(pid) = self.ix.part_id(tp) {
-            return pid as usize;
-        }
-        let next = self.parts + self.extra_tps.len();
-        let id = self.extra.get_or_insert(tp.0, tp.1, next as u32) as usize;
-        if id == next {
-            self.extra_tps.push(tp);
-            self.steps.push(Vec::new());
+        let id = self.ids.id(tp) as usize;
+        if id >= self.steps.len() {
+            self.steps.resize(id + 1, Vec::new());
         }
         id
     }
 
     fn tp(&self, id: usize) -> Tp<'a> {
-        match id.checked_sub(self.parts) {
-            Some(extra) => self.extra_tps[extra],
-            None => self.ix.tp(id as u32),
-        }
+        self.ids.tp(id as u32)
     }
 }
 
@@ -139,13 +126,10 @@ fn known<'i, 'a>(ix: &'i Index<'a>) -> Known<'i, 'a> {
         }
     }
     events.sort_unstable_by_key(|e| (e.0, e.1));
-    let parts = ix.parts().count();
+    let ids = PartIds::new(ix);
     let mut out = Known {
-        ix,
-        parts,
-        extra: Numbers::default(),
-        extra_tps: Vec::new(),
-        steps: vec![Vec::new(); parts],
+        steps: vec![Vec::new(); ids.len()],
+        ids,
     };
     for (time, op, pid, o) in events {
         let steps = &mut out.steps[pid as usize];
