@@ -1365,17 +1365,29 @@ pub(crate) struct Numbers<'a, T> {
 }
 
 /// The bytes of a string of up to 15 bytes, and its length in the top byte (so "a" and "a\0"
-/// differ); None if it is longer.
+/// differ); None if it is longer. (Read as whole words, overlapping, rather than copied byte by
+/// byte into a buffer: the copy's call was most of a lookup.)
 fn pack(s: &str) -> Option<[u64; 2]> {
     let b = s.as_bytes();
-    (b.len() < 16).then(|| {
-        let mut k = [0u8; 16];
-        k[..b.len()].copy_from_slice(b);
-        k[15] = b.len() as u8;
-        // Two words, not a u128: entries stay 8-aligned (smaller).
-        let (lo, hi) = k.split_at(8);
-        [lo, hi].map(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()))
-    })
+    let n = b.len();
+    let word = |at: usize| u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or_default());
+    let half = |at: usize| {
+        u64::from(u32::from_le_bytes(
+            b[at..at + 4].try_into().unwrap_or_default(),
+        ))
+    };
+    let (lo, hi) = match n {
+        // Bytes 8.. are the last word's top bytes; the bytes it shares with the first go.
+        8..=15 => (
+            word(0),
+            word(n - 8).checked_shr((16 - n) as u32 * 8).unwrap_or(0),
+        ),
+        // Two overlapping halves: the bytes they share are equal, so or-ing keeps them.
+        4..=7 => (half(0) | half(n - 4) << ((n - 4) * 8), 0),
+        _ if n < 4 => (b.iter().rev().fold(0, |w, &c| w << 8 | u64::from(c)), 0),
+        _ => return None,
+    };
+    Some([lo, hi | (n as u64) << 56])
 }
 
 impl<'a, T: Copy + Eq + std::hash::Hash> Numbers<'a, T> {
@@ -1993,6 +2005,29 @@ pub(crate) mod testkit {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pack_holds_each_byte_and_the_length() {
+        // The plain way: the bytes copied into 16, the length in the last.
+        let plain = |s: &str| {
+            (s.len() < 16).then(|| {
+                let mut k = [0u8; 16];
+                k[..s.len()].copy_from_slice(s.as_bytes());
+                k[15] = s.len() as u8;
+                [0, 8].map(|at| u64::from_le_bytes(k[at..at + 8].try_into().unwrap()))
+            })
+        };
+        let text = "p3-1234567890abcdefé\0x";
+        for from in 0..4 {
+            for to in from..text.len() {
+                if let Some(s) = text.get(from..to) {
+                    assert_eq!(pack(s), plain(s), "{s:?}");
+                }
+            }
+        }
+        assert_ne!(pack("a"), pack("a\0"));
+        assert_ne!(pack("aaaaaaaa"), pack("aaaaaaaaa"));
+    }
 
     #[test]
     fn clean_history_passes_every_checker() {
