@@ -1432,9 +1432,9 @@ impl PartitionLog {
     }
 
     /// Every record of the chain, decoded: how coordinators (groups, transactional ids) replay
-    /// the state they keep as records.
+    /// the state they keep as records. From the log start: a group moves it to its snapshot.
     pub async fn records(&self) -> Result<Vec<kafka_protocol::records::Record>, LogError> {
-        let mut raw = self.read(0, usize::MAX).await?;
+        let mut raw = self.read(self.log_start(), usize::MAX).await?;
         let mut out = Vec::new();
         while !raw.is_empty() {
             let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut raw)
