@@ -8,8 +8,18 @@
 //! fenced exactly like a partition's log. A coordinator that lost the group
 //! cannot commit, and a new one rebuilds everything from the chain.
 //!
-//! Asserted (`always!`, `group.*`): every record of a group's chain is a generation or an
-//! offset commit that parses, and the generations in it never go back.
+//! Asserted (`always!`, `group.*`): every record of a group's chain is a generation, an
+//! offset commit, a marker or a snapshot's that parses, and the generations never go back.
+//!
+//! The chain is kept short by snapshots: once it has grown past the group's live state (and at
+//! least `SNAPSHOT_MIN_RECORDS` records) since the last snapshot, the coordinator appends one
+//! commit that restates the whole durable state (a `snapshot` record that resets it, then the
+//! generation, marker epochs, committed and pending offsets), and moves the log start to it;
+//! the log deletes the commits below after its `delete_delay`, as it does for partitions. A
+//! snapshot is a commit of the chain, so it is as durable as the commits it replaces (there is
+//! no cache to distrust), and replay from any point before it gives the same state: it resets
+//! what came before. It is written only while no other write is between its append and its
+//! effect in memory, so memory is what the chain says up to it.
 
 use crate::batch;
 use crate::storage::log::{LogError, LogOptions, PartitionLog};
@@ -29,6 +39,12 @@ use tokio::time::Instant;
 pub const INITIAL_REBALANCE_DELAY: Duration = Duration::from_millis(1000);
 /// How often expired members and rebalance deadlines are checked.
 const TICK: Duration = Duration::from_millis(100);
+/// Records a group's chain grows by at least, past its last snapshot, before the next: with
+/// the snapshot's own length as the other bound, opening replays at most about twice the live
+/// state plus this, and a snapshot costs at most one record written per record appended.
+pub const SNAPSHOT_MIN_RECORDS: usize = 64;
+/// After a snapshot's write failed: records appended before the next try.
+const SNAPSHOT_RETRY_RECORDS: usize = 16;
 
 /// The pseudo-topic whose partition 0 decides a group's coordinator.
 pub fn coordinator_key(group: &str) -> String {
@@ -93,6 +109,25 @@ struct State {
 
 type Offsets = BTreeMap<(String, i32), (i64, Option<String>)>;
 
+/// When the coordinator writes the group's next snapshot (memory only; a new coordinator
+/// counts what it replayed).
+#[derive(Debug, Default)]
+struct Snapshots {
+    /// Records appended to the chain since the last snapshot (or since it began).
+    since: usize,
+    /// The next snapshot is due once `since` reaches this.
+    due_at: usize,
+}
+
+impl Snapshots {
+    fn after_snapshot(len: usize) -> Self {
+        Snapshots {
+            since: 0,
+            due_at: len.max(SNAPSHOT_MIN_RECORDS),
+        }
+    }
+}
+
 impl State {
     fn phase(&self) -> Phase {
         self.phase.unwrap_or(Phase::Empty)
@@ -113,6 +148,11 @@ pub struct Group {
     /// in the chain's order (a marker applied before offsets written ahead of it would leave
     /// them pending for the producer's next transaction).
     txn_writes: Mutex<()>,
+    /// Held shared by every write from its append to its effect in memory, and exclusively by
+    /// a snapshot, which restates memory: so no write lands in the chain before a snapshot
+    /// without being in it.
+    writes: tokio::sync::RwLock<()>,
+    snapshots: std::sync::Mutex<Snapshots>,
 }
 
 /// The answer to a JoinGroup.
@@ -165,6 +205,50 @@ fn txn_marker_key(producer_id: i64) -> String {
     format!("m\u{0}{producer_id}")
 }
 
+/// A snapshot's record of a producer's newest marker epochs here (sets them, ends nothing).
+fn marker_epochs_key(producer_id: i64) -> String {
+    format!("e\u{0}{producer_id}")
+}
+
+/// The first record of a snapshot: it resets the durable state the records after it restate.
+const SNAPSHOT_KEY: &str = "snapshot";
+
+/// The records that restate `s`'s durable state, after the one that resets it.
+fn snapshot_records(s: &State) -> Vec<Record> {
+    let mut out = vec![record("generation".into(), s.generation.to_string())];
+    let producers: std::collections::BTreeSet<i64> = s
+        .marker_epochs
+        .keys()
+        .chain(s.marker_coordinators.keys())
+        .copied()
+        .collect();
+    for pid in producers {
+        let value = serde_json::json!({
+            "epoch": s.marker_epochs.get(&pid),
+            "coordinator_epoch": s.marker_coordinators.get(&pid),
+        });
+        out.push(record(marker_epochs_key(pid), value.to_string()));
+    }
+    for ((topic, partition), (offset, meta)) in &s.offsets {
+        let value = serde_json::json!({ "offset": offset, "metadata": meta });
+        out.push(record(offset_key(topic, *partition), value.to_string()));
+    }
+    for (pid, offsets) in &s.txn_offsets {
+        // Pending offsets were taken at an epoch no marker here fenced: the newest known passes.
+        let epoch = s.marker_epochs.get(pid).copied().unwrap_or(0);
+        for ((topic, partition), (offset, meta)) in offsets {
+            let value = serde_json::json!({ "offset": offset, "metadata": meta, "epoch": epoch });
+            out.push(record(
+                txn_offset_key(*pid, topic, *partition),
+                value.to_string(),
+            ));
+        }
+    }
+    let head = serde_json::json!({ "records": out.len() }).to_string();
+    out.insert(0, record(SNAPSHOT_KEY.into(), head));
+    out
+}
+
 pub(crate) fn record(key: String, value: String) -> Record {
     Record {
         transactional: false,
@@ -197,6 +281,9 @@ impl Group {
                 "a coordinator opened a group another coordinator had written (failover or move)"
             );
         }
+        let mut snapshots = Snapshots::after_snapshot(0);
+        // A snapshot's own records after its first are not growth since it.
+        let mut restating = 0;
         for r in records {
             let key = r
                 .key
@@ -206,7 +293,18 @@ impl Group {
                 .value
                 .map(|v| String::from_utf8_lossy(&v).into_owned())
                 .unwrap_or_default();
-            apply_record(&mut state, &key, &value);
+            match apply_record(&mut state, &key, &value) {
+                Some(len) => {
+                    reached!(
+                        "group.opened_from_snapshot",
+                        "a coordinator opened a group whose chain holds a snapshot"
+                    );
+                    snapshots = Snapshots::after_snapshot(len);
+                    restating = len;
+                }
+                None if restating > 0 => restating -= 1,
+                None => snapshots.since += 1,
+            }
         }
         let group = Arc::new(Group {
             name: name.to_string(),
@@ -216,6 +314,8 @@ impl Group {
             state: Mutex::new(state),
             changed: Notify::new(),
             txn_writes: Mutex::new(()),
+            writes: tokio::sync::RwLock::new(()),
+            snapshots: std::sync::Mutex::new(snapshots),
             log,
         });
         let ticker = Arc::downgrade(&group);
@@ -227,6 +327,20 @@ impl Group {
                     return;
                 }
                 g.tick().await;
+            }
+        });
+        // Snapshots and deletions wait on the store: in a loop of their own, so a slow store
+        // never holds up member expiry and rebalance deadlines.
+        let keeper = Arc::downgrade(&group);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(TICK).await;
+                let Some(g) = keeper.upgrade() else { return };
+                if g.log.is_closed() {
+                    return;
+                }
+                g.maybe_snapshot().await;
+                g.log.collect_garbage().await;
             }
         });
         Ok(group)
@@ -373,7 +487,10 @@ impl Group {
         // Remembered so a later coordinator starts above it; waiting for it
         // would stall every member's join.
         match encode(vec![record("generation".into(), s.generation.to_string())]) {
-            Ok(batches) => drop(self.log.append(batches)),
+            Ok(batches) => {
+                drop(self.log.append(batches));
+                self.grew(1);
+            }
             Err(e) => {
                 tracing::error!(group = %self.name, error = %e, "could not encode generation")
             }
@@ -632,6 +749,8 @@ impl Group {
             tracing::error!(group = %self.name, error = %e, "could not encode offsets");
             ResponseError::CoordinatorNotAvailable.code()
         })?;
+        let _write = self.writes.read().await;
+        self.grew(offsets.len());
         match self.log.append(batches).await {
             Ok(Ok(_)) => {}
             Ok(Err(LogError::Fenced)) => {
@@ -668,6 +787,7 @@ impl Group {
         if self.is_closed() {
             return Err(ResponseError::NotCoordinator.code());
         }
+        let _write = self.writes.read().await;
         let _order = self.txn_writes.lock().await;
         if self.state.lock().await.fenced(producer_id, epoch) {
             reached!(
@@ -707,6 +827,7 @@ impl Group {
         if self.is_closed() {
             return Err(ResponseError::NotCoordinator.code());
         }
+        let _write = self.writes.read().await;
         let _order = self.txn_writes.lock().await;
         let (pending, new_epoch) = {
             let s = self.state.lock().await;
@@ -762,6 +883,7 @@ impl Group {
     }
 
     async fn append_records(&self, records: Vec<Record>) -> Result<(), i16> {
+        self.grew(records.len());
         let batches = encode(records).map_err(|e| {
             tracing::error!(group = %self.name, error = %e, "could not encode group records");
             ResponseError::CoordinatorNotAvailable.code()
@@ -774,6 +896,74 @@ impl Group {
                 self.close();
                 Err(ResponseError::CoordinatorNotAvailable.code())
             }
+        }
+    }
+
+    /// Notes `records` appended to the chain.
+    fn grew(&self, records: usize) {
+        let mut plan = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
+        plan.since = plan.since.saturating_add(records);
+    }
+
+    /// Writes a snapshot of the group when the chain has grown enough since the last one and
+    /// no write is under way (one that is would have to wait), then moves the log start to it.
+    async fn maybe_snapshot(&self) {
+        // The planted bug keeps offsets in memory only: a snapshot would make them durable.
+        if self.bug == Some(crate::bugs::Bug::OffsetsInMemory) || self.is_closed() {
+            return;
+        }
+        {
+            let plan = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
+            if plan.since < plan.due_at {
+                return;
+            }
+        }
+        let Ok(all) = self.writes.try_write() else {
+            return;
+        };
+        // Appended under the state lock, like generations, so the queue keeps memory's order.
+        let (appended, len) = {
+            let s = self.state.lock().await;
+            let records = snapshot_records(&s);
+            let len = records.len();
+            match encode(records) {
+                Ok(batches) => (self.log.append(batches), len),
+                Err(e) => {
+                    tracing::error!(group = %self.name, error = %e, "could not encode a snapshot");
+                    return;
+                }
+            }
+        };
+        let outcome = appended.await;
+        drop(all);
+        let base = match outcome {
+            Ok(Ok(base)) => base,
+            Ok(Err(LogError::Fenced)) => {
+                self.close();
+                return;
+            }
+            other => {
+                // Landed or not, the chain replays to what memory holds: try again later.
+                tracing::info!(group = %self.name, outcome = ?other.map(|r| r.err()),
+                    "group snapshot not written");
+                let mut plan = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
+                plan.due_at = plan.since.saturating_add(SNAPSHOT_RETRY_RECORDS);
+                return;
+            }
+        };
+        reached!(
+            "group.snapshot_written",
+            "a coordinator restated its group's state in one commit of the chain"
+        );
+        *self.snapshots.lock().unwrap_or_else(|e| e.into_inner()) = Snapshots::after_snapshot(len);
+        match self.log.trim_to(base).await {
+            Ok(Ok(_)) => reached!(
+                "group.chain_trimmed",
+                "a group's log start moved up to its newest snapshot"
+            ),
+            Ok(Err(e)) => tracing::info!(group = %self.name, error = %e,
+                "could not move the group's log start to its snapshot"),
+            Err(_) => {}
         }
     }
 
@@ -817,7 +1007,55 @@ fn end_pending(s: &mut State, producer_id: i64, commit: bool) {
     }
 }
 
-fn apply_record(s: &mut State, key: &str, value: &str) {
+/// Applies one record of the chain to `s`. A snapshot's first record resets the durable state
+/// and returns how many records the snapshot holds after it.
+fn apply_record(s: &mut State, key: &str, value: &str) -> Option<usize> {
+    if key == SNAPSHOT_KEY {
+        let len = serde_json::from_str::<serde_json::Value>(value)
+            .ok()
+            .and_then(|v| v["records"].as_u64());
+        always!(
+            len.is_some(),
+            "group.records_well_formed",
+            "every record of a group's chain is a generation, an offset commit, a transaction marker or a snapshot that parses",
+            "snapshot record {value:?}"
+        );
+        // The generation only grows: the snapshot restates it, nothing to forget.
+        s.offsets.clear();
+        s.txn_offsets.clear();
+        s.marker_epochs.clear();
+        s.marker_coordinators.clear();
+        return Some(usize::try_from(len.unwrap_or(0)).unwrap_or(usize::MAX));
+    }
+    if let Some(pid) = key.strip_prefix("e\u{0}") {
+        let pid = pid.parse::<i64>();
+        let v = serde_json::from_str::<serde_json::Value>(value).ok();
+        let epoch = v
+            .as_ref()
+            .and_then(|v| v["epoch"].as_i64())
+            .and_then(|e| i16::try_from(e).ok());
+        let coordinator = v
+            .as_ref()
+            .and_then(|v| v["coordinator_epoch"].as_i64())
+            .and_then(|e| i32::try_from(e).ok());
+        always!(
+            pid.is_ok() && v.is_some(),
+            "group.records_well_formed",
+            "every record of a group's chain is a generation, an offset commit, a transaction marker or a snapshot that parses",
+            "marker epochs record {key:?} = {value:?}"
+        );
+        if let Ok(pid) = pid {
+            if let Some(e) = epoch {
+                let known = s.marker_epochs.entry(pid).or_insert(e);
+                *known = (*known).max(e);
+            }
+            if let Some(c) = coordinator {
+                let known = s.marker_coordinators.entry(pid).or_insert(c);
+                *known = (*known).max(c);
+            }
+        }
+        return None;
+    }
     if let Some(pid) = key.strip_prefix("m\u{0}") {
         let pid = pid.parse::<i64>();
         let marker = serde_json::from_str::<serde_json::Value>(value)
@@ -849,7 +1087,7 @@ fn apply_record(s: &mut State, key: &str, value: &str) {
             let known = s.marker_coordinators.entry(pid).or_insert(coordinator);
             *known = (*known).max(coordinator);
         }
-        return;
+        return None;
     }
     if key == "generation" {
         let parsed = value.parse::<i32>();
@@ -868,7 +1106,7 @@ fn apply_record(s: &mut State, key: &str, value: &str) {
             s.generation
         );
         s.generation = s.generation.max(generation);
-        return;
+        return None;
     }
     let mut parts = key.split('\u{0}');
     let mut txn = None;
@@ -904,7 +1142,7 @@ fn apply_record(s: &mut State, key: &str, value: &str) {
                 let epoch = v["epoch"].as_i64().and_then(|e| i16::try_from(e).ok());
                 if epoch.is_none_or(|e| s.fenced(pid, e)) {
                     // Written after its transaction's marker: that transaction has ended.
-                    return;
+                    return None;
                 }
                 s.txn_offsets.entry(pid).or_default()
             }
@@ -912,6 +1150,7 @@ fn apply_record(s: &mut State, key: &str, value: &str) {
         };
         offsets.insert((topic.to_string(), partition), (offset, meta));
     }
+    None
 }
 
 /// Group records as one record batch, ready to append to the chain.
@@ -965,5 +1204,71 @@ mod tests {
         assert_eq!(state.generation, 3);
         assert_eq!(state.offsets[&("t".to_string(), 0)], (5, None));
         assert_eq!(state.offsets[&("t".to_string(), 1)], (7, Some("m".into())));
+    }
+
+    fn replay(records: &[Record]) -> State {
+        let mut state = State::default();
+        for r in records {
+            let k = String::from_utf8(r.key.clone().unwrap().to_vec()).unwrap();
+            let v = String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap();
+            apply_record(&mut state, &k, &v);
+        }
+        state
+    }
+
+    fn durable(s: &State) -> impl PartialEq + std::fmt::Debug {
+        (
+            s.generation,
+            s.offsets.clone(),
+            s.txn_offsets.clone(),
+            s.marker_epochs.clone(),
+            s.marker_coordinators.clone(),
+        )
+    }
+
+    #[test]
+    fn a_snapshot_replays_to_the_state_it_restates_wherever_replay_begins() {
+        let marker = |epoch: i16, coordinator: i32| {
+            format!(r#"{{"result":"commit","epoch":{epoch},"coordinator_epoch":{coordinator}}}"#)
+        };
+        let chain = vec![
+            record("generation".into(), "4".into()),
+            record(offset_key("t", 0), r#"{"offset":5,"metadata":null}"#.into()),
+            record(
+                txn_offset_key(7, "t", 2),
+                r#"{"offset":8,"epoch":0}"#.into(),
+            ),
+            record(txn_marker_key(7), marker(1, 3)),
+            record(
+                txn_offset_key(7, "t", 1),
+                r#"{"offset":9,"epoch":1}"#.into(),
+            ),
+            record(
+                txn_offset_key(8, "u", 0),
+                r#"{"offset":3,"epoch":0}"#.into(),
+            ),
+            record(offset_key("t", 0), r#"{"offset":6,"metadata":"m"}"#.into()),
+        ];
+        let state = replay(&chain);
+        assert!(state.txn_offsets.contains_key(&7) && state.txn_offsets.contains_key(&8));
+        let snapshot = snapshot_records(&state);
+        // From the snapshot alone, and from the whole chain with the snapshot after it.
+        assert_eq!(durable(&replay(&snapshot)), durable(&state));
+        let mut longer = chain.clone();
+        longer.extend(snapshot.iter().cloned());
+        assert_eq!(durable(&replay(&longer)), durable(&state));
+        // A commit that landed before the snapshot without being in it is undone by it.
+        let mut stray = chain;
+        stray.push(record(offset_key("t", 5), r#"{"offset":1}"#.into()));
+        stray.extend(snapshot.iter().cloned());
+        assert_eq!(durable(&replay(&stray)), durable(&state));
+        // The snapshot says how many records follow its first.
+        let mut s = State::default();
+        let head = &snapshot[0];
+        let v = String::from_utf8(head.value.clone().unwrap().to_vec()).unwrap();
+        assert_eq!(
+            apply_record(&mut s, SNAPSHOT_KEY, &v),
+            Some(snapshot.len() - 1)
+        );
     }
 }

@@ -4,21 +4,30 @@
 //! start only moves forward, retention moves it past expired commits, and objects below it are
 //! deleted without breaking opening or letting a silent old owner write where no one reads.
 
+use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
+use futures::stream::BoxStream;
 use futures::TryStreamExt;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    Result as StoreResult,
+};
 use riptide_broker::batch;
 use riptide_broker::env::Ids;
 use riptide_broker::storage::log::{Cache, LogOptions, PartitionLog, CHECKPOINT_EVERY};
 use riptide_broker::storage::{checkpoint_prefix, checkpoint_seq, commit_path};
+use std::fmt;
+use std::ops::Range;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 /// A batch of `n` records from idempotent producer `pid` at sequence `seq`.
 fn batch(pid: i64, seq: i32, n: usize) -> Vec<(batch::BatchHeader, Bytes)> {
@@ -375,5 +384,168 @@ async fn a_silent_old_owner_cannot_write_below_the_new_owners_log_start() {
         commit_objects(&store).await,
         left,
         "the orphan was not removed"
+    );
+}
+
+/// A store whose first `fail` checkpoint PUTs fail, and whose checkpoint PUTs wait at `gate`
+/// (when there is one) before going through.
+struct CheckpointFaults {
+    inner: InMemory,
+    fail: AtomicUsize,
+    attempts: AtomicUsize,
+    gate: Option<Semaphore>,
+}
+
+impl CheckpointFaults {
+    fn new(fail: usize, gated: bool) -> Arc<Self> {
+        Arc::new(CheckpointFaults {
+            inner: InMemory::new(),
+            fail: AtomicUsize::new(fail),
+            attempts: AtomicUsize::new(0),
+            gate: gated.then(|| Semaphore::new(0)),
+        })
+    }
+    fn attempts(&self) -> usize {
+        self.attempts.load(Ordering::SeqCst)
+    }
+}
+
+impl fmt::Debug for CheckpointFaults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CheckpointFaults")
+    }
+}
+
+impl fmt::Display for CheckpointFaults {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("CheckpointFaults")
+    }
+}
+
+#[async_trait]
+impl ObjectStore for CheckpointFaults {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> StoreResult<PutResult> {
+        if checkpoint_seq(location).is_some() {
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            if let Some(gate) = &self.gate {
+                drop(gate.acquire().await);
+            }
+            let failing = self
+                .fail
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if failing {
+                return Err(object_store::Error::Generic {
+                    store: "test",
+                    source: "checkpoint PUT refused".into(),
+                });
+            }
+        }
+        self.inner.put_opts(location, payload, opts).await
+    }
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> StoreResult<Box<dyn MultipartUpload>> {
+        self.inner.put_multipart_opts(location, opts).await
+    }
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> StoreResult<GetResult> {
+        self.inner.get_opts(location, options).await
+    }
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> StoreResult<Vec<Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, StoreResult<Path>>,
+    ) -> BoxStream<'static, StoreResult<Path>> {
+        self.inner.delete_stream(locations)
+    }
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, StoreResult<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, StoreResult<ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> StoreResult<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> StoreResult<()> {
+        self.inner.copy_opts(from, to, options).await
+    }
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> StoreResult<()> {
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+/// Appends `n` one-record commits of producer 40, each awaited, then lets background writes run.
+async fn append_commits(log: &Arc<PartitionLog>, from: i32, n: i32) {
+    for i in from..from + n {
+        log.append(batch(40, i, 1)).await.unwrap().unwrap();
+        settle().await;
+    }
+}
+
+#[tokio::test]
+async fn a_checkpoint_whose_write_failed_is_tried_again_at_the_next_commit() {
+    let faulty = CheckpointFaults::new(1, false);
+    let store: Arc<dyn ObjectStore> = faulty.clone();
+    let log = log_on(&store, 1);
+    log.open().await.unwrap();
+    // The fence is commit 0, so the 64th append is commit 64: its checkpoint is refused.
+    append_commits(&log, 0, CHECKPOINT_EVERY as i32).await;
+    assert_eq!(faulty.attempts(), 1);
+    assert!(checkpoints(&store).await.is_empty());
+    // The next commit writes one: opening stays within its bound, not 64 commits more.
+    append_commits(&log, CHECKPOINT_EVERY as i32, 1).await;
+    assert_eq!(checkpoints(&store).await, vec![CHECKPOINT_EVERY + 1]);
+    // Once one landed, the next comes CHECKPOINT_EVERY commits after it.
+    append_commits(&log, CHECKPOINT_EVERY as i32 + 1, CHECKPOINT_EVERY as i32).await;
+    assert_eq!(
+        checkpoints(&store).await,
+        vec![CHECKPOINT_EVERY + 1, 2 * CHECKPOINT_EVERY + 1]
+    );
+    assert_eq!(faulty.attempts(), 3);
+}
+
+#[tokio::test]
+async fn a_store_refusing_checkpoints_gets_them_with_a_growing_spacing() {
+    let faulty = CheckpointFaults::new(usize::MAX, false);
+    let store: Arc<dyn ObjectStore> = faulty.clone();
+    let log = log_on(&store, 1);
+    log.open().await.unwrap();
+    append_commits(&log, 0, CHECKPOINT_EVERY as i32 + 100).await;
+    // Commits 64, 65, 67, 71, 79, then every 16th: 95, 111, 127, 143, 159.
+    assert_eq!(faulty.attempts(), 10);
+    assert!(checkpoints(&store).await.is_empty());
+}
+
+#[tokio::test]
+async fn one_checkpoint_write_at_a_time_and_the_next_follows_what_landed() {
+    let faulty = CheckpointFaults::new(0, true);
+    let store: Arc<dyn ObjectStore> = faulty.clone();
+    let log = log_on(&store, 1);
+    log.open().await.unwrap();
+    // The write of commit 64's checkpoint hangs while the chain grows past two intervals.
+    append_commits(&log, 0, 3 * CHECKPOINT_EVERY as i32).await;
+    assert_eq!(faulty.attempts(), 1, "a second checkpoint write began");
+    faulty.gate.as_ref().unwrap().add_permits(usize::MAX >> 4);
+    settle().await;
+    assert_eq!(checkpoints(&store).await, vec![CHECKPOINT_EVERY]);
+    // Commit 192 is more than 64 past what landed: the next commit writes a checkpoint.
+    append_commits(&log, 3 * CHECKPOINT_EVERY as i32, 1).await;
+    assert_eq!(
+        checkpoints(&store).await,
+        vec![CHECKPOINT_EVERY, 3 * CHECKPOINT_EVERY + 1]
     );
 }

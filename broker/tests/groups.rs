@@ -2,11 +2,13 @@
 //! survive a coordinator move while the old coordinator is fenced.
 
 use bytes::Bytes;
+use futures::TryStreamExt;
 use object_store::memory::InMemory;
 use object_store::ObjectStore;
 use riptide_broker::env::Ids;
-use riptide_broker::groups::{Group, JoinRequest};
-use riptide_broker::storage::log::{Cache, LogOptions};
+use riptide_broker::groups::{log_id, Group, JoinRequest, SNAPSHOT_MIN_RECORDS};
+use riptide_broker::storage::log::{Cache, LogOptions, PartitionLog};
+use riptide_broker::storage::{commit_seq, log_prefix};
 use riptide_broker::txn::Marker;
 use riptide_wire::{ResponseError, NO_ERROR};
 use std::sync::Arc;
@@ -227,4 +229,94 @@ async fn offsets_of_a_transaction_that_ended_never_commit_with_the_next_one() {
     assert!(moved.unstable("t", 0).await);
     moved.end_txn(marker(4, true, 2)).await.unwrap();
     assert_eq!(moved.committed(None).await[0].1, Some((30, None)));
+}
+
+/// The commit objects of group `g`'s chain.
+async fn group_commits(store: &Arc<dyn ObjectStore>) -> Vec<u64> {
+    let listed: Vec<_> = store
+        .list(Some(&log_prefix(&log_id("g"), 0)))
+        .try_collect()
+        .await
+        .unwrap();
+    let mut seqs: Vec<u64> = listed
+        .iter()
+        .filter_map(|m| commit_seq(&m.location))
+        .collect();
+    seqs.sort_unstable();
+    seqs
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_group_chain_is_snapshotted_trimmed_and_opened_from_its_snapshot() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let mut o = opts(store.clone(), 1);
+    o.delete_delay = Duration::ZERO;
+    let g = Group::open("g", &o).await.unwrap();
+    // A marker fences producer 7's epoch 1 (coordinator epoch 2), then its next transaction
+    // leaves offsets pending.
+    g.txn_commit(7, 1, vec![("t".into(), 3, 5, None)])
+        .await
+        .unwrap();
+    g.end_txn(marker(2, true, 2)).await.unwrap();
+    g.txn_commit(7, 2, vec![("t".into(), 1, 77, Some("txn".into()))])
+        .await
+        .unwrap();
+    let commits = 4 * SNAPSHOT_MIN_RECORDS as i64;
+    for i in 0..commits {
+        g.commit("", -1, vec![("t".into(), (i % 3) as i32, i, None)])
+            .await
+            .unwrap();
+    }
+    let before = g.committed(None).await;
+    // The keeper writes a snapshot, moves the log start to it and deletes what is below.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Deleted below the oldest partition checkpoint kept (commit 128 of 262 here).
+    let left = group_commits(&store).await;
+    assert!(
+        left[0] as i64 >= commits / 2,
+        "commits below the snapshot were not deleted: {left:?}"
+    );
+
+    let moved = Group::open("g", &opts(store.clone(), 2)).await.unwrap();
+    assert_eq!(moved.committed(None).await, before);
+    assert!(moved.unstable("t", 1).await, "pending offsets were lost");
+    // The fences came through: an old epoch's offsets and an old coordinator's marker are
+    // refused; the pending transaction commits.
+    let late = moved.txn_commit(7, 1, vec![("t".into(), 0, 9, None)]).await;
+    assert_eq!(late, Err(ResponseError::InvalidProducerEpoch.code()));
+    let stale = moved.end_txn(marker(3, true, 1)).await;
+    assert_eq!(
+        stale,
+        Err(ResponseError::TransactionCoordinatorFenced.code())
+    );
+    moved.end_txn(marker(3, true, 2)).await.unwrap();
+    let got = moved.committed(Some(vec![("t".into(), 1)])).await;
+    assert_eq!(got[0].1, Some((77, Some("txn".into()))));
+    // The old coordinator is fenced by the new one's claim.
+    let stale = g.commit("", -1, vec![("t".into(), 0, 1, None)]).await;
+    assert_eq!(stale, Err(ResponseError::NotCoordinator.code()));
+    // The log start is at the snapshot: opening replayed the snapshot and what follows it.
+    let log = PartitionLog::new(&log_id("g"), 0, &opts(store, 3));
+    log.open().await.unwrap();
+    assert!(log.log_start() >= commits, "log start {}", log.log_start());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_short_group_chain_is_left_alone() {
+    let store: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
+    let mut o = opts(store.clone(), 1);
+    o.delete_delay = Duration::ZERO;
+    let g = Group::open("g", &o).await.unwrap();
+    for i in 0..SNAPSHOT_MIN_RECORDS as i64 - 2 {
+        g.commit("", -1, vec![("t".into(), 0, i, None)])
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The claim, then one commit per offset commit: no snapshot, nothing trimmed.
+    let left = group_commits(&store).await;
+    assert_eq!(
+        left,
+        (0..SNAPSHOT_MIN_RECORDS as u64 - 1).collect::<Vec<_>>()
+    );
 }

@@ -48,7 +48,7 @@ pub const CLIENT_VERSIONS: &VersionTable = &[
     (ApiKey::Heartbeat, 0, 3),
     (ApiKey::LeaveGroup, 0, 2),
     (ApiKey::OffsetCommit, 2, 7),
-    (ApiKey::OffsetFetch, 1, 5),
+    (ApiKey::OffsetFetch, 1, 7),
     (ApiKey::AddPartitionsToTxn, 0, 3),
     (ApiKey::AddOffsetsToTxn, 0, 3),
     (ApiKey::EndTxn, 0, 5),

@@ -18,6 +18,9 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponsePartition, OffsetFetchResponseTopic,
+};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{decode_request_header_from_buffer, Decodable, Encodable, StrBytes};
@@ -27,6 +30,7 @@ use kafka_protocol::records::{
 use riptide_checker::history::{OpKind, SendValue, Value, ViolationKind, ViolationValue};
 use riptide_wire::frame;
 use riptide_wire::ResponseError;
+use riptide_workloads::client::group::Membership;
 use riptide_workloads::{
     Client, ClientConfig, ClientError, OffsetSpec, ProduceRetry, Recorder, TcpConnector,
 };
@@ -46,6 +50,11 @@ struct Shared {
     lose_next_produce_reply: bool,
     /// How every reply breaks the protocol, if it does.
     misbehave: Option<Misbehave>,
+    /// OffsetFetch: how many more fetches asking for stable offsets are answered
+    /// UNSTABLE_OFFSET_COMMIT (a transaction holding offsets is open) before offset 42.
+    unstable_fetches: usize,
+    /// Each OffsetFetch: its version and whether it asked for stable offsets.
+    offset_fetches: Vec<(i16, bool)>,
 }
 
 /// Ways the fake breaks the protocol (one at a time, on every reply it concerns).
@@ -133,6 +142,8 @@ async fn serve(mut stream: TcpStream, node: i32, state: State) {
                         range(ApiKey::Metadata, 0, 12),
                         range(ApiKey::ApiVersions, 0, 2),
                         range(ApiKey::CreateTopics, 0, 7),
+                        range(ApiKey::FindCoordinator, 0, 3),
+                        range(ApiKey::OffsetFetch, 0, 7),
                     ]);
                     frame(api, v, corr, &resp)
                 }
@@ -332,6 +343,54 @@ async fn serve(mut stream: TcpStream, node: i32, state: State) {
                         .with_partitions(parts),
                 ]);
                 frame(api, v, corr, &resp)
+            }
+            ApiKey::FindCoordinator => {
+                let s = state.lock().unwrap();
+                let (host, port) = s.addrs[&node].clone();
+                let resp = FindCoordinatorResponse::default()
+                    .with_node_id(BrokerId(node))
+                    .with_host(StrBytes::from_string(host))
+                    .with_port(port);
+                frame(api, v, corr, &resp)
+            }
+            ApiKey::OffsetFetch => {
+                let req = OffsetFetchRequest::decode(&mut body, v).unwrap();
+                let mut s = state.lock().unwrap();
+                s.offset_fetches.push((v, req.require_stable));
+                let unstable = req.require_stable && s.unstable_fetches > 0;
+                if unstable {
+                    s.unstable_fetches -= 1;
+                }
+                let topics = req
+                    .topics
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|t| {
+                        let parts = t
+                            .partition_indexes
+                            .iter()
+                            .map(|p| {
+                                let part = OffsetFetchResponsePartition::default()
+                                    .with_partition_index(*p);
+                                if unstable {
+                                    part.with_committed_offset(-1)
+                                        .with_error_code(ResponseError::UnstableOffsetCommit.code())
+                                } else {
+                                    part.with_committed_offset(42)
+                                }
+                            })
+                            .collect();
+                        OffsetFetchResponseTopic::default()
+                            .with_name(t.name)
+                            .with_partitions(parts)
+                    })
+                    .collect();
+                frame(
+                    api,
+                    v,
+                    corr,
+                    &OffsetFetchResponse::default().with_topics(topics),
+                )
             }
             other => panic!("fake broker got {other:?}"),
         };
@@ -842,4 +901,53 @@ async fn the_batching_producer_acks_without_offset_and_only_protocol_violation_f
         "{:#?}",
         report.findings
     );
+}
+
+/// The committed offset of `t`/0 as a client with `isolation_level` reads it.
+async fn committed(addrs: Vec<String>, isolation_level: i8) -> Result<i64, String> {
+    tokio::spawn(async move {
+        let mut cfg = config();
+        cfg.isolation_level = isolation_level;
+        let mut client = Client::new(TcpConnector, addrs, cfg);
+        let mut m = Membership::new("g");
+        client
+            .committed_offsets(&mut m, &[("t".to_string(), 0)])
+            .await
+            .map(|o| o[0].1)
+            .map_err(|e| e.to_string())
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_read_committed_client_asks_for_stable_offsets_and_waits_out_open_transactions() {
+    let (state, addrs) = cluster(&[1]).await;
+    state.lock().unwrap().unstable_fetches = 2;
+    assert_eq!(committed(addrs, 1).await, Ok(42));
+    // v7 with require_stable (KIP-447), twice answered UNSTABLE_OFFSET_COMMIT, then the offset.
+    assert_eq!(state.lock().unwrap().offset_fetches, vec![(7, true); 3]);
+}
+
+#[tokio::test]
+async fn offsets_that_stay_unstable_fail_the_fetch_after_the_retries() {
+    let (state, addrs) = cluster(&[1]).await;
+    state.lock().unwrap().unstable_fetches = usize::MAX;
+    let got = committed(addrs, 1).await;
+    assert!(
+        got.as_ref().is_err_and(
+            |e| e.contains("UNSTABLE_OFFSET_COMMIT") || e.contains("UnstableOffsetCommit")
+        ),
+        "{got:?}"
+    );
+    // The first attempt and config().retries more.
+    assert_eq!(state.lock().unwrap().offset_fetches.len(), 5);
+}
+
+#[tokio::test]
+async fn a_read_uncommitted_client_fetches_offsets_as_before() {
+    let (state, addrs) = cluster(&[1]).await;
+    state.lock().unwrap().unstable_fetches = 2;
+    assert_eq!(committed(addrs, 0).await, Ok(42));
+    assert_eq!(state.lock().unwrap().offset_fetches, vec![(5, false)]);
 }

@@ -44,6 +44,10 @@ const CHECKPOINTS_KEPT: usize = 3;
 /// Headers read at once while following the chain past a checkpoint: what opening spends past
 /// the chain's end.
 const PROBE_WINDOW: u64 = 16;
+/// After a checkpoint write fails, the next is tried 1, 2, 4, ... commits later, at most this
+/// many: soon enough to keep opening cheap after a passing store fault, and a store that keeps
+/// failing sees at most one checkpoint PUT per this many commits.
+const CHECKPOINT_RETRY_MAX: u64 = 16;
 
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum LogError {
@@ -162,8 +166,6 @@ struct Writer {
     /// The last write's outcome is unknown: re-read the tail before writing.
     unsure: bool,
     producers: Producers,
-    /// The newest checkpoint's commit (0 before the first).
-    checkpointed: u64,
     /// When our last write that landed was sent: a slot after it cannot have been deleted
     /// before `delete_delay` after this (see [`PartitionLog::collect_garbage`]).
     confirmed_at: tokio::time::Instant,
@@ -286,6 +288,49 @@ pub struct PartitionLog {
     guards: Mutex<BTreeMap<i64, u64>>,
     /// Commits covered by the checkpoints in the store, oldest first, as far as this broker knows.
     checkpoints: Arc<Mutex<Vec<u64>>>,
+    /// The owner's checkpoint writes: what landed, what is in flight, what failed.
+    checkpointing: Arc<Mutex<Checkpointing>>,
+}
+
+/// When the owner writes its next checkpoint. What landed is recorded only once the write's
+/// outcome is known, so a failed write does not count as a checkpoint; one write at a time.
+#[derive(Debug, Default)]
+struct Checkpointing {
+    /// The newest checkpoint known to be in the store (0 before the first).
+    landed: u64,
+    /// A write is in flight: no other starts until its outcome is known.
+    in_flight: bool,
+    /// Writes failed since the last that landed, and the commit the last failed one was of.
+    failures: u32,
+    failed_at: u64,
+}
+
+impl Checkpointing {
+    /// Whether a checkpoint of commit `seq` is due now.
+    fn due(&self, seq: u64) -> bool {
+        if self.in_flight {
+            return false;
+        }
+        let next = if self.failures == 0 {
+            self.landed + CHECKPOINT_EVERY
+        } else {
+            let backoff = 1u64 << (self.failures - 1).min(16);
+            self.failed_at + backoff.min(CHECKPOINT_RETRY_MAX)
+        };
+        seq >= next
+    }
+
+    /// The outcome of the write of checkpoint `seq`.
+    fn finished(&mut self, seq: u64, landed: bool) {
+        self.in_flight = false;
+        if landed {
+            self.landed = self.landed.max(seq);
+            self.failures = 0;
+        } else {
+            self.failures = self.failures.saturating_add(1);
+            self.failed_at = seq;
+        }
+    }
 }
 
 pub struct LogOptions {
@@ -330,6 +375,7 @@ impl PartitionLog {
             queue: Mutex::new(Queue::default()),
             guards: Mutex::new(BTreeMap::new()),
             checkpoints: Arc::new(Mutex::new(Vec::new())),
+            checkpointing: Arc::new(Mutex::new(Checkpointing::default())),
         })
     }
 
@@ -416,12 +462,15 @@ impl PartitionLog {
             return Err(LogError::Fenced);
         }
         let (next_seq, max_epoch, producers, checkpointed) = self.load().await?;
+        *self.checkpointing.lock().unwrap_or_else(|e| e.into_inner()) = Checkpointing {
+            landed: checkpointed,
+            ..Checkpointing::default()
+        };
         let mut writer = Writer {
             epoch: max_epoch + 1,
             next_seq,
             unsure: false,
             producers,
-            checkpointed,
             confirmed_at: tokio::time::Instant::now(),
         };
         self.claim(&mut writer).await?;
@@ -605,13 +654,23 @@ impl PartitionLog {
     }
 
     /// After commit `seq` (ours, just applied): writes a checkpoint if the chain has grown
-    /// `CHECKPOINT_EVERY` commits past the last one. In the background: a checkpoint that is
-    /// not written only makes the next opening read more headers.
+    /// `CHECKPOINT_EVERY` commits past the last one that landed, or sooner after a failed write
+    /// (see [`Checkpointing`]). In the background: a checkpoint that is not written only makes
+    /// the next opening read more headers.
     fn maybe_checkpoint(&self, w: &mut Writer, seq: u64, write_id: u64) {
-        if seq < w.checkpointed + CHECKPOINT_EVERY {
-            return;
+        {
+            let mut state = self.checkpointing.lock().unwrap_or_else(|e| e.into_inner());
+            if !state.due(seq) {
+                return;
+            }
+            if state.failures > 0 {
+                reached!(
+                    "log.checkpoint_retried",
+                    "an owner tried a checkpoint again soon after one failed to land"
+                );
+            }
+            state.in_flight = true;
         }
-        w.checkpointed = seq;
         let c = {
             let idx = self.index.read().unwrap_or_else(|e| e.into_inner());
             let collected = self.gc.lock().unwrap_or_else(|e| e.into_inner()).done;
@@ -620,6 +679,7 @@ impl PartitionLog {
         let path = checkpoint_path(&self.topic_id, self.partition, seq);
         let store = self.store.clone();
         let known = self.checkpoints.clone();
+        let state = self.checkpointing.clone();
         let (topic_id, partition) = (self.topic_id.clone(), self.partition);
         tokio::spawn(async move {
             let put = store.put_opts(
@@ -627,16 +687,24 @@ impl PartitionLog {
                 checkpoint::encode(&c).into(),
                 PutOptions::from(PutMode::Create),
             );
-            match tokio::time::timeout(STORE_CALL_TIMEOUT, put).await {
-                Ok(Ok(_)) | Ok(Err(object_store::Error::AlreadyExists { .. })) => {}
+            let landed = match tokio::time::timeout(STORE_CALL_TIMEOUT, put).await {
+                // Exists: the same commit's checkpoint (an earlier attempt whose reply was lost).
+                Ok(Ok(_)) | Ok(Err(object_store::Error::AlreadyExists { .. })) => true,
                 Ok(Err(e)) => {
                     tracing::info!(%topic_id, partition, seq, error = %e, "checkpoint not written");
-                    return;
+                    false
                 }
                 Err(_) => {
                     tracing::info!(%topic_id, partition, seq, "checkpoint write timed out");
-                    return;
+                    false
                 }
+            };
+            state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .finished(seq, landed);
+            if !landed {
+                return;
             }
             reached!(
                 "log.checkpoint_written",
@@ -1364,9 +1432,9 @@ impl PartitionLog {
     }
 
     /// Every record of the chain, decoded: how coordinators (groups, transactional ids) replay
-    /// the state they keep as records.
+    /// the state they keep as records. From the log start: a group moves it to its snapshot.
     pub async fn records(&self) -> Result<Vec<kafka_protocol::records::Record>, LogError> {
-        let mut raw = self.read(0, usize::MAX).await?;
+        let mut raw = self.read(self.log_start(), usize::MAX).await?;
         let mut out = Vec::new();
         while !raw.is_empty() {
             let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut raw)

@@ -28,6 +28,10 @@ const REBALANCE_TIMEOUT_MS: i32 = 10_000;
 /// so a join given only the request timeout gives up (and starts over) on a rebalance about to
 /// complete. Kafka's consumer waits the same (`JOIN_GROUP_TIMEOUT_LAPSE`).
 const JOIN_GROUP_TIMEOUT_LAPSE: Duration = Duration::from_secs(5);
+/// OffsetFetch's first version with `require_stable` (KIP-447).
+const STABLE_FETCH_VERSION: i16 = 7;
+/// The newest OffsetFetch version a client that does not ask for stable offsets sends.
+const UNSTABLE_FETCH_VERSION: i16 = 5;
 
 /// One member's view of its group.
 #[derive(Clone, Debug, Default)]
@@ -390,12 +394,20 @@ impl<C: Connector> Client<C> {
     }
 
     /// The group's committed offsets of `partitions` (topic, partition), -1 where none.
+    ///
+    /// A read_committed client asks for stable offsets (KIP-447, OffsetFetch v7+): while a
+    /// transaction that committed offsets of a partition is open, the coordinator answers
+    /// UNSTABLE_OFFSET_COMMIT, and the fetch is sent again after a backoff, as Kafka's consumer
+    /// does; otherwise a consumer-transform-produce client restarting from the offsets before
+    /// that transaction would process its inputs again if it commits. Against a broker without
+    /// v7 it fetches as before (Kafka's consumer refuses instead). Other clients keep the
+    /// versions they used (up to v5).
     pub async fn committed_offsets(
         &mut self,
         m: &mut Membership,
         partitions: &[(String, i32)],
     ) -> Result<Vec<((String, i32), i64)>, ClientError> {
-        let group = m.group.clone();
+        let stable = self.config.isolation_level == 1;
         let mut topics: Vec<(String, Vec<i32>)> = Vec::new();
         for (t, p) in partitions {
             match topics.iter_mut().find(|(name, _)| name == t) {
@@ -403,42 +415,73 @@ impl<C: Connector> Client<C> {
                 None => topics.push((t.clone(), vec![*p])),
             }
         }
-        let resp = self
-            .on_coordinator(m, move |conn| {
-                Box::pin(async move {
-                    let v = conn.pick_version(ApiKey::OffsetFetch)?;
-                    let mut req = OffsetFetchRequest::default();
-                    req.group_id = GroupId(s(&group));
-                    req.topics = Some(
-                        topics
-                            .into_iter()
-                            .map(|(topic, partitions)| {
-                                OffsetFetchRequestTopic::default()
-                                    .with_name(TopicName(s(&topic)))
-                                    .with_partition_indexes(partitions)
-                            })
-                            .collect(),
-                    );
-                    conn.send(&req, v).await
+        let mut attempt = 0;
+        loop {
+            let group = m.group.clone();
+            let topics = topics.clone();
+            let resp = self
+                .on_coordinator(m, move |conn| {
+                    Box::pin(async move {
+                        let top = conn.pick_version(ApiKey::OffsetFetch)?;
+                        let v = if stable {
+                            top
+                        } else {
+                            top.min(UNSTABLE_FETCH_VERSION)
+                        };
+                        let mut req = OffsetFetchRequest::default();
+                        req.group_id = GroupId(s(&group));
+                        req.require_stable = stable && v >= STABLE_FETCH_VERSION;
+                        req.topics = Some(
+                            topics
+                                .into_iter()
+                                .map(|(topic, partitions)| {
+                                    OffsetFetchRequestTopic::default()
+                                        .with_name(TopicName(s(&topic)))
+                                        .with_partition_indexes(partitions)
+                                })
+                                .collect(),
+                        );
+                        conn.send(&req, v).await
+                    })
                 })
-            })
-            .await?;
-        if resp.error_code != 0 {
-            return Err(self.group_error(m, ApiKey::OffsetFetch, resp.error_code));
-        }
-        let mut out = Vec::new();
-        for t in resp.topics {
-            for p in t.partitions {
-                if p.error_code != 0 {
-                    return Err(self.group_error(m, ApiKey::OffsetFetch, p.error_code));
-                }
-                out.push((
-                    (t.name.0.to_string(), p.partition_index),
-                    p.committed_offset,
-                ));
+                .await?;
+            if resp.error_code != 0 {
+                return Err(self.group_error(m, ApiKey::OffsetFetch, resp.error_code));
             }
+            let mut out = Vec::new();
+            let mut unstable = None;
+            for t in resp.topics {
+                for p in t.partitions {
+                    match error_of(p.error_code) {
+                        None => {}
+                        Some(UnstableOffsetCommit) => {
+                            unstable = Some(p.error_code);
+                            continue;
+                        }
+                        Some(_) => {
+                            return Err(self.group_error(m, ApiKey::OffsetFetch, p.error_code))
+                        }
+                    }
+                    out.push((
+                        (t.name.0.to_string(), p.partition_index),
+                        p.committed_offset,
+                    ));
+                }
+            }
+            let Some(code) = unstable else {
+                return Ok(out);
+            };
+            let e = ClientError::broker(ApiKey::OffsetFetch, code, None);
+            if attempt >= self.config.retries {
+                return Err(e);
+            }
+            reached!(
+                "group.unstable_offsets_waited",
+                "a read_committed client fetching committed offsets met a transaction still open and fetched again after a backoff"
+            );
+            self.prepare_retry(&e, attempt).await;
+            attempt += 1;
         }
-        Ok(out)
     }
 
     /// Leaves the group (best effort: a member that cannot leave times out).
