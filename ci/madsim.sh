@@ -9,6 +9,11 @@
 #   3. a small sweep (SEEDS seeds, default 50, of chaos, ownership, groups, idempotent, transactions),
 #   4. every planted bug caught on madsim (riptide mutants).
 # Exit non-zero on the first failure. The ordinary build reaches this binary with --backend madsim.
+#
+#   bash ci/madsim.sh          # all of it
+#   bash ci/madsim.sh build    # only what compiles (clippy, the binary, the three test binaries):
+#                              # ci/test.sh runs this in the background while it does other work,
+#                              # then runs the whole script, whose compile steps are then no-ops
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export RUSTFLAGS="--cfg madsim --cfg tokio_unstable"
@@ -24,10 +29,18 @@ cargo clippy --release --target-dir "$target" --workspace --all-targets -- -D wa
 section "cargo build --release (cfg madsim, $target)"
 cargo build --release --target-dir "$target" -p riptide-cli
 
-section "fault kinds take effect on madsim, coverage counts there, a seed is the same twice in one process"
 # With -p riptide-cli: the same packages as the build above, so the same features, so only the
 # test targets compile here (riptide-sim alone would compile 14 crates again with fewer features).
-cargo test --release --target-dir "$target" -p riptide-cli -p riptide-sim --test faults --test coverage --test same_process
+madsim_tests=(cargo test --release --target-dir "$target" -p riptide-cli -p riptide-sim
+  --test faults --test coverage --test same_process)
+if [ "${1:-}" = build ]; then
+  section "cargo test --no-run: the test binaries (cfg madsim, $target)"
+  "${madsim_tests[@]}" --no-run
+  exit 0
+fi
+
+section "fault kinds take effect on madsim, coverage counts there, a seed is the same twice in one process"
+"${madsim_tests[@]}"
 
 section "madsim determinism check: chaos 1..=20"
 tmp="$(mktemp -d)"
