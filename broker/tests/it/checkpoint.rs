@@ -4,26 +4,20 @@
 //! start only moves forward, retention moves it past expired commits, and objects below it are
 //! deleted without breaking opening or letting a silent old owner write where no one reads.
 
+use crate::put_hook::{HookedStore, PutHook};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures::stream::BoxStream;
 use futures::TryStreamExt;
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
-    Result as StoreResult,
-};
+use object_store::{ObjectStore, ObjectStoreExt, Result as StoreResult};
 use riptide_broker::batch;
 use riptide_broker::env::Ids;
 use riptide_broker::storage::log::{Cache, LogOptions, PartitionLog, CHECKPOINT_EVERY};
 use riptide_broker::storage::{checkpoint_prefix, checkpoint_seq, commit_path};
-use std::fmt;
-use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -390,16 +384,14 @@ async fn a_silent_old_owner_cannot_write_below_the_new_owners_log_start() {
 /// A store whose first `fail` checkpoint PUTs fail, and whose checkpoint PUTs wait at `gate`
 /// (when there is one) before going through.
 struct CheckpointFaults {
-    inner: InMemory,
     fail: AtomicUsize,
     attempts: AtomicUsize,
     gate: Option<Semaphore>,
 }
 
 impl CheckpointFaults {
-    fn new(fail: usize, gated: bool) -> Arc<Self> {
-        Arc::new(CheckpointFaults {
-            inner: InMemory::new(),
+    fn new(fail: usize, gated: bool) -> Arc<HookedStore<Self>> {
+        HookedStore::new(CheckpointFaults {
             fail: AtomicUsize::new(fail),
             attempts: AtomicUsize::new(0),
             gate: gated.then(|| Semaphore::new(0)),
@@ -410,26 +402,9 @@ impl CheckpointFaults {
     }
 }
 
-impl fmt::Debug for CheckpointFaults {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CheckpointFaults")
-    }
-}
-
-impl fmt::Display for CheckpointFaults {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("CheckpointFaults")
-    }
-}
-
 #[async_trait]
-impl ObjectStore for CheckpointFaults {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> StoreResult<PutResult> {
+impl PutHook for CheckpointFaults {
+    async fn before_put(&self, location: &Path) -> StoreResult<()> {
         if checkpoint_seq(location).is_some() {
             self.attempts.fetch_add(1, Ordering::SeqCst);
             if let Some(gate) = &self.gate {
@@ -446,45 +421,7 @@ impl ObjectStore for CheckpointFaults {
                 });
             }
         }
-        self.inner.put_opts(location, payload, opts).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> StoreResult<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> StoreResult<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> StoreResult<Vec<Bytes>> {
-        self.inner.get_ranges(location, ranges).await
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, StoreResult<Path>>,
-    ) -> BoxStream<'static, StoreResult<Path>> {
-        self.inner.delete_stream(locations)
-    }
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, StoreResult<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, StoreResult<ObjectMeta>> {
-        self.inner.list_with_offset(prefix, offset)
-    }
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> StoreResult<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> StoreResult<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> StoreResult<()> {
-        self.inner.rename_opts(from, to, options).await
+        Ok(())
     }
 }
 
@@ -504,7 +441,7 @@ async fn a_checkpoint_whose_write_failed_is_tried_again_at_the_next_commit() {
     log.open().await.unwrap();
     // The fence is commit 0, so the 64th append is commit 64: its checkpoint is refused.
     append_commits(&log, 0, CHECKPOINT_EVERY as i32).await;
-    assert_eq!(faulty.attempts(), 1);
+    assert_eq!(faulty.hook.attempts(), 1);
     assert!(checkpoints(&store).await.is_empty());
     // The next commit writes one: opening stays within its bound, not 64 commits more.
     append_commits(&log, CHECKPOINT_EVERY as i32, 1).await;
@@ -515,7 +452,7 @@ async fn a_checkpoint_whose_write_failed_is_tried_again_at_the_next_commit() {
         checkpoints(&store).await,
         vec![CHECKPOINT_EVERY + 1, 2 * CHECKPOINT_EVERY + 1]
     );
-    assert_eq!(faulty.attempts(), 3);
+    assert_eq!(faulty.hook.attempts(), 3);
 }
 
 #[tokio::test]
@@ -526,7 +463,7 @@ async fn a_store_refusing_checkpoints_gets_them_with_a_growing_spacing() {
     log.open().await.unwrap();
     append_commits(&log, 0, CHECKPOINT_EVERY as i32 + 100).await;
     // Commits 64, 65, 67, 71, 79, then every 16th: 95, 111, 127, 143, 159.
-    assert_eq!(faulty.attempts(), 10);
+    assert_eq!(faulty.hook.attempts(), 10);
     assert!(checkpoints(&store).await.is_empty());
 }
 
@@ -538,8 +475,13 @@ async fn one_checkpoint_write_at_a_time_and_the_next_follows_what_landed() {
     log.open().await.unwrap();
     // The write of commit 64's checkpoint hangs while the chain grows past two intervals.
     append_commits(&log, 0, 3 * CHECKPOINT_EVERY as i32).await;
-    assert_eq!(faulty.attempts(), 1, "a second checkpoint write began");
-    faulty.gate.as_ref().unwrap().add_permits(usize::MAX >> 4);
+    assert_eq!(faulty.hook.attempts(), 1, "a second checkpoint write began");
+    faulty
+        .hook
+        .gate
+        .as_ref()
+        .unwrap()
+        .add_permits(usize::MAX >> 4);
     settle().await;
     assert_eq!(checkpoints(&store).await, vec![CHECKPOINT_EVERY]);
     // Commit 192 is more than 64 past what landed: the next commit writes a checkpoint.

@@ -11,5 +11,6 @@ mod groups;
 mod invariants;
 mod log;
 mod produce_budget;
+mod put_hook;
 mod sasl;
 mod txn_log;

@@ -2,9 +2,9 @@
 //! requests, from when one is read until the log is done with its batches. Driven over real TCP
 //! with raw Kafka frames, against a store whose data commits wait at a gate.
 
+use crate::put_hook::{HookedStore, PutHook};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use futures::stream::BoxStream;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
@@ -13,18 +13,12 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result as StoreResult,
-};
+use object_store::Result as StoreResult;
 use riptide_broker::env::SystemClock;
 use riptide_broker::storage::topic_config::TopicConfig;
 use riptide_broker::{Broker, BrokerConfig};
 use riptide_wire::ResponseError;
-use std::fmt;
-use std::ops::Range;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -34,18 +28,16 @@ use tokio::sync::Semaphore;
 
 const VERSION: i16 = 7;
 
-/// An in-memory store whose data commits (any commit but a partition's first, the new owner's
-/// fence) wait until the gate opens; counts how many have begun.
+/// A store hook holding data commits (any commit but a partition's first, the new owner's fence)
+/// until the gate opens; counts how many have begun.
 struct Gated {
-    inner: InMemory,
     gate: Semaphore,
     begun: AtomicUsize,
 }
 
 impl Gated {
-    fn new() -> Arc<Self> {
-        Arc::new(Gated {
-            inner: InMemory::new(),
+    fn new() -> Arc<HookedStore<Self>> {
+        HookedStore::new(Gated {
             gate: Semaphore::new(0),
             begun: AtomicUsize::new(0),
         })
@@ -58,75 +50,20 @@ impl Gated {
     }
 }
 
-impl fmt::Debug for Gated {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Gated")
-    }
-}
-
-impl fmt::Display for Gated {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Gated")
-    }
-}
-
 #[async_trait]
-impl ObjectStore for Gated {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> StoreResult<PutResult> {
+impl PutHook for Gated {
+    async fn before_put(&self, location: &Path) -> StoreResult<()> {
         let p = location.as_ref();
         if p.ends_with(".commit") && !p.ends_with("/00000000000000000000.commit") {
             self.begun.fetch_add(1, Ordering::SeqCst);
             drop(self.gate.acquire().await);
         }
-        self.inner.put_opts(location, payload, opts).await
-    }
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> StoreResult<Box<dyn MultipartUpload>> {
-        self.inner.put_multipart_opts(location, opts).await
-    }
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> StoreResult<GetResult> {
-        self.inner.get_opts(location, options).await
-    }
-    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> StoreResult<Vec<Bytes>> {
-        self.inner.get_ranges(location, ranges).await
-    }
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, StoreResult<Path>>,
-    ) -> BoxStream<'static, StoreResult<Path>> {
-        self.inner.delete_stream(locations)
-    }
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, StoreResult<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-    fn list_with_offset(
-        &self,
-        prefix: Option<&Path>,
-        offset: &Path,
-    ) -> BoxStream<'static, StoreResult<ObjectMeta>> {
-        self.inner.list_with_offset(prefix, offset)
-    }
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> StoreResult<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> StoreResult<()> {
-        self.inner.copy_opts(from, to, options).await
-    }
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> StoreResult<()> {
-        self.inner.rename_opts(from, to, options).await
+        Ok(())
     }
 }
 
 /// A broker serving topic `t` (4 partitions) on a free port, with the given produce budget.
-async fn broker(store: Arc<Gated>, budget: usize) -> TcpStream {
+async fn broker(store: Arc<HookedStore<Gated>>, budget: usize) -> TcpStream {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let mut cfg = BrokerConfig::new(1, "127.0.0.1", port as i32);
@@ -206,15 +143,15 @@ async fn answer(conn: &mut TcpStream) -> (i32, i32, i16, i64) {
 }
 
 /// Waits until `n` data commits have begun, then a little longer to see that no more do.
-async fn begun_settles_at(store: &Gated, n: usize) {
+async fn begun_settles_at(store: &HookedStore<Gated>, n: usize) {
     for _ in 0..500 {
-        if store.begun() >= n {
+        if store.hook.begun() >= n {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(store.begun(), n, "data commits begun");
+    assert_eq!(store.hook.begun(), n, "data commits begun");
 }
 
 #[tokio::test]
@@ -230,11 +167,11 @@ async fn a_produce_waits_while_earlier_ones_hold_the_budget_until_committed() {
     }
     // One commit per partition, each waiting at the gate: only two requests were taken in.
     begun_settles_at(&store, 2).await;
-    store.open();
+    store.hook.open();
     for p in 0..4 {
         assert_eq!(answer(&mut conn).await, (p, p, 0, 0));
     }
-    assert_eq!(store.begun(), 4);
+    assert_eq!(store.hook.begun(), 4);
 }
 
 #[tokio::test]
@@ -250,9 +187,9 @@ async fn acks_zero_holds_its_budget_until_its_commit_is_done() {
         .unwrap();
     // Nobody waits for the acks=0 commit, but its batches are in memory until it is done.
     begun_settles_at(&store, 1).await;
-    store.open();
+    store.hook.open();
     assert_eq!(answer(&mut conn).await, (1, 1, 0, 0));
-    assert_eq!(store.begun(), 2);
+    assert_eq!(store.hook.begun(), 2);
 }
 
 #[tokio::test]
@@ -271,15 +208,15 @@ async fn a_timed_out_produce_holds_its_budget_until_its_commit_is_done() {
         .unwrap();
     // ...and its batches still hold the budget: the next produce is not taken in.
     begun_settles_at(&store, 1).await;
-    store.open();
+    store.hook.open();
     assert_eq!(answer(&mut conn).await, (1, 1, 0, 0));
-    assert_eq!(store.begun(), 2);
+    assert_eq!(store.hook.begun(), 2);
 }
 
 #[tokio::test]
 async fn a_produce_larger_than_the_whole_budget_goes_alone() {
     let store = Gated::new();
-    store.open();
+    store.hook.open();
     let mut conn = broker(store.clone(), 100).await;
     for corr in 0..3 {
         conn.write_all(&produce(corr, 0, -1, 30_000, 1000))
