@@ -887,9 +887,7 @@ impl<'a> Index<'a> {
 
     /// The partition's facts, if anything mentioned it.
     pub fn part(&self, tp: Tp<'_>) -> Option<&Part> {
-        self.part_ids
-            .get(tp.0, tp.1)
-            .map(|id| &self.part_list[id as usize])
+        self.part_id(tp).map(|id| self.part_at(id))
     }
 
     /// The facts of partition number `pid`.
